@@ -1,0 +1,1 @@
+//! Benchmarks of llamette (see issue 3); not yet written.

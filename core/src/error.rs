@@ -1,0 +1,294 @@
+//! The one error type of the crate.
+//!
+//! Every fallible function returns [`Error`]. It is `Copy`, allocation-free and
+//! prints a message a person can act on: which file section, tensor or buffer,
+//! what was expected and what was found.
+
+use core::fmt;
+
+/// A short name copied out of a file (a tensor name, a metadata key) so that an
+/// error can say *which* one without borrowing the file. Longer names are cut
+/// (at a character boundary) and end in `...` when printed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Name {
+    bytes: [u8; Name::CAP],
+    len: u8,
+    cut: bool,
+}
+
+impl Name {
+    /// How many bytes of a name are kept.
+    pub const CAP: usize = 64;
+
+    /// Copies (a prefix of) `s`.
+    pub fn new(s: &[u8]) -> Name {
+        let mut bytes = [0u8; Name::CAP];
+        let mut n = s.len().min(Name::CAP);
+        // Do not cut a UTF-8 character in half.
+        while n < s.len() && n > 0 && (s[n] & 0xC0) == 0x80 {
+            n -= 1;
+        }
+        bytes[..n].copy_from_slice(&s[..n]);
+        Name {
+            bytes,
+            len: n as u8,
+            cut: n < s.len(),
+        }
+    }
+
+    /// The kept bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.as_bytes().utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            for b in chunk.invalid() {
+                write!(f, "\\x{:02x}", b)?;
+            }
+        }
+        if self.cut {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self)
+    }
+}
+
+/// Everything that can go wrong in `llamette`.
+///
+/// Variants are never removed or renumbered; new ones may be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The bytes end before `what` could be read: `needed` bytes from `offset`,
+    /// but the input has only `len`.
+    Truncated {
+        /// The part of the file being read.
+        what: &'static str,
+        /// Where it starts.
+        offset: u64,
+        /// How many bytes it needs.
+        needed: u64,
+        /// How many bytes the input has in all.
+        len: u64,
+    },
+    /// The input does not start with any magic number this crate reads.
+    BadMagic {
+        /// The first four bytes, little-endian.
+        found: u32,
+    },
+    /// A known format in a version this crate does not read.
+    UnsupportedVersion {
+        /// "GGUF" or "llama2.c".
+        format: &'static str,
+        /// The version found.
+        version: u32,
+    },
+    /// The model's architecture (GGUF `general.architecture`) is not `llama`.
+    UnsupportedArchitecture {
+        /// The architecture named in the file.
+        found: Name,
+    },
+    /// A tensor has a type this crate has no kernel for.
+    UnsupportedTensorType {
+        /// The raw GGML type number.
+        ty: u32,
+        /// Its conventional name (`"Q4_K"`), or `"unknown"`.
+        type_name: &'static str,
+        /// The tensor that has it.
+        tensor: Name,
+    },
+    /// A required metadata key is absent.
+    MissingMetadata {
+        /// The key.
+        key: &'static str,
+    },
+    /// A metadata value is malformed, of the wrong type or out of range.
+    BadMetadata {
+        /// The key.
+        key: Name,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A tensor the model needs is absent.
+    MissingTensor {
+        /// Its name.
+        name: Name,
+    },
+    /// A tensor is malformed: wrong shape, outside the file, misaligned.
+    BadTensor {
+        /// Its name.
+        tensor: Name,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The model's hyper-parameters are inconsistent or absurd.
+    BadConfig {
+        /// What is wrong.
+        reason: &'static str,
+        /// The offending value.
+        value: u64,
+    },
+    /// The tokenizer file is malformed.
+    BadTokenizer {
+        /// What is wrong.
+        reason: &'static str,
+        /// The token id (or other index) concerned.
+        index: u64,
+    },
+    /// The tokenizer has fewer tokens than the model's vocabulary.
+    TokenizerTooSmall {
+        /// Tokens in the tokenizer.
+        tokenizer: u32,
+        /// Vocabulary size of the model.
+        model: u32,
+    },
+    /// A caller-provided buffer is too small.
+    BufferTooSmall {
+        /// What the buffer is for.
+        what: &'static str,
+        /// How many bytes (or elements, as `what` says) are needed.
+        needed: usize,
+        /// How many were given.
+        got: usize,
+    },
+    /// A caller-provided buffer is not aligned as required.
+    BufferMisaligned {
+        /// What the buffer is for.
+        what: &'static str,
+        /// The alignment needed, in bytes.
+        align: usize,
+    },
+    /// A token id outside the vocabulary.
+    UnknownToken {
+        /// The id.
+        id: u32,
+        /// The vocabulary size.
+        vocab: u32,
+    },
+    /// The session's context is full: no room for more positions.
+    ContextFull {
+        /// Positions already used.
+        pos: usize,
+        /// Positions requested in addition.
+        requested: usize,
+        /// The session's context length.
+        context: usize,
+    },
+    /// An argument is out of its documented range.
+    InvalidArgument {
+        /// Which argument, and what is expected.
+        what: &'static str,
+    },
+    /// A step was asked of a session that has not been fed any token yet.
+    NothingToSample,
+    /// The work was cancelled by the host.
+    Cancelled,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::Truncated {
+                what,
+                offset,
+                needed,
+                len,
+            } => write!(
+                f,
+                "truncated input: {what} needs {needed} bytes at offset {offset}, but the input is {len} bytes long"
+            ),
+            Error::BadMagic { found } => write!(
+                f,
+                "unrecognised file: magic 0x{found:08x} is neither GGUF nor a llama2.c checkpoint"
+            ),
+            Error::UnsupportedVersion { format, version } => {
+                write!(f, "unsupported {format} version {version}")
+            }
+            Error::UnsupportedArchitecture { found } => write!(
+                f,
+                "unsupported architecture \"{found}\" (only \"llama\" is supported)"
+            ),
+            Error::UnsupportedTensorType {
+                ty,
+                type_name,
+                tensor,
+            } => write!(
+                f,
+                "unsupported tensor type {type_name} ({ty}) in tensor {tensor} (supported: F32, F16, Q8_0, Q4_0)"
+            ),
+            Error::MissingMetadata { key } => write!(f, "missing metadata key {key}"),
+            Error::BadMetadata { key, reason } => write!(f, "bad metadata {key}: {reason}"),
+            Error::MissingTensor { name } => write!(f, "missing tensor {name}"),
+            Error::BadTensor { tensor, reason } => write!(f, "bad tensor {tensor}: {reason}"),
+            Error::BadConfig { reason, value } => {
+                write!(f, "bad model configuration: {reason} (value {value})")
+            }
+            Error::BadTokenizer { reason, index } => {
+                write!(f, "bad tokenizer: {reason} (at {index})")
+            }
+            Error::TokenizerTooSmall { tokenizer, model } => write!(
+                f,
+                "the tokenizer has {tokenizer} tokens but the model's vocabulary has {model}"
+            ),
+            Error::BufferTooSmall { what, needed, got } => write!(
+                f,
+                "{what} is too small: {needed} needed, {got} given"
+            ),
+            Error::BufferMisaligned { what, align } => {
+                write!(f, "{what} must be aligned to {align} bytes")
+            }
+            Error::UnknownToken { id, vocab } => write!(
+                f,
+                "unknown token id {id} (the vocabulary has {vocab} tokens)"
+            ),
+            Error::ContextFull {
+                pos,
+                requested,
+                context,
+            } => write!(
+                f,
+                "context full: {pos} positions used + {requested} requested > context length {context}"
+            ),
+            Error::InvalidArgument { what } => write!(f, "invalid argument: {what}"),
+            Error::NothingToSample => {
+                write!(f, "nothing to sample: feed at least one token first")
+            }
+            Error::Cancelled => write!(f, "cancelled"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for Error {}
+
+/// The crate's result type.
+pub type Result<T> = core::result::Result<T, Error>;
+
+/// Builds a [`Error::Truncated`] check: `bytes[offset..offset + n]`, or the error.
+pub(crate) fn slice<'a>(
+    bytes: &'a [u8],
+    offset: u64,
+    n: u64,
+    what: &'static str,
+) -> Result<&'a [u8]> {
+    let len = bytes.len() as u64;
+    match offset.checked_add(n) {
+        Some(end) if end <= len => Ok(&bytes[offset as usize..end as usize]),
+        _ => Err(Error::Truncated {
+            what,
+            offset,
+            needed: n,
+            len,
+        }),
+    }
+}

@@ -1,0 +1,259 @@
+//! The Llama 2 decoder, one token at a time.
+//!
+//! Read it like llama2.c's `run.c`: embed the token, then for every layer
+//! RMSNorm, the q/k/v projections, RoPE, grouped-query attention over the KV
+//! cache, the output projection and the residual; RMSNorm, the SwiGLU
+//! feed-forward block and the residual; finally RMSNorm and the classifier.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::{Error, Result};
+use crate::kernels::{self, matvec, Act};
+use crate::model::Model;
+use crate::parallel::Parallel;
+use crate::tensor::Tensor;
+
+/// The KV cache storage of one session.
+pub(crate) enum KvCache<'a> {
+    F32(&'a mut [f32]),
+    F16(&'a mut [u16]),
+}
+
+impl KvCache<'_> {
+    /// Stores `v` at element offset `at`.
+    fn write(&mut self, at: usize, v: &[f32]) {
+        match self {
+            KvCache::F32(c) => c[at..at + v.len()].copy_from_slice(v),
+            KvCache::F16(c) => {
+                for (o, &x) in c[at..at + v.len()].iter_mut().zip(v) {
+                    *o = half::f16::from_f32(x).to_bits();
+                }
+            }
+        }
+    }
+
+    /// `dot(q, cache[at..at + q.len()])`.
+    fn dot(&self, at: usize, q: &[f32]) -> f32 {
+        match self {
+            KvCache::F32(c) => dot(q, &c[at..at + q.len()]),
+            KvCache::F16(c) => {
+                let mut s = 0f32;
+                for (&a, &b) in q.iter().zip(&c[at..at + q.len()]) {
+                    s += a * kernels::scalar::f16_to_f32(b);
+                }
+                s
+            }
+        }
+    }
+
+    /// `out += a * cache[at..at + out.len()]`.
+    fn axpy(&self, at: usize, a: f32, out: &mut [f32]) {
+        match self {
+            KvCache::F32(c) => {
+                let n = out.len();
+                for (o, &v) in out.iter_mut().zip(&c[at..at + n]) {
+                    *o += a * v;
+                }
+            }
+            KvCache::F16(c) => {
+                let n = out.len();
+                for (o, &v) in out.iter_mut().zip(&c[at..at + n]) {
+                    *o += a * kernels::scalar::f16_to_f32(v);
+                }
+            }
+        }
+    }
+}
+
+/// The activations and caches of one session (llama2.c's `RunState`).
+pub(crate) struct State<'a> {
+    pub context: usize,
+    /// The residual stream.
+    pub x: &'a mut [f32],
+    pub xb: &'a mut [f32],
+    pub xb2: &'a mut [f32],
+    pub hb: &'a mut [f32],
+    pub hb2: &'a mut [f32],
+    pub q: &'a mut [f32],
+    pub k: &'a mut [f32],
+    pub v: &'a mut [f32],
+    /// Attention scores, `context` per head.
+    pub att: &'a mut [f32],
+    pub logits: &'a mut [f32],
+    /// Sampler scratch: probabilities and sort keys.
+    pub probs: &'a mut [f32],
+    pub cand: &'a mut [u64],
+    /// `[layer][position][kv_dim]`.
+    pub key_cache: KvCache<'a>,
+    pub value_cache: KvCache<'a>,
+    /// Int8 blocks of the activation being multiplied (fixed-point path).
+    pub quant_d: &'a mut [f32],
+    pub quant_sum: &'a mut [i32],
+    pub quant: &'a mut [i8],
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut s = 0f32;
+    for (x, y) in a.iter().zip(b) {
+        s += x * y;
+    }
+    s
+}
+
+/// `o = weight * x / rms(x)`.
+fn rmsnorm(o: &mut [f32], x: &[f32], weight: &Tensor, eps: f32) {
+    let mut ss = 0f32;
+    for v in x {
+        ss += v * v;
+    }
+    ss /= x.len() as f32;
+    ss += eps;
+    let inv = 1.0 / libm::sqrtf(ss);
+    for (j, (o, &x)) in o.iter_mut().zip(x).enumerate() {
+        *o = kernels::scalar::f32_at(weight.data, j) * (inv * x);
+    }
+}
+
+/// In-place softmax.
+pub(crate) fn softmax(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    let mut sum = 0f32;
+    for v in x.iter_mut() {
+        *v = libm::expf(*v - max);
+        sum += *v;
+    }
+    for v in x.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// `out = w @ x`, quantizing `x` first when `w` takes the fixed-point path.
+fn project(
+    par: &dyn Parallel,
+    out: &mut [f32],
+    w: &Tensor,
+    x: &[f32],
+    quant: (&mut [f32], &mut [i32], &mut [i8]),
+) {
+    if kernels::wants_quantized(w.ty) {
+        let a = kernels::quantize_acts(x, quant.0, quant.1, quant.2);
+        matvec(par, out, w, &a);
+    } else {
+        matvec(par, out, w, &Act { x, d: &[], sum: &[], q: &[] });
+    }
+}
+
+/// Runs `token` at position `pos`, writing its keys and values into the
+/// cache; with `want_logits`, leaves the next-token logits in `s.logits`.
+pub(crate) fn forward(
+    model: &Model,
+    s: &mut State,
+    token: u32,
+    pos: usize,
+    want_logits: bool,
+    par: &dyn Parallel,
+    cancel: Option<&AtomicBool>,
+) -> Result<()> {
+    let c = &model.config;
+    let (dim, head_dim) = (c.dim, c.head_dim());
+    let kv_dim = c.kv_dim();
+    let kv_mul = c.n_heads / c.n_kv_heads;
+    let ctx = s.context;
+    let cancelled = || cancel.is_some_and(|f| f.load(Ordering::Relaxed));
+
+    // The token's embedding.
+    model.token_embd.dequantize_row(token as usize, s.x);
+
+    for (l, w) in model.layers().iter().enumerate() {
+        if cancelled() {
+            return Err(Error::Cancelled);
+        }
+        // Attention: q, k, v of the normalised input.
+        rmsnorm(s.xb, s.x, &w.attn_norm, c.rms_eps);
+        let loff = l * ctx * kv_dim;
+        let kv_at = loff + pos * kv_dim;
+        let (k, v) = (&mut *s.k, &mut *s.v);
+        if kernels::wants_quantized(w.wq.ty) && w.wq.ty == w.wk.ty && w.wq.ty == w.wv.ty {
+            // Quantize once for all three projections.
+            let a = kernels::quantize_acts(s.xb, s.quant_d, s.quant_sum, s.quant);
+            matvec(par, s.q, &w.wq, &a);
+            matvec(par, k, &w.wk, &a);
+            matvec(par, v, &w.wv, &a);
+        } else {
+            project(par, s.q, &w.wq, s.xb, (s.quant_d, s.quant_sum, s.quant));
+            project(par, k, &w.wk, s.xb, (s.quant_d, s.quant_sum, s.quant));
+            project(par, v, &w.wv, s.xb, (s.quant_d, s.quant_sum, s.quant));
+        }
+
+        // RoPE: rotate each adjacent pair (2i, 2i+1) of every head of q and k
+        // by pos * theta^(-2i / head_dim).
+        for i in (0..dim).step_by(2) {
+            let hd = i % head_dim;
+            let freq = 1.0 / libm::powf(c.rope_theta, hd as f32 / head_dim as f32);
+            let val = pos as f32 * freq;
+            let (fcr, fci) = (libm::cosf(val), libm::sinf(val));
+            let (q0, q1) = (s.q[i], s.q[i + 1]);
+            s.q[i] = q0 * fcr - q1 * fci;
+            s.q[i + 1] = q0 * fci + q1 * fcr;
+            if i < kv_dim {
+                let (k0, k1) = (k[i], k[i + 1]);
+                k[i] = k0 * fcr - k1 * fci;
+                k[i + 1] = k0 * fci + k1 * fcr;
+            }
+        }
+        s.key_cache.write(kv_at, k);
+        s.value_cache.write(kv_at, v);
+
+        // Grouped-query attention: head h reads kv head h / kv_mul.
+        let scale = 1.0 / libm::sqrtf(head_dim as f32);
+        for h in 0..c.n_heads {
+            let q = &s.q[h * head_dim..(h + 1) * head_dim];
+            let att = &mut s.att[h * ctx..h * ctx + pos + 1];
+            let kv_head = (h / kv_mul) * head_dim;
+            for (t, a) in att.iter_mut().enumerate() {
+                *a = s.key_cache.dot(loff + t * kv_dim + kv_head, q) * scale;
+            }
+            softmax(att);
+            let xb = &mut s.xb[h * head_dim..(h + 1) * head_dim];
+            xb.fill(0.0);
+            for (t, &a) in att.iter().enumerate() {
+                s.value_cache.axpy(loff + t * kv_dim + kv_head, a, xb);
+            }
+        }
+
+        // Output projection and residual.
+        project(par, s.xb2, &w.wo, s.xb, (s.quant_d, s.quant_sum, s.quant));
+        for (x, d) in s.x.iter_mut().zip(s.xb2.iter()) {
+            *x += d;
+        }
+
+        if cancelled() {
+            return Err(Error::Cancelled);
+        }
+        // Feed-forward: w2(silu(w1(x)) * w3(x)).
+        rmsnorm(s.xb, s.x, &w.ffn_norm, c.rms_eps);
+        if kernels::wants_quantized(w.w1.ty) && w.w1.ty == w.w3.ty {
+            let a = kernels::quantize_acts(s.xb, s.quant_d, s.quant_sum, s.quant);
+            matvec(par, s.hb, &w.w1, &a);
+            matvec(par, s.hb2, &w.w3, &a);
+        } else {
+            project(par, s.hb, &w.w1, s.xb, (s.quant_d, s.quant_sum, s.quant));
+            project(par, s.hb2, &w.w3, s.xb, (s.quant_d, s.quant_sum, s.quant));
+        }
+        for (h, &g) in s.hb.iter_mut().zip(s.hb2.iter()) {
+            let silu = *h * (1.0 / (1.0 + libm::expf(-*h)));
+            *h = silu * g;
+        }
+        project(par, s.xb, &w.w2, s.hb, (s.quant_d, s.quant_sum, s.quant));
+        for (x, d) in s.x.iter_mut().zip(s.xb.iter()) {
+            *x += d;
+        }
+    }
+
+    if want_logits {
+        // Final norm (into xb: x itself stays untouched) and the classifier.
+        rmsnorm(s.xb, s.x, &model.output_norm, c.rms_eps);
+        project(par, s.logits, &model.output, s.xb, (s.quant_d, s.quant_sum, s.quant));
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! The scalar reference kernels: plain Rust, any target, any alignment.
+//!
+//! Every faster kernel set is tested against these.
+
+use super::{Act, Kernels};
+use crate::tensor::QK;
+
+/// The scalar kernel set.
+pub static KERNELS: Kernels = Kernels {
+    name: "scalar",
+    dot_f32,
+    dot_f16,
+    dot_q8_0,
+    dot_q4_0,
+    quantize,
+};
+
+/// IEEE half to single precision.
+#[inline]
+pub fn f16_to_f32(bits: u16) -> f32 {
+    half::f16::from_bits(bits).to_f32()
+}
+
+/// Element `i` of a little-endian f32 array stored as bytes.
+#[inline]
+pub fn f32_at(bytes: &[u8], i: usize) -> f32 {
+    let b = &bytes[4 * i..4 * i + 4];
+    f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Sums eight partial sums in a fixed tree order.
+#[inline]
+fn reduce8(a: [f32; 8]) -> f32 {
+    ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
+}
+
+/// F32 row times f32 activations, eight interleaved partial sums.
+pub fn dot_f32(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut rows = row.chunks_exact(32);
+    let mut xs = x.chunks_exact(8);
+    for (r, x) in (&mut rows).zip(&mut xs) {
+        for j in 0..8 {
+            let w = f32::from_le_bytes([r[4 * j], r[4 * j + 1], r[4 * j + 2], r[4 * j + 3]]);
+            acc[j] += w * x[j];
+        }
+    }
+    for (j, (r, x)) in rows.remainder().chunks_exact(4).zip(xs.remainder()).enumerate() {
+        acc[j] += f32::from_le_bytes([r[0], r[1], r[2], r[3]]) * x;
+    }
+    reduce8(acc)
+}
+
+/// F16 row times f32 activations, eight interleaved partial sums.
+pub fn dot_f16(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut rows = row.chunks_exact(16);
+    let mut xs = x.chunks_exact(8);
+    for (r, x) in (&mut rows).zip(&mut xs) {
+        for j in 0..8 {
+            acc[j] += f16_to_f32(u16::from_le_bytes([r[2 * j], r[2 * j + 1]])) * x[j];
+        }
+    }
+    for (j, (r, x)) in rows.remainder().chunks_exact(2).zip(xs.remainder()).enumerate() {
+        acc[j] += f16_to_f32(u16::from_le_bytes([r[0], r[1]])) * x;
+    }
+    reduce8(acc)
+}
+
+/// Q8_0 row times int8 activation blocks.
+pub fn dot_q8_0(row: &[u8], a: &Act) -> f32 {
+    let mut sum = 0f32;
+    for (b, blk) in row.chunks_exact(34).enumerate() {
+        let d = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
+        let q = &a.q[b * QK..(b + 1) * QK];
+        let mut acc = 0i32;
+        for (&w, &x) in blk[2..].iter().zip(q) {
+            acc += (w as i8) as i32 * x as i32;
+        }
+        sum += (d * a.d[b]) * acc as f32;
+    }
+    sum
+}
+
+/// Q4_0 row times int8 activation blocks: `d (sum(nibble * q) - 8 sum(q))`.
+pub fn dot_q4_0(row: &[u8], a: &Act) -> f32 {
+    let mut sum = 0f32;
+    for (b, blk) in row.chunks_exact(18).enumerate() {
+        let d = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
+        let q = &a.q[b * QK..(b + 1) * QK];
+        let mut acc = 0i32;
+        for (j, &w) in blk[2..].iter().enumerate() {
+            acc += (w & 0x0f) as i32 * q[j] as i32 + (w >> 4) as i32 * q[j + QK / 2] as i32;
+        }
+        sum += (d * a.d[b]) * (acc - 8 * a.sum[b]) as f32;
+    }
+    sum
+}
+
+/// llama2.c "version 2" row (int8 + f32 group scales) times f32 activations.
+/// `r` is the row's index, to find its scales.
+pub fn dot_q8_split(row: &[u8], scales: &[u8], r: usize, group: u32, x: &[f32]) -> f32 {
+    let g = group as usize;
+    let first = r * row.len() / g;
+    let mut sum = 0f32;
+    for (k, (w, x)) in row.chunks_exact(g).zip(x.chunks_exact(g)).enumerate() {
+        let mut acc = 0f32;
+        for (&w, &x) in w.iter().zip(x) {
+            acc += (w as i8) as f32 * x;
+        }
+        sum += acc * f32_at(scales, first + k);
+    }
+    sum
+}
+
+/// Quantizes blocks of 32 activations: `d = max|x| / 127`, `q = round(x / d)`.
+pub fn quantize(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]) {
+    for (b, (xs, qs)) in x.chunks_exact(QK).zip(q.chunks_exact_mut(QK)).enumerate() {
+        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = amax / 127.0;
+        let inv = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+        let mut s = 0i32;
+        for (o, &v) in qs.iter_mut().zip(xs) {
+            let r = libm::roundf(v * inv) as i32;
+            *o = r.clamp(-127, 127) as i8;
+            s += *o as i32;
+        }
+        d[b] = scale;
+        sum[b] = s;
+    }
+}

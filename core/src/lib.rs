@@ -1,0 +1,37 @@
+//! # llamette
+//!
+//! An embeddable Llama 2 inference core: `#![no_std]`, no allocation, weights
+//! borrowed from the caller's bytes, every mutable state in one caller buffer.
+//!
+//! The pieces, in the order a program uses them:
+//! - [`format`]: read a GGUF or llama2.c file into a [`Model`] (zero-copy views);
+//! - [`tokenizer`]: SentencePiece BPE over the file's vocabulary;
+//! - [`Session`]: the KV cache and scratch carved from one caller buffer,
+//!   with [`Session::required_bytes`] telling its exact size;
+//! - [`sampler`]: greedy, temperature, top-k, top-p, min-p, repetition penalty;
+//! - [`forward`]: the decoder itself, read it top to bottom like llama2.c's `run.c`.
+#![no_std]
+#![deny(missing_docs)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod error;
+pub mod format;
+pub mod forward;
+pub mod kernels;
+pub mod model;
+pub mod parallel;
+pub mod sampler;
+pub mod session;
+pub mod tensor;
+pub mod tokenizer;
+
+pub use error::{Error, Result};
+pub use model::{Config, Model};
+pub use sampler::{Sampler, SamplerParams};
+pub use session::{Session, SessionParams};
+// pub use tokenizer::Tokenizer;

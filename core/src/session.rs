@@ -1,0 +1,357 @@
+//! A session: one conversation's mutable state, carved from one caller buffer.
+//!
+//! ```text
+//! let bytes = Session::required_bytes(&model, &params)?;   // exact
+//! let mut buf = vec![0u8; bytes];                           // or a static, or flash-adjacent RAM
+//! let mut s = Session::new(&model, params, &mut buf)?;      // nothing allocated from here on
+//! s.feed(&prompt_tokens)?;
+//! let next = s.sample(&mut sampler)?;
+//! ```
+//!
+//! The buffer holds the KV cache, the activations, the logits, the sampler's
+//! scratch and the token history. Its start must be aligned to
+//! [`Session::ALIGN`] bytes (64 is best: every region is placed at a multiple
+//! of 64 from the start).
+
+use core::sync::atomic::AtomicBool;
+
+use crate::error::{Error, Result};
+use crate::forward::{self, KvCache, State};
+use crate::kernels;
+use crate::model::Model;
+use crate::parallel::{Inline, Parallel};
+use crate::sampler::Sampler;
+
+/// Element type of the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvType {
+    /// Single precision: exact, 4 bytes per value.
+    #[default]
+    F32,
+    /// Half precision: half the memory, about 3 decimal digits.
+    F16,
+}
+
+/// How a session is sized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionParams {
+    /// Positions the session can hold; 0 means the model's full context.
+    pub context: usize,
+    /// KV cache element type.
+    pub kv_type: KvType,
+}
+
+/// Where each region of the session buffer starts, and the total.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    context: usize,
+    total: usize,
+    regions: [(usize, usize); Region::COUNT],
+}
+
+/// The regions of the session buffer, in order.
+#[derive(Debug, Clone, Copy)]
+enum Region {
+    X,
+    Xb,
+    Xb2,
+    Hb,
+    Hb2,
+    Q,
+    K,
+    V,
+    Att,
+    Logits,
+    Probs,
+    Cand,
+    KeyCache,
+    ValueCache,
+    QuantD,
+    QuantSum,
+    Quant,
+    Tokens,
+}
+
+impl Region {
+    const COUNT: usize = 18;
+}
+
+/// Every region starts at a multiple of this many bytes from the buffer start.
+const REGION_ALIGN: usize = 64;
+
+impl Layout {
+    fn new(model: &Model, params: &SessionParams) -> Result<Layout> {
+        let c = &model.config;
+        let context = match params.context {
+            0 => c.seq_len,
+            n if n > c.seq_len => {
+                return Err(Error::InvalidArgument {
+                    what: "context is longer than the model's context length",
+                })
+            }
+            n => n,
+        };
+        let kv_elem = match params.kv_type {
+            KvType::F32 => 4,
+            KvType::F16 => 2,
+        };
+        let quantized = model
+            .layers()
+            .iter()
+            .flat_map(|l| l.tensors())
+            .any(|(_, t)| kernels::wants_quantized(t.ty))
+            || kernels::wants_quantized(model.output.ty);
+        let qn = if quantized { c.dim.max(c.hidden_dim) } else { 0 };
+        let kv = c.n_layers * context * c.kv_dim();
+        let sizes: [usize; Region::COUNT] = [
+            c.dim * 4,
+            c.dim * 4,
+            c.dim * 4,
+            c.hidden_dim * 4,
+            c.hidden_dim * 4,
+            c.dim * 4,
+            c.kv_dim() * 4,
+            c.kv_dim() * 4,
+            c.n_heads * context * 4,
+            c.vocab_size * 4,
+            c.vocab_size * 4,
+            c.vocab_size * 8,
+            kv * kv_elem,
+            kv * kv_elem,
+            qn / 32 * 4,
+            qn / 32 * 4,
+            qn,
+            context * 4,
+        ];
+        let mut regions = [(0, 0); Region::COUNT];
+        let mut total = 0usize;
+        for (r, &size) in regions.iter_mut().zip(&sizes) {
+            *r = (total, size);
+            total = total
+                .checked_add(size.next_multiple_of(REGION_ALIGN))
+                .ok_or(Error::BadConfig {
+                    reason: "session size overflows",
+                    value: size as u64,
+                })?;
+        }
+        Ok(Layout {
+            context,
+            total,
+            regions,
+        })
+    }
+}
+
+/// One conversation with a model.
+///
+/// A session borrows its model and its buffer; it never allocates. It is
+/// `Send` but used by one thread at a time; many sessions may share a model.
+pub struct Session<'a> {
+    model: &'a Model<'a>,
+    state: State<'a>,
+    tokens: &'a mut [u32],
+    pos: usize,
+    has_logits: bool,
+    par: &'a dyn Parallel,
+    cancel: Option<&'a AtomicBool>,
+}
+
+impl core::fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Session")
+            .field("pos", &self.pos)
+            .field("context", &self.context())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Splits `count` elements of `T` off the front of a region table entry.
+fn carve<'a, T: bytemuck::Pod>(buf: &mut &'a mut [u8], region: (usize, usize), base: usize) -> &'a mut [T] {
+    let (offset, size) = region;
+    let rest = core::mem::take(buf);
+    // Regions are laid out in increasing order: skip to this one's offset.
+    let (_, rest) = rest.split_at_mut(offset - base);
+    let (mine, rest) = rest.split_at_mut(size);
+    *buf = rest;
+    bytemuck::cast_slice_mut(mine)
+}
+
+impl<'a> Session<'a> {
+    /// The buffer's start must be aligned to this many bytes.
+    pub const ALIGN: usize = 8;
+
+    /// The exact number of bytes a session needs for `model` and `params`.
+    pub fn required_bytes(model: &Model, params: &SessionParams) -> Result<usize> {
+        Layout::new(model, params).map(|l| l.total)
+    }
+
+    /// Creates a session in `buf` (at least [`Session::required_bytes`] long,
+    /// aligned to [`Session::ALIGN`]). The buffer's content does not matter.
+    pub fn new(model: &'a Model<'a>, params: SessionParams, buf: &'a mut [u8]) -> Result<Session<'a>> {
+        let layout = Layout::new(model, &params)?;
+        if buf.len() < layout.total {
+            return Err(Error::BufferTooSmall {
+                what: "session buffer (bytes)",
+                needed: layout.total,
+                got: buf.len(),
+            });
+        }
+        if buf.as_ptr() as usize % Session::ALIGN != 0 {
+            return Err(Error::BufferMisaligned {
+                what: "session buffer",
+                align: Session::ALIGN,
+            });
+        }
+        let mut rest: &'a mut [u8] = buf;
+        let mut base = 0;
+        let r = layout.regions;
+        macro_rules! take {
+            ($region:expr) => {{
+                let region = r[$region as usize];
+                let s = carve(&mut rest, region, base);
+                base = region.0 + region.1;
+                s
+            }};
+        }
+        let x = take!(Region::X);
+        let xb = take!(Region::Xb);
+        let xb2 = take!(Region::Xb2);
+        let hb = take!(Region::Hb);
+        let hb2 = take!(Region::Hb2);
+        let q = take!(Region::Q);
+        let k = take!(Region::K);
+        let v = take!(Region::V);
+        let att = take!(Region::Att);
+        let logits = take!(Region::Logits);
+        let probs = take!(Region::Probs);
+        let cand = take!(Region::Cand);
+        let (key_cache, value_cache) = match params.kv_type {
+            KvType::F32 => (KvCache::F32(take!(Region::KeyCache)), KvCache::F32(take!(Region::ValueCache))),
+            KvType::F16 => (KvCache::F16(take!(Region::KeyCache)), KvCache::F16(take!(Region::ValueCache))),
+        };
+        let quant_d = take!(Region::QuantD);
+        let quant_sum = take!(Region::QuantSum);
+        let quant = take!(Region::Quant);
+        let tokens = take!(Region::Tokens);
+        let _ = base;
+        Ok(Session {
+            model,
+            state: State {
+                context: layout.context,
+                x,
+                xb,
+                xb2,
+                hb,
+                hb2,
+                q,
+                k,
+                v,
+                att,
+                logits,
+                probs,
+                cand,
+                key_cache,
+                value_cache,
+                quant_d,
+                quant_sum,
+                quant,
+            },
+            tokens,
+            pos: 0,
+            has_logits: false,
+            par: &Inline,
+            cancel: None,
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &'a Model<'a> {
+        self.model
+    }
+
+    /// Positions this session can hold.
+    pub fn context(&self) -> usize {
+        self.state.context
+    }
+
+    /// Positions used so far (the next token goes at this position).
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The tokens fed so far, one per position.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens[..self.pos]
+    }
+
+    /// Runs matrix products through `par` from now on.
+    pub fn set_parallel(&mut self, par: &'a dyn Parallel) {
+        self.par = par;
+    }
+
+    /// Checks `flag` at least once per layer; when it is set, the current
+    /// [`Session::feed`] stops with [`Error::Cancelled`]. The flag is not
+    /// cleared by the session.
+    pub fn set_cancel_flag(&mut self, flag: Option<&'a AtomicBool>) {
+        self.cancel = flag;
+    }
+
+    /// Forgets every position: the session is as new.
+    pub fn reset(&mut self) {
+        self.pos = 0;
+        self.has_logits = false;
+    }
+
+    /// Runs the model over `tokens` at the next positions. Afterwards
+    /// [`Session::logits`] holds the prediction for the position after the
+    /// last one.
+    ///
+    /// Checks everything first: an empty slice, an unknown id or too many
+    /// tokens for the context is an error that changes nothing. When
+    /// cancelled, the tokens processed so far are kept (see [`Session::pos`])
+    /// and there are no logits until the next successful feed.
+    pub fn feed(&mut self, tokens: &[u32]) -> Result<()> {
+        if tokens.is_empty() {
+            return Err(Error::InvalidArgument {
+                what: "feed needs at least one token",
+            });
+        }
+        let vocab = self.model.config.vocab_size;
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::UnknownToken {
+                id,
+                vocab: vocab as u32,
+            });
+        }
+        if tokens.len() > self.context() - self.pos {
+            return Err(Error::ContextFull {
+                pos: self.pos,
+                requested: tokens.len(),
+                context: self.context(),
+            });
+        }
+        self.has_logits = false;
+        for (i, &t) in tokens.iter().enumerate() {
+            let last = i + 1 == tokens.len();
+            forward::forward(self.model, &mut self.state, t, self.pos, last, self.par, self.cancel)?;
+            self.tokens[self.pos] = t;
+            self.pos += 1;
+        }
+        self.has_logits = true;
+        Ok(())
+    }
+
+    /// The logits predicting the next token, after a successful feed.
+    pub fn logits(&self) -> Option<&[f32]> {
+        self.has_logits.then_some(&*self.state.logits)
+    }
+
+    /// Draws the next token from the current logits (does not feed it).
+    pub fn sample(&mut self, sampler: &mut Sampler) -> Result<u32> {
+        if !self.has_logits {
+            return Err(Error::NothingToSample);
+        }
+        let s = &mut self.state;
+        Ok(sampler.sample(s.logits, &self.tokens[..self.pos], s.probs, s.cand))
+    }
+}

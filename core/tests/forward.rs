@@ -1,0 +1,93 @@
+//! The forward pass against llama2.c's own numbers (../shared/testdata).
+
+use llamette::session::KvType;
+use llamette::{Model, Sampler, SamplerParams, Session, SessionParams};
+
+fn shared(path: &str) -> Vec<u8> {
+    let p = format!("{}/../../shared/{}", env!("CARGO_MANIFEST_DIR"), path);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+fn greedy_ids() -> Vec<u32> {
+    String::from_utf8(shared("testdata/stories260K.greedy.ids.txt"))
+        .unwrap()
+        .split_whitespace()
+        .map(|t| t.parse().unwrap())
+        .collect()
+}
+
+fn reference_logits() -> Vec<f32> {
+    shared("testdata/stories260K.greedy.logits-pos0-15.f32")
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+fn session_buf(model: &Model, params: &SessionParams) -> Vec<u64> {
+    vec![0u64; Session::required_bytes(model, params).unwrap().div_ceil(8)]
+}
+
+fn as_bytes(buf: &mut [u64]) -> &mut [u8] {
+    let n = buf.len() * 8;
+    // A u64 slice viewed as bytes (8-aligned, as Session::ALIGN asks).
+    unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, n) }
+}
+
+/// Feeds the reference tokens one at a time and compares the logits at
+/// positions 0..16 with llama2.c's.
+fn check_logits(file: &str, kv_type: KvType, tol: f32) {
+    let bytes = shared(file);
+    let model = Model::load(&bytes).unwrap();
+    let params = SessionParams { context: 0, kv_type };
+    let mut buf = session_buf(&model, &params);
+    let mut s = Session::new(&model, params, as_bytes(&mut buf)).unwrap();
+    let ids = greedy_ids();
+    let want = reference_logits();
+    let vocab = model.config.vocab_size;
+    assert_eq!(vocab, 512);
+    let mut worst = 0f32;
+    for pos in 0..16 {
+        s.feed(&ids[pos..pos + 1]).unwrap();
+        let got = s.logits().unwrap();
+        let want = &want[pos * vocab..(pos + 1) * vocab];
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (g, w) in got.iter().zip(want) {
+            worst = worst.max((g - w).abs() / scale);
+        }
+    }
+    assert!(worst < tol, "{file}: worst relative error {worst} >= {tol}");
+    eprintln!("{file} ({kv_type:?}): worst relative logit error {worst:e}");
+}
+
+#[test]
+fn logits_match_llama2c_bin() {
+    check_logits("models/stories260K.bin", KvType::F32, 1e-4);
+}
+
+#[test]
+fn logits_match_llama2c_gguf() {
+    check_logits("models/stories260K.gguf", KvType::F32, 1e-4);
+}
+
+#[test]
+fn logits_close_with_f16_kv_cache() {
+    check_logits("models/stories260K.gguf", KvType::F16, 1e-2);
+}
+
+/// The whole greedy run reproduces llama2.c's token sequence.
+#[test]
+fn greedy_tokens_match_llama2c() {
+    let bytes = shared("models/stories260K.bin");
+    let model = Model::load(&bytes).unwrap();
+    let params = SessionParams::default();
+    let mut buf = session_buf(&model, &params);
+    let mut s = Session::new(&model, params, as_bytes(&mut buf)).unwrap();
+    let ids = greedy_ids();
+    let mut sampler = Sampler::new(SamplerParams::greedy());
+    s.feed(&ids[..1]).unwrap();
+    for pos in 1..ids.len() {
+        let next = s.sample(&mut sampler).unwrap();
+        assert_eq!(next, ids[pos], "token at position {pos}");
+        s.feed(&[next]).unwrap();
+    }
+}

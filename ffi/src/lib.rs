@@ -1,0 +1,1 @@
+//! The C ABI of llamette (see issue 4); not yet implemented.
