@@ -1,1 +1,1603 @@
-//! tokenizer (in progress)
+//! SentencePiece BPE tokenizer with byte fallback, zero-copy and allocation-free.
+//!
+//! This is the tokenizer of Llama 2, implemented to give exactly the ids that
+//! SentencePiece's `bpe_model.cc` gives (and llama.cpp's `llm_tokenizer_spm`),
+//! over the vocabulary stored in a GGUF file (`tokenizer.ggml.*`) or in a
+//! llama2.c `tokenizer.bin`.
+//!
+//! # Memory
+//!
+//! Nothing is copied and nothing is allocated:
+//!
+//! - pieces and scores are read from the file bytes where they lie;
+//! - loading builds an *index* in caller memory, [`Tokenizer::index_len`]
+//!   `u32` entries (`2 * n_tokens + 256`, 257 KiB for Llama 2's 32 000 tokens):
+//!   one entry per token with its type and the offset of its record in the file,
+//!   the token ids sorted by piece bytes (for binary-search look-ups), and the id
+//!   of the byte token of each of the 256 byte values;
+//! - [`Tokenizer::encode`] works in a caller buffer of
+//!   [`Tokenizer::encode_work_len`]`(text.len())` `u32` entries (`6 * (len + 1)`,
+//!   24 bytes per byte of text) and leaves the token ids in its prefix.
+//!
+//! # Encoding (what SentencePiece does for Llama 2)
+//!
+//! 1. Normalize: every `' '` becomes `'▁'` (U+2581), and a `'▁'` is prepended
+//!    (the "dummy prefix", when `add_space_prefix` is set and the text is not
+//!    empty). Llama 2's SentencePiece model uses the `identity` normalizer
+//!    (no NFKC) and keeps runs of whitespace (`remove_extra_whitespaces` is
+//!    false), so nothing else changes.
+//! 2. Split into symbols, one per UTF-8 character (a USER_DEFINED piece that
+//!    starts at a character is taken whole, longest first, and never merged).
+//! 3. Repeatedly merge the adjacent pair whose concatenation is a piece of type
+//!    NORMAL, USER_DEFINED or UNUSED with the highest score; ties go to the
+//!    leftmost pair. CONTROL, UNKNOWN and BYTE pieces never take part, so the
+//!    literal text `<s>` or `<0x41>` is never one token.
+//! 4. Each final symbol becomes its piece's id (an UNUSED piece is split back
+//!    into the two symbols it was merged from, as SentencePiece does); a symbol
+//!    that is no piece becomes one byte token (`<0xNN>`) per UTF-8 byte, or, if
+//!    the vocabulary has no byte tokens, `<unk>` (one for a run of unknown
+//!    symbols, as SentencePiece merges them).
+//!
+//! The merge loop keeps, for every adjacent pair, the id of the piece it would
+//! make (found by binary search over the sorted index) and a binary heap of the
+//! pairs ordered by score then position; a merge only looks up its two new
+//! neighbouring pairs. Encoding is `O(n log n)` heap work plus
+//! `O(n log V)` piece comparisons for `n` characters and `V` tokens.
+//!
+//! llama2.c's `tokenizer.bin` has no token types and its pieces have `'▁'`
+//! already replaced by `' '`: there ids 0, 1 and 2 are `<unk>`, `<s>` and
+//! `</s>`, pieces spelled `<0xHH>` are byte tokens, every other piece is
+//! NORMAL, and the text is compared with spaces left as spaces (and a literal
+//! `'▁'` in the text read as a space, which is what SentencePiece does too).
+//!
+//! # Decoding
+//!
+//! [`Decoder`] turns ids back into text one token at a time, for streaming:
+//! `'▁'` becomes `' '`, byte tokens become their byte, a UTF-8 character split
+//! over several tokens is held back until it is complete and then emitted whole,
+//! invalid UTF-8 becomes U+FFFD, and the piece right after BOS loses its leading
+//! space (llama2.c's rule, which also reproduces SentencePiece's removal of the
+//! dummy prefix). [`Tokenizer::decode`] does a whole sequence into a buffer.
+//! For output identical to llama2.c's `run.c` (which prints each piece with
+//! `safe_printf`, skipping single non-printable bytes such as the bytes of a
+//! multi-byte character), use [`Tokenizer::llama2c_piece`].
+
+use core::cmp::Ordering;
+use core::fmt;
+
+use crate::error::{slice, Error, Name, Result};
+use crate::format::gguf::{Array, Gguf, ValueType};
+
+/// "No symbol" / "no token" marker inside index and work buffers.
+const NONE: u32 = u32::MAX;
+/// Bit of a symbol's start offset marking a symbol that never merges.
+const FROZEN: u32 = 1 << 31;
+/// Index entries keep the token type above this bit and the record offset below.
+const TYPE_SHIFT: u32 = 29;
+const OFFSET_MASK: u32 = (1 << TYPE_SHIFT) - 1;
+/// Entries in the byte table of the index.
+const BYTE_TABLE: usize = 256;
+/// Deepest re-segmentation of UNUSED pieces followed (each level is shorter).
+const MAX_RESEGMENT_DEPTH: u32 = 64;
+/// `'▁'` (U+2581), SentencePiece's escaped space.
+const SPACE_SYMBOL: &[u8] = "\u{2581}".as_bytes();
+/// U+FFFD, what invalid UTF-8 decodes to.
+const REPLACEMENT: &str = "\u{FFFD}";
+
+/// The type of a token, as SentencePiece (and GGUF's `tokenizer.ggml.token_type`) defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenType {
+    /// An ordinary piece (GGUF type 1; type 0, "undefined", is read as this too).
+    Normal,
+    /// The unknown token `<unk>` (GGUF type 2).
+    Unknown,
+    /// A control token such as `<s>` or `</s>` (GGUF type 3): never produced
+    /// from text, decodes to nothing.
+    Control,
+    /// A user-defined piece (GGUF type 4): matched whole in the text before
+    /// merging, never merged further.
+    UserDefined,
+    /// An unused piece (GGUF type 5): merged like a normal piece, then split back.
+    Unused,
+    /// A byte token `<0xNN>` (GGUF type 6), used for byte fallback.
+    Byte,
+}
+
+impl TokenType {
+    fn from_gguf(v: i32) -> Option<TokenType> {
+        Some(match v {
+            0 | 1 => TokenType::Normal,
+            2 => TokenType::Unknown,
+            3 => TokenType::Control,
+            4 => TokenType::UserDefined,
+            5 => TokenType::Unused,
+            6 => TokenType::Byte,
+            _ => return None,
+        })
+    }
+
+    fn code(self) -> u32 {
+        match self {
+            TokenType::Normal => 0,
+            TokenType::Unknown => 1,
+            TokenType::Control => 2,
+            TokenType::UserDefined => 3,
+            TokenType::Unused => 4,
+            TokenType::Byte => 5,
+        }
+    }
+
+    fn from_code(c: u32) -> TokenType {
+        match c {
+            1 => TokenType::Unknown,
+            2 => TokenType::Control,
+            3 => TokenType::UserDefined,
+            4 => TokenType::Unused,
+            5 => TokenType::Byte,
+            _ => TokenType::Normal,
+        }
+    }
+
+    /// Whether SentencePiece looks pieces of this type up when merging
+    /// (its `pieces_` map; the others are `reserved_`).
+    fn is_mergeable(self) -> bool {
+        matches!(
+            self,
+            TokenType::Normal | TokenType::UserDefined | TokenType::Unused
+        )
+    }
+}
+
+/// Where the pieces and scores are.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// GGUF: `strings` is the data of `tokenizer.ggml.tokens` (each piece a
+    /// `u64` length then its bytes), `scores` the `F32` array `tokenizer.ggml.scores`.
+    Gguf { strings: &'a [u8], scores: Array<'a> },
+    /// llama2.c `tokenizer.bin`: each record an `f32` score, an `i32` length, the bytes.
+    Llama2c { bytes: &'a [u8] },
+}
+
+/// A SentencePiece BPE vocabulary borrowed from a GGUF or llama2.c file, with
+/// its look-up index in caller memory.
+///
+/// Build it with [`Tokenizer::from_gguf`] or [`Tokenizer::from_llama2c`];
+/// encode with [`Tokenizer::encode`], decode with [`Tokenizer::decoder`] or
+/// [`Tokenizer::decode`]. It is `Copy`: it only holds borrowed slices.
+#[derive(Clone, Copy)]
+pub struct Tokenizer<'a> {
+    source: Source<'a>,
+    /// Per token: `type << TYPE_SHIFT | offset of its record in the source`.
+    entries: &'a [u32],
+    /// Token ids sorted by piece bytes, then by id.
+    sorted: &'a [u32],
+    /// Per byte value: the id of its byte token, or `NONE`.
+    byte_ids: &'a [u32],
+    bos: u32,
+    eos: u32,
+    unk: u32,
+    add_space_prefix: bool,
+    add_bos: bool,
+    add_eos: bool,
+    /// Whether there is at least one byte token (SentencePiece's `byte_fallback`).
+    has_bytes: bool,
+    /// Whether any piece is UNUSED (then final pieces may need re-segmenting).
+    has_unused: bool,
+    /// Longest USER_DEFINED piece in bytes, 0 if there is none.
+    max_user_len: usize,
+}
+
+impl fmt::Debug for Tokenizer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field(
+                "format",
+                &match self.source {
+                    Source::Gguf { .. } => "GGUF",
+                    Source::Llama2c { .. } => "llama2.c",
+                },
+            )
+            .field("n_tokens", &self.n_tokens())
+            .field("bos", &self.bos)
+            .field("eos", &self.eos)
+            .field("unk", &self.unk)
+            .field("add_space_prefix", &self.add_space_prefix)
+            .field("byte_fallback", &self.has_bytes)
+            .finish()
+    }
+}
+
+/// Special ids and flags read before the index is finished.
+struct Specials {
+    bos: u32,
+    eos: u32,
+    unk: u32,
+    add_space_prefix: bool,
+    add_bos: bool,
+    add_eos: bool,
+}
+
+impl<'a> Tokenizer<'a> {
+    /// Number of `u32` entries of the index a vocabulary of `n_tokens` tokens
+    /// needs: `2 * n_tokens + 256` (saturating).
+    pub fn index_len(n_tokens: u32) -> usize {
+        (n_tokens as usize)
+            .saturating_mul(2)
+            .saturating_add(BYTE_TABLE)
+    }
+
+    /// Number of tokens in a GGUF file's vocabulary (the length of
+    /// `tokenizer.ggml.tokens`), to size the index for [`Tokenizer::from_gguf`].
+    ///
+    /// Errors: [`Error::MissingMetadata`] without a vocabulary,
+    /// [`Error::BadMetadata`] if it is not an array of strings,
+    /// [`Error::BadTokenizer`] if it has 2^32 tokens or more.
+    pub fn gguf_token_count(gguf: &Gguf<'a>) -> Result<u32> {
+        let tokens = gguf
+            .get_array("tokenizer.ggml.tokens", ValueType::String)?
+            .ok_or(Error::MissingMetadata {
+                key: "tokenizer.ggml.tokens",
+            })?;
+        u32::try_from(tokens.len).map_err(|_| Error::BadTokenizer {
+            reason: "too many tokens",
+            index: tokens.len,
+        })
+    }
+
+    /// Reads the vocabulary of a GGUF file (a whole model, or a vocabulary-only
+    /// file without tensors), building the index in `index`, which must hold at
+    /// least [`Tokenizer::index_len`]`(n)` entries for the
+    /// [`Tokenizer::gguf_token_count`] `n` (extra entries are left alone).
+    ///
+    /// Keys read: `tokenizer.ggml.model` (must be `"llama"` if present),
+    /// `tokenizer.ggml.tokens` and `tokenizer.ggml.scores` (required),
+    /// `tokenizer.ggml.token_type` (optional: without it, the BOS/EOS ids are
+    /// CONTROL, the unknown id UNKNOWN, `<0xHH>` pieces BYTE, the rest NORMAL),
+    /// `tokenizer.ggml.bos_token_id` (default 1), `eos_token_id` (2),
+    /// `unknown_token_id` (the first UNKNOWN token, else 0),
+    /// `add_space_prefix` (true), `add_bos_token` (true), `add_eos_token` (false).
+    ///
+    /// Errors: [`Error::BufferTooSmall`] for a short index, [`Error::MissingMetadata`],
+    /// [`Error::BadMetadata`] for a key of the wrong type or another tokenizer model,
+    /// [`Error::BadTokenizer`] for a scores or types array shorter than the tokens,
+    /// an unknown token type, a BYTE token not spelled `<0xHH>`, or a special id
+    /// outside the vocabulary.
+    pub fn from_gguf(gguf: &Gguf<'a>, index: &'a mut [u32]) -> Result<Tokenizer<'a>> {
+        if let Some(model) = gguf.get_str("tokenizer.ggml.model")? {
+            if model != b"llama" {
+                return Err(Error::BadMetadata {
+                    key: Name::new(b"tokenizer.ggml.model"),
+                    reason: "only the SentencePiece tokenizer (\"llama\") is supported",
+                });
+            }
+        }
+        let n = Self::gguf_token_count(gguf)?;
+        let tokens = gguf
+            .get_array("tokenizer.ggml.tokens", ValueType::String)?
+            .ok_or(Error::MissingMetadata {
+                key: "tokenizer.ggml.tokens",
+            })?;
+        let scores = gguf
+            .get_array("tokenizer.ggml.scores", ValueType::F32)?
+            .ok_or(Error::MissingMetadata {
+                key: "tokenizer.ggml.scores",
+            })?;
+        if scores.len < n as u64 {
+            return Err(Error::BadTokenizer {
+                reason: "tokenizer.ggml.scores has fewer entries than tokenizer.ggml.tokens",
+                index: scores.len,
+            });
+        }
+        let types = gguf.get_array("tokenizer.ggml.token_type", ValueType::I32)?;
+        if let Some(t) = types {
+            if t.len < n as u64 {
+                return Err(Error::BadTokenizer {
+                    reason: "tokenizer.ggml.token_type has fewer entries than tokenizer.ggml.tokens",
+                    index: t.len,
+                });
+            }
+        }
+        if tokens.data.len() > OFFSET_MASK as usize {
+            return Err(Error::BadTokenizer {
+                reason: "the vocabulary takes more than 512 MiB",
+                index: tokens.data.len() as u64,
+            });
+        }
+
+        let special = |key: &'static str, default: Option<u32>| -> Result<Option<u32>> {
+            match gguf.get_u64(key)? {
+                None => Ok(default),
+                Some(v) if v < n as u64 => Ok(Some(v as u32)),
+                Some(v) => Err(Error::BadTokenizer {
+                    reason: match key {
+                        "tokenizer.ggml.bos_token_id" => "the BOS token id is outside the vocabulary",
+                        "tokenizer.ggml.eos_token_id" => "the EOS token id is outside the vocabulary",
+                        _ => "the unknown token id is outside the vocabulary",
+                    },
+                    index: v,
+                }),
+            }
+        };
+        let bos = special("tokenizer.ggml.bos_token_id", Some(1))?.unwrap_or(1);
+        let eos = special("tokenizer.ggml.eos_token_id", Some(2))?.unwrap_or(2);
+        let unk = match special("tokenizer.ggml.unknown_token_id", None)? {
+            Some(u) => u,
+            None => types
+                .and_then(|t| (0..n).find(|&i| t.i32_at(i as usize) == Some(2)))
+                .unwrap_or(0),
+        };
+        let specials = Specials {
+            bos,
+            eos,
+            unk,
+            add_space_prefix: gguf
+                .get_bool("tokenizer.ggml.add_space_prefix")?
+                .unwrap_or(true),
+            add_bos: gguf.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(true),
+            add_eos: gguf.get_bool("tokenizer.ggml.add_eos_token")?.unwrap_or(false),
+        };
+
+        let source = Source::Gguf {
+            strings: tokens.data,
+            scores,
+        };
+        let (entries, rest) = split_index(index, n)?;
+        let mut strings = tokens.strings();
+        for (id, e) in entries.iter_mut().enumerate() {
+            let offset = strings.position();
+            // `Gguf::parse` validated every string of the array.
+            strings.next().ok_or(Error::BadTokenizer {
+                reason: "tokenizer.ggml.tokens ends early",
+                index: id as u64,
+            })?;
+            let ty = match types {
+                Some(t) => {
+                    let raw = t.i32_at(id).ok_or(Error::BadTokenizer {
+                        reason: "tokenizer.ggml.token_type ends early",
+                        index: id as u64,
+                    })?;
+                    Some(TokenType::from_gguf(raw).ok_or(Error::BadTokenizer {
+                        reason: "unknown token type in tokenizer.ggml.token_type (expected 0 to 6)",
+                        index: id as u64,
+                    })?)
+                }
+                None => None,
+            };
+            *e = pack(offset as u32, ty);
+        }
+        Self::finish(source, entries, rest, specials)
+    }
+
+    /// Counts the tokens of a llama2.c `tokenizer.bin` (records up to the end
+    /// of the bytes), to size the index for `from_llama2c(bytes, None, ..)`.
+    ///
+    /// Errors: [`Error::Truncated`] if the header or a record is cut short,
+    /// [`Error::BadTokenizer`] for a negative length.
+    pub fn llama2c_token_count(bytes: &[u8]) -> Result<u32> {
+        let mut pos = llama2c_header(bytes)?;
+        let mut n = 0u32;
+        while pos < bytes.len() as u64 {
+            pos = llama2c_record(bytes, pos, n)?;
+            n = n.checked_add(1).ok_or(Error::BadTokenizer {
+                reason: "too many tokens",
+                index: n as u64,
+            })?;
+        }
+        Ok(n)
+    }
+
+    /// Reads a llama2.c `tokenizer.bin`: an `i32` max_token_length, then per
+    /// token an `f32` score, an `i32` byte length and the piece bytes (spaces
+    /// already as `' '`, bytes as `<0xHH>`, BOS and EOS as `"\n<s>\n"` and
+    /// `"\n</s>\n"`).
+    ///
+    /// With `n_tokens = Some(n)` exactly `n` tokens are read (llama2.c reads the
+    /// model's vocabulary size; bytes after them are ignored); with `None`,
+    /// records are read up to the end. `index` needs
+    /// [`Tokenizer::index_len`] of that count (see
+    /// [`Tokenizer::llama2c_token_count`]).
+    ///
+    /// Ids 0, 1, 2 are UNKNOWN, CONTROL (BOS), CONTROL (EOS); `<0xHH>` pieces
+    /// are BYTE tokens; all others NORMAL. A space prefix is added, BOS is added
+    /// by default, as llama2.c does.
+    ///
+    /// Errors: [`Error::TokenizerTooSmall`] if the file holds fewer than `n`
+    /// tokens, [`Error::Truncated`] for a record cut short,
+    /// [`Error::BadTokenizer`] for a negative length, fewer than 3 tokens, or
+    /// more than 512 MiB, [`Error::BufferTooSmall`] for a short index.
+    pub fn from_llama2c(
+        bytes: &'a [u8],
+        n_tokens: Option<u32>,
+        index: &'a mut [u32],
+    ) -> Result<Tokenizer<'a>> {
+        let header = llama2c_header(bytes)?;
+        let n = match n_tokens {
+            Some(n) => n,
+            None => Self::llama2c_token_count(bytes)?,
+        };
+        if n < 3 {
+            return Err(Error::BadTokenizer {
+                reason: "a llama2.c tokenizer needs at least <unk>, <s> and </s>",
+                index: n as u64,
+            });
+        }
+        let (entries, rest) = split_index(index, n)?;
+        let mut pos = header;
+        for (id, e) in entries.iter_mut().enumerate() {
+            if pos == bytes.len() as u64 {
+                return Err(Error::TokenizerTooSmall {
+                    tokenizer: id as u32,
+                    model: n,
+                });
+            }
+            let next = llama2c_record(bytes, pos, id as u32)?;
+            if pos > OFFSET_MASK as u64 {
+                return Err(Error::BadTokenizer {
+                    reason: "the vocabulary takes more than 512 MiB",
+                    index: id as u64,
+                });
+            }
+            *e = pack(pos as u32, None);
+            pos = next;
+        }
+        let specials = Specials {
+            bos: 1,
+            eos: 2,
+            unk: 0,
+            add_space_prefix: true,
+            add_bos: true,
+            add_eos: false,
+        };
+        Self::finish(Source::Llama2c { bytes }, entries, rest, specials)
+    }
+
+    /// Completes loading once `entries` hold the record offsets (and the types,
+    /// if the file has them): infers missing types, checks BYTE pieces, fills
+    /// the byte table and sorts the ids.
+    fn finish(
+        source: Source<'a>,
+        entries: &'a mut [u32],
+        rest: &'a mut [u32],
+        s: Specials,
+    ) -> Result<Tokenizer<'a>> {
+        let n = entries.len() as u32;
+        for (what, id) in [("BOS", s.bos), ("EOS", s.eos), ("unknown", s.unk)] {
+            if id >= n {
+                return Err(Error::BadTokenizer {
+                    reason: match what {
+                        "BOS" => "the BOS token id is outside the vocabulary",
+                        "EOS" => "the EOS token id is outside the vocabulary",
+                        _ => "the unknown token id is outside the vocabulary",
+                    },
+                    index: id as u64,
+                });
+            }
+        }
+        let (sorted, byte_ids) = rest.split_at_mut(n as usize);
+        let byte_ids = &mut byte_ids[..BYTE_TABLE];
+        byte_ids.fill(NONE);
+        let mut has_unused = false;
+        let mut max_user_len = 0usize;
+        for (id, e) in entries.iter_mut().enumerate() {
+            let id = id as u32;
+            let piece = piece_of(source, *e);
+            let ty = if *e >> TYPE_SHIFT == UNTYPED {
+                // No types in the file: infer them as llama.cpp and llama2.c do.
+                let ty = if id == s.unk {
+                    TokenType::Unknown
+                } else if id == s.bos || id == s.eos {
+                    TokenType::Control
+                } else if parse_byte_piece(piece).is_some() {
+                    TokenType::Byte
+                } else {
+                    TokenType::Normal
+                };
+                *e = pack(*e & OFFSET_MASK, Some(ty));
+                ty
+            } else {
+                TokenType::from_code(*e >> TYPE_SHIFT)
+            };
+            match ty {
+                TokenType::Byte => {
+                    let b = parse_byte_piece(piece).ok_or(Error::BadTokenizer {
+                        reason: "a BYTE token's piece is not <0xHH>",
+                        index: id as u64,
+                    })?;
+                    if byte_ids[b as usize] == NONE {
+                        byte_ids[b as usize] = id;
+                    }
+                }
+                TokenType::Unused => has_unused = true,
+                TokenType::UserDefined => max_user_len = max_user_len.max(piece.len()),
+                _ => {}
+            }
+        }
+        for (i, v) in sorted.iter_mut().enumerate() {
+            *v = i as u32;
+        }
+        {
+            let entries: &[u32] = entries;
+            sorted.sort_unstable_by(|&a, &b| {
+                piece_of(source, entries[a as usize])
+                    .cmp(piece_of(source, entries[b as usize]))
+                    .then(a.cmp(&b))
+            });
+        }
+        let has_bytes = byte_ids.iter().any(|&b| b != NONE);
+        Ok(Tokenizer {
+            source,
+            entries,
+            sorted,
+            byte_ids,
+            bos: s.bos,
+            eos: s.eos,
+            unk: s.unk,
+            add_space_prefix: s.add_space_prefix,
+            add_bos: s.add_bos,
+            add_eos: s.add_eos,
+            has_bytes,
+            has_unused,
+            max_user_len,
+        })
+    }
+
+    // ------------------------------------------------------------------
+    // Accessors
+    // ------------------------------------------------------------------
+
+    /// Number of tokens in the vocabulary.
+    pub fn n_tokens(&self) -> u32 {
+        self.entries.len() as u32
+    }
+
+    /// The BOS (beginning of sequence) id, `<s>`.
+    pub fn bos(&self) -> u32 {
+        self.bos
+    }
+
+    /// The EOS (end of sequence) id, `</s>`.
+    pub fn eos(&self) -> u32 {
+        self.eos
+    }
+
+    /// The unknown token's id, `<unk>`.
+    pub fn unk(&self) -> u32 {
+        self.unk
+    }
+
+    /// Whether the file asks for a BOS in front of a prompt (GGUF
+    /// `tokenizer.ggml.add_bos_token`, default true; always true for llama2.c).
+    /// [`Tokenizer::encode`] takes the choice as an argument.
+    pub fn add_bos(&self) -> bool {
+        self.add_bos
+    }
+
+    /// Whether the file asks for an EOS after a prompt (GGUF
+    /// `tokenizer.ggml.add_eos_token`, default false).
+    pub fn add_eos(&self) -> bool {
+        self.add_eos
+    }
+
+    /// Whether encoding prepends a space to a non-empty text (GGUF
+    /// `tokenizer.ggml.add_space_prefix`, default true).
+    pub fn add_space_prefix(&self) -> bool {
+        self.add_space_prefix
+    }
+
+    /// Whether unknown characters become byte tokens (the vocabulary has byte
+    /// tokens) rather than `<unk>`.
+    pub fn byte_fallback(&self) -> bool {
+        self.has_bytes
+    }
+
+    /// The raw piece of token `id`, exactly as in the file: with `'▁'` for
+    /// spaces in GGUF, `' '` in llama2.c files; byte tokens as `<0xHH>`;
+    /// llama2.c's BOS/EOS as `"\n<s>\n"`/`"\n</s>\n"`. It may not be UTF-8.
+    ///
+    /// Errors: [`Error::UnknownToken`] if `id >= n_tokens()`.
+    pub fn piece(&self, id: u32) -> Result<&'a [u8]> {
+        Ok(piece_of(self.source, self.entry(id)?))
+    }
+
+    /// The score (merge priority) of token `id`.
+    ///
+    /// Errors: [`Error::UnknownToken`] if `id >= n_tokens()`.
+    pub fn score(&self, id: u32) -> Result<f32> {
+        self.entry(id)?;
+        Ok(self.score_of(id))
+    }
+
+    /// The type of token `id`.
+    ///
+    /// Errors: [`Error::UnknownToken`] if `id >= n_tokens()`.
+    pub fn token_type(&self, id: u32) -> Result<TokenType> {
+        Ok(TokenType::from_code(self.entry(id)? >> TYPE_SHIFT))
+    }
+
+    /// The byte value of a byte token (`<0x0A>` gives `Some(10)`); `None` for
+    /// any other token, including ids outside the vocabulary.
+    pub fn byte_value(&self, id: u32) -> Option<u8> {
+        let e = *self.entries.get(id as usize)?;
+        if TokenType::from_code(e >> TYPE_SHIFT) == TokenType::Byte {
+            parse_byte_piece(piece_of(self.source, e))
+        } else {
+            None
+        }
+    }
+
+    /// Whether token `id` decodes to nothing: BOS, EOS, `<unk>` and every
+    /// CONTROL or UNKNOWN token (and ids outside the vocabulary).
+    pub fn is_control(&self, id: u32) -> bool {
+        match self.entries.get(id as usize) {
+            None => true,
+            Some(&e) => {
+                id == self.bos
+                    || id == self.eos
+                    || id == self.unk
+                    || matches!(
+                        TokenType::from_code(e >> TYPE_SHIFT),
+                        TokenType::Control | TokenType::Unknown
+                    )
+            }
+        }
+    }
+
+    /// The id of the token whose raw piece is exactly `piece` (any type; the
+    /// lowest id if several), e.g. `token_id(b"<s>")`. Pieces of a GGUF
+    /// vocabulary spell spaces `'▁'`, those of a llama2.c one `' '`.
+    pub fn token_id(&self, piece: &[u8]) -> Option<u32> {
+        let k = self
+            .sorted
+            .partition_point(|&id| self.piece_unchecked(id) < piece);
+        let id = *self.sorted.get(k)?;
+        (self.piece_unchecked(id) == piece).then_some(id)
+    }
+
+    fn entry(&self, id: u32) -> Result<u32> {
+        self.entries
+            .get(id as usize)
+            .copied()
+            .ok_or(Error::UnknownToken {
+                id,
+                vocab: self.n_tokens(),
+            })
+    }
+
+    fn piece_unchecked(&self, id: u32) -> &'a [u8] {
+        piece_of(self.source, self.entries.get(id as usize).copied().unwrap_or(0))
+    }
+
+    fn type_unchecked(&self, id: u32) -> TokenType {
+        TokenType::from_code(self.entries.get(id as usize).copied().unwrap_or(0) >> TYPE_SHIFT)
+    }
+
+    fn score_of(&self, id: u32) -> f32 {
+        let s = match self.source {
+            Source::Gguf { scores, .. } => scores.f32_at(id as usize),
+            Source::Llama2c { bytes } => {
+                let off = (self.entries.get(id as usize).copied().unwrap_or(0) & OFFSET_MASK) as usize;
+                bytes
+                    .get(off..off + 4)
+                    .and_then(|b| b.try_into().ok())
+                    .map(f32::from_le_bytes)
+            }
+        };
+        s.unwrap_or(0.0)
+    }
+
+    /// The space symbol of the vocabulary: `'▁'` for GGUF, `' '` for llama2.c.
+    fn space(&self) -> &'static [u8] {
+        match self.source {
+            Source::Gguf { .. } => SPACE_SYMBOL,
+            Source::Llama2c { .. } => b" ",
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Encoding
+    // ------------------------------------------------------------------
+
+    /// An upper bound on the number of ids [`Tokenizer::encode`] returns for a
+    /// text of `text_len_bytes` bytes, BOS included: `3 * len + 4` (every byte
+    /// a space that becomes the three byte tokens of `'▁'`, plus the dummy
+    /// prefix and BOS).
+    pub fn max_tokens(text_len_bytes: usize) -> usize {
+        text_len_bytes.saturating_mul(3).saturating_add(4)
+    }
+
+    /// The number of `u32` entries [`Tokenizer::encode`] needs in `work` for a
+    /// text of `text_len_bytes` bytes: `6 * (len + 1)` (saturating). It depends
+    /// only on the length, and is at least [`Tokenizer::max_tokens`].
+    pub fn encode_work_len(text_len_bytes: usize) -> usize {
+        text_len_bytes.saturating_add(1).saturating_mul(6)
+    }
+
+    /// Encodes `text` as SentencePiece does (see the module documentation),
+    /// with `bos` in front if asked, and returns the number of ids written to
+    /// the start of `work`: the tokens are `&work[..n]`. The rest of `work` is
+    /// scratch space.
+    ///
+    /// An empty text gives no tokens (only the BOS if asked).
+    ///
+    /// Errors: [`Error::BufferTooSmall`] if `work` has fewer than
+    /// [`Tokenizer::encode_work_len`]`(text.len())` entries;
+    /// [`Error::InvalidArgument`] for a text of 2 GiB or more.
+    pub fn encode(&self, text: &str, bos: bool, work: &mut [u32]) -> Result<usize> {
+        let len = text.len();
+        let needed = Self::encode_work_len(len);
+        if work.len() < needed {
+            return Err(Error::BufferTooSmall {
+                what: "tokenizer work buffer (u32 entries)",
+                needed,
+                got: work.len(),
+            });
+        }
+        if len >= (FROZEN - 2) as usize {
+            return Err(Error::InvalidArgument {
+                what: "a text to encode must be shorter than 2 GiB",
+            });
+        }
+        if len == 0 {
+            if bos {
+                work[0] = self.bos;
+                return Ok(1);
+            }
+            return Ok(0);
+        }
+        let text = text.as_bytes();
+        let n = len + 1;
+        let (front, tail) = work[..6 * n].split_at_mut(4 * n);
+        let (start, next) = tail.split_at_mut(n);
+        {
+            let (cand, r) = front.split_at_mut(n);
+            let (heap, r) = r.split_at_mut(n);
+            let (hpos, prev) = r.split_at_mut(n);
+            let mut sy = Symbols {
+                text,
+                ext_end: n as u32,
+                start,
+                next,
+            };
+            self.split_symbols(&mut sy, prev);
+            let mut agenda = Agenda {
+                heap,
+                pos: hpos,
+                len: 0,
+            };
+            agenda.pos.fill(NONE);
+            let mut i = 0u32;
+            while i != NONE {
+                let c = self.pair(&sy, i);
+                cand[i as usize] = c;
+                if c != NONE {
+                    agenda.push(self, cand, i);
+                }
+                i = sy.next[i as usize];
+            }
+            self.merge(&mut sy, prev, cand, &mut agenda);
+        }
+        // Emit: the first 4n entries are free now (they held the merge state);
+        // `start` and `next` (with parent links for merged symbols) stay.
+        let sy = Symbols {
+            text,
+            ext_end: n as u32,
+            start,
+            next,
+        };
+        let mut out = Out {
+            buf: front,
+            len: 0,
+            prev_unk: false,
+        };
+        if bos {
+            out.push(self.bos)?;
+        }
+        let mut i = 0u32;
+        while i != NONE {
+            let hi = sy.next[i as usize];
+            let bound = if hi == NONE { sy.count() } else { hi };
+            self.emit(&sy, i, bound, &mut out, 0)?;
+            i = hi;
+        }
+        Ok(out.len)
+    }
+
+    /// Splits the normalized text into initial symbols: the dummy prefix, then
+    /// one per character (or per USER_DEFINED piece, frozen).
+    fn split_symbols(&self, sy: &mut Symbols<'_, '_>, prev: &mut [u32]) {
+        let mut p: u32 = if self.add_space_prefix { 0 } else { 1 };
+        let mut count = 0usize;
+        while p < sy.ext_end {
+            let mut q = if p == 0 {
+                1
+            } else {
+                p + char_len(sy.text.get(p as usize - 1).copied().unwrap_or(0)) as u32
+            };
+            let mut flags = 0;
+            if self.max_user_len > 0 {
+                if let Some(m) = self.match_user_defined(sy, p) {
+                    q = m;
+                    flags = FROZEN;
+                }
+            }
+            sy.start[count] = p | flags;
+            prev[count] = if count == 0 { NONE } else { count as u32 - 1 };
+            sy.next[count] = count as u32 + 1;
+            count += 1;
+            p = q.min(sy.ext_end);
+        }
+        if count > 0 {
+            sy.next[count - 1] = NONE;
+        }
+        // Mark the unused tail so that `Symbols::count` can find the end.
+        if count < sy.start.len() {
+            sy.start[count] = NONE;
+        }
+    }
+
+    /// The longest USER_DEFINED piece starting at ext position `p`, as the ext
+    /// position where it ends.
+    fn match_user_defined(&self, sy: &Symbols<'_, '_>, p: u32) -> Option<u32> {
+        let mut best = None;
+        let mut q = p;
+        let mut norm_len = 0usize;
+        while q < sy.ext_end {
+            // Advance q by one character and account for its normalized length.
+            if q == 0 {
+                norm_len += self.space().len();
+                q = 1;
+            } else {
+                let b = sy.text.get(q as usize - 1).copied().unwrap_or(0);
+                let w = char_len(b);
+                let ch = sy.text.get(q as usize - 1..q as usize - 1 + w).unwrap_or(&[]);
+                norm_len += if ch == b" " || ch == SPACE_SYMBOL {
+                    self.space().len()
+                } else {
+                    w
+                };
+                q += w as u32;
+            }
+            if norm_len > self.max_user_len {
+                break;
+            }
+            if let Some(id) = self.lookup(sy, p, q, Lookup::Mergeable) {
+                if self.type_unchecked(id) == TokenType::UserDefined {
+                    best = Some(q);
+                }
+            }
+        }
+        best
+    }
+
+    /// The id of the mergeable piece spelled by symbol `a` followed by the next
+    /// one, or `NONE`.
+    fn pair(&self, sy: &Symbols<'_, '_>, a: u32) -> u32 {
+        let b = sy.next[a as usize];
+        if b == NONE {
+            return NONE;
+        }
+        let (sa, sb) = (sy.start[a as usize], sy.start[b as usize]);
+        if sa & FROZEN != 0 || sb & FROZEN != 0 {
+            return NONE;
+        }
+        self.lookup(sy, sa, sy.end(b), Lookup::Mergeable)
+            .unwrap_or(NONE)
+    }
+
+    /// The BPE merge loop: merge the best pair until no pair is a piece.
+    fn merge(
+        &self,
+        sy: &mut Symbols<'_, '_>,
+        prev: &mut [u32],
+        cand: &mut [u32],
+        agenda: &mut Agenda<'_>,
+    ) {
+        while agenda.len > 0 {
+            let i = agenda.heap[0];
+            let j = sy.next[i as usize];
+            agenda.remove(self, cand, i);
+            if j == NONE {
+                // Cannot happen: a symbol in the agenda has a right neighbour.
+                cand[i as usize] = NONE;
+                continue;
+            }
+            agenda.remove(self, cand, j);
+            cand[j as usize] = NONE;
+            let k = sy.next[j as usize];
+            sy.next[i as usize] = k;
+            if k != NONE {
+                prev[k as usize] = i;
+            }
+            // `j` is now inside `i`: its `next` becomes a link to its parent,
+            // for re-segmenting UNUSED pieces.
+            sy.next[j as usize] = i;
+            let c = self.pair(sy, i);
+            cand[i as usize] = c;
+            if c != NONE {
+                agenda.push(self, cand, i);
+            }
+            let p = prev[i as usize];
+            if p != NONE {
+                let c = self.pair(sy, p);
+                agenda.remove(self, cand, p);
+                cand[p as usize] = c;
+                if c != NONE {
+                    agenda.push(self, cand, p);
+                }
+            }
+        }
+    }
+
+    /// Emits the ids of symbol `i` (covering symbol indices `i..bound`).
+    fn emit(
+        &self,
+        sy: &Symbols<'_, '_>,
+        i: u32,
+        bound: u32,
+        out: &mut Out<'_>,
+        depth: u32,
+    ) -> Result<()> {
+        let s = sy.start[i as usize] & !FROZEN;
+        let e = if bound as usize >= sy.count() as usize {
+            sy.ext_end
+        } else {
+            sy.start[bound as usize] & !FROZEN
+        };
+        match self.lookup(sy, s, e, Lookup::Final) {
+            Some(id) => {
+                if self.has_unused
+                    && depth < MAX_RESEGMENT_DEPTH
+                    && self.type_unchecked(id) == TokenType::Unused
+                {
+                    // The last symbol merged into `i` splits it in two.
+                    if let Some(j) = (i + 1..bound).rev().find(|&j| sy.next[j as usize] == i) {
+                        self.emit(sy, i, j, out, depth + 1)?;
+                        return self.emit(sy, j, bound, out, depth + 1);
+                    }
+                }
+                out.prev_unk = false;
+                out.push(id)
+            }
+            None if self.has_bytes => {
+                out.prev_unk = false;
+                for b in self.norm(sy, s, e) {
+                    let id = self.byte_ids[b as usize];
+                    out.push(if id == NONE { self.unk } else { id })?;
+                }
+                Ok(())
+            }
+            None => {
+                // SentencePiece merges a run of unknown symbols into one <unk>.
+                if !out.prev_unk {
+                    out.push(self.unk)?;
+                }
+                out.prev_unk = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// The normalized bytes of ext range `s..e`.
+    fn norm<'t>(&self, sy: &Symbols<'t, '_>, s: u32, e: u32) -> Norm<'t> {
+        let (pending, from) = if s == 0 {
+            (self.space(), 0)
+        } else {
+            (&[][..], s as usize - 1)
+        };
+        let to = (e as usize).saturating_sub(1);
+        Norm {
+            pending,
+            text: sy.text.get(from..to).unwrap_or(&[]),
+            space: self.space(),
+            narrow: matches!(self.source, Source::Llama2c { .. }),
+        }
+    }
+
+    /// Finds the piece spelled by the normalized ext range `s..e`.
+    fn lookup(&self, sy: &Symbols<'_, '_>, s: u32, e: u32, how: Lookup) -> Option<u32> {
+        let k = self.sorted.partition_point(|&id| {
+            self.piece_unchecked(id)
+                .iter()
+                .copied()
+                .cmp(self.norm(sy, s, e))
+                == Ordering::Less
+        });
+        let mut mergeable = None;
+        for &id in self.sorted.get(k..).unwrap_or(&[]) {
+            if !self.piece_unchecked(id).iter().copied().eq(self.norm(sy, s, e)) {
+                break;
+            }
+            let ty = self.type_unchecked(id);
+            if ty.is_mergeable() {
+                if how == Lookup::Mergeable {
+                    return Some(id);
+                }
+                mergeable = mergeable.or(Some(id));
+            } else if how == Lookup::Final {
+                // SentencePiece's PieceToId looks in the reserved pieces first.
+                return Some(id);
+            }
+        }
+        mergeable
+    }
+
+    // ------------------------------------------------------------------
+    // Decoding
+    // ------------------------------------------------------------------
+
+    /// A streaming decoder over this vocabulary.
+    pub fn decoder(&self) -> Decoder<'_, 'a> {
+        Decoder::new(self)
+    }
+
+    /// Decodes `ids` into `out` and returns the text written (see [`Decoder`]
+    /// for the rules; an incomplete character at the end becomes U+FFFD).
+    ///
+    /// Errors: [`Error::UnknownToken`] for an id outside the vocabulary,
+    /// [`Error::BufferTooSmall`] (with the full length needed) if the text
+    /// does not fit in `out`.
+    pub fn decode<'o>(&self, ids: &[u32], out: &'o mut [u8]) -> Result<&'o str> {
+        let mut len = 0usize;
+        let mut fits = true;
+        {
+            let mut write = |s: &str| {
+                let end = len + s.len();
+                if fits && end <= out.len() {
+                    out[len..end].copy_from_slice(s.as_bytes());
+                } else {
+                    fits = false;
+                }
+                len = end;
+            };
+            let mut d = self.decoder();
+            for &id in ids {
+                d.push(id, &mut write)?;
+            }
+            d.flush(&mut write);
+        }
+        if !fits {
+            return Err(Error::BufferTooSmall {
+                what: "decoded text (bytes)",
+                needed: len,
+                got: out.len(),
+            });
+        }
+        // Every chunk written was a `&str`, so this cannot fail.
+        core::str::from_utf8(&out[..len]).map_err(|_| Error::InvalidArgument {
+            what: "decoded text is not UTF-8",
+        })
+    }
+
+    /// What llama2.c's `run.c` prints for token `id` after token `prev`, for
+    /// output byte-identical to it: the piece with one leading space removed
+    /// when `prev` is BOS, a byte token as its raw byte, and nothing at all
+    /// when the result is a single byte that is neither printable ASCII nor
+    /// whitespace (`safe_printf`'s rule, see [`safe_printf_skips`]). Unlike
+    /// [`Decoder`], control tokens print their raw piece (run.c prints
+    /// `"\n</s>\n"` for EOS from a `tokenizer.bin`; a GGUF's EOS prints
+    /// `"</s>"`), and the bytes of a multi-byte character split over byte
+    /// tokens are all skipped, as run.c does. `'▁'` in a GGUF piece is printed
+    /// as `' '`.
+    ///
+    /// `out` receives the bytes in one or more chunks; they need not be UTF-8.
+    ///
+    /// Errors: [`Error::UnknownToken`] if `id` is outside the vocabulary.
+    pub fn llama2c_piece(&self, prev: u32, id: u32, mut out: impl FnMut(&[u8])) -> Result<()> {
+        let mut piece = self.piece(id)?;
+        if let Some(b) = self.byte_value(id) {
+            if !safe_printf_skips(&[b]) {
+                out(&[b]);
+            }
+            return Ok(());
+        }
+        if prev == self.bos {
+            if let Some(rest) = piece.strip_prefix(self.space()) {
+                piece = rest;
+            } else if let Some(rest) = piece.strip_prefix(b" ") {
+                piece = rest;
+            }
+        }
+        if safe_printf_skips(piece) {
+            return Ok(());
+        }
+        for_each_space_split(piece, self.space(), |chunk, space| {
+            if !chunk.is_empty() {
+                out(chunk);
+            }
+            if space {
+                out(b" ");
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Whether llama2.c's `safe_printf` prints nothing for `piece`: it is empty, or
+/// it is a single byte that is neither printable ASCII (`isprint`, 0x20 to
+/// 0x7E) nor whitespace (`isspace`: space, `\t`, `\n`, `\v`, `\f`, `\r`) in
+/// the C locale. Bytes 0x80 and up are skipped, so run.c never prints a
+/// character that was encoded as byte tokens.
+pub fn safe_printf_skips(piece: &[u8]) -> bool {
+    match piece {
+        [] => true,
+        [b] => !((0x20..=0x7E).contains(b) || matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r')),
+        _ => false,
+    }
+}
+
+/// Which pieces a look-up may return.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// Only NORMAL, USER_DEFINED and UNUSED pieces (SentencePiece's `pieces_`).
+    Mergeable,
+    /// Any piece, reserved ones first (SentencePiece's `PieceToId`).
+    Final,
+}
+
+/// The symbols of a text being encoded, in "ext" coordinates: position 0 is
+/// the dummy prefix, position `i + 1` is byte `i` of the text.
+struct Symbols<'t, 'w> {
+    text: &'t [u8],
+    /// `text.len() + 1`.
+    ext_end: u32,
+    /// Per symbol: its first ext position, `| FROZEN` for a USER_DEFINED
+    /// symbol; `NONE` after the last symbol.
+    start: &'w mut [u32],
+    /// Per live symbol: the next live symbol or `NONE`; per merged (dead)
+    /// symbol: the symbol it was merged into.
+    next: &'w mut [u32],
+}
+
+impl Symbols<'_, '_> {
+    /// One past the last ext position of live symbol `i`.
+    fn end(&self, i: u32) -> u32 {
+        match self.next[i as usize] {
+            NONE => self.ext_end,
+            j => self.start[j as usize] & !FROZEN,
+        }
+    }
+
+    /// The number of initial symbols.
+    fn count(&self) -> u32 {
+        self.start
+            .iter()
+            .position(|&s| s == NONE)
+            .unwrap_or(self.start.len()) as u32
+    }
+}
+
+/// Where encoded ids go: the front of the work buffer.
+struct Out<'w> {
+    buf: &'w mut [u32],
+    len: usize,
+    /// Whether the last id came from an unknown symbol (not byte fallback).
+    prev_unk: bool,
+}
+
+impl Out<'_> {
+    fn push(&mut self, id: u32) -> Result<()> {
+        // The work-length contract makes this impossible to exceed; never panic anyway.
+        let slot = self.buf.get_mut(self.len).ok_or(Error::BufferTooSmall {
+            what: "tokenizer output",
+            needed: self.len + 1,
+            got: self.len,
+        })?;
+        *slot = id;
+        self.len += 1;
+        Ok(())
+    }
+}
+
+/// A binary max-heap of symbols ordered by the score of the pair they start
+/// (then by position, leftmost first), with each symbol's place in `pos` so
+/// that any symbol can be removed.
+struct Agenda<'w> {
+    heap: &'w mut [u32],
+    pos: &'w mut [u32],
+    len: usize,
+}
+
+impl Agenda<'_> {
+    /// Whether symbol `a`'s pair goes before symbol `b`'s.
+    fn before(tok: &Tokenizer<'_>, cand: &[u32], a: u32, b: u32) -> bool {
+        let key = |s: u32| {
+            let v = tok.score_of(cand[s as usize]);
+            if v.is_nan() {
+                f32::NEG_INFINITY
+            } else {
+                v
+            }
+        };
+        let (sa, sb) = (key(a), key(b));
+        sa > sb || (sa == sb && a < b)
+    }
+
+    fn place(&mut self, k: usize, sym: u32) {
+        self.heap[k] = sym;
+        self.pos[sym as usize] = k as u32;
+    }
+
+    fn sift_up(&mut self, tok: &Tokenizer<'_>, cand: &[u32], mut k: usize) {
+        let sym = self.heap[k];
+        while k > 0 {
+            let parent = (k - 1) / 2;
+            let p = self.heap[parent];
+            if !Self::before(tok, cand, sym, p) {
+                break;
+            }
+            self.place(k, p);
+            k = parent;
+        }
+        self.place(k, sym);
+    }
+
+    fn sift_down(&mut self, tok: &Tokenizer<'_>, cand: &[u32], mut k: usize) {
+        let sym = self.heap[k];
+        loop {
+            let l = 2 * k + 1;
+            if l >= self.len {
+                break;
+            }
+            let r = l + 1;
+            let c = if r < self.len && Self::before(tok, cand, self.heap[r], self.heap[l]) {
+                r
+            } else {
+                l
+            };
+            if !Self::before(tok, cand, self.heap[c], sym) {
+                break;
+            }
+            let child = self.heap[c];
+            self.place(k, child);
+            k = c;
+        }
+        self.place(k, sym);
+    }
+
+    fn push(&mut self, tok: &Tokenizer<'_>, cand: &[u32], sym: u32) {
+        let k = self.len;
+        self.len += 1;
+        self.place(k, sym);
+        self.sift_up(tok, cand, k);
+    }
+
+    /// Removes `sym` if it is in the heap.
+    fn remove(&mut self, tok: &Tokenizer<'_>, cand: &[u32], sym: u32) {
+        let k = self.pos[sym as usize];
+        if k == NONE {
+            return;
+        }
+        let k = k as usize;
+        self.pos[sym as usize] = NONE;
+        self.len -= 1;
+        if k == self.len {
+            return;
+        }
+        let last = self.heap[self.len];
+        self.place(k, last);
+        self.sift_down(tok, cand, k);
+        let k = self.pos[last as usize] as usize;
+        self.sift_up(tok, cand, k);
+    }
+}
+
+/// The normalized bytes of a range of text: an optional pending expansion
+/// (the dummy prefix), then the text with `' '` as the space symbol (and, for
+/// llama2.c vocabularies, `'▁'` as `' '`).
+#[derive(Clone)]
+struct Norm<'t> {
+    pending: &'static [u8],
+    text: &'t [u8],
+    space: &'static [u8],
+    /// llama2.c vocabulary: the space symbol is `' '` and `'▁'` maps to it.
+    narrow: bool,
+}
+
+impl Iterator for Norm<'_> {
+    type Item = u8;
+
+    #[inline]
+    fn next(&mut self) -> Option<u8> {
+        if let Some((&b, rest)) = self.pending.split_first() {
+            self.pending = rest;
+            return Some(b);
+        }
+        let (&b, rest) = self.text.split_first()?;
+        self.text = rest;
+        if b == b' ' {
+            if let Some((&first, more)) = self.space.split_first() {
+                self.pending = more;
+                return Some(first);
+            }
+        } else if self.narrow && b == SPACE_SYMBOL[0] && rest.starts_with(&SPACE_SYMBOL[1..]) {
+            self.text = &rest[SPACE_SYMBOL.len() - 1..];
+            return Some(b' ');
+        }
+        Some(b)
+    }
+}
+
+/// Streaming, allocation-free detokenizer: push ids one at a time, get text
+/// chunks through a callback.
+///
+/// Rules:
+/// - a normal piece is emitted with `'▁'` as `' '`; the piece right after BOS
+///   loses one leading space (llama2.c run.c's `if (prev_token == 1 && piece[0]
+///   == ' ') piece++`, which also undoes SentencePiece's dummy prefix);
+/// - a byte token contributes its raw byte; bytes are assembled into UTF-8
+///   characters, and a character split over several tokens is held until it is
+///   complete, then emitted whole, once;
+/// - bytes that cannot form valid UTF-8 are emitted as U+FFFD (one per maximal
+///   invalid sequence, as [`core::str::from_utf8`]'s `error_len` splits them);
+/// - BOS, EOS, `<unk>` and CONTROL/UNKNOWN tokens emit nothing (and leave an
+///   incomplete character pending);
+/// - [`Decoder::flush`] at the end emits a pending incomplete character as U+FFFD.
+///
+/// Every chunk passed to the callback is a `&str`, so always valid UTF-8.
+#[derive(Debug, Clone)]
+pub struct Decoder<'t, 'a> {
+    tok: &'t Tokenizer<'a>,
+    /// Bytes of an incomplete UTF-8 character.
+    pending: [u8; 4],
+    n_pending: usize,
+    /// Whether the last id pushed was BOS.
+    after_bos: bool,
+}
+
+impl<'t, 'a> Decoder<'t, 'a> {
+    /// A decoder at the start of a text.
+    pub fn new(tok: &'t Tokenizer<'a>) -> Self {
+        Decoder {
+            tok,
+            pending: [0; 4],
+            n_pending: 0,
+            after_bos: false,
+        }
+    }
+
+    /// Decodes one id, calling `emit` with zero or more text chunks.
+    ///
+    /// Errors: [`Error::UnknownToken`] for an id outside the vocabulary (the
+    /// decoder's state is unchanged).
+    pub fn push(&mut self, id: u32, mut emit: impl FnMut(&str)) -> Result<()> {
+        let tok = self.tok;
+        let mut piece = tok.piece(id)?;
+        let was_after_bos = self.after_bos;
+        self.after_bos = id == tok.bos;
+        if tok.is_control(id) {
+            return Ok(());
+        }
+        if let Some(b) = tok.byte_value(id) {
+            self.feed(&[b], &mut emit);
+            return Ok(());
+        }
+        if was_after_bos {
+            if let Some(rest) = piece.strip_prefix(tok.space()) {
+                piece = rest;
+            } else if let Some(rest) = piece.strip_prefix(b" ") {
+                piece = rest;
+            }
+        }
+        for_each_space_split(piece, tok.space(), |chunk, space| {
+            self.feed(chunk, &mut emit);
+            if space {
+                self.feed(b" ", &mut emit);
+            }
+        });
+        Ok(())
+    }
+
+    /// Ends the text: an incomplete character still pending is emitted as
+    /// U+FFFD. The decoder can then be reused for a new text.
+    pub fn flush(&mut self, mut emit: impl FnMut(&str)) {
+        if self.n_pending > 0 {
+            self.n_pending = 0;
+            emit(REPLACEMENT);
+        }
+        self.after_bos = false;
+    }
+
+    /// Whether an incomplete UTF-8 character is being held back.
+    pub fn has_pending(&self) -> bool {
+        self.n_pending > 0
+    }
+
+    /// Feeds raw bytes through the UTF-8 assembler.
+    fn feed(&mut self, mut bytes: &[u8], emit: &mut impl FnMut(&str)) {
+        // First complete (or reject) a pending character.
+        while self.n_pending > 0 && !bytes.is_empty() {
+            let mut buf = [0u8; 4];
+            let k = self.n_pending;
+            buf[..k].copy_from_slice(&self.pending[..k]);
+            let m = (4 - k).min(bytes.len());
+            buf[k..k + m].copy_from_slice(&bytes[..m]);
+            let buf = &buf[..k + m];
+            match core::str::from_utf8(buf) {
+                Ok(s) => {
+                    // The whole buffer is valid: the pending character completed
+                    // and possibly more characters followed. Emit the first one only.
+                    let w = s.chars().next().map_or(buf.len(), char::len_utf8);
+                    emit(&s[..w]);
+                    bytes = &bytes[w - k..];
+                    self.n_pending = 0;
+                }
+                Err(e) if e.valid_up_to() > 0 => {
+                    let w = e.valid_up_to();
+                    // The first character is complete (it has at least k bytes).
+                    let s = core::str::from_utf8(&buf[..w]).unwrap_or(REPLACEMENT);
+                    let w = s.chars().next().map_or(w, char::len_utf8);
+                    emit(&s[..w]);
+                    bytes = &bytes[w - k..];
+                    self.n_pending = 0;
+                }
+                Err(e) => match e.error_len() {
+                    None => {
+                        // Still incomplete: all of `bytes` joins the pending ones.
+                        self.pending[..k + m].copy_from_slice(buf);
+                        self.n_pending = k + m;
+                        return;
+                    }
+                    Some(l) => {
+                        emit(REPLACEMENT);
+                        bytes = &bytes[l.saturating_sub(k)..];
+                        self.n_pending = 0;
+                    }
+                },
+            }
+        }
+        // Then everything that follows.
+        while !bytes.is_empty() {
+            match core::str::from_utf8(bytes) {
+                Ok(s) => {
+                    emit(s);
+                    return;
+                }
+                Err(e) => {
+                    let (valid, rest) = bytes.split_at(e.valid_up_to());
+                    if !valid.is_empty() {
+                        emit(core::str::from_utf8(valid).unwrap_or(REPLACEMENT));
+                    }
+                    match e.error_len() {
+                        Some(l) => {
+                            emit(REPLACEMENT);
+                            bytes = &rest[l..];
+                        }
+                        None => {
+                            // An incomplete character at the end (at most 3 bytes).
+                            let k = rest.len().min(3);
+                            self.pending[..k].copy_from_slice(&rest[..k]);
+                            self.n_pending = k;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Calls `f(chunk, followed_by_space)` for the parts of `piece` between
+/// occurrences of `space` (when `space` is `' '` there is nothing to replace).
+fn for_each_space_split(piece: &[u8], space: &[u8], mut f: impl FnMut(&[u8], bool)) {
+    if space == b" " {
+        f(piece, false);
+        return;
+    }
+    let mut rest = piece;
+    let mut i = 0;
+    while i + space.len() <= rest.len() {
+        if rest[i..].starts_with(space) {
+            f(&rest[..i], true);
+            rest = &rest[i + space.len()..];
+            i = 0;
+        } else {
+            i += 1;
+        }
+    }
+    f(rest, false);
+}
+
+/// Index entry of a token: its type code (or `UNTYPED`) and record offset.
+fn pack(offset: u32, ty: Option<TokenType>) -> u32 {
+    let code = ty.map_or(UNTYPED, TokenType::code);
+    (code << TYPE_SHIFT) | (offset & OFFSET_MASK)
+}
+
+/// Type code of an entry whose type is to be inferred.
+const UNTYPED: u32 = 7;
+
+/// Splits `index` into the per-token entries and the rest (sorted ids and
+/// byte table), checking its length.
+fn split_index(index: &mut [u32], n: u32) -> Result<(&mut [u32], &mut [u32])> {
+    let needed = Tokenizer::index_len(n);
+    if index.len() < needed {
+        return Err(Error::BufferTooSmall {
+            what: "tokenizer index (u32 entries)",
+            needed,
+            got: index.len(),
+        });
+    }
+    Ok(index[..needed].split_at_mut(n as usize))
+}
+
+/// The piece of an index entry (validated at load; empty if somehow not).
+fn piece_of(source: Source<'_>, entry: u32) -> &[u8] {
+    let off = (entry & OFFSET_MASK) as usize;
+    match source {
+        Source::Gguf { strings, .. } => {
+            let len = strings
+                .get(off..off + 8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_le_bytes) as usize;
+            strings
+                .get(off + 8..(off + 8).saturating_add(len))
+                .unwrap_or(&[])
+        }
+        Source::Llama2c { bytes } => {
+            let len = bytes
+                .get(off + 4..off + 8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, i32::from_le_bytes)
+                .max(0) as usize;
+            bytes
+                .get(off + 8..(off + 8).saturating_add(len))
+                .unwrap_or(&[])
+        }
+    }
+}
+
+/// Reads the llama2.c tokenizer header, returning where the records start.
+fn llama2c_header(bytes: &[u8]) -> Result<u64> {
+    let h = slice(bytes, 0, 4, "llama2.c tokenizer header (max_token_length)")?;
+    let max_len = i32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+    if max_len < 0 {
+        return Err(Error::BadTokenizer {
+            reason: "negative max_token_length in the llama2.c tokenizer header",
+            index: 0,
+        });
+    }
+    Ok(4)
+}
+
+/// Checks the llama2.c record of token `id` at `pos`, returning where the next starts.
+fn llama2c_record(bytes: &[u8], pos: u64, id: u32) -> Result<u64> {
+    let h = slice(bytes, pos, 8, "llama2.c tokenizer record (score and length)")?;
+    let len = i32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    if len < 0 {
+        return Err(Error::BadTokenizer {
+            reason: "negative piece length in the llama2.c tokenizer",
+            index: id as u64,
+        });
+    }
+    slice(bytes, pos + 8, len as u64, "llama2.c tokenizer piece")?;
+    Ok(pos + 8 + len as u64)
+}
+
+/// The byte of a piece spelled `<0xHH>` (either case of hex digits).
+fn parse_byte_piece(piece: &[u8]) -> Option<u8> {
+    match piece {
+        [b'<', b'0', b'x', h, l, b'>'] => Some(hex(*h)? << 4 | hex(*l)?),
+        _ => None,
+    }
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Length of the UTF-8 character starting with byte `b` (of valid UTF-8).
+fn char_len(b: u8) -> usize {
+    match b {
+        0x00..=0x7F => 1,
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xFF => 4,
+        // A continuation byte cannot start a character of a `&str`.
+        _ => 1,
+    }
+}

@@ -28,9 +28,7 @@ fn session_buf(model: &Model, params: &SessionParams) -> Vec<u64> {
 }
 
 fn as_bytes(buf: &mut [u64]) -> &mut [u8] {
-    let n = buf.len() * 8;
-    // A u64 slice viewed as bytes (8-aligned, as Session::ALIGN asks).
-    unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, n) }
+    bytemuck::cast_slice_mut(buf)
 }
 
 /// Feeds the reference tokens one at a time and compares the logits at
