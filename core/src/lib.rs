@@ -34,4 +34,4 @@ pub use error::{Error, Result};
 pub use model::{Config, Model};
 pub use sampler::{Sampler, SamplerParams};
 pub use session::{Session, SessionParams};
-// pub use tokenizer::Tokenizer;
+pub use tokenizer::Tokenizer;
