@@ -1,0 +1,211 @@
+//! The `llamette` binary against references this project did not write:
+//! llama2.c's published outputs and llama.cpp's tokenizer vectors.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn shared(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared").join(rel)
+}
+
+fn llamette(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llamette"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run llamette");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn run_ok(args: &[&str]) -> Vec<u8> {
+    let out = llamette(args, b"");
+    assert!(
+        out.status.success(),
+        "llamette {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn path(p: &PathBuf) -> &str {
+    p.to_str().unwrap()
+}
+
+fn greedy_reference() -> Vec<u8> {
+    std::fs::read(shared("testdata/stories260K.greedy.txt")).unwrap()
+}
+
+#[test]
+fn greedy_from_llama2c_bin_matches_run_c() {
+    let model = shared("models/stories260K.bin");
+    let tok = shared("models/tok512.bin");
+    let out = run_ok(&["generate", path(&model), "-z", path(&tok), "-t", "0", "-n", "256"]);
+    assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&greedy_reference()));
+}
+
+#[test]
+fn greedy_from_gguf_matches_run_c() {
+    let model = shared("models/stories260K.gguf");
+    let out = run_ok(&["generate", path(&model), "-t", "0", "-n", "256"]);
+    assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&greedy_reference()));
+}
+
+#[test]
+fn greedy_from_embedded_model_matches_run_c() {
+    let out = run_ok(&["generate", "-t", "0", "-n", "256"]);
+    assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&greedy_reference()));
+}
+
+#[test]
+fn seeded_top_p_sampling_matches_run_c() {
+    let want =
+        std::fs::read(shared("testdata/stories260K.t0.8-p0.9-s42.tom-and-his-dog.txt")).unwrap();
+    let model = shared("models/stories260K.bin");
+    let tok = shared("models/tok512.bin");
+    for model_args in [vec![path(&model), "-z", path(&tok)], vec![]] {
+        let mut args = vec!["generate"];
+        args.extend(model_args);
+        args.extend(["-t", "0.8", "-p", "0.9", "-s", "42", "-n", "200", "-i", "Tom and his dog"]);
+        let out = run_ok(&args);
+        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&want), "{args:?}");
+    }
+}
+
+#[test]
+fn statistics_go_to_stderr() {
+    let out = llamette(&["generate", "-t", "0", "-n", "16"], b"");
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tok/s"), "{err}");
+    assert!(err.contains("session memory"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("tok/s"));
+}
+
+/// llama.cpp's test vectors: inputs separated by `__ggml_vocab_test__` lines.
+fn vocab_vectors() -> Vec<(String, String)> {
+    let inp = std::fs::read_to_string(shared("models/ggml-vocab-llama-spm.gguf.inp")).unwrap();
+    let out = std::fs::read_to_string(shared("models/ggml-vocab-llama-spm.gguf.out")).unwrap();
+    let mut inputs: Vec<String> = inp
+        .split("\n__ggml_vocab_test__\n")
+        .map(str::to_string)
+        .collect();
+    // The file ends with a separator: the last split is empty.
+    assert_eq!(inputs.pop().as_deref(), Some(""));
+    let outputs: Vec<String> = out.lines().map(|l| l.trim().to_string()).collect();
+    assert_eq!(inputs.len(), outputs.len());
+    inputs.into_iter().zip(outputs).collect()
+}
+
+#[test]
+fn tokenize_passes_every_llama_cpp_vector() {
+    let vocab = shared("models/ggml-vocab-llama-spm.gguf");
+    let vectors = vocab_vectors();
+    assert!(vectors.len() >= 40, "only {} vectors", vectors.len());
+    let mut failed = Vec::new();
+    for (text, want) in &vectors {
+        let out = llamette(&["tokenize", path(&vocab)], text.as_bytes());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let got = String::from_utf8(out.stdout).unwrap();
+        if got.trim_end_matches('\n') != want {
+            failed.push(format!("{text:?}: want {want:?}, got {got:?}"));
+        }
+    }
+    assert!(failed.is_empty(), "{} of {} failed:\n{}", failed.len(), vectors.len(), failed.join("\n"));
+}
+
+#[test]
+fn tokenize_bos_flag_and_llama2c_tokenizer() {
+    let vocab = shared("models/ggml-vocab-llama-spm.gguf");
+    let bin = shared("models/llama2-tokenizer.bin");
+    let plain = llamette(&["tokenize", path(&vocab)], b"Hello world");
+    let with_bos = llamette(&["tokenize", path(&vocab), "--bos"], b"Hello world");
+    let from_bin = llamette(&["tokenize", path(&bin)], b"Hello world");
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), "15043 3186\n");
+    assert_eq!(String::from_utf8_lossy(&with_bos.stdout), "1 15043 3186\n");
+    assert_eq!(plain.stdout, from_bin.stdout);
+}
+
+fn assert_clean_failure(out: &Output, file_hint: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(err.contains(file_hint), "the message names the file: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("RUST_BACKTRACE"), "{err}");
+}
+
+#[test]
+fn malformed_models_fail_cleanly_through_the_cli() {
+    let dir = std::env::temp_dir().join(format!("llamette-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let gguf = std::fs::read(shared("models/stories260K.gguf")).unwrap();
+    let bin = std::fs::read(shared("models/stories260K.bin")).unwrap();
+    let tok = shared("models/tok512.bin");
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    for len in [0, 3, 4, 8, 23, 24, 100, 4000, 14_175, 14_176, 200_000, gguf.len() - 1] {
+        cases.push((format!("gguf-cut-{len}.gguf"), gguf[..len].to_vec()));
+    }
+    for len in [4, 27, 28, 1000, bin.len() - 1] {
+        cases.push((format!("bin-cut-{len}.bin"), bin[..len].to_vec()));
+    }
+    let mut bad_magic = gguf.clone();
+    bad_magic[..4].copy_from_slice(b"GGUX");
+    cases.push(("bad-magic.gguf".into(), bad_magic));
+    let mut huge_count = gguf.clone();
+    huge_count[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+    cases.push(("huge-tensor-count.gguf".into(), huge_count));
+    let mut bad_dim = bin.clone();
+    bad_dim[..4].copy_from_slice(&(-64i32).to_le_bytes());
+    cases.push(("negative-dim.bin".into(), bad_dim));
+
+    for (name, bytes) in &cases {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        for args in [
+            vec!["generate", path(&p), "-z", path(&tok), "-n", "8"],
+            vec!["info", path(&p)],
+        ] {
+            let out = llamette(&args, b"");
+            assert_clean_failure(&out, name);
+        }
+    }
+    // Missing file, directory, a tokenizer too small for the model.
+    let missing = dir.join("does-not-exist.gguf");
+    assert_clean_failure(&llamette(&["info", path(&missing)], b""), "does-not-exist.gguf");
+    assert_clean_failure(&llamette(&["info", path(&dir)], b""), "llamette-cli-test");
+    let short_tok = dir.join("short-tok.bin");
+    let tok_bytes = std::fs::read(&tok).unwrap();
+    std::fs::write(&short_tok, &tok_bytes[..tok_bytes.len() / 2]).unwrap();
+    let model = shared("models/stories260K.bin");
+    assert_clean_failure(
+        &llamette(&["generate", path(&model), "-z", path(&short_tok)], b""),
+        "short-tok.bin",
+    );
+    assert_clean_failure(&llamette(&["tokenize", path(&short_tok)], b"x"), "short-tok.bin");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn tokenize_rejects_invalid_utf8() {
+    let vocab = shared("models/ggml-vocab-llama-spm.gguf");
+    let out = llamette(&["tokenize", path(&vocab)], b"ab\xffcd");
+    assert_clean_failure(&out, "stdin");
+}
+
+#[test]
+fn info_describes_the_model() {
+    let out = run_ok(&["info", path(&shared("models/stories260K.gguf"))]);
+    let text = String::from_utf8(out).unwrap();
+    for needle in [
+        "format: GGUF v3",
+        "dim 64, hidden 172, layers 5, heads 8, kv heads 4",
+        "vocab 512",
+        "F32 x48",
+        "session memory for the full context",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
