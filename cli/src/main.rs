@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use llamette::format::gguf::Gguf;
+use llamette::parallel::ThreadPool;
 use llamette::session::KvType;
 use llamette::{Model, Sampler, SamplerParams, Session, SessionParams, Tokenizer};
 
@@ -93,6 +94,9 @@ struct GenerateArgs {
     /// How to turn tokens into text.
     #[arg(long = "decode", value_enum, default_value_t = Decode::Llama2c)]
     decode: Decode,
+    /// Threads for the matrix products (0: one per core).
+    #[arg(long = "threads", default_value_t = 1)]
+    threads: usize,
 }
 
 #[derive(clap::Args)]
@@ -226,8 +230,10 @@ fn generate(a: GenerateArgs) -> Result<(), CliError> {
     };
     let session_bytes = Session::required_bytes(&model, &params).map_err(|e| model_in.err(e))?;
     let mut buf = session_buffer(session_bytes);
+    let pool = ThreadPool::new(a.threads);
     let mut session = Session::new(&model, params, bytemuck::cast_slice_mut(&mut buf))
         .map_err(|e| model_in.err(e))?;
+    session.set_parallel(&pool);
 
     let seed = if a.seed == 0 {
         std::time::SystemTime::now()

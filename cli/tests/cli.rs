@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 fn shared(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared")
+        .join(rel)
 }
 
 fn llamette(args: &[&str], stdin: &[u8]) -> Output {
@@ -43,35 +45,70 @@ fn greedy_reference() -> Vec<u8> {
 fn greedy_from_llama2c_bin_matches_run_c() {
     let model = shared("models/stories260K.bin");
     let tok = shared("models/tok512.bin");
-    let out = run_ok(&["generate", path(&model), "-z", path(&tok), "-t", "0", "-n", "256"]);
-    assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&greedy_reference()));
+    let out = run_ok(&[
+        "generate",
+        path(&model),
+        "-z",
+        path(&tok),
+        "-t",
+        "0",
+        "-n",
+        "256",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&greedy_reference())
+    );
 }
 
 #[test]
 fn greedy_from_gguf_matches_run_c() {
     let model = shared("models/stories260K.gguf");
     let out = run_ok(&["generate", path(&model), "-t", "0", "-n", "256"]);
-    assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&greedy_reference()));
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&greedy_reference())
+    );
 }
 
 #[test]
 fn greedy_from_embedded_model_matches_run_c() {
     let out = run_ok(&["generate", "-t", "0", "-n", "256"]);
-    assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&greedy_reference()));
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&greedy_reference())
+    );
 }
 
 #[test]
 fn seeded_top_p_sampling_matches_run_c() {
-    let want =
-        std::fs::read(shared("testdata/stories260K.t0.8-p0.9-s42.tom-and-his-dog.txt")).unwrap();
+    let want = std::fs::read(shared(
+        "testdata/stories260K.t0.8-p0.9-s42.tom-and-his-dog.txt",
+    ))
+    .unwrap();
     let model = shared("models/stories260K.bin");
     let tok = shared("models/tok512.bin");
     for model_args in [vec![path(&model), "-z", path(&tok)], vec![]] {
         let mut args = vec!["generate"];
         args.extend(model_args);
-        args.extend(["-t", "0.8", "-p", "0.9", "-s", "42", "-n", "200", "-i", "Tom and his dog"]);
+        args.extend([
+            "-t",
+            "0.8",
+            "-p",
+            "0.9",
+            "-s",
+            "42",
+            "-n",
+            "200",
+            "-i",
+            "Tom and his dog",
+        ]);
         let out = run_ok(&args);
-        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&want), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&want),
+            "{args:?}"
+        );
     }
 }
 
@@ -108,13 +145,23 @@ fn tokenize_passes_every_llama_cpp_vector() {
     let mut failed = Vec::new();
     for (text, want) in &vectors {
         let out = llamette(&["tokenize", path(&vocab)], text.as_bytes());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let got = String::from_utf8(out.stdout).unwrap();
         if got.trim_end_matches('\n') != want {
             failed.push(format!("{text:?}: want {want:?}, got {got:?}"));
         }
     }
-    assert!(failed.is_empty(), "{} of {} failed:\n{}", failed.len(), vectors.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed:\n{}",
+        failed.len(),
+        vectors.len(),
+        failed.join("\n")
+    );
 }
 
 #[test]
@@ -145,7 +192,20 @@ fn malformed_models_fail_cleanly_through_the_cli() {
     let bin = std::fs::read(shared("models/stories260K.bin")).unwrap();
     let tok = shared("models/tok512.bin");
     let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
-    for len in [0, 3, 4, 8, 23, 24, 100, 4000, 14_175, 14_176, 200_000, gguf.len() - 1] {
+    for len in [
+        0,
+        3,
+        4,
+        8,
+        23,
+        24,
+        100,
+        4000,
+        14_175,
+        14_176,
+        200_000,
+        gguf.len() - 1,
+    ] {
         cases.push((format!("gguf-cut-{len}.gguf"), gguf[..len].to_vec()));
     }
     for len in [4, 27, 28, 1000, bin.len() - 1] {
@@ -174,7 +234,10 @@ fn malformed_models_fail_cleanly_through_the_cli() {
     }
     // Missing file, directory, a tokenizer too small for the model.
     let missing = dir.join("does-not-exist.gguf");
-    assert_clean_failure(&llamette(&["info", path(&missing)], b""), "does-not-exist.gguf");
+    assert_clean_failure(
+        &llamette(&["info", path(&missing)], b""),
+        "does-not-exist.gguf",
+    );
     assert_clean_failure(&llamette(&["info", path(&dir)], b""), "llamette-cli-test");
     let short_tok = dir.join("short-tok.bin");
     let tok_bytes = std::fs::read(&tok).unwrap();
@@ -184,7 +247,10 @@ fn malformed_models_fail_cleanly_through_the_cli() {
         &llamette(&["generate", path(&model), "-z", path(&short_tok)], b""),
         "short-tok.bin",
     );
-    assert_clean_failure(&llamette(&["tokenize", path(&short_tok)], b"x"), "short-tok.bin");
+    assert_clean_failure(
+        &llamette(&["tokenize", path(&short_tok)], b"x"),
+        "short-tok.bin",
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -32,33 +32,49 @@ impl KvCache<'_> {
         }
     }
 
-    /// `dot(q, cache[at..at + q.len()])`.
-    fn dot(&self, at: usize, q: &[f32]) -> f32 {
+    /// Attention scores of `q` against the keys of positions `0..att.len()`
+    /// (`stride` elements apart, starting at `at`), times `scale`.
+    fn scores(&self, at: usize, stride: usize, q: &[f32], scale: f32, att: &mut [f32]) {
+        let n = q.len();
         match self {
-            KvCache::F32(c) => dot(q, &c[at..at + q.len()]),
-            KvCache::F16(c) => {
-                let mut s = 0f32;
-                for (&a, &b) in q.iter().zip(&c[at..at + q.len()]) {
-                    s += a * kernels::scalar::f16_to_f32(b);
+            KvCache::F32(c) => {
+                for (t, a) in att.iter_mut().enumerate() {
+                    let k = &c[at + t * stride..at + t * stride + n];
+                    *a = dot(q, k) * scale;
                 }
-                s
+            }
+            KvCache::F16(c) => {
+                for (t, a) in att.iter_mut().enumerate() {
+                    let k = &c[at + t * stride..at + t * stride + n];
+                    let mut s = 0f32;
+                    for (&x, &y) in q.iter().zip(k) {
+                        s += x * kernels::scalar::f16_to_f32(y);
+                    }
+                    *a = s * scale;
+                }
             }
         }
     }
 
-    /// `out += a * cache[at..at + out.len()]`.
-    fn axpy(&self, at: usize, a: f32, out: &mut [f32]) {
+    /// `out = sum over t of att[t] * value(t)`, values `stride` apart from `at`.
+    fn weighted_sum(&self, at: usize, stride: usize, att: &[f32], out: &mut [f32]) {
+        let n = out.len();
+        out.fill(0.0);
         match self {
             KvCache::F32(c) => {
-                let n = out.len();
-                for (o, &v) in out.iter_mut().zip(&c[at..at + n]) {
-                    *o += a * v;
+                for (t, &a) in att.iter().enumerate() {
+                    let v = &c[at + t * stride..at + t * stride + n];
+                    for (o, &v) in out.iter_mut().zip(v) {
+                        *o += a * v;
+                    }
                 }
             }
             KvCache::F16(c) => {
-                let n = out.len();
-                for (o, &v) in out.iter_mut().zip(&c[at..at + n]) {
-                    *o += a * kernels::scalar::f16_to_f32(v);
+                for (t, &a) in att.iter().enumerate() {
+                    let v = &c[at + t * stride..at + t * stride + n];
+                    for (o, &v) in out.iter_mut().zip(v) {
+                        *o += a * kernels::scalar::f16_to_f32(v);
+                    }
                 }
             }
         }
@@ -114,9 +130,27 @@ fn rmsnorm(o: &mut [f32], x: &[f32], weight: &Tensor, eps: f32) {
     }
 }
 
-/// In-place softmax.
+/// In-place softmax with the fast exponential (attention scores).
+fn softmax_fast(x: &mut [f32]) {
+    let max = x
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    let mut sum = 0f32;
+    for v in x.iter_mut() {
+        *v = kernels::scalar::exp_fast(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// In-place softmax, exactly as llama2.c computes it (the sampler's).
 pub(crate) fn softmax(x: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    let max = x
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
     let mut sum = 0f32;
     for v in x.iter_mut() {
         *v = libm::expf(*v - max);
@@ -139,7 +173,17 @@ fn project(
         let a = kernels::quantize_acts(x, quant.0, quant.1, quant.2);
         matvec(par, out, w, &a);
     } else {
-        matvec(par, out, w, &Act { x, d: &[], sum: &[], q: &[] });
+        matvec(
+            par,
+            out,
+            w,
+            &Act {
+                x,
+                d: &[],
+                sum: &[],
+                q: &[],
+            },
+        );
     }
 }
 
@@ -210,15 +254,10 @@ pub(crate) fn forward(
             let q = &s.q[h * head_dim..(h + 1) * head_dim];
             let att = &mut s.att[h * ctx..h * ctx + pos + 1];
             let kv_head = (h / kv_mul) * head_dim;
-            for (t, a) in att.iter_mut().enumerate() {
-                *a = s.key_cache.dot(loff + t * kv_dim + kv_head, q) * scale;
-            }
-            softmax(att);
+            s.key_cache.scores(loff + kv_head, kv_dim, q, scale, att);
+            softmax_fast(att);
             let xb = &mut s.xb[h * head_dim..(h + 1) * head_dim];
-            xb.fill(0.0);
-            for (t, &a) in att.iter().enumerate() {
-                s.value_cache.axpy(loff + t * kv_dim + kv_head, a, xb);
-            }
+            s.value_cache.weighted_sum(loff + kv_head, kv_dim, att, xb);
         }
 
         // Output projection and residual.
@@ -241,7 +280,7 @@ pub(crate) fn forward(
             project(par, s.hb2, &w.w3, s.xb, (s.quant_d, s.quant_sum, s.quant));
         }
         for (h, &g) in s.hb.iter_mut().zip(s.hb2.iter()) {
-            let silu = *h * (1.0 / (1.0 + libm::expf(-*h)));
+            let silu = *h / (1.0 + kernels::scalar::exp_fast(-*h));
             *h = silu * g;
         }
         project(par, s.xb, &w.w2, s.hb, (s.quant_d, s.quant_sum, s.quant));
@@ -253,7 +292,13 @@ pub(crate) fn forward(
     if want_logits {
         // Final norm (into xb: x itself stays untouched) and the classifier.
         rmsnorm(s.xb, s.x, &model.output_norm, c.rms_eps);
-        project(par, s.logits, &model.output, s.xb, (s.quant_d, s.quant_sum, s.quant));
+        project(
+            par,
+            s.logits,
+            &model.output,
+            s.xb,
+            (s.quant_d, s.quant_sum, s.quant),
+        );
     }
     Ok(())
 }

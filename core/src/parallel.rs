@@ -34,3 +34,228 @@ impl Parallel for Inline {
         }
     }
 }
+
+#[cfg(feature = "std")]
+pub use pool::ThreadPool;
+
+#[cfg(feature = "std")]
+mod pool {
+    use super::Parallel;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::thread::JoinHandle;
+    use std::vec::Vec;
+
+    /// How many times an idle worker polls for new work before it sleeps.
+    const SPIN: u32 = 20_000;
+
+    /// The task of the current parallel region, its lifetime erased.
+    #[derive(Clone, Copy)]
+    struct TaskRef(*const (dyn Fn(usize) + Sync));
+
+    // SAFETY: the pointee is `Sync`, and the pointer is only dereferenced
+    // while `parallel_for` (which owns the borrow) waits for the region to end.
+    unsafe impl Send for TaskRef {}
+
+    struct Shared {
+        /// Bumped for every parallel region; workers wait for a change.
+        generation: AtomicU64,
+        /// The current region: its generation, task and size.
+        job: Mutex<Option<(u64, TaskRef, usize)>>,
+        /// The next task to claim: the region's generation (low 32 bits) in
+        /// the high half, the task index in the low half. A claim succeeds
+        /// only for the current region, so a worker that is late never runs
+        /// a task of a region that has ended.
+        next: AtomicU64,
+        /// Tasks finished in the current region.
+        done: AtomicUsize,
+        /// A task panicked in the current region.
+        panicked: AtomicBool,
+        shutdown: AtomicBool,
+        sleep: Mutex<()>,
+        wake: Condvar,
+    }
+
+    impl Shared {
+        /// Claims and runs tasks of region `generation` until none is left.
+        fn run_tasks(&self, generation: u64, task: TaskRef, n_tasks: usize) {
+            let tag = (generation & 0xffff_ffff) << 32;
+            let mut cur = self.next.load(Ordering::Acquire);
+            loop {
+                if cur & !0xffff_ffff != tag || (cur & 0xffff_ffff) as usize >= n_tasks {
+                    return;
+                }
+                match self.next.compare_exchange_weak(
+                    cur,
+                    cur + 1,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {}
+                    Err(now) => {
+                        cur = now;
+                        continue;
+                    }
+                }
+                let i = (cur & 0xffff_ffff) as usize;
+                cur += 1;
+                // SAFETY: see `TaskRef`: the claim succeeded for the current
+                // region, which closes only once every claimed task has
+                // counted itself done, so the task is still borrowed.
+                let f = unsafe { &*task.0 };
+                if catch_unwind(AssertUnwindSafe(|| f(i))).is_err() {
+                    self.panicked.store(true, Ordering::Release);
+                }
+                self.done.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// A persistent pool of worker threads; the calling thread works too.
+    ///
+    /// `ThreadPool::new(n)` starts `n - 1` threads. Regions from several
+    /// threads are serialised. Dropping the pool stops and joins its threads.
+    pub struct ThreadPool {
+        shared: Arc<Shared>,
+        workers: Vec<JoinHandle<()>>,
+        n_threads: usize,
+        region: Mutex<()>,
+    }
+
+    impl core::fmt::Debug for ThreadPool {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.debug_struct("ThreadPool")
+                .field("n_threads", &self.n_threads)
+                .finish()
+        }
+    }
+
+    impl ThreadPool {
+        /// A pool of `n_threads` threads in all (the caller included);
+        /// 0 means one per available core.
+        pub fn new(n_threads: usize) -> ThreadPool {
+            let n = if n_threads == 0 {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                n_threads
+            };
+            let shared = Arc::new(Shared {
+                generation: AtomicU64::new(0),
+                job: Mutex::new(None),
+                next: AtomicU64::new(0),
+                done: AtomicUsize::new(0),
+                panicked: AtomicBool::new(false),
+                shutdown: AtomicBool::new(false),
+                sleep: Mutex::new(()),
+                wake: Condvar::new(),
+            });
+            let workers = (1..n)
+                .map(|i| {
+                    let shared = Arc::clone(&shared);
+                    std::thread::Builder::new()
+                        .name(std::format!("llamette-{i}"))
+                        .spawn(move || worker(&shared))
+                        .expect("spawn a llamette worker thread")
+                })
+                .collect();
+            ThreadPool {
+                shared,
+                workers,
+                n_threads: n,
+                region: Mutex::new(()),
+            }
+        }
+    }
+
+    fn worker(s: &Shared) {
+        let mut seen = 0u64;
+        loop {
+            // Wait for a new region: spin a little, then sleep.
+            let mut spins = 0;
+            loop {
+                if s.shutdown.load(Ordering::Acquire) {
+                    return;
+                }
+                let g = s.generation.load(Ordering::Acquire);
+                if g != seen {
+                    seen = g;
+                    break;
+                }
+                if spins < SPIN {
+                    spins += 1;
+                    std::hint::spin_loop();
+                } else {
+                    let guard = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
+                    if s.generation.load(Ordering::Acquire) == seen
+                        && !s.shutdown.load(Ordering::Acquire)
+                    {
+                        let _unused = s.wake.wait(guard);
+                    }
+                }
+            }
+            let job = *s.job.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((g, task, n)) = job {
+                s.run_tasks(g, task, n);
+            }
+        }
+    }
+
+    impl Parallel for ThreadPool {
+        fn n_threads(&self) -> usize {
+            self.n_threads
+        }
+
+        fn parallel_for(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
+            if self.n_threads == 1 || n_tasks <= 1 {
+                for i in 0..n_tasks {
+                    task(i);
+                }
+                return;
+            }
+            let _region = self.region.lock().unwrap_or_else(|e| e.into_inner());
+            let s = &*self.shared;
+            // SAFETY (lifetime erasure): the pointer is used only until this
+            // function returns; it waits below until every task is done and
+            // clears the job before returning.
+            let task_ref = TaskRef(unsafe {
+                core::mem::transmute::<
+                    *const (dyn Fn(usize) + Sync + '_),
+                    *const (dyn Fn(usize) + Sync + 'static),
+                >(task as *const _)
+            });
+            let g = s.generation.load(Ordering::Acquire) + 1;
+            *s.job.lock().unwrap_or_else(|e| e.into_inner()) = Some((g, task_ref, n_tasks));
+            s.done.store(0, Ordering::Release);
+            s.panicked.store(false, Ordering::Release);
+            s.next.store((g & 0xffff_ffff) << 32, Ordering::Release);
+            {
+                let _g = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
+                s.generation.store(g, Ordering::Release);
+                s.wake.notify_all();
+            }
+            s.run_tasks(g, task_ref, n_tasks);
+            while s.done.load(Ordering::Acquire) < n_tasks {
+                std::hint::spin_loop();
+            }
+            // Late workers may still read the job; their claims fail.
+            *s.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            if s.panicked.load(Ordering::Acquire) {
+                panic!("a llamette worker task panicked");
+            }
+        }
+    }
+
+    impl Drop for ThreadPool {
+        fn drop(&mut self) {
+            {
+                let _g = self.shared.sleep.lock().unwrap_or_else(|e| e.into_inner());
+                self.shared.shutdown.store(true, Ordering::Release);
+                self.shared.wake.notify_all();
+            }
+            for w in self.workers.drain(..) {
+                let _ = w.join();
+            }
+        }
+    }
+}

@@ -101,7 +101,11 @@ impl Layout {
             .flat_map(|l| l.tensors())
             .any(|(_, t)| kernels::wants_quantized(t.ty))
             || kernels::wants_quantized(model.output.ty);
-        let qn = if quantized { c.dim.max(c.hidden_dim) } else { 0 };
+        let qn = if quantized {
+            c.dim.max(c.hidden_dim)
+        } else {
+            0
+        };
         let kv = c.n_layers * context * c.kv_dim();
         let sizes: [usize; Region::COUNT] = [
             c.dim * 4,
@@ -166,7 +170,11 @@ impl core::fmt::Debug for Session<'_> {
 }
 
 /// Splits `count` elements of `T` off the front of a region table entry.
-fn carve<'a, T: bytemuck::Pod>(buf: &mut &'a mut [u8], region: (usize, usize), base: usize) -> &'a mut [T] {
+fn carve<'a, T: bytemuck::Pod>(
+    buf: &mut &'a mut [u8],
+    region: (usize, usize),
+    base: usize,
+) -> &'a mut [T] {
     let (offset, size) = region;
     let rest = core::mem::take(buf);
     // Regions are laid out in increasing order: skip to this one's offset.
@@ -187,7 +195,11 @@ impl<'a> Session<'a> {
 
     /// Creates a session in `buf` (at least [`Session::required_bytes`] long,
     /// aligned to [`Session::ALIGN`]). The buffer's content does not matter.
-    pub fn new(model: &'a Model<'a>, params: SessionParams, buf: &'a mut [u8]) -> Result<Session<'a>> {
+    pub fn new(
+        model: &'a Model<'a>,
+        params: SessionParams,
+        buf: &'a mut [u8],
+    ) -> Result<Session<'a>> {
         let layout = Layout::new(model, &params)?;
         if buf.len() < layout.total {
             return Err(Error::BufferTooSmall {
@@ -226,8 +238,14 @@ impl<'a> Session<'a> {
         let probs = take!(Region::Probs);
         let cand = take!(Region::Cand);
         let (key_cache, value_cache) = match params.kv_type {
-            KvType::F32 => (KvCache::F32(take!(Region::KeyCache)), KvCache::F32(take!(Region::ValueCache))),
-            KvType::F16 => (KvCache::F16(take!(Region::KeyCache)), KvCache::F16(take!(Region::ValueCache))),
+            KvType::F32 => (
+                KvCache::F32(take!(Region::KeyCache)),
+                KvCache::F32(take!(Region::ValueCache)),
+            ),
+            KvType::F16 => (
+                KvCache::F16(take!(Region::KeyCache)),
+                KvCache::F16(take!(Region::ValueCache)),
+            ),
         };
         let quant_d = take!(Region::QuantD);
         let quant_sum = take!(Region::QuantSum);
@@ -333,7 +351,15 @@ impl<'a> Session<'a> {
         self.has_logits = false;
         for (i, &t) in tokens.iter().enumerate() {
             let last = i + 1 == tokens.len();
-            forward::forward(self.model, &mut self.state, t, self.pos, last, self.par, self.cancel)?;
+            forward::forward(
+                self.model,
+                &mut self.state,
+                t,
+                self.pos,
+                last,
+                self.par,
+                self.cancel,
+            )?;
             self.tokens[self.pos] = t;
             self.pos += 1;
         }

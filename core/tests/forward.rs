@@ -36,7 +36,10 @@ fn as_bytes(buf: &mut [u64]) -> &mut [u8] {
 fn check_logits(file: &str, kv_type: KvType, tol: f32) {
     let bytes = shared(file);
     let model = Model::load(&bytes).unwrap();
-    let params = SessionParams { context: 0, kv_type };
+    let params = SessionParams {
+        context: 0,
+        kv_type,
+    };
     let mut buf = session_buf(&model, &params);
     let mut s = Session::new(&model, params, as_bytes(&mut buf)).unwrap();
     let ids = greedy_ids();
@@ -87,5 +90,41 @@ fn greedy_tokens_match_llama2c() {
         let next = s.sample(&mut sampler).unwrap();
         assert_eq!(next, ids[pos], "token at position {pos}");
         s.feed(&[next]).unwrap();
+    }
+}
+
+/// Tokens and logits are bit-identical for 1, 2 and 3 threads.
+#[test]
+fn results_do_not_depend_on_thread_count() {
+    use llamette::parallel::ThreadPool;
+    let bytes = shared("models/stories260K.gguf");
+    let model = Model::load(&bytes).unwrap();
+    let params = SessionParams {
+        context: 128,
+        ..Default::default()
+    };
+    let run = |threads: usize| -> (Vec<u32>, Vec<u32>) {
+        let pool = ThreadPool::new(threads);
+        let mut buf = session_buf(&model, &params);
+        let mut s = Session::new(&model, params, as_bytes(&mut buf)).unwrap();
+        s.set_parallel(&pool);
+        let mut sampler = Sampler::new(SamplerParams {
+            seed: 5,
+            ..Default::default()
+        });
+        let mut logit_bits = Vec::new();
+        s.feed(&[1, 403, 407]).unwrap();
+        while s.pos() < 100 {
+            logit_bits.extend(s.logits().unwrap().iter().map(|l| l.to_bits()));
+            let t = s.sample(&mut sampler).unwrap();
+            s.feed(&[t]).unwrap();
+        }
+        (s.tokens().to_vec(), logit_bits)
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        let other = run(threads);
+        assert_eq!(one.0, other.0, "tokens with {threads} threads");
+        assert!(one.1 == other.1, "logits differ with {threads} threads");
     }
 }

@@ -41,7 +41,10 @@ fn allocations() -> usize {
 
 #[test]
 fn no_allocation_after_session_creation() {
-    let path = format!("{}/../../shared/models/stories260K.gguf", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../shared/models/stories260K.gguf",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let bytes = std::fs::read(path).unwrap();
     let model = Model::load(&bytes).unwrap();
     for kv_type in [KvType::F32, KvType::F16] {
@@ -49,11 +52,19 @@ fn no_allocation_after_session_creation() {
             context: 256,
             kv_type,
         };
-        let mut buf = vec![0u64; Session::required_bytes(&model, &params).unwrap().div_ceil(8)];
+        let mut buf = vec![
+            0u64;
+            Session::required_bytes(&model, &params)
+                .unwrap()
+                .div_ceil(8)
+        ];
         let buf: &mut [u8] = bytemuck_bytes(&mut buf);
         let mut s = Session::new(&model, params, buf).unwrap();
         let mut samplers = [
-            Sampler::new(SamplerParams { seed: 42, ..Default::default() }),
+            Sampler::new(SamplerParams {
+                seed: 42,
+                ..Default::default()
+            }),
             Sampler::new(SamplerParams {
                 seed: 7,
                 top_k: 40,
@@ -78,7 +89,11 @@ fn no_allocation_after_session_creation() {
             assert!(s.feed(&[9999]).is_err());
         }
         let after = allocations();
-        assert_eq!(after - before, 0, "allocations during inference ({kv_type:?})");
+        assert_eq!(
+            after - before,
+            0,
+            "allocations during inference ({kv_type:?})"
+        );
     }
 }
 

@@ -45,7 +45,12 @@ pub fn dot_f32(row: &[u8], x: &[f32]) -> f32 {
             acc[j] += w * x[j];
         }
     }
-    for (j, (r, x)) in rows.remainder().chunks_exact(4).zip(xs.remainder()).enumerate() {
+    for (j, (r, x)) in rows
+        .remainder()
+        .chunks_exact(4)
+        .zip(xs.remainder())
+        .enumerate()
+    {
         acc[j] += f32::from_le_bytes([r[0], r[1], r[2], r[3]]) * x;
     }
     reduce8(acc)
@@ -61,7 +66,12 @@ pub fn dot_f16(row: &[u8], x: &[f32]) -> f32 {
             acc[j] += f16_to_f32(u16::from_le_bytes([r[2 * j], r[2 * j + 1]])) * x[j];
         }
     }
-    for (j, (r, x)) in rows.remainder().chunks_exact(2).zip(xs.remainder()).enumerate() {
+    for (j, (r, x)) in rows
+        .remainder()
+        .chunks_exact(2)
+        .zip(xs.remainder())
+        .enumerate()
+    {
         acc[j] += f16_to_f32(u16::from_le_bytes([r[0], r[1]])) * x;
     }
     reduce8(acc)
@@ -127,5 +137,59 @@ pub fn quantize(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]) {
         }
         d[b] = scale;
         sum[b] = s;
+    }
+}
+
+/// `e^x` to within 2 ulp for `x` in [-87, 88] (0 below, e^88 above), with no
+/// branches or calls so that loops over it vectorise. Cephes' `expf`
+/// polynomial after the usual reduction `x = n ln 2 + r`, `|r| <= ln(2) / 2`.
+#[inline(always)]
+pub fn exp_fast(x: f32) -> f32 {
+    const LOG2E: f32 = core::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding 1.5 * 2^23 rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    let underflow = x < -87.0;
+    let x = x.clamp(-87.0, 88.0);
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let y = p * r * r + r + 1.0;
+    // 2^n from the rounded integer's bits: n + 127 into the exponent field.
+    let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
+    let scale = f32::from_bits(((ni + 127) << 23) as u32);
+    if underflow {
+        0.0
+    } else {
+        y * scale
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_fast_is_within_two_ulp_of_libm() {
+        let mut worst = 0f32;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let want = libm::expf(x);
+            let got = exp_fast(x);
+            let ulp = f32::from_bits(want.to_bits() + 1) - want;
+            worst = worst.max((got - want).abs() / ulp);
+            x += 0.000_97;
+        }
+        assert!(worst <= 2.0, "worst error {worst} ulp");
+        assert_eq!(exp_fast(-1000.0), 0.0);
+        assert_eq!(exp_fast(0.0), 1.0);
+        assert!(exp_fast(1000.0).is_finite());
     }
 }
