@@ -25,6 +25,7 @@ pub mod forward;
 pub mod kernels;
 pub mod model;
 pub mod parallel;
+pub mod quant;
 pub mod sampler;
 pub mod session;
 pub mod tensor;

@@ -245,7 +245,7 @@ impl<'a> Model<'a> {
         check(&self.token_embd, b"token_embd", c.vocab_size, c.dim)?;
         check(&self.output_norm, b"output_norm", 1, c.dim)?;
         check(&self.output, b"output", c.vocab_size, c.dim)?;
-        for l in self.layers() {
+        for (i, l) in self.layers().iter().enumerate() {
             let shapes = [
                 (1, c.dim),
                 (c.dim, c.dim),
@@ -257,13 +257,16 @@ impl<'a> Model<'a> {
                 (c.dim, c.hidden_dim),
                 (c.hidden_dim, c.dim),
             ];
-            for ((name, t), (rows, cols)) in l.tensors().iter().zip(shapes) {
-                check(t, name.as_bytes(), rows, cols)?;
+            let mut name = [0u8; 32];
+            for ((role, t), (rows, cols)) in l.tensors().iter().zip(shapes) {
+                let n = write_layer_name(&mut name, i, role);
+                check(t, &name[..n], rows, cols)?;
             }
-            for (name, t) in [("attn_norm", &l.attn_norm), ("ffn_norm", &l.ffn_norm)] {
+            for (role, t) in [("attn_norm", &l.attn_norm), ("ffn_norm", &l.ffn_norm)] {
                 if t.ty != TensorType::F32 {
+                    let n = write_layer_name(&mut name, i, role);
                     return Err(Error::BadTensor {
-                        tensor: Name::new(name.as_bytes()),
+                        tensor: Name::new(&name[..n]),
                         reason: "norm weights must be F32",
                     });
                 }
@@ -321,4 +324,25 @@ impl<'a> Model<'a> {
         }
         n as u64
     }
+}
+
+/// Writes `blk.L.ROLE.weight` (the tensor's name in the file) into `buf`,
+/// returning its length.
+pub(crate) fn write_layer_name(buf: &mut [u8; 32], l: usize, role: &str) -> usize {
+    let mut n = 0;
+    let mut push = |b: &[u8]| {
+        let k = b.len().min(buf.len() - n);
+        buf[n..n + k].copy_from_slice(&b[..k]);
+        n += k;
+    };
+    push(b"blk.");
+    let digits = [(l / 100) as u8, (l / 10 % 10) as u8, (l % 10) as u8];
+    let first = digits.iter().position(|&d| d != 0).unwrap_or(2);
+    for d in &digits[first..] {
+        push(&[b'0' + d]);
+    }
+    push(b".");
+    push(role.as_bytes());
+    push(b".weight");
+    n
 }

@@ -119,7 +119,7 @@ impl Sampler {
             }
         }
         // Not a positive number (0, negative, NaN): greedy.
-        if !(p.temperature > 0.0) {
+        if p.temperature.is_nan() || p.temperature <= 0.0 {
             return argmax(probs) as u32;
         }
         for v in probs.iter_mut() {
@@ -128,7 +128,8 @@ impl Sampler {
         softmax(probs);
         let coin = self.random_f32();
         let cand = &mut cand[..n];
-        if p.top_k == 0 && !(p.min_p > 0.0) {
+        let min_p_on = p.min_p > 0.0;
+        if p.top_k == 0 && !min_p_on {
             if p.top_p <= 0.0 || p.top_p >= 1.0 {
                 sample_mult(probs, coin) as u32
             } else {

@@ -91,7 +91,7 @@ impl Layout {
             }
             n => n,
         };
-        let kv_elem = match params.kv_type {
+        let kv_elem: u64 = match params.kv_type {
             KvType::F32 => 4,
             KvType::F16 => 2,
         };
@@ -101,42 +101,46 @@ impl Layout {
             .flat_map(|l| l.tensors())
             .any(|(_, t)| kernels::wants_quantized(t.ty))
             || kernels::wants_quantized(model.output.ty);
-        let qn = if quantized {
-            c.dim.max(c.hidden_dim)
-        } else {
-            0
-        };
-        let kv = c.n_layers * context * c.kv_dim();
-        let sizes: [usize; Region::COUNT] = [
-            c.dim * 4,
-            c.dim * 4,
-            c.dim * 4,
-            c.hidden_dim * 4,
-            c.hidden_dim * 4,
-            c.dim * 4,
-            c.kv_dim() * 4,
-            c.kv_dim() * 4,
-            c.n_heads * context * 4,
-            c.vocab_size * 4,
-            c.vocab_size * 4,
-            c.vocab_size * 8,
+        // Sizes in u64: the configuration's bounds keep every product far
+        // below 2^64, and the total is checked against this target's usize.
+        let (dim, hidden, kv_dim) = (c.dim as u64, c.hidden_dim as u64, c.kv_dim() as u64);
+        let (vocab, ctx) = (c.vocab_size as u64, context as u64);
+        let qn = if quantized { dim.max(hidden) } else { 0 };
+        let kv = c.n_layers as u64 * ctx * kv_dim;
+        let sizes: [u64; Region::COUNT] = [
+            dim * 4,
+            dim * 4,
+            dim * 4,
+            hidden * 4,
+            hidden * 4,
+            dim * 4,
+            kv_dim * 4,
+            kv_dim * 4,
+            c.n_heads as u64 * ctx * 4,
+            vocab * 4,
+            vocab * 4,
+            vocab * 8,
             kv * kv_elem,
             kv * kv_elem,
             qn / 32 * 4,
             qn / 32 * 4,
             qn,
-            context * 4,
+            ctx * 4,
         ];
+        let too_big = Error::BadConfig {
+            reason: "the session would not fit in this target's address space",
+            value: kv,
+        };
         let mut regions = [(0, 0); Region::COUNT];
-        let mut total = 0usize;
+        let mut total = 0u64;
         for (r, &size) in regions.iter_mut().zip(&sizes) {
-            *r = (total, size);
-            total = total
-                .checked_add(size.next_multiple_of(REGION_ALIGN))
-                .ok_or(Error::BadConfig {
-                    reason: "session size overflows",
-                    value: size as u64,
-                })?;
+            let start = usize::try_from(total).map_err(|_| too_big)?;
+            *r = (start, usize::try_from(size).map_err(|_| too_big)?);
+            total += size.next_multiple_of(REGION_ALIGN as u64);
+        }
+        let total = usize::try_from(total).map_err(|_| too_big)?;
+        if total > isize::MAX as usize {
+            return Err(too_big);
         }
         Ok(Layout {
             context,

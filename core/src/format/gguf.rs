@@ -118,7 +118,8 @@ impl Value<'_> {
 /// An array value: `len` elements of type `elem`, whose encoded bytes are `data`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Array<'a> {
-    /// Element type (never `Array`: nested arrays are read but not exposed).
+    /// Element type. `Array` for an array of arrays, whose elements are
+    /// validated by `parse` but have no accessor: `data` holds them encoded.
     pub elem: ValueType,
     /// Number of elements.
     pub len: u64,
@@ -129,19 +130,22 @@ pub struct Array<'a> {
 impl<'a> Array<'a> {
     /// Element `i` of an `F32` array.
     pub fn f32_at(&self, i: usize) -> Option<f32> {
-        self.fixed_at::<4>(ValueType::F32, i).map(f32::from_le_bytes)
+        self.fixed_at::<4>(ValueType::F32, i)
+            .map(f32::from_le_bytes)
     }
 
     /// Element `i` of an `I32` array.
     pub fn i32_at(&self, i: usize) -> Option<i32> {
-        self.fixed_at::<4>(ValueType::I32, i).map(i32::from_le_bytes)
+        self.fixed_at::<4>(ValueType::I32, i)
+            .map(i32::from_le_bytes)
     }
 
     fn fixed_at<const N: usize>(&self, ty: ValueType, i: usize) -> Option<[u8; N]> {
         if self.elem != ty {
             return None;
         }
-        let b = self.data.get(i.checked_mul(N)?..i.checked_mul(N)? + N)?;
+        let start = i.checked_mul(N)?;
+        let b = self.data.get(start..start.checked_add(N)?)?;
         b.try_into().ok()
     }
 
@@ -436,8 +440,19 @@ impl<'a> Gguf<'a> {
     }
 
     /// The data of a tensor whose type is known (bounds were checked by `parse`).
+    ///
+    /// Empty for a tensor of unknown type (its size is unknown, so `parse`
+    /// did not check its offset, which may lie anywhere) and for a record
+    /// that does not describe data inside this file.
     pub fn tensor_data(&self, t: &TensorInfo<'a>) -> &'a [u8] {
-        &self.bytes[t.offset as usize..(t.offset + t.size) as usize]
+        let range = usize::try_from(t.offset).ok().zip(
+            t.offset
+                .checked_add(t.size)
+                .and_then(|e| usize::try_from(e).ok()),
+        );
+        range
+            .and_then(|(start, end)| self.bytes.get(start..end))
+            .unwrap_or(&[])
     }
 }
 
@@ -529,7 +544,14 @@ impl<'a> Reader<'a> {
                             key: Name::new(key),
                             reason: "array length overflows",
                         })?;
-                        self.take(n, "metadata array")?;
+                        let data = self.take(n, "metadata array")?;
+                        // A bool is 0 or 1 in an array too (as for a single value).
+                        if elem == ValueType::Bool && data.iter().any(|&b| b > 1) {
+                            return Err(Error::BadMetadata {
+                                key: Name::new(key),
+                                reason: "a bool must be 0 or 1",
+                            });
+                        }
                     }
                     None => {
                         // Each element needs at least 8 bytes (a length or a type tag).

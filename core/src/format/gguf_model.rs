@@ -27,17 +27,20 @@ pub(crate) fn config(g: &Gguf) -> Result<Config> {
     }
     let dim = required(g, "llama.embedding_length")?;
     let n_heads = required(g, "llama.attention.head_count")?;
+    // `as usize` would wrap on 32-bit targets and let 2^32 + 4 pass as 4:
+    // out-of-range values saturate instead, so that `validate` rejects them.
+    let sat = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     let n_kv_heads = match g.get_u64("llama.attention.head_count_kv")? {
-        Some(n) => n as usize,
+        Some(n) => sat(n),
         None => n_heads,
     };
     // The vocabulary size is the embedding's row count when not given.
     let vocab_size = match g.get_u64("llama.vocab_size")? {
-        Some(n) => n as usize,
+        Some(n) => sat(n),
         None => match g.tensor(b"token_embd.weight") {
-            Some(t) => t.dims[1] as usize,
+            Some(t) => sat(t.dims[1]),
             None => match g.get("tokenizer.ggml.tokens") {
-                Some(crate::format::gguf::Value::Array(a)) => a.len as usize,
+                Some(crate::format::gguf::Value::Array(a)) => sat(a.len),
                 _ => {
                     return Err(Error::MissingMetadata {
                         key: "llama.vocab_size",
@@ -61,10 +64,11 @@ pub(crate) fn config(g: &Gguf) -> Result<Config> {
     };
     config.validate()?;
     if let Some(rot) = g.get_u64("llama.rope.dimension_count")? {
-        if rot as usize != config.head_dim() {
+        if sat(rot) != config.head_dim() {
             return Err(Error::BadMetadata {
                 key: Name::new(b"llama.rope.dimension_count"),
-                reason: "partial rotary embeddings are not supported (must equal the head dimension)",
+                reason:
+                    "partial rotary embeddings are not supported (must equal the head dimension)",
             });
         }
     }
@@ -150,7 +154,6 @@ pub(crate) fn load<'a>(g: &Gguf<'a>) -> Result<Model<'a>> {
                         reason: "layer index beyond llama.block_count",
                     });
                 }
-                let v = view(g, &t)?;
                 let layer = m.layer_mut(l);
                 let (bit, slot) = match role {
                     b"attn_norm" => (0, &mut layer.attn_norm),
@@ -167,6 +170,9 @@ pub(crate) fn load<'a>(g: &Gguf<'a>) -> Result<Model<'a>> {
                 if seen[l] & (1 << bit) != 0 {
                     return Err(duplicate());
                 }
+                // Read only the roles used: an extra tensor of a type this
+                // crate cannot run does not stop the model from loading.
+                let v = view(g, &t)?;
                 seen[l] |= 1 << bit;
                 *slot = v;
             }
@@ -190,29 +196,10 @@ pub(crate) fn load<'a>(g: &Gguf<'a>) -> Result<Model<'a>> {
             let roles = m.layers()[l].tensors();
             let (role, _) = roles[(!bits).trailing_zeros() as usize];
             let mut name = [0u8; 32];
-            let n = write_layer_name(&mut name, l, role);
+            let n = crate::model::write_layer_name(&mut name, l, role);
             return Err(missing(&name[..n]));
         }
     }
     m.check_shapes()?;
     Ok(m)
-}
-
-/// Writes `blk.L.ROLE` into `buf`, returning its length.
-fn write_layer_name(buf: &mut [u8; 32], l: usize, role: &str) -> usize {
-    let mut n = 0;
-    let mut push = |b: &[u8]| {
-        let k = b.len().min(buf.len() - n);
-        buf[n..n + k].copy_from_slice(&b[..k]);
-        n += k;
-    };
-    push(b"blk.");
-    let digits = [(l / 100) as u8, (l / 10 % 10) as u8, (l % 10) as u8];
-    let first = digits.iter().position(|&d| d != 0).unwrap_or(2);
-    for d in &digits[first..] {
-        push(&[b'0' + d]);
-    }
-    push(b".");
-    push(role.as_bytes());
-    n
 }

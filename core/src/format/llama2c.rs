@@ -97,7 +97,13 @@ impl<'a> Cursor<'a> {
     }
 
     /// `rows` x `cols` int8 followed by their f32 group scales.
-    fn q8(&mut self, name: &'static str, rows: usize, cols: usize, group: u32) -> Result<Tensor<'a>> {
+    fn q8(
+        &mut self,
+        name: &'static str,
+        rows: usize,
+        cols: usize,
+        group: u32,
+    ) -> Result<Tensor<'a>> {
         let n = rows as u64 * cols as u64;
         let data = self.take(n, name)?;
         let scales = self.take(n / group as u64 * 4, name)?;
@@ -148,7 +154,10 @@ fn load_v0(bytes: &[u8]) -> Result<Model<'_>> {
     }
     m.output_norm = cur.f32("rms_final_weight", 1, dim)?;
     // Skip the legacy RoPE tables (freq_cis_real and freq_cis_imag).
-    cur.take(c.seq_len as u64 * c.head_dim() as u64 * 4, "freq_cis tables")?;
+    cur.take(
+        c.seq_len as u64 * c.head_dim() as u64 * 4,
+        "freq_cis tables",
+    )?;
     if shared {
         m.output = m.token_embd;
         m.tied_output = true;

@@ -1,0 +1,145 @@
+//! Row quantizers: f32 rows into the stored weight types.
+//!
+//! These follow ggml's reference quantizers, so files written with them load
+//! in llama.cpp and vice versa:
+//! - Q8_0: `d = max|x| / 127`, `q = round(x / d)`;
+//! - Q4_0: `m` is the element of largest magnitude (with its sign),
+//!   `d = m / -8`, `q = min(15, trunc(x / d + 8.5))`, two per byte (element
+//!   `j` in the low nibble, `j + 16` in the high one);
+//! - F16: round to nearest even.
+
+use crate::error::{Error, Result};
+use crate::tensor::{TensorType, QK};
+
+/// Bytes that `n` elements take as `ty` (`n` a multiple of the block length).
+pub fn row_bytes(ty: TensorType, n: usize) -> Result<usize> {
+    if n % ty.block_len() != 0 {
+        return Err(Error::InvalidArgument {
+            what: "row length must be a multiple of the block length (32 for Q8_0 and Q4_0)",
+        });
+    }
+    ty.bytes_for(n).ok_or(Error::InvalidArgument {
+        what: "row too long",
+    })
+}
+
+/// Encodes `src` as `ty` into `dst`, which must be exactly
+/// [`row_bytes`]`(ty, src.len())` long.
+pub fn quantize_row(ty: TensorType, src: &[f32], dst: &mut [u8]) -> Result<()> {
+    let need = row_bytes(ty, src.len())?;
+    if dst.len() != need {
+        return Err(Error::BufferTooSmall {
+            what: "quantized row (bytes)",
+            needed: need,
+            got: dst.len(),
+        });
+    }
+    match ty {
+        TensorType::F32 => {
+            for (d, &x) in dst.chunks_exact_mut(4).zip(src) {
+                d.copy_from_slice(&x.to_le_bytes());
+            }
+        }
+        TensorType::F16 => {
+            for (d, &x) in dst.chunks_exact_mut(2).zip(src) {
+                d.copy_from_slice(&half::f16::from_f32(x).to_bits().to_le_bytes());
+            }
+        }
+        TensorType::Q8_0 => {
+            for (blk, xs) in dst.chunks_exact_mut(34).zip(src.chunks_exact(QK)) {
+                let amax = xs.iter().fold(0f32, |m, x| m.max(x.abs()));
+                let d = amax / 127.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                blk[..2].copy_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
+                for (q, &x) in blk[2..].iter_mut().zip(xs) {
+                    *q = libm::roundf(x * id) as i8 as u8;
+                }
+            }
+        }
+        TensorType::Q4_0 => {
+            for (blk, xs) in dst.chunks_exact_mut(18).zip(src.chunks_exact(QK)) {
+                let mut max = 0f32;
+                for &x in xs {
+                    if x.abs() > max.abs() {
+                        max = x;
+                    }
+                }
+                let d = max / -8.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                blk[..2].copy_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
+                let q = |x: f32| ((x * id + 8.5) as i32).clamp(0, 15) as u8;
+                for j in 0..QK / 2 {
+                    blk[2 + j] = q(xs[j]) | (q(xs[j + QK / 2]) << 4);
+                }
+            }
+        }
+        TensorType::Q8Split { .. } => {
+            return Err(Error::InvalidArgument {
+                what: "llama2.c's split int8 layout is read-only",
+            })
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::Tensor;
+
+    fn roundtrip(ty: TensorType, src: &[f32]) -> ([f32; 64], usize) {
+        let mut bytes = [0u8; 256];
+        let n = row_bytes(ty, src.len()).unwrap();
+        quantize_row(ty, src, &mut bytes[..n]).unwrap();
+        let t = Tensor::new(b"t", ty, 1, src.len(), &bytes[..n], &[]).unwrap();
+        let mut out = [0f32; 64];
+        t.dequantize_row(0, &mut out[..src.len()]);
+        (out, n)
+    }
+
+    #[test]
+    fn quantizers_round_trip_within_their_step() {
+        let src: [f32; 64] = core::array::from_fn(|i| ((i as f32) * 0.37).sin() * 3.0);
+        for (ty, bytes, step) in [
+            (TensorType::F32, 256, 0.0),
+            (TensorType::F16, 128, 3.0 / 1024.0),
+            (TensorType::Q8_0, 68, 3.0 / 127.0),
+            (TensorType::Q4_0, 36, 3.0 / 8.0),
+        ] {
+            let (out, n) = roundtrip(ty, &src);
+            assert_eq!(n, bytes, "{ty:?}");
+            // Half a quantization step, plus the f16 rounding of the scale
+            // (relative 2^-11, times at most |x| <= 3). Q4_0 maps -8..7, so
+            // the extreme opposite the largest magnitude clips by up to a step.
+            let half_steps = if ty == TensorType::Q4_0 { 2.0 } else { 1.0 };
+            let tol = step * 0.5 * half_steps + 3.0 / 2048.0 + 1e-6;
+            for (a, b) in src.iter().zip(&out) {
+                assert!((a - b).abs() <= tol, "{ty:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn q4_0_layout_matches_ggml() {
+        // Block: elements 0..16 = -8..8 step 1 scaled, 16..32 = 0.
+        let mut src = [0f32; 32];
+        src[0] = -8.0; // the largest magnitude: d = -8 / -8 = 1
+        src[1] = 7.0;
+        src[16] = 3.0;
+        let mut blk = [0u8; 18];
+        quantize_row(TensorType::Q4_0, &src, &mut blk).unwrap();
+        assert_eq!(
+            half::f16::from_bits(u16::from_le_bytes([blk[0], blk[1]])).to_f32(),
+            1.0
+        );
+        assert_eq!(blk[2], 0 | (11 << 4)); // x0 = -8 -> 0, x16 = 3 -> 11
+        assert_eq!(blk[3] & 0x0f, 15); // x1 = 7 -> 15
+    }
+
+    #[test]
+    fn bad_lengths_are_errors() {
+        let mut out = [0u8; 34];
+        assert!(quantize_row(TensorType::Q8_0, &[0.0; 31], &mut out).is_err());
+        assert!(quantize_row(TensorType::Q8_0, &[0.0; 32], &mut out[..33]).is_err());
+    }
+}
