@@ -4,7 +4,10 @@
 //! that scripts written for it work unchanged; its stdout is exactly what
 //! run.c prints, statistics go to stderr.
 
+mod bench;
+mod convert;
 mod files;
+mod gguf_write;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -38,6 +41,63 @@ enum Command {
     Tokenize(TokenizeArgs),
     /// Describe a model: format, shapes, tensor types, sizes, session memory.
     Info(InfoArgs),
+    /// Convert a GGUF or llama2.c model into a GGUF of another weight type.
+    Quantize(QuantizeArgs),
+    /// Write a random-weight model of a named shape (for benchmarks).
+    Synth(SynthArgs),
+    /// Measure prompt and decode speed, and the fraction of memory bandwidth reached.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct QuantizeArgs {
+    /// The model to read (GGUF or llama2.c .bin).
+    input: PathBuf,
+    /// The GGUF to write (never the input).
+    output: PathBuf,
+    /// Weight type of the matrices (norms stay F32; rows that are not a
+    /// multiple of 32 fall back to F16).
+    #[arg(long = "type", value_enum)]
+    ty: convert::WeightType,
+    /// The tokenizer of a llama2.c model (tokenizer.bin).
+    #[arg(short = 'z', long = "tokenizer")]
+    tokenizer: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct SynthArgs {
+    /// The model shape.
+    #[arg(long, value_enum)]
+    shape: convert::Shape,
+    /// Weight type of the matrices.
+    #[arg(long = "type", value_enum)]
+    ty: convert::WeightType,
+    /// Where to write the GGUF.
+    output: PathBuf,
+    /// A GGUF whose tokenizer.* metadata is copied (the Llama 2 vocabulary).
+    #[arg(long, default_value = "../shared/models/ggml-vocab-llama-spm.gguf")]
+    vocab: PathBuf,
+    /// Seed of the weights.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// The model (GGUF or llama2.c .bin).
+    model: PathBuf,
+    /// Threads (0: one per core).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Prompt length to prefill.
+    #[arg(long = "prompt-tokens", default_value_t = 128)]
+    prompt_tokens: usize,
+    /// Tokens to generate after the prompt.
+    #[arg(long = "gen-tokens", default_value_t = 64)]
+    gen_tokens: usize,
+    /// Skip the memory bandwidth probe.
+    #[arg(long = "no-probe")]
+    no_probe: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -120,6 +180,15 @@ fn main() -> ExitCode {
         Command::Generate(a) => generate(a),
         Command::Tokenize(a) => tokenize(a),
         Command::Info(a) => info(a),
+        Command::Quantize(a) => convert::quantize(&a.input, &a.output, a.ty, a.tokenizer.as_ref()),
+        Command::Synth(a) => convert::synth(a.shape, a.ty, &a.output, &a.vocab, a.seed),
+        Command::Bench(a) => bench::bench(
+            &a.model,
+            a.threads,
+            a.prompt_tokens,
+            a.gen_tokens,
+            !a.no_probe,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -275,3 +275,108 @@ fn info_describes_the_model() {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
 }
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("llamette-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn quantize_to_f32_gguf_round_trips_exactly() {
+    let dir = temp_dir("quant-f32");
+    let out = dir.join("s.gguf");
+    let model = shared("models/stories260K.bin");
+    let tok = shared("models/tok512.bin");
+    run_ok(&[
+        "quantize",
+        path(&model),
+        path(&out),
+        "--type",
+        "f32",
+        "-z",
+        path(&tok),
+    ]);
+    // The GGUF carries a tokenizer rebuilt from tokenizer.bin: no -z needed.
+    let text = run_ok(&["generate", path(&out), "-t", "0", "-n", "256"]);
+    assert_eq!(
+        String::from_utf8_lossy(&text),
+        String::from_utf8_lossy(&greedy_reference())
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn quantize_writes_each_type() {
+    let dir = temp_dir("quant-types");
+    let model = shared("models/stories260K.gguf");
+    for (ty, name) in [("f16", "F16 x"), ("q8_0", "Q8_0 x"), ("q4_0", "Q4_0 x")] {
+        let out = dir.join(format!("s-{ty}.gguf"));
+        run_ok(&["quantize", path(&model), path(&out), "--type", ty]);
+        let info = String::from_utf8(run_ok(&["info", path(&out)])).unwrap();
+        assert!(info.contains(name), "{ty}: {info}");
+        let text = run_ok(&["generate", path(&out), "-t", "0", "-n", "40"]);
+        // Quantized weights still tell the same story's opening.
+        assert!(
+            String::from_utf8_lossy(&text).starts_with("Once upon a time"),
+            "{ty}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn quantize_refuses_to_overwrite_its_input() {
+    let dir = temp_dir("quant-self");
+    let copy = dir.join("m.gguf");
+    std::fs::copy(shared("models/stories260K.gguf"), &copy).unwrap();
+    let before = std::fs::read(&copy).unwrap();
+    let link = dir.join("link.gguf");
+    std::os::unix::fs::symlink(&copy, &link).unwrap();
+    for target in [&copy, &link] {
+        let out = llamette(
+            &["quantize", path(&copy), path(target), "--type", "q8_0"],
+            b"",
+        );
+        assert_clean_failure(&out, "refusing to overwrite");
+    }
+    assert_eq!(std::fs::read(&copy).unwrap(), before);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn synth_and_bench_run_on_a_small_shape() {
+    let dir = temp_dir("synth");
+    let out = dir.join("15m-q4.gguf");
+    let vocab = shared("models/ggml-vocab-llama-spm.gguf");
+    run_ok(&[
+        "synth",
+        "--shape",
+        "15m",
+        "--type",
+        "q4_0",
+        path(&out),
+        "--vocab",
+        path(&vocab),
+    ]);
+    let info = String::from_utf8(run_ok(&["info", path(&out)])).unwrap();
+    assert!(
+        info.contains("dim 288, hidden 768, layers 6, heads 6, kv heads 6"),
+        "{info}"
+    );
+    assert!(info.contains("vocab 32000"), "{info}");
+    let report = String::from_utf8(run_ok(&[
+        "bench",
+        path(&out),
+        "--prompt-tokens",
+        "8",
+        "--gen-tokens",
+        "8",
+        "--no-probe",
+    ]))
+    .unwrap();
+    for needle in ["prompt: 8 tokens", "decode: 8 tokens", "GB/s"] {
+        assert!(report.contains(needle), "{report}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

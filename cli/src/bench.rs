@@ -1,0 +1,149 @@
+//! `llamette bench`: whole-run prompt and decode speed against a bandwidth probe.
+
+use std::path::Path;
+use std::time::Instant;
+
+use llamette::parallel::ThreadPool;
+use llamette::{Model, Session, SessionParams};
+
+use crate::files::{CliError, Input};
+
+/// Best-of-3 read bandwidth of `threads` threads summing a 1 GiB buffer, in GB/s.
+pub fn bandwidth_probe(threads: usize) -> f64 {
+    const BYTES: usize = 1 << 30;
+    let buf: Vec<u64> = (0..BYTES / 8).map(|i| i as u64).collect();
+    let per = buf.len() / threads;
+    let mut best = 0f64;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let sum: u64 = std::thread::scope(|s| {
+            let handles: Vec<_> = buf
+                .chunks(per)
+                .map(|chunk| {
+                    s.spawn(move || {
+                        // Eight independent sums keep several loads in flight.
+                        let mut acc = [0u64; 8];
+                        for c in chunk.chunks_exact(8) {
+                            for j in 0..8 {
+                                acc[j] = acc[j].wrapping_add(c[j]);
+                            }
+                        }
+                        acc.iter().fold(0u64, |a, &b| a.wrapping_add(b))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(0))
+                .fold(0, u64::wrapping_add)
+        });
+        std::hint::black_box(sum);
+        best = best.max(BYTES as f64 / start.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Runs the benchmark and prints its report to stdout.
+pub fn bench(
+    path: &Path,
+    threads: usize,
+    prompt_tokens: usize,
+    gen_tokens: usize,
+    probe: bool,
+) -> Result<(), CliError> {
+    let input = Input::open(path)?;
+    input.advise_hugepages();
+    let model = Model::load(&input.bytes).map_err(|e| input.err(e))?;
+    let c = model.config;
+    if prompt_tokens == 0 || prompt_tokens + gen_tokens + 1 > c.seq_len {
+        return Err(input.err(format!(
+            "--prompt-tokens must be at least 1 and prompt + generated tokens must fit the context ({})",
+            c.seq_len
+        )));
+    }
+    // Touch every page once so that page faults are not measured.
+    let mut sum = 0u8;
+    for page in input.bytes.chunks(4096) {
+        sum = sum.wrapping_add(page[0]);
+    }
+    std::hint::black_box(sum);
+
+    let pool = ThreadPool::new(threads);
+    let params = SessionParams {
+        context: prompt_tokens + gen_tokens + 1,
+        ..Default::default()
+    };
+    let bytes = Session::required_bytes(&model, &params).map_err(|e| input.err(e))?;
+    let mut buf = vec![0u64; bytes.div_ceil(8)];
+    let mut s = Session::new(&model, params, bytemuck::cast_slice_mut(&mut buf))
+        .map_err(|e| input.err(e))?;
+    s.set_parallel(&pool);
+    // A deterministic prompt of ordinary tokens.
+    let vocab = c.vocab_size as u32;
+    let prompt: Vec<u32> = std::iter::once(1)
+        .chain((1..prompt_tokens as u32).map(|i| 3 + (i * 7919) % (vocab - 3)))
+        .collect();
+
+    // Warm up: one token, then start over.
+    s.feed(&prompt[..1]).map_err(|e| input.err(e))?;
+    s.reset();
+
+    let start = Instant::now();
+    s.feed(&prompt).map_err(|e| input.err(e))?;
+    let prefill = start.elapsed().as_secs_f64();
+
+    let mut step_times = Vec::with_capacity(gen_tokens);
+    let mut greedy = llamette::Sampler::new(llamette::SamplerParams::greedy());
+    let decode_start = Instant::now();
+    for _ in 0..gen_tokens {
+        let t0 = Instant::now();
+        let next = s.sample(&mut greedy).map_err(|e| input.err(e))?;
+        s.feed(&[next]).map_err(|e| input.err(e))?;
+        step_times.push(t0.elapsed().as_secs_f64());
+    }
+    let decode = decode_start.elapsed().as_secs_f64();
+
+    let per_token = model.bytes_per_token() as f64;
+    let prompt_tps = prompt_tokens as f64 / prefill;
+    let decode_tps = gen_tokens as f64 / decode;
+    let median_tps = 1.0 / median(&mut step_times).max(1e-12);
+    println!("model: {} ({})", input.name, model.format.name());
+    println!(
+        "shape: dim {}, hidden {}, layers {}, heads {}/{} kv, vocab {}",
+        c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size
+    );
+    println!(
+        "kernels: {}, threads: {}",
+        llamette::kernels::active().name,
+        pool_threads(&pool)
+    );
+    println!("prompt: {prompt_tokens} tokens in {prefill:.3} s = {prompt_tps:.2} tok/s");
+    println!(
+        "decode: {gen_tokens} tokens in {decode:.3} s = {decode_tps:.2} tok/s (median step {median_tps:.2} tok/s)"
+    );
+    println!(
+        "weights read per token: {:.1} MB; decode streams {:.2} GB/s",
+        per_token / 1e6,
+        per_token * decode_tps / 1e9
+    );
+    if probe {
+        let bw = bandwidth_probe(pool_threads(&pool));
+        println!(
+            "read bandwidth probe ({} threads): {:.2} GB/s; decode reaches {:.0}% of it",
+            pool_threads(&pool),
+            bw,
+            100.0 * per_token * decode_tps / 1e9 / bw
+        );
+    }
+    Ok(())
+}
+
+fn pool_threads(pool: &ThreadPool) -> usize {
+    use llamette::parallel::Parallel;
+    pool.n_threads()
+}
