@@ -93,6 +93,8 @@ pub(crate) struct State<'a> {
     pub q: &'a mut [f32],
     pub k: &'a mut [f32],
     pub v: &'a mut [f32],
+    /// `cos` and `sin` of this position's rotation for each pair of a head.
+    pub rope: &'a mut [f32],
     /// Attention scores, `context` per head.
     pub att: &'a mut [f32],
     pub logits: &'a mut [f32],
@@ -208,6 +210,15 @@ pub(crate) fn forward(
     // The token's embedding.
     model.token_embd.dequantize_row(token as usize, s.x);
 
+    // RoPE angles for this position: pair i of every head turns by
+    // pos * theta^(-2i / head_dim). The same for every layer and head.
+    for (i, cs) in s.rope.chunks_exact_mut(2).enumerate() {
+        let freq = 1.0 / libm::powf(c.rope_theta, (2 * i) as f32 / head_dim as f32);
+        let val = pos as f32 * freq;
+        cs[0] = libm::cosf(val);
+        cs[1] = libm::sinf(val);
+    }
+
     for (l, w) in model.layers().iter().enumerate() {
         if cancelled() {
             return Err(Error::Cancelled);
@@ -229,13 +240,10 @@ pub(crate) fn forward(
             project(par, v, &w.wv, s.xb, (s.quant_d, s.quant_sum, s.quant));
         }
 
-        // RoPE: rotate each adjacent pair (2i, 2i+1) of every head of q and k
-        // by pos * theta^(-2i / head_dim).
+        // RoPE: rotate each adjacent pair (2i, 2i+1) of every head of q and k.
         for i in (0..dim).step_by(2) {
             let hd = i % head_dim;
-            let freq = 1.0 / libm::powf(c.rope_theta, hd as f32 / head_dim as f32);
-            let val = pos as f32 * freq;
-            let (fcr, fci) = (libm::cosf(val), libm::sinf(val));
+            let (fcr, fci) = (s.rope[hd], s.rope[hd + 1]);
             let (q0, q1) = (s.q[i], s.q[i + 1]);
             s.q[i] = q0 * fcr - q1 * fci;
             s.q[i + 1] = q0 * fci + q1 * fcr;

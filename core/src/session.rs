@@ -60,6 +60,7 @@ enum Region {
     Q,
     K,
     V,
+    Rope,
     Att,
     Logits,
     Probs,
@@ -73,7 +74,7 @@ enum Region {
 }
 
 impl Region {
-    const COUNT: usize = 18;
+    const COUNT: usize = 19;
 }
 
 /// Every region starts at a multiple of this many bytes from the buffer start.
@@ -116,6 +117,7 @@ impl Layout {
             dim * 4,
             kv_dim * 4,
             kv_dim * 4,
+            c.head_dim() as u64 * 4,
             c.n_heads as u64 * ctx * 4,
             vocab * 4,
             vocab * 4,
@@ -237,6 +239,7 @@ impl<'a> Session<'a> {
         let q = take!(Region::Q);
         let k = take!(Region::K);
         let v = take!(Region::V);
+        let rope = take!(Region::Rope);
         let att = take!(Region::Att);
         let logits = take!(Region::Logits);
         let probs = take!(Region::Probs);
@@ -268,6 +271,7 @@ impl<'a> Session<'a> {
                 q,
                 k,
                 v,
+                rope,
                 att,
                 logits,
                 probs,
