@@ -35,4 +35,4 @@ pub use error::{Error, Result};
 pub use model::{Config, Model};
 pub use sampler::{Sampler, SamplerParams};
 pub use session::{Session, SessionParams};
-pub use tokenizer::Tokenizer;
+pub use tokenizer::{Decoder, TokenType, Tokenizer};
