@@ -296,6 +296,7 @@ fn generate(a: GenerateArgs) -> Result<(), CliError> {
             KvArg::F32 => KvType::F32,
             KvArg::F16 => KvType::F16,
         },
+        ..Default::default()
     };
     let session_bytes = Session::required_bytes(&model, &params).map_err(|e| model_in.err(e))?;
     let mut buf = session_buffer(session_bytes);
@@ -491,6 +492,7 @@ fn info(a: InfoArgs) -> Result<(), CliError> {
         let params = SessionParams {
             context: 0,
             kv_type,
+            ..Default::default()
         };
         let bytes = Session::required_bytes(&model, &params).map_err(|e| input.err(e))?;
         let _ = writeln!(

@@ -1,9 +1,15 @@
-//! The Llama 2 decoder, one token at a time.
+//! The Llama 2 decoder.
 //!
 //! Read it like llama2.c's `run.c`: embed the token, then for every layer
 //! RMSNorm, the q/k/v projections, RoPE, grouped-query attention over the KV
 //! cache, the output projection and the residual; RMSNorm, the SwiGLU
 //! feed-forward block and the residual; finally RMSNorm and the classifier.
+//!
+//! The one difference: [`forward`] runs a *batch* of consecutive tokens
+//! (a prompt chunk during prefill, one token while generating). Every
+//! activation buffer holds one row per token, so each weight matrix is read
+//! once per batch, and every token's numbers are exactly those it would get
+//! alone.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -81,9 +87,12 @@ impl KvCache<'_> {
     }
 }
 
-/// The activations and caches of one session (llama2.c's `RunState`).
+/// The activations and caches of one session (llama2.c's `RunState`), with
+/// room for `batch` tokens in every activation buffer (row `b` of `x` is
+/// `x[b * dim..(b + 1) * dim]`).
 pub(crate) struct State<'a> {
     pub context: usize,
+    pub batch: usize,
     /// The residual stream.
     pub x: &'a mut [f32],
     pub xb: &'a mut [f32],
@@ -93,9 +102,9 @@ pub(crate) struct State<'a> {
     pub q: &'a mut [f32],
     pub k: &'a mut [f32],
     pub v: &'a mut [f32],
-    /// `cos` and `sin` of this position's rotation for each pair of a head.
+    /// Per token: `cos` and `sin` of its rotation for each pair of a head.
     pub rope: &'a mut [f32],
-    /// Attention scores, `context` per head.
+    /// Attention scores of one token, `context` per head.
     pub att: &'a mut [f32],
     pub logits: &'a mut [f32],
     /// Sampler scratch: probabilities and sort keys.
@@ -104,7 +113,7 @@ pub(crate) struct State<'a> {
     /// `[layer][position][kv_dim]`.
     pub key_cache: KvCache<'a>,
     pub value_cache: KvCache<'a>,
-    /// Int8 blocks of the activation being multiplied (fixed-point path).
+    /// Int8 blocks of the activations being multiplied (fixed-point path).
     pub quant_d: &'a mut [f32],
     pub quant_sum: &'a mut [i32],
     pub quant: &'a mut [i8],
@@ -163,60 +172,79 @@ pub(crate) fn softmax(x: &mut [f32]) {
     }
 }
 
-/// `out = w @ x`, quantizing `x` first when `w` takes the fixed-point path.
+/// `out[b] = w @ x[b]` for the `n` rows of `x`, quantizing them first when
+/// `w` takes the fixed-point path.
 fn project(
     par: &dyn Parallel,
     out: &mut [f32],
     w: &Tensor,
     x: &[f32],
+    n: usize,
     quant: (&mut [f32], &mut [i32], &mut [i8]),
 ) {
-    if kernels::wants_quantized(w.ty) {
-        let a = kernels::quantize_acts(x, quant.0, quant.1, quant.2);
-        matvec(par, out, w, &a);
-    } else {
-        matvec(
-            par,
-            out,
-            w,
-            &Act {
-                x,
+    let (rows, cols) = (w.rows, w.cols);
+    let (d, sum, q) = quant;
+    for b in 0..n {
+        let xb = &x[b * cols..(b + 1) * cols];
+        let ob = &mut out[b * rows..(b + 1) * rows];
+        if kernels::wants_quantized(w.ty) {
+            let a = kernels::quantize_acts(xb, &mut *d, &mut *sum, &mut *q);
+            matvec(par, ob, w, &a);
+        } else {
+            let a = Act {
+                x: xb,
                 d: &[],
                 sum: &[],
                 q: &[],
-            },
-        );
+            };
+            matvec(par, ob, w, &a);
+        }
     }
 }
 
-/// Runs `token` at position `pos`, writing its keys and values into the
-/// cache; with `want_logits`, leaves the next-token logits in `s.logits`.
+/// Runs `tokens` at positions `pos..pos + tokens.len()` (at most
+/// `s.batch` of them), writing their keys and values into the cache; with
+/// `want_logits`, leaves the logits after the last token in `s.logits`.
+///
+/// Returns [`Error::Cancelled`] (before the next layer) when `cancel` is
+/// set; the cache then holds partial entries for these positions, which
+/// the next run at the same positions overwrites.
 pub(crate) fn forward(
     model: &Model,
     s: &mut State,
-    token: u32,
+    tokens: &[u32],
     pos: usize,
     want_logits: bool,
     par: &dyn Parallel,
     cancel: Option<&AtomicBool>,
 ) -> Result<()> {
     let c = &model.config;
-    let (dim, head_dim) = (c.dim, c.head_dim());
+    let (dim, hidden, head_dim) = (c.dim, c.hidden_dim, c.head_dim());
     let kv_dim = c.kv_dim();
     let kv_mul = c.n_heads / c.n_kv_heads;
     let ctx = s.context;
+    let n = tokens.len();
+    debug_assert!(n >= 1 && n <= s.batch && pos + n <= ctx);
     let cancelled = || cancel.is_some_and(|f| f.load(Ordering::Relaxed));
+    macro_rules! quant {
+        () => {
+            (&mut *s.quant_d, &mut *s.quant_sum, &mut *s.quant)
+        };
+    }
 
-    // The token's embedding.
-    model.token_embd.dequantize_row(token as usize, s.x);
-
-    // RoPE angles for this position: pair i of every head turns by
-    // pos * theta^(-2i / head_dim). The same for every layer and head.
-    for (i, cs) in s.rope.chunks_exact_mut(2).enumerate() {
-        let freq = 1.0 / libm::powf(c.rope_theta, (2 * i) as f32 / head_dim as f32);
-        let val = pos as f32 * freq;
-        cs[0] = libm::cosf(val);
-        cs[1] = libm::sinf(val);
+    // The tokens' embeddings, and their RoPE angles: pair i of every head
+    // of token b turns by (pos + b) * theta^(-2i / head_dim).
+    for (b, &t) in tokens.iter().enumerate() {
+        model
+            .token_embd
+            .dequantize_row(t as usize, &mut s.x[b * dim..(b + 1) * dim]);
+        let rope = &mut s.rope[b * head_dim..(b + 1) * head_dim];
+        for (i, cs) in rope.chunks_exact_mut(2).enumerate() {
+            let freq = 1.0 / libm::powf(c.rope_theta, (2 * i) as f32 / head_dim as f32);
+            let val = (pos + b) as f32 * freq;
+            cs[0] = libm::cosf(val);
+            cs[1] = libm::sinf(val);
+        }
     }
 
     for (l, w) in model.layers().iter().enumerate() {
@@ -224,53 +252,57 @@ pub(crate) fn forward(
             return Err(Error::Cancelled);
         }
         // Attention: q, k, v of the normalised input.
-        rmsnorm(s.xb, s.x, &w.attn_norm, c.rms_eps);
+        for b in 0..n {
+            let row = b * dim..(b + 1) * dim;
+            rmsnorm(&mut s.xb[row.clone()], &s.x[row], &w.attn_norm, c.rms_eps);
+        }
+        project(par, s.q, &w.wq, s.xb, n, quant!());
+        project(par, s.k, &w.wk, s.xb, n, quant!());
+        project(par, s.v, &w.wv, s.xb, n, quant!());
+
         let loff = l * ctx * kv_dim;
-        let kv_at = loff + pos * kv_dim;
-        let (k, v) = (&mut *s.k, &mut *s.v);
-        if kernels::wants_quantized(w.wq.ty) && w.wq.ty == w.wk.ty && w.wq.ty == w.wv.ty {
-            // Quantize once for all three projections.
-            let a = kernels::quantize_acts(s.xb, s.quant_d, s.quant_sum, s.quant);
-            matvec(par, s.q, &w.wq, &a);
-            matvec(par, k, &w.wk, &a);
-            matvec(par, v, &w.wv, &a);
-        } else {
-            project(par, s.q, &w.wq, s.xb, (s.quant_d, s.quant_sum, s.quant));
-            project(par, k, &w.wk, s.xb, (s.quant_d, s.quant_sum, s.quant));
-            project(par, v, &w.wv, s.xb, (s.quant_d, s.quant_sum, s.quant));
-        }
-
-        // RoPE: rotate each adjacent pair (2i, 2i+1) of every head of q and k.
-        for i in (0..dim).step_by(2) {
-            let hd = i % head_dim;
-            let (fcr, fci) = (s.rope[hd], s.rope[hd + 1]);
-            let (q0, q1) = (s.q[i], s.q[i + 1]);
-            s.q[i] = q0 * fcr - q1 * fci;
-            s.q[i + 1] = q0 * fci + q1 * fcr;
-            if i < kv_dim {
-                let (k0, k1) = (k[i], k[i + 1]);
-                k[i] = k0 * fcr - k1 * fci;
-                k[i + 1] = k0 * fci + k1 * fcr;
+        for b in 0..n {
+            // RoPE: rotate each adjacent pair (2i, 2i+1) of every head of q and k.
+            let rope = &s.rope[b * head_dim..(b + 1) * head_dim];
+            let q = &mut s.q[b * dim..(b + 1) * dim];
+            let k = &mut s.k[b * kv_dim..(b + 1) * kv_dim];
+            for i in (0..dim).step_by(2) {
+                let hd = i % head_dim;
+                let (fcr, fci) = (rope[hd], rope[hd + 1]);
+                let (q0, q1) = (q[i], q[i + 1]);
+                q[i] = q0 * fcr - q1 * fci;
+                q[i + 1] = q0 * fci + q1 * fcr;
+                if i < kv_dim {
+                    let (k0, k1) = (k[i], k[i + 1]);
+                    k[i] = k0 * fcr - k1 * fci;
+                    k[i + 1] = k0 * fci + k1 * fcr;
+                }
             }
+            let kv_at = loff + (pos + b) * kv_dim;
+            s.key_cache.write(kv_at, k);
+            s.value_cache
+                .write(kv_at, &s.v[b * kv_dim..(b + 1) * kv_dim]);
         }
-        s.key_cache.write(kv_at, k);
-        s.value_cache.write(kv_at, v);
 
-        // Grouped-query attention: head h reads kv head h / kv_mul.
+        // Grouped-query attention: head h reads kv head h / kv_mul; token b
+        // sees positions 0..=pos + b.
         let scale = 1.0 / libm::sqrtf(head_dim as f32);
-        for h in 0..c.n_heads {
-            let q = &s.q[h * head_dim..(h + 1) * head_dim];
-            let att = &mut s.att[h * ctx..h * ctx + pos + 1];
-            let kv_head = (h / kv_mul) * head_dim;
-            s.key_cache.scores(loff + kv_head, kv_dim, q, scale, att);
-            softmax_fast(att);
-            let xb = &mut s.xb[h * head_dim..(h + 1) * head_dim];
-            s.value_cache.weighted_sum(loff + kv_head, kv_dim, att, xb);
+        for b in 0..n {
+            let seen = pos + b + 1;
+            for h in 0..c.n_heads {
+                let q = &s.q[b * dim + h * head_dim..b * dim + (h + 1) * head_dim];
+                let att = &mut s.att[h * ctx..h * ctx + seen];
+                let kv_head = (h / kv_mul) * head_dim;
+                s.key_cache.scores(loff + kv_head, kv_dim, q, scale, att);
+                softmax_fast(att);
+                let out = &mut s.xb[b * dim + h * head_dim..b * dim + (h + 1) * head_dim];
+                s.value_cache.weighted_sum(loff + kv_head, kv_dim, att, out);
+            }
         }
 
         // Output projection and residual.
-        project(par, s.xb2, &w.wo, s.xb, (s.quant_d, s.quant_sum, s.quant));
-        for (x, d) in s.x.iter_mut().zip(s.xb2.iter()) {
+        project(par, s.xb2, &w.wo, s.xb, n, quant!());
+        for (x, d) in s.x[..n * dim].iter_mut().zip(s.xb2.iter()) {
             *x += d;
         }
 
@@ -278,35 +310,27 @@ pub(crate) fn forward(
             return Err(Error::Cancelled);
         }
         // Feed-forward: w2(silu(w1(x)) * w3(x)).
-        rmsnorm(s.xb, s.x, &w.ffn_norm, c.rms_eps);
-        if kernels::wants_quantized(w.w1.ty) && w.w1.ty == w.w3.ty {
-            let a = kernels::quantize_acts(s.xb, s.quant_d, s.quant_sum, s.quant);
-            matvec(par, s.hb, &w.w1, &a);
-            matvec(par, s.hb2, &w.w3, &a);
-        } else {
-            project(par, s.hb, &w.w1, s.xb, (s.quant_d, s.quant_sum, s.quant));
-            project(par, s.hb2, &w.w3, s.xb, (s.quant_d, s.quant_sum, s.quant));
+        for b in 0..n {
+            let row = b * dim..(b + 1) * dim;
+            rmsnorm(&mut s.xb[row.clone()], &s.x[row], &w.ffn_norm, c.rms_eps);
         }
-        for (h, &g) in s.hb.iter_mut().zip(s.hb2.iter()) {
+        project(par, s.hb, &w.w1, s.xb, n, quant!());
+        project(par, s.hb2, &w.w3, s.xb, n, quant!());
+        for (h, &g) in s.hb[..n * hidden].iter_mut().zip(s.hb2.iter()) {
             let silu = *h / (1.0 + kernels::scalar::exp_fast(-*h));
             *h = silu * g;
         }
-        project(par, s.xb, &w.w2, s.hb, (s.quant_d, s.quant_sum, s.quant));
-        for (x, d) in s.x.iter_mut().zip(s.xb.iter()) {
+        project(par, s.xb, &w.w2, s.hb, n, quant!());
+        for (x, d) in s.x[..n * dim].iter_mut().zip(s.xb.iter()) {
             *x += d;
         }
     }
 
     if want_logits {
-        // Final norm (into xb: x itself stays untouched) and the classifier.
-        rmsnorm(s.xb, s.x, &model.output_norm, c.rms_eps);
-        project(
-            par,
-            s.logits,
-            &model.output,
-            s.xb,
-            (s.quant_d, s.quant_sum, s.quant),
-        );
+        // Final norm of the last token (into xb: x stays untouched) and the classifier.
+        let last = (n - 1) * dim..n * dim;
+        rmsnorm(&mut s.xb[..dim], &s.x[last], &model.output_norm, c.rms_eps);
+        project(par, s.logits, &model.output, &s.xb[..dim], 1, quant!());
     }
     Ok(())
 }

@@ -39,12 +39,22 @@ pub struct SessionParams {
     pub context: usize,
     /// KV cache element type.
     pub kv_type: KvType,
+    /// Most prompt tokens run together (each weight matrix is read once per
+    /// batch); 0 means the default, [`SessionParams::DEFAULT_BATCH`]. Costs
+    /// about `batch * (6 dim + 2 hidden)` floats of the session buffer.
+    pub batch: usize,
+}
+
+impl SessionParams {
+    /// The batch size used when `batch` is 0.
+    pub const DEFAULT_BATCH: usize = 32;
 }
 
 /// Where each region of the session buffer starts, and the total.
 #[derive(Debug, Clone, Copy)]
 struct Layout {
     context: usize,
+    batch: usize,
     total: usize,
     regions: [(usize, usize); Region::COUNT],
 }
@@ -92,6 +102,11 @@ impl Layout {
             }
             n => n,
         };
+        let batch = match params.batch {
+            0 => SessionParams::DEFAULT_BATCH,
+            n => n,
+        }
+        .min(context);
         let kv_elem: u64 = match params.kv_type {
             KvType::F32 => 4,
             KvType::F16 => 2,
@@ -106,18 +121,19 @@ impl Layout {
         // below 2^64, and the total is checked against this target's usize.
         let (dim, hidden, kv_dim) = (c.dim as u64, c.hidden_dim as u64, c.kv_dim() as u64);
         let (vocab, ctx) = (c.vocab_size as u64, context as u64);
+        let nb = batch as u64;
         let qn = if quantized { dim.max(hidden) } else { 0 };
         let kv = c.n_layers as u64 * ctx * kv_dim;
         let sizes: [u64; Region::COUNT] = [
-            dim * 4,
-            dim * 4,
-            dim * 4,
-            hidden * 4,
-            hidden * 4,
-            dim * 4,
-            kv_dim * 4,
-            kv_dim * 4,
-            c.head_dim() as u64 * 4,
+            nb * dim * 4,
+            nb * dim * 4,
+            nb * dim * 4,
+            nb * hidden * 4,
+            nb * hidden * 4,
+            nb * dim * 4,
+            nb * kv_dim * 4,
+            nb * kv_dim * 4,
+            nb * c.head_dim() as u64 * 4,
             c.n_heads as u64 * ctx * 4,
             vocab * 4,
             vocab * 4,
@@ -146,6 +162,7 @@ impl Layout {
         }
         Ok(Layout {
             context,
+            batch,
             total,
             regions,
         })
@@ -263,6 +280,7 @@ impl<'a> Session<'a> {
             model,
             state: State {
                 context: layout.context,
+                batch: layout.batch,
                 x,
                 xb,
                 xb2,
@@ -357,19 +375,21 @@ impl<'a> Session<'a> {
             });
         }
         self.has_logits = false;
-        for (i, &t) in tokens.iter().enumerate() {
-            let last = i + 1 == tokens.len();
+        let chunks = tokens.chunks(self.state.batch);
+        let n_chunks = chunks.len();
+        for (i, chunk) in chunks.enumerate() {
+            let last = i + 1 == n_chunks;
             forward::forward(
                 self.model,
                 &mut self.state,
-                t,
+                chunk,
                 self.pos,
                 last,
                 self.par,
                 self.cancel,
             )?;
-            self.tokens[self.pos] = t;
-            self.pos += 1;
+            self.tokens[self.pos..self.pos + chunk.len()].copy_from_slice(chunk);
+            self.pos += chunk.len();
         }
         self.has_logits = true;
         Ok(())

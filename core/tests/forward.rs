@@ -39,6 +39,7 @@ fn check_logits(file: &str, kv_type: KvType, tol: f32) {
     let params = SessionParams {
         context: 0,
         kv_type,
+        ..Default::default()
     };
     let mut buf = session_buf(&model, &params);
     let mut s = Session::new(&model, params, as_bytes(&mut buf)).unwrap();
@@ -127,4 +128,43 @@ fn results_do_not_depend_on_thread_count() {
         assert_eq!(one.0, other.0, "tokens with {threads} threads");
         assert!(one.1 == other.1, "logits differ with {threads} threads");
     }
+}
+
+/// Prefill in batches (of 32, and of 7 to cut the prompt unevenly) gives
+/// bit-identical logits to feeding one token at a time, and so does
+/// everything generated after it.
+#[test]
+fn batched_prefill_matches_token_by_token() {
+    let bytes = shared("models/stories260K.gguf");
+    let model = Model::load(&bytes).unwrap();
+    let ids = greedy_ids();
+    let prompt = &ids[..75];
+    let run = |batch: usize, one_by_one: bool| -> Vec<u32> {
+        let params = SessionParams {
+            context: 128,
+            batch,
+            ..Default::default()
+        };
+        let mut buf = session_buf(&model, &params);
+        let mut s = Session::new(&model, params, as_bytes(&mut buf)).unwrap();
+        if one_by_one {
+            for t in prompt {
+                s.feed(&[*t]).unwrap();
+            }
+        } else {
+            s.feed(prompt).unwrap();
+        }
+        let mut bits: Vec<u32> = s.logits().unwrap().iter().map(|l| l.to_bits()).collect();
+        let mut sampler = Sampler::new(SamplerParams::greedy());
+        for _ in 0..20 {
+            let t = s.sample(&mut sampler).unwrap();
+            s.feed(&[t]).unwrap();
+            bits.extend(s.logits().unwrap().iter().map(|l| l.to_bits()));
+        }
+        bits
+    };
+    let reference = run(1, true);
+    assert!(reference == run(32, false), "batch 32");
+    assert!(reference == run(7, false), "batch 7");
+    assert!(reference == run(128, false), "batch 128");
 }

@@ -51,6 +51,7 @@ fn no_allocation_after_session_creation() {
         let params = SessionParams {
             context: 256,
             kv_type,
+            ..Default::default()
         };
         let mut buf = vec![
             0u64;
