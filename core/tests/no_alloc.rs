@@ -1,23 +1,30 @@
 //! After `Session::new`, nothing allocates: a counting global allocator sees
-//! zero allocations across a prefill and 200 generated tokens.
+//! zero allocations, on any thread, across tokenizing a prompt, a batched
+//! prefill and 200 generated tokens, with one thread and with a pool of three.
+//! (This file holds a single test so that no other test allocates meanwhile.)
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use llamette::session::KvType;
 use llamette::{Model, Sampler, SamplerParams, Session, SessionParams};
 
 struct Counting;
 
-thread_local! {
-    /// Allocations made by this thread (other threads' are not ours to count).
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+/// Allocations made by any thread while `COUNTING` is set.
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+static COUNTING: AtomicBool = AtomicBool::new(false);
+
+fn count() {
+    if COUNTING.load(Ordering::SeqCst) {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 // SAFETY: forwards to the system allocator; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
+        count();
         // SAFETY: same contract as ours.
         unsafe { System.alloc(l) }
     }
@@ -26,7 +33,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
+        count();
         // SAFETY: same contract as ours.
         unsafe { System.realloc(p, l, n) }
     }
@@ -36,22 +43,33 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn allocations() -> usize {
-    ALLOCS.with(|c| c.get())
+    ALLOCS.load(Ordering::SeqCst)
 }
 
 #[test]
 fn no_allocation_after_session_creation() {
+    use llamette::format::gguf::Gguf;
+    use llamette::parallel::ThreadPool;
+    use llamette::Tokenizer;
+
     let path = format!(
         "{}/../../shared/models/stories260K.gguf",
         env!("CARGO_MANIFEST_DIR")
     );
     let bytes = std::fs::read(path).unwrap();
     let model = Model::load(&bytes).unwrap();
-    for kv_type in [KvType::F32, KvType::F16] {
+    let gguf = Gguf::parse(&bytes).unwrap();
+    let mut index = vec![0u32; Tokenizer::index_len(512)];
+    let tok = Tokenizer::from_gguf(&gguf, &mut index).unwrap();
+    let text = "Once upon a time, a little dog named Max found a big red ball.";
+    let mut work = vec![0u32; Tokenizer::encode_work_len(text.len())];
+    let pools = [ThreadPool::new(1), ThreadPool::new(3)];
+
+    for (kv_type, pool) in [(KvType::F32, &pools[0]), (KvType::F16, &pools[1])] {
         let params = SessionParams {
             context: 256,
             kv_type,
-            ..Default::default()
+            batch: 8,
         };
         let mut buf = vec![
             0u64;
@@ -59,8 +77,8 @@ fn no_allocation_after_session_creation() {
                 .unwrap()
                 .div_ceil(8)
         ];
-        let buf: &mut [u8] = bytemuck_bytes(&mut buf);
-        let mut s = Session::new(&model, params, buf).unwrap();
+        let mut s = Session::new(&model, params, bytemuck_bytes(&mut buf)).unwrap();
+        s.set_parallel(pool);
         let mut samplers = [
             Sampler::new(SamplerParams {
                 seed: 42,
@@ -75,21 +93,26 @@ fn no_allocation_after_session_creation() {
             }),
             Sampler::new(SamplerParams::greedy()),
         ];
-        let prompt = [1u32, 403, 407, 261, 378, 1131 % 512];
+        let mut text_out = [0u8; 4096];
 
+        COUNTING.store(true, Ordering::SeqCst);
         let before = allocations();
         for sampler in samplers.iter_mut() {
             s.reset();
-            s.feed(&prompt).unwrap();
+            let n = tok.encode(text, true, &mut work).unwrap();
+            assert!(n > 8, "the prompt spans several batches");
+            s.feed(&work[..n]).unwrap();
             for _ in 0..200 {
                 let t = s.sample(sampler).unwrap();
                 s.feed(&[t]).unwrap();
             }
+            tok.decode(s.tokens(), &mut text_out).unwrap();
             // Errors do not allocate either.
             assert!(s.feed(&[0; 100]).is_err());
             assert!(s.feed(&[9999]).is_err());
         }
         let after = allocations();
+        COUNTING.store(false, Ordering::SeqCst);
         assert_eq!(
             after - before,
             0,
