@@ -5,7 +5,7 @@
 //! cache, the output projection and the residual; RMSNorm, the SwiGLU
 //! feed-forward block and the residual; finally RMSNorm and the classifier.
 //!
-//! The one difference: [`forward`] runs a *batch* of consecutive tokens
+//! The one difference: `forward` runs a *batch* of consecutive tokens
 //! (a prompt chunk during prefill, one token while generating). Every
 //! activation buffer holds one row per token, so each weight matrix is read
 //! once per batch, and every token's numbers are exactly those it would get
