@@ -33,7 +33,7 @@ fn run_ok(args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-fn path(p: &PathBuf) -> &str {
+fn path(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
 }
 
