@@ -132,7 +132,7 @@ mod tests {
             half::f16::from_bits(u16::from_le_bytes([blk[0], blk[1]])).to_f32(),
             1.0
         );
-        assert_eq!(blk[2], 0 | (11 << 4)); // x0 = -8 -> 0, x16 = 3 -> 11
+        assert_eq!(blk[2], 11 << 4); // x0 = -8 -> 0 (low nibble), x16 = 3 -> 11 (high)
         assert_eq!(blk[3] & 0x0f, 15); // x1 = 7 -> 15
     }
 

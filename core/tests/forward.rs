@@ -87,9 +87,9 @@ fn greedy_tokens_match_llama2c() {
     let ids = greedy_ids();
     let mut sampler = Sampler::new(SamplerParams::greedy());
     s.feed(&ids[..1]).unwrap();
-    for pos in 1..ids.len() {
+    for (pos, &want) in ids.iter().enumerate().skip(1) {
         let next = s.sample(&mut sampler).unwrap();
-        assert_eq!(next, ids[pos], "token at position {pos}");
+        assert_eq!(next, want, "token at position {pos}");
         s.feed(&[next]).unwrap();
     }
 }

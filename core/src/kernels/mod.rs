@@ -1,10 +1,48 @@
 //! Numeric kernels and their one dispatch point.
 //!
-//! The forward pass calls only the functions of this module. Each weight type
-//! has a row kernel (`dot` of one weight row with the activation vector); the
-//! set of row kernels in use is a [`Kernels`] table chosen once by
-//! [`active`]. The scalar table is the reference every SIMD table is tested
-//! against.
+//! The forward pass calls only the functions of this module: [`matvec`] (one
+//! activation vector, decoding), [`matmul`] (a batch of them, prefill),
+//! [`quantize_acts`] / [`quantize_batch`] and [`dequantize_row`]. Each weight
+//! type has a matrix kernel in a [`Kernels`] table; the table in use is
+//! chosen once by [`active`]. The scalar table ([`scalar`]) is the readable
+//! reference every SIMD table is tested against.
+//!
+//! # Kernel sets and dispatch
+//!
+//! | set | target | needs |
+//! | --- | --- | --- |
+//! | `scalar` | any | nothing |
+//! | `avx2` | x86-64 | AVX2, FMA, F16C |
+//! | `avx512` | x86-64 | AVX-512 F, BW, VL and VNNI (`vpdpbusd`) |
+//! | `neon` | aarch64 | NEON (always present) |
+//! | `dotprod` | aarch64 | NEON and the dot product extension (`sdot`) |
+//!
+//! [`active`] picks the most capable set the CPU supports: compile-time
+//! target features first, then (with the `std` feature) runtime detection,
+//! else scalar. The choice is made once and cached in an atomic. With `std`,
+//! the environment variable `LLAMETTE_KERNELS` (`scalar`, `avx2`, `avx512`,
+//! `neon` or `dotprod`) overrides the choice when it names a set this CPU
+//! can run; it is read at the first selection only. [`available`] lists the
+//! sets this CPU can run and [`force`] switches to one of them (for tests and
+//! benchmarks).
+//!
+//! # Every set computes the same numbers
+//!
+//! The kernels are written so that every set returns *bit-identical* results
+//! to the scalar reference, on every CPU:
+//! - F32 and F16 rows: sixteen interleaved partial sums (element `i` goes to
+//!   sum `i % 16`), each updated as `acc + w * x` (a rounded product, then a
+//!   rounded sum: no fused multiply-add), combined by one fixed tree;
+//! - Q8_0 and Q4_0 rows: each block's dot product is an exact `i32`; it is
+//!   scaled as `(d_w * d_a) * dot` and added to partial sum `block % 8`,
+//!   combined by a fixed tree;
+//! - quantizing activations rounds half away from zero, as the scalar code.
+//!
+//! So the logits do not depend on the CPU, on the kernel set, on the thread
+//! count, nor on whether a token was fed alone ([`matvec`]) or in a batch
+//! ([`matmul`]).
+//!
+//! # The fixed-point path
 //!
 //! Quantized weights (Q8_0, Q4_0) take the fixed-point path: the activation
 //! vector is first quantized to int8 blocks of 32 ([`quantize_acts`]); each
@@ -12,6 +50,14 @@
 //! applies the two scales.
 
 pub mod scalar;
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::parallel::Parallel;
 use crate::tensor::{Tensor, TensorType, QK};
@@ -25,30 +71,243 @@ pub struct Act<'a> {
     pub d: &'a [f32],
     /// Per block of 32: the sum of its `q` (for Q4_0's offset of 8).
     pub sum: &'a [i32],
-    /// The quantized activations, `x.len()` of them.
+    /// The quantized activations, `x.len()` of them, each in `-127..=127`.
     pub q: &'a [i8],
 }
 
-/// A table of row kernels: one implementation set (scalar, AVX2, NEON ...).
+/// A batch of `n` activation vectors of `cols` elements each, stored one
+/// after the other, with their int8 quantization when the weights need one.
+///
+/// Vector `b` is `x[b * cols..(b + 1) * cols]`; its blocks of 32 are
+/// `d[b * cols / 32..]`, `sum[b * cols / 32..]` and `q[b * cols..]` (the
+/// layout [`quantize_batch`] produces, which is simply the quantization of
+/// the whole `x` as one long vector). `d`, `sum` and `q` are empty when the
+/// batch is not quantized. Quantized values are in `-127..=127`.
 #[derive(Debug, Clone, Copy)]
-pub struct Kernels {
-    /// Name of the set, e.g. `"scalar"`.
-    pub name: &'static str,
-    /// F32 row (little-endian bytes, any alignment) times f32 activations.
-    pub dot_f32: fn(row: &[u8], x: &[f32]) -> f32,
-    /// F16 row times f32 activations.
-    pub dot_f16: fn(row: &[u8], x: &[f32]) -> f32,
-    /// Q8_0 row times int8 activation blocks.
-    pub dot_q8_0: fn(row: &[u8], a: &Act) -> f32,
-    /// Q4_0 row times int8 activation blocks.
-    pub dot_q4_0: fn(row: &[u8], a: &Act) -> f32,
-    /// Quantizes activations to int8 blocks of 32 (`x.len()` a multiple of 32).
-    pub quantize: fn(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]),
+pub struct Acts<'a> {
+    /// Number of activation vectors.
+    pub n: usize,
+    /// Elements per vector (the weight's `cols`).
+    pub cols: usize,
+    /// The activations, `n * cols`.
+    pub x: &'a [f32],
+    /// Scale per block of 32, `n * cols / 32`; empty when not quantized.
+    pub d: &'a [f32],
+    /// Sum of `q` per block of 32, `n * cols / 32`; empty when not quantized.
+    pub sum: &'a [i32],
+    /// The quantized activations, `n * cols`; empty when not quantized.
+    pub q: &'a [i8],
 }
 
-/// The kernel set in use: chosen once, the same for the whole process.
+impl<'a> Acts<'a> {
+    /// A batch of `n` unquantized vectors (for F32 and F16 weights):
+    /// `x.len()` must be a multiple of `n`.
+    pub fn unquantized(x: &'a [f32], n: usize) -> Acts<'a> {
+        let cols = x.len().checked_div(n).unwrap_or(0);
+        assert_eq!(cols * n, x.len(), "Acts: length is not n * cols");
+        Acts {
+            n,
+            cols,
+            x,
+            d: &[],
+            sum: &[],
+            q: &[],
+        }
+    }
+
+    /// The batch holding the single vector `a`.
+    pub fn one(a: &Act<'a>) -> Acts<'a> {
+        Acts {
+            n: 1,
+            cols: a.x.len(),
+            x: a.x,
+            d: a.d,
+            sum: a.sum,
+            q: a.q,
+        }
+    }
+
+    /// Whether the batch carries its int8 quantization.
+    pub fn is_quantized(&self) -> bool {
+        !self.q.is_empty()
+    }
+
+    /// Vector `b` of the batch.
+    pub fn get(&self, b: usize) -> Act<'a> {
+        let (c, nb) = (self.cols, self.cols / QK);
+        let q = self.is_quantized();
+        Act {
+            x: &self.x[b * c..(b + 1) * c],
+            d: if q {
+                &self.d[b * nb..(b + 1) * nb]
+            } else {
+                &[]
+            },
+            sum: if q {
+                &self.sum[b * nb..(b + 1) * nb]
+            } else {
+                &[]
+            },
+            q: if q { &self.q[b * c..(b + 1) * c] } else { &[] },
+        }
+    }
+
+    /// Vectors `b0..b1` of the batch.
+    pub fn range(&self, b0: usize, b1: usize) -> Acts<'a> {
+        let (c, nb) = (self.cols, self.cols / QK);
+        let q = self.is_quantized();
+        Acts {
+            n: b1 - b0,
+            cols: c,
+            x: &self.x[b0 * c..b1 * c],
+            d: if q { &self.d[b0 * nb..b1 * nb] } else { &[] },
+            sum: if q { &self.sum[b0 * nb..b1 * nb] } else { &[] },
+            q: if q { &self.q[b0 * c..b1 * c] } else { &[] },
+        }
+    }
+}
+
+/// A matrix kernel: with `rows = out.len() / a.n`, computes
+/// `out[c * rows + r] = dot(row r, vector c of a)` for the `rows` whole rows
+/// at the start of `w` (little-endian bytes, any alignment, each row `a.cols`
+/// elements of the kernel's type) and every vector of `a`. The kernels of
+/// quantized types need `a` quantized. Panics if a slice is too short.
+pub type MatFn = fn(w: &[u8], a: &Acts, out: &mut [f32]);
+
+/// Quantizes activations to int8 blocks of 32 (`x.len()` a multiple of 32;
+/// `d` and `sum` hold `x.len() / 32` blocks, `q` holds `x.len()` values).
+pub type QuantizeFn = fn(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]);
+
+/// A table of matrix kernels: one implementation set (scalar, AVX2, NEON ...).
+///
+/// Every function of every set gives bit-identical results (see the module
+/// documentation); the sets differ only in speed.
+#[derive(Debug, Clone, Copy)]
+pub struct Kernels {
+    /// Name of the set, e.g. `"scalar"` (the names `LLAMETTE_KERNELS` takes).
+    pub name: &'static str,
+    /// F32 weights times f32 activations.
+    pub f32: MatFn,
+    /// F16 weights times f32 activations.
+    pub f16: MatFn,
+    /// Q8_0 weights times int8 activation blocks.
+    pub q8_0: MatFn,
+    /// Q4_0 weights times int8 activation blocks.
+    pub q4_0: MatFn,
+    /// Quantizes activations (bit-identical to [`scalar::quantize`]).
+    pub quantize: QuantizeFn,
+}
+
+impl Kernels {
+    /// The matrix kernel for weights of type `ty` (`None` for llama2.c's
+    /// split layout, which has only the scalar [`scalar::dot_q8_split`]).
+    pub fn mat(&self, ty: TensorType) -> Option<MatFn> {
+        match ty {
+            TensorType::F32 => Some(self.f32),
+            TensorType::F16 => Some(self.f16),
+            TensorType::Q8_0 => Some(self.q8_0),
+            TensorType::Q4_0 => Some(self.q4_0),
+            TensorType::Q8Split { .. } => None,
+        }
+    }
+}
+
+/// A kernel set and whether this CPU can run it.
+struct Candidate {
+    set: &'static Kernels,
+    supported: fn() -> bool,
+}
+
+fn always() -> bool {
+    true
+}
+
+/// Every set compiled for this target, least capable first.
+static CANDIDATES: &[Candidate] = &[
+    Candidate {
+        set: &scalar::KERNELS,
+        supported: always,
+    },
+    #[cfg(target_arch = "x86_64")]
+    Candidate {
+        set: &x86::AVX2,
+        supported: x86::avx2_supported,
+    },
+    #[cfg(target_arch = "x86_64")]
+    Candidate {
+        set: &x86::AVX512,
+        supported: x86::avx512_supported,
+    },
+    #[cfg(target_arch = "aarch64")]
+    Candidate {
+        set: &aarch64::NEON,
+        supported: aarch64::neon_supported,
+    },
+    #[cfg(target_arch = "aarch64")]
+    Candidate {
+        set: &aarch64::DOTPROD,
+        supported: aarch64::dotprod_supported,
+    },
+];
+
+/// The chosen set: its index in `CANDIDATES` plus one; 0 before the choice.
+static ACTIVE: AtomicU8 = AtomicU8::new(0);
+
+/// The kernel sets this CPU can run, least capable first (`scalar` is
+/// always the first).
+pub fn available() -> impl Iterator<Item = &'static Kernels> {
+    CANDIDATES.iter().filter(|c| (c.supported)()).map(|c| c.set)
+}
+
+/// The kernel set in use: chosen once (see the module documentation), the
+/// same for the whole process unless [`force`]d.
 pub fn active() -> &'static Kernels {
-    &scalar::KERNELS
+    let i = ACTIVE.load(Ordering::Relaxed);
+    if i != 0 {
+        return CANDIDATES[i as usize - 1].set;
+    }
+    let i = select();
+    ACTIVE.store(i as u8 + 1, Ordering::Relaxed);
+    CANDIDATES[i].set
+}
+
+/// The index of the set to use: `LLAMETTE_KERNELS` if it names a set this
+/// CPU can run, else the most capable one.
+fn select() -> usize {
+    #[cfg(feature = "std")]
+    {
+        // `var_os` allocates only when the variable is set.
+        if let Some(name) = std::env::var_os("LLAMETTE_KERNELS") {
+            if let Some(i) = name.to_str().and_then(find) {
+                return i;
+            }
+        }
+    }
+    CANDIDATES
+        .iter()
+        .rposition(|c| (c.supported)())
+        .unwrap_or(0)
+}
+
+/// The index of the set called `name`, if this CPU can run it.
+fn find(name: &str) -> Option<usize> {
+    CANDIDATES
+        .iter()
+        .position(|c| c.set.name == name && (c.supported)())
+}
+
+/// Makes the set called `name` the active one, for tests and benchmarks.
+/// Returns `false` (and changes nothing) if this CPU cannot run it or no set
+/// has that name. Matrix products already running finish with the set they
+/// started with.
+pub fn force(name: &str) -> bool {
+    match find(name) {
+        Some(i) => {
+            ACTIVE.store(i as u8 + 1, Ordering::Relaxed);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Whether weights of type `ty` consume quantized activations.
@@ -70,71 +329,229 @@ pub fn quantize_acts<'a>(
     Act { x, d, sum, q }
 }
 
+/// Quantizes a batch of `n` activation vectors stored one after the other in
+/// `x` (`n * cols` values, `cols` a multiple of 32) for [`matmul`].
+///
+/// The scratch must hold at least `x.len() / 32` blocks (`d`, `sum`) and
+/// `x.len()` values (`q`). Each vector gets exactly the quantization
+/// [`quantize_acts`] would give it alone.
+pub fn quantize_batch<'a>(
+    x: &'a [f32],
+    n: usize,
+    d: &'a mut [f32],
+    sum: &'a mut [i32],
+    q: &'a mut [i8],
+) -> Acts<'a> {
+    let a = Acts::unquantized(x, n);
+    assert_eq!(
+        a.cols % QK,
+        0,
+        "quantize_batch: cols is not a multiple of 32"
+    );
+    let nb = x.len() / QK;
+    let (d, sum, q) = (&mut d[..nb], &mut sum[..nb], &mut q[..x.len()]);
+    (active().quantize)(x, d, sum, q);
+    Acts { d, sum, q, ..a }
+}
+
+/// Checks the arguments of a [`MatFn`] and returns `rows`; `elem_bytes` and
+/// `block` describe the weight type (bytes per block, elements per block).
+#[inline]
+pub(crate) fn check_mat(
+    w: &[u8],
+    a: &Acts,
+    out: &[f32],
+    block: usize,
+    block_bytes: usize,
+    quantized: bool,
+) -> usize {
+    if a.n == 0 {
+        assert!(out.is_empty(), "kernel: output for an empty batch");
+        return 0;
+    }
+    let rows = out.len() / a.n;
+    assert_eq!(rows * a.n, out.len(), "kernel: output is not rows * n");
+    assert_eq!(
+        a.cols % block,
+        0,
+        "kernel: cols is not a multiple of the block"
+    );
+    let rb = a.cols / block * block_bytes;
+    assert!(w.len() >= rows * rb, "kernel: weights are too short");
+    let len = a.n * a.cols;
+    if quantized {
+        assert!(a.q.len() >= len, "kernel: quantized activations too short");
+        assert!(a.d.len() >= len / QK, "kernel: activation scales too short");
+        assert!(a.sum.len() >= len / QK, "kernel: activation sums too short");
+    } else {
+        assert!(a.x.len() >= len, "kernel: activations too short");
+    }
+    rows
+}
+
+/// Rows per task are rounded up to a multiple of this (the largest row tile
+/// of the batched kernels), so that tasks do not split tiles.
+const ROW_GRAIN: usize = 4;
+
 /// `out[r] = dot(w.row(r), a)` for every row of `w`, split across `par`.
 ///
 /// `a` must carry its quantization if `w` is Q8_0 or Q4_0
 /// (see [`wants_quantized`]).
 pub fn matvec(par: &dyn Parallel, out: &mut [f32], w: &Tensor, a: &Act) {
+    matvec_with(active(), par, out, w, a)
+}
+
+/// [`matvec`] with the kernel set `k` (one of [`available`]).
+pub fn matvec_with(k: &Kernels, par: &dyn Parallel, out: &mut [f32], w: &Tensor, a: &Act) {
     assert_eq!(out.len(), w.rows, "matvec: output length");
     assert_eq!(a.x.len(), w.cols, "matvec: input length");
-    let k = active();
     let rb = w.row_bytes();
-    let row_kernel = |r: usize| -> f32 {
-        let row = &w.data[r * rb..(r + 1) * rb];
-        match w.ty {
-            TensorType::F32 => (k.dot_f32)(row, a.x),
-            TensorType::F16 => (k.dot_f16)(row, a.x),
-            TensorType::Q8_0 => (k.dot_q8_0)(row, a),
-            TensorType::Q4_0 => (k.dot_q4_0)(row, a),
-            TensorType::Q8Split { group } => scalar::dot_q8_split(row, w.scales, r, group, a.x),
+    let acts = Acts::one(a);
+    let kernel = k.mat(w.ty);
+    let rows = |start: usize, end: usize, out: &mut [f32]| match kernel {
+        Some(f) => f(&w.data[start * rb..end * rb], &acts, out),
+        None => {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = split_row(w, start + i, a.x);
+            }
         }
     };
     // Small products are not worth waking threads for.
     let n_tasks = par.n_threads().min(w.rows * w.cols / 4096).max(1);
     if n_tasks == 1 {
-        for (r, o) in out.iter_mut().enumerate() {
-            *o = row_kernel(r);
-        }
+        rows(0, w.rows, out);
         return;
     }
-    let rows_per_task = w.rows.div_ceil(n_tasks);
-    let shared = SharedRows {
+    let per_task = w.rows.div_ceil(n_tasks).next_multiple_of(ROW_GRAIN);
+    let n_tasks = w.rows.div_ceil(per_task);
+    let shared = SharedOut {
         ptr: out.as_mut_ptr(),
         len: out.len(),
     };
     par.parallel_for(n_tasks, &|t| {
-        let start = (t * rows_per_task).min(shared.len);
-        let end = ((t + 1) * rows_per_task).min(shared.len);
+        let start = (t * per_task).min(shared.len);
+        let end = ((t + 1) * per_task).min(shared.len);
         // SAFETY: tasks get disjoint ranges [start, end) within `out`.
-        let chunk = unsafe { shared.rows(start, end) };
-        for (i, o) in chunk.iter_mut().enumerate() {
-            *o = row_kernel(start + i);
-        }
+        let chunk = unsafe { shared.range(start, end) };
+        rows(start, end, chunk);
     });
 }
 
-/// The output of a parallel matvec, written by tasks on disjoint rows.
-struct SharedRows {
+/// Row `r` of a llama2.c "version 2" tensor times `x`.
+fn split_row(w: &Tensor, r: usize, x: &[f32]) -> f32 {
+    let rb = w.row_bytes();
+    let TensorType::Q8Split { group } = w.ty else {
+        unreachable!("split_row on {}", w.ty.name())
+    };
+    scalar::dot_q8_split(&w.data[r * rb..(r + 1) * rb], w.scales, r, group, x)
+}
+
+/// Rows of weights per kernel call in [`matmul`].
+const MM_ROWS: usize = 16;
+/// Activation vectors per kernel call in [`matmul`] (a multiple of the
+/// kernels' tiles of 2 and 3 vectors).
+const MM_ACTS: usize = 24;
+
+/// The batched product for prefill: `out[b * w.rows + r] = dot(w.row(r),
+/// vector b of acts)` for every row `r` and every vector `b`, reading each
+/// weight row once for the whole batch, split across `par`.
+///
+/// `out.len()` must be `acts.n * w.rows` and `acts.cols == w.cols`; `acts`
+/// must be quantized ([`quantize_batch`]) if `w` is Q8_0 or Q4_0, else built
+/// with [`Acts::unquantized`]. Each result is bit-identical to what
+/// [`matvec`] gives for that vector alone (with the same kernel set).
+pub fn matmul(par: &dyn Parallel, out: &mut [f32], w: &Tensor, acts: &Acts) {
+    matmul_with(active(), par, out, w, acts)
+}
+
+/// [`matmul`] with the kernel set `k` (one of [`available`]).
+pub fn matmul_with(k: &Kernels, par: &dyn Parallel, out: &mut [f32], w: &Tensor, acts: &Acts) {
+    let n = acts.n;
+    assert_eq!(out.len(), n * w.rows, "matmul: output length");
+    if n == 0 || w.rows == 0 {
+        return;
+    }
+    assert_eq!(acts.cols, w.cols, "matmul: input length");
+    let rb = w.row_bytes();
+    let kernel = k.mat(w.ty);
+    let shared = SharedOut {
+        ptr: out.as_mut_ptr(),
+        len: out.len(),
+    };
+    // Rows start..end for every vector, one tile of rows at a time: the tile
+    // stays in cache while the vectors stream past it.
+    let rows = |start: usize, end: usize| {
+        let mut tile = [0f32; MM_ROWS * MM_ACTS];
+        for r0 in (start..end).step_by(MM_ROWS) {
+            let r1 = (r0 + MM_ROWS).min(end);
+            let nr = r1 - r0;
+            for b0 in (0..n).step_by(MM_ACTS) {
+                let b1 = (b0 + MM_ACTS).min(n);
+                let t = &mut tile[..nr * (b1 - b0)];
+                match kernel {
+                    Some(f) => f(&w.data[r0 * rb..r1 * rb], &acts.range(b0, b1), t),
+                    None => {
+                        for b in b0..b1 {
+                            let x = acts.get(b).x;
+                            for r in r0..r1 {
+                                t[(b - b0) * nr + r - r0] = split_row(w, r, x);
+                            }
+                        }
+                    }
+                }
+                for b in b0..b1 {
+                    let at = b * w.rows + r0;
+                    // SAFETY: every task writes only its own rows
+                    // [start, end) of each vector's output, so the ranges
+                    // [at, at + nr) of different tasks never overlap.
+                    let o = unsafe { shared.range(at, at + nr) };
+                    o.copy_from_slice(&t[(b - b0) * nr..(b - b0 + 1) * nr]);
+                }
+            }
+        }
+    };
+    let n_tasks = par
+        .n_threads()
+        .min(w.rows * w.cols * n / 4096)
+        .min(w.rows.div_ceil(ROW_GRAIN))
+        .max(1);
+    if n_tasks == 1 {
+        rows(0, w.rows);
+        return;
+    }
+    let per_task = w.rows.div_ceil(n_tasks).next_multiple_of(ROW_GRAIN);
+    let n_tasks = w.rows.div_ceil(per_task);
+    par.parallel_for(n_tasks, &|t| {
+        let start = (t * per_task).min(w.rows);
+        let end = ((t + 1) * per_task).min(w.rows);
+        rows(start, end);
+    });
+}
+
+/// An output written by parallel tasks on disjoint ranges.
+struct SharedOut {
     ptr: *mut f32,
     len: usize,
 }
 
-impl SharedRows {
-    /// The rows `start..end` of the output.
+impl SharedOut {
+    /// The elements `start..end` of the output.
     ///
     /// # Safety
-    /// `start <= end <= len`, and no two live slices may overlap.
+    /// No two live slices may overlap.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn rows(&self, start: usize, end: usize) -> &mut [f32] {
-        // SAFETY: the caller keeps the range inside the exclusively borrowed
-        // output and disjoint from every other task's; `parallel_for` returns
-        // only after every task has finished, so the borrow outlives them.
+    unsafe fn range(&self, start: usize, end: usize) -> &mut [f32] {
+        assert!(start <= end && end <= self.len, "SharedOut: out of range");
+        // SAFETY: the range is inside the exclusively borrowed output (checked
+        // above) and, by the caller's promise, disjoint from every other live
+        // slice; `parallel_for` returns only after every task has finished,
+        // so the borrow outlives them.
         unsafe { core::slice::from_raw_parts_mut(self.ptr.add(start), end - start) }
     }
 }
 
-// SAFETY: the pointer is only used to write disjoint row ranges (see matvec).
-unsafe impl Sync for SharedRows {}
+// SAFETY: the pointer is only used to write disjoint ranges (see above).
+unsafe impl Sync for SharedOut {}
 
 /// Decodes row `r` of `t` into `out` (`out.len() == t.cols`).
 pub fn dequantize_row(t: &Tensor, r: usize, out: &mut [f32]) {

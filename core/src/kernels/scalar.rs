@@ -1,17 +1,21 @@
 //! The scalar reference kernels: plain Rust, any target, any alignment.
 //!
-//! Every faster kernel set is tested against these.
+//! Every faster kernel set is tested against these and gives bit-identical
+//! results: the SIMD sets reproduce exactly the structure written here
+//! (interleaved partial sums updated without fused multiply-add, fixed
+//! reduction trees [`reduce16`] and [`reduce8`], exact `i32` block dot
+//! products).
 
-use super::{Act, Kernels};
+use super::{check_mat, Act, Acts, Kernels};
 use crate::tensor::QK;
 
 /// The scalar kernel set.
 pub static KERNELS: Kernels = Kernels {
     name: "scalar",
-    dot_f32,
-    dot_f16,
-    dot_q8_0,
-    dot_q4_0,
+    f32: mat_f32,
+    f16: mat_f16,
+    q8_0: mat_q8_0,
+    q4_0: mat_q4_0,
     quantize,
 };
 
@@ -28,83 +32,119 @@ pub fn f32_at(bytes: &[u8], i: usize) -> f32 {
     f32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// Sums eight partial sums in a fixed tree order.
+/// Sums eight partial sums in the fixed tree order every kernel set uses:
+/// `((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))`.
 #[inline]
-fn reduce8(a: [f32; 8]) -> f32 {
+pub fn reduce8(a: [f32; 8]) -> f32 {
     ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
 }
 
-/// F32 row times f32 activations, eight interleaved partial sums.
+/// Sums sixteen partial sums: lanes `j` and `j + 8` first, then [`reduce8`].
+#[inline]
+pub fn reduce16(a: [f32; 16]) -> f32 {
+    let mut t = [0f32; 8];
+    for (j, t) in t.iter_mut().enumerate() {
+        *t = a[j] + a[j + 8];
+    }
+    reduce8(t)
+}
+
+/// F32 row times f32 activations: element `i` goes to partial sum `i % 16`
+/// (sixteen, so that a SIMD row has two independent chains of additions).
 pub fn dot_f32(row: &[u8], x: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let mut rows = row.chunks_exact(32);
-    let mut xs = x.chunks_exact(8);
-    for (r, x) in (&mut rows).zip(&mut xs) {
-        for j in 0..8 {
-            let w = f32::from_le_bytes([r[4 * j], r[4 * j + 1], r[4 * j + 2], r[4 * j + 3]]);
-            acc[j] += w * x[j];
-        }
+    let mut acc = [0f32; 16];
+    for (i, (w, &x)) in row.chunks_exact(4).zip(x).enumerate() {
+        let w = f32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        acc[i % 16] += w * x;
     }
-    for (j, (r, x)) in rows
-        .remainder()
-        .chunks_exact(4)
-        .zip(xs.remainder())
-        .enumerate()
-    {
-        acc[j] += f32::from_le_bytes([r[0], r[1], r[2], r[3]]) * x;
-    }
-    reduce8(acc)
+    reduce16(acc)
 }
 
-/// F16 row times f32 activations, eight interleaved partial sums.
+/// F16 row times f32 activations: element `i` goes to partial sum `i % 16`.
 pub fn dot_f16(row: &[u8], x: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let mut rows = row.chunks_exact(16);
-    let mut xs = x.chunks_exact(8);
-    for (r, x) in (&mut rows).zip(&mut xs) {
-        for j in 0..8 {
-            acc[j] += f16_to_f32(u16::from_le_bytes([r[2 * j], r[2 * j + 1]])) * x[j];
-        }
+    let mut acc = [0f32; 16];
+    for (i, (w, &x)) in row.chunks_exact(2).zip(x).enumerate() {
+        acc[i % 16] += f16_to_f32(u16::from_le_bytes([w[0], w[1]])) * x;
     }
-    for (j, (r, x)) in rows
-        .remainder()
-        .chunks_exact(2)
-        .zip(xs.remainder())
-        .enumerate()
-    {
-        acc[j] += f16_to_f32(u16::from_le_bytes([r[0], r[1]])) * x;
-    }
-    reduce8(acc)
+    reduce16(acc)
 }
 
-/// Q8_0 row times int8 activation blocks.
+/// Q8_0 row times int8 activation blocks: block `b`'s exact dot product,
+/// scaled by `d_w * d_a`, goes to partial sum `b % 8`.
 pub fn dot_q8_0(row: &[u8], a: &Act) -> f32 {
-    let mut sum = 0f32;
+    let mut acc = [0f32; 8];
     for (b, blk) in row.chunks_exact(34).enumerate() {
         let d = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
         let q = &a.q[b * QK..(b + 1) * QK];
-        let mut acc = 0i32;
+        let mut dot = 0i32;
         for (&w, &x) in blk[2..].iter().zip(q) {
-            acc += (w as i8) as i32 * x as i32;
+            dot += (w as i8) as i32 * x as i32;
         }
-        sum += (d * a.d[b]) * acc as f32;
+        acc[b % 8] += (d * a.d[b]) * dot as f32;
     }
-    sum
+    reduce8(acc)
 }
 
-/// Q4_0 row times int8 activation blocks: `d (sum(nibble * q) - 8 sum(q))`.
+/// Q4_0 row times int8 activation blocks: block `b`'s exact dot product
+/// `sum(nibble * q) - 8 sum(q)`, scaled by `d_w * d_a`, goes to partial sum
+/// `b % 8`.
 pub fn dot_q4_0(row: &[u8], a: &Act) -> f32 {
-    let mut sum = 0f32;
+    let mut acc = [0f32; 8];
     for (b, blk) in row.chunks_exact(18).enumerate() {
         let d = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
-        let q = &a.q[b * QK..(b + 1) * QK];
-        let mut acc = 0i32;
-        for (j, &w) in blk[2..].iter().enumerate() {
-            acc += (w & 0x0f) as i32 * q[j] as i32 + (w >> 4) as i32 * q[j + QK / 2] as i32;
+        // Byte j holds element j (low nibble) and element j + 16 (high).
+        let (lo, hi) = a.q[b * QK..(b + 1) * QK].split_at(QK / 2);
+        let mut dot = 0i32;
+        for ((&w, &x0), &x1) in blk[2..].iter().zip(lo).zip(hi) {
+            dot += (w & 0x0f) as i32 * x0 as i32 + (w >> 4) as i32 * x1 as i32;
         }
-        sum += (d * a.d[b]) * (acc - 8 * a.sum[b]) as f32;
+        acc[b % 8] += (d * a.d[b]) * (dot - 8 * a.sum[b]) as f32;
     }
-    sum
+    reduce8(acc)
+}
+
+/// Applies a row kernel to every (row, vector) pair: the [`MatFn`] contract,
+/// `out[c * rows + r] = dot(row r, vector c)`.
+///
+/// [`MatFn`]: super::MatFn
+fn mat_rows(
+    w: &[u8],
+    a: &Acts,
+    out: &mut [f32],
+    rows: usize,
+    rb: usize,
+    dot: fn(&[u8], &Act) -> f32,
+) {
+    for c in 0..a.n {
+        let act = a.get(c);
+        for (r, o) in out[c * rows..(c + 1) * rows].iter_mut().enumerate() {
+            *o = dot(&w[r * rb..(r + 1) * rb], &act);
+        }
+    }
+}
+
+/// F32 weights times f32 activations (the [`MatFn`](super::MatFn) contract).
+pub fn mat_f32(w: &[u8], a: &Acts, out: &mut [f32]) {
+    let rows = check_mat(w, a, out, 1, 4, false);
+    mat_rows(w, a, out, rows, a.cols * 4, |row, a| dot_f32(row, a.x));
+}
+
+/// F16 weights times f32 activations (the [`MatFn`](super::MatFn) contract).
+pub fn mat_f16(w: &[u8], a: &Acts, out: &mut [f32]) {
+    let rows = check_mat(w, a, out, 1, 2, false);
+    mat_rows(w, a, out, rows, a.cols * 2, |row, a| dot_f16(row, a.x));
+}
+
+/// Q8_0 weights times int8 activations (the [`MatFn`](super::MatFn) contract).
+pub fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32]) {
+    let rows = check_mat(w, a, out, QK, 34, true);
+    mat_rows(w, a, out, rows, a.cols / QK * 34, dot_q8_0);
+}
+
+/// Q4_0 weights times int8 activations (the [`MatFn`](super::MatFn) contract).
+pub fn mat_q4_0(w: &[u8], a: &Acts, out: &mut [f32]) {
+    let rows = check_mat(w, a, out, QK, 18, true);
+    mat_rows(w, a, out, rows, a.cols / QK * 18, dot_q4_0);
 }
 
 /// llama2.c "version 2" row (int8 + f32 group scales) times f32 activations.
@@ -123,8 +163,15 @@ pub fn dot_q8_split(row: &[u8], scales: &[u8], r: usize, group: u32, x: &[f32]) 
     sum
 }
 
-/// Quantizes blocks of 32 activations: `d = max|x| / 127`, `q = round(x / d)`.
+/// Quantizes blocks of 32 activations: `d = max|x| / 127`, `q = round(x / d)`
+/// (rounding half away from zero; NaN becomes 0), and `sum = sum(q)`.
 pub fn quantize(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]) {
+    assert_eq!(x.len() % QK, 0, "quantize: length is not a multiple of 32");
+    let nb = x.len() / QK;
+    assert!(
+        d.len() >= nb && sum.len() >= nb && q.len() >= x.len(),
+        "quantize: scratch too short"
+    );
     for (b, (xs, qs)) in x.chunks_exact(QK).zip(q.chunks_exact_mut(QK)).enumerate() {
         let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
         let scale = amax / 127.0;
@@ -160,7 +207,7 @@ pub fn exp_fast(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 5e-1;
     let y = p * r * r + r + 1.0;
     // 2^n from the rounded integer's bits: n + 127 into the exponent field.
     let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;

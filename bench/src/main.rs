@@ -1,0 +1,279 @@
+//! `kernel-table`: every kernel set side by side, GB/s of weights streamed
+//! against a read-bandwidth probe.
+//!
+//! The machine may be noisy: each measurement is repeated, the sets (and the
+//! probe) take turns within every round, and the table shows medians.
+//!
+//! ```text
+//! cargo run --release -p llamette-bench --bin kernel-table [-- --rounds N] [--quick]
+//! ```
+
+use std::hint::black_box;
+
+use llamette::kernels::{self, Kernels};
+use llamette::parallel::{Inline, Parallel, ThreadPool};
+use llamette::tensor::TensorType;
+use llamette_bench::{median, read_all, time, Batch, HugeBuf, Weights, TINYLLAMA_MACS_PER_TOKEN};
+
+const TYPES: [TensorType; 4] = [
+    TensorType::F32,
+    TensorType::F16,
+    TensorType::Q8_0,
+    TensorType::Q4_0,
+];
+
+/// Repeats `f` until about `min_s` seconds have passed; seconds per call.
+fn per_call(min_s: f64, mut f: impl FnMut()) -> f64 {
+    let mut calls = 0usize;
+    let (t, _) = time(|| {
+        let start = std::time::Instant::now();
+        while start.elapsed().as_secs_f64() < min_s || calls == 0 {
+            f();
+            calls += 1;
+        }
+    });
+    t / calls as f64
+}
+
+struct Opts {
+    rounds: usize,
+    quick: bool,
+    types: Vec<TensorType>,
+    matvec: bool,
+    matmul: bool,
+    sets: Option<Vec<String>>,
+}
+
+fn main() {
+    let mut opts = Opts {
+        rounds: 9,
+        quick: false,
+        types: TYPES.to_vec(),
+        matvec: true,
+        matmul: true,
+        sets: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--rounds" => opts.rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(9),
+            "--quick" => opts.quick = true,
+            "--matvec" => opts.matmul = false,
+            "--matmul" => opts.matvec = false,
+            "--types" => {
+                let v = args.next().unwrap_or_default().to_uppercase();
+                opts.types = TYPES
+                    .into_iter()
+                    .filter(|t| v.split(',').any(|n| n == t.name()))
+                    .collect();
+            }
+            "--sets" => {
+                opts.sets = Some(
+                    args.next()
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(String::from)
+                        .collect(),
+                )
+            }
+            _ => {
+                eprintln!(
+                    "usage: kernel-table [--rounds N] [--quick (1 thread only)] [--matvec | --matmul]\n\
+                     \x20      [--types f32,f16,q8_0,q4_0] [--sets scalar,avx2,...]"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    let sets: Vec<&'static Kernels> = kernels::available()
+        .filter(|k| {
+            opts.sets
+                .as_ref()
+                .map_or(true, |s| s.iter().any(|n| n == k.name))
+        })
+        .collect();
+    let names: Vec<&str> = sets.iter().map(|k| k.name).collect();
+    println!(
+        "kernel sets: {names:?}; active by default: {}",
+        kernels::active().name
+    );
+
+    // The probe: four 32 MB buffers read in turn, like the rotation below.
+    let probe: Vec<HugeBuf> = (0..4)
+        .map(|i| {
+            let mut b = HugeBuf::new(32 << 20);
+            b.bytes_mut()
+                .iter_mut()
+                .enumerate()
+                .for_each(|(j, v)| *v = (i + j) as u8);
+            b
+        })
+        .collect();
+    let mut probe_at = 0;
+    let mut probe_gbs = |samples: &mut Vec<f64>| {
+        let b = &probe[probe_at % 4];
+        probe_at += 1;
+        let (t, s) = time(|| read_all(b.bytes()));
+        black_box(s);
+        samples.push(b.bytes().len() as f64 / t / 1e9);
+    };
+    let mut probe_samples = Vec::new();
+    for _ in 0..8 {
+        probe_gbs(&mut probe_samples);
+    }
+    let bw = median(&mut probe_samples);
+    println!("read bandwidth probe (1 thread, 4 x 32 MB in turn): {bw:.1} GB/s (median)");
+    // Two threads, each reading half of every buffer.
+    let mut two = Vec::new();
+    for i in 0..8 {
+        let b = probe[i % 4].bytes();
+        let (lo, hi) = b.split_at(b.len() / 2);
+        let (t, s) = time(|| {
+            std::thread::scope(|sc| {
+                let h = sc.spawn(|| read_all(hi));
+                read_all(lo).wrapping_add(h.join().unwrap())
+            })
+        });
+        black_box(s);
+        two.push(b.len() as f64 / t / 1e9);
+    }
+    println!(
+        "read bandwidth probe (2 threads, halves of the same buffers): {:.1} GB/s (median)\n",
+        median(&mut two)
+    );
+
+    let pool2 = ThreadPool::new(2);
+    let pars: Vec<(&str, &dyn Parallel)> = if opts.quick {
+        vec![("1T", &Inline)]
+    } else {
+        vec![("1T", &Inline), ("2T", &pool2)]
+    };
+
+    if opts.matvec {
+        println!(
+            "## matvec: GB/s of weights (median of {} rounds; % of the probe)\n",
+            opts.rounds
+        );
+        print!("| type | shape | threads |");
+        for n in &names {
+            print!(" {n} |");
+        }
+        println!("\n|---|---|---|{}", "---|".repeat(names.len()));
+        for &ty in &opts.types {
+            let cols = 2048;
+            let big_rows = (32 << 20) / ty.bytes_for(cols).unwrap();
+            let shapes: Vec<(String, Vec<Weights>)> = vec![
+                (
+                    "256x2048 (L2)".into(),
+                    vec![Weights::random(ty, 256, cols, 1)],
+                ),
+                ("2048x2048".into(), vec![Weights::random(ty, 2048, cols, 1)]),
+                ("5632x2048".into(), vec![Weights::random(ty, 5632, cols, 2)]),
+                (
+                    format!(
+                        "4 x {big_rows}x2048 (rotating, {} MB)",
+                        (4 * ty.bytes_for(big_rows * cols).unwrap()) >> 20
+                    ),
+                    (0..4)
+                        .map(|i| Weights::random(ty, big_rows, cols, 10 + i))
+                        .collect(),
+                ),
+            ];
+            let b = Batch::random(1, cols, 3);
+            let a = b.acts(ty).get(0);
+            for (shape, ws) in &shapes {
+                let ts: Vec<_> = ws.iter().map(|w| w.tensor()).collect();
+                let bytes = ws[0].n_bytes() as f64;
+                let mut out = vec![0f32; ws[0].rows];
+                for (pn, par) in &pars {
+                    let mut samples = vec![Vec::new(); sets.len()];
+                    let mut turn = 0;
+                    for round in 0..opts.rounds {
+                        for i in 0..sets.len() {
+                            let s = (i + round) % sets.len();
+                            let k = sets[s];
+                            // The slow scalar set gets fewer calls.
+                            let min_s = if k.name == "scalar" { 0.02 } else { 0.05 };
+                            let t = per_call(min_s, || {
+                                turn += 1;
+                                kernels::matvec_with(
+                                    k,
+                                    *par,
+                                    &mut out,
+                                    &ts[turn % ts.len()],
+                                    black_box(&a),
+                                );
+                            });
+                            samples[s].push(bytes / t / 1e9);
+                        }
+                    }
+                    print!("| {} | {shape} | {pn} |", ty.name());
+                    for s in &mut samples {
+                        let m = median(s);
+                        print!(" {m:.1} ({:.0}%) |", 100.0 * m / bw);
+                    }
+                    println!();
+                }
+            }
+        }
+    }
+
+    if opts.matmul {
+        let (rows, cols, n) = (2048, 2048, 128);
+        println!("\n## matmul (prefill): {n} vectors x {rows}x{cols}, GMAC/s (median; TinyLlama-1.1B pp tok/s equivalent)\n");
+        print!("| type | threads |");
+        for nm in &names {
+            print!(" {nm} |");
+        }
+        println!(" best set as {n} matvecs |");
+        println!("|---|---|{}---|", "---|".repeat(names.len()));
+        let best = *sets.last().unwrap();
+        for &ty in &opts.types {
+            let w = Weights::random(ty, rows, cols, 5);
+            let t = w.tensor();
+            let b = Batch::random(n, cols, 6);
+            let acts = b.acts(ty);
+            let mut out = vec![0f32; rows * n];
+            let macs = (rows * cols * n) as f64;
+            for (pn, par) in &pars {
+                let mut samples = vec![Vec::new(); sets.len() + 1];
+                let rounds = opts.rounds.div_ceil(2).max(1);
+                for round in 0..rounds {
+                    for i in 0..=sets.len() {
+                        let s = (i + round) % (sets.len() + 1);
+                        let t = if s == sets.len() {
+                            per_call(0.05, || {
+                                for (bi, o) in out.chunks_exact_mut(rows).enumerate() {
+                                    kernels::matvec_with(best, *par, o, &t, &acts.get(bi));
+                                }
+                            })
+                        } else {
+                            let min = if sets[s].name == "scalar" { 0.0 } else { 0.1 };
+                            per_call(min, || {
+                                kernels::matmul_with(sets[s], *par, &mut out, &t, black_box(&acts))
+                            })
+                        };
+                        samples[s].push(macs / t / 1e9);
+                    }
+                }
+                print!("| {} | {pn} |", ty.name());
+                for s in &mut samples {
+                    let m = median(s);
+                    print!(
+                        " {m:.1} ({:.0} tok/s) |",
+                        m * 1e9 / TINYLLAMA_MACS_PER_TOKEN
+                    );
+                }
+                println!();
+            }
+        }
+    }
+    let mut probe_samples = Vec::new();
+    for _ in 0..8 {
+        probe_gbs(&mut probe_samples);
+    }
+    println!(
+        "\nread bandwidth probe again: {:.1} GB/s",
+        median(&mut probe_samples)
+    );
+}

@@ -1,0 +1,609 @@
+//! Every kernel of every kernel set this CPU can run, against the scalar
+//! reference; the reference against exact arithmetic; matvec against matmul
+//! and thread counts; the stories260K greedy run with every set forced.
+//!
+//! Tolerances. The SIMD sets are *bit-identical* to the scalar reference by
+//! construction (same eight partial sums, no fused multiply-add, same
+//! reduction tree, exact integer block sums, the same rounding in
+//! `quantize`), so their comparisons allow no difference at all
+//! ([`SIMD_ULPS`]). Only the reference itself is compared with exact (f64)
+//! arithmetic, with the worst-case bounds of f32 summation below.
+
+use std::sync::Mutex;
+
+use llamette::kernels::{self, scalar, Act, Acts, Kernels};
+use llamette::parallel::{Inline, Parallel, ThreadPool};
+use llamette::tensor::{Tensor, TensorType};
+use llamette::{Model, Sampler, SamplerParams, Session, SessionParams};
+
+/// Units in the last place a SIMD kernel may differ from the scalar one:
+/// none, they compute the same operations in the same order.
+const SIMD_ULPS: u32 = 0;
+
+/// Unit roundoff of f32.
+const U: f64 = f32::EPSILON as f64 / 2.0;
+
+/// F32/F16 reference vs exact, relative to `sum |w_i x_i|`: each of the 16
+/// partial sums adds at most 5632 / 16 = 352 rounded products (error at most
+/// 2u each: the product and the sum), and the tree adds 4 more roundings:
+/// (2 * 352 + 4) u ≈ 4.2e-5 for the longest row tested.
+const FLOAT_REF_TOL: f64 = (2.0 * 352.0 + 4.0) * U;
+
+/// Q8_0/Q4_0 reference vs exact (on the dequantized values), relative to
+/// `sum |w_i x_i|`: block sums are exact integers; each block adds 3
+/// roundings (`d_w * d_a`, times the sum, into the partial sum), at most
+/// 5632 / 32 / 8 = 22 blocks per partial sum, plus 3 in the tree:
+/// (3 * 22 + 3) u ≈ 4.1e-6.
+const QUANT_REF_TOL: f64 = (3.0 * 22.0 + 3.0) * U;
+
+/// Forcing a kernel set is process-wide: tests that force one hold this.
+static FORCED: Mutex<()> = Mutex::new(());
+
+/// A small deterministic generator (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    fn f(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    /// Activations of mixed magnitudes, with a few exact zeros.
+    fn acts(&mut self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| match self.next() % 16 {
+                0 => 0.0,
+                1 => self.f() * 40.0,
+                _ => self.f() * (1 + i % 5) as f32,
+            })
+            .collect()
+    }
+
+    /// Finite f16 bits: magnitude 2^-5..2^2, either sign, some zeros.
+    fn f16_bits(&mut self) -> u16 {
+        let r = self.next();
+        if r % 64 == 0 {
+            return 0;
+        }
+        let sign = ((r >> 8) & 1) as u16;
+        let exp = 10 + ((r >> 9) % 8) as u16;
+        let man = ((r >> 20) & 0x3ff) as u16;
+        sign << 15 | exp << 10 | man
+    }
+
+    /// A block scale: magnitude 2^-12..2^-4, mostly positive.
+    fn scale_bits(&mut self) -> u16 {
+        let r = self.next();
+        let sign = u16::from(r % 8 == 0);
+        let exp = 3 + ((r >> 9) % 9) as u16;
+        let man = ((r >> 20) & 0x3ff) as u16;
+        sign << 15 | exp << 10 | man
+    }
+}
+
+/// Random weight bytes of `rows` x `cols` elements of `ty`.
+fn weights(rng: &mut Rng, ty: TensorType, rows: usize, cols: usize) -> Vec<u8> {
+    let n = rows * cols;
+    let mut v = Vec::new();
+    match ty {
+        TensorType::F32 => {
+            for _ in 0..n {
+                v.extend_from_slice(&(rng.f() * 2.0).to_le_bytes());
+            }
+        }
+        TensorType::F16 => {
+            for _ in 0..n {
+                v.extend_from_slice(&rng.f16_bits().to_le_bytes());
+            }
+        }
+        TensorType::Q8_0 => {
+            for _ in 0..n / 32 {
+                v.extend_from_slice(&rng.scale_bits().to_le_bytes());
+                for _ in 0..32 {
+                    v.push(rng.next() as u8);
+                }
+            }
+        }
+        TensorType::Q4_0 => {
+            for _ in 0..n / 32 {
+                v.extend_from_slice(&rng.scale_bits().to_le_bytes());
+                for _ in 0..16 {
+                    v.push(rng.next() as u8);
+                }
+            }
+        }
+        TensorType::Q8Split { .. } => unreachable!(),
+    }
+    v
+}
+
+/// A batch of `n` activation vectors with its (scalar) quantization.
+struct Batch {
+    x: Vec<f32>,
+    d: Vec<f32>,
+    sum: Vec<i32>,
+    q: Vec<i8>,
+    n: usize,
+    cols: usize,
+}
+
+impl Batch {
+    fn new(rng: &mut Rng, n: usize, cols: usize, quantized: bool) -> Batch {
+        let x = rng.acts(n * cols);
+        let (mut d, mut sum, mut q) = (vec![], vec![], vec![]);
+        if quantized {
+            d = vec![0f32; n * cols / 32];
+            sum = vec![0i32; n * cols / 32];
+            q = vec![0i8; n * cols];
+            scalar::quantize(&x, &mut d, &mut sum, &mut q);
+        }
+        Batch {
+            x,
+            d,
+            sum,
+            q,
+            n,
+            cols,
+        }
+    }
+
+    fn acts(&self) -> Acts<'_> {
+        Acts {
+            n: self.n,
+            cols: self.cols,
+            x: &self.x,
+            d: &self.d,
+            sum: &self.sum,
+            q: &self.q,
+        }
+    }
+}
+
+fn sets() -> Vec<&'static Kernels> {
+    kernels::available().collect()
+}
+
+fn kernel(k: &Kernels, ty: TensorType) -> kernels::MatFn {
+    k.mat(ty).unwrap()
+}
+
+/// Asserts bit equality within [`SIMD_ULPS`], naming the case.
+fn assert_same(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let ulps = (g.to_bits() as i64 - w.to_bits() as i64).unsigned_abs();
+        assert!(
+            ulps <= SIMD_ULPS as u64 || (g.is_nan() && w.is_nan()),
+            "{what}: element {i}: {g:e} vs scalar {w:e} ({ulps} ulp)"
+        );
+    }
+}
+
+/// Runs `kernel` of every set on `rows` rows x a batch of `n` vectors and
+/// compares with the scalar set; the weights start `misalign` bytes into
+/// their buffer.
+fn compare_sets(ty: TensorType, rows: usize, cols: usize, n: usize, misalign: usize, seed: u64) {
+    let mut rng = Rng(seed);
+    let w = weights(&mut rng, ty, rows, cols);
+    let mut buf = vec![0u8; misalign];
+    buf.extend_from_slice(&w);
+    let w = &buf[misalign..];
+    let batch = Batch::new(&mut rng, n, cols, kernels::wants_quantized(ty));
+    let a = batch.acts();
+    let mut want = vec![0f32; rows * n];
+    kernel(&scalar::KERNELS, ty)(w, &a, &mut want);
+    for k in sets() {
+        let mut got = vec![f32::NAN; rows * n];
+        kernel(k, ty)(w, &a, &mut got);
+        let what = format!(
+            "{} {} rows={rows} cols={cols} n={n} misalign={misalign}",
+            k.name,
+            ty.name()
+        );
+        assert_same(&got, &want, &what);
+    }
+}
+
+#[test]
+fn float_kernels_match_scalar() {
+    for ty in [TensorType::F32, TensorType::F16] {
+        for cols in [0, 1, 7, 8, 9, 31, 32, 33, 64, 172, 4096 + 17] {
+            for (rows, n) in [(1, 1), (3, 1), (7, 1), (33, 1), (5, 2), (7, 3), (9, 5)] {
+                compare_sets(
+                    ty,
+                    rows,
+                    cols,
+                    n,
+                    (rows + cols) % 4,
+                    cols as u64 * 31 + rows as u64,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn quantized_kernels_match_scalar() {
+    for ty in [TensorType::Q8_0, TensorType::Q4_0] {
+        for cols in [0, 32, 64, 96, 256, 288, 2048, 4096, 5632] {
+            for (rows, n) in [(1, 1), (3, 1), (7, 1), (33, 1), (5, 2), (7, 3), (9, 5)] {
+                if cols >= 4096 && rows * n > 40 {
+                    continue;
+                }
+                compare_sets(
+                    ty,
+                    rows,
+                    cols,
+                    n,
+                    (rows + cols / 32) % 4,
+                    cols as u64 * 7 + rows as u64,
+                );
+            }
+        }
+    }
+}
+
+/// Rows longer than the kernels' buffer of prepared activations (96 groups
+/// of 256 columns), which prepare them group by group instead; and a last
+/// partial group.
+#[test]
+fn long_rows_match_scalar() {
+    for ty in [TensorType::Q8_0, TensorType::Q4_0] {
+        compare_sets(ty, 3, 24576 + 288, 1, 1, 8);
+        compare_sets(ty, 3, 12288 + 64, 3, 2, 9);
+    }
+    for ty in [TensorType::F32, TensorType::F16] {
+        compare_sets(ty, 3, 24576 + 17, 2, 3, 10);
+    }
+}
+
+/// Real row shapes: TinyLlama's 2048 and 5632 (quantized and F16) and
+/// stories260K's 64 and 172 (F32).
+#[test]
+fn real_shapes_match_scalar() {
+    for ty in [TensorType::Q8_0, TensorType::Q4_0, TensorType::F16] {
+        compare_sets(ty, 13, 2048, 1, 0, 1);
+        compare_sets(ty, 5, 5632, 1, 1, 2);
+        compare_sets(ty, 6, 2048, 4, 3, 3);
+    }
+    compare_sets(TensorType::F32, 172, 64, 1, 0, 4);
+    compare_sets(TensorType::F32, 64, 172, 1, 2, 5);
+    compare_sets(TensorType::F32, 64, 172, 7, 1, 6);
+}
+
+/// Quantization: every set gives the scalar bytes, on ordinary data and on
+/// ties, zeros, infinities, NaN, subnormals and huge values.
+#[test]
+fn quantize_matches_scalar() {
+    let mut rng = Rng(99);
+    let mut x = rng.acts(4096 + 64);
+    // Ties: with max 127 the scale is 1, so x is rounded as it is.
+    for (i, v) in x[..32].iter_mut().enumerate() {
+        *v = if i == 0 { 127.0 } else { i as f32 * 0.5 - 8.0 };
+    }
+    for (i, v) in x[32..64].iter_mut().enumerate() {
+        *v = if i == 5 { -127.0 } else { -(i as f32) * 1.5 };
+    }
+    x[64..96].fill(0.0);
+    x[96] = -0.0;
+    x[128] = f32::INFINITY;
+    x[160 + 3] = f32::NAN;
+    x[192 + 7] = f32::NEG_INFINITY;
+    x[192 + 8] = f32::NAN;
+    for (i, v) in x[224..256].iter_mut().enumerate() {
+        *v = f32::from_bits(1 + i as u32 * 3); // subnormal
+    }
+    for (i, v) in x[256..288].iter_mut().enumerate() {
+        *v = if i % 2 == 0 { 3.0e38 } else { -1.0e38 };
+    }
+    for len in [0, 32, 64, 4096 + 64] {
+        let x = &x[..len];
+        let nb = len / 32;
+        let (mut d0, mut s0, mut q0) = (vec![0f32; nb], vec![0i32; nb], vec![0i8; len]);
+        scalar::quantize(x, &mut d0, &mut s0, &mut q0);
+        for k in sets() {
+            let (mut d, mut s, mut q) = (vec![1f32; nb], vec![1i32; nb], vec![1i8; len]);
+            (k.quantize)(x, &mut d, &mut s, &mut q);
+            assert_eq!(q, q0, "{}: q, length {len}", k.name);
+            assert_eq!(s, s0, "{}: sums, length {len}", k.name);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&d), bits(&d0), "{}: scales, length {len}", k.name);
+        }
+    }
+    // And the reference does what it says: |x - d q| <= d / 2 for finite
+    // blocks, q in -127..=127, sum = sum(q).
+    let x = rng.acts(1024);
+    let (mut d, mut s, mut q) = (vec![0f32; 32], vec![0i32; 32], vec![0i8; 1024]);
+    scalar::quantize(&x, &mut d, &mut s, &mut q);
+    for b in 0..32 {
+        let qs = &q[32 * b..32 * b + 32];
+        assert_eq!(s[b], qs.iter().map(|&v| v as i32).sum::<i32>());
+        for (&v, &qv) in x[32 * b..32 * b + 32].iter().zip(qs) {
+            assert!(qv != -128);
+            assert!(
+                (v - d[b] * qv as f32).abs() <= d[b] * 0.5001,
+                "{v} vs {} * {qv}",
+                d[b]
+            );
+        }
+    }
+}
+
+/// The reference kernels against exact (f64) arithmetic on the values the
+/// weights and activations stand for.
+#[test]
+fn scalar_reference_is_accurate() {
+    let mut rng = Rng(7);
+    for ty in [
+        TensorType::F32,
+        TensorType::F16,
+        TensorType::Q8_0,
+        TensorType::Q4_0,
+    ] {
+        for cols in [32, 64, 2048, 5632] {
+            let rows = 5;
+            let w = weights(&mut rng, ty, rows, cols);
+            let t = Tensor::new(b"w", ty, rows, cols, &w, &[]).unwrap();
+            let quantized = kernels::wants_quantized(ty);
+            let batch = Batch::new(&mut rng, 1, cols, quantized);
+            let a = batch.acts();
+            let mut got = vec![0f32; rows];
+            kernel(&scalar::KERNELS, ty)(&w, &a, &mut got);
+            let mut row = vec![0f32; cols];
+            for (r, &g) in got.iter().enumerate() {
+                t.dequantize_row(r, &mut row);
+                let (mut exact, mut mag) = (0f64, 0f64);
+                for (i, &wv) in row.iter().enumerate() {
+                    let xv = if quantized {
+                        batch.d[i / 32] as f64 * batch.q[i] as f64
+                    } else {
+                        batch.x[i] as f64
+                    };
+                    exact += wv as f64 * xv;
+                    mag += (wv as f64 * xv).abs();
+                }
+                let tol = if quantized {
+                    QUANT_REF_TOL
+                } else {
+                    FLOAT_REF_TOL
+                };
+                let err = (g as f64 - exact).abs();
+                assert!(
+                    err <= tol * mag,
+                    "{} cols={cols} row {r}: {g} vs exact {exact} (error {err:e} > {tol:e} * {mag:e})",
+                    ty.name()
+                );
+            }
+        }
+    }
+}
+
+fn all_types() -> [TensorType; 4] {
+    [
+        TensorType::F32,
+        TensorType::F16,
+        TensorType::Q8_0,
+        TensorType::Q4_0,
+    ]
+}
+
+/// `matvec` and `matmul` through the dispatch layer, with odd row counts and
+/// 1, 2 and 3 threads: every output bit-identical to the scalar row kernel,
+/// and `matmul`'s column `b` bit-identical to `matvec` on vector `b`.
+#[test]
+fn matvec_and_matmul_agree_across_sets_and_threads() {
+    let pools: Vec<Box<dyn Parallel>> = vec![
+        Box::new(Inline),
+        Box::new(ThreadPool::new(1)),
+        Box::new(ThreadPool::new(2)),
+        Box::new(ThreadPool::new(3)),
+    ];
+    let mut rng = Rng(2024);
+    for ty in all_types() {
+        let cols = if ty == TensorType::F32 { 172 } else { 2048 };
+        for rows in [1, 3, 7, 33, 150] {
+            let wb = weights(&mut rng, ty, rows, cols);
+            let w = Tensor::new(b"w", ty, rows, cols, &wb, &[]).unwrap();
+            let n = 5;
+            let batch = Batch::new(&mut rng, n, cols, kernels::wants_quantized(ty));
+            let acts = batch.acts();
+            let mut want = vec![0f32; rows * n];
+            kernel(&scalar::KERNELS, ty)(&wb, &acts, &mut want);
+            for k in sets() {
+                for par in &pools {
+                    let what = format!(
+                        "{} {} rows={rows} threads={}",
+                        k.name,
+                        ty.name(),
+                        par.n_threads()
+                    );
+                    let mut mm = vec![f32::NAN; rows * n];
+                    kernels::matmul_with(k, &**par, &mut mm, &w, &acts);
+                    assert_same(&mm, &want, &format!("matmul {what}"));
+                    for b in 0..n {
+                        let mut mv = vec![f32::NAN; rows];
+                        kernels::matvec_with(k, &**par, &mut mv, &w, &acts.get(b));
+                        assert_same(
+                            &mv,
+                            &want[b * rows..(b + 1) * rows],
+                            &format!("matvec {what} b={b}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A batch large enough for several tiles in both directions, through
+/// `quantize_batch`: same result as quantizing each vector alone.
+#[test]
+fn quantize_batch_then_matmul_equals_per_vector() {
+    let _g = FORCED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rng = Rng(5);
+    let (rows, cols, n) = (37, 256, 19);
+    for ty in [TensorType::Q8_0, TensorType::Q4_0] {
+        let wb = weights(&mut rng, ty, rows, cols);
+        let w = Tensor::new(b"w", ty, rows, cols, &wb, &[]).unwrap();
+        let x = rng.acts(n * cols);
+        for k in sets() {
+            assert!(kernels::force(k.name));
+            let (mut d, mut s, mut q) = (
+                vec![0f32; n * cols / 32],
+                vec![0i32; n * cols / 32],
+                vec![0i8; n * cols],
+            );
+            let acts = kernels::quantize_batch(&x, n, &mut d, &mut s, &mut q);
+            let mut mm = vec![0f32; rows * n];
+            kernels::matmul(&Inline, &mut mm, &w, &acts);
+            for b in 0..n {
+                let xb = &x[b * cols..(b + 1) * cols];
+                let (mut d1, mut s1, mut q1) = (
+                    vec![0f32; cols / 32],
+                    vec![0i32; cols / 32],
+                    vec![0i8; cols],
+                );
+                let a = kernels::quantize_acts(xb, &mut d1, &mut s1, &mut q1);
+                let mut mv = vec![0f32; rows];
+                kernels::matvec(&Inline, &mut mv, &w, &a);
+                assert_same(
+                    &mm[b * rows..(b + 1) * rows],
+                    &mv,
+                    &format!("{} {} b={b}", k.name, ty.name()),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dispatch_lists_and_forces_sets() {
+    let _g = FORCED.lock().unwrap_or_else(|e| e.into_inner());
+    let names: Vec<_> = kernels::available().map(|k| k.name).collect();
+    assert_eq!(names[0], "scalar");
+    assert!(names.contains(&kernels::active().name));
+    #[cfg(target_arch = "aarch64")]
+    assert!(names.contains(&"neon"));
+    assert!(!kernels::force("no-such-set"));
+    for name in &names {
+        assert!(kernels::force(name));
+        assert_eq!(kernels::active().name, *name);
+    }
+    eprintln!("kernel sets available here: {names:?}");
+}
+
+fn shared(path: &str) -> Vec<u8> {
+    let p = format!("{}/../../shared/{}", env!("CARGO_MANIFEST_DIR"), path);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+/// The stories260K greedy run reproduces llama2.c's tokens with every
+/// kernel set, and the logits are bit-identical across sets.
+#[test]
+fn greedy_tokens_match_llama2c_with_every_set() {
+    let _g = FORCED.lock().unwrap_or_else(|e| e.into_inner());
+    let ids: Vec<u32> = String::from_utf8(shared("testdata/stories260K.greedy.ids.txt"))
+        .unwrap()
+        .split_whitespace()
+        .map(|t| t.parse().unwrap())
+        .collect();
+    let bytes = shared("models/stories260K.bin");
+    let model = Model::load(&bytes).unwrap();
+    let params = SessionParams::default();
+    let mut first: Option<Vec<u32>> = None;
+    for k in sets() {
+        assert!(kernels::force(k.name));
+        let mut buf = vec![
+            0u64;
+            Session::required_bytes(&model, &params)
+                .unwrap()
+                .div_ceil(8)
+        ];
+        let mut s = Session::new(&model, params, bytemuck::cast_slice_mut(&mut buf)).unwrap();
+        let mut sampler = Sampler::new(SamplerParams::greedy());
+        let mut logit_bits = Vec::new();
+        s.feed(&ids[..1]).unwrap();
+        for (pos, &want) in ids.iter().enumerate().skip(1) {
+            logit_bits.extend(s.logits().unwrap().iter().map(|l| l.to_bits()));
+            let next = s.sample(&mut sampler).unwrap();
+            assert_eq!(next, want, "{}: token at position {pos}", k.name);
+            s.feed(&[next]).unwrap();
+        }
+        match &first {
+            None => first = Some(logit_bits),
+            Some(f) => assert!(*f == logit_bits, "{}: logits differ from scalar's", k.name),
+        }
+    }
+}
+
+/// Tiny quantized and F16 "models" (one projection each) run through the
+/// dispatch layer with every set forced: identical outputs.
+#[test]
+fn forced_sets_agree_on_tiny_tensors() {
+    let _g = FORCED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rng = Rng(11);
+    for ty in all_types() {
+        let (rows, cols) = (48, 96);
+        let wb = weights(&mut rng, ty, rows, cols);
+        let w = Tensor::new(b"w", ty, rows, cols, &wb, &[]).unwrap();
+        let x = rng.acts(cols);
+        let mut first: Option<Vec<f32>> = None;
+        for k in sets() {
+            assert!(kernels::force(k.name));
+            let (mut d, mut s, mut q) = (vec![0f32; 3], vec![0i32; 3], vec![0i8; cols]);
+            let a = if kernels::wants_quantized(ty) {
+                kernels::quantize_acts(&x, &mut d, &mut s, &mut q)
+            } else {
+                Act {
+                    x: &x,
+                    d: &[],
+                    sum: &[],
+                    q: &[],
+                }
+            };
+            let mut out = vec![0f32; rows];
+            kernels::matvec(&Inline, &mut out, &w, &a);
+            match &first {
+                None => first = Some(out),
+                Some(f) => assert_same(&out, f, &format!("{} {}", k.name, ty.name())),
+            }
+        }
+    }
+}
+
+/// llama2.c's "version 2" layout (int8 values, f32 group scales) has only
+/// the scalar row kernel; `matmul` still agrees with `matvec` on it.
+#[test]
+fn split_q8_matmul_equals_matvec() {
+    let mut rng = Rng(77);
+    let (rows, cols, group, n) = (9, 64, 32u32, 4);
+    let data: Vec<u8> = (0..rows * cols).map(|_| rng.next() as u8).collect();
+    let scales: Vec<u8> = (0..rows * cols / group as usize)
+        .flat_map(|_| (rng.f() * 0.01).to_le_bytes())
+        .collect();
+    let ty = TensorType::Q8Split { group };
+    let w = Tensor::new(b"w", ty, rows, cols, &data, &scales).unwrap();
+    let x = rng.acts(n * cols);
+    let acts = Acts::unquantized(&x, n);
+    for k in sets() {
+        let mut mm = vec![0f32; rows * n];
+        kernels::matmul_with(k, &Inline, &mut mm, &w, &acts);
+        for b in 0..n {
+            let mut mv = vec![0f32; rows];
+            kernels::matvec_with(k, &Inline, &mut mv, &w, &acts.get(b));
+            assert_same(
+                &mm[b * rows..(b + 1) * rows],
+                &mv,
+                &format!("{} b={b}", k.name),
+            );
+        }
+    }
+}
