@@ -14,7 +14,7 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
-use crate::kernels::{self, matvec, Act};
+use crate::kernels::{self, matvec, Acts};
 use crate::model::Model;
 use crate::parallel::Parallel;
 use crate::tensor::Tensor;
@@ -173,7 +173,9 @@ pub(crate) fn softmax(x: &mut [f32]) {
 }
 
 /// `out[b] = w @ x[b]` for the `n` rows of `x`, quantizing them first when
-/// `w` takes the fixed-point path.
+/// `w` takes the fixed-point path. One token streams each weight row once
+/// (`matvec`); a batch reads each row once for all its tokens (`matmul`).
+/// Both give the same bits for a token.
 fn project(
     par: &dyn Parallel,
     out: &mut [f32],
@@ -182,23 +184,18 @@ fn project(
     n: usize,
     quant: (&mut [f32], &mut [i32], &mut [i8]),
 ) {
-    let (rows, cols) = (w.rows, w.cols);
+    let x = &x[..n * w.cols];
+    let out = &mut out[..n * w.rows];
     let (d, sum, q) = quant;
-    for b in 0..n {
-        let xb = &x[b * cols..(b + 1) * cols];
-        let ob = &mut out[b * rows..(b + 1) * rows];
-        if kernels::wants_quantized(w.ty) {
-            let a = kernels::quantize_acts(xb, &mut *d, &mut *sum, &mut *q);
-            matvec(par, ob, w, &a);
-        } else {
-            let a = Act {
-                x: xb,
-                d: &[],
-                sum: &[],
-                q: &[],
-            };
-            matvec(par, ob, w, &a);
-        }
+    let acts = if kernels::wants_quantized(w.ty) {
+        kernels::quantize_batch(x, n, d, sum, q)
+    } else {
+        Acts::unquantized(x, n)
+    };
+    if n == 1 {
+        matvec(par, out, w, &acts.get(0));
+    } else {
+        kernels::matmul(par, out, w, &acts);
     }
 }
 

@@ -73,6 +73,8 @@ mod pool {
         /// A task panicked in the current region.
         panicked: AtomicBool,
         shutdown: AtomicBool,
+        /// Workers that have started and reached their wait loop.
+        started: AtomicUsize,
         sleep: Mutex<()>,
         wake: Condvar,
     }
@@ -147,6 +149,7 @@ mod pool {
                 done: AtomicUsize::new(0),
                 panicked: AtomicBool::new(false),
                 shutdown: AtomicBool::new(false),
+                started: AtomicUsize::new(0),
                 sleep: Mutex::new(()),
                 wake: Condvar::new(),
             });
@@ -159,6 +162,12 @@ mod pool {
                         .expect("spawn a llamette worker thread")
                 })
                 .collect();
+            // Wait until every worker runs: a thread's start-up allocates
+            // (its name, thread-locals), and that must not happen later,
+            // during inference.
+            while shared.started.load(Ordering::Acquire) < n - 1 {
+                std::thread::yield_now();
+            }
             ThreadPool {
                 shared,
                 workers,
@@ -169,6 +178,7 @@ mod pool {
     }
 
     fn worker(s: &Shared) {
+        s.started.fetch_add(1, Ordering::AcqRel);
         let mut seen = 0u64;
         loop {
             // Wait for a new region: spin a little, then sleep.

@@ -237,6 +237,10 @@ impl<'a> Session<'a> {
                 align: Session::ALIGN,
             });
         }
+        // Choose the kernel set now (CPU detection, the LLAMETTE_KERNELS
+        // variable under std), not during the first token: nothing may
+        // allocate after this function.
+        let _ = kernels::active();
         let mut rest: &'a mut [u8] = buf;
         let mut base = 0;
         let r = layout.regions;
