@@ -1,0 +1,846 @@
+/*
+ * test_c.c: the C ABI from C11, against the shared library, the static
+ * library and (cross-built) the Windows DLL.
+ *
+ *   test_c MODELS_DIR GREEDY_TXT [SHARED_MODELS_DIR]
+ *
+ * MODELS_DIR holds stories260K.bin and tok512.bin (the repository's models/),
+ * SHARED_MODELS_DIR (../shared/models) stories260K.gguf and the vocabulary-only
+ * ggml-vocab-llama-spm.gguf for the GGUF tests (skipped without it),
+ * GREEDY_TXT is ../shared/testdata/stories260K.greedy.txt: run.c's output for
+ * `-t 0 -n 256`, which the library's text plus one final newline (run.c's)
+ * must equal byte for byte.
+ *
+ * Prints one line per group and "test_c: N checks, M failed"; exits 1 on
+ * any failure.
+ */
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "llamette.h"
+#include "lt_test.h"
+
+static const char *models_dir, *shared_models_dir;
+static unsigned char *ref;
+static size_t ref_len;
+static llamette_sampler_params greedy;
+
+/* ---------------------------------------------------------------- helpers */
+
+typedef struct {
+    uint32_t tokens[1024];
+    size_t n;
+    char text[16384];
+    size_t len;
+    int text_overflow;
+    /* Optional behaviours. */
+    llamette_session *session; /* for the cancel / busy tests */
+    size_t cancel_at;          /* cancel when this many tokens were seen (0: never) */
+    int try_reentry;           /* call other functions on `session` from inside */
+    atomic_int *started;       /* set to 1 at the first token */
+    atomic_int *wait_for;      /* spin until non-zero at the first token */
+    llamette_status reentry_status;
+} collector;
+
+static bool collect(void *user_data, uint32_t token, const char *text, size_t len) {
+    collector *c = (collector *)user_data;
+    if (c->n < sizeof c->tokens / sizeof c->tokens[0]) c->tokens[c->n] = token;
+    c->n++;
+    if (c->len + len <= sizeof c->text) {
+        memcpy(c->text + c->len, text, len);
+        c->len += len;
+    } else {
+        c->text_overflow = 1;
+    }
+    if (text[len] != '\0') c->text_overflow = 1; /* must be NUL-terminated */
+    if (c->n == 1 && c->started) atomic_store(c->started, 1);
+    if (c->n == 1 && c->wait_for)
+        while (!atomic_load(c->wait_for)) lt_yield();
+    if (c->cancel_at && c->n == c->cancel_at) llamette_session_cancel(c->session);
+    if (c->try_reentry && c->n == 3) {
+        llamette_step_result r;
+        c->reentry_status = llamette_session_step(c->session, &greedy, &r);
+        llamette_session_free(c->session); /* refused while busy */
+    }
+    return true;
+}
+
+/* Whether the collected text plus run.c's final newline is the reference. */
+static int matches_reference(const collector *c) {
+    return !c->text_overflow && c->len + 1 == ref_len && memcmp(c->text, ref, c->len) == 0 &&
+           ref[c->len] == '\n';
+}
+
+/* run.c's greedy run on a fresh (or reset) session of context 256. */
+static llamette_generate_result run_greedy(llamette_session *s, collector *c) {
+    llamette_generate_result r = {0, 0};
+    uint32_t bos = 1;
+    memset(c, 0, sizeof *c);
+    CHECK_OK(llamette_session_reset(s));
+    CHECK_OK(llamette_session_prefill(s, &bos, 1));
+    CHECK_OK(llamette_session_generate(s, &greedy, 0, collect, c, &r));
+    return r;
+}
+
+static char *path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = (char *)malloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static llamette_session_params ctx(uint32_t n) {
+    llamette_session_params p = {n, LLAMETTE_KV_F32, 0};
+    return p;
+}
+
+/* ---------------------------------------------------------------- version */
+
+static void test_version(void) {
+    CHECK(llamette_version() == LLAMETTE_VERSION_NUMBER);
+    CHECK(LLAMETTE_VERSION_NUMBER == LLAMETTE_VERSION_MAJOR * 1000000 +
+                                         LLAMETTE_VERSION_MINOR * 1000 + LLAMETTE_VERSION_PATCH);
+    char want[64];
+    snprintf(want, sizeof want, "%d.%d.%d", LLAMETTE_VERSION_MAJOR, LLAMETTE_VERSION_MINOR,
+             LLAMETTE_VERSION_PATCH);
+    CHECK(strcmp(llamette_version_string(), want) == 0);
+    CHECK(strcmp(llamette_status_str(LLAMETTE_STATUS_OK), "ok") == 0);
+    for (uint32_t s = 0; s <= LLAMETTE_STATUS_ERROR; s++) {
+        const char *t = llamette_status_str(s);
+        CHECK(t != NULL && t[0] != '\0' && strcmp(t, "unknown status code") != 0);
+    }
+    CHECK(strcmp(llamette_status_str(999), "unknown status code") == 0);
+    CHECK(strcmp(llamette_status_str(UINT32_MAX), "unknown status code") == 0);
+    printf("version: %s (%u)\n", llamette_version_string(), llamette_version());
+}
+
+/* ---------------------------------------------------------------- greedy */
+
+static void test_greedy(void) {
+    collector *c = (collector *)calloc(1, sizeof *c);
+
+    /* 1. The embedded model, a session the library allocates. */
+    llamette_model *m = NULL;
+    CHECK_OK(llamette_model_open_default(&m));
+    llamette_model_info info;
+    CHECK_OK(llamette_model_get_info(m, &info));
+    CHECK(info.format == LLAMETTE_FORMAT_LLAMA2C_V0);
+    CHECK(info.dim == 64 && info.n_layers == 5 && info.n_heads == 8 && info.n_kv_heads == 4);
+    CHECK(info.vocab_size == 512 && info.context_length == 512);
+    CHECK(info.bos_token == 1 && info.eos_token == 2 && info.tokenizer_tokens == 512);
+    CHECK(info.max_token_text_bytes > 0);
+    llamette_session *s = NULL;
+    llamette_session_params p = ctx(256);
+    CHECK_OK(llamette_session_new(m, &p, &s));
+    llamette_generate_result r = run_greedy(s, c);
+    CHECK(matches_reference(c));
+    CHECK(r.n_tokens == 256 && r.stop_reason == LLAMETTE_STOP_CONTEXT_FULL);
+    uint32_t pos = 0, cl = 0;
+    CHECK_OK(llamette_session_position(s, &pos));
+    CHECK_OK(llamette_session_context_length(s, &cl));
+    CHECK(pos == 256 && cl == 256);
+    printf("greedy, embedded model: %zu bytes, %u tokens, %s\n", c->len, r.n_tokens,
+           matches_reference(c) ? "= run.c" : "DIFFERS from run.c");
+
+    /* 2. The same by steps. */
+    uint32_t bos = 1;
+    CHECK_OK(llamette_session_reset(s));
+    CHECK_OK(llamette_session_prefill(s, &bos, 1));
+    memset(c, 0, sizeof *c);
+    llamette_step_result step;
+    llamette_status st;
+    while ((st = llamette_session_step(s, &greedy, &step)) == LLAMETTE_STATUS_OK) {
+        CHECK(!step.is_end);
+        CHECK(step.text[step.text_len] == '\0');
+        memcpy(c->text + c->len, step.text, step.text_len);
+        c->len += step.text_len;
+        c->n++;
+    }
+    CHECK_STATUS(st, LLAMETTE_STATUS_CONTEXT_FULL);
+    CHECK(c->n == 256);
+    CHECK(matches_reference(c));
+    llamette_session_free(s);
+    llamette_model_free(m);
+
+    /* 3. Files, memory-mapped; a session in caller memory. */
+    char *mp = path_join(models_dir, "stories260K.bin"), *tp = path_join(models_dir, "tok512.bin");
+    CHECK_OK(llamette_model_open_file(mp, tp, &m));
+    size_t need = 0;
+    CHECK_OK(llamette_session_required_bytes(m, &p, &need));
+    void *mem = malloc(need);
+    CHECK_OK(llamette_session_init(m, &p, mem, need, &s));
+    r = run_greedy(s, c);
+    CHECK(matches_reference(c));
+    printf("greedy, mapped files, caller memory (%zu bytes): %s\n", need,
+           matches_reference(c) ? "= run.c" : "DIFFERS from run.c");
+    llamette_model_free(m); /* the session keeps the model alive */
+    r = run_greedy(s, c);
+    CHECK(matches_reference(c));
+    llamette_session_free(s);
+    free(mem);
+
+    /* 4. Caller memory for the model too (zero-copy borrow); KV cache in f16
+     * (greedy text of this model is the same). */
+    size_t ml = 0, tl = 0;
+    unsigned char *mb = lt_read_file(mp, &ml), *tb = lt_read_file(tp, &tl);
+    CHECK(mb != NULL && tb != NULL);
+    CHECK_OK(llamette_model_open_memory(mb, ml, tb, tl, &m));
+    CHECK_OK(llamette_model_get_info(m, &info));
+    CHECK(info.file_bytes == ml && info.tokenizer_file_bytes == tl);
+    p.kv_type = LLAMETTE_KV_F16;
+    CHECK_OK(llamette_session_new(m, &p, &s));
+    r = run_greedy(s, c);
+    printf("greedy, model in caller memory, f16 KV cache: %s\n",
+           matches_reference(c) ? "= run.c" : "differs from run.c");
+    llamette_session_free(s);
+    llamette_model_free(m);
+    free(mb);
+    free(tb);
+    free(mp);
+    free(tp);
+    free(c);
+}
+
+/* ---------------------------------------------------------------- tokenizer */
+
+static void test_tokenizer(void) {
+    llamette_model *m = NULL;
+    CHECK_OK(llamette_model_open_default(&m));
+    llamette_model_info info;
+    CHECK_OK(llamette_model_get_info(m, &info));
+
+    const char *text = "Once upon a time, there was a little dog.";
+    size_t tl = strlen(text), n = 0, n2 = 0;
+    CHECK_STATUS(llamette_model_tokenize(m, text, tl, true, NULL, 0, &n),
+                 LLAMETTE_STATUS_BUFFER_TOO_SMALL);
+    CHECK(n > 2);
+    uint32_t ids[512];
+    for (size_t i = 0; i < 512; i++) ids[i] = 0xDEADBEEF;
+    /* One entry short: the size needed is reported, nothing written. */
+    CHECK_STATUS(llamette_model_tokenize(m, text, tl, true, ids, n - 1, &n2),
+                 LLAMETTE_STATUS_BUFFER_TOO_SMALL);
+    CHECK(n2 == n);
+    CHECK(ids[0] == 0xDEADBEEF);
+    CHECK_OK(llamette_model_tokenize(m, text, tl, true, ids, n, &n2));
+    CHECK(n2 == n && ids[0] == info.bos_token && ids[n] == 0xDEADBEEF);
+    /* A capacity large enough for the scratch: encoded in place. */
+    size_t n3 = 0;
+    CHECK_OK(llamette_model_tokenize(m, text, tl, true, ids, 512, &n3));
+    CHECK(n3 == n);
+
+    /* Round trip through a decoder. */
+    llamette_decoder *d = NULL;
+    CHECK_OK(llamette_decoder_new(m, &d));
+    char out[256], piece[64];
+    size_t ol = 0, pl = 0;
+    for (size_t i = 0; i < n; i++) {
+        CHECK_OK(llamette_decoder_push(d, ids[i], piece, sizeof piece, &pl));
+        memcpy(out + ol, piece, pl);
+        ol += pl;
+    }
+    CHECK_OK(llamette_decoder_flush(d, piece, sizeof piece, &pl));
+    CHECK(pl == 0);
+    CHECK(ol == tl && memcmp(out, text, tl) == 0);
+
+    /* Empty text: only BOS; NULL text with length 0 is empty text. */
+    CHECK_OK(llamette_model_tokenize(m, NULL, 0, true, ids, 4, &n2));
+    CHECK(n2 == 1 && ids[0] == 1);
+    CHECK_OK(llamette_model_tokenize(m, "", 0, false, ids, 4, &n2));
+    CHECK(n2 == 0);
+
+    /* A character the 512-token vocabulary only has as byte tokens: the
+     * decoder holds it back until complete, never splitting it. The text
+     * encodes as the dummy-prefix space, then three byte tokens. */
+    const char *jp = "\xe6\x97\xa5"; /* U+65E5, 3 bytes */
+    CHECK_OK(llamette_model_tokenize(m, jp, 3, false, ids, 512, &n2));
+    CHECK(n2 == 4);
+    size_t lens[4] = {0}, total = 0;
+    for (size_t i = 0; i < 4; i++) {
+        CHECK_OK(llamette_decoder_push(d, ids[i], out + total, sizeof out - total, &lens[i]));
+        total += lens[i];
+    }
+    CHECK(lens[0] == 1 && lens[1] == 0 && lens[2] == 0 && lens[3] == 3);
+    CHECK(total == 4 && memcmp(out, " \xe6\x97\xa5", 4) == 0);
+
+    /* A buffer one byte short: the size needed, the decoder unchanged. */
+    CHECK_OK(llamette_decoder_push(d, ids[1], out, 8, &pl));
+    CHECK_OK(llamette_decoder_push(d, ids[2], out, 8, &pl));
+    CHECK(pl == 0);
+    memset(out, 'x', 8);
+    CHECK_STATUS(llamette_decoder_push(d, ids[3], out, 2, &pl), LLAMETTE_STATUS_BUFFER_TOO_SMALL);
+    CHECK(pl == 3 && out[0] == 'x');
+    CHECK_OK(llamette_decoder_push(d, ids[3], out, 3, &pl));
+    CHECK(pl == 3 && memcmp(out, jp, 3) == 0);
+
+    /* An incomplete character at the end becomes U+FFFD on flush. */
+    CHECK_OK(llamette_decoder_push(d, ids[1], out, 8, &pl));
+    CHECK(pl == 0);
+    CHECK_STATUS(llamette_decoder_flush(d, out, 2, &pl), LLAMETTE_STATUS_BUFFER_TOO_SMALL);
+    CHECK(pl == 3);
+    CHECK_OK(llamette_decoder_flush(d, out, 3, &pl));
+    CHECK(pl == 3 && memcmp(out, "\xef\xbf\xbd", 3) == 0);
+
+    /* Pieces: one byte short, then exact; a byte token's raw byte; BOS empty. */
+    size_t need = 0;
+    CHECK_STATUS(llamette_model_token_to_piece(m, ids[0], NULL, 0, &need),
+                 LLAMETTE_STATUS_BUFFER_TOO_SMALL);
+    CHECK(need == 1);
+    uint32_t once[8];
+    CHECK_OK(llamette_model_tokenize(m, "Once", 4, false, once, 8, &n2));
+    CHECK(n2 == 1);
+    CHECK_STATUS(llamette_model_token_to_piece(m, once[0], NULL, 0, &need),
+                 LLAMETTE_STATUS_BUFFER_TOO_SMALL);
+    CHECK(need == 5); /* " Once" */
+    memset(out, 'x', 8);
+    CHECK_STATUS(llamette_model_token_to_piece(m, once[0], out, need - 1, &pl),
+                 LLAMETTE_STATUS_BUFFER_TOO_SMALL);
+    CHECK(pl == 5 && out[0] == 'x');
+    CHECK_OK(llamette_model_token_to_piece(m, once[0], out, need, &pl));
+    CHECK(pl == 5 && memcmp(out, " Once", 5) == 0);
+    CHECK_OK(llamette_model_token_to_piece(m, 1, out, 8, &pl));
+    CHECK(pl == 0);
+
+    /* Errors. */
+    CHECK_STATUS(llamette_model_tokenize(m, "\xff", 1, true, ids, 512, &n2),
+                 LLAMETTE_STATUS_INVALID_UTF8);
+    CHECK_STATUS(llamette_model_token_to_piece(m, 512, out, 8, &pl),
+                 LLAMETTE_STATUS_UNKNOWN_TOKEN);
+    CHECK_STATUS(llamette_decoder_push(d, 99999, out, 8, &pl), LLAMETTE_STATUS_UNKNOWN_TOKEN);
+    CHECK(strstr(llamette_last_error(), "99999") != NULL);
+
+    /* A llama2.c model opened without its tokenizer has none. */
+    char *mp = path_join(models_dir, "stories260K.bin");
+    llamette_model *bare = NULL;
+    CHECK_OK(llamette_model_open_file(mp, NULL, &bare));
+    CHECK_STATUS(llamette_model_tokenize(bare, "a", 1, true, ids, 512, &n2),
+                 LLAMETTE_STATUS_NO_TOKENIZER);
+    llamette_decoder *d2 = NULL;
+    CHECK_STATUS(llamette_decoder_new(bare, &d2), LLAMETTE_STATUS_NO_TOKENIZER);
+    CHECK(d2 == NULL);
+    llamette_model_info bi;
+    CHECK_OK(llamette_model_get_info(bare, &bi));
+    CHECK(bi.bos_token == LLAMETTE_NO_TOKEN && bi.tokenizer_tokens == 0);
+    llamette_model_free(bare);
+    free(mp);
+
+    llamette_decoder_free(d);
+    llamette_model_free(m);
+    printf("tokenizer and decoder: done\n");
+}
+
+/* ---------------------------------------------------------------- misuse */
+
+static void test_misuse(void) {
+    llamette_model *m = NULL;
+    CHECK_OK(llamette_model_open_default(&m));
+    llamette_session_params p = ctx(16);
+    llamette_session *s = NULL;
+    CHECK_OK(llamette_session_new(m, &p, &s));
+    llamette_decoder *d = NULL;
+    CHECK_OK(llamette_decoder_new(m, &d));
+    const int N = LLAMETTE_STATUS_NULL_ARGUMENT;
+    uint32_t ids[64], u32 = 0;
+    size_t sz = 0;
+    char buf[64];
+    llamette_model_info info;
+    llamette_step_result step;
+    llamette_generate_result gr;
+    llamette_sampler_params sp = greedy;
+    collector *c = (collector *)calloc(1, sizeof *c);
+
+    /* Outputs stay untouched on failure: a sentinel handle value. */
+    llamette_model *sentinel_m = (llamette_model *)&u32;
+    llamette_model *m2 = sentinel_m;
+
+    /* NULL for each pointer argument. */
+    CHECK_STATUS(llamette_model_open_file(NULL, NULL, &m2), N);
+    CHECK_STATUS(llamette_model_open_file("x", NULL, NULL), N);
+    CHECK_STATUS(llamette_model_open_memory(NULL, 10, NULL, 0, &m2), N);
+    CHECK_STATUS(llamette_model_open_memory((const uint8_t *)"GGUF", 4, NULL, 3, &m2), N);
+    CHECK_STATUS(llamette_model_open_memory((const uint8_t *)"GGUF", 4, NULL, 0, NULL), N);
+    CHECK_STATUS(llamette_model_open_default(NULL), N);
+    CHECK(m2 == sentinel_m);
+    CHECK_STATUS(llamette_model_get_info(NULL, &info), N);
+    CHECK_STATUS(llamette_model_get_info(m, NULL), N);
+    CHECK_STATUS(llamette_model_tokenize(NULL, "a", 1, true, ids, 64, &sz), N);
+    CHECK_STATUS(llamette_model_tokenize(m, NULL, 1, true, ids, 64, &sz), N);
+    CHECK_STATUS(llamette_model_tokenize(m, "a", 1, true, NULL, 64, &sz), N);
+    CHECK_STATUS(llamette_model_tokenize(m, "a", 1, true, ids, 64, NULL), N);
+    CHECK_STATUS(llamette_model_token_to_piece(NULL, 5, buf, 64, &sz), N);
+    CHECK_STATUS(llamette_model_token_to_piece(m, 5, NULL, 64, &sz), N);
+    CHECK_STATUS(llamette_model_token_to_piece(m, 5, buf, 64, NULL), N);
+    CHECK_STATUS(llamette_decoder_new(NULL, &d), N);
+    CHECK_STATUS(llamette_decoder_new(m, NULL), N);
+    CHECK_STATUS(llamette_decoder_push(NULL, 5, buf, 64, &sz), N);
+    CHECK_STATUS(llamette_decoder_push(d, 5, NULL, 64, &sz), N);
+    CHECK_STATUS(llamette_decoder_push(d, 5, buf, 64, NULL), N);
+    CHECK_STATUS(llamette_decoder_flush(NULL, buf, 64, &sz), N);
+    CHECK_STATUS(llamette_decoder_flush(d, NULL, 64, &sz), N);
+    CHECK_STATUS(llamette_decoder_flush(d, buf, 64, NULL), N);
+    CHECK_STATUS(llamette_session_required_bytes(NULL, &p, &sz), N);
+    CHECK_STATUS(llamette_session_required_bytes(m, NULL, &sz), N);
+    CHECK_STATUS(llamette_session_required_bytes(m, &p, NULL), N);
+    llamette_session *sentinel_s = (llamette_session *)&u32, *s2 = sentinel_s;
+    CHECK_STATUS(llamette_session_init(NULL, &p, buf, 64, &s2), N);
+    CHECK_STATUS(llamette_session_init(m, NULL, buf, 64, &s2), N);
+    CHECK_STATUS(llamette_session_init(m, &p, NULL, 64, &s2), N);
+    CHECK_STATUS(llamette_session_init(m, &p, buf, 64, NULL), N);
+    CHECK_STATUS(llamette_session_new(NULL, &p, &s2), N);
+    CHECK_STATUS(llamette_session_new(m, NULL, &s2), N);
+    CHECK_STATUS(llamette_session_new(m, &p, NULL), N);
+    CHECK(s2 == sentinel_s);
+    CHECK_STATUS(llamette_session_prefill(NULL, ids, 1), N);
+    CHECK_STATUS(llamette_session_prefill(s, NULL, 1), N);
+    CHECK_STATUS(llamette_session_step(NULL, &sp, &step), N);
+    CHECK_STATUS(llamette_session_step(s, NULL, &step), N);
+    CHECK_STATUS(llamette_session_step(s, &sp, NULL), N);
+    CHECK_STATUS(llamette_session_generate(NULL, &sp, 0, collect, c, &gr), N);
+    CHECK_STATUS(llamette_session_generate(s, NULL, 0, collect, c, &gr), N);
+    CHECK_STATUS(llamette_session_generate(s, &sp, 0, NULL, c, &gr), N);
+    CHECK_STATUS(llamette_session_generate(s, &sp, 0, collect, c, NULL), N);
+    CHECK_STATUS(llamette_session_reset(NULL), N);
+    CHECK_STATUS(llamette_session_position(NULL, &u32), N);
+    CHECK_STATUS(llamette_session_position(s, NULL), N);
+    CHECK_STATUS(llamette_session_context_length(NULL, &u32), N);
+    CHECK_STATUS(llamette_session_context_length(s, NULL), N);
+    CHECK_STATUS(llamette_session_cancel(NULL), N);
+    CHECK_STATUS(llamette_session_set_threads(NULL, 2), N);
+    CHECK_STATUS(llamette_session_set_parallel(NULL, NULL), N);
+    llamette_parallel bad_par = {NULL, 2, NULL};
+    CHECK_STATUS(llamette_session_set_parallel(s, &bad_par), N);
+    CHECK_STATUS(llamette_sampler_params_default(NULL), N);
+    CHECK(strstr(llamette_last_error(), "out_params") != NULL);
+    CHECK(strcmp(llamette_session_last_error(NULL), "") == 0);
+    CHECK(llamette_last_error() != NULL);
+
+    /* Zero and huge lengths. */
+    const int I = LLAMETTE_STATUS_INVALID_ARGUMENT;
+    CHECK_STATUS(llamette_model_open_memory((const uint8_t *)buf, 0, NULL, 0, &m2),
+                 LLAMETTE_STATUS_BAD_FILE);
+    CHECK_STATUS(llamette_model_open_memory((const uint8_t *)"GGU", 3, NULL, 0, &m2),
+                 LLAMETTE_STATUS_BAD_FILE);
+    CHECK_STATUS(llamette_model_open_memory((const uint8_t *)buf, SIZE_MAX, NULL, 0, &m2), I);
+    CHECK(m2 == sentinel_m);
+    CHECK_STATUS(llamette_model_tokenize(m, "a", SIZE_MAX, true, ids, 64, &sz), I);
+    CHECK_STATUS(llamette_model_tokenize(m, "a", 1, true, ids, SIZE_MAX, &sz), I);
+    CHECK_STATUS(llamette_model_token_to_piece(m, 5, buf, SIZE_MAX, &sz), I);
+    CHECK_STATUS(llamette_decoder_push(d, 5, buf, SIZE_MAX, &sz), I);
+    CHECK_STATUS(llamette_session_init(m, &p, buf, SIZE_MAX, &s2), I);
+    CHECK_STATUS(llamette_session_prefill(s, ids, 0), I);
+    CHECK_STATUS(llamette_session_prefill(s, ids, SIZE_MAX), LLAMETTE_STATUS_CONTEXT_FULL);
+    CHECK_STATUS(llamette_session_set_threads(s, 100000), I);
+    llamette_session_params big = ctx(UINT32_MAX), badkv = {16, 7, 0};
+    CHECK_STATUS(llamette_session_required_bytes(m, &big, &sz), I);
+    CHECK_STATUS(llamette_session_new(m, &badkv, &s2), I);
+    CHECK(strstr(llamette_last_error(), "kv_type") != NULL);
+    CHECK(s2 == sentinel_s);
+
+    /* A session buffer one byte short, and a misaligned one. */
+    size_t need = 0;
+    CHECK_OK(llamette_session_required_bytes(m, &p, &need));
+    unsigned char *mem = (unsigned char *)malloc(need + 16);
+    CHECK_STATUS(llamette_session_init(m, &p, mem, need - 1, &s2), LLAMETTE_STATUS_BUFFER_TOO_SMALL);
+    CHECK_STATUS(llamette_session_init(m, &p, mem + 1, need, &s2), LLAMETTE_STATUS_MISALIGNED);
+    CHECK(s2 == sentinel_s);
+    CHECK_OK(llamette_session_init(m, &p, mem, need, &s2));
+    llamette_session_free(s2);
+    free(mem);
+
+    /* A step before any prefill. */
+    CHECK_STATUS(llamette_session_step(s, &sp, &step), LLAMETTE_STATUS_NOTHING_TO_SAMPLE);
+    CHECK(strstr(llamette_session_last_error(s), "nothing to sample") != NULL);
+    CHECK_STATUS(llamette_session_generate(s, &sp, 0, collect, c, &gr),
+                 LLAMETTE_STATUS_NOTHING_TO_SAMPLE);
+
+    /* Unknown token ids change nothing. */
+    ids[0] = 1;
+    ids[1] = 512;
+    CHECK_STATUS(llamette_session_prefill(s, ids, 2), LLAMETTE_STATUS_UNKNOWN_TOKEN);
+    CHECK_OK(llamette_session_position(s, &u32));
+    CHECK(u32 == 0);
+
+    /* Context overflow: 17 tokens into 16 positions changes nothing; 16 fit;
+     * a step samples the 17th token, the next step has no room for it. */
+    for (int i = 0; i < 17; i++) ids[i] = (uint32_t)(i == 0 ? 1 : 300 + i);
+    CHECK_STATUS(llamette_session_prefill(s, ids, 17), LLAMETTE_STATUS_CONTEXT_FULL);
+    CHECK(strstr(llamette_session_last_error(s), "context full") != NULL);
+    CHECK_OK(llamette_session_position(s, &u32));
+    CHECK(u32 == 0);
+    CHECK_OK(llamette_session_prefill(s, ids, 16));
+    CHECK_OK(llamette_session_step(s, &sp, &step));
+    CHECK_STATUS(llamette_session_step(s, &sp, &step), LLAMETTE_STATUS_CONTEXT_FULL);
+    CHECK_STATUS(llamette_session_prefill(s, ids, 1), LLAMETTE_STATUS_CONTEXT_FULL);
+    CHECK_STATUS(llamette_session_generate(s, &sp, 0, collect, c, &gr),
+                 LLAMETTE_STATUS_CONTEXT_FULL);
+    CHECK_OK(llamette_session_position(s, &u32));
+    CHECK(u32 == 16);
+    /* Generation that reaches the end of the context stops cleanly. */
+    CHECK_OK(llamette_session_reset(s));
+    CHECK_OK(llamette_session_prefill(s, ids, 10));
+    memset(c, 0, sizeof *c);
+    CHECK_OK(llamette_session_generate(s, &sp, 0, collect, c, &gr));
+    CHECK(gr.stop_reason == LLAMETTE_STOP_CONTEXT_FULL && gr.n_tokens == 7);
+    CHECK_OK(llamette_session_reset(s));
+    CHECK_OK(llamette_session_prefill(s, ids, 10));
+    CHECK_OK(llamette_session_generate(s, &sp, 3, collect, c, &gr));
+    CHECK(gr.stop_reason == LLAMETTE_STOP_MAX_TOKENS && gr.n_tokens == 3);
+
+    /* A call on the session from inside its own callback: BUSY, and free
+     * is refused; generation goes on. */
+    p = ctx(64);
+    llamette_session *s3 = NULL;
+    CHECK_OK(llamette_session_new(m, &p, &s3));
+    memset(c, 0, sizeof *c);
+    c->session = s3;
+    c->try_reentry = 1;
+    uint32_t bos = 1;
+    CHECK_OK(llamette_session_prefill(s3, &bos, 1));
+    CHECK_OK(llamette_session_generate(s3, &sp, 10, collect, c, &gr));
+    CHECK(c->reentry_status == LLAMETTE_STATUS_BUSY);
+    CHECK(gr.n_tokens == 10);
+    llamette_session_free(s3);
+
+    /* Freed handles' NULLs. */
+    llamette_decoder_free(d);
+    d = NULL;
+    llamette_decoder_free(d);
+    llamette_session_free(s);
+    s = NULL;
+    llamette_session_free(s);
+    llamette_model_free(m);
+    m = NULL;
+    llamette_model_free(m);
+
+    /* Files that are not there, or not models. */
+    CHECK_STATUS(llamette_model_open_file("/nonexistent/model.gguf", NULL, &m2), LLAMETTE_STATUS_IO);
+    CHECK(strstr(llamette_last_error(), "nonexistent") != NULL);
+    CHECK_STATUS(llamette_model_open_file(".", NULL, &m2), LLAMETTE_STATUS_IO);
+    char *tp = path_join(models_dir, "tok512.bin");
+    CHECK_STATUS(llamette_model_open_file(tp, NULL, &m2), LLAMETTE_STATUS_BAD_FILE);
+    free(tp);
+    CHECK(m2 == sentinel_m);
+    free(c);
+    printf("misuse: done\n");
+}
+
+/* ---------------------------------------------------------------- cancel */
+
+typedef struct {
+    llamette_session *s;
+    atomic_int *started, *cancelled;
+} canceller;
+
+static void *cancel_thread(void *arg) {
+    canceller *k = (canceller *)arg;
+    while (!atomic_load(k->started)) lt_yield();
+    llamette_session_cancel(k->s);
+    atomic_store(k->cancelled, 1);
+    return NULL;
+}
+
+/* A host parallel_for that cancels the session at its `at`-th region (as
+ * another thread would, mid-layer) and counts the regions after that. */
+typedef struct {
+    llamette_session *s;
+    int regions, at, after;
+} cancel_pool;
+
+static void cancel_pool_for(void *user, uint32_t n, llamette_task_fn task, void *ctx) {
+    cancel_pool *cp = (cancel_pool *)user;
+    cp->regions++;
+    if (cp->regions == cp->at) llamette_session_cancel(cp->s);
+    if (cp->regions > cp->at) cp->after++;
+    for (uint32_t i = 0; i < n; i++) task(ctx, i);
+}
+
+static void test_cancel(void) {
+    llamette_model *m = NULL;
+    CHECK_OK(llamette_model_open_default(&m));
+    llamette_session_params p = ctx(256);
+    llamette_session *s = NULL;
+    CHECK_OK(llamette_session_new(m, &p, &s));
+    collector *c = (collector *)calloc(1, sizeof *c);
+    llamette_generate_result gr = {0, 0};
+    uint32_t bos = 1, pos = 0;
+
+    /* From the callback: the generation stops after the 5th token. */
+    CHECK_OK(llamette_session_prefill(s, &bos, 1));
+    c->session = s;
+    c->cancel_at = 5;
+    llamette_generate_result untouched = {77, 77};
+    gr = untouched;
+    CHECK_STATUS(llamette_session_generate(s, &greedy, 0, collect, c, &gr),
+                 LLAMETTE_STATUS_CANCELLED);
+    CHECK(gr.n_tokens == 77 && c->n == 5);
+    CHECK(strstr(llamette_session_last_error(s), "cancelled") != NULL);
+    /* The request was consumed: generation resumes where it stopped, and
+     * the whole text is still run.c's. */
+    c->cancel_at = 0;
+    CHECK_OK(llamette_session_generate(s, &greedy, 0, collect, c, &gr));
+    CHECK(matches_reference(c));
+
+    /* From another thread, while generating. */
+    atomic_int started = 0, cancelled = 0;
+    canceller k = {s, &started, &cancelled};
+    lt_thread t;
+    CHECK_OK(llamette_session_reset(s));
+    CHECK_OK(llamette_session_prefill(s, &bos, 1));
+    memset(c, 0, sizeof *c);
+    c->started = &started;
+    c->wait_for = &cancelled;
+    CHECK(lt_spawn(&t, cancel_thread, &k) == 0);
+    CHECK_STATUS(llamette_session_generate(s, &greedy, 0, collect, c, &gr),
+                 LLAMETTE_STATUS_CANCELLED);
+    lt_join(&t);
+    CHECK(c->n == 1);
+
+    /* Before the call: the next call stops at once, changing nothing. */
+    CHECK_OK(llamette_session_reset(s));
+    CHECK_OK(llamette_session_cancel(s));
+    CHECK_STATUS(llamette_session_prefill(s, &bos, 1), LLAMETTE_STATUS_CANCELLED);
+    CHECK_OK(llamette_session_position(s, &pos));
+    CHECK(pos == 0);
+    CHECK_OK(llamette_session_prefill(s, &bos, 1));
+
+    /* Mid-prefill, mid-layer: the prefill stops within one layer's work
+     * (measured as parallel regions), keeping whole batches. */
+    uint32_t ids[200];
+    ids[0] = 1;
+    for (int i = 1; i < 200; i++) ids[i] = (uint32_t)(260 + i % 200);
+    llamette_model_info info;
+    CHECK_OK(llamette_model_get_info(m, &info));
+    cancel_pool cp = {s, 0, -1, 0};
+    llamette_parallel par = {&cp, 2, cancel_pool_for};
+    CHECK_OK(llamette_session_reset(s));
+    CHECK_OK(llamette_session_set_parallel(s, &par));
+    CHECK_OK(llamette_session_prefill(s, ids, 32)); /* one batch: regions of all layers */
+    int per_layer = cp.regions / (int)info.n_layers;
+    cp.regions = 0;
+    cp.after = 0;
+    cp.at = per_layer * 2 + per_layer / 3; /* a third into the third layer */
+    CHECK_OK(llamette_session_reset(s));
+    CHECK_STATUS(llamette_session_prefill(s, ids, 200), LLAMETTE_STATUS_CANCELLED);
+    CHECK_OK(llamette_session_position(s, &pos));
+    CHECK(pos < 200 && pos % 32 == 0);
+    CHECK(cp.after <= per_layer);
+    printf("cancel: mid-prefill cancel stopped after %d more parallel regions (a layer has "
+           "%d), at position %u\n",
+           cp.after, per_layer, pos);
+    CHECK_STATUS(llamette_session_step(s, &greedy, &(llamette_step_result){0}),
+                 LLAMETTE_STATUS_NOTHING_TO_SAMPLE);
+    /* Prefill the rest: the session goes on. */
+    cp.at = -1;
+    CHECK_OK(llamette_session_prefill(s, ids + pos, 200 - pos));
+    CHECK_OK(llamette_session_position(s, &pos));
+    CHECK(pos == 200);
+    CHECK_OK(llamette_session_set_parallel(s, NULL));
+
+    llamette_session_free(s);
+    llamette_model_free(m);
+    free(c);
+    printf("cancel: done\n");
+}
+
+/* ---------------------------------------------------------------- threads */
+
+typedef struct {
+    const llamette_model *m;
+    atomic_int *created, *go;
+    int id;
+    collector c;
+    llamette_generate_result r;
+    int ok;
+} worker;
+
+/* A host pool that runs the tasks on the calling thread in reverse order. */
+static void reverse_for(void *user, uint32_t n, llamette_task_fn task, void *ctx) {
+    (void)user;
+    for (uint32_t i = n; i-- > 0;) task(ctx, i);
+}
+
+static void *worker_main(void *arg) {
+    worker *w = (worker *)arg;
+    llamette_session_params p = ctx(256);
+    llamette_session *s = NULL;
+    void *mem = NULL;
+    if (w->id % 2) {
+        if (llamette_session_new(w->m, &p, &s) != LLAMETTE_STATUS_OK) return NULL;
+    } else {
+        size_t need = 0;
+        if (llamette_session_required_bytes(w->m, &p, &need) != LLAMETTE_STATUS_OK) return NULL;
+        mem = malloc(need);
+        if (llamette_session_init(w->m, &p, mem, need, &s) != LLAMETTE_STATUS_OK) return NULL;
+    }
+    /* The model handle is used no more: the main thread may free it. */
+    atomic_fetch_add(w->created, 1);
+    while (!atomic_load(w->go)) lt_yield();
+    uint32_t bos = 1;
+    w->ok = llamette_session_prefill(s, &bos, 1) == LLAMETTE_STATUS_OK &&
+            llamette_session_generate(s, &greedy, 0, collect, &w->c, &w->r) == LLAMETTE_STATUS_OK;
+    llamette_session_free(s);
+    free(mem);
+    return NULL;
+}
+
+static void test_threads(void) {
+    llamette_model *m = NULL;
+    CHECK_OK(llamette_model_open_default(&m));
+
+    /* One thread alone. */
+    collector *one = (collector *)calloc(1, sizeof *one);
+    llamette_session_params p = ctx(256);
+    llamette_session *s = NULL;
+    CHECK_OK(llamette_session_new(m, &p, &s));
+    run_greedy(s, one);
+    CHECK(matches_reference(one));
+
+    /* The built-in pool and a host pool give the same tokens. */
+    collector *other = (collector *)calloc(1, sizeof *other);
+    CHECK_OK(llamette_session_set_threads(s, 2));
+    run_greedy(s, other);
+    CHECK(other->n == one->n && memcmp(other->tokens, one->tokens, one->n * 4) == 0);
+    llamette_parallel par = {NULL, 4, reverse_for};
+    CHECK_OK(llamette_session_set_parallel(s, &par));
+    run_greedy(s, other);
+    CHECK(other->n == one->n && memcmp(other->tokens, one->tokens, one->n * 4) == 0);
+    llamette_session_free(s);
+
+    /* Eight threads, each with its own session on the one model. */
+    enum { N = 8 };
+    worker *w = (worker *)calloc(N, sizeof *w);
+    lt_thread t[N];
+    atomic_int created = 0, go = 0;
+    for (int i = 0; i < N; i++) {
+        w[i].m = m;
+        w[i].id = i;
+        w[i].created = &created;
+        w[i].go = &go;
+        CHECK(lt_spawn(&t[i], worker_main, &w[i]) == 0);
+    }
+    /* Once every session exists, the caller's reference can go: the
+     * sessions keep the model alive while they generate. */
+    while (atomic_load(&created) < N) lt_yield();
+    llamette_model_free(m);
+    atomic_store(&go, 1);
+    int same = 0;
+    for (int i = 0; i < N; i++) {
+        lt_join(&t[i]);
+        CHECK(w[i].ok);
+        int eq = w[i].c.n == one->n && memcmp(w[i].c.tokens, one->tokens, one->n * 4) == 0;
+        CHECK(eq);
+        same += eq;
+    }
+    printf("threads: %d of %d threads produced the single-thread tokens (%zu each)\n", same, N,
+           one->n);
+    free(w);
+    free(one);
+    free(other);
+}
+
+/* ---------------------------------------------------------------- panic */
+
+/* A broken host pool: skips task 0. */
+static void skipping_for(void *user, uint32_t n, llamette_task_fn task, void *ctx) {
+    (void)user;
+    for (uint32_t i = 1; i < n; i++) task(ctx, i);
+}
+
+static void test_panic(void) {
+    llamette_model *m = NULL;
+    CHECK_OK(llamette_model_open_default(&m));
+    llamette_session_params p = ctx(256);
+    llamette_session *s = NULL;
+    CHECK_OK(llamette_session_new(m, &p, &s));
+    llamette_parallel par = {NULL, 2, skipping_for};
+    CHECK_OK(llamette_session_set_parallel(s, &par));
+    uint32_t bos = 1;
+    CHECK_STATUS(llamette_session_prefill(s, &bos, 1), LLAMETTE_STATUS_PANIC);
+    CHECK(strstr(llamette_session_last_error(s), "parallel_for") != NULL);
+    printf("panic: caught as status %u: %s\n", (unsigned)LLAMETTE_STATUS_PANIC,
+           llamette_session_last_error(s));
+    /* The session refuses work until reset. */
+    CHECK_STATUS(llamette_session_prefill(s, &bos, 1), LLAMETTE_STATUS_PANIC);
+    CHECK_OK(llamette_session_reset(s));
+    CHECK_OK(llamette_session_set_parallel(s, NULL));
+    collector *c = (collector *)calloc(1, sizeof *c);
+    run_greedy(s, c);
+    CHECK(matches_reference(c));
+    free(c);
+    llamette_session_free(s);
+    llamette_model_free(m);
+}
+
+/* ---------------------------------------------------------------- GGUF */
+
+static void test_gguf(void) {
+    /* The same model as a GGUF file with its tokenizer inside. */
+    char *gp = path_join(shared_models_dir, "stories260K.gguf");
+    llamette_model *m = NULL;
+    CHECK_OK(llamette_model_open_file(gp, NULL, &m));
+    llamette_model_info info;
+    CHECK_OK(llamette_model_get_info(m, &info));
+    CHECK(info.format == LLAMETTE_FORMAT_GGUF_V3 && info.vocab_size == 512);
+    CHECK(info.tokenizer_tokens == 512 && info.tokenizer_file_bytes == 0);
+    llamette_session_params p = ctx(256);
+    llamette_session *s = NULL;
+    CHECK_OK(llamette_session_new(m, &p, &s));
+    collector *c = (collector *)calloc(1, sizeof *c);
+    run_greedy(s, c);
+    CHECK(matches_reference(c));
+    printf("GGUF: stories260K.gguf greedy text %s\n",
+           matches_reference(c) ? "= run.c" : "DIFFERS from run.c");
+    llamette_session_free(s);
+    llamette_model_free(m);
+    free(c);
+    free(gp);
+
+    /* A vocabulary-only GGUF (Llama 2's 32000 tokens) as a tokenizer. */
+    char *mp = path_join(models_dir, "stories260K.bin");
+    char *vp = path_join(shared_models_dir, "ggml-vocab-llama-spm.gguf");
+    CHECK_OK(llamette_model_open_file(mp, vp, &m));
+    CHECK_OK(llamette_model_get_info(m, &info));
+    CHECK(info.tokenizer_tokens == 32000);
+    uint32_t ids[8];
+    size_t n = 0;
+    CHECK_OK(llamette_model_tokenize(m, "Hello world", 11, true, ids, 8, &n));
+    CHECK(n == 3 && ids[0] == 1 && ids[1] == 15043 && ids[2] == 3186);
+    llamette_model_free(m);
+    /* As a model it has no tensors. */
+    CHECK_STATUS(llamette_model_open_file(vp, NULL, &m), LLAMETTE_STATUS_BAD_FILE);
+    printf("GGUF: vocabulary-only tokenizer: done (%s)\n", llamette_last_error());
+    free(mp);
+    free(vp);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: test_c MODELS_DIR GREEDY_TXT [SHARED_MODELS_DIR]\n");
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IONBF, 0);
+    models_dir = argv[1];
+    shared_models_dir = argc == 4 ? argv[3] : NULL;
+    ref = lt_read_file(argv[2], &ref_len);
+    if (!ref) {
+        fprintf(stderr, "test_c: cannot read %s\n", argv[2]);
+        return 2;
+    }
+    CHECK_OK(llamette_sampler_params_default(&greedy));
+    greedy.temperature = 0.0f;
+
+    test_version();
+    test_greedy();
+    test_tokenizer();
+    test_misuse();
+    test_cancel();
+    test_threads();
+    test_panic();
+    if (shared_models_dir)
+        test_gguf();
+    else
+        printf("GGUF: skipped (no SHARED_MODELS_DIR)\n");
+
+    free(ref);
+    printf("test_c: %d checks, %d failed\n", lt_checks, lt_failures);
+    return lt_failures ? 1 : 0;
+}

@@ -1,0 +1,246 @@
+// test_cpp.cpp: the C++17 RAII wrapper (llamette.hpp) over the C ABI.
+//
+//   test_cpp MODELS_DIR GREEDY_TXT
+//
+// Prints "test_cpp: N checks, M failed"; exits 1 on any failure.
+#include <atomic>
+#include <cstdint>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "llamette.hpp"
+
+static int checks = 0, failures = 0;
+
+#define CHECK(cond)                                                                         \
+    do {                                                                                    \
+        checks++;                                                                           \
+        if (!(cond)) {                                                                      \
+            failures++;                                                                     \
+            std::cerr << __FILE__ << ":" << __LINE__ << ": CHECK failed: " #cond "\n";      \
+        }                                                                                   \
+    } while (0)
+
+// Runs `body`, which must throw llamette::error with `status`.
+template <class F>
+static void expect_error(llamette_status status, F &&body, const char *what) {
+    checks++;
+    try {
+        body();
+        failures++;
+        std::cerr << what << ": no exception\n";
+    } catch (const llamette::error &e) {
+        if (e.status() != status) {
+            failures++;
+            std::cerr << what << ": status " << e.status() << " (" << e.what() << "), want "
+                      << status << "\n";
+        }
+    } catch (const std::exception &e) {
+        failures++;
+        std::cerr << what << ": unexpected exception " << e.what() << "\n";
+    }
+}
+
+static std::string read_file(const std::string &path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+// run.c's greedy run; returns the text and the tokens.
+static std::string greedy_text(llamette::session &s, std::vector<std::uint32_t> *tokens = nullptr) {
+    std::string text;
+    s.reset();
+    s.prefill({1});
+    s.generate(llamette::sampler_params::greedy(), 0, [&](std::uint32_t t, std::string_view piece) {
+        text += piece;
+        if (tokens) tokens->push_back(t);
+        return true;
+    });
+    return text;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        std::cerr << "usage: test_cpp MODELS_DIR GREEDY_TXT\n";
+        return 2;
+    }
+    const std::string models = argv[1];
+    const std::string reference = read_file(argv[2]);
+    CHECK(!reference.empty());
+    CHECK(llamette::version() == LLAMETTE_VERSION_NUMBER);
+
+    // Greedy text: the embedded model, then mapped files, then caller memory.
+    std::vector<std::uint32_t> one;
+    {
+        auto m = llamette::model::open_default();
+        CHECK(m.info().vocab_size == 512);
+        llamette::session s(m, 256);
+        CHECK(greedy_text(s, &one) + "\n" == reference);
+        CHECK(s.position() == 256 && s.context_length() == 256);
+        CHECK(one.size() == 256);
+    }
+    {
+        auto m = llamette::model::open_file(models + "/stories260K.bin", models + "/tok512.bin");
+        llamette::session s(m, 256);
+        llamette::model moved = std::move(m);  // the old handle is empty now
+        CHECK(greedy_text(s) + "\n" == reference);
+    }
+    {
+        const std::string mb = read_file(models + "/stories260K.bin");
+        const std::string tb = read_file(models + "/tok512.bin");
+        auto m = llamette::model::open_memory(mb.data(), mb.size(), tb.data(), tb.size());
+        llamette::session s(m, llamette_session_params{256, LLAMETTE_KV_F32, 8});
+        CHECK(greedy_text(s) + "\n" == reference);
+        // By steps.
+        s.reset();
+        s.prefill({1});
+        std::string text;
+        for (;;) {
+            try {
+                auto r = s.step(llamette::sampler_params::greedy());
+                text += r.text;
+            } catch (const llamette::error &e) {
+                CHECK(e.status() == LLAMETTE_STATUS_CONTEXT_FULL);
+                break;
+            }
+        }
+        CHECK(text + "\n" == reference);
+    }
+    std::cout << "greedy: embedded, mapped and borrowed models give run.c's text\n";
+
+    // Tokenizer and decoder.
+    auto m = llamette::model::open_default();
+    {
+        const std::string text = "Once upon a time, there was a little dog named Max.";
+        auto ids = m.tokenize(text, true);
+        CHECK(!ids.empty() && ids[0] == 1);
+        llamette::decoder d(m);
+        std::string back;
+        for (auto id : ids) back += d.push(id);
+        back += d.flush();
+        CHECK(back == text);
+        CHECK(m.token_to_piece(ids[1]) == " Once");  // the piece itself, space included
+        CHECK(m.token_to_piece(m.tokenize("Once", false).at(0)) == " Once");
+        CHECK(m.tokenize("", false).empty());
+    }
+
+    // Errors become exceptions with the status and the message.
+    expect_error(LLAMETTE_STATUS_IO, [] { llamette::model::open_file("/nonexistent/x.gguf"); },
+                 "missing file");
+    try {
+        llamette::model::open_file("/nonexistent/x.gguf");
+    } catch (const llamette::error &e) {
+        CHECK(std::string(e.what()).find("/nonexistent/x.gguf") != std::string::npos);
+    }
+    expect_error(LLAMETTE_STATUS_BAD_FILE, [] { llamette::model::open_memory("GGUF", 4); },
+                 "truncated GGUF");
+    expect_error(LLAMETTE_STATUS_INVALID_UTF8, [&] { m.tokenize("\xff\xfe", true); }, "bad UTF-8");
+    expect_error(LLAMETTE_STATUS_UNKNOWN_TOKEN, [&] { m.token_to_piece(100000); }, "bad id");
+    {
+        llamette::session s(m, 16);
+        expect_error(LLAMETTE_STATUS_NOTHING_TO_SAMPLE,
+                     [&] { s.step(llamette::sampler_params::greedy()); }, "step before prefill");
+        expect_error(LLAMETTE_STATUS_CONTEXT_FULL,
+                     [&] { s.prefill(std::vector<std::uint32_t>(17, 300)); }, "overflow");
+        expect_error(LLAMETTE_STATUS_INVALID_ARGUMENT, [&] { s.prefill({}); }, "empty prefill");
+        expect_error(LLAMETTE_STATUS_INVALID_ARGUMENT,
+                     [&] { llamette::session(m, 100000); }, "context too long");
+        // The session's own message reaches the exception.
+        try {
+            s.prefill({1, 9999});
+        } catch (const llamette::error &e) {
+            CHECK(e.status() == LLAMETTE_STATUS_UNKNOWN_TOKEN);
+            CHECK(std::string(e.what()).find("9999") != std::string::npos);
+        }
+    }
+
+    // An exception thrown by the callback stops generation and reaches the
+    // caller; the session stays usable.
+    {
+        llamette::session s(m, 256);
+        s.prefill({1});
+        int seen = 0;
+        checks++;
+        try {
+            s.generate(llamette::sampler_params::greedy(), 0, [&](std::uint32_t, std::string_view) {
+                if (++seen == 4) throw std::runtime_error("from the callback");
+                return true;
+            });
+            failures++;
+        } catch (const std::runtime_error &e) {
+            if (std::string(e.what()) != "from the callback") failures++;
+        }
+        CHECK(seen == 4);
+        CHECK(greedy_text(s) + "\n" == reference);
+        // Returning false stops it.
+        s.reset();
+        s.prefill({1});
+        auto r = s.generate(llamette::sampler_params::greedy(), 0,
+                            [&](std::uint32_t, std::string_view) { return false; });
+        CHECK(r.n_tokens == 1 && r.stop_reason == LLAMETTE_STOP_CALLBACK);
+    }
+
+    // Cancellation from another thread.
+    {
+        llamette::session s(m, 256);
+        s.prefill({1});
+        std::atomic<bool> started{false}, cancelled{false};
+        std::thread t([&] {
+            while (!started) std::this_thread::yield();
+            s.cancel();
+            cancelled = true;
+        });
+        expect_error(LLAMETTE_STATUS_CANCELLED,
+                     [&] {
+                         s.generate(llamette::sampler_params::greedy(), 0,
+                                    [&](std::uint32_t, std::string_view) {
+                                        started = true;
+                                        while (!cancelled) std::this_thread::yield();
+                                        return true;
+                                    });
+                     },
+                     "cancel from another thread");
+        t.join();
+    }
+
+    // Eight threads, one model, a session each (one with the built-in pool).
+    {
+        std::vector<std::vector<std::uint32_t>> got(8);
+        std::vector<std::thread> threads;
+        for (int i = 0; i < 8; i++)
+            threads.emplace_back([&, i] {
+                llamette::session s(m, 256);
+                if (i == 0) s.set_threads(2);
+                greedy_text(s, &got[i]);
+            });
+        for (auto &t : threads) t.join();
+        int same = 0;
+        for (auto &g : got) same += g == one;
+        CHECK(same == 8);
+        std::cout << "threads: " << same << " of 8 threads produced the single-thread tokens\n";
+    }
+
+    // Sampling with a seed is reproducible after a reset.
+    {
+        llamette::session s(m, 64);
+        auto sp = llamette::sampler_params::sample(0.8f, 0.9f, 42);
+        std::vector<std::uint32_t> a, b;
+        for (auto *out : {&a, &b}) {
+            s.reset();
+            s.prefill({1});
+            s.generate(sp, 20, [&](std::uint32_t t, std::string_view) {
+                out->push_back(t);
+                return true;
+            });
+        }
+        CHECK(a == b && a.size() == 20);
+    }
+
+    std::cout << "test_cpp: " << checks << " checks, " << failures << " failed\n";
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,191 @@
+//! Where a session's matrix products run: inline, the built-in pool, or the
+//! host's `parallel_for`.
+
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use llamette_core::parallel::{Parallel, ThreadPool};
+
+/// One task of a parallel region, given to the host's `parallel_for`: call
+/// it as `task(task_ctx, i)` once for every `i` in `0 .. n_tasks`.
+///
+/// Arguments: `task_ctx` (the pointer `parallel_for` received), the task index.
+/// The calls may run on any threads, in any order, at the same time. It does
+/// not unwind.
+#[allow(non_camel_case_types)]
+pub type llamette_task_fn = Option<unsafe extern "C" fn(task_ctx: *mut c_void, index: u32)>;
+
+/// The host's parallel loop: runs `task(task_ctx, i)` for every `i` in
+/// `0 .. n_tasks`, possibly in parallel, and returns only after every call has
+/// returned (GCD's `dispatch_apply`, .NET's `Parallel.For`, an RTOS task group).
+///
+/// Arguments: `user_data` (from `llamette_parallel`), `n_tasks` (at least 2),
+/// `task`, `task_ctx`. It is called on the thread that called the session
+/// function, never concurrently for one session, and must not unwind (no C++
+/// exception may leave it).
+#[allow(non_camel_case_types)]
+pub type llamette_parallel_for_fn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        n_tasks: u32,
+        task: llamette_task_fn,
+        task_ctx: *mut c_void,
+    ),
+>;
+
+/// A host thread pool, plugged into a session with `llamette_session_set_parallel`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct llamette_parallel {
+    /// Passed to `parallel_for` as its first argument.
+    pub user_data: *mut c_void,
+    /// How many tasks are worth creating per parallel region (usually the
+    /// number of threads the host will use); 1 to 1024.
+    pub n_threads: u32,
+    /// The host's loop; must not be NULL.
+    pub parallel_for: llamette_parallel_for_fn,
+}
+
+/// What a session runs its parallel regions on.
+pub(crate) enum Dispatch {
+    /// The calling thread only.
+    Inline,
+    /// The host's callback.
+    Host {
+        user_data: *mut c_void,
+        n_threads: usize,
+        parallel_for: unsafe extern "C" fn(*mut c_void, u32, llamette_task_fn, *mut c_void),
+    },
+    /// The built-in persistent pool, owned by the session.
+    Pool(ThreadPool),
+}
+
+/// A `Dispatch` that can be replaced between calls while the session holds a
+/// shared reference to it.
+pub(crate) struct DispatchCell(UnsafeCell<Dispatch>);
+
+// SAFETY: the contents are replaced only by `set`, which the session calls
+// while no call on the session runs (its busy flag is held and the contract
+// is one thread at a time), so no `parallel_for` reads it concurrently. The
+// host's `user_data` is the host's to make thread safe (documented).
+unsafe impl Sync for DispatchCell {}
+// SAFETY: as above; the session handle may move between threads.
+unsafe impl Send for DispatchCell {}
+
+impl DispatchCell {
+    pub(crate) fn new() -> DispatchCell {
+        DispatchCell(UnsafeCell::new(Dispatch::Inline))
+    }
+
+    /// Replaces the dispatch (the old pool, if any, is stopped and joined).
+    ///
+    /// # Safety
+    ///
+    /// No `parallel_for` or `n_threads` call on `self` runs meanwhile.
+    pub(crate) unsafe fn set(&self, d: Dispatch) {
+        // SAFETY: exclusive by the caller's promise.
+        let old = core::mem::replace(unsafe { &mut *self.0.get() }, d);
+        drop(old);
+    }
+
+    fn get(&self) -> &Dispatch {
+        // SAFETY: only `set` writes, never while a reader runs (see `Sync`).
+        unsafe { &*self.0.get() }
+    }
+}
+
+/// What the host's tasks need: the region's closure and bookkeeping.
+struct TaskCtx<'a> {
+    task: &'a (dyn Fn(usize) + Sync),
+    n_tasks: usize,
+    ran: AtomicUsize,
+    panicked: AtomicBool,
+    bad_index: AtomicBool,
+}
+
+/// The `llamette_task_fn` handed to the host.
+unsafe extern "C" fn run_task(task_ctx: *mut c_void, index: u32) {
+    if task_ctx.is_null() {
+        return;
+    }
+    // SAFETY: `task_ctx` is the `TaskCtx` that `parallel_for` below passed to
+    // the host, alive until the host's `parallel_for` returns, and the host
+    // calls tasks only before that (its contract). Only shared access.
+    let ctx = unsafe { &*(task_ctx as *const TaskCtx<'_>) };
+    let i = index as usize;
+    if i >= ctx.n_tasks {
+        ctx.bad_index.store(true, Ordering::Release);
+        return;
+    }
+    // A panic must not unwind into the host's C frames: note it, and
+    // re-raise it on the session's thread once the region is over.
+    if catch_unwind(AssertUnwindSafe(|| (ctx.task)(i))).is_err() {
+        ctx.panicked.store(true, Ordering::Release);
+    }
+    ctx.ran.fetch_add(1, Ordering::AcqRel);
+}
+
+impl Parallel for DispatchCell {
+    fn n_threads(&self) -> usize {
+        match self.get() {
+            Dispatch::Inline => 1,
+            Dispatch::Host { n_threads, .. } => *n_threads,
+            Dispatch::Pool(p) => p.n_threads(),
+        }
+    }
+
+    fn parallel_for(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
+        match self.get() {
+            Dispatch::Inline => {
+                for i in 0..n_tasks {
+                    task(i);
+                }
+            }
+            Dispatch::Pool(p) => p.parallel_for(n_tasks, task),
+            Dispatch::Host {
+                user_data,
+                parallel_for,
+                ..
+            } => {
+                if n_tasks <= 1 {
+                    for i in 0..n_tasks {
+                        task(i);
+                    }
+                    return;
+                }
+                let n = u32::try_from(n_tasks).expect("fewer than 2^32 tasks per region");
+                let ctx = TaskCtx {
+                    task,
+                    n_tasks,
+                    ran: AtomicUsize::new(0),
+                    panicked: AtomicBool::new(false),
+                    bad_index: AtomicBool::new(false),
+                };
+                // SAFETY: the host's function pointer, called as documented;
+                // `ctx` outlives the call, which returns only after every task
+                // has returned (the host's contract).
+                unsafe {
+                    parallel_for(
+                        *user_data,
+                        n,
+                        Some(run_task),
+                        &ctx as *const TaskCtx<'_> as *mut c_void,
+                    )
+                };
+                // These panics reach the export's boundary: LLAMETTE_STATUS_PANIC.
+                if ctx.panicked.load(Ordering::Acquire) {
+                    panic!("a task run by the host's parallel_for panicked");
+                }
+                if ctx.bad_index.load(Ordering::Acquire) {
+                    panic!("the host's parallel_for called a task with an index >= n_tasks");
+                }
+                let ran = ctx.ran.load(Ordering::Acquire);
+                if ran != n_tasks {
+                    panic!("the host's parallel_for ran {ran} tasks of {n_tasks}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Tests of the C ABI, calling the `extern "C"` functions from Rust: what
+//! the C and C++ tests of bindings/c check, plus what only Rust can see
+//! (allocation counts). They are unit tests because the library is only a
+//! `cdylib` and a `staticlib` (an `rlib` named `llamette` would collide with
+//! the core crate's).
+
+mod common;
+mod generate;
+mod misuse;
+mod no_alloc;
