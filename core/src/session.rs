@@ -140,9 +140,9 @@ impl Layout {
             vocab * 8,
             kv * kv_elem,
             kv * kv_elem,
-            qn / 32 * 4,
-            qn / 32 * 4,
-            qn,
+            nb * qn / 32 * 4,
+            nb * qn / 32 * 4,
+            nb * qn,
             ctx * 4,
         ];
         let too_big = Error::BadConfig {
@@ -231,7 +231,7 @@ impl<'a> Session<'a> {
                 got: buf.len(),
             });
         }
-        if buf.as_ptr() as usize % Session::ALIGN != 0 {
+        if !(buf.as_ptr() as usize).is_multiple_of(Session::ALIGN) {
             return Err(Error::BufferMisaligned {
                 what: "session buffer",
                 align: Session::ALIGN,
@@ -342,6 +342,17 @@ impl<'a> Session<'a> {
     /// cleared by the session.
     pub fn set_cancel_flag(&mut self, flag: Option<&'a AtomicBool>) {
         self.cancel = flag;
+    }
+
+    /// Forgets the positions from `pos` on (nothing happens if `pos` is not
+    /// less than [`Session::pos`]); feeding continues at `pos`. The logits
+    /// are gone until the next feed. Use it to edit the end of a
+    /// conversation without recomputing its beginning.
+    pub fn truncate(&mut self, pos: usize) {
+        if pos < self.pos {
+            self.pos = pos;
+            self.has_logits = false;
+        }
     }
 
     /// Forgets every position: the session is as new.
