@@ -177,7 +177,7 @@ impl Batch {
         let x: Vec<f32> = (0..n * cols).map(|_| rng.f32() * 3.0).collect();
         let nb = n * cols / 32;
         let (mut d, mut sum, mut q) = (vec![0f32; nb], vec![0i32; nb], vec![0i8; n * cols]);
-        if cols % 32 == 0 {
+        if cols.is_multiple_of(32) {
             scalar::quantize(&x, &mut d, &mut sum, &mut q);
         }
         Batch { x, d, sum, q, n }

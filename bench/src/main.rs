@@ -89,7 +89,7 @@ fn main() {
         .filter(|k| {
             opts.sets
                 .as_ref()
-                .map_or(true, |s| s.iter().any(|n| n == k.name))
+                .is_none_or(|s| s.iter().any(|n| n == k.name))
         })
         .collect();
     let names: Vec<&str> = sets.iter().map(|k| k.name).collect();

@@ -55,7 +55,7 @@ impl WeightType {
 /// blocks of 32; other rows fall back to F16.
 fn matrix_type(want: WeightType, cols: usize) -> TensorType {
     let ty = want.tensor_type();
-    if cols % ty.block_len() == 0 {
+    if cols.is_multiple_of(ty.block_len()) {
         ty
     } else {
         TensorType::F16

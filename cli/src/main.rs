@@ -157,6 +157,9 @@ struct GenerateArgs {
     /// Threads for the matrix products (0: one per core).
     #[arg(long = "threads", default_value_t = 1)]
     threads: usize,
+    /// Prompt tokens run together per weight pass (0: the library's default).
+    #[arg(long = "batch", default_value_t = 0)]
+    batch: usize,
 }
 
 #[derive(clap::Args)]
@@ -292,11 +295,11 @@ fn generate(a: GenerateArgs) -> Result<(), CliError> {
 
     let params = SessionParams {
         context: steps,
+        batch: a.batch,
         kv_type: match a.kv {
             KvArg::F32 => KvType::F32,
             KvArg::F16 => KvType::F16,
         },
-        ..Default::default()
     };
     let session_bytes = Session::required_bytes(&model, &params).map_err(|e| model_in.err(e))?;
     let mut buf = session_buffer(session_bytes);

@@ -13,7 +13,7 @@ use crate::tensor::{TensorType, QK};
 
 /// Bytes that `n` elements take as `ty` (`n` a multiple of the block length).
 pub fn row_bytes(ty: TensorType, n: usize) -> Result<usize> {
-    if n % ty.block_len() != 0 {
+    if !n.is_multiple_of(ty.block_len()) {
         return Err(Error::InvalidArgument {
             what: "row length must be a multiple of the block length (32 for Q8_0 and Q4_0)",
         });

@@ -187,7 +187,7 @@ impl<'a> Tensor<'a> {
             tensor: Name::new(name),
             reason,
         };
-        if cols % ty.block_len() != 0 {
+        if !cols.is_multiple_of(ty.block_len()) {
             return Err(bad("row length is not a multiple of the block size"));
         }
         let n = rows.checked_mul(cols).ok_or(bad("size overflows"))?;
@@ -197,7 +197,7 @@ impl<'a> Tensor<'a> {
         }
         if let TensorType::Q8Split { group } = ty {
             let g = group as usize;
-            if g == 0 || cols % g != 0 {
+            if g == 0 || !cols.is_multiple_of(g) {
                 return Err(bad("row length is not a multiple of the group size"));
             }
             if scales.len() != n / g * 4 {

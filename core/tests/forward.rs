@@ -168,3 +168,37 @@ fn batched_prefill_matches_token_by_token() {
     assert!(reference == run(7, false), "batch 7");
     assert!(reference == run(128, false), "batch 128");
 }
+
+/// Truncating and feeding again gives the same logits as never having fed
+/// the dropped tokens.
+#[test]
+fn truncate_then_feed_matches_a_fresh_session() {
+    let bytes = shared("models/stories260K.gguf");
+    let model = Model::load(&bytes).unwrap();
+    let params = SessionParams {
+        context: 64,
+        ..Default::default()
+    };
+    let ids = greedy_ids();
+    let mut buf = session_buf(&model, &params);
+    let mut s = Session::new(&model, params, as_bytes(&mut buf)).unwrap();
+    s.feed(&ids[..40]).unwrap();
+    s.truncate(20);
+    assert_eq!(s.pos(), 20);
+    assert!(s.logits().is_none());
+    s.feed(&[7, 8, 9]).unwrap();
+    let got: Vec<u32> = s.logits().unwrap().iter().map(|l| l.to_bits()).collect();
+
+    let mut buf2 = session_buf(&model, &params);
+    let mut fresh = Session::new(&model, params, as_bytes(&mut buf2)).unwrap();
+    fresh.feed(&ids[..20]).unwrap();
+    fresh.feed(&[7, 8, 9]).unwrap();
+    let want: Vec<u32> = fresh
+        .logits()
+        .unwrap()
+        .iter()
+        .map(|l| l.to_bits())
+        .collect();
+    assert!(got == want);
+    assert_eq!(s.tokens(), fresh.tokens());
+}

@@ -70,7 +70,7 @@ impl Rng {
     /// Finite f16 bits: magnitude 2^-5..2^2, either sign, some zeros.
     fn f16_bits(&mut self) -> u16 {
         let r = self.next();
-        if r % 64 == 0 {
+        if r.is_multiple_of(64) {
             return 0;
         }
         let sign = ((r >> 8) & 1) as u16;
@@ -82,7 +82,7 @@ impl Rng {
     /// A block scale: magnitude 2^-12..2^-4, mostly positive.
     fn scale_bits(&mut self) -> u16 {
         let r = self.next();
-        let sign = u16::from(r % 8 == 0);
+        let sign = u16::from(r.is_multiple_of(8));
         let exp = 3 + ((r >> 9) % 9) as u16;
         let man = ((r >> 20) & 0x3ff) as u16;
         sign << 15 | exp << 10 | man

@@ -400,7 +400,7 @@ pub unsafe extern "C" fn llamette_session_init(
                 l.total
             );
         }
-        if mem as usize % LLAMETTE_SESSION_ALIGN != 0 {
+        if !(mem as usize).is_multiple_of(LLAMETTE_SESSION_ALIGN) {
             fail!(
                 LLAMETTE_STATUS_MISALIGNED,
                 "session memory must be aligned to {LLAMETTE_SESSION_ALIGN} bytes"

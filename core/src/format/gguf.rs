@@ -314,7 +314,7 @@ impl<'a> Gguf<'a> {
         for t in g.tensors() {
             let t = t?;
             if t.ty.is_some() {
-                if t.offset.checked_add(t.size).map_or(true, |e| e > len) {
+                if t.offset.checked_add(t.size).is_none_or(|e| e > len) {
                     return Err(Error::BadTensor {
                         tensor: Name::new(t.name),
                         reason: "its data lies outside the file",
