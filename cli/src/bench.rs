@@ -55,9 +55,15 @@ pub fn bench(
     prompt_tokens: usize,
     gen_tokens: usize,
     probe: bool,
+    huge_pages: bool,
 ) -> Result<(), CliError> {
-    let input = Input::open(path)?;
-    input.advise_hugepages();
+    let input = if huge_pages {
+        Input::open_in_huge_pages(path)?
+    } else {
+        let input = Input::open(path)?;
+        input.advise_hugepages();
+        input
+    };
     let model = Model::load(&input.bytes).map_err(|e| input.err(e))?;
     let c = model.config;
     if prompt_tokens == 0 || prompt_tokens + gen_tokens + 1 > c.seq_len {
@@ -112,7 +118,16 @@ pub fn bench(
     let prompt_tps = prompt_tokens as f64 / prefill;
     let decode_tps = gen_tokens as f64 / decode;
     let median_tps = 1.0 / median(&mut step_times).max(1e-12);
-    println!("model: {} ({})", input.name, model.format.name());
+    println!(
+        "model: {} ({}; weights {})",
+        input.name,
+        model.format.name(),
+        if huge_pages {
+            "copied into huge pages"
+        } else {
+            "memory-mapped"
+        }
+    );
     println!(
         "shape: dim {}, hidden {}, layers {}, heads {}/{} kv, vocab {}",
         c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size

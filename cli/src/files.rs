@@ -15,6 +15,8 @@ pub static DEFAULT_TOKENIZER: &[u8] = include_bytes!("../../models/tok512.bin");
 pub enum Bytes {
     /// A mapped file.
     Mapped(Mmap),
+    /// A file copied into anonymous memory backed by huge pages.
+    Anonymous(memmap2::MmapMut),
     /// A read file (for empty files, which cannot be mapped).
     Owned(Vec<u8>),
     /// Compiled into the binary.
@@ -26,6 +28,7 @@ impl std::ops::Deref for Bytes {
     fn deref(&self) -> &[u8] {
         match self {
             Bytes::Mapped(m) => m,
+            Bytes::Anonymous(m) => m,
             Bytes::Owned(v) => v,
             Bytes::Static(s) => s,
         }
@@ -85,6 +88,31 @@ impl Input {
             Bytes::Mapped(map)
         };
         Ok(Input { name, bytes })
+    }
+
+    /// Reads `path` into anonymous memory that the kernel is asked to back
+    /// with transparent huge pages (Linux): fewer TLB misses while streaming
+    /// the weights, at the cost of a private copy (the file's size in RAM)
+    /// and the time to read it. Page-cache pages of a mapped file are 4 KiB.
+    pub fn open_in_huge_pages(path: &Path) -> Result<Input, CliError> {
+        let mapped = Input::open(path)?;
+        let len = mapped.bytes.len();
+        if len == 0 {
+            return Ok(mapped);
+        }
+        let name = mapped.name.clone();
+        let mut anon =
+            memmap2::MmapMut::map_anon(len).map_err(|e| CliError::new(&name, e))?;
+        #[cfg(target_os = "linux")]
+        {
+            // Before the first touch, so that the pages are allocated huge.
+            let _ = anon.advise(memmap2::Advice::HugePage);
+        }
+        anon.copy_from_slice(&mapped.bytes);
+        Ok(Input {
+            name,
+            bytes: Bytes::Anonymous(anon),
+        })
     }
 
     /// The embedded default model.

@@ -98,6 +98,10 @@ struct BenchArgs {
     /// Skip the memory bandwidth probe.
     #[arg(long = "no-probe")]
     no_probe: bool,
+    /// Copy the weights into anonymous memory backed by huge pages instead
+    /// of mapping the file (costs the model's size in RAM).
+    #[arg(long = "huge-pages")]
+    huge_pages: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -191,6 +195,7 @@ fn main() -> ExitCode {
             a.prompt_tokens,
             a.gen_tokens,
             !a.no_probe,
+            a.huge_pages,
         ),
     };
     match result {
