@@ -19,57 +19,58 @@ use crate::model::Model;
 use crate::parallel::Parallel;
 use crate::tensor::Tensor;
 
-/// The KV cache storage of one session.
+/// The KV cache storage of one session, laid out
+/// `[layer][kv_head][position][head_dim]`: the keys of one head are a
+/// contiguous matrix (one row per position), so attention scores are a
+/// matrix-vector product through the same kernels as the weights.
 pub(crate) enum KvCache<'a> {
     F32(&'a mut [f32]),
     F16(&'a mut [u16]),
 }
 
 impl KvCache<'_> {
-    /// Stores `v` at element offset `at`.
-    fn write(&mut self, at: usize, v: &[f32]) {
-        match self {
-            KvCache::F32(c) => c[at..at + v.len()].copy_from_slice(v),
-            KvCache::F16(c) => {
-                for (o, &x) in c[at..at + v.len()].iter_mut().zip(v) {
-                    *o = half::f16::from_f32(x).to_bits();
-                }
-            }
-        }
-    }
-
-    /// Attention scores of `q` against the keys of positions `0..att.len()`
-    /// (`stride` elements apart, starting at `at`), times `scale`.
-    fn scores(&self, at: usize, stride: usize, q: &[f32], scale: f32, att: &mut [f32]) {
-        let n = q.len();
-        match self {
-            KvCache::F32(c) => {
-                for (t, a) in att.iter_mut().enumerate() {
-                    let k = &c[at + t * stride..at + t * stride + n];
-                    *a = dot(q, k) * scale;
-                }
-            }
-            KvCache::F16(c) => {
-                for (t, a) in att.iter_mut().enumerate() {
-                    let k = &c[at + t * stride..at + t * stride + n];
-                    let mut s = 0f32;
-                    for (&x, &y) in q.iter().zip(k) {
-                        s += x * kernels::scalar::f16_to_f32(y);
+    /// Stores the `head_dim`-wide slices of `v` (one per kv head) at
+    /// position `t` of the layer starting at element `loff`.
+    fn write(&mut self, loff: usize, ctx: usize, t: usize, v: &[f32], head_dim: usize) {
+        for (g, part) in v.chunks_exact(head_dim).enumerate() {
+            let at = loff + (g * ctx + t) * head_dim;
+            match self {
+                KvCache::F32(c) => c[at..at + head_dim].copy_from_slice(part),
+                KvCache::F16(c) => {
+                    for (o, &x) in c[at..at + head_dim].iter_mut().zip(part) {
+                        *o = half::f16::from_f32(x).to_bits();
                     }
-                    *a = s * scale;
                 }
             }
         }
     }
 
-    /// `out = sum over t of att[t] * value(t)`, values `stride` apart from `at`.
-    fn weighted_sum(&self, at: usize, stride: usize, att: &[f32], out: &mut [f32]) {
+    /// Attention scores of the query heads `q` (`head_dim` each, sharing
+    /// this kv head, which starts at element `at`) against positions
+    /// `0..seen`: `att[j * seen + t] = dot(q_j, key t)`. Each key row is
+    /// read once for all the heads that share it.
+    fn scores(&self, at: usize, seen: usize, q: &[f32], head_dim: usize, att: &mut [f32]) {
+        let n_q = q.len() / head_dim;
+        for t in 0..seen {
+            let row = at + t * head_dim..at + (t + 1) * head_dim;
+            for j in 0..n_q {
+                let qj = &q[j * head_dim..(j + 1) * head_dim];
+                att[j * seen + t] = match self {
+                    KvCache::F32(c) => dot(qj, &c[row.clone()]),
+                    KvCache::F16(c) => dot_f16(qj, &c[row.clone()]),
+                };
+            }
+        }
+    }
+
+    /// `out = sum over t of att[t] * row t` of the head starting at `at`.
+    fn weighted_sum(&self, at: usize, att: &[f32], out: &mut [f32]) {
         let n = out.len();
         out.fill(0.0);
         match self {
             KvCache::F32(c) => {
                 for (t, &a) in att.iter().enumerate() {
-                    let v = &c[at + t * stride..at + t * stride + n];
+                    let v = &c[at + t * n..at + (t + 1) * n];
                     for (o, &v) in out.iter_mut().zip(v) {
                         *o += a * v;
                     }
@@ -77,7 +78,7 @@ impl KvCache<'_> {
             }
             KvCache::F16(c) => {
                 for (t, &a) in att.iter().enumerate() {
-                    let v = &c[at + t * stride..at + t * stride + n];
+                    let v = &c[at + t * n..at + (t + 1) * n];
                     for (o, &v) in out.iter_mut().zip(v) {
                         *o += a * kernels::scalar::f16_to_f32(v);
                     }
@@ -104,7 +105,7 @@ pub(crate) struct State<'a> {
     pub v: &'a mut [f32],
     /// Per token: `cos` and `sin` of its rotation for each pair of a head.
     pub rope: &'a mut [f32],
-    /// Attention scores of one token, `context` per head.
+    /// Attention scores of one token: `context` for each head of a kv group.
     pub att: &'a mut [f32],
     pub logits: &'a mut [f32],
     /// Sampler scratch: probabilities and sort keys.
@@ -119,12 +120,29 @@ pub(crate) struct State<'a> {
     pub quant: &'a mut [i8],
 }
 
+/// `sum(a[i] * b[i])` in eight interleaved partial sums (which vectorise).
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut s = 0f32;
-    for (x, y) in a.iter().zip(b) {
-        s += x * y;
+    let mut acc = [0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
     }
-    s
+    for (i, (x, y)) in ar.iter().zip(br).enumerate() {
+        acc[i] += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// [`dot`] with `b` in half precision.
+fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (i, (x, &y)) in a.iter().zip(b).enumerate() {
+        acc[i % 8] += x * kernels::scalar::f16_to_f32(y);
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
 /// `o = weight * x / rms(x)`.
@@ -275,25 +293,32 @@ pub(crate) fn forward(
                     k[i + 1] = k0 * fci + k1 * fcr;
                 }
             }
-            let kv_at = loff + (pos + b) * kv_dim;
-            s.key_cache.write(kv_at, k);
-            s.value_cache
-                .write(kv_at, &s.v[b * kv_dim..(b + 1) * kv_dim]);
+            let v = &s.v[b * kv_dim..(b + 1) * kv_dim];
+            s.key_cache.write(loff, ctx, pos + b, k, head_dim);
+            s.value_cache.write(loff, ctx, pos + b, v, head_dim);
         }
 
-        // Grouped-query attention: head h reads kv head h / kv_mul; token b
-        // sees positions 0..=pos + b.
+        // Grouped-query attention: query heads g * kv_mul .. (g + 1) * kv_mul
+        // read kv head g, whose keys are one contiguous row per position.
+        // Token b sees positions 0..=pos + b.
         let scale = 1.0 / libm::sqrtf(head_dim as f32);
+        let group = kv_mul * head_dim;
         for b in 0..n {
             let seen = pos + b + 1;
-            for h in 0..c.n_heads {
-                let q = &s.q[b * dim + h * head_dim..b * dim + (h + 1) * head_dim];
-                let att = &mut s.att[h * ctx..h * ctx + seen];
-                let kv_head = (h / kv_mul) * head_dim;
-                s.key_cache.scores(loff + kv_head, kv_dim, q, scale, att);
-                softmax_fast(att);
-                let out = &mut s.xb[b * dim + h * head_dim..b * dim + (h + 1) * head_dim];
-                s.value_cache.weighted_sum(loff + kv_head, kv_dim, att, out);
+            for g in 0..c.n_kv_heads {
+                let at = loff + g * ctx * head_dim;
+                let q = &s.q[b * dim + g * group..b * dim + (g + 1) * group];
+                let att = &mut s.att[..kv_mul * seen];
+                s.key_cache.scores(at, seen, q, head_dim, att);
+                for (j, scores) in att.chunks_exact_mut(seen).enumerate() {
+                    for a in scores.iter_mut() {
+                        *a *= scale;
+                    }
+                    softmax_fast(scores);
+                    let h = g * kv_mul + j;
+                    let out = &mut s.xb[b * dim + h * head_dim..b * dim + (h + 1) * head_dim];
+                    s.value_cache.weighted_sum(at, scores, out);
+                }
             }
         }
 
