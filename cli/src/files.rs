@@ -101,8 +101,7 @@ impl Input {
             return Ok(mapped);
         }
         let name = mapped.name.clone();
-        let mut anon =
-            memmap2::MmapMut::map_anon(len).map_err(|e| CliError::new(&name, e))?;
+        let mut anon = memmap2::MmapMut::map_anon(len).map_err(|e| CliError::new(&name, e))?;
         #[cfg(target_os = "linux")]
         {
             // Before the first touch, so that the pages are allocated huge.
