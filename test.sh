@@ -2,7 +2,8 @@
 # Runs every test of the project. Needs: the Rust toolchain with clippy,
 # rustfmt and the thumbv7em-none-eabihf, aarch64 and Windows targets; qemu-user,
 # the aarch64 and mingw-w64 cross compilers, Wine, valgrind, pkg-config and
-# cbindgen 0.29.4; python3 with the `sentencepiece` package. .ci/run installs
+# cbindgen 0.29.4; Mono (mono-devel) and NUnit 2.6 (nunit-console); python3
+# with the `sentencepiece` package. .ci/run installs
 # all of it on a fresh Debian 12.
 # ../shared (the test models and reference outputs) must sit beside the checkout.
 set -euo pipefail
@@ -38,6 +39,8 @@ step "tokenizer vs SentencePiece (llama2.c tokenizer.bin)" \
 step "aarch64 kernels under qemu" scripts/test-aarch64.sh
 step "C ABI: header, exports, C/C++ tests (valgrind, ASan+UBSan), Windows DLL under Wine, mobile static libs" \
     env LLAMETTE_REQUIRE_WINE=1 bindings/c/test.sh
+step "C# binding under Mono: run.c's texts, cancellation, errors, lifetimes, threads (NUnit 2.6)" \
+    bindings/csharp/test.sh
 step "README's main command prints the reference text" \
     bash -c "cmp <($bin generate -t 0 -n 256 2>/dev/null) ../shared/testdata/stories260K.greedy.txt"
 

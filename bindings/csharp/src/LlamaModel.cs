@@ -1,0 +1,360 @@
+// LlamaModel.cs: a model (file, byte[], native memory or the embedded one), its info and tokenizer.
+// SPDX-License-Identifier: MIT OR Apache-2.0
+using System;
+using System.Collections.Generic;
+using System.Runtime.InteropServices;
+
+namespace Llamette
+{
+    /// <summary>Which file format a model was read from.</summary>
+    public enum ModelFormat : uint
+    {
+        /// <summary>Not one this binding knows (a newer library).</summary>
+        Unknown = 0,
+        /// <summary>GGUF version 2.</summary>
+        GgufV2 = 1,
+        /// <summary>GGUF version 3.</summary>
+        GgufV3 = 2,
+        /// <summary>llama2.c "version 0" checkpoint (fp32, run.c).</summary>
+        Llama2cV0 = 3,
+        /// <summary>llama2.c "version 2" checkpoint (Q8_0, runq.c).</summary>
+        Llama2cV2 = 4,
+    }
+
+    /// <summary>What a model is: shapes, special tokens, sizes (<c>llamette_model_info</c>).</summary>
+    public sealed class ModelInfo
+    {
+        internal ModelInfo(NativeModelInfo i)
+        {
+            Format = Enum.IsDefined(typeof(ModelFormat), i.format) ? (ModelFormat)i.format : ModelFormat.Unknown;
+            Dim = (int)i.dim;
+            HiddenDim = (int)i.hidden_dim;
+            LayerCount = (int)i.n_layers;
+            HeadCount = (int)i.n_heads;
+            KvHeadCount = (int)i.n_kv_heads;
+            HeadDim = (int)i.head_dim;
+            VocabSize = (int)i.vocab_size;
+            ContextLength = (int)i.context_length;
+            TokenizerTokens = (int)i.tokenizer_tokens;
+            BosToken = (int)i.bos_token;
+            EosToken = (int)i.eos_token;
+            UnkToken = (int)i.unk_token;
+            MaxTokenTextBytes = (int)i.max_token_text_bytes;
+            ParameterCount = (long)i.n_params;
+            WeightBytes = (long)i.weight_bytes;
+            FileBytes = (long)i.file_bytes;
+            TokenizerFileBytes = (long)i.tokenizer_file_bytes;
+            BytesPerToken = (long)i.bytes_per_token;
+            RmsEps = i.rms_eps;
+            RopeTheta = i.rope_theta;
+        }
+
+        /// <summary>The file format.</summary>
+        public ModelFormat Format { get; private set; }
+        /// <summary>Width of the residual stream.</summary>
+        public int Dim { get; private set; }
+        /// <summary>Width of the feed-forward hidden layer.</summary>
+        public int HiddenDim { get; private set; }
+        /// <summary>Number of transformer blocks.</summary>
+        public int LayerCount { get; private set; }
+        /// <summary>Number of query heads.</summary>
+        public int HeadCount { get; private set; }
+        /// <summary>Number of key/value heads.</summary>
+        public int KvHeadCount { get; private set; }
+        /// <summary>Width of one attention head.</summary>
+        public int HeadDim { get; private set; }
+        /// <summary>Number of tokens the model predicts over.</summary>
+        public int VocabSize { get; private set; }
+        /// <summary>The longest context the model was trained for, in positions.</summary>
+        public int ContextLength { get; private set; }
+        /// <summary>Number of tokens of the tokenizer (at least VocabSize); 0 without one.</summary>
+        public int TokenizerTokens { get; private set; }
+        /// <summary>The beginning-of-sequence token, or <see cref="LlamaModel.NoToken"/>.</summary>
+        public int BosToken { get; private set; }
+        /// <summary>The end-of-sequence token, or <see cref="LlamaModel.NoToken"/>.</summary>
+        public int EosToken { get; private set; }
+        /// <summary>The unknown token, or <see cref="LlamaModel.NoToken"/>.</summary>
+        public int UnkToken { get; private set; }
+        /// <summary>The most UTF-8 bytes one token can produce through a decoder; 0 without a tokenizer.</summary>
+        public int MaxTokenTextBytes { get; private set; }
+        /// <summary>Number of parameters.</summary>
+        public long ParameterCount { get; private set; }
+        /// <summary>Bytes of weights.</summary>
+        public long WeightBytes { get; private set; }
+        /// <summary>Bytes of the model file (or memory).</summary>
+        public long FileBytes { get; private set; }
+        /// <summary>Bytes of the tokenizer file (0 when it is the model's own file, or absent).</summary>
+        public long TokenizerFileBytes { get; private set; }
+        /// <summary>Weight bytes one decode step reads.</summary>
+        public long BytesPerToken { get; private set; }
+        /// <summary>RMSNorm epsilon.</summary>
+        public float RmsEps { get; private set; }
+        /// <summary>RoPE frequency base.</summary>
+        public float RopeTheta { get; private set; }
+        /// <summary>Whether the model has a tokenizer (text in and out), not only token ids.</summary>
+        public bool HasTokenizer { get { return TokenizerTokens > 0; } }
+
+        /// <inheritdoc/>
+        public override string ToString()
+        {
+            return Format + ": dim " + Dim + ", " + LayerCount + " layers, " + HeadCount + " heads (" + KvHeadCount
+                + " kv), vocabulary " + VocabSize + ", context " + ContextLength + ", " + ParameterCount + " parameters";
+        }
+    }
+
+    /// <summary>
+    /// A Llama 2 model: immutable once opened, shareable by any number of
+    /// threads and sessions. Dispose it when done; sessions and decoders made
+    /// from it keep it alive, so it may be disposed before them.
+    /// </summary>
+    public sealed class LlamaModel : IDisposable
+    {
+        /// <summary>A token id that is no token (<c>LLAMETTE_NO_TOKEN</c>, UINT32_MAX).</summary>
+        public const int NoToken = -1;
+
+        private readonly ModelHandle handle;
+        private ModelInfo info;
+
+        private LlamaModel(ModelHandle handle)
+        {
+            this.handle = handle;
+        }
+
+        internal ModelHandle Handle { get { return handle; } }
+
+        // ------------------------------------------------------------ opening
+
+        /// <summary>
+        /// Opens a GGUF or llama2.c <c>.bin</c> model file, memory-mapped read-only
+        /// (nothing is copied). A llama2.c model needs its <c>tokenizer.bin</c> in
+        /// <paramref name="tokenizerPath"/> for text (otherwise it works on token ids
+        /// only); a GGUF model uses its own vocabulary when it is null. The files
+        /// must not be modified while the model or a session on it lives.
+        /// </summary>
+        /// <exception cref="LlametteException">Io (missing or unreadable), BadFile, Unsupported, BadTokenizer, ...</exception>
+        public static LlamaModel FromFile(string path, string tokenizerPath = null)
+        {
+            if (path == null) throw new ArgumentNullException("path");
+            byte[] p = Utf8.ToCString(path, "path");
+            byte[] t = Utf8.ToCString(tokenizerPath, "tokenizerPath");
+            ModelHandle h = new ModelHandle();
+            IntPtr raw;
+            LlametteException.Check(Native.llamette_model_open_file(p, t, out raw));
+            h.Attach(raw, IntPtr.Zero, 0, null);
+            return new LlamaModel(h);
+        }
+
+        /// <summary>
+        /// Opens a model from bytes in managed memory (a file read with
+        /// File.ReadAllBytes, a resource). The bytes are <b>copied once</b> into
+        /// unmanaged memory that lives as long as the model and every session
+        /// and decoder made from it, so the arrays may be reused or modified
+        /// right after this returns and the GC never has to keep them pinned.
+        /// (To avoid the copy, open the file with <see cref="FromFile"/>, which
+        /// maps it, or hand over native memory with <see cref="FromMemory"/>.)
+        /// </summary>
+        public static LlamaModel FromBytes(byte[] model, byte[] tokenizer = null)
+        {
+            if (model == null) throw new ArgumentNullException("model");
+            long total = (long)model.Length + (tokenizer == null ? 0 : tokenizer.Length);
+            IntPtr mem = Marshal.AllocHGlobal(new IntPtr(Math.Max(total, 1)));
+            ModelHandle h;
+            IntPtr raw;
+            uint st;
+            try
+            {
+                Marshal.Copy(model, 0, mem, model.Length);
+                IntPtr tok = IntPtr.Zero;
+                if (tokenizer != null)
+                {
+                    tok = new IntPtr(mem.ToInt64() + model.Length);
+                    Marshal.Copy(tokenizer, 0, tok, tokenizer.Length);
+                }
+                h = new ModelHandle();
+                st = Native.llamette_model_open_memory(mem, new UIntPtr((ulong)model.Length), tok,
+                    new UIntPtr(tokenizer == null ? 0UL : (ulong)tokenizer.Length), out raw);
+                if (st != 0) throw LlametteException.FromLastError(st);
+            }
+            catch
+            {
+                Marshal.FreeHGlobal(mem);
+                throw;
+            }
+            if (total > 0) GC.AddMemoryPressure(total);
+            h.Attach(raw, mem, total, null);
+            return new LlamaModel(h);
+        }
+
+        /// <summary>
+        /// Opens a model from native memory, <b>zero-copy</b>: the weights are read
+        /// where they lie (an embedded resource, a memory-mapped view, memory from
+        /// another library). No alignment is required. The memory must stay valid
+        /// and unchanged until <paramref name="released"/> is called: the binding
+        /// calls it once, after the model and every session and decoder made from
+        /// it have been released (disposed or finalized). Pass null if the memory
+        /// lives for the whole process.
+        /// </summary>
+        /// <param name="data">The model file's bytes (GGUF or llama2.c).</param>
+        /// <param name="length">Bytes at <paramref name="data"/>.</param>
+        /// <param name="tokenizer">A tokenizer file's bytes, or IntPtr.Zero.</param>
+        /// <param name="tokenizerLength">Bytes at <paramref name="tokenizer"/> (0 with IntPtr.Zero).</param>
+        /// <param name="released">Called when the memory is no longer used; may run on the finalizer thread.</param>
+        public static LlamaModel FromMemory(IntPtr data, long length, IntPtr tokenizer = default(IntPtr),
+            long tokenizerLength = 0, Action released = null)
+        {
+            if (length < 0) throw new ArgumentOutOfRangeException("length");
+            if (tokenizerLength < 0) throw new ArgumentOutOfRangeException("tokenizerLength");
+            ModelHandle h = new ModelHandle();
+            IntPtr raw;
+            LlametteException.Check(Native.llamette_model_open_memory(data, new UIntPtr((ulong)length), tokenizer,
+                new UIntPtr((ulong)tokenizerLength), out raw));
+            h.Attach(raw, IntPtr.Zero, 0, released);
+            return new LlamaModel(h);
+        }
+
+        /// <summary>
+        /// Opens the model compiled into the library: stories260K (a 260K-parameter
+        /// TinyStories model, 512-token vocabulary) with its tokenizer. Nothing is
+        /// read from disk. Throws LlametteException(Unsupported) if the library was
+        /// built without it.
+        /// </summary>
+        public static LlamaModel OpenDefault()
+        {
+            ModelHandle h = new ModelHandle();
+            IntPtr raw;
+            LlametteException.Check(Native.llamette_model_open_default(out raw));
+            h.Attach(raw, IntPtr.Zero, 0, null);
+            return new LlamaModel(h);
+        }
+
+        // ------------------------------------------------------------ info and tokenizer
+
+        /// <summary>Shapes, special tokens and sizes.</summary>
+        public ModelInfo Info
+        {
+            get
+            {
+                if (info == null)
+                {
+                    using (Lease l = Acquire()) info = Tokenizer.GetInfo(l.Pointer);
+                }
+                return info;
+            }
+        }
+
+        /// <summary>
+        /// Encodes text into token ids as SentencePiece does for Llama 2, BOS
+        /// first if <paramref name="addBos"/>. Throws LlametteException(NoTokenizer)
+        /// for a model without a tokenizer.
+        /// </summary>
+        public int[] Tokenize(string text, bool addBos)
+        {
+            using (Lease l = Acquire()) return Tokenizer.Tokenize(l.Pointer, text, addBos);
+        }
+
+        /// <summary>
+        /// The raw bytes of one token's piece (<c>llamette_model_token_to_piece</c>):
+        /// '▁' as a space, a byte token (&lt;0x0A&gt;) as its byte, so possibly not
+        /// UTF-8 on its own; empty for control tokens. For text use
+        /// <see cref="Detokenize"/> or a <see cref="TokenDecoder"/>.
+        /// </summary>
+        public byte[] TokenBytes(int token)
+        {
+            using (Lease l = Acquire()) return Tokenizer.TokenBytes(l.Pointer, token);
+        }
+
+        /// <summary>
+        /// The text of a token sequence (the decoder's rules: whole UTF-8
+        /// characters, '▁' as space, no text for control tokens, the piece after
+        /// a BOS loses one leading space; an incomplete character at the end
+        /// becomes U+FFFD).
+        /// </summary>
+        public string Detokenize(IEnumerable<int> tokens)
+        {
+            if (tokens == null) throw new ArgumentNullException("tokens");
+            using (TokenDecoder d = new TokenDecoder(this)) return d.Decode(tokens);
+        }
+
+        /// <summary>Disposes the caller's reference; sessions and decoders keep the model alive.</summary>
+        public void Dispose()
+        {
+            handle.Dispose();
+        }
+
+        /// <summary>Whether <see cref="Dispose"/> was called.</summary>
+        public bool IsDisposed { get { return handle.IsClosed; } }
+
+        // A scoped reference on the handle, so that a concurrent Dispose cannot
+        // free the model during a call (ObjectDisposedException once disposed).
+        internal Lease Acquire()
+        {
+            if (handle.IsClosed) throw new ObjectDisposedException("LlamaModel");
+            return new Lease(handle);
+        }
+
+        internal struct Lease : IDisposable
+        {
+            private SafeHandle h;
+            internal Lease(SafeHandle h)
+            {
+                bool added = false;
+                h.DangerousAddRef(ref added);
+                this.h = h;
+            }
+            internal IntPtr Pointer { get { return h.DangerousGetHandle(); } }
+            public void Dispose()
+            {
+                if (h != null) h.DangerousRelease();
+                h = null;
+            }
+        }
+    }
+
+    /// <summary>Tokenizer calls on a raw model pointer the caller keeps alive.</summary>
+    internal static class Tokenizer
+    {
+        internal static ModelInfo GetInfo(IntPtr model)
+        {
+            NativeModelInfo i;
+            LlametteException.Check(Native.llamette_model_get_info(model, out i));
+            return new ModelInfo(i);
+        }
+
+        internal static int[] Tokenize(IntPtr model, string text, bool addBos)
+        {
+            if (text == null) throw new ArgumentNullException("text");
+            byte[] utf8 = Utf8.Encoding.GetBytes(text);
+            UIntPtr len = new UIntPtr((ulong)utf8.Length);
+            // A first guess that fits most texts in one call; the library says
+            // how many ids it needs when the guess is short.
+            int[] ids = new int[utf8.Length + 2];
+            UIntPtr n;
+            uint st = Native.llamette_model_tokenize(model, utf8, len, addBos, ids, new UIntPtr((ulong)ids.Length), out n);
+            if (st == (uint)LlametteStatus.BufferTooSmall)
+            {
+                ids = new int[Utf8.Length(n)];
+                st = Native.llamette_model_tokenize(model, utf8, len, addBos, ids, new UIntPtr((ulong)ids.Length), out n);
+            }
+            LlametteException.Check(st);
+            int count = Utf8.Length(n);
+            if (count != ids.Length) Array.Resize(ref ids, count);
+            return ids;
+        }
+
+        internal static byte[] TokenBytes(IntPtr model, int token)
+        {
+            byte[] buf = new byte[16];
+            UIntPtr n;
+            uint st = Native.llamette_model_token_to_piece(model, token, buf, new UIntPtr((ulong)buf.Length), out n);
+            if (st == (uint)LlametteStatus.BufferTooSmall)
+            {
+                buf = new byte[Utf8.Length(n)];
+                st = Native.llamette_model_token_to_piece(model, token, buf, new UIntPtr((ulong)buf.Length), out n);
+            }
+            LlametteException.Check(st);
+            int count = Utf8.Length(n);
+            if (count != buf.Length) Array.Resize(ref buf, count);
+            return buf;
+        }
+    }
+}

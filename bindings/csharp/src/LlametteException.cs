@@ -1,0 +1,172 @@
+// LlametteException.cs: status codes, the exception that carries them, UTF-8 helpers.
+// SPDX-License-Identifier: MIT OR Apache-2.0
+using System;
+using System.Runtime.InteropServices;
+using System.Runtime.Serialization;
+using System.Text;
+
+namespace Llamette
+{
+    /// <summary>
+    /// The library's status codes (<c>LLAMETTE_STATUS_*</c> in llamette.h). The
+    /// numbers are fixed and never reused.
+    /// </summary>
+    public enum LlametteStatus : uint
+    {
+        /// <summary>Success.</summary>
+        Ok = 0,
+        /// <summary>A pointer argument that must not be NULL was NULL.</summary>
+        NullArgument = 1,
+        /// <summary>An argument is out of its documented range.</summary>
+        InvalidArgument = 2,
+        /// <summary>A text argument (or a path) is not valid UTF-8.</summary>
+        InvalidUtf8 = 3,
+        /// <summary>An output buffer is too small.</summary>
+        BufferTooSmall = 4,
+        /// <summary>A caller buffer is not aligned as required.</summary>
+        Misaligned = 5,
+        /// <summary>Memory could not be allocated.</summary>
+        OutOfMemory = 6,
+        /// <summary>A file could not be opened, read or memory-mapped.</summary>
+        Io = 7,
+        /// <summary>The model (or tokenizer) bytes are malformed.</summary>
+        BadFile = 8,
+        /// <summary>A well-formed file this library does not run, or a feature left out of this build.</summary>
+        Unsupported = 9,
+        /// <summary>The tokenizer is malformed, or smaller than the model's vocabulary.</summary>
+        BadTokenizer = 10,
+        /// <summary>The model was opened without a tokenizer, and the call needs one.</summary>
+        NoTokenizer = 11,
+        /// <summary>A token id is outside the vocabulary.</summary>
+        UnknownToken = 12,
+        /// <summary>The session's context has no room for the tokens.</summary>
+        ContextFull = 13,
+        /// <summary>A step was asked of a session that has nothing prefilled.</summary>
+        NothingToSample = 14,
+        /// <summary>The call was cancelled with <see cref="Session.Cancel"/>.</summary>
+        Cancelled = 15,
+        /// <summary>The session is in use by another call (another thread, or its own callback).</summary>
+        Busy = 16,
+        /// <summary>A bug in the library, caught at its boundary; reset or dispose the session.</summary>
+        Panic = 17,
+        /// <summary>An error of the core library that has no status of its own yet.</summary>
+        Error = 18,
+    }
+
+    /// <summary>
+    /// A failed call into the library: its <see cref="Status"/> and the
+    /// library's own message (<c>llamette_last_error</c> or
+    /// <c>llamette_session_last_error</c>), which names the argument, file or
+    /// token involved. <see cref="Exception.Message"/> is that message followed
+    /// by the status in parentheses, e.g.
+    /// <c>/no/such.gguf: No such file or directory (os error 2) (i/o error)</c>.
+    /// </summary>
+    [Serializable]
+    public class LlametteException : Exception
+    {
+        /// <summary>Makes an exception for <paramref name="status"/> with the library's message.</summary>
+        public LlametteException(LlametteStatus status, string nativeMessage)
+            : base(Compose(status, nativeMessage))
+        {
+            Status = status;
+            NativeMessage = nativeMessage ?? "";
+        }
+
+        /// <summary>For deserialization (exceptions crossing AppDomains on .NET Framework).</summary>
+        protected LlametteException(SerializationInfo info, StreamingContext context)
+            : base(info, context)
+        {
+            Status = (LlametteStatus)info.GetUInt32("Status");
+            NativeMessage = info.GetString("NativeMessage");
+        }
+
+        /// <summary>The status code the library returned.</summary>
+        public LlametteStatus Status { get; private set; }
+
+        /// <summary>The library's message, as it gave it (may be empty).</summary>
+        public string NativeMessage { get; private set; }
+
+        /// <inheritdoc/>
+        public override void GetObjectData(SerializationInfo info, StreamingContext context)
+        {
+            base.GetObjectData(info, context);
+            info.AddValue("Status", (uint)Status);
+            info.AddValue("NativeMessage", NativeMessage);
+        }
+
+        /// <summary>The library's short description of a status (<c>llamette_status_str</c>).</summary>
+        public static string Describe(LlametteStatus status)
+        {
+            return Utf8.FromCString(Native.llamette_status_str((uint)status));
+        }
+
+        private static string Compose(LlametteStatus status, string nativeMessage)
+        {
+            string name;
+            try
+            {
+                name = Describe(status);
+            }
+            catch (Exception)
+            {
+                name = status.ToString();
+            }
+            return string.IsNullOrEmpty(nativeMessage) ? name : nativeMessage + " (" + name + ")";
+        }
+
+        /// <summary>Throws for a status other than OK, with this thread's last error.</summary>
+        internal static void Check(uint status)
+        {
+            if (status != 0) throw FromLastError(status);
+        }
+
+        /// <summary>The exception for a failed call, with this thread's last error (read now).</summary>
+        internal static LlametteException FromLastError(uint status)
+        {
+            return new LlametteException((LlametteStatus)status, Utf8.FromCString(Native.llamette_last_error()));
+        }
+    }
+
+    /// <summary>UTF-8 in and out of native memory (netstandard2.0 has no Marshal.PtrToStringUTF8).</summary>
+    internal static class Utf8
+    {
+        /// <summary>Invalid bytes become U+FFFD (the library only hands out valid UTF-8).</summary>
+        internal static readonly Encoding Encoding = new UTF8Encoding(false, false);
+
+        /// <summary>A NUL-terminated UTF-8 copy of <paramref name="s"/>, for a C string argument.</summary>
+        internal static byte[] ToCString(string s, string paramName)
+        {
+            if (s == null) return null;
+            if (s.IndexOf('\0') >= 0) throw new ArgumentException("contains a NUL character", paramName);
+            byte[] b = new byte[Encoding.GetByteCount(s) + 1];
+            Encoding.GetBytes(s, 0, s.Length, b, 0);
+            return b;
+        }
+
+        /// <summary>Decodes a NUL-terminated string; "" for NULL.</summary>
+        internal static string FromCString(IntPtr p)
+        {
+            if (p == IntPtr.Zero) return "";
+            int n = 0;
+            while (Marshal.ReadByte(p, n) != 0) n++;
+            return FromPointer(p, n);
+        }
+
+        /// <summary>Decodes <paramref name="len"/> bytes at <paramref name="p"/>.</summary>
+        internal static string FromPointer(IntPtr p, int len)
+        {
+            if (len == 0) return "";
+            byte[] b = new byte[len];
+            Marshal.Copy(p, b, 0, len);
+            return Encoding.GetString(b, 0, len);
+        }
+
+        /// <summary>A size_t length as an int (texts and token counts are small).</summary>
+        internal static int Length(UIntPtr n)
+        {
+            ulong v = n.ToUInt64();
+            if (v > int.MaxValue) throw new OverflowException("length " + v + " does not fit in an Int32");
+            return (int)v;
+        }
+    }
+}
