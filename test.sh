@@ -2,8 +2,9 @@
 # Runs every test of the project. Needs: the Rust toolchain with clippy,
 # rustfmt and the thumbv7em-none-eabihf, aarch64 and Windows targets; qemu-user,
 # the aarch64 and mingw-w64 cross compilers, Wine, valgrind, pkg-config and
-# cbindgen 0.29.4; Mono (mono-devel) and NUnit 2.6 (nunit-console); python3
-# with the `sentencepiece` package. .ci/run installs
+# cbindgen 0.29.4; Mono (mono-devel) and NUnit 2.6 (nunit-console);
+# debootstrap (Swift runs in a cached Debian 13 chroot unless `swift` is on
+# PATH); python3 with the `sentencepiece` package. .ci/run installs
 # all of it on a fresh Debian 12.
 # ../shared (the test models and reference outputs) must sit beside the checkout.
 set -euo pipefail
@@ -41,6 +42,8 @@ step "C ABI: header, exports, C/C++ tests (valgrind, ASan+UBSan), Windows DLL un
     env LLAMETTE_REQUIRE_WINE=1 bindings/c/test.sh
 step "C# binding under Mono: run.c's texts, cancellation, errors, lifetimes, threads (NUnit 2.6)" \
     bindings/csharp/test.sh
+step "Swift binding: SwiftPM package, XCTest via swift test (Debian 13 chroot with swiftlang when swift is not on PATH)" \
+    bindings/swift/test.sh
 step "README's main command prints the reference text" \
     bash -c "cmp <($bin generate -t 0 -n 256 2>/dev/null) ../shared/testdata/stories260K.greedy.txt"
 
