@@ -242,9 +242,25 @@ mobile_build() {
         [ -s "$a" ] && grep -aq llamette_session_generate "$a" &&
         echo "$a: $(du -h "$a" | cut -f1)"
 }
+# A target whose prebuilt standard library cannot be downloaded (rustup
+# serves no aarch64-apple-ios-sim std for this toolchain here) is built with
+# nightly's -Zbuild-std from rust-src, when nightly has it.
+mobile_build_std() {
+    local t=$1 dir=$root/target/build-std
+    local a=$dir/$t/release/libllamette.a
+    cargo +nightly rustc -Zbuild-std=std,panic_abort --release -p llamette-ffi --lib \
+        --crate-type staticlib --target "$t" --target-dir "$dir" &&
+        [ -s "$a" ] && grep -aq llamette_session_generate "$a" &&
+        echo "$a: $(du -h "$a" | cut -f1)"
+}
+nightly_has_src() {
+    rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'
+}
 for t in aarch64-apple-ios aarch64-apple-ios-sim aarch64-linux-android; do
     if has_target "$t"; then
         step "static library for $t" mobile_build "$t"
+    elif nightly_has_src; then
+        step "static library for $t (nightly -Zbuild-std)" mobile_build_std "$t"
     elif [ "${LLAMETTE_REQUIRE_MOBILE:-0}" = 1 ]; then
         step "static library for $t (rustup target add $t: not installed)" false
     else
