@@ -75,7 +75,10 @@ mod pool {
         shutdown: AtomicBool,
         /// Workers that have started and reached their wait loop.
         started: AtomicUsize,
-        sleep: Mutex<()>,
+        /// The number of workers asleep on `wake` (changed only under
+        /// `sleep`), so that a region wakes them (a system call) only when
+        /// one is asleep: while workers spin, starting a region is a store.
+        sleep: Mutex<usize>,
         wake: Condvar,
     }
 
@@ -150,7 +153,7 @@ mod pool {
                 panicked: AtomicBool::new(false),
                 shutdown: AtomicBool::new(false),
                 started: AtomicUsize::new(0),
-                sleep: Mutex::new(()),
+                sleep: Mutex::new(0),
                 wake: Condvar::new(),
             });
             let workers = (1..n)
@@ -196,11 +199,13 @@ mod pool {
                     spins += 1;
                     std::hint::spin_loop();
                 } else {
-                    let guard = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut asleep = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
                     if s.generation.load(Ordering::Acquire) == seen
                         && !s.shutdown.load(Ordering::Acquire)
                     {
-                        let _unused = s.wake.wait(guard);
+                        *asleep += 1;
+                        let mut asleep = s.wake.wait(asleep).unwrap_or_else(|e| e.into_inner());
+                        *asleep -= 1;
                     }
                 }
             }
@@ -240,9 +245,13 @@ mod pool {
             s.panicked.store(false, Ordering::Release);
             s.next.store((g & 0xffff_ffff) << 32, Ordering::Release);
             {
-                let _g = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
+                // Under the lock: a worker checks `generation` and counts
+                // itself asleep under it too, so none misses the change.
+                let asleep = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
                 s.generation.store(g, Ordering::Release);
-                s.wake.notify_all();
+                if *asleep > 0 {
+                    s.wake.notify_all();
+                }
             }
             s.run_tasks(g, task_ref, n_tasks);
             while s.done.load(Ordering::Acquire) < n_tasks {

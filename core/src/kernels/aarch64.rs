@@ -218,6 +218,19 @@ macro_rules! arm_set {
 
         // ---- F32 and F16 ----
 
+        /// `acc + w * x`: fused (`fmla`, one rounding) for F16 weights, a
+        /// rounded product then a rounded sum for F32 (as the scalar
+        /// reference).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn madd<const FUSED: bool>(acc: float32x4_t, w: float32x4_t, x: float32x4_t) -> float32x4_t {
+            if FUSED {
+                vfmaq_f32(acc, w, x)
+            } else {
+                vaddq_f32(acc, vmulq_f32(w, x))
+            }
+        }
+
         /// One float tile at rows `r0..`, vectors `c0..` (`F16` selects the
         /// weight type). Sixteen partial sums per (row, vector), in four
         /// registers of four lanes.
@@ -273,7 +286,7 @@ macro_rules! arm_set {
                         let wv = load_w(w.add(r * rb + 16 * eb * i));
                         for (acc, xv) in acc.iter_mut().zip(&xv) {
                             for j in 0..4 {
-                                acc[j] = vaddq_f32(acc[j], vmulq_f32(wv[j], xv[j]));
+                                acc[j] = madd::<F16>(acc[j], wv[j], xv[j]);
                             }
                         }
                     }
@@ -293,7 +306,7 @@ macro_rules! arm_set {
                         for (acc, xt) in acc.iter_mut().zip(&xt) {
                             let xv = load_x(xt.as_ptr());
                             for j in 0..4 {
-                                acc[j] = vaddq_f32(acc[j], vmulq_f32(wv[j], xv[j]));
+                                acc[j] = madd::<F16>(acc[j], wv[j], xv[j]);
                             }
                         }
                     }

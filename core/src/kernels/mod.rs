@@ -31,8 +31,10 @@
 //! The kernels are written so that every set returns *bit-identical* results
 //! to the scalar reference, on every CPU:
 //! - F32 and F16 rows: sixteen interleaved partial sums (element `i` goes to
-//!   sum `i % 16`), each updated as `acc + w * x` (a rounded product, then a
-//!   rounded sum: no fused multiply-add), combined by one fixed tree;
+//!   sum `i % 16`), combined by one fixed tree; F32 updates each as
+//!   `acc + w * x` (a rounded product, then a rounded sum: no fused
+//!   multiply-add), F16 as `fma(w, x, acc)` (fused, one rounding: every SIMD
+//!   set has it, and it halves the arithmetic of prefill's F16 products);
 //! - Q8_0 and Q4_0 rows: each block's dot product is an exact `i32`; it is
 //!   scaled as `(d_w * d_a) * dot` and added to partial sum `block % 8`,
 //!   combined by a fixed tree;
@@ -389,6 +391,21 @@ pub(crate) fn check_mat(
     rows
 }
 
+/// Tasks per thread of a parallel product. More than one, so that a thread
+/// slowed down by something else on its core (a shared machine) is helped
+/// out by the others, which claim its remaining tasks; few enough that each
+/// task is still a long sequential stream of weight rows.
+const TASKS_PER_THREAD: usize = 4;
+
+/// How many tasks to split a product into on `par` (before the limits for
+/// small products).
+fn tasks_for(par: &dyn Parallel) -> usize {
+    match par.n_threads() {
+        0 | 1 => 1,
+        n => n * TASKS_PER_THREAD,
+    }
+}
+
 /// Rows per task are rounded up to a multiple of this (the largest row tile
 /// of the batched kernels), so that tasks do not split tiles.
 const ROW_GRAIN: usize = 4;
@@ -417,7 +434,7 @@ pub fn matvec_with(k: &Kernels, par: &dyn Parallel, out: &mut [f32], w: &Tensor,
         }
     };
     // Small products are not worth waking threads for.
-    let n_tasks = par.n_threads().min(w.rows * w.cols / 4096).max(1);
+    let n_tasks = tasks_for(par).min(w.rows * w.cols / 4096).max(1);
     if n_tasks == 1 {
         rows(0, w.rows, out);
         return;
@@ -510,8 +527,7 @@ pub fn matmul_with(k: &Kernels, par: &dyn Parallel, out: &mut [f32], w: &Tensor,
             }
         }
     };
-    let n_tasks = par
-        .n_threads()
+    let n_tasks = tasks_for(par)
         .min(w.rows * w.cols * n / 4096)
         .min(w.rows.div_ceil(ROW_GRAIN))
         .max(1);

@@ -232,6 +232,18 @@ macro_rules! x86_set {
 
         // ---- F32 and F16 ----
 
+        /// `acc + w * x`: fused (one rounding) for F16 weights, a rounded
+        /// product then a rounded sum for F32 (as the scalar reference).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn madd<const FUSED: bool>(acc: __m256, w: __m256, x: __m256) -> __m256 {
+            if FUSED {
+                _mm256_fmadd_ps(w, x, acc)
+            } else {
+                _mm256_add_ps(acc, _mm256_mul_ps(w, x))
+            }
+        }
+
         /// One tile of the float kernels: `R` rows from `w` (row `r` at
         /// `w + r * rb`, `cols` elements) times `C` vectors (vector `c` at
         /// `x + c * cols`); `out(r, c)` is stored at `o + c * ldo + r`.
@@ -280,8 +292,8 @@ macro_rules! x86_set {
                     for (r, acc) in acc.iter_mut().enumerate() {
                         let (w0, w1) = load_w(w.add(r * rb + 16 * eb * i));
                         for (acc, xv) in acc.iter_mut().zip(&xv) {
-                            acc.0 = _mm256_add_ps(acc.0, _mm256_mul_ps(w0, xv.0));
-                            acc.1 = _mm256_add_ps(acc.1, _mm256_mul_ps(w1, xv.1));
+                            acc.0 = madd::<F16>(acc.0, w0, xv.0);
+                            acc.1 = madd::<F16>(acc.1, w1, xv.1);
                         }
                     }
                 }
@@ -300,8 +312,8 @@ macro_rules! x86_set {
                         for (acc, xt) in acc.iter_mut().zip(&xt) {
                             let x0 = _mm256_loadu_ps(xt.as_ptr());
                             let x1 = _mm256_loadu_ps(xt.as_ptr().add(8));
-                            acc.0 = _mm256_add_ps(acc.0, _mm256_mul_ps(w0, x0));
-                            acc.1 = _mm256_add_ps(acc.1, _mm256_mul_ps(w1, x1));
+                            acc.0 = madd::<F16>(acc.0, w0, x0);
+                            acc.1 = madd::<F16>(acc.1, w1, x1);
                         }
                     }
                 }
