@@ -159,6 +159,14 @@ fn rmsnorm(o: &mut [f32], x: &[f32], weight: &Tensor, eps: f32) {
     }
 }
 
+/// [`rmsnorm`] of each of the first `n` rows of `x` (rows as wide as `weight`).
+fn rmsnorm_rows(o: &mut [f32], x: &[f32], weight: &Tensor, eps: f32, n: usize) {
+    let dim = weight.cols;
+    for (o, x) in o.chunks_exact_mut(dim).zip(x.chunks_exact(dim)).take(n) {
+        rmsnorm(o, x, weight, eps);
+    }
+}
+
 /// In-place softmax with the fast exponential (attention scores).
 fn softmax_fast(x: &mut [f32]) {
     let max = x
@@ -267,10 +275,7 @@ pub(crate) fn forward(
             return Err(Error::Cancelled);
         }
         // Attention: q, k, v of the normalised input.
-        for b in 0..n {
-            let row = b * dim..(b + 1) * dim;
-            rmsnorm(&mut s.xb[row.clone()], &s.x[row], &w.attn_norm, c.rms_eps);
-        }
+        rmsnorm_rows(s.xb, s.x, &w.attn_norm, c.rms_eps, n);
         project(par, s.q, &w.wq, s.xb, n, quant!());
         project(par, s.k, &w.wk, s.xb, n, quant!());
         project(par, s.v, &w.wv, s.xb, n, quant!());
@@ -332,10 +337,7 @@ pub(crate) fn forward(
             return Err(Error::Cancelled);
         }
         // Feed-forward: w2(silu(w1(x)) * w3(x)).
-        for b in 0..n {
-            let row = b * dim..(b + 1) * dim;
-            rmsnorm(&mut s.xb[row.clone()], &s.x[row], &w.ffn_norm, c.rms_eps);
-        }
+        rmsnorm_rows(s.xb, s.x, &w.ffn_norm, c.rms_eps, n);
         project(par, s.hb, &w.w1, s.xb, n, quant!());
         project(par, s.hb2, &w.w3, s.xb, n, quant!());
         for (h, &g) in s.hb[..n * hidden].iter_mut().zip(s.hb2.iter()) {
