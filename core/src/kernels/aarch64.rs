@@ -65,54 +65,6 @@ pub(super) fn dotprod_supported() -> bool {
     }
 }
 
-/// Safe entry points: check the arguments, then call the `#[target_feature]`
-/// implementation.
-macro_rules! entries {
-    ($supported:ident, $imp:ident, $f32:ident, $f16:ident, $q8:ident, $q4:ident, $quant:ident) => {
-        fn $f32(w: &[u8], a: &Acts, out: &mut [f32]) {
-            let rows = check_mat(w, a, out, 1, 4, false);
-            debug_assert!($supported());
-            // SAFETY: the table holding this function is handed out only when
-            // the CPU has the set's features (see the module documentation);
-            // `check_mat` checked every slice length the kernel reads.
-            unsafe { $imp::mat_f32(w, a, out, rows) }
-        }
-
-        fn $f16(w: &[u8], a: &Acts, out: &mut [f32]) {
-            let rows = check_mat(w, a, out, 1, 2, false);
-            debug_assert!($supported());
-            // SAFETY: as for the F32 kernel above.
-            unsafe { $imp::mat_f16(w, a, out, rows) }
-        }
-
-        fn $q8(w: &[u8], a: &Acts, out: &mut [f32]) {
-            let rows = check_mat(w, a, out, QK, 34, true);
-            debug_assert!($supported());
-            // SAFETY: as for the F32 kernel above.
-            unsafe { $imp::mat_q8_0(w, a, out, rows) }
-        }
-
-        fn $q4(w: &[u8], a: &Acts, out: &mut [f32]) {
-            let rows = check_mat(w, a, out, QK, 18, true);
-            debug_assert!($supported());
-            // SAFETY: as for the F32 kernel above.
-            unsafe { $imp::mat_q4_0(w, a, out, rows) }
-        }
-
-        fn $quant(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]) {
-            assert_eq!(x.len() % QK, 0, "quantize: length is not a multiple of 32");
-            let nb = x.len() / QK;
-            assert!(
-                d.len() >= nb && sum.len() >= nb && q.len() >= x.len(),
-                "quantize: scratch too short"
-            );
-            debug_assert!($supported());
-            // SAFETY: as for the F32 kernel above (lengths checked here).
-            unsafe { $imp::quantize(x, d, sum, q) }
-        }
-    };
-}
-
 entries!(
     neon_supported,
     neon,
