@@ -103,7 +103,6 @@ macro_rules! entries {
     };
 }
 
-
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
