@@ -3,32 +3,14 @@
 use llamette::session::KvType;
 use llamette::{Model, Sampler, SamplerParams, Session, SessionParams};
 
-fn shared(path: &str) -> Vec<u8> {
-    let p = format!("{}/../../shared/{}", env!("CARGO_MANIFEST_DIR"), path);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
-}
-
-fn greedy_ids() -> Vec<u32> {
-    String::from_utf8(shared("testdata/stories260K.greedy.ids.txt"))
-        .unwrap()
-        .split_whitespace()
-        .map(|t| t.parse().unwrap())
-        .collect()
-}
+mod common;
+use common::{as_bytes, greedy_ids, session_buf, shared};
 
 fn reference_logits() -> Vec<f32> {
     shared("testdata/stories260K.greedy.logits-pos0-15.f32")
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
         .collect()
-}
-
-fn session_buf(model: &Model, params: &SessionParams) -> Vec<u64> {
-    vec![0u64; Session::required_bytes(model, params).unwrap().div_ceil(8)]
-}
-
-fn as_bytes(buf: &mut [u64]) -> &mut [u8] {
-    bytemuck::cast_slice_mut(buf)
 }
 
 /// Feeds the reference tokens one at a time and compares the logits at

@@ -16,6 +16,9 @@ use llamette::parallel::{Inline, Parallel, ThreadPool};
 use llamette::tensor::{Tensor, TensorType};
 use llamette::{Model, Sampler, SamplerParams, Session, SessionParams};
 
+mod common;
+use common::shared;
+
 /// Units in the last place a SIMD kernel may differ from the scalar one:
 /// none, they compute the same operations in the same order.
 const SIMD_ULPS: u32 = 0;
@@ -498,11 +501,6 @@ fn dispatch_lists_and_forces_sets() {
         assert_eq!(kernels::active().name, *name);
     }
     eprintln!("kernel sets available here: {names:?}");
-}
-
-fn shared(path: &str) -> Vec<u8> {
-    let p = format!("{}/../../shared/{}", env!("CARGO_MANIFEST_DIR"), path);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
 }
 
 /// The stories260K greedy run reproduces llama2.c's tokens with every

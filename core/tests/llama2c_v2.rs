@@ -18,28 +18,8 @@ use llamette::model::Format;
 use llamette::tensor::TensorType;
 use llamette::{Error, Model, Session, SessionParams};
 
-fn shared(path: &str) -> Vec<u8> {
-    let p = format!("{}/../../shared/{}", env!("CARGO_MANIFEST_DIR"), path);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
-}
-
-fn greedy_ids() -> Vec<u32> {
-    String::from_utf8(shared("testdata/stories260K.greedy.ids.txt"))
-        .unwrap()
-        .split_whitespace()
-        .map(|t| t.parse().unwrap())
-        .collect()
-}
-
-fn session_buf(model: &Model, params: &SessionParams) -> Vec<u64> {
-    vec![0u64; Session::required_bytes(model, params).unwrap().div_ceil(8)]
-}
-
-fn as_bytes(buf: &mut [u64]) -> &mut [u8] {
-    let n = buf.len() * 8;
-    // SAFETY: a u64 slice viewed as bytes (8-aligned, as Session::ALIGN asks).
-    unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, n) }
-}
+mod common;
+use common::{as_bytes, greedy_ids, session_buf, shared, truncation_cuts};
 
 /// The logits at each of the first `n` positions of `tokens`, fed one at a time.
 fn logits(model: &Model, tokens: &[u32], n: usize) -> Vec<Vec<f32>> {
@@ -485,16 +465,7 @@ fn v2_with_separate_classifier() {
 fn v2_truncated_anywhere_is_an_error() {
     let (c, g, v2) = v2_file();
     let layout = v2_layout(&c, g);
-    let mut cuts: Vec<usize> = (0..=1024).collect();
-    for &(_, start, end) in &layout {
-        cuts.extend([start.saturating_sub(1), start, start + 1, end - 1, end + 1]);
-    }
-    for i in 0..300 {
-        cuts.push(i * v2.len() / 300);
-    }
-    cuts.retain(|&c| c < v2.len());
-    cuts.sort_unstable();
-    cuts.dedup();
+    let cuts = truncation_cuts(v2.len(), 1024, &layout);
     for &cut in &cuts {
         let r = catch_unwind(|| Model::load(&v2[..cut]).map(|_| ()));
         let e = match r {

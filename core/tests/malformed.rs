@@ -15,13 +15,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use llamette::format::gguf::Gguf;
 use llamette::{Error, Model, Session, SessionParams};
 
+mod common;
+use common::{aligned_buf, as_bytes, shared, truncation_cuts};
+
 // ---------------------------------------------------------------------------
 // Shared helpers
-
-fn shared(path: &str) -> Vec<u8> {
-    let p = format!("{}/../../shared/{}", env!("CARGO_MANIFEST_DIR"), path);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
-}
 
 fn gguf_file() -> Vec<u8> {
     shared("models/stories260K.gguf")
@@ -70,24 +68,13 @@ fn load_err(label: &str, bytes: &[u8]) -> Error {
     }
 }
 
-/// A session buffer: `u64`s so that it is 8-aligned (Session::ALIGN).
-fn session_buf(bytes: usize) -> Vec<u64> {
-    vec![0u64; bytes.div_ceil(8)]
-}
-
-fn as_bytes(buf: &mut [u64]) -> &mut [u8] {
-    let n = buf.len() * 8;
-    // SAFETY: a u64 slice viewed as bytes: same memory, alignment 8 >= 1.
-    unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, n) }
-}
-
 /// The logits after feeding `tokens` one at a time to a fresh session.
 fn logits_after(model: &Model, tokens: &[u32], context: usize) -> Vec<f32> {
     let params = SessionParams {
         context,
         ..Default::default()
     };
-    let mut buf = session_buf(Session::required_bytes(model, &params).unwrap());
+    let mut buf = aligned_buf(Session::required_bytes(model, &params).unwrap());
     let mut s = Session::new(model, params, as_bytes(&mut buf)).unwrap();
     for t in tokens {
         s.feed(std::slice::from_ref(t)).unwrap();
@@ -548,16 +535,7 @@ fn llama2c_truncated_anywhere_is_an_error() {
         "layout covers the file"
     );
 
-    let mut cuts: Vec<usize> = (0..=4096).collect();
-    for &(_, start, end) in &layout {
-        cuts.extend([start.saturating_sub(1), start, start + 1, end - 1, end + 1]);
-    }
-    for i in 0..300 {
-        cuts.push(i * file.len() / 300);
-    }
-    cuts.retain(|&c| c < file.len());
-    cuts.sort_unstable();
-    cuts.dedup();
+    let cuts = truncation_cuts(file.len(), 4096, &layout);
 
     for &cut in &cuts {
         let e = load_err(&format!("llama2.c cut at {cut}"), &file[..cut]);
@@ -1447,7 +1425,7 @@ fn load_and_run(bytes: &[u8]) -> Result<bool, Error> {
         "session of {need} bytes for {:?}",
         model.config
     );
-    let mut buf = session_buf(need);
+    let mut buf = aligned_buf(need);
     let mut s = Session::new(&model, params, as_bytes(&mut buf)).unwrap();
     let token = 1.min(model.config.vocab_size as u32 - 1);
     s.feed(&[token]).unwrap();
@@ -1573,7 +1551,7 @@ fn session_buffer_sizes() {
             ..Default::default()
         };
         let need = Session::required_bytes(&model, &params).unwrap();
-        let mut buf = session_buf(need + 8);
+        let mut buf = aligned_buf(need + 8);
         let bytes = as_bytes(&mut buf);
 
         // One byte short: both numbers in the error and its message.
@@ -1610,7 +1588,7 @@ fn session_buffer_sizes() {
         };
         let e = Session::required_bytes(&model, &params).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
-        let mut buf = session_buf(1 << 16);
+        let mut buf = aligned_buf(1 << 16);
         let e = Session::new(&model, params, as_bytes(&mut buf)).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
     }
@@ -1625,7 +1603,7 @@ fn session_bad_feeds_change_nothing() {
         context: 8,
         ..Default::default()
     };
-    let mut buf = session_buf(Session::required_bytes(&model, &params).unwrap());
+    let mut buf = aligned_buf(Session::required_bytes(&model, &params).unwrap());
     let mut s = Session::new(&model, params, as_bytes(&mut buf)).unwrap();
 
     /// `feed(tokens)` fails with `want` and changes neither the position

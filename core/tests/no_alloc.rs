@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use llamette::session::KvType;
 use llamette::{Model, Sampler, SamplerParams, Session, SessionParams};
 
+mod common;
+use common::as_bytes;
+
 struct Counting;
 
 /// Allocations made by any thread while `COUNTING` is set.
@@ -77,7 +80,7 @@ fn no_allocation_after_session_creation() {
                 .unwrap()
                 .div_ceil(8)
         ];
-        let mut s = Session::new(&model, params, bytemuck_bytes(&mut buf)).unwrap();
+        let mut s = Session::new(&model, params, as_bytes(&mut buf)).unwrap();
         s.set_parallel(pool);
         let mut samplers = [
             Sampler::new(SamplerParams {
@@ -119,8 +122,4 @@ fn no_allocation_after_session_creation() {
             "allocations during inference ({kv_type:?})"
         );
     }
-}
-
-fn bytemuck_bytes(buf: &mut [u64]) -> &mut [u8] {
-    bytemuck::cast_slice_mut(buf)
 }
