@@ -198,30 +198,34 @@ pub(crate) fn softmax(x: &mut [f32]) {
     }
 }
 
-/// `out[b] = w @ x[b]` for the `n` rows of `x`, quantizing them first when
-/// `w` takes the fixed-point path. One token streams each weight row once
-/// (`matvec`); a batch reads each row once for all its tokens (`matmul`).
-/// Both give the same bits for a token.
-fn project(
-    par: &dyn Parallel,
-    out: &mut [f32],
-    w: &Tensor,
-    x: &[f32],
+/// The first `n` rows of `x` (`cols` wide) as the input of the matrices
+/// `ws`: quantized once, into the scratch, when any of them takes the
+/// fixed-point path (quantized activations keep `x` for the others).
+fn acts<'s>(
+    x: &'s [f32],
     n: usize,
-    quant: (&mut [f32], &mut [i32], &mut [i8]),
-) {
-    let x = &x[..n * w.cols];
-    let out = &mut out[..n * w.rows];
-    let (d, sum, q) = quant;
-    let acts = if kernels::wants_quantized(w.ty) {
+    cols: usize,
+    ws: &[&Tensor],
+    quant: (&'s mut [f32], &'s mut [i32], &'s mut [i8]),
+) -> Acts<'s> {
+    let x = &x[..n * cols];
+    if ws.iter().any(|w| kernels::wants_quantized(w.ty)) {
+        let (d, sum, q) = quant;
         kernels::quantize_batch(x, n, d, sum, q)
     } else {
         Acts::unquantized(x, n)
-    };
-    if n == 1 {
-        matvec(par, out, w, &acts.get(0));
+    }
+}
+
+/// `out[b] = w @ a[b]` for every row `b` of `a`. One token streams each
+/// weight row once (`matvec`); a batch reads each row once for all its
+/// tokens (`matmul`). Both give the same bits for a token.
+fn project(par: &dyn Parallel, out: &mut [f32], w: &Tensor, a: &Acts) {
+    let out = &mut out[..a.n * w.rows];
+    if a.n == 1 {
+        matvec(par, out, w, &a.get(0));
     } else {
-        kernels::matmul(par, out, w, &acts);
+        kernels::matmul(par, out, w, a);
     }
 }
 
@@ -276,9 +280,10 @@ pub(crate) fn forward(
         }
         // Attention: q, k, v of the normalised input.
         rmsnorm_rows(s.xb, s.x, &w.attn_norm, c.rms_eps, n);
-        project(par, s.q, &w.wq, s.xb, n, quant!());
-        project(par, s.k, &w.wk, s.xb, n, quant!());
-        project(par, s.v, &w.wv, s.xb, n, quant!());
+        let a = acts(s.xb, n, dim, &[&w.wq, &w.wk, &w.wv], quant!());
+        project(par, s.q, &w.wq, &a);
+        project(par, s.k, &w.wk, &a);
+        project(par, s.v, &w.wv, &a);
 
         let loff = l * ctx * kv_dim;
         for b in 0..n {
@@ -328,7 +333,8 @@ pub(crate) fn forward(
         }
 
         // Output projection and residual.
-        project(par, s.xb2, &w.wo, s.xb, n, quant!());
+        let a = acts(s.xb, n, dim, &[&w.wo], quant!());
+        project(par, s.xb2, &w.wo, &a);
         for (x, d) in s.x[..n * dim].iter_mut().zip(s.xb2.iter()) {
             *x += d;
         }
@@ -338,13 +344,15 @@ pub(crate) fn forward(
         }
         // Feed-forward: w2(silu(w1(x)) * w3(x)).
         rmsnorm_rows(s.xb, s.x, &w.ffn_norm, c.rms_eps, n);
-        project(par, s.hb, &w.w1, s.xb, n, quant!());
-        project(par, s.hb2, &w.w3, s.xb, n, quant!());
+        let a = acts(s.xb, n, dim, &[&w.w1, &w.w3], quant!());
+        project(par, s.hb, &w.w1, &a);
+        project(par, s.hb2, &w.w3, &a);
         for (h, &g) in s.hb[..n * hidden].iter_mut().zip(s.hb2.iter()) {
             let silu = *h / (1.0 + kernels::scalar::exp_fast(-*h));
             *h = silu * g;
         }
-        project(par, s.xb, &w.w2, s.hb, n, quant!());
+        let a = acts(s.hb, n, hidden, &[&w.w2], quant!());
+        project(par, s.xb, &w.w2, &a);
         for (x, d) in s.x[..n * dim].iter_mut().zip(s.xb.iter()) {
             *x += d;
         }
@@ -354,7 +362,8 @@ pub(crate) fn forward(
         // Final norm of the last token (into xb: x stays untouched) and the classifier.
         let last = (n - 1) * dim..n * dim;
         rmsnorm(&mut s.xb[..dim], &s.x[last], &model.output_norm, c.rms_eps);
-        project(par, s.logits, &model.output, &s.xb[..dim], 1, quant!());
+        let a = acts(s.xb, 1, dim, &[&model.output], quant!());
+        project(par, s.logits, &model.output, &a);
     }
     Ok(())
 }
