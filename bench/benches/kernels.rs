@@ -16,12 +16,24 @@ use llamette::parallel::Inline;
 use llamette::tensor::TensorType;
 use llamette_bench::{Batch, Weights};
 
-const TYPES: [TensorType; 4] = [
+const TYPES: [TensorType; 6] = [
     TensorType::F32,
     TensorType::F16,
     TensorType::Q8_0,
     TensorType::Q4_0,
+    TensorType::Q8_0x16,
+    TensorType::Q4_0x16,
 ];
+
+/// `F32`, `Q4_0`, `Q4_0x16` ...: a name without spaces, for the group names.
+fn short(ty: TensorType) -> String {
+    let base = ty.name().split(' ').next().unwrap_or_default().to_string();
+    if ty.is_interleaved() {
+        base + "x16"
+    } else {
+        base
+    }
+}
 
 fn act(b: &Batch, ty: TensorType) -> Act<'_> {
     b.acts(ty).get(0)
@@ -35,7 +47,7 @@ fn matvec(c: &mut Criterion) {
             let b = Batch::random(1, cols, 2);
             let a = act(&b, ty);
             let mut out = vec![0f32; rows];
-            let mut g = c.benchmark_group(format!("matvec/{}/{rows}x{cols}", ty.name()));
+            let mut g = c.benchmark_group(format!("matvec/{}/{rows}x{cols}", short(ty)));
             g.throughput(Throughput::Bytes(w.n_bytes() as u64));
             for k in kernels::available() {
                 g.bench_function(k.name, |bch| {
@@ -52,13 +64,13 @@ fn matvec(c: &mut Criterion) {
 fn matvec_rotation(c: &mut Criterion) {
     for ty in TYPES {
         let cols = 2048;
-        let rows = (32 << 20) / ty.bytes_for(cols).unwrap();
+        let rows = (32 << 20) / ty.bytes_for(cols).unwrap() / 16 * 16;
         let ws: Vec<Weights> = (0..4).map(|i| Weights::random(ty, rows, cols, i)).collect();
         let ts: Vec<_> = ws.iter().map(|w| w.tensor()).collect();
         let b = Batch::random(1, cols, 2);
         let a = act(&b, ty);
         let mut out = vec![0f32; rows];
-        let mut g = c.benchmark_group(format!("matvec-rotation/{}/4x{rows}x{cols}", ty.name()));
+        let mut g = c.benchmark_group(format!("matvec-rotation/{}/4x{rows}x{cols}", short(ty)));
         g.throughput(Throughput::Bytes(ws[0].n_bytes() as u64));
         for k in kernels::available() {
             let mut i = 0;
@@ -82,7 +94,7 @@ fn matmul(c: &mut Criterion) {
         let b = Batch::random(n, cols, 2);
         let acts = b.acts(ty);
         let mut out = vec![0f32; rows * n];
-        let mut g = c.benchmark_group(format!("matmul/{}/{rows}x{cols}x{n}", ty.name()));
+        let mut g = c.benchmark_group(format!("matmul/{}/{rows}x{cols}x{n}", short(ty)));
         g.throughput(Throughput::Elements((rows * cols * n) as u64));
         g.sample_size(10);
         for k in kernels::available() {

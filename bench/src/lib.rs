@@ -131,7 +131,7 @@ impl Weights {
                     c.copy_from_slice(&h.to_le_bytes());
                 }
             }
-            TensorType::Q8_0 | TensorType::Q4_0 => {
+            TensorType::Q8_0 | TensorType::Q4_0 | TensorType::Q8_0x16 | TensorType::Q4_0x16 => {
                 let bb = ty.block_bytes();
                 for blk in b.chunks_exact_mut(bb) {
                     blk[..2].copy_from_slice(&scale(&mut rng).to_le_bytes());
@@ -141,6 +141,15 @@ impl Weights {
                 }
             }
             TensorType::Q8Split { .. } => unimplemented!("llama2.c split weights"),
+        }
+        if ty.is_interleaved() {
+            // Random plain blocks, interleaved.
+            let plain = if ty == TensorType::Q4_0x16 {
+                TensorType::Q4_0
+            } else {
+                TensorType::Q8_0
+            };
+            llamette::repack::interleave(b, plain, rows, cols).unwrap();
         }
         Weights {
             ty,

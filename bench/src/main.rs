@@ -15,12 +15,24 @@ use llamette::parallel::{Inline, Parallel, ThreadPool};
 use llamette::tensor::TensorType;
 use llamette_bench::{median, read_all, time, Batch, HugeBuf, Weights, TINYLLAMA_MACS_PER_TOKEN};
 
-const TYPES: [TensorType; 4] = [
+const TYPES: [TensorType; 6] = [
     TensorType::F32,
     TensorType::F16,
     TensorType::Q8_0,
     TensorType::Q4_0,
+    TensorType::Q8_0x16,
+    TensorType::Q4_0x16,
 ];
+
+/// The name `--types` takes: `f32`, `q4_0`, `q4_0x16` ...
+fn short_name(t: TensorType) -> String {
+    let base = t.name().split(' ').next().unwrap_or_default().to_lowercase();
+    if t.is_interleaved() {
+        base + "x16"
+    } else {
+        base
+    }
+}
 
 /// Repeats `f` until about `min_s` seconds have passed; seconds per call.
 fn per_call(min_s: f64, mut f: impl FnMut()) -> f64 {
@@ -61,10 +73,10 @@ fn main() {
             "--matvec" => opts.matmul = false,
             "--matmul" => opts.matvec = false,
             "--types" => {
-                let v = args.next().unwrap_or_default().to_uppercase();
+                let v = args.next().unwrap_or_default().to_lowercase();
                 opts.types = TYPES
                     .into_iter()
-                    .filter(|t| v.split(',').any(|n| n == t.name()))
+                    .filter(|&t| v.split(',').any(|n| n == short_name(t)))
                     .collect();
             }
             "--sets" => {
@@ -79,7 +91,7 @@ fn main() {
             _ => {
                 eprintln!(
                     "usage: kernel-table [--rounds N] [--quick (1 thread only)] [--matvec | --matmul]\n\
-                     \x20      [--types f32,f16,q8_0,q4_0] [--sets scalar,avx2,...]"
+                     \x20      [--types f32,f16,q8_0,q4_0,q8_0x16,q4_0x16] [--sets scalar,avx2,...]"
                 );
                 std::process::exit(2);
             }
@@ -161,7 +173,8 @@ fn main() {
         println!("\n|---|---|---|{}", "---|".repeat(names.len()));
         for &ty in &opts.types {
             let cols = 2048;
-            let big_rows = (32 << 20) / ty.bytes_for(cols).unwrap();
+            // Whole bands of 16 rows, for the interleaved types.
+            let big_rows = (32 << 20) / ty.bytes_for(cols).unwrap() / 16 * 16;
             let shapes: Vec<(String, Vec<Weights>)> = vec![
                 (
                     "256x2048 (L2)".into(),

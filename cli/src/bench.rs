@@ -56,14 +56,25 @@ pub fn bench(
     gen_tokens: usize,
     probe: bool,
     huge_pages: bool,
+    repack: bool,
 ) -> Result<(), CliError> {
-    let input = if huge_pages {
+    let mut input = if huge_pages {
         Input::open_in_huge_pages(path)?
     } else {
         let input = Input::open(path)?;
         input.advise_hugepages();
         input
     };
+    let mut interleaved = None;
+    if repack {
+        let t0 = Instant::now();
+        let name = input.name.clone();
+        let bytes = input
+            .bytes_mut()
+            .ok_or_else(|| CliError::new(&name, "no writable copy to interleave"))?;
+        let done = llamette::repack::repack_in_place(bytes).map_err(|e| CliError::new(&name, e))?;
+        interleaved = Some((done, t0.elapsed().as_secs_f64()));
+    }
     let model = Model::load(&input.bytes).map_err(|e| input.err(e))?;
     let c = model.config;
     if prompt_tokens == 0 || prompt_tokens + gen_tokens + 1 > c.seq_len {
@@ -128,6 +139,13 @@ pub fn bench(
             "memory-mapped"
         }
     );
+    if let Some((done, secs)) = interleaved {
+        println!(
+            "interleaved {} matrices ({:.1} MB) in place in {secs:.2} s",
+            done.tensors,
+            done.bytes as f64 / 1e6
+        );
+    }
     println!(
         "shape: dim {}, hidden {}, layers {}, heads {}/{} kv, vocab {}",
         c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size

@@ -114,6 +114,15 @@ impl Input {
         })
     }
 
+    /// The bytes, if this process owns a writable copy of them.
+    pub fn bytes_mut(&mut self) -> Option<&mut [u8]> {
+        match &mut self.bytes {
+            Bytes::Anonymous(m) => Some(m),
+            Bytes::Owned(v) => Some(v),
+            Bytes::Mapped(_) | Bytes::Static(_) => None,
+        }
+    }
+
     /// The embedded default model.
     pub fn default_model() -> Input {
         Input {

@@ -102,6 +102,10 @@ struct BenchArgs {
     /// of mapping the file (costs the model's size in RAM).
     #[arg(long = "huge-pages")]
     huge_pages: bool,
+    /// Interleave the quantized matrices for the SIMD kernels (implies
+    /// --huge-pages: the copy is rewritten in place; see `llamette::repack`).
+    #[arg(long)]
+    repack: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -195,7 +199,8 @@ fn main() -> ExitCode {
             a.prompt_tokens,
             a.gen_tokens,
             !a.no_probe,
-            a.huge_pages,
+            a.huge_pages || a.repack,
+            a.repack,
         ),
     };
     match result {

@@ -8,6 +8,8 @@
 //! - [`tokenizer`]: SentencePiece BPE over the file's vocabulary;
 //! - [`Session`]: the KV cache and scratch carved from one caller buffer,
 //!   with [`Session::required_bytes`] telling its exact size;
+//! - [`repack`]: optionally, interleave a writable GGUF's quantized matrices
+//!   in place for faster kernels;
 //! - [`sampler`]: greedy, temperature, top-k, top-p, min-p, repetition penalty;
 //! - [`forward`]: the decoder itself, read it top to bottom like llama2.c's `run.c`.
 #![no_std]
@@ -26,6 +28,7 @@ pub mod kernels;
 pub mod model;
 pub mod parallel;
 pub mod quant;
+pub mod repack;
 pub mod sampler;
 pub mod session;
 pub mod tensor;

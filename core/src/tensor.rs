@@ -52,7 +52,24 @@ pub enum TensorType {
         /// Values per scale.
         group: u32,
     },
+    /// Q8_0 rewritten in place for the SIMD kernels (see [`crate::repack`]):
+    /// bands of 16 rows, each block column of a band stored as the 16
+    /// scales, then the values 4 at a time, row after row, offset by 128.
+    /// Same size as Q8_0; only in memory that [`crate::repack`] rewrote.
+    Q8_0x16,
+    /// Q4_0 rewritten in place the same way (see [`crate::repack`]).
+    Q4_0x16,
 }
+
+/// Rows per band of the interleaved types ([`TensorType::Q8_0x16`],
+/// [`TensorType::Q4_0x16`]).
+pub const BAND: usize = 16;
+
+/// The GGML type numbers llamette gives its interleaved types in a GGUF
+/// header that [`crate::repack`] rewrote: `0x1000` plus the plain type's.
+pub const GGML_Q8_0X16: u32 = 0x1000 + 8;
+/// See [`GGML_Q8_0X16`].
+pub const GGML_Q4_0X16: u32 = 0x1000 + 2;
 
 impl TensorType {
     /// The type for a GGML type number, if supported.
@@ -62,6 +79,8 @@ impl TensorType {
             1 => Some(TensorType::F16),
             2 => Some(TensorType::Q4_0),
             8 => Some(TensorType::Q8_0),
+            GGML_Q8_0X16 => Some(TensorType::Q8_0x16),
+            GGML_Q4_0X16 => Some(TensorType::Q4_0x16),
             _ => None,
         }
     }
@@ -73,6 +92,8 @@ impl TensorType {
             TensorType::F16 => Some(1),
             TensorType::Q4_0 => Some(2),
             TensorType::Q8_0 => Some(8),
+            TensorType::Q8_0x16 => Some(GGML_Q8_0X16),
+            TensorType::Q4_0x16 => Some(GGML_Q4_0X16),
             TensorType::Q8Split { .. } => None,
         }
     }
@@ -82,6 +103,7 @@ impl TensorType {
         match self {
             TensorType::F32 | TensorType::F16 | TensorType::Q8Split { .. } => 1,
             TensorType::Q8_0 | TensorType::Q4_0 => QK,
+            TensorType::Q8_0x16 | TensorType::Q4_0x16 => QK,
         }
     }
 
@@ -90,8 +112,8 @@ impl TensorType {
         match self {
             TensorType::F32 => 4,
             TensorType::F16 => 2,
-            TensorType::Q8_0 => 34,
-            TensorType::Q4_0 => 18,
+            TensorType::Q8_0 | TensorType::Q8_0x16 => 34,
+            TensorType::Q4_0 | TensorType::Q4_0x16 => 18,
             TensorType::Q8Split { .. } => 1,
         }
     }
@@ -101,6 +123,12 @@ impl TensorType {
         (n / self.block_len()).checked_mul(self.block_bytes())
     }
 
+    /// Whether the type is one of the interleaved layouts (rows in bands of
+    /// [`BAND`]).
+    pub fn is_interleaved(self) -> bool {
+        matches!(self, TensorType::Q8_0x16 | TensorType::Q4_0x16)
+    }
+
     /// Its conventional name.
     pub fn name(self) -> &'static str {
         match self {
@@ -108,6 +136,8 @@ impl TensorType {
             TensorType::F16 => "F16",
             TensorType::Q8_0 => "Q8_0",
             TensorType::Q4_0 => "Q4_0",
+            TensorType::Q8_0x16 => "Q8_0 (interleaved x16)",
+            TensorType::Q4_0x16 => "Q4_0 (interleaved x16)",
             TensorType::Q8Split { .. } => "Q8 (llama2.c groups)",
         }
     }
@@ -205,6 +235,11 @@ impl<'a> Tensor<'a> {
             }
         } else if !scales.is_empty() {
             return Err(bad("unexpected scales"));
+        }
+        if ty.is_interleaved() && !rows.is_multiple_of(BAND) {
+            return Err(bad(
+                "interleaved tensor's row count is not a multiple of 16",
+            ));
         }
         Ok(Tensor {
             ty,

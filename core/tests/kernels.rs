@@ -32,6 +32,10 @@ const U: f64 = f32::EPSILON as f64 / 2.0;
 /// (2 * 352 + 4) u ≈ 4.2e-5 for the longest row tested.
 const FLOAT_REF_TOL: f64 = (2.0 * 352.0 + 4.0) * U;
 
+/// Interleaved Q8_0/Q4_0 reference vs exact: one running sum per row, 3
+/// roundings per block, at most 5632 / 32 = 176 blocks: 528 u ≈ 3.1e-5.
+const INTERLEAVED_REF_TOL: f64 = 3.0 * 176.0 * U;
+
 /// Q8_0/Q4_0 reference vs exact (on the dequantized values), relative to
 /// `sum |w_i x_i|`: block sums are exact integers; each block adds 3
 /// roundings (`d_w * d_a`, times the sum, into the partial sum), at most
@@ -123,7 +127,7 @@ fn weights(rng: &mut Rng, ty: TensorType, rows: usize, cols: usize) -> Vec<u8> {
                 }
             }
         }
-        TensorType::Q8Split { .. } => unreachable!(),
+        TensorType::Q8Split { .. } | TensorType::Q8_0x16 | TensorType::Q4_0x16 => unreachable!(),
     }
     v
 }
@@ -196,10 +200,23 @@ fn assert_same(got: &[f32], want: &[f32], what: &str) {
 fn compare_sets(ty: TensorType, rows: usize, cols: usize, n: usize, misalign: usize, seed: u64) {
     let mut rng = Rng(seed);
     let w = weights(&mut rng, ty, rows, cols);
+    compare_sets_on(&mut rng, ty, &w, rows, cols, n, misalign);
+}
+
+/// [`compare_sets`] on the given weight bytes.
+fn compare_sets_on(
+    rng: &mut Rng,
+    ty: TensorType,
+    w: &[u8],
+    rows: usize,
+    cols: usize,
+    n: usize,
+    misalign: usize,
+) {
     let mut buf = vec![0u8; misalign];
-    buf.extend_from_slice(&w);
+    buf.extend_from_slice(w);
     let w = &buf[misalign..];
-    let batch = Batch::new(&mut rng, n, cols, kernels::wants_quantized(ty));
+    let batch = Batch::new(rng, n, cols, kernels::wants_quantized(ty));
     let a = batch.acts();
     let mut want = vec![0f32; rows * n];
     kernel(&scalar::KERNELS, ty)(w, &a, &mut want);
@@ -604,4 +621,144 @@ fn split_q8_matmul_equals_matvec() {
             );
         }
     }
+}
+
+/// Random plain `rows` x `cols` weights of `plain` (Q8_0 or Q4_0), and the
+/// same matrix interleaved, with its type.
+fn interleaved(
+    rng: &mut Rng,
+    plain: TensorType,
+    rows: usize,
+    cols: usize,
+) -> (Vec<u8>, Vec<u8>, TensorType) {
+    let w = weights(rng, plain, rows, cols);
+    let mut x = w.clone();
+    let ty = llamette::repack::interleave(&mut x, plain, rows, cols).unwrap();
+    (w, x, ty)
+}
+
+/// The interleaved types: every set bit-identical to the scalar reference
+/// (batches of 1 to 25 vectors, misaligned weights); their rows decode to
+/// exactly the plain rows; the reference is within its bound of exact
+/// arithmetic.
+#[test]
+fn interleaved_kernels_match_scalar_and_exact() {
+    let mut rng = Rng(1616);
+    for plain in [TensorType::Q8_0, TensorType::Q4_0] {
+        for cols in [32, 64, 256, 2048, 5632] {
+            for (rows, n) in [(16, 1), (32, 1), (48, 3), (16, 5), (32, 25)] {
+                if cols >= 2048 && rows * n > 100 {
+                    continue;
+                }
+                let (w, x, ty) = interleaved(&mut rng, plain, rows, cols);
+                compare_sets_on(&mut rng, ty, &x, rows, cols, n, (rows + n) % 4);
+
+                let tp = Tensor::new(b"p", plain, rows, cols, &w, &[]).unwrap();
+                let ti = Tensor::new(b"i", ty, rows, cols, &x, &[]).unwrap();
+                let (mut rp, mut ri) = (vec![0f32; cols], vec![0f32; cols]);
+                for r in 0..rows {
+                    tp.dequantize_row(r, &mut rp);
+                    ti.dequantize_row(r, &mut ri);
+                    assert!(
+                        rp == ri,
+                        "{} cols={cols}: row {r} decodes differently",
+                        ty.name()
+                    );
+                }
+
+                let batch = Batch::new(&mut rng, 1, cols, true);
+                let mut got = vec![0f32; rows];
+                kernel(&scalar::KERNELS, ty)(&x, &batch.acts(), &mut got);
+                for (r, &g) in got.iter().enumerate() {
+                    tp.dequantize_row(r, &mut rp);
+                    let (mut exact, mut mag) = (0f64, 0f64);
+                    for (i, &wv) in rp.iter().enumerate() {
+                        let xv = batch.d[i / 32] as f64 * batch.q[i] as f64;
+                        exact += wv as f64 * xv;
+                        mag += (wv as f64 * xv).abs();
+                    }
+                    let err = (g as f64 - exact).abs();
+                    assert!(
+                        err <= INTERLEAVED_REF_TOL * mag,
+                        "{} cols={cols} row {r}: {g} vs exact {exact}",
+                        ty.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `matvec` and `matmul` on interleaved weights through the dispatch layer,
+/// with 1, 2 and 3 threads (tasks never split a band): bit-identical to the
+/// scalar reference.
+#[test]
+fn interleaved_matvec_and_matmul_agree_across_sets_and_threads() {
+    let pools: Vec<Box<dyn Parallel>> = vec![
+        Box::new(Inline),
+        Box::new(ThreadPool::new(2)),
+        Box::new(ThreadPool::new(3)),
+    ];
+    let mut rng = Rng(4242);
+    for plain in [TensorType::Q8_0, TensorType::Q4_0] {
+        for rows in [16, 48, 160] {
+            let cols = 2048;
+            let (_, x, ty) = interleaved(&mut rng, plain, rows, cols);
+            let w = Tensor::new(b"w", ty, rows, cols, &x, &[]).unwrap();
+            let n = 5;
+            let batch = Batch::new(&mut rng, n, cols, true);
+            let acts = batch.acts();
+            let mut want = vec![0f32; rows * n];
+            kernel(&scalar::KERNELS, ty)(&x, &acts, &mut want);
+            for k in sets() {
+                for par in &pools {
+                    let what = format!(
+                        "{} {} rows={rows} threads={}",
+                        k.name,
+                        ty.name(),
+                        par.n_threads()
+                    );
+                    let mut mm = vec![f32::NAN; rows * n];
+                    kernels::matmul_with(k, &**par, &mut mm, &w, &acts);
+                    assert_same(&mm, &want, &format!("matmul {what}"));
+                    for b in 0..n {
+                        let mut mv = vec![f32::NAN; rows];
+                        kernels::matvec_with(k, &**par, &mut mv, &w, &acts.get(b));
+                        assert_same(
+                            &mv,
+                            &want[b * rows..(b + 1) * rows],
+                            &format!("matvec {what} b={b}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What cannot be interleaved is refused with an error, the bytes untouched;
+/// an interleaved type with a partial band is not a valid tensor.
+#[test]
+fn interleave_refuses_what_it_cannot_do() {
+    let mut rng = Rng(3);
+    let w = weights(&mut rng, TensorType::Q8_0, 24, 64);
+    let mut x = w.clone();
+    for (ty, rows, cols, len) in [
+        (TensorType::Q8_0, 24, 64, w.len()),
+        (TensorType::Q8_0, 16, 64, w.len()),
+        (TensorType::Q8_0, 16, 40, w.len()),
+        (TensorType::F16, 16, 64, w.len()),
+        (TensorType::Q8_0, 16, 64 * 1025, w.len()),
+        (TensorType::Q8_0, 16, 64, 16 * 68 - 1),
+    ] {
+        let r = llamette::repack::interleave(&mut x[..len], ty, rows, cols);
+        assert!(
+            r.is_err(),
+            "{} {rows}x{cols} ({len} bytes) was accepted",
+            ty.name()
+        );
+        assert!(x == w, "a refused call changed the bytes");
+    }
+    assert!(Tensor::new(b"w", TensorType::Q8_0x16, 24, 64, &w, &[]).is_err());
+    assert!(Tensor::new(b"w", TensorType::Q8_0x16, 16, 64, &w[..16 * 68], &[]).is_ok());
 }

@@ -206,6 +206,9 @@ pub struct TensorInfo<'a> {
     pub offset: u64,
     /// Size of its data in bytes (0 when the type is unknown).
     pub size: u64,
+    /// Offset of the record's type number in the file (for
+    /// [`crate::repack`], which rewrites it in place).
+    pub(crate) type_at: u64,
 }
 
 impl<'a> TensorInfo<'a> {
@@ -596,6 +599,7 @@ impl<'a> Reader<'a> {
                 reason: "element count overflows",
             })?;
         }
+        let type_at = self.pos;
         let raw_type = self.u32("tensor type")?;
         let offset = self.u64("tensor offset")?;
         let ty = TensorType::from_ggml(raw_type);
@@ -622,6 +626,7 @@ impl<'a> Reader<'a> {
             ty,
             offset,
             size,
+            type_at,
         })
     }
 }

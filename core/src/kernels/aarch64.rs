@@ -28,6 +28,10 @@ pub(super) static NEON: Kernels = Kernels {
     f16: neon_f16,
     q8_0: neon_q8_0,
     q4_0: neon_q4_0,
+    // No NEON kernels for the interleaved types yet: the scalar reference.
+    q8_0x16: super::scalar::mat_q8_0x16,
+    q4_0x16: super::scalar::mat_q4_0x16,
+    fast_interleaved: false,
     quantize: neon_quantize,
 };
 
@@ -38,6 +42,10 @@ pub(super) static DOTPROD: Kernels = Kernels {
     f16: dotprod_f16,
     q8_0: dotprod_q8_0,
     q4_0: dotprod_q4_0,
+    // No NEON kernels for the interleaved types yet: the scalar reference.
+    q8_0x16: super::scalar::mat_q8_0x16,
+    q4_0x16: super::scalar::mat_q4_0x16,
+    fast_interleaved: false,
     quantize: dotprod_quantize,
 };
 

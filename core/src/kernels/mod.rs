@@ -112,7 +112,7 @@ mod aarch64;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::parallel::Parallel;
-use crate::tensor::{Tensor, TensorType, QK};
+use crate::tensor::{Tensor, TensorType, BAND, QK};
 
 /// An activation vector, with its int8 quantization when the weights need one.
 #[derive(Debug, Clone, Copy)]
@@ -246,6 +246,14 @@ pub struct Kernels {
     pub q8_0: MatFn,
     /// Q4_0 weights times int8 activation blocks.
     pub q4_0: MatFn,
+    /// Interleaved Q8_0 weights ([`crate::repack`]) times int8 blocks.
+    pub q8_0x16: MatFn,
+    /// Interleaved Q4_0 weights ([`crate::repack`]) times int8 blocks.
+    pub q4_0x16: MatFn,
+    /// Whether `q8_0x16` and `q4_0x16` are SIMD kernels, faster than the
+    /// plain types' (else they are the scalar reference's, and interleaving
+    /// would slow this set down).
+    pub fast_interleaved: bool,
     /// Quantizes activations (bit-identical to [`scalar::quantize`]).
     pub quantize: QuantizeFn,
 }
@@ -259,6 +267,8 @@ impl Kernels {
             TensorType::F16 => Some(self.f16),
             TensorType::Q8_0 => Some(self.q8_0),
             TensorType::Q4_0 => Some(self.q4_0),
+            TensorType::Q8_0x16 => Some(self.q8_0x16),
+            TensorType::Q4_0x16 => Some(self.q4_0x16),
             TensorType::Q8Split { .. } => None,
         }
     }
@@ -364,7 +374,10 @@ pub fn force(name: &str) -> bool {
 
 /// Whether weights of type `ty` consume quantized activations.
 pub fn wants_quantized(ty: TensorType) -> bool {
-    matches!(ty, TensorType::Q8_0 | TensorType::Q4_0)
+    matches!(
+        ty,
+        TensorType::Q8_0 | TensorType::Q4_0 | TensorType::Q8_0x16 | TensorType::Q4_0x16
+    )
 }
 
 /// Quantizes `x` into the given scratch (which must hold `x.len()` values and
@@ -457,8 +470,9 @@ fn tasks_for(par: &dyn Parallel) -> usize {
 }
 
 /// Rows per task are rounded up to a multiple of this (the largest row tile
-/// of the batched kernels), so that tasks do not split tiles.
-const ROW_GRAIN: usize = 4;
+/// of the batched kernels, and the band of the interleaved types), so that
+/// tasks do not split tiles or bands.
+const ROW_GRAIN: usize = crate::tensor::BAND;
 
 /// `out[r] = dot(w.row(r), a)` for every row of `w`, split across `par`.
 ///
@@ -622,6 +636,31 @@ unsafe impl Sync for SharedOut {}
 /// Decodes row `r` of `t` into `out` (`out.len() == t.cols`).
 pub fn dequantize_row(t: &Tensor, r: usize, out: &mut [f32]) {
     let rb = t.row_bytes();
+    if t.ty.is_interleaved() {
+        // Gather the row's blocks from the units of its band, as plain blocks.
+        let q4 = t.ty == TensorType::Q4_0x16;
+        let (bb, plain) = if q4 {
+            (18, TensorType::Q4_0)
+        } else {
+            (34, TensorType::Q8_0)
+        };
+        let nb = t.cols / QK;
+        let band = &t.data[r / BAND * BAND * rb..][..BAND * rb];
+        let mut blk = [0u8; 34];
+        for (k, o) in out.chunks_exact_mut(QK).enumerate() {
+            crate::repack::plain_block(&band[k * BAND * bb..], r % BAND, q4, &mut blk);
+            let one = Tensor {
+                ty: plain,
+                rows: 1,
+                cols: QK,
+                data: &blk[..bb],
+                scales: &[],
+            };
+            dequantize_row(&one, 0, o);
+        }
+        debug_assert_eq!(nb * QK, out.len());
+        return;
+    }
     let row = &t.data[r * rb..(r + 1) * rb];
     match t.ty {
         TensorType::F32 => {
@@ -651,6 +690,7 @@ pub fn dequantize_row(t: &Tensor, r: usize, out: &mut [f32]) {
                 }
             }
         }
+        TensorType::Q8_0x16 | TensorType::Q4_0x16 => unreachable!("handled above"),
         TensorType::Q8Split { group } => {
             let g = group as usize;
             for (i, (o, &q)) in out.iter_mut().zip(row).enumerate() {

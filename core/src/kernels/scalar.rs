@@ -8,7 +8,8 @@
 //! products).
 
 use super::{check_mat, Act, Acts, Kernels};
-use crate::tensor::QK;
+use crate::repack::value_at;
+use crate::tensor::{BAND, QK};
 
 /// The scalar kernel set.
 pub static KERNELS: Kernels = Kernels {
@@ -17,6 +18,9 @@ pub static KERNELS: Kernels = Kernels {
     f16: mat_f16,
     q8_0: mat_q8_0,
     q4_0: mat_q4_0,
+    q8_0x16: mat_q8_0x16,
+    q4_0x16: mat_q4_0x16,
+    fast_interleaved: false,
     quantize,
 };
 
@@ -151,6 +155,61 @@ pub fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32]) {
 pub fn mat_q4_0(w: &[u8], a: &Acts, out: &mut [f32]) {
     let rows = check_mat(w, a, out, QK, 18, true);
     mat_rows(w, a, out, rows, a.cols / QK * 18, dot_q4_0);
+}
+
+/// Interleaved Q8_0 ([`TensorType::Q8_0x16`]) or Q4_0 weights times int8
+/// activations: row `r` sums its blocks in order, `acc + (d_w * d_a) * dot`,
+/// with `dot` the block's exact dot product (values `byte - 128` for Q8_0,
+/// `nibble - 8` for Q4_0, the offset taken out as `offset * sum(q)`).
+///
+/// [`TensorType::Q8_0x16`]: crate::tensor::TensorType::Q8_0x16
+fn mat_x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize, q4: bool) {
+    assert!(
+        rows.is_multiple_of(BAND),
+        "kernel: rows are not whole bands"
+    );
+    let nb = a.cols / QK;
+    let ub = BAND * if q4 { 18 } else { 34 };
+    let offset = if q4 { 8 } else { 128 };
+    for c in 0..a.n {
+        let act = a.get(c);
+        let out = &mut out[c * rows..(c + 1) * rows];
+        for (band, out) in w.chunks_exact(nb * ub).zip(out.chunks_exact_mut(BAND)) {
+            for (r, o) in out.iter_mut().enumerate() {
+                let mut acc = 0f32;
+                for (k, unit) in band.chunks_exact(ub).enumerate() {
+                    let d = f16_to_f32(u16::from_le_bytes([unit[2 * r], unit[2 * r + 1]]));
+                    let q = &act.q[k * QK..(k + 1) * QK];
+                    let mut dot = -offset * act.sum[k];
+                    for i in 0..ub / BAND - 2 {
+                        let v = unit[value_at(r, i)] as i32;
+                        if q4 {
+                            // Byte i holds element i (low nibble) and i + 16.
+                            dot += (v & 0x0f) * q[i] as i32 + (v >> 4) * q[i + QK / 2] as i32;
+                        } else {
+                            dot += v * q[i] as i32;
+                        }
+                    }
+                    acc += (d * act.d[k]) * dot as f32;
+                }
+                *o = acc;
+            }
+        }
+    }
+}
+
+/// Interleaved Q8_0 weights times int8 activations (the
+/// [`MatFn`](super::MatFn) contract).
+pub fn mat_q8_0x16(w: &[u8], a: &Acts, out: &mut [f32]) {
+    let rows = check_mat(w, a, out, QK, 34, true);
+    mat_x16(w, a, out, rows, false);
+}
+
+/// Interleaved Q4_0 weights times int8 activations (the
+/// [`MatFn`](super::MatFn) contract).
+pub fn mat_q4_0x16(w: &[u8], a: &Acts, out: &mut [f32]) {
+    let rows = check_mat(w, a, out, QK, 18, true);
+    mat_x16(w, a, out, rows, true);
 }
 
 /// llama2.c "version 2" row (int8 + f32 group scales) times f32 activations.
