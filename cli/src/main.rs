@@ -168,6 +168,10 @@ struct GenerateArgs {
     /// Prompt tokens run together per weight pass (0: the library's default).
     #[arg(long = "batch", default_value_t = 0)]
     batch: usize,
+    /// Copy the model into memory (huge pages) and interleave its quantized
+    /// matrices for the SIMD kernels (see `llamette::repack`).
+    #[arg(long)]
+    repack: bool,
 }
 
 #[derive(clap::Args)]
@@ -265,7 +269,19 @@ fn session_buffer(bytes: usize) -> Vec<u64> {
 }
 
 fn generate(a: GenerateArgs) -> Result<(), CliError> {
-    let model_in = files::open_or(a.model.as_ref(), Input::default_model)?;
+    let mut model_in = match (&a.model, a.repack) {
+        (Some(p), true) => Input::open_in_huge_pages(p)?,
+        _ => files::open_or(a.model.as_ref(), Input::default_model)?,
+    };
+    if a.repack {
+        let name = model_in.name.clone();
+        // The embedded model is read-only, and has no quantized matrix.
+        if let Some(bytes) = model_in.bytes_mut() {
+            let done =
+                llamette::repack::repack_in_place(bytes).map_err(|e| CliError::new(&name, e))?;
+            eprintln!("interleaved {} matrices", done.tensors);
+        }
+    }
     let model = Model::load(&model_in.bytes).map_err(|e| model_in.err(e))?;
     let vocab = model.config.vocab_size as u32;
 

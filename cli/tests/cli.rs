@@ -329,6 +329,33 @@ fn quantize_writes_each_type() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `--repack` interleaves the quantized matrices in memory: the greedy text
+/// of a quantized stories260K stays the same (the logits differ only in
+/// their last bits).
+#[test]
+fn repacked_quantized_model_tells_the_same_story() {
+    let dir = temp_dir("repack");
+    let model = shared("models/stories260K.gguf");
+    for ty in ["q8_0", "q4_0"] {
+        let file = dir.join(format!("s-{ty}.gguf"));
+        run_ok(&["quantize", path(&model), path(&file), "--type", ty]);
+        let args = ["generate", path(&file), "-t", "0", "-n", "256"];
+        let plain = run_ok(&args);
+        let out = llamette(&[&args[..], &["--repack"]].concat(), b"");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let err = String::from_utf8_lossy(&out.stderr);
+        // Every quantized matrix with a multiple of 16 rows: the embedding,
+        // the classifier, and q, k, v, o of 5 layers (w1 and w3 have 172).
+        assert!(err.contains("interleaved 22 matrices"), "{ty}: {err}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&plain),
+            "{ty}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn quantize_refuses_to_overwrite_its_input() {
     let dir = temp_dir("quant-self");
@@ -380,6 +407,21 @@ fn synth_and_bench_run_on_a_small_shape() {
     ]))
     .unwrap();
     for needle in ["prompt: 8 tokens", "decode: 8 tokens", "GB/s"] {
+        assert!(report.contains(needle), "{report}");
+    }
+    let report = String::from_utf8(run_ok(&[
+        "bench",
+        path(&out),
+        "--prompt-tokens",
+        "8",
+        "--gen-tokens",
+        "8",
+        "--no-probe",
+        "--repack",
+    ]))
+    .unwrap();
+    // 6 layers x 7 matrices, the embedding and the classifier.
+    for needle in ["interleaved 44 matrices", "decode: 8 tokens"] {
         assert!(report.contains(needle), "{report}");
     }
     std::fs::remove_dir_all(&dir).unwrap();

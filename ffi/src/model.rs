@@ -502,6 +502,60 @@ pub unsafe extern "C" fn llamette_model_open_memory(
     })
 }
 
+/// Rewrites a GGUF file held in the caller's *writable* memory so that the
+/// SIMD kernels read its Q8_0 and Q4_0 matrices faster (16 rows side by
+/// side: about twice the prompt speed, and faster generation, on x86-64
+/// with AVX-512), in place, using no other memory. Open it afterwards with
+/// `llamette_model_open_memory` on the same bytes.
+///
+/// The bytes are then no longer a standard GGUF file (only llamette reads
+/// them; the header marks the rewritten matrices). The call is idempotent;
+/// a llama2.c file is left as it is; on an error nothing is changed.
+/// Worth it only where `llamette_kernels_interleaved()` is non-zero (elsewhere
+/// the rewritten matrices are slower). Logits differ from the original
+/// file's in the last bits (another summation order).
+///
+/// `*out_matrices` (if not NULL) receives the number of matrices rewritten.
+///
+/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a length over `PTRDIFF_MAX`),
+/// `BAD_FILE`, `UNSUPPORTED`. Thread safety: any thread, while no other
+/// call reads or writes these bytes (no model may be open on them).
+///
+/// # Safety
+///
+/// `data` points to `len` readable and writable bytes; `out_matrices` is
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn llamette_repack_in_place(
+    data: *mut u8,
+    len: usize,
+    out_matrices: *mut usize,
+) -> llamette_status {
+    boundary(|| {
+        let data = non_null_mut(data, "data")?;
+        check_len::<u8>(len, "len")?;
+        // SAFETY: non-NULL, `len` readable and writable bytes that nothing
+        // else uses during the call (the caller's contract), length checked.
+        let bytes = unsafe { core::slice::from_raw_parts_mut(data, len) };
+        let done =
+            llamette_core::repack::repack_in_place(bytes).map_err(|e| Fail::core("model", e))?;
+        if !out_matrices.is_null() {
+            // SAFETY: non-NULL and writable by the contract.
+            unsafe { *out_matrices = done.tensors };
+        }
+        Ok(())
+    })
+}
+
+/// Non-zero when the kernels in use have fast paths for the matrices
+/// `llamette_repack_in_place` writes (x86-64 with AVX-512 VNNI today).
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub extern "C" fn llamette_kernels_interleaved() -> u32 {
+    llamette_core::kernels::active().fast_interleaved as u32
+}
+
 #[cfg(feature = "default-model")]
 mod embedded {
     /// Bytes aligned to 64, as a mapped file would be.

@@ -8,3 +8,4 @@ mod common;
 mod generate;
 mod misuse;
 mod no_alloc;
+mod repack;
