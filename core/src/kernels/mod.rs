@@ -38,6 +38,9 @@
 //! - Q8_0 and Q4_0 rows: each block's dot product is an exact `i32`; it is
 //!   scaled as `(d_w * d_a) * dot` and added to partial sum `block % 8`,
 //!   combined by a fixed tree;
+//! - interleaved Q8_0 and Q4_0 ([`crate::repack`]): one running sum per row,
+//!   `acc + (d_w * d_a) * dot` block after block (16 rows side by side, one
+//!   per vector lane);
 //! - quantizing activations rounds half away from zero, as the scalar code.
 //!
 //! So the logits do not depend on the CPU, on the kernel set, on the thread

@@ -31,6 +31,11 @@
 //! `P`) is prepared once per kernel call on the stack (`Prep`), not once per
 //! row.
 //!
+//! The interleaved types of [`crate::repack`] have their own kernel (module
+//! `x16`, AVX-512 only): 16 rows side by side, one per 32-bit lane, so
+//! there is nothing to reduce or shuffle; the `avx2` set uses the scalar
+//! reference for them.
+//!
 //! Every function here is `unsafe` and compiled with `#[target_feature]`; the
 //! tables are handed out by [`super::available`] / [`super::active`] only
 //! when [`avx2_supported`] / [`avx512_supported`] say the CPU has them, so no
