@@ -26,7 +26,12 @@ const TYPES: [TensorType; 6] = [
 
 /// The name `--types` takes: `f32`, `q4_0`, `q4_0x16` ...
 fn short_name(t: TensorType) -> String {
-    let base = t.name().split(' ').next().unwrap_or_default().to_lowercase();
+    let base = t
+        .name()
+        .split(' ')
+        .next()
+        .unwrap_or_default()
+        .to_lowercase();
     if t.is_interleaved() {
         base + "x16"
     } else {

@@ -342,7 +342,11 @@ fn repacked_quantized_model_tells_the_same_story() {
         let args = ["generate", path(&file), "-t", "0", "-n", "256"];
         let plain = run_ok(&args);
         let out = llamette(&[&args[..], &["--repack"]].concat(), b"");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         // Every quantized matrix with a multiple of 16 rows: the embedding,
         // the classifier, and q, k, v, o of 5 layers (w1 and w3 have 172).

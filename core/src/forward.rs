@@ -16,7 +16,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use crate::error::{Error, Result};
 use crate::kernels::{self, matvec, Acts};
 use crate::model::Model;
-use crate::parallel::Parallel;
+use crate::parallel::{self, Parallel};
 use crate::tensor::Tensor;
 
 /// The KV cache storage of one session, laid out
@@ -80,7 +80,7 @@ impl KvCache<'_> {
                 for (t, &a) in att.iter().enumerate() {
                     let v = &c[at + t * n..at + (t + 1) * n];
                     for (o, &v) in out.iter_mut().zip(v) {
-                        *o += a * kernels::scalar::f16_to_f32(v);
+                        *o += a * f16_to_f32(v);
                     }
                 }
             }
@@ -105,7 +105,8 @@ pub(crate) struct State<'a> {
     pub v: &'a mut [f32],
     /// Per token: `cos` and `sin` of its rotation for each pair of a head.
     pub rope: &'a mut [f32],
-    /// Attention scores of one token: `context` for each head of a kv group.
+    /// Attention scores: `context` for each query head, so that the tasks of
+    /// different kv heads have their own.
     pub att: &'a mut [f32],
     pub logits: &'a mut [f32],
     /// Sampler scratch: probabilities and sort keys.
@@ -120,18 +121,24 @@ pub(crate) struct State<'a> {
     pub quant: &'a mut [i8],
 }
 
+/// Multiply-adds of a batch's attention scores above which its kv heads run
+/// in parallel (below, waking threads costs more than it saves).
+const PAR_ATTENTION_WORK: usize = 1 << 16;
+
 /// `sum(a[i] * b[i])` in eight interleaved partial sums (which vectorise).
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ar, br) = (ac.remainder(), bc.remainder());
+    // Zipped iterators, not indices: LLVM then keeps lanes 0..4 and 4..8 as
+    // two vector accumulators (indexing made it shuffle lanes every step).
     for (x, y) in ac.zip(bc) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
+        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
+            *s += x * y;
         }
     }
-    for (i, (x, y)) in ar.iter().zip(br).enumerate() {
-        acc[i] += x * y;
+    for ((s, x), y) in acc.iter_mut().zip(ar).zip(br) {
+        *s += x * y;
     }
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
@@ -139,10 +146,71 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// [`dot`] with `b` in half precision.
 fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
     let mut acc = [0f32; 8];
-    for (i, (x, &y)) in a.iter().zip(b).enumerate() {
-        acc[i % 8] += x * kernels::scalar::f16_to_f32(y);
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for ((s, x), &y) in acc.iter_mut().zip(x).zip(y) {
+            *s += x * f16_to_f32(y);
+        }
+    }
+    for ((s, x), &y) in acc.iter_mut().zip(ar).zip(br) {
+        *s += x * f16_to_f32(y);
     }
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// The value of the half-precision bits `h`, exactly as `half` converts
+/// them, but without branches, so that the loops of [`dot_f16`] and
+/// [`KvCache::weighted_sum`] vectorise. No float operand is subnormal, so
+/// flush-to-zero and denormals-are-zero modes do not change it.
+#[inline]
+fn f16_to_f32(h: u16) -> f32 {
+    let h = u32::from(h);
+    // Exponent and mantissa in their f32 places, the exponent rebiased.
+    let bits = (h & 0x7fff) << 13;
+    let normal = bits + (112 << 23);
+    // Zero and subnormals: 2^-14 * (1 + m / 1024) - 2^-14 is exactly m * 2^-24.
+    let small = (f32::from_bits(normal + (1 << 23)) - f32::from_bits(113 << 23)).to_bits();
+    let mag = if bits < 0x0080_0000 { small } else { normal };
+    // Infinities, and NaNs made quiet.
+    let nan = if bits > 0x0f80_0000 { 0x0040_0000 } else { 0 };
+    let mag = if bits >= 0x0f80_0000 {
+        (normal + (112 << 23)) | nan
+    } else {
+        mag
+    };
+    f32::from_bits(((h & 0x8000) << 16) | mag)
+}
+
+/// One token's attention for the query heads that share a kv head (the
+/// body of llama2.c's loop over heads, a kv group at a time). `q` holds the
+/// group's queries, `head_dim` each; the kv head starts at element `at` of
+/// the caches and the token sees its first `seen` positions, where `att`
+/// holds `seen` scores per query. Head `j`'s scores
+/// `q_j · key t / sqrt(head_dim)` are softmaxed and its output, in `out`
+/// (as wide as `q`), is the sum over `t` of score `t` times value `t`.
+fn attend_head(
+    keys: &KvCache,
+    values: &KvCache,
+    at: usize,
+    head_dim: usize,
+    q: &[f32],
+    att: &mut [f32],
+    out: &mut [f32],
+) {
+    let seen = att.len() / (q.len() / head_dim);
+    let scale = 1.0 / libm::sqrtf(head_dim as f32);
+    keys.scores(at, seen, q, head_dim, att);
+    for (scores, out) in att
+        .chunks_exact_mut(seen)
+        .zip(out.chunks_exact_mut(head_dim))
+    {
+        for a in scores.iter_mut() {
+            *a *= scale;
+        }
+        softmax_fast(scores);
+        values.weighted_sum(at, scores, out);
+    }
 }
 
 /// `o = weight * x / rms(x)`.
@@ -310,25 +378,42 @@ pub(crate) fn forward(
 
         // Grouped-query attention: query heads g * kv_mul .. (g + 1) * kv_mul
         // read kv head g, whose keys are one contiguous row per position.
-        // Token b sees positions 0..=pos + b.
-        let scale = 1.0 / libm::sqrtf(head_dim as f32);
+        // One task per kv head, each with its own `kv_mul * ctx` scores of
+        // `s.att` and its own part of `s.xb2` for its heads' outputs (all
+        // tokens, `group` values each), copied into the tokens' rows of
+        // `s.xb` after.
         let group = kv_mul * head_dim;
-        for b in 0..n {
-            let seen = pos + b + 1;
-            for g in 0..c.n_kv_heads {
-                let at = loff + g * ctx * head_dim;
-                let q = &s.q[b * dim + g * group..b * dim + (g + 1) * group];
-                let att = &mut s.att[..kv_mul * seen];
-                s.key_cache.scores(at, seen, q, head_dim, att);
-                for (j, scores) in att.chunks_exact_mut(seen).enumerate() {
-                    for a in scores.iter_mut() {
-                        *a *= scale;
-                    }
-                    softmax_fast(scores);
-                    let h = g * kv_mul + j;
-                    let out = &mut s.xb[b * dim + h * head_dim..b * dim + (h + 1) * head_dim];
-                    s.value_cache.weighted_sum(at, scores, out);
-                }
+        let (keys, values, q) = (&s.key_cache, &s.value_cache, &*s.q);
+        let kv_head = |g: usize, att: &mut [f32], out: &mut [f32]| {
+            let at = loff + g * ctx * head_dim;
+            for (b, out) in out.chunks_exact_mut(group).enumerate() {
+                let seen = pos + b + 1;
+                let q = &q[b * dim + g * group..b * dim + (g + 1) * group];
+                attend_head(
+                    keys,
+                    values,
+                    at,
+                    head_dim,
+                    q,
+                    &mut att[..kv_mul * seen],
+                    out,
+                );
+            }
+        };
+        // Waking threads pays only for enough multiply-adds (as many again
+        // for the weighted sums).
+        let parallel = par.n_threads() > 1 && n * (pos + n) * dim >= PAR_ATTENTION_WORK;
+        parallel::for_each_chunk_pair(
+            par,
+            parallel,
+            c.n_kv_heads,
+            (s.att, kv_mul * ctx),
+            (s.xb2, n * group),
+            &kv_head,
+        );
+        for (b, row) in s.xb.chunks_exact_mut(dim).take(n).enumerate() {
+            for (g, heads) in row.chunks_exact_mut(group).enumerate() {
+                heads.copy_from_slice(&s.xb2[(g * n + b) * group..(g * n + b + 1) * group]);
             }
         }
 
@@ -366,4 +451,17 @@ pub(crate) fn forward(
         project(par, s.logits, &model.output, &a);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_to_f32_is_exact() {
+        for h in 0..=u16::MAX {
+            let want = half::f16::from_bits(h).to_f32();
+            assert_eq!(f16_to_f32(h).to_bits(), want.to_bits(), "{h:#06x}");
+        }
+    }
 }

@@ -35,6 +35,61 @@ impl Parallel for Inline {
     }
 }
 
+/// A task of [`for_each_chunk_pair`]: its index and its two chunks.
+pub(crate) type ChunkPairTask<'t> = dyn Fn(usize, &mut [f32], &mut [f32]) + Sync + 't;
+
+/// Calls `task(i, &mut a[i * ca..][..ca], &mut b[i * cb..][..cb])` for every
+/// `i` in `0..n`: on `par` when `parallel`, else in order on this thread.
+/// Each task gets its own chunks of both buffers, so tasks never share
+/// what they write.
+pub(crate) fn for_each_chunk_pair(
+    par: &dyn Parallel,
+    parallel: bool,
+    n: usize,
+    (a, ca): (&mut [f32], usize),
+    (b, cb): (&mut [f32], usize),
+    task: &ChunkPairTask,
+) {
+    let (a, b) = (&mut a[..n * ca], &mut b[..n * cb]);
+    if !parallel || n <= 1 || ca == 0 || cb == 0 {
+        for (i, (a, b)) in a
+            .chunks_exact_mut(ca.max(1))
+            .zip(b.chunks_exact_mut(cb.max(1)))
+            .enumerate()
+        {
+            task(i, a, b);
+        }
+        return;
+    }
+    let (pa, pb) = (Chunks(a.as_mut_ptr()), Chunks(b.as_mut_ptr()));
+    par.parallel_for(n, &|i| {
+        // SAFETY: `a` and `b` hold `n` chunks each (sliced above) and stay
+        // borrowed until `parallel_for` returns; task `i` alone gets chunk
+        // `i` of each, so no two live slices overlap.
+        let (a, b) = unsafe {
+            (
+                core::slice::from_raw_parts_mut(pa.at(i * ca), ca),
+                core::slice::from_raw_parts_mut(pb.at(i * cb), cb),
+            )
+        };
+        task(i, a, b);
+    });
+}
+
+/// The start of a buffer whose disjoint chunks parallel tasks write.
+#[derive(Clone, Copy)]
+struct Chunks(*mut f32);
+
+impl Chunks {
+    fn at(self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
+// SAFETY: only used by `for_each_chunk_pair`, whose tasks write disjoint
+// chunks of a buffer that outlives them.
+unsafe impl Sync for Chunks {}
+
 #[cfg(feature = "std")]
 pub use pool::ThreadPool;
 

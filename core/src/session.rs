@@ -134,6 +134,8 @@ impl Layout {
             nb * kv_dim * 4,
             nb * kv_dim * 4,
             nb * c.head_dim() as u64 * 4,
+            // Attention scores: a row per query head, so that the kv heads'
+            // tasks (which may run in parallel) each have their own.
             c.n_heads as u64 * ctx * 4,
             vocab * 4,
             vocab * 4,

@@ -42,9 +42,8 @@ fn repacked_memory_opens_and_generates() {
     assert_eq!(st, LLAMETTE_STATUS_OK, "{}", last_error());
     assert_eq!(n, 0);
     let mut m = ptr::null_mut();
-    let st = unsafe {
-        llamette_model_open_memory(file.as_ptr(), file.len(), ptr::null(), 0, &mut m)
-    };
+    let st =
+        unsafe { llamette_model_open_memory(file.as_ptr(), file.len(), ptr::null(), 0, &mut m) };
     assert_eq!(st, LLAMETTE_STATUS_OK, "{}", last_error());
     let i = info(m);
     let s = new_session(m, 256);
