@@ -1,0 +1,126 @@
+//! The interleaved types ([`crate::repack`]) with 512-bit vectors: lane `r`
+//! of every vector is row `r` of a band of 16, so a block's dot products
+//! are 8 `vpdpbusd` (each adds 4 products per row) with the activations'
+//! 4-byte groups broadcast, and its scaling is one vector multiply; there
+//! is no reduction across lanes at all. The arithmetic, lane by lane, is
+//! the scalar reference's (`acc + (d_w * d_a) * dot`, `dot` exact).
+
+use core::arch::x86_64::*;
+use core::ptr::read_unaligned;
+
+use crate::kernels::Acts;
+use crate::tensor::{BAND, QK};
+
+/// Vectors per tile of a batch: each unit's nibbles, split once, serve
+/// this many vectors.
+const NC: usize = 4;
+
+/// Bytes ahead that a matrix-vector product prefetches.
+const PREFETCH: usize = 2048;
+
+/// `rows` (whole bands) times every vector of `a`.
+///
+/// # Safety
+/// The CPU has AVX-512 F, BW, VL, VNNI, F16C; `check_mat` accepted the
+/// arguments; `rows` is a multiple of 16.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn mat<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    let nb = a.cols / QK;
+    let band_bytes = nb * BAND * if Q4 { 18 } else { 34 };
+    let mut c0 = 0;
+    while c0 < a.n {
+        let nc = (a.n - c0).min(NC);
+        for b in 0..rows / BAND {
+            // SAFETY: band b is inside the checked weights, vectors
+            // c0..c0 + nc inside the checked batch, and their outputs
+            // (rows b * 16.., each vector's `rows` apart) inside `out`.
+            unsafe {
+                let band = w.as_ptr().add(b * band_bytes);
+                let o = out.as_mut_ptr().add(c0 * rows + b * BAND);
+                match nc {
+                    1 => tile::<1, Q4>(band, nb, a, c0, o, rows),
+                    2 => tile::<2, Q4>(band, nb, a, c0, o, rows),
+                    3 => tile::<3, Q4>(band, nb, a, c0, o, rows),
+                    _ => tile::<4, Q4>(band, nb, a, c0, o, rows),
+                }
+            }
+        }
+        c0 += nc;
+    }
+}
+
+/// One band (16 rows of `nb` blocks at `band`) times vectors
+/// `c0..c0 + C` of `a`; row `r` of vector `c0 + j` goes to
+/// `out[j * rows + r]`.
+///
+/// # Safety
+/// As [`mat`], and the band, the vectors and the outputs are inside the
+/// checked arguments.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile<const C: usize, const Q4: bool>(
+    band: *const u8,
+    nb: usize,
+    a: &Acts,
+    c0: usize,
+    out: *mut f32,
+    rows: usize,
+) {
+    let ub = BAND * if Q4 { 18 } else { 34 };
+    let offset = if Q4 { -8 } else { -128 };
+    let mask = _mm512_set1_epi8(0x0f);
+    let mut acc = [_mm512_setzero_ps(); C];
+    // SAFETY (whole body): unit k of the band, and block k of each
+    // vector (32 values, a scale and a sum), are inside the checked
+    // arguments; the prefetches may point anywhere (they never fault).
+    unsafe {
+        for k in 0..nb {
+            let unit = band.add(k * ub);
+            if C == 1 {
+                let ahead = unit.wrapping_add(PREFETCH) as *const i8;
+                for line in (0..ub).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+                }
+            }
+            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(unit as *const __m256i));
+            let vals = |c: usize| _mm512_loadu_si512(unit.add(32 + 64 * c) as *const _);
+            // Q4_0: chunk c's low nibbles are elements 4c..4c+4 of each
+            // row, its high nibbles elements 16+4c..16+4c+4.
+            let mut lo = [_mm512_setzero_si512(); 4];
+            let mut hi = [_mm512_setzero_si512(); 4];
+            if Q4 {
+                for c in 0..4 {
+                    let v = vals(c);
+                    lo[c] = _mm512_and_si512(v, mask);
+                    hi[c] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), mask);
+                }
+            }
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let blk = (c0 + j) * nb + k;
+                let q = a.q.as_ptr().add(blk * QK) as *const i32;
+                let group = |g: usize| _mm512_set1_epi32(read_unaligned(q.add(g)));
+                // Two chains of dot products, for the latency; the
+                // offset times the block's sum comes first.
+                let mut d0 = _mm512_set1_epi32(offset * *a.sum.as_ptr().add(blk));
+                let mut d1 = _mm512_setzero_si512();
+                if Q4 {
+                    for c in 0..4 {
+                        d0 = _mm512_dpbusd_epi32(d0, lo[c], group(c));
+                        d1 = _mm512_dpbusd_epi32(d1, hi[c], group(4 + c));
+                    }
+                } else {
+                    for c in (0..8).step_by(2) {
+                        d0 = _mm512_dpbusd_epi32(d0, vals(c), group(c));
+                        d1 = _mm512_dpbusd_epi32(d1, vals(c + 1), group(c + 1));
+                    }
+                }
+                let dot = _mm512_cvtepi32_ps(_mm512_add_epi32(d0, d1));
+                let s = _mm512_mul_ps(dw, _mm512_set1_ps(*a.d.as_ptr().add(blk)));
+                *acc = _mm512_add_ps(*acc, _mm512_mul_ps(s, dot));
+            }
+        }
+        for (j, acc) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.add(j * rows), *acc);
+        }
+    }
+}
