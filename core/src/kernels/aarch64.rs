@@ -19,7 +19,7 @@
 //! when [`neon_supported`] / [`dotprod_supported`] say the CPU has them.
 
 use super::{check_mat, Acts, Kernels};
-use crate::tensor::QK;
+use crate::tensor::{BAND, QK};
 
 /// The NEON kernel set.
 pub(super) static NEON: Kernels = Kernels {
@@ -28,7 +28,7 @@ pub(super) static NEON: Kernels = Kernels {
     f16: neon_f16,
     q8_0: neon_q8_0,
     q4_0: neon_q4_0,
-    // No NEON kernels for the interleaved types yet: the scalar reference.
+    // The interleaved layout suits `sdot` only: the scalar reference.
     q8_0x16: super::scalar::mat_q8_0x16,
     q4_0x16: super::scalar::mat_q4_0x16,
     fast_interleaved: false,
@@ -42,10 +42,9 @@ pub(super) static DOTPROD: Kernels = Kernels {
     f16: dotprod_f16,
     q8_0: dotprod_q8_0,
     q4_0: dotprod_q4_0,
-    // No NEON kernels for the interleaved types yet: the scalar reference.
-    q8_0x16: super::scalar::mat_q8_0x16,
-    q4_0x16: super::scalar::mat_q4_0x16,
-    fast_interleaved: false,
+    q8_0x16: dotprod_q8_0x16,
+    q4_0x16: dotprod_q4_0x16,
+    fast_interleaved: true,
     quantize: dotprod_quantize,
 };
 
@@ -148,7 +147,7 @@ macro_rules! arm_set {
         /// Eight f16 values (bits) to two vectors of four f32 (`fcvtl`).
         #[inline]
         #[target_feature(enable = $feat)]
-        fn f16x8(h: uint16x8_t) -> (float32x4_t, float32x4_t) {
+        pub(super) fn f16x8(h: uint16x8_t) -> (float32x4_t, float32x4_t) {
             let lo: float32x4_t;
             let hi: float32x4_t;
             // SAFETY: `fcvtl`/`fcvtl2` are base AdvSIMD instructions working
@@ -652,7 +651,7 @@ mod dotprod {
         /// `acc` plus the 16 products of `w` and `a`, four per lane.
         #[inline]
         #[target_feature(enable = "neon,dotprod")]
-        fn dot16(acc: int32x4_t, w: int8x16_t, a: int8x16_t) -> int32x4_t {
+        pub(super) fn dot16(acc: int32x4_t, w: int8x16_t, a: int8x16_t) -> int32x4_t {
             let mut acc = acc;
             // SAFETY: `sdot` exists (this function's target features);
             // registers only.
@@ -669,3 +668,32 @@ mod dotprod {
         }
     });
 }
+
+/// Interleaved Q8_0 weights, NEON + dotprod (the `MatFn` contract).
+fn dotprod_q8_0x16(w: &[u8], a: &Acts, out: &mut [f32]) {
+    let rows = check_mat(w, a, out, QK, 34, true);
+    assert!(
+        rows.is_multiple_of(BAND),
+        "kernel: rows are not whole bands"
+    );
+    debug_assert!(dotprod_supported());
+    // SAFETY: the table holding this function is handed out only on CPUs
+    // with the set's features, and `check_mat` checked the slices; the rows
+    // are whole bands.
+    unsafe { x16::mat::<false>(w, a, out, rows) }
+}
+
+/// Interleaved Q4_0 weights, NEON + dotprod (the `MatFn` contract).
+fn dotprod_q4_0x16(w: &[u8], a: &Acts, out: &mut [f32]) {
+    let rows = check_mat(w, a, out, QK, 18, true);
+    assert!(
+        rows.is_multiple_of(BAND),
+        "kernel: rows are not whole bands"
+    );
+    debug_assert!(dotprod_supported());
+    // SAFETY: as for the Q8_0 kernel above.
+    unsafe { x16::mat::<true>(w, a, out, rows) }
+}
+
+#[path = "aarch64_x16.rs"]
+mod x16;

@@ -1,0 +1,113 @@
+//! The interleaved types ([`crate::repack`]) with NEON and the dot product
+//! extension: a band's 16 rows are four vectors of four `i32` lanes, one row
+//! per lane; `sdot` adds, in each lane, the 4 products of that row's 4 bytes
+//! of a chunk with the activations' 4-byte group broadcast to every lane.
+//! Nothing is reduced across lanes. The arithmetic, lane by lane, is the
+//! scalar reference's (`acc + (d_w * d_a) * dot`, `dot` exact).
+//!
+//! Plain NEON (no `sdot`) would need another byte order, so the `neon` set
+//! keeps the scalar reference for these types.
+
+use core::arch::aarch64::*;
+use core::ptr::read_unaligned;
+
+use super::dotprod::{dot16, f16x8};
+use crate::kernels::Acts;
+use crate::tensor::{BAND, QK};
+
+/// Vectors per tile of a batch.
+const NC: usize = 2;
+
+/// `rows` (whole bands) times every vector of `a`.
+///
+/// # Safety
+/// The CPU has NEON and the dot product extension; `check_mat` accepted the
+/// arguments; `rows` is a multiple of 16.
+#[target_feature(enable = "neon,dotprod")]
+pub(super) unsafe fn mat<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    let nb = a.cols / QK;
+    let band_bytes = nb * BAND * if Q4 { 18 } else { 34 };
+    let mut c0 = 0;
+    while c0 < a.n {
+        let nc = (a.n - c0).min(NC);
+        for b in 0..rows / BAND {
+            // SAFETY: band b is inside the checked weights, vectors
+            // c0..c0 + nc inside the checked batch, and their outputs
+            // (rows b * 16.., each vector's `rows` apart) inside `out`.
+            unsafe {
+                let band = w.as_ptr().add(b * band_bytes);
+                let o = out.as_mut_ptr().add(c0 * rows + b * BAND);
+                if nc == 1 {
+                    tile::<1, Q4>(band, nb, a, c0, o, rows);
+                } else {
+                    tile::<2, Q4>(band, nb, a, c0, o, rows);
+                }
+            }
+        }
+        c0 += nc;
+    }
+}
+
+/// One band (16 rows of `nb` blocks at `band`) times vectors `c0..c0 + C`
+/// of `a`; row `r` of vector `c0 + j` goes to `out[j * rows + r]`.
+///
+/// # Safety
+/// As [`mat`], and the band, the vectors and the outputs are inside the
+/// checked arguments.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn tile<const C: usize, const Q4: bool>(
+    band: *const u8,
+    nb: usize,
+    a: &Acts,
+    c0: usize,
+    out: *mut f32,
+    rows: usize,
+) {
+    let ub = BAND * if Q4 { 18 } else { 34 };
+    let chunks = if Q4 { 4 } else { 8 };
+    let mut acc = [[vdupq_n_f32(0.0); 4]; C];
+    // SAFETY (whole body): unit k of the band, and block k of each vector
+    // (32 values, a scale and a sum), are inside the checked arguments.
+    unsafe {
+        for k in 0..nb {
+            let unit = band.add(k * ub);
+            let (d0, d1) = f16x8(vld1q_u16(unit as *const u16));
+            let (d2, d3) = f16x8(vld1q_u16(unit.add(16) as *const u16));
+            let dw = [d0, d1, d2, d3];
+            // Rows 4 * quarter .. + 4 of chunk c.
+            let vals = |c: usize, quarter: usize| vld1q_u8(unit.add(32 + 64 * c + 16 * quarter));
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let blk = (c0 + j) * nb + k;
+                let q = a.q.as_ptr().add(blk * QK) as *const i32;
+                let group = |g: usize| vreinterpretq_s8_s32(vdupq_n_s32(read_unaligned(q.add(g))));
+                let da = vdupq_n_f32(*a.d.as_ptr().add(blk));
+                let offset = if Q4 { -8 * *a.sum.as_ptr().add(blk) } else { 0 };
+                for (quarter, acc) in acc.iter_mut().enumerate() {
+                    let mut dot = vdupq_n_s32(offset);
+                    for c in 0..chunks {
+                        let v = vals(c, quarter);
+                        if Q4 {
+                            // Low nibbles: elements 4c.., high: 16 + 4c...
+                            let lo = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0f)));
+                            let hi = vreinterpretq_s8_u8(vshrq_n_u8::<4>(v));
+                            dot = dot16(dot, lo, group(c));
+                            dot = dot16(dot, hi, group(4 + c));
+                        } else {
+                            // Stored as q + 128: flip back to q.
+                            let s = vreinterpretq_s8_u8(veorq_u8(v, vdupq_n_u8(0x80)));
+                            dot = dot16(dot, s, group(c));
+                        }
+                    }
+                    let s = vmulq_f32(dw[quarter], da);
+                    *acc = vaddq_f32(*acc, vmulq_f32(s, vcvtq_f32_s32(dot)));
+                }
+            }
+        }
+        for (j, acc) in acc.iter().enumerate() {
+            for (quarter, acc) in acc.iter().enumerate() {
+                vst1q_f32(out.add(j * rows + 4 * quarter), *acc);
+            }
+        }
+    }
+}
