@@ -51,10 +51,9 @@ pub(super) static AVX2: Kernels = Kernels {
     f16: avx2_f16,
     q8_0: avx2_q8_0,
     q4_0: avx2_q4_0,
-    // No AVX2 kernels for the interleaved types: the scalar reference.
-    q8_0x16: super::scalar::mat_q8_0x16,
-    q4_0x16: super::scalar::mat_q4_0x16,
-    fast_interleaved: false,
+    q8_0x16: avx2_q8_0x16,
+    q4_0x16: avx2_q4_0x16,
+    fast_interleaved: true,
     quantize: avx2_quantize,
 };
 
@@ -1150,6 +1149,30 @@ mod avx512 {
             _mm256_dpbusd_epi32(s, x2, a2)
         }
     });
+}
+
+/// Interleaved Q8_0 weights, AVX2 (the `MatFn` contract).
+fn avx2_q8_0x16(w: &[u8], a: &Acts, out: &mut [f32]) {
+    let rows = check_mat(w, a, out, QK, 34, true);
+    assert!(
+        rows.is_multiple_of(BAND),
+        "kernel: rows are not whole bands"
+    );
+    debug_assert!(avx2_supported());
+    // SAFETY: as for the AVX-512 kernels below.
+    unsafe { x16::avx2::mat::<false>(w, a, out, rows) }
+}
+
+/// Interleaved Q4_0 weights, AVX2 (the `MatFn` contract).
+fn avx2_q4_0x16(w: &[u8], a: &Acts, out: &mut [f32]) {
+    let rows = check_mat(w, a, out, QK, 18, true);
+    assert!(
+        rows.is_multiple_of(BAND),
+        "kernel: rows are not whole bands"
+    );
+    debug_assert!(avx2_supported());
+    // SAFETY: as for the AVX-512 kernels below.
+    unsafe { x16::avx2::mat::<true>(w, a, out, rows) }
 }
 
 /// Interleaved Q8_0 weights, AVX-512 (the `MatFn` contract).

@@ -124,3 +124,133 @@ unsafe fn tile<const C: usize, const Q4: bool>(
         }
     }
 }
+
+/// The same with AVX2 (no `vpdpbusd`, 16 registers): a band is two halves
+/// of 8 rows, one per 32-bit lane of a 256-bit vector. A 4-byte group's
+/// products go through `vpmaddubsw` (pairs, in `i16`) and `vpmaddwd` (pairs
+/// of pairs, in `i32`), exactly: Q4_0's nibbles times activations sum to at
+/// most 8 * 15 * 127 = 15240 per `i16` lane over a whole block, and Q8_0
+/// multiplies `|q|` by the activations with `q`'s sign (at most
+/// 2 * 128 * 127 = 32512 per pair), then widens at once.
+pub(super) mod avx2 {
+    use core::arch::x86_64::*;
+    use core::ptr::read_unaligned;
+
+    use crate::kernels::Acts;
+    use crate::tensor::{BAND, QK};
+
+    /// Vectors per tile of a batch.
+    const NC: usize = 2;
+
+    /// `rows` (whole bands) times every vector of `a`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA, F16C; `check_mat` accepted the arguments;
+    /// `rows` is a multiple of 16.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(in crate::kernels) unsafe fn mat<const Q4: bool>(
+        w: &[u8],
+        a: &Acts,
+        out: &mut [f32],
+        rows: usize,
+    ) {
+        let nb = a.cols / QK;
+        let band_bytes = nb * BAND * if Q4 { 18 } else { 34 };
+        let mut c0 = 0;
+        while c0 < a.n {
+            let nc = (a.n - c0).min(NC);
+            for b in 0..rows / BAND {
+                for half in 0..2 {
+                    // SAFETY: band b is inside the checked weights, vectors
+                    // c0..c0 + nc inside the checked batch, and their outputs
+                    // (rows b * 16 + 8 * half.., each vector's `rows` apart)
+                    // inside `out`.
+                    unsafe {
+                        let band = w.as_ptr().add(b * band_bytes);
+                        let o = out.as_mut_ptr().add(c0 * rows + b * BAND + 8 * half);
+                        if nc == 1 {
+                            tile::<1, Q4>(band, half, nb, a, c0, o, rows);
+                        } else {
+                            tile::<2, Q4>(band, half, nb, a, c0, o, rows);
+                        }
+                    }
+                }
+            }
+            c0 += nc;
+        }
+    }
+
+    /// Rows `8 * half..` of one band times vectors `c0..c0 + C` of `a`;
+    /// row `r` of the half, vector `c0 + j`, goes to `out[j * rows + r]`.
+    ///
+    /// # Safety
+    /// As [`mat`], and the band, the vectors and the outputs are inside the
+    /// checked arguments.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<const C: usize, const Q4: bool>(
+        band: *const u8,
+        half: usize,
+        nb: usize,
+        a: &Acts,
+        c0: usize,
+        out: *mut f32,
+        rows: usize,
+    ) {
+        let ub = BAND * if Q4 { 18 } else { 34 };
+        let mask = _mm256_set1_epi8(0x0f);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); C];
+        // SAFETY (whole body): unit k of the band, and block k of each
+        // vector (32 values, a scale and a sum), are inside the checked
+        // arguments.
+        unsafe {
+            for k in 0..nb {
+                let unit = band.add(k * ub);
+                let dw = _mm256_cvtph_ps(_mm_loadu_si128(unit.add(16 * half) as *const __m128i));
+                let vals =
+                    |c: usize| _mm256_loadu_si256(unit.add(32 + 64 * c + 32 * half) as *const _);
+                let mut lo = [_mm256_setzero_si256(); 4];
+                let mut hi = [_mm256_setzero_si256(); 4];
+                if Q4 {
+                    for c in 0..4 {
+                        let v = vals(c);
+                        lo[c] = _mm256_and_si256(v, mask);
+                        hi[c] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
+                    }
+                }
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    let blk = (c0 + j) * nb + k;
+                    let q = a.q.as_ptr().add(blk * QK) as *const i32;
+                    let group = |g: usize| _mm256_set1_epi32(read_unaligned(q.add(g)));
+                    let dot = if Q4 {
+                        let mut s16 = _mm256_setzero_si256();
+                        for c in 0..4 {
+                            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(lo[c], group(c)));
+                            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(hi[c], group(4 + c)));
+                        }
+                        let offset = _mm256_set1_epi32(-8 * *a.sum.as_ptr().add(blk));
+                        _mm256_add_epi32(offset, _mm256_madd_epi16(s16, ones))
+                    } else {
+                        let mut s32 = _mm256_setzero_si256();
+                        for c in 0..8 {
+                            // Stored as q + 128: flip back to q.
+                            let w = _mm256_xor_si256(vals(c), _mm256_set1_epi8(-128));
+                            let p = _mm256_maddubs_epi16(
+                                _mm256_abs_epi8(w),
+                                _mm256_sign_epi8(group(c), w),
+                            );
+                            s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(p, ones));
+                        }
+                        s32
+                    };
+                    let s = _mm256_mul_ps(dw, _mm256_set1_ps(*a.d.as_ptr().add(blk)));
+                    *acc = _mm256_add_ps(*acc, _mm256_mul_ps(s, _mm256_cvtepi32_ps(dot)));
+                }
+            }
+            for (j, acc) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.add(j * rows), *acc);
+            }
+        }
+    }
+}
