@@ -708,7 +708,8 @@ llamette_status llamette_model_open_memory(const uint8_t *data,
  * Rewrites a GGUF file held in the caller's *writable* memory so that the
  * SIMD kernels read its Q8_0 and Q4_0 matrices faster (16 rows side by
  * side: about twice the prompt speed, and faster generation, on x86-64
- * with AVX-512), in place, using no other memory. Open it afterwards with
+ * and on aarch64 with the dot product extension), in place, using no other
+ * memory. Open it afterwards with
  * `llamette_model_open_memory` on the same bytes.
  *
  * The bytes are then no longer a standard GGUF file (only llamette reads
@@ -733,7 +734,8 @@ llamette_status llamette_repack_in_place(uint8_t *data, size_t len, size_t *out_
 
 /**
  * Non-zero when the kernels in use have fast paths for the matrices
- * `llamette_repack_in_place` writes (x86-64 with AVX-512 VNNI today).
+ * `llamette_repack_in_place` writes (x86-64 with AVX2 or AVX-512, aarch64
+ * with the dot product extension; not plain NEON nor the scalar kernels).
  *
  * Thread safety: any thread.
  */
