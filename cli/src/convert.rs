@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use llamette::format::gguf::{Gguf, Value};
 use llamette::model::Config;
-use llamette::quant::quantize_row;
+use llamette::quant::{quantize_row, quantize_row_fast};
 use llamette::tensor::{Tensor, TensorType};
 use llamette::tokenizer::TokenType;
 use llamette::{Model, Tokenizer};
@@ -291,17 +291,41 @@ pub fn quantize(
         );
     }
     let total: u64 = specs.iter().map(|s| s.bytes()).sum();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let bar = progress(total, "quantizing");
     write_atomically(output, |w| {
         write_gguf(w, &meta, &specs, |i, out| {
             let t = named[i].1;
             let spec = &specs[i];
-            let mut row = vec![0f32; t.cols];
-            let mut enc = vec![0u8; (spec.bytes() / spec.rows) as usize];
-            for r in 0..t.rows {
-                t.dequantize_row(r, &mut row);
-                quantize_row(spec.ty, &row, &mut enc).map_err(std::io::Error::other)?;
-                out.write_all(&enc)?;
+            let rb = (spec.bytes() / spec.rows) as usize;
+            // Rows in batches, each batch split across the cores; written in
+            // order, so the file does not depend on the thread count.
+            let batch_rows = (threads * 64).min(t.rows.max(1));
+            let mut enc = vec![0u8; batch_rows * rb];
+            for r0 in (0..t.rows).step_by(batch_rows) {
+                let n = batch_rows.min(t.rows - r0);
+                let enc = &mut enc[..n * rb];
+                let per = n.div_ceil(threads);
+                std::thread::scope(|s| {
+                    let jobs: Vec<_> = enc
+                        .chunks_mut(per * rb)
+                        .enumerate()
+                        .map(|(k, part)| {
+                            s.spawn(move || -> llamette::Result<()> {
+                                let mut row = vec![0f32; t.cols];
+                                for (j, e) in part.chunks_exact_mut(rb).enumerate() {
+                                    t.dequantize_row(r0 + k * per + j, &mut row);
+                                    quantize_row_fast(spec.ty, &row, e)?;
+                                }
+                                Ok(())
+                            })
+                        })
+                        .collect();
+                    jobs.into_iter()
+                        .try_for_each(|j| j.join().expect("quantizer thread"))
+                })
+                .map_err(std::io::Error::other)?;
+                out.write_all(enc)?;
                 bar.inc(enc.len() as u64);
             }
             Ok(())

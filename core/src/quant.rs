@@ -7,6 +7,10 @@
 //!   `d = m / -8`, `q = min(15, trunc(x / d + 8.5))`, two per byte (element
 //!   `j` in the low nibble, `j + 16` in the high one);
 //! - F16: round to nearest even.
+//!
+//! [`quantize_row`] is the readable reference; [`quantize_row_fast`] writes
+//! the same bytes faster (Q8_0 through the SIMD activation quantizer of the
+//! active kernel set, Q4_0 in loops that vectorise).
 
 use crate::error::{Error, Result};
 use crate::tensor::{TensorType, QK};
@@ -87,6 +91,62 @@ pub fn quantize_row(ty: TensorType, src: &[f32], dst: &mut [u8]) -> Result<()> {
     Ok(())
 }
 
+/// [`quantize_row`], bit for bit, faster: Q8_0 through the active kernel
+/// set's activation quantizer (the same `d = max|x| / 127`, `q = round(x /
+/// d)`, rounding half away from zero), Q4_0 in two vectorisable passes per
+/// block (the largest magnitude, then the first element that has it, for
+/// its sign); the other types as the reference.
+pub fn quantize_row_fast(ty: TensorType, src: &[f32], dst: &mut [u8]) -> Result<()> {
+    match ty {
+        TensorType::Q8_0 | TensorType::Q4_0 => {}
+        _ => return quantize_row(ty, src, dst),
+    }
+    let need = row_bytes(ty, src.len())?;
+    if dst.len() != need {
+        return Err(Error::BufferTooSmall {
+            what: "quantized row (bytes)",
+            needed: need,
+            got: dst.len(),
+        });
+    }
+    if ty == TensorType::Q8_0 {
+        // A few blocks at a time through the SIMD quantizer.
+        const CHUNK: usize = 16;
+        let quantize = crate::kernels::active().quantize;
+        for (xs, out) in src.chunks(CHUNK * QK).zip(dst.chunks_mut(CHUNK * 34)) {
+            let nb = xs.len() / QK;
+            let (mut d, mut sum, mut q) = ([0f32; CHUNK], [0i32; CHUNK], [0i8; CHUNK * QK]);
+            quantize(xs, &mut d[..nb], &mut sum[..nb], &mut q[..xs.len()]);
+            for (b, blk) in out.chunks_exact_mut(34).enumerate() {
+                blk[..2].copy_from_slice(&half::f16::from_f32(d[b]).to_bits().to_le_bytes());
+                for (o, &v) in blk[2..].iter_mut().zip(&q[b * QK..(b + 1) * QK]) {
+                    *o = v as u8;
+                }
+            }
+        }
+        return Ok(());
+    }
+    for (blk, xs) in dst.chunks_exact_mut(18).zip(src.chunks_exact(QK)) {
+        // The reference keeps the first element of largest magnitude: find
+        // the magnitude (NaN never wins a `>`, so skip it), then that element.
+        let amax = xs
+            .iter()
+            .fold(0f32, |m, x| if x.abs() > m { x.abs() } else { m });
+        let max = xs.iter().copied().find(|x| x.abs() == amax).unwrap_or(0.0);
+        let d = max / -8.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        blk[..2].copy_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
+        let mut q = [0u8; QK];
+        for (q, &x) in q.iter_mut().zip(xs) {
+            *q = ((x * id + 8.5) as i32).clamp(0, 15) as u8;
+        }
+        for j in 0..QK / 2 {
+            blk[2 + j] = q[j] | (q[j + QK / 2] << 4);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +199,55 @@ mod tests {
         );
         assert_eq!(blk[2], 11 << 4); // x0 = -8 -> 0 (low nibble), x16 = 3 -> 11 (high)
         assert_eq!(blk[3] & 0x0f, 15); // x1 = 7 -> 15
+    }
+
+    /// Rows of ordinary values, ties of magnitude with both signs, zeros,
+    /// NaN, infinities, subnormals and huge values: the fast quantizer
+    /// writes the reference's bytes, with every kernel set.
+    #[test]
+    fn fast_quantizer_writes_the_reference_bytes() {
+        let mut seed = 12345u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        };
+        let specials = [
+            0.0,
+            -0.0,
+            f32::NAN,
+            f32::INFINITY,
+            -f32::INFINITY,
+            1e-40,
+            -3e38,
+            0.5,
+            -0.5,
+        ];
+        let mut rows = [[0f32; 96]; 12];
+        for (i, row) in rows.iter_mut().enumerate() {
+            for (j, x) in row.iter_mut().enumerate() {
+                *x = match i {
+                    0..=5 => next() * 4.0,
+                    // Equal magnitudes of both signs: the first one decides.
+                    6 => [2.0, -2.0, 1.0][j % 3],
+                    7 => [-2.0, 2.0, 1.0][j % 3],
+                    8 => 0.0,
+                    _ => specials[(j * 7 + i) % specials.len()] * (j % 5) as f32,
+                };
+            }
+        }
+        for set in crate::kernels::available() {
+            assert!(crate::kernels::force(set.name));
+            for ty in [TensorType::Q8_0, TensorType::Q4_0, TensorType::F16] {
+                for (i, row) in rows.iter().enumerate() {
+                    let n = row_bytes(ty, row.len()).unwrap();
+                    let (mut want, mut got) = ([0u8; 192], [0u8; 192]);
+                    quantize_row(ty, row, &mut want[..n]).unwrap();
+                    quantize_row_fast(ty, row, &mut got[..n]).unwrap();
+                    assert_eq!(want[..n], got[..n], "{} {ty:?} row {i}", set.name);
+                }
+            }
+        }
+        crate::kernels::force(crate::kernels::available().last().unwrap().name);
     }
 
     #[test]
