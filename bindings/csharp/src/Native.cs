@@ -176,6 +176,12 @@ namespace Llamette
         internal static extern uint llamette_model_open_default(out IntPtr outModel);
 
         [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_repack_in_place(IntPtr data, UIntPtr len, out UIntPtr outMatrices);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_kernels_interleaved();
+
+        [DllImport(Library, CallingConvention = Cdecl)]
         internal static extern void llamette_model_free(IntPtr model);
 
         [DllImport(Library, CallingConvention = Cdecl)]

@@ -1106,4 +1106,152 @@ namespace Llamette.Tests
             }
         }
     }
+
+    /// <summary>
+    /// Interleaved matrices (<c>llamette_repack_in_place</c>): FromBytes(..., interleave: true),
+    /// ModelLoad.InMemoryInterleaved, LlamaModel.RepackInPlace. stories260K.gguf is F32, so
+    /// nothing is rewritten: these check the plumbing, and that errors come through.
+    /// </summary>
+    [TestFixture]
+    public class Interleave
+    {
+        /// <summary>The greedy text and token ids of a 256-position session.</summary>
+        private static string TextAndTokens(LlamaModel model, out int[] tokens)
+        {
+            using (Session s = new Session(model, Helpers.Ctx(256)))
+            {
+                tokens = Helpers.GreedyTokens(s);
+                return Helpers.GreedyText(s);
+            }
+        }
+
+        [Test]
+        public void KernelsInterleavedIsZeroOrOne()
+        {
+            Type native = typeof(Library).Assembly.GetType("Llamette.Native", true);
+            uint raw = (uint)native.GetMethod("llamette_kernels_interleaved", BindingFlags.Static | BindingFlags.NonPublic).Invoke(null, null);
+            Assert.That(raw == 0 || raw == 1, "llamette_kernels_interleaved() = " + raw);
+            Assert.AreEqual(raw != 0, Library.InterleavedKernels);
+            Console.WriteLine("llamette_kernels_interleaved() = " + raw + ": Library.InterleavedKernels = " + Library.InterleavedKernels);
+        }
+
+        [Test]
+        public void InterleavedGgufGivesThePlainOpensText()
+        {
+            byte[] gguf = File.ReadAllBytes(Paths.Gguf);
+            byte[] original = (byte[])gguf.Clone();
+            int[] plainTokens, tokens;
+            string plainText;
+            using (LlamaModel plain = LlamaModel.FromBytes(gguf))
+            {
+                plainText = TextAndTokens(plain, out plainTokens);
+                Assert.AreEqual(0, plain.InterleavedMatrices);
+            }
+            Assert.IsTrue(Helpers.IsReference(plainText), "plain FromBytes differs from run.c");
+            Assert.AreEqual(256, plainTokens.Length);
+
+            using (LlamaModel model = LlamaModel.FromBytes(gguf, interleave: true))
+            {
+                Assert.AreEqual(ModelFormat.GgufV3, model.Info.Format);
+                Assert.AreEqual(0, model.InterleavedMatrices, "an F32 model has nothing to interleave");
+                Assert.AreEqual(plainText, TextAndTokens(model, out tokens), "FromBytes(interleave: true)");
+                Assert.AreEqual(plainTokens, tokens);
+            }
+            Assert.AreEqual(original, gguf, "the caller's array is left as it was");
+
+            foreach (ModelLoad load in new[] { ModelLoad.Mapped, ModelLoad.InMemory, ModelLoad.InMemoryInterleaved })
+            {
+                using (LlamaModel model = LlamaModel.FromFile(Paths.Gguf, null, load))
+                {
+                    Assert.AreEqual(0, model.InterleavedMatrices, load.ToString());
+                    Assert.AreEqual(plainText, TextAndTokens(model, out tokens), load.ToString());
+                    Assert.AreEqual(plainTokens, tokens, load.ToString());
+                }
+            }
+            // A llama2.c model with its tokenizer, read into memory: left as it is.
+            using (LlamaModel model = LlamaModel.FromFile(Paths.Bin, Paths.Tok, ModelLoad.InMemoryInterleaved))
+            {
+                Assert.AreEqual(ModelFormat.Llama2cV0, model.Info.Format);
+                Assert.AreEqual(0, model.InterleavedMatrices);
+                Assert.IsTrue(Helpers.IsReference(TextAndTokens(model, out tokens)), ".bin, InMemoryInterleaved");
+            }
+            Console.WriteLine("stories260K.gguf with interleave (kernels interleaved: " + Library.InterleavedKernels
+                + "): 0 matrices rewritten, the plain open's " + plainTokens.Length + " tokens");
+        }
+
+        [Test]
+        public void RepackInPlaceThenFromMemory()
+        {
+            byte[] gguf = File.ReadAllBytes(Paths.Gguf);
+            IntPtr mem = Marshal.AllocHGlobal(gguf.Length);
+            Marshal.Copy(gguf, 0, mem, gguf.Length);
+            Assert.AreEqual(0, LlamaModel.RepackInPlace(mem, gguf.Length));
+            Assert.AreEqual(0, LlamaModel.RepackInPlace(mem, gguf.Length), "idempotent");
+            IntPtr toFree = mem;
+            using (LlamaModel model = LlamaModel.FromMemory(mem, gguf.Length, released: () => Marshal.FreeHGlobal(toFree)))
+            using (Session s = new Session(model, Helpers.Ctx(256)))
+            {
+                Assert.IsTrue(Helpers.IsReference(Helpers.GreedyText(s)));
+            }
+        }
+
+        [Test]
+        public void TruncatedGgufWithInterleaveThrowsBadFile()
+        {
+            byte[] gguf = File.ReadAllBytes(Paths.Gguf);
+            byte[] half = gguf.Take(gguf.Length / 2).ToArray();
+            LlametteException e = Assert.Throws<LlametteException>(() => LlamaModel.FromBytes(half, interleave: true));
+            Assert.AreEqual(LlametteStatus.BadFile, e.Status);
+            Assert.IsNotEmpty(e.NativeMessage);
+            Console.WriteLine("half a GGUF, FromBytes(interleave: true): " + e.Message);
+
+            string tmp = Path.Combine(Path.GetTempPath(), "llamette-cs-truncated-interleave-" + Process.GetCurrentProcess().Id + ".gguf");
+            try
+            {
+                File.WriteAllBytes(tmp, half);
+                e = Assert.Throws<LlametteException>(() => LlamaModel.FromFile(tmp, null, ModelLoad.InMemoryInterleaved));
+                Assert.AreEqual(LlametteStatus.BadFile, e.Status);
+                Assert.IsNotEmpty(e.NativeMessage);
+            }
+            finally
+            {
+                File.Delete(tmp);
+            }
+
+            // The repack itself, whatever this CPU's kernels: BadFile, and not one byte changed.
+            IntPtr mem = Marshal.AllocHGlobal(half.Length);
+            try
+            {
+                Marshal.Copy(half, 0, mem, half.Length);
+                e = Assert.Throws<LlametteException>(() => LlamaModel.RepackInPlace(mem, half.Length));
+                Assert.AreEqual(LlametteStatus.BadFile, e.Status);
+                Assert.IsNotEmpty(e.NativeMessage);
+                byte[] after = new byte[half.Length];
+                Marshal.Copy(mem, after, 0, half.Length);
+                Assert.AreEqual(half, after, "nothing changed on an error");
+                Console.WriteLine("half a GGUF, RepackInPlace: " + e.Message);
+            }
+            finally
+            {
+                Marshal.FreeHGlobal(mem);
+            }
+        }
+
+        [Test]
+        public void MissingFileReadIntoMemoryThrowsIo()
+        {
+            string path = Path.Combine(Path.GetTempPath(), "llamette-no-such-dir", "model.gguf");
+            foreach (ModelLoad load in new[] { ModelLoad.InMemory, ModelLoad.InMemoryInterleaved })
+            {
+                LlametteException e = Assert.Throws<LlametteException>(() => LlamaModel.FromFile(path, null, load));
+                Assert.AreEqual(LlametteStatus.Io, e.Status, load.ToString());
+                StringAssert.Contains(path, e.NativeMessage);
+                e = Assert.Throws<LlametteException>(() => LlamaModel.FromFile(Paths.Bin, path, load));
+                Assert.AreEqual(LlametteStatus.Io, e.Status, load.ToString());
+                StringAssert.Contains(path, e.NativeMessage);
+                Console.WriteLine("missing file, " + load + ": " + e.Message);
+            }
+            Assert.Throws<ArgumentOutOfRangeException>(() => LlamaModel.FromFile(Paths.Gguf, null, (ModelLoad)7));
+        }
+    }
 }

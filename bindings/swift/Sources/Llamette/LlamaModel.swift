@@ -28,9 +28,17 @@ public final class LlamaModel: @unchecked Sendable {
     /// Shapes, special tokens, sizes.
     public let info: ModelInfo
 
-    private init(handle: OpaquePointer, ownedBytes: [UnsafeMutableRawBufferPointer] = []) throws {
+    /// How many matrices were interleaved for the SIMD kernels when the
+    /// model was opened (with `interleave: true`, where
+    /// ``interleavedKernels`` is true); 0 otherwise, and for a model without
+    /// Q8_0 or Q4_0 matrices.
+    public let interleavedMatrices: Int
+
+    private init(handle: OpaquePointer, ownedBytes: [UnsafeMutableRawBufferPointer] = [],
+                 interleavedMatrices: Int = 0) throws {
         self.handle = handle
         self.ownedBytes = ownedBytes
+        self.interleavedMatrices = interleavedMatrices
         var raw = llamette_model_info()
         let status = llamette_model_get_info(handle, &raw)
         self.info = ModelInfo(raw)
@@ -47,16 +55,30 @@ public final class LlamaModel: @unchecked Sendable {
     /// Opens a model file, memory-mapped read-only (the file must not change
     /// while the model or a session of it is alive).
     ///
+    /// With `interleave: true`, on a CPU where ``interleavedKernels`` is
+    /// true, the files are read into memory the model owns instead, and a
+    /// GGUF model's Q8_0 and Q4_0 matrices are interleaved there for the SIMD
+    /// kernels: about twice the prompt speed, and faster generation, for the
+    /// cost of the model's size in memory (see
+    /// ``init(data:tokenizerData:interleave:)``). On other CPUs the file is
+    /// mapped as without it.
+    ///
     /// - Parameters:
     ///   - url: a file URL: a GGUF model, or a llama2.c `.bin` checkpoint.
     ///   - tokenizer: a llama2.c `tokenizer.bin` or a GGUF vocabulary; nil
     ///     for a GGUF model's own vocabulary (a llama2.c model then has no
     ///     tokenizer and works on token ids only).
+    ///   - interleave: read the model into memory and interleave its
+    ///     quantized matrices, where that pays.
     /// - Throws: ``LlametteError`` (`.io` for a missing file, `.badFile` for
     ///   a corrupt one, `.unsupported`, `.badTokenizer`, ...).
-    public convenience init(contentsOf url: URL, tokenizer: URL? = nil) throws {
+    public convenience init(contentsOf url: URL, tokenizer: URL? = nil, interleave: Bool = false) throws {
         for u in [url, tokenizer].compactMap({ $0 }) where !u.isFileURL {
             throw LlametteError(code: .invalidArgument, message: "not a file URL: \(u)")
+        }
+        if interleave && LlamaModel.interleavedKernels {
+            try self.init(data: LlamaModel.read(url), tokenizerData: tokenizer.map(LlamaModel.read), interleave: true)
+            return
         }
         var model: OpaquePointer?
         try url.withUnsafeFileSystemRepresentation { path in
@@ -74,28 +96,62 @@ public final class LlamaModel: @unchecked Sendable {
     /// Opens a model from bytes (a GGUF or llama2.c file's contents), with
     /// optional tokenizer bytes. The bytes are copied once into memory the
     /// model owns and read there; for a large model prefer
-    /// ``init(contentsOf:tokenizer:)``, which maps the file instead.
-    public convenience init(data: Data, tokenizerData: Data? = nil) throws {
+    /// ``init(contentsOf:tokenizer:interleave:)``, which maps the file instead.
+    ///
+    /// With `interleave: true`, where ``interleavedKernels`` is true, that
+    /// copy of a GGUF model is rewritten in place before it is opened
+    /// (`llamette_repack_in_place`): its Q8_0 and Q4_0 matrices are
+    /// interleaved, 16 rows side by side, so that the SIMD kernels read them
+    /// faster (about twice the prompt speed, and faster generation). `data`
+    /// itself is not changed. Elsewhere, and for F32 or llama2.c models, the
+    /// model is opened as it is; ``interleavedMatrices`` says how many
+    /// matrices were rewritten. Logits differ from the plain model's in the
+    /// last bits (another summation order).
+    ///
+    /// The fast path for a quantized model in a file:
+    /// `try LlamaModel(contentsOf: url, interleave: true)`, or
+    /// `try LlamaModel(data: Data(contentsOf: url), interleave: true)`.
+    ///
+    /// - Throws: ``LlametteError`` (`.badFile` for empty, truncated or
+    ///   malformed bytes, `.unsupported`, `.badTokenizer`, ...).
+    public convenience init(data: Data, tokenizerData: Data? = nil, interleave: Bool = false) throws {
         let bytes = LlamaModel.copy(data)
         let tokBytes = tokenizerData.map(LlamaModel.copy)
+        let base = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
         var model: OpaquePointer?
-        let status = llamette_model_open_memory(
-            bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), data.count,
-            tokBytes.map { $0.baseAddress!.assumingMemoryBound(to: UInt8.self) }, tokenizerData?.count ?? 0,
-            &model)
+        var matrices = 0
+        var status = UInt32(LLAMETTE_STATUS_OK)
+        if interleave && LlamaModel.interleavedKernels {
+            status = llamette_repack_in_place(base, data.count, &matrices)
+        }
+        if status == UInt32(LLAMETTE_STATUS_OK) {
+            status = llamette_model_open_memory(
+                base, data.count,
+                tokBytes.map { $0.baseAddress!.assumingMemoryBound(to: UInt8.self) }, tokenizerData?.count ?? 0,
+                &model)
+        }
         if status != UInt32(LLAMETTE_STATUS_OK) {
             let error = LlametteError(code: .init(rawValue: status), message: String(cString: llamette_last_error()))
             bytes.deallocate()
             tokBytes?.deallocate()
             throw error
         }
-        try self.init(handle: model!, ownedBytes: [bytes] + (tokBytes.map { [$0] } ?? []))
+        try self.init(handle: model!, ownedBytes: [bytes] + (tokBytes.map { [$0] } ?? []),
+                      interleavedMatrices: matrices)
     }
 
-    /// Opens a model from bytes; see ``init(data:tokenizerData:)``.
-    public convenience init(bytes: [UInt8], tokenizerBytes: [UInt8]? = nil) throws {
-        try self.init(data: Data(bytes), tokenizerData: tokenizerBytes.map { Data($0) })
+    /// Opens a model from bytes; see ``init(data:tokenizerData:interleave:)``.
+    public convenience init(bytes: [UInt8], tokenizerBytes: [UInt8]? = nil, interleave: Bool = false) throws {
+        try self.init(data: Data(bytes), tokenizerData: tokenizerBytes.map { Data($0) }, interleave: interleave)
     }
+
+    /// Whether the kernels in use on this CPU have fast paths for
+    /// interleaved Q8_0 and Q4_0 matrices (`llamette_kernels_interleaved`):
+    /// x86-64 with AVX2 or AVX-512, aarch64 with the dot product extension
+    /// (Apple silicon, recent Android phones). Where it is false,
+    /// `interleave: true` opens the model as it is (interleaved matrices
+    /// would be slower there).
+    public static var interleavedKernels: Bool { llamette_kernels_interleaved() != 0 }
 
     /// The model compiled into the library: stories260K (a 260K-parameter
     /// TinyStories model with its 512-token tokenizer). Nothing is read
@@ -111,6 +167,15 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// The library linked at run time, "MAJOR.MINOR.PATCH".
     public static var libraryVersion: String { String(cString: llamette_version_string()) }
+
+    /// A file's bytes (mapped, to be copied once), failures as `.io`.
+    private static func read(_ url: URL) throws -> Data {
+        do {
+            return try Data(contentsOf: url, options: .alwaysMapped)
+        } catch {
+            throw LlametteError(code: .io, message: "\(url.path): \(error.localizedDescription)")
+        }
+    }
 
     private static func copy(_ data: Data) -> UnsafeMutableRawBufferPointer {
         // At least one byte, so that the pointer is never NULL (the library

@@ -62,6 +62,22 @@ final class ErrorTests: XCTestCase {
         }
     }
 
+    /// Half a GGUF file with `interleave: true`: `.badFile`, from `Data` and
+    /// from a file URL (the repack, or the open where the CPU has no
+    /// interleaved kernels, finds the file short).
+    func testTruncatedGGUFWithInterleaveThrowsBadFile() throws {
+        let gguf = try Data(contentsOf: Fixtures.stories260KGGUF)
+        let half = gguf.prefix(gguf.count / 2)
+        assertThrows(.badFile, "half a GGUF, Data, interleave") { try LlamaModel(data: half, interleave: true) }
+        assertThrows(.badFile, "half a GGUF, [UInt8], interleave") { try LlamaModel(bytes: Array(half), interleave: true) }
+        assertThrows(.badFile, "half a GGUF file, interleave") {
+            try LlamaModel(contentsOf: temporaryFile(half), interleave: true)
+        }
+        assertThrows(.io, "missing model, interleave") {
+            try LlamaModel(contentsOf: URL(fileURLWithPath: "/nonexistent/llamette/model.gguf"), interleave: true)
+        }
+    }
+
     /// Errors of a generation come out of its stream.
     func testGenerationErrorsAreThrownByTheStream() async throws {
         let model = try Fixtures.model()

@@ -18,7 +18,12 @@ enum Fixtures {
     static let testdata = env["LLAMETTE_TEST_DATA"].map { URL(fileURLWithPath: $0) }
         ?? repo.deletingLastPathComponent().appendingPathComponent("shared/testdata")
 
+    /// ../shared/models, beside LLAMETTE_TEST_DATA (../shared/testdata).
+    static let sharedModels = testdata.deletingLastPathComponent().appendingPathComponent("models")
+
     static let stories260K = models.appendingPathComponent("stories260K.bin")
+    /// stories260K as a GGUF file (F32, its vocabulary inside).
+    static let stories260KGGUF = sharedModels.appendingPathComponent("stories260K.gguf")
     static let tok512 = models.appendingPathComponent("tok512.bin")
     /// run.c's `-t 0 -n 256` output.
     static let greedyText = testdata.appendingPathComponent("stories260K.greedy.txt")
