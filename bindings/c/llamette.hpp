@@ -60,6 +60,18 @@ inline void check(llamette_status st, const char *message = nullptr) {
 /// The version of the library linked at run time (major*1000000 + minor*1000 + patch).
 inline std::uint32_t version() noexcept { return llamette_version(); }
 
+/// Interleaves the quantized matrices of a GGUF file held in writable memory,
+/// in place, for faster kernels (then open it with `model::open_memory`);
+/// returns how many were rewritten. See `llamette_repack_in_place`.
+inline std::size_t repack_in_place(void *data, std::size_t len) {
+    std::size_t n = 0;
+    detail::check(llamette_repack_in_place(static_cast<std::uint8_t *>(data), len, &n));
+    return n;
+}
+
+/// Whether this CPU's kernels gain from `repack_in_place`.
+inline bool kernels_interleaved() noexcept { return llamette_kernels_interleaved() != 0; }
+
 /// Sampler settings (llama2.c's defaults), with named constructors.
 struct sampler_params : llamette_sampler_params {
     sampler_params() : llamette_sampler_params() {

@@ -792,6 +792,33 @@ static void test_gguf(void) {
     llamette_session_free(s);
     llamette_model_free(m);
     free(c);
+
+    /* The GGUF read into caller memory and interleaved in place first
+     * (nothing to rewrite in this F32 model: the plumbing and the text). */
+    size_t gl = 0, n_mat = 99;
+    unsigned char *gb = lt_read_file(gp, &gl);
+    CHECK(gb != NULL);
+    CHECK_OK(llamette_repack_in_place(gb, gl, &n_mat));
+    CHECK(n_mat == 0);
+    CHECK(llamette_kernels_interleaved() <= 1);
+    CHECK_OK(llamette_model_open_memory(gb, gl, NULL, 0, &m));
+    CHECK_OK(llamette_session_new(m, &p, &s));
+    c = (collector *)calloc(1, sizeof *c);
+    run_greedy(s, c);
+    CHECK(matches_reference(c));
+    llamette_session_free(s);
+    llamette_model_free(m);
+    free(c);
+    /* Half a GGUF: BAD_FILE, and the bytes are left alone. */
+    unsigned char *half_copy = (unsigned char *)malloc(gl / 2);
+    memcpy(half_copy, gb, gl / 2);
+    n_mat = 99;
+    CHECK_STATUS(llamette_repack_in_place(gb, gl / 2, &n_mat), LLAMETTE_STATUS_BAD_FILE);
+    CHECK(n_mat == 99 && memcmp(half_copy, gb, gl / 2) == 0);
+    CHECK_STATUS(llamette_repack_in_place(NULL, 10, &n_mat), LLAMETTE_STATUS_NULL_ARGUMENT);
+    printf("GGUF: interleaved in caller memory: done\n");
+    free(half_copy);
+    free(gb);
     free(gp);
 
     /* A vocabulary-only GGUF (Llama 2's 32000 tokens) as a tokenizer. */
