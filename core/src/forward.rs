@@ -15,9 +15,10 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 use crate::kernels::{self, matvec, Acts};
+use crate::parallel::Inline;
 use crate::model::Model;
 use crate::parallel::{self, Parallel};
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, TensorType};
 
 /// The KV cache storage of one session, laid out
 /// `[layer][kv_head][position][head_dim]`: the keys of one head are a
@@ -47,20 +48,24 @@ impl KvCache<'_> {
 
     /// Attention scores of the query heads `q` (`head_dim` each, sharing
     /// this kv head, which starts at element `at`) against positions
-    /// `0..seen`: `att[j * seen + t] = dot(q_j, key t)`. Each key row is
-    /// read once for all the heads that share it.
+    /// `0..seen`: `att[j * seen + t] = dot(q_j, key t)`. The keys of a kv
+    /// head are a `seen` x `head_dim` matrix, so this is a batched matrix
+    /// product through the SIMD kernels (each key row read once for all the
+    /// heads that share it).
     fn scores(&self, at: usize, seen: usize, q: &[f32], head_dim: usize, att: &mut [f32]) {
         let n_q = q.len() / head_dim;
-        for t in 0..seen {
-            let row = at + t * head_dim..at + (t + 1) * head_dim;
-            for j in 0..n_q {
-                let qj = &q[j * head_dim..(j + 1) * head_dim];
-                att[j * seen + t] = match self {
-                    KvCache::F32(c) => dot(qj, &c[row.clone()]),
-                    KvCache::F16(c) => dot_f16(qj, &c[row.clone()]),
-                };
-            }
-        }
+        let (ty, data): (TensorType, &[u8]) = match self {
+            KvCache::F32(c) => (TensorType::F32, bytemuck::cast_slice(&c[at..at + seen * head_dim])),
+            KvCache::F16(c) => (TensorType::F16, bytemuck::cast_slice(&c[at..at + seen * head_dim])),
+        };
+        let keys = Tensor {
+            ty,
+            rows: seen,
+            cols: head_dim,
+            data,
+            scales: &[],
+        };
+        kernels::matmul(&Inline, &mut att[..n_q * seen], &keys, &Acts::unquantized(q, n_q));
     }
 
     /// `out = sum over t of att[t] * row t` of the head starting at `at`.
@@ -125,42 +130,8 @@ pub(crate) struct State<'a> {
 /// in parallel (below, waking threads costs more than it saves).
 const PAR_ATTENTION_WORK: usize = 1 << 16;
 
-/// `sum(a[i] * b[i])` in eight interleaved partial sums (which vectorise).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    // Zipped iterators, not indices: LLVM then keeps lanes 0..4 and 4..8 as
-    // two vector accumulators (indexing made it shuffle lanes every step).
-    for (x, y) in ac.zip(bc) {
-        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
-            *s += x * y;
-        }
-    }
-    for ((s, x), y) in acc.iter_mut().zip(ar).zip(br) {
-        *s += x * y;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
-}
-
-/// [`dot`] with `b` in half precision.
-fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for ((s, x), &y) in acc.iter_mut().zip(x).zip(y) {
-            *s += x * f16_to_f32(y);
-        }
-    }
-    for ((s, x), &y) in acc.iter_mut().zip(ar).zip(br) {
-        *s += x * f16_to_f32(y);
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
-}
-
 /// The value of the half-precision bits `h`, exactly as `half` converts
-/// them, but without branches, so that the loops of [`dot_f16`] and
+/// them, but without branches, so that the loop of
 /// [`KvCache::weighted_sum`] vectorise. No float operand is subnormal, so
 /// flush-to-zero and denormals-are-zero modes do not change it.
 #[inline]
