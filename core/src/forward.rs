@@ -15,8 +15,8 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 use crate::kernels::{self, matvec, Acts};
-use crate::parallel::Inline;
 use crate::model::Model;
+use crate::parallel::Inline;
 use crate::parallel::{self, Parallel};
 use crate::tensor::{Tensor, TensorType};
 
@@ -55,8 +55,14 @@ impl KvCache<'_> {
     fn scores(&self, at: usize, seen: usize, q: &[f32], head_dim: usize, att: &mut [f32]) {
         let n_q = q.len() / head_dim;
         let (ty, data): (TensorType, &[u8]) = match self {
-            KvCache::F32(c) => (TensorType::F32, bytemuck::cast_slice(&c[at..at + seen * head_dim])),
-            KvCache::F16(c) => (TensorType::F16, bytemuck::cast_slice(&c[at..at + seen * head_dim])),
+            KvCache::F32(c) => (
+                TensorType::F32,
+                bytemuck::cast_slice(&c[at..at + seen * head_dim]),
+            ),
+            KvCache::F16(c) => (
+                TensorType::F16,
+                bytemuck::cast_slice(&c[at..at + seen * head_dim]),
+            ),
         };
         let keys = Tensor {
             ty,
@@ -65,7 +71,12 @@ impl KvCache<'_> {
             data,
             scales: &[],
         };
-        kernels::matmul(&Inline, &mut att[..n_q * seen], &keys, &Acts::unquantized(q, n_q));
+        kernels::matmul(
+            &Inline,
+            &mut att[..n_q * seen],
+            &keys,
+            &Acts::unquantized(q, n_q),
+        );
     }
 
     /// `out = sum over t of att[t] * row t` of the head starting at `at`.

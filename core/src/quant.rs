@@ -208,7 +208,9 @@ mod tests {
     fn fast_quantizer_writes_the_reference_bytes() {
         let mut seed = 12345u64;
         let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
         };
         let specials = [

@@ -4,20 +4,25 @@
 //! Both sets share one source (the `x86_set!` macro below), compiled twice
 //! with different target features; they differ in the int8 dot product of a
 //! pair of blocks (`vpmaddubsw` + `vpmaddwd` with AVX2, `vpdpbusd` with VNNI),
-//! in tile sizes (AVX-512VL has 32 vector registers), and in one extra path:
-//! the `avx512` set's Q4_0 matrix-vector product uses 512-bit vectors
+//! in tile sizes (AVX-512VL has 32 vector registers), and in two extra paths
+//! of the `avx512` set, with 512-bit vectors: its Q4_0 matrix-vector product
 //! (`q4_matvec`), which takes it from compute-bound to memory-bound on AMD
-//! Zen 4. Elsewhere vectors are 256 bits wide: the structure the scalar
-//! reference fixes is two `__m256` per (row, vector) for F32/F16 (sixteen
-//! partial sums) and one for Q8_0/Q4_0 (eight, one per block residue).
+//! Zen 4, and its F16 batched products (`f16_mat`, prefill), where one
+//! `__m512` holds exactly the sixteen partial sums of a (row, vector). Elsewhere vectors are 256
+//! bits wide: the structure the scalar reference fixes is two `__m256` per
+//! (row, vector) for F32/F16 (sixteen partial sums) and one for Q8_0/Q4_0
+//! (eight, one per block residue).
 //!
 //! Matrix-vector products (one activation vector) run one row at a time:
 //! the rows are contiguous, so the weights are read as a single sequential
 //! stream, which the hardware prefetcher follows at full bandwidth. Tiles of
 //! several rows are several short streams, which it does not: on this
 //! machine 4-row tiles reached only a third of the memory bandwidth on
-//! matrices larger than the caches. Batched products (prefill) use tiles of
-//! up to 4 rows x 3 vectors.
+//! matrices larger than the caches. The exception is the `avx512` F16
+//! product, whose one row is a single chain of dependent multiply-adds
+//! (latency-bound below 40 GB/s): it runs 4-row tiles and prefetches the
+//! tiles ahead itself, as one sequential stream. Batched products (prefill)
+//! use tiles of up to 4 rows x 3 vectors (4 x 6 for `avx512` F16).
 //!
 //! Layout of the quantized kernels. A group of 8 blocks is processed at once:
 //! for each pair of blocks `(2p, 2p + 1)` one `__m256i` holds elements 0..16
@@ -31,10 +36,9 @@
 //! `P`) is prepared once per kernel call on the stack (`Prep`), not once per
 //! row.
 //!
-//! The interleaved types of [`crate::repack`] have their own kernel (module
-//! `x16`, AVX-512 only): 16 rows side by side, one per 32-bit lane, so
-//! there is nothing to reduce or shuffle; the `avx2` set uses the scalar
-//! reference for them.
+//! The interleaved types of [`crate::repack`] have their own kernels (file
+//! `x86_x16.rs`, for both sets): 16 rows side by side, one per 32-bit lane,
+//! so there is nothing to reduce or shuffle.
 //!
 //! Every function here is `unsafe` and compiled with `#[target_feature]`; the
 //! tables are handed out by [`super::available`] / [`super::active`] only
@@ -166,6 +170,8 @@ macro_rules! over_tiles {
 ///   shape `(nr, nc)` (every shape up to the largest);
 /// - `q4_matvec(w, a, out, rows)`: an optional special Q4_0 matrix-vector
 ///   product (`None`: use the generic one).
+/// - `f16_mat(w, a, out, rows)`: an optional special F16 kernel (`None`:
+///   use the generic tiles).
 macro_rules! x86_set {
     ($feat:tt, { $($prims:item)* }) => {
         use core::arch::x86_64::*;
@@ -374,6 +380,10 @@ macro_rules! x86_set {
         /// The CPU has `$feat`; `check_mat` accepted the arguments.
         #[target_feature(enable = $feat)]
         pub(super) unsafe fn mat_f16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+            // SAFETY: the caller's promise.
+            if unsafe { f16_mat(w, a, out, rows) }.is_some() {
+                return;
+            }
             // SAFETY: see `tile_float`; every tile is inside the arguments.
             unsafe {
                 if a.n == 1 {
@@ -850,6 +860,15 @@ mod avx2 {
             None
         }
 
+        /// No special F16 kernel.
+        ///
+        /// # Safety
+        /// None needed.
+        #[inline]
+        unsafe fn f16_mat(_: &[u8], _: &Acts, _: &mut [f32], _: usize) -> Option<()> {
+            None
+        }
+
         /// Signed weights: the sign trick needs them as they are.
         const Q8_SHIFT: i32 = 0;
 
@@ -1121,6 +1140,146 @@ mod avx512 {
                     }
                 }
                 *o = reduce8(_mm256_permutevar8x32_ps(acc, inv));
+            }
+            Some(())
+        }
+
+        // ---- F16 with 512-bit vectors ----
+
+        /// Largest F16 tile (rows x vectors) of a batch: 24 accumulators, 6
+        /// activation vectors and a converted weight vector in 32 registers.
+        const ZR: usize = 4;
+        const ZC: usize = 6;
+        /// One F16 tile with 512-bit vectors: `R` rows from `w` (row `r` at
+        /// `w + r * rb`, `cols` elements) times `C` vectors (vector `c` at
+        /// `x + c * cols`); `out(r, c)` is stored at `o + c * ldo + r`. The
+        /// sixteen partial sums of a (row, vector) are the lanes of one
+        /// `__m512`: lane `j` takes elements `16 i + j` in order, by fused
+        /// multiply-adds, as in the scalar `dot_f16`.
+        ///
+        /// # Safety
+        /// The CPU has the set's features; the rows, vectors and outputs are
+        /// in bounds.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn z16_tile<const R: usize, const C: usize>(
+            w: *const u8,
+            rb: usize,
+            x: *const f32,
+            cols: usize,
+            o: *mut f32,
+            ldo: usize,
+        ) {
+            // SAFETY (whole body): offsets stay within the R rows of `rb`
+            // bytes and the C vectors of `cols` values the caller vouches
+            // for; the last partial chunk uses masked loads, which do not
+            // touch the masked-off elements.
+            unsafe {
+                let z = _mm512_setzero_ps();
+                let mut acc = [[z; C]; R];
+                let n16 = cols / 16;
+                for i in 0..n16 {
+                    let mut xv = [z; C];
+                    for (c, xv) in xv.iter_mut().enumerate() {
+                        *xv = _mm512_loadu_ps(x.add(c * cols + 16 * i));
+                    }
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let p = w.add(r * rb + 32 * i) as *const __m256i;
+                        let wv = _mm512_cvtph_ps(_mm256_loadu_si256(p));
+                        for (acc, &xv) in acc.iter_mut().zip(&xv) {
+                            *acc = _mm512_fmadd_ps(wv, xv, *acc);
+                        }
+                    }
+                }
+                let rem = cols % 16;
+                if rem != 0 {
+                    // The last partial chunk: only its `rem` lanes are
+                    // loaded and updated, the others keep their sums.
+                    let m: __mmask16 = (1 << rem) - 1;
+                    let mut xv = [z; C];
+                    for (c, xv) in xv.iter_mut().enumerate() {
+                        *xv = _mm512_maskz_loadu_ps(m, x.add(c * cols + 16 * n16));
+                    }
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let p = w.add(r * rb + 32 * n16) as *const i16;
+                        let wv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+                        for (acc, &xv) in acc.iter_mut().zip(&xv) {
+                            *acc = _mm512_mask3_fmadd_ps(wv, xv, *acc, m);
+                        }
+                    }
+                }
+                for (r, acc) in acc.iter().enumerate() {
+                    for (c, &acc) in acc.iter().enumerate() {
+                        // Lanes j + 8 onto lanes j (as `reduce16`), then
+                        // the tree of `reduce8`.
+                        let lo = _mm512_castps512_ps256(acc);
+                        let hi = _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc));
+                        let s = _mm256_add_ps(lo, _mm256_castpd_ps(hi));
+                        *o.add(c * ldo + r) = reduce8(s);
+                    }
+                }
+            }
+        }
+
+        /// F16 weights times a batch with 512-bit vectors (the `MatFn`
+        /// contract): tiles of up to `ZR` rows x `ZC` vectors, the rows
+        /// outermost (a tile's rows stay in L1 while the vectors pass).
+        /// `None` for one vector: the generic path reads one row at a time,
+        /// a single sequential stream, which the hardware prefetcher follows
+        /// at full bandwidth (several rows at once measured slower on
+        /// matrices larger than the caches: 25 against 31.6 GB/s).
+        ///
+        /// # Safety
+        /// The CPU has the set's features; `check_mat` accepted the arguments.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn f16_mat(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) -> Option<()> {
+            if a.n == 1 {
+                return None;
+            }
+            let rb = 2 * a.cols;
+            let mut r0 = 0;
+            while r0 < rows {
+                let nr = (rows - r0).min(ZR);
+                let mut c0 = 0;
+                while c0 < a.n {
+                    let nc = (a.n - c0).min(ZC);
+                    // SAFETY: the tile (rows r0..r0 + nr, vectors c0..c0 +
+                    // nc) is inside the checked arguments.
+                    let (wp, xp, op) = unsafe {
+                        (
+                            w.as_ptr().add(r0 * rb),
+                            a.x.as_ptr().add(c0 * a.cols),
+                            out.as_mut_ptr().add(c0 * rows + r0),
+                        )
+                    };
+                    macro_rules! go {
+                        ($r:literal, $c:literal) => {
+                            // SAFETY: the tile is inside the checked arguments.
+                            unsafe { z16_tile::<$r, $c>(wp, rb, xp, a.cols, op, rows) }
+                        };
+                    }
+                    macro_rules! by_cols {
+                        ($r:literal) => {
+                            match nc {
+                                6 => go!($r, 6),
+                                5 => go!($r, 5),
+                                4 => go!($r, 4),
+                                3 => go!($r, 3),
+                                2 => go!($r, 2),
+                                _ => go!($r, 1),
+                            }
+                        };
+                    }
+                    match nr {
+                        4 => by_cols!(4),
+                        3 => by_cols!(3),
+                        2 => by_cols!(2),
+                        _ => by_cols!(1),
+                    }
+                    c0 += nc;
+                }
+                r0 += nr;
             }
             Some(())
         }
