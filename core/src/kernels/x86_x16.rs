@@ -15,9 +15,6 @@ use crate::tensor::{BAND, QK};
 /// this many vectors.
 const NC: usize = 4;
 
-/// Bytes ahead that a matrix-vector product prefetches.
-const PREFETCH: usize = 2048;
-
 /// `rows` (whole bands) times every vector of `a`.
 ///
 /// # Safety
@@ -72,16 +69,10 @@ unsafe fn tile<const C: usize, const Q4: bool>(
     let mut acc = [_mm512_setzero_ps(); C];
     // SAFETY (whole body): unit k of the band, and block k of each
     // vector (32 values, a scale and a sum), are inside the checked
-    // arguments; the prefetches may point anywhere (they never fault).
+    // arguments.
     unsafe {
         for k in 0..nb {
             let unit = band.add(k * ub);
-            if C == 1 {
-                let ahead = unit.wrapping_add(PREFETCH) as *const i8;
-                for line in (0..ub).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
-                }
-            }
             let dw = _mm512_cvtph_ps(_mm256_loadu_si256(unit as *const __m256i));
             let vals = |c: usize| _mm512_loadu_si512(unit.add(32 + 64 * c) as *const _);
             // Q4_0: chunk c's low nibbles are elements 4c..4c+4 of each
