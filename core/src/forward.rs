@@ -49,20 +49,27 @@ impl KvCache<'_> {
     /// Attention scores of the query heads `q` (`head_dim` each, sharing
     /// this kv head, which starts at element `at`) against positions
     /// `0..seen`: `att[j * seen + t] = dot(q_j, key t)`. The keys of a kv
-    /// head are a `seen` x `head_dim` matrix, so this is a batched matrix
-    /// product through the SIMD kernels (each key row read once for all the
-    /// heads that share it).
+    /// head are a `seen` x `head_dim` matrix: from [`KERNEL_HEAD_DIM`] up,
+    /// this is a batched product through the SIMD kernels (each key row read
+    /// once for all the heads that share it); below, where a call costs
+    /// more than a row, plain loops.
     fn scores(&self, at: usize, seen: usize, q: &[f32], head_dim: usize, att: &mut [f32]) {
         let n_q = q.len() / head_dim;
+        let keys = at..at + seen * head_dim;
+        if head_dim < KERNEL_HEAD_DIM {
+            for (t, key) in keys.step_by(head_dim).enumerate() {
+                for (j, qj) in q.chunks_exact(head_dim).enumerate() {
+                    att[j * seen + t] = match self {
+                        KvCache::F32(c) => dot(qj, &c[key..key + head_dim]),
+                        KvCache::F16(c) => dot_f16(qj, &c[key..key + head_dim]),
+                    };
+                }
+            }
+            return;
+        }
         let (ty, data): (TensorType, &[u8]) = match self {
-            KvCache::F32(c) => (
-                TensorType::F32,
-                bytemuck::cast_slice(&c[at..at + seen * head_dim]),
-            ),
-            KvCache::F16(c) => (
-                TensorType::F16,
-                bytemuck::cast_slice(&c[at..at + seen * head_dim]),
-            ),
+            KvCache::F32(c) => (TensorType::F32, bytemuck::cast_slice(&c[keys])),
+            KvCache::F16(c) => (TensorType::F16, bytemuck::cast_slice(&c[keys])),
         };
         let keys = Tensor {
             ty,
@@ -71,12 +78,7 @@ impl KvCache<'_> {
             data,
             scales: &[],
         };
-        kernels::matmul(
-            &Inline,
-            &mut att[..n_q * seen],
-            &keys,
-            &Acts::unquantized(q, n_q),
-        );
+        kernels::matmul(&Inline, &mut att[..n_q * seen], &keys, &Acts::unquantized(q, n_q));
     }
 
     /// `out = sum over t of att[t] * row t` of the head starting at `at`.
@@ -137,12 +139,51 @@ pub(crate) struct State<'a> {
     pub quant: &'a mut [i8],
 }
 
+/// Head size from which attention scores go through the SIMD kernels
+/// (stories260K's 8 is faster in plain loops; Llama 2's 64 and 128 are
+/// faster through the kernels).
+const KERNEL_HEAD_DIM: usize = 32;
+
 /// Multiply-adds of a batch's attention scores above which its kv heads run
 /// in parallel (below, waking threads costs more than it saves).
 const PAR_ATTENTION_WORK: usize = 1 << 16;
 
+/// `sum(a[i] * b[i])` in eight interleaved partial sums (which vectorise).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    // Zipped iterators, not indices: LLVM then keeps lanes 0..4 and 4..8 as
+    // two vector accumulators (indexing made it shuffle lanes every step).
+    for (x, y) in ac.zip(bc) {
+        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
+            *s += x * y;
+        }
+    }
+    for ((s, x), y) in acc.iter_mut().zip(ar).zip(br) {
+        *s += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// [`dot`] with `b` in half precision.
+fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for ((s, x), &y) in acc.iter_mut().zip(x).zip(y) {
+            *s += x * f16_to_f32(y);
+        }
+    }
+    for ((s, x), &y) in acc.iter_mut().zip(ar).zip(br) {
+        *s += x * f16_to_f32(y);
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
 /// The value of the half-precision bits `h`, exactly as `half` converts
-/// them, but without branches, so that the loop of
+/// them, but without branches, so that the loops of [`dot_f16`] and
 /// [`KvCache::weighted_sum`] vectorise. No float operand is subnormal, so
 /// flush-to-zero and denormals-are-zero modes do not change it.
 #[inline]
