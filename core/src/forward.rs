@@ -78,7 +78,12 @@ impl KvCache<'_> {
             data,
             scales: &[],
         };
-        kernels::matmul(&Inline, &mut att[..n_q * seen], &keys, &Acts::unquantized(q, n_q));
+        kernels::matmul(
+            &Inline,
+            &mut att[..n_q * seen],
+            &keys,
+            &Acts::unquantized(q, n_q),
+        );
     }
 
     /// `out = sum over t of att[t] * row t` of the head starting at `at`.
@@ -479,6 +484,57 @@ pub(crate) fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Attention scores through either path (plain loops for narrow heads,
+    /// the SIMD kernels for wide ones), against f64 dot products, for F32
+    /// and F16 caches: `att[j * seen + t] = q_j . key t` of the right head.
+    #[test]
+    fn scores_match_exact_dot_products() {
+        let mut seed = 99u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        for head_dim in [8, 48, 64] {
+            let (ctx, n_kv, n_q, seen) = (40, 3, 2, 37);
+            let mut f32_cache = [0f32; 3 * 40 * 64];
+            let mut f16_cache = [0u16; 3 * 40 * 64];
+            for (a, b) in f32_cache.iter_mut().zip(f16_cache.iter_mut()) {
+                *b = half::f16::from_f32(next()).to_bits();
+                *a = half::f16::from_bits(*b).to_f32();
+            }
+            let q: [f32; 2 * 64] = core::array::from_fn(|_| next());
+            let q = &q[..n_q * head_dim];
+            let len = n_kv * ctx * head_dim;
+            let reference = f32_cache;
+            let caches = [
+                KvCache::F32(&mut f32_cache[..len]),
+                KvCache::F16(&mut f16_cache[..len]),
+            ];
+            for cache in &caches {
+                for g in 0..n_kv {
+                    let at = g * ctx * head_dim;
+                    let mut att = [f32::NAN; 2 * 37];
+                    cache.scores(at, seen, q, head_dim, &mut att);
+                    for j in 0..n_q {
+                        for t in 0..seen {
+                            let key = &reference[at + t * head_dim..at + (t + 1) * head_dim];
+                            let qj = &q[j * head_dim..(j + 1) * head_dim];
+                            let exact: f64 =
+                                qj.iter().zip(key).map(|(&a, &b)| a as f64 * b as f64).sum();
+                            let got = att[j * seen + t] as f64;
+                            assert!(
+                                (got - exact).abs() <= 1e-5,
+                                "head_dim {head_dim} kv {g} q {j} t {t}: {got} vs {exact}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn f16_to_f32_is_exact() {
