@@ -12,7 +12,7 @@ use core::arch::aarch64::*;
 use core::ptr::read_unaligned;
 
 use super::dotprod::{dot16, f16x8};
-use crate::kernels::Acts;
+use crate::kernels::{for_each_band, Acts};
 use crate::tensor::{BAND, QK};
 
 /// Vectors per tile of a batch.
@@ -26,26 +26,19 @@ const NC: usize = 2;
 #[target_feature(enable = "neon,dotprod")]
 pub(super) unsafe fn mat<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     let nb = a.cols / QK;
-    let band_bytes = nb * BAND * if Q4 { 18 } else { 34 };
-    let mut c0 = 0;
-    while c0 < a.n {
-        let nc = (a.n - c0).min(NC);
-        for b in 0..rows / BAND {
-            // SAFETY: band b is inside the checked weights, vectors
-            // c0..c0 + nc inside the checked batch, and their outputs
-            // (rows b * 16.., each vector's `rows` apart) inside `out`.
-            unsafe {
-                let band = w.as_ptr().add(b * band_bytes);
-                let o = out.as_mut_ptr().add(c0 * rows + b * BAND);
-                if nc == 1 {
-                    tile::<1, Q4>(band, nb, a, c0, o, rows);
-                } else {
-                    tile::<2, Q4>(band, nb, a, c0, o, rows);
-                }
+    let bb = if Q4 { 18 } else { 34 };
+    for_each_band(w, a, out, rows, bb, NC, |band, c0, nc, o| {
+        // SAFETY: `for_each_band` hands out bands, vectors and outputs
+        // inside the checked arguments; the CPU has the features (this
+        // function's contract).
+        unsafe {
+            if nc == 1 {
+                tile::<1, Q4>(band, nb, a, c0, o, rows);
+            } else {
+                tile::<2, Q4>(band, nb, a, c0, o, rows);
             }
         }
-        c0 += nc;
-    }
+    });
 }
 
 /// One band (16 rows of `nb` blocks at `band`) times vectors `c0..c0 + C`

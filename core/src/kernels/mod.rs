@@ -457,6 +457,43 @@ pub(crate) fn check_mat(
     rows
 }
 
+/// Walks an interleaved matrix ([`crate::repack`]: `rows` whole bands of
+/// 16 rows of `block_bytes`-byte blocks) times the batch `a` in the order
+/// the interleaved kernels take it: the vectors in chunks of at most
+/// `nc_max`, each chunk against every band. `tile(band, c0, nc, out)` gets
+/// the band's first byte and where row 0 of the band goes for vector `c0`
+/// (vector `c0 + j` is `j * rows` further); the kernel dereferences them.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn for_each_band(
+    w: &[u8],
+    a: &Acts,
+    out: &mut [f32],
+    rows: usize,
+    block_bytes: usize,
+    nc_max: usize,
+    mut tile: impl FnMut(*const u8, usize, usize, *mut f32),
+) {
+    let band_bytes = a.cols / QK * BAND * block_bytes;
+    assert!(
+        rows.is_multiple_of(BAND) && w.len() >= rows / BAND * band_bytes && out.len() >= a.n * rows,
+        "kernel: interleaved arguments out of range"
+    );
+    let mut c0 = 0;
+    while c0 < a.n {
+        let nc = (a.n - c0).min(nc_max);
+        for b in 0..rows / BAND {
+            let band = w.as_ptr().wrapping_add(b * band_bytes);
+            tile(
+                band,
+                c0,
+                nc,
+                out.as_mut_ptr().wrapping_add(c0 * rows + b * BAND),
+            );
+        }
+        c0 += nc;
+    }
+}
+
 /// Tasks per thread of a parallel product. More than one, so that a thread
 /// slowed down by something else on its core (a shared machine) is helped
 /// out by the others, which claim its remaining tasks; few enough that each

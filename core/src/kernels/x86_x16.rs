@@ -8,7 +8,7 @@
 use core::arch::x86_64::*;
 use core::ptr::read_unaligned;
 
-use crate::kernels::Acts;
+use crate::kernels::{for_each_band, Acts};
 use crate::tensor::{BAND, QK};
 
 /// Vectors per tile of a batch: each unit's nibbles, split once, serve
@@ -23,27 +23,20 @@ const NC: usize = 4;
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn mat<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     let nb = a.cols / QK;
-    let band_bytes = nb * BAND * if Q4 { 18 } else { 34 };
-    let mut c0 = 0;
-    while c0 < a.n {
-        let nc = (a.n - c0).min(NC);
-        for b in 0..rows / BAND {
-            // SAFETY: band b is inside the checked weights, vectors
-            // c0..c0 + nc inside the checked batch, and their outputs
-            // (rows b * 16.., each vector's `rows` apart) inside `out`.
-            unsafe {
-                let band = w.as_ptr().add(b * band_bytes);
-                let o = out.as_mut_ptr().add(c0 * rows + b * BAND);
-                match nc {
-                    1 => tile::<1, Q4>(band, nb, a, c0, o, rows),
-                    2 => tile::<2, Q4>(band, nb, a, c0, o, rows),
-                    3 => tile::<3, Q4>(band, nb, a, c0, o, rows),
-                    _ => tile::<4, Q4>(band, nb, a, c0, o, rows),
-                }
+    let bb = if Q4 { 18 } else { 34 };
+    for_each_band(w, a, out, rows, bb, NC, |band, c0, nc, o| {
+        // SAFETY: `for_each_band` hands out bands, vectors and outputs
+        // inside the checked arguments; the CPU has the features (this
+        // function's contract).
+        unsafe {
+            match nc {
+                1 => tile::<1, Q4>(band, nb, a, c0, o, rows),
+                2 => tile::<2, Q4>(band, nb, a, c0, o, rows),
+                3 => tile::<3, Q4>(band, nb, a, c0, o, rows),
+                _ => tile::<4, Q4>(band, nb, a, c0, o, rows),
             }
         }
-        c0 += nc;
-    }
+    });
 }
 
 /// One band (16 rows of `nb` blocks at `band`) times vectors
@@ -127,7 +120,7 @@ pub(super) mod avx2 {
     use core::arch::x86_64::*;
     use core::ptr::read_unaligned;
 
-    use crate::kernels::Acts;
+    use crate::kernels::{for_each_band, Acts};
     use crate::tensor::{BAND, QK};
 
     /// Vectors per tile of a batch.
@@ -146,29 +139,23 @@ pub(super) mod avx2 {
         rows: usize,
     ) {
         let nb = a.cols / QK;
-        let band_bytes = nb * BAND * if Q4 { 18 } else { 34 };
-        let mut c0 = 0;
-        while c0 < a.n {
-            let nc = (a.n - c0).min(NC);
-            for b in 0..rows / BAND {
-                for half in 0..2 {
-                    // SAFETY: band b is inside the checked weights, vectors
-                    // c0..c0 + nc inside the checked batch, and their outputs
-                    // (rows b * 16 + 8 * half.., each vector's `rows` apart)
-                    // inside `out`.
-                    unsafe {
-                        let band = w.as_ptr().add(b * band_bytes);
-                        let o = out.as_mut_ptr().add(c0 * rows + b * BAND + 8 * half);
-                        if nc == 1 {
-                            tile::<1, Q4>(band, half, nb, a, c0, o, rows);
-                        } else {
-                            tile::<2, Q4>(band, half, nb, a, c0, o, rows);
-                        }
+        let bb = if Q4 { 18 } else { 34 };
+        for_each_band(w, a, out, rows, bb, NC, |band, c0, nc, o| {
+            for half in 0..2 {
+                // SAFETY: `for_each_band` hands out bands, vectors and
+                // outputs inside the checked arguments (rows 8 * half.. of
+                // the band are 8 * half further); the CPU has the features
+                // (this function's contract).
+                unsafe {
+                    let o = o.add(8 * half);
+                    if nc == 1 {
+                        tile::<1, Q4>(band, half, nb, a, c0, o, rows);
+                    } else {
+                        tile::<2, Q4>(band, half, nb, a, c0, o, rows);
                     }
                 }
             }
-            c0 += nc;
-        }
+        });
     }
 
     /// Rows `8 * half..` of one band times vectors `c0..c0 + C` of `a`;
