@@ -27,9 +27,8 @@ pub fn row_bytes(ty: TensorType, n: usize) -> Result<usize> {
     })
 }
 
-/// Encodes `src` as `ty` into `dst`, which must be exactly
-/// [`row_bytes`]`(ty, src.len())` long.
-pub fn quantize_row(ty: TensorType, src: &[f32], dst: &mut [u8]) -> Result<()> {
+/// Checks that `dst` is exactly the bytes of `src` encoded as `ty`.
+fn check_row(ty: TensorType, src: &[f32], dst: &[u8]) -> Result<()> {
     let need = row_bytes(ty, src.len())?;
     if dst.len() != need {
         return Err(Error::BufferTooSmall {
@@ -38,6 +37,13 @@ pub fn quantize_row(ty: TensorType, src: &[f32], dst: &mut [u8]) -> Result<()> {
             got: dst.len(),
         });
     }
+    Ok(())
+}
+
+/// Encodes `src` as `ty` into `dst`, which must be exactly
+/// [`row_bytes`]`(ty, src.len())` long.
+pub fn quantize_row(ty: TensorType, src: &[f32], dst: &mut [u8]) -> Result<()> {
+    check_row(ty, src, dst)?;
     match ty {
         TensorType::F32 => {
             for (d, &x) in dst.chunks_exact_mut(4).zip(src) {
@@ -101,14 +107,7 @@ pub fn quantize_row_fast(ty: TensorType, src: &[f32], dst: &mut [u8]) -> Result<
         TensorType::Q8_0 | TensorType::Q4_0 => {}
         _ => return quantize_row(ty, src, dst),
     }
-    let need = row_bytes(ty, src.len())?;
-    if dst.len() != need {
-        return Err(Error::BufferTooSmall {
-            what: "quantized row (bytes)",
-            needed: need,
-            got: dst.len(),
-        });
-    }
+    check_row(ty, src, dst)?;
     if ty == TensorType::Q8_0 {
         // A few blocks at a time through the SIMD quantizer.
         const CHUNK: usize = 16;
