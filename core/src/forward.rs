@@ -14,7 +14,7 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
-use crate::kernels::{self, matvec, Acts};
+use crate::kernels::{self, matvec, Acts, ValueRows};
 use crate::model::Model;
 use crate::parallel::Inline;
 use crate::parallel::{self, Parallel};
@@ -86,27 +86,19 @@ impl KvCache<'_> {
         );
     }
 
-    /// `out = sum over t of att[t] * row t` of the head starting at `at`.
+    /// `out = sum over t of att[t] * row t` of the head starting at `at`:
+    /// through the SIMD set from [`KERNEL_HEAD_DIM`] up, inlined below.
     fn weighted_sum(&self, at: usize, att: &[f32], out: &mut [f32]) {
-        let n = out.len();
-        out.fill(0.0);
-        match self {
-            KvCache::F32(c) => {
-                for (t, &a) in att.iter().enumerate() {
-                    let v = &c[at + t * n..at + (t + 1) * n];
-                    for (o, &v) in out.iter_mut().zip(v) {
-                        *o += a * v;
-                    }
-                }
-            }
-            KvCache::F16(c) => {
-                for (t, &a) in att.iter().enumerate() {
-                    let v = &c[at + t * n..at + (t + 1) * n];
-                    for (o, &v) in out.iter_mut().zip(v) {
-                        *o += a * f16_to_f32(v);
-                    }
-                }
-            }
+        let rows = at..at + att.len() * out.len();
+        let v = match self {
+            KvCache::F32(c) => ValueRows::F32(&c[rows]),
+            KvCache::F16(c) => ValueRows::F16(&c[rows]),
+        };
+        if out.len() < KERNEL_HEAD_DIM {
+            // Narrow heads: the same sums, inlined here (a call costs more).
+            kernels::scalar::weighted_sum(att, v, out);
+        } else {
+            (kernels::active().weighted_sum)(att, v, out);
         }
     }
 }
@@ -178,36 +170,13 @@ fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
     let (ar, br) = (ac.remainder(), bc.remainder());
     for (x, y) in ac.zip(bc) {
         for ((s, x), &y) in acc.iter_mut().zip(x).zip(y) {
-            *s += x * f16_to_f32(y);
+            *s += x * kernels::scalar::f16_bits_to_f32(y);
         }
     }
     for ((s, x), &y) in acc.iter_mut().zip(ar).zip(br) {
-        *s += x * f16_to_f32(y);
+        *s += x * kernels::scalar::f16_bits_to_f32(y);
     }
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
-}
-
-/// The value of the half-precision bits `h`, exactly as `half` converts
-/// them, but without branches, so that the loops of [`dot_f16`] and
-/// [`KvCache::weighted_sum`] vectorise. No float operand is subnormal, so
-/// flush-to-zero and denormals-are-zero modes do not change it.
-#[inline]
-fn f16_to_f32(h: u16) -> f32 {
-    let h = u32::from(h);
-    // Exponent and mantissa in their f32 places, the exponent rebiased.
-    let bits = (h & 0x7fff) << 13;
-    let normal = bits + (112 << 23);
-    // Zero and subnormals: 2^-14 * (1 + m / 1024) - 2^-14 is exactly m * 2^-24.
-    let small = (f32::from_bits(normal + (1 << 23)) - f32::from_bits(113 << 23)).to_bits();
-    let mag = if bits < 0x0080_0000 { small } else { normal };
-    // Infinities, and NaNs made quiet.
-    let nan = if bits > 0x0f80_0000 { 0x0040_0000 } else { 0 };
-    let mag = if bits >= 0x0f80_0000 {
-        (normal + (112 << 23)) | nan
-    } else {
-        mag
-    };
-    f32::from_bits(((h & 0x8000) << 16) | mag)
 }
 
 /// One token's attention for the query heads that share a kv head (the
@@ -268,11 +237,12 @@ fn softmax_fast(x: &mut [f32]) {
     let max = x
         .iter()
         .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-    let mut sum = 0f32;
+    // The exponentials in a loop of their own, which vectorises, then the
+    // sum in order.
     for v in x.iter_mut() {
         *v = kernels::scalar::exp_fast(*v - max);
-        sum += *v;
     }
+    let sum = x.iter().fold(0f32, |s, &v| s + v);
     let inv = 1.0 / sum;
     for v in x.iter_mut() {
         *v *= inv;
@@ -533,14 +503,6 @@ mod tests {
                     }
                 }
             }
-        }
-    }
-
-    #[test]
-    fn f16_to_f32_is_exact() {
-        for h in 0..=u16::MAX {
-            let want = half::f16::from_bits(h).to_f32();
-            assert_eq!(f16_to_f32(h).to_bits(), want.to_bits(), "{h:#06x}");
         }
     }
 }

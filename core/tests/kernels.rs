@@ -11,7 +11,7 @@
 
 use std::sync::Mutex;
 
-use llamette::kernels::{self, scalar, Act, Acts, Kernels};
+use llamette::kernels::{self, scalar, Act, Acts, Kernels, ValueRows};
 use llamette::parallel::{Inline, Parallel, ThreadPool};
 use llamette::tensor::{Tensor, TensorType};
 use llamette::{Model, Sampler, SamplerParams, Session, SessionParams};
@@ -761,4 +761,59 @@ fn interleave_refuses_what_it_cannot_do() {
     }
     assert!(Tensor::new(b"w", TensorType::Q8_0x16, 24, 64, &w, &[]).is_err());
     assert!(Tensor::new(b"w", TensorType::Q8_0x16, 16, 64, &w[..16 * 68], &[]).is_ok());
+}
+
+/// Attention's weighted sum of value rows: every set bit-identical to the
+/// scalar reference (F32 and F16 rows, widths that are and are not
+/// multiples of 16), and the reference close to exact arithmetic.
+#[test]
+fn weighted_sums_match_scalar_and_exact() {
+    let mut rng = Rng(31);
+    for f16 in [false, true] {
+        for n in [1, 8, 17, 48, 64, 128] {
+            for seen in [1, 2, 37, 300] {
+                let att: Vec<f32> = (0..seen).map(|_| rng.f().abs()).collect();
+                let mut bits = Vec::new();
+                let mut vals = Vec::new();
+                for _ in 0..seen * n {
+                    let h = rng.f16_bits();
+                    bits.push(h);
+                    vals.push(if f16 {
+                        half::f16::from_bits(h).to_f32()
+                    } else {
+                        rng.f()
+                    });
+                }
+                let v = if f16 {
+                    ValueRows::F16(&bits)
+                } else {
+                    ValueRows::F32(&vals)
+                };
+                let mut want = vec![0f32; n];
+                scalar::weighted_sum(&att, v, &mut want);
+                for k in sets() {
+                    let mut got = vec![f32::NAN; n];
+                    (k.weighted_sum)(&att, v, &mut got);
+                    assert_same(
+                        &got,
+                        &want,
+                        &format!("{} f16={f16} n={n} seen={seen}", k.name),
+                    );
+                }
+                for (i, &w) in want.iter().enumerate() {
+                    let (mut exact, mut mag) = (0f64, 0f64);
+                    for (t, &a) in att.iter().enumerate() {
+                        exact += a as f64 * vals[t * n + i] as f64;
+                        mag += (a as f64 * vals[t * n + i] as f64).abs();
+                    }
+                    // One rounded product and one rounded sum per row.
+                    let tol = 2.0 * seen as f64 * U * mag;
+                    assert!(
+                        (w as f64 - exact).abs() <= tol,
+                        "f16={f16} n={n} seen={seen} element {i}: {w} vs {exact}"
+                    );
+                }
+            }
+        }
+    }
 }

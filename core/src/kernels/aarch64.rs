@@ -33,6 +33,8 @@ pub(super) static NEON: Kernels = Kernels {
     q4_0x16: super::scalar::mat_q4_0x16,
     fast_interleaved: false,
     quantize: neon_quantize,
+    // NEON is the baseline of aarch64: the reference vectorises as it is.
+    weighted_sum: super::scalar::weighted_sum,
 };
 
 /// The NEON + dotprod kernel set.
@@ -46,6 +48,7 @@ pub(super) static DOTPROD: Kernels = Kernels {
     q4_0x16: dotprod_q4_0x16,
     fast_interleaved: true,
     quantize: dotprod_quantize,
+    weighted_sum: super::scalar::weighted_sum,
 };
 
 /// Whether this CPU runs the `neon` set.

@@ -233,6 +233,18 @@ pub type MatFn = fn(w: &[u8], a: &Acts, out: &mut [f32]);
 /// `d` and `sum` hold `x.len() / 32` blocks, `q` holds `x.len()` values).
 pub type QuantizeFn = fn(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]);
 
+/// Attention's weighted sum of value rows: see [`scalar::weighted_sum`].
+pub type WeightedSumFn = fn(att: &[f32], v: ValueRows, out: &mut [f32]);
+
+/// The value rows of [`WeightedSumFn`], as the KV cache stores them.
+#[derive(Debug, Clone, Copy)]
+pub enum ValueRows<'a> {
+    /// Single precision.
+    F32(&'a [f32]),
+    /// Half precision bits.
+    F16(&'a [u16]),
+}
+
 /// A table of matrix kernels: one implementation set (scalar, AVX2, NEON ...).
 ///
 /// Every function of every set gives bit-identical results (see the module
@@ -259,6 +271,9 @@ pub struct Kernels {
     pub fast_interleaved: bool,
     /// Quantizes activations (bit-identical to [`scalar::quantize`]).
     pub quantize: QuantizeFn,
+    /// Attention's weighted sum of value rows (bit-identical to
+    /// [`scalar::weighted_sum`]).
+    pub weighted_sum: WeightedSumFn,
 }
 
 impl Kernels {

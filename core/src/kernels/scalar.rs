@@ -7,7 +7,7 @@
 //! reduction trees [`reduce16`] and [`reduce8`], exact `i32` block dot
 //! products).
 
-use super::{check_mat, Act, Acts, Kernels};
+use super::{check_mat, Act, Acts, Kernels, ValueRows};
 use crate::repack::value_at;
 use crate::tensor::{BAND, QK};
 
@@ -22,6 +22,7 @@ pub static KERNELS: Kernels = Kernels {
     q4_0x16: mat_q4_0x16,
     fast_interleaved: false,
     quantize,
+    weighted_sum,
 };
 
 /// IEEE half to single precision.
@@ -228,6 +229,74 @@ pub fn dot_q8_split(row: &[u8], scales: &[u8], r: usize, group: u32, x: &[f32]) 
     sum
 }
 
+/// Attention's weighted sum of value rows: `out[i] = sum over t of att[t] *
+/// v[t][i]`, with `v` the `att.len()` rows of `out.len()` values. Each
+/// element is summed in order of `t` as `acc + a * v` (a rounded product,
+/// then a rounded sum), so any vector width gives the same bits.
+#[inline]
+pub fn weighted_sum(att: &[f32], v: ValueRows, out: &mut [f32]) {
+    weighted_sum_rows(att, v, out)
+}
+
+/// [`weighted_sum`]'s body, inlined into the SIMD sets' wrappers, where the
+/// compiler vectorises it with their vector width.
+#[inline(always)]
+pub(crate) fn weighted_sum_rows(att: &[f32], v: ValueRows, out: &mut [f32]) {
+    match v {
+        ValueRows::F32(v) => weighted_sum_of(att, v, out, |x: &f32| *x),
+        ValueRows::F16(v) => weighted_sum_of(att, v, out, |h: &u16| f16_bits_to_f32(*h)),
+    }
+}
+
+/// [`weighted_sum`] over rows of `T`, decoded by `get`: 16 outputs at a
+/// time stay in registers while the rows go by.
+#[inline(always)]
+fn weighted_sum_of<T>(att: &[f32], v: &[T], out: &mut [f32], get: impl Fn(&T) -> f32) {
+    let n = out.len();
+    assert!(v.len() >= att.len() * n, "weighted_sum: values too short");
+    let mut chunks = out.chunks_exact_mut(16);
+    for (c, chunk) in chunks.by_ref().enumerate() {
+        let mut acc = [0f32; 16];
+        for (t, &a) in att.iter().enumerate() {
+            let row: &[T; 16] = v[t * n + 16 * c..][..16].try_into().unwrap();
+            for (acc, x) in acc.iter_mut().zip(row) {
+                *acc += a * get(x);
+            }
+        }
+        chunk.copy_from_slice(&acc);
+    }
+    let rest = chunks.into_remainder();
+    let first = n - rest.len();
+    rest.fill(0.0);
+    for (t, &a) in att.iter().enumerate() {
+        for (o, x) in rest.iter_mut().zip(&v[t * n + first..t * n + n]) {
+            *o += a * get(x);
+        }
+    }
+}
+
+/// The value of the half-precision bits `h`, exactly as [`f16_to_f32`], but
+/// without branches, so that loops over it vectorise. No float operand is
+/// subnormal, so flush-to-zero and denormals-are-zero modes do not change it.
+#[inline(always)]
+pub fn f16_bits_to_f32(h: u16) -> f32 {
+    let h = u32::from(h);
+    // Exponent and mantissa in their f32 places, the exponent rebiased.
+    let bits = (h & 0x7fff) << 13;
+    let normal = bits + (112 << 23);
+    // Zero and subnormals: 2^-14 * (1 + m / 1024) - 2^-14 is exactly m * 2^-24.
+    let small = (f32::from_bits(normal + (1 << 23)) - f32::from_bits(113 << 23)).to_bits();
+    let mag = if bits < 0x0080_0000 { small } else { normal };
+    // Infinities, and NaNs made quiet.
+    let nan = if bits > 0x0f80_0000 { 0x0040_0000 } else { 0 };
+    let mag = if bits >= 0x0f80_0000 {
+        (normal + (112 << 23)) | nan
+    } else {
+        mag
+    };
+    f32::from_bits(((h & 0x8000) << 16) | mag)
+}
+
 /// Quantizes blocks of 32 activations: `d = max|x| / 127`, `q = round(x / d)`
 /// (rounding half away from zero; NaN becomes 0), and `sum = sum(q)`.
 pub fn quantize(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]) {
@@ -287,6 +356,14 @@ pub fn exp_fast(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f16_bits_to_f32_is_exact() {
+        for h in 0..=u16::MAX {
+            let want = half::f16::from_bits(h).to_f32();
+            assert_eq!(f16_bits_to_f32(h).to_bits(), want.to_bits(), "{h:#06x}");
+        }
+    }
 
     #[test]
     fn exp_fast_is_within_two_ulp_of_libm() {

@@ -45,7 +45,7 @@
 //! when [`avx2_supported`] / [`avx512_supported`] say the CPU has them, so no
 //! instruction the CPU lacks is ever executed.
 
-use super::{check_mat, Acts, Kernels};
+use super::{check_mat, Acts, Kernels, ValueRows};
 use crate::tensor::{BAND, QK};
 
 /// The AVX2 + FMA + F16C kernel set.
@@ -59,6 +59,7 @@ pub(super) static AVX2: Kernels = Kernels {
     q4_0x16: avx2_q4_0x16,
     fast_interleaved: true,
     quantize: avx2_quantize,
+    weighted_sum: avx2_weighted_sum,
 };
 
 /// The AVX-512 (F, BW, VL, VNNI) kernel set.
@@ -72,6 +73,7 @@ pub(super) static AVX512: Kernels = Kernels {
     q4_0x16: avx512_q4_0x16,
     fast_interleaved: true,
     quantize: avx512_quantize,
+    weighted_sum: avx512_weighted_sum,
 };
 
 /// Whether this CPU runs the `avx2` set.
@@ -1308,6 +1310,30 @@ mod avx512 {
             _mm256_dpbusd_epi32(s, x2, a2)
         }
     });
+}
+
+/// The scalar weighted sum, compiled for AVX2 (the compiler's vectors
+/// widen; the operations, element by element, stay the same).
+fn avx2_weighted_sum(att: &[f32], v: ValueRows, out: &mut [f32]) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn imp(att: &[f32], v: ValueRows, out: &mut [f32]) {
+        super::scalar::weighted_sum_rows(att, v, out)
+    }
+    debug_assert!(avx2_supported());
+    // SAFETY: the table holding this function is handed out only on CPUs
+    // with AVX2; the body is safe code (it checks its slices).
+    unsafe { imp(att, v, out) }
+}
+
+/// The scalar weighted sum, compiled for AVX-512.
+fn avx512_weighted_sum(att: &[f32], v: ValueRows, out: &mut [f32]) {
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn imp(att: &[f32], v: ValueRows, out: &mut [f32]) {
+        super::scalar::weighted_sum_rows(att, v, out)
+    }
+    debug_assert!(avx512_supported());
+    // SAFETY: as for AVX2 above, with AVX-512.
+    unsafe { imp(att, v, out) }
 }
 
 /// Interleaved Q8_0 weights, AVX2 (the `MatFn` contract).
