@@ -62,7 +62,9 @@ const MAX_BLOCKS: usize = 1024;
 /// The bytes no longer hold a standard GGUF file: only llamette reads it.
 /// Matrices already interleaved are left alone (the call is idempotent);
 /// a llama2.c file, which has no Q8_0 or Q4_0 matrix, is left untouched.
-/// An invalid file is an error and is left untouched.
+/// A file whose header or tensor records do not parse is an error and is
+/// left untouched (whether it is a usable model is for
+/// [`Model::load`](crate::Model::load) to say, after).
 pub fn repack_in_place(bytes: &mut [u8]) -> Result<Repacked> {
     let magic = crate::error::slice(bytes, 0, 4, "file magic")?;
     if u32::from_le_bytes([magic[0], magic[1], magic[2], magic[3]]) != gguf::MAGIC {
@@ -82,6 +84,7 @@ pub fn repack_in_place(bytes: &mut [u8]) -> Result<Repacked> {
         // A few records at a time: the parsed header borrows the bytes.
         let mut jobs = [Job::default(); 32];
         let mut n_jobs = 0;
+        let before = next;
         {
             let g = Gguf::parse(bytes)?;
             for t in g.tensors().skip(next).take(jobs.len()) {
@@ -91,6 +94,9 @@ pub fn repack_in_place(bytes: &mut [u8]) -> Result<Repacked> {
                     n_jobs += 1;
                 }
             }
+        }
+        if next == before {
+            break; // No record left (cannot happen after the check above).
         }
         for job in &jobs[..n_jobs] {
             interleave_rows(&mut bytes[job.data..job.data + job.len], job.nb, job.q4);
