@@ -458,6 +458,19 @@ fn gguf_truncated_anywhere_is_an_error() {
             || format!("Gguf::parse cut at {cut}"),
             || Gguf::parse(bytes).err(),
         );
+        // Interleaving in place: an error leaves the bytes as they were; an
+        // F32 model has nothing to rewrite.
+        let mut copy = bytes.to_vec();
+        match no_panic(
+            || format!("repack cut at {cut}"),
+            || llamette::repack::repack_in_place(&mut copy),
+        ) {
+            Ok(done) => assert_eq!(done.tensors, 0, "cut {cut}"),
+            Err(_) => assert!(
+                copy == bytes,
+                "cut {cut}: a failed repack changed the bytes"
+            ),
+        }
         if cut < data_offset {
             // The header itself is cut short.
             match e {
@@ -1439,7 +1452,7 @@ fn load_and_run(bytes: &[u8]) -> Result<bool, Error> {
 }
 
 /// Applies seeded mutations to `file[..region]` (biased towards `hot`),
-/// checking that loading never panics. Returns (loaded, error tallies).
+/// checking that loading (also after interleaving in place) never panics. Returns (loaded, error tallies).
 fn mutate(
     name: &str,
     file: &[u8],
@@ -1498,6 +1511,16 @@ fn mutate(
             Ok(Err(e)) => *tally.entry(kind(&e)).or_insert(0) += 1,
             Err(_) => panic!("{name}: PANIC with mutation seed {seed}"),
         }
+        // The same file interleaved in place, then loaded and run: an error
+        // at either step, never a panic.
+        let mut copy = buf.clone();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            llamette::repack::repack_in_place(&mut copy).and_then(|_| load_and_run(&copy))
+        }));
+        assert!(
+            r.is_ok(),
+            "{name}: PANIC in repack with mutation seed {seed}"
+        );
         for (pos, old) in saved.into_iter().rev() {
             buf[pos..pos + old.len()].copy_from_slice(&old);
         }
