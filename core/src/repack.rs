@@ -129,11 +129,12 @@ impl Job {
             TensorType::Q8_0 => false,
             _ => return None,
         };
-        let rows = t.dims[1] * t.dims[2] * t.dims[3];
+        let rows = t.dims[1].checked_mul(t.dims[2])?.checked_mul(t.dims[3])?;
         let nb = (t.dims[0] / QK as u64) as usize;
         let end = t.offset.checked_add(t.size)?;
         if t.n_dims < 2
             || !rows.is_multiple_of(BAND as u64)
+            || nb == 0
             || nb > MAX_BLOCKS
             || end > file_len as u64
         {
@@ -189,6 +190,9 @@ fn block_bytes(q4: bool) -> usize {
 /// Interleaves the plain rows in `data` (a whole number of bands of rows
 /// of `nb` blocks) in place.
 fn interleave_rows(data: &mut [u8], nb: usize, q4: bool) {
+    if nb == 0 {
+        return; // Rows of no values: nothing to move.
+    }
     let bb = block_bytes(q4);
     for band in data.chunks_exact_mut(BAND * nb * bb) {
         transpose_blocks(band, nb, bb);

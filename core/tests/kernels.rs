@@ -759,6 +759,8 @@ fn interleave_refuses_what_it_cannot_do() {
         );
         assert!(x == w, "a refused call changed the bytes");
     }
+    // Rows of no values: nothing to move, no panic.
+    assert!(llamette::repack::interleave(&mut [], TensorType::Q4_0, 16, 0).is_ok());
     assert!(Tensor::new(b"w", TensorType::Q8_0x16, 24, 64, &w, &[]).is_err());
     assert!(Tensor::new(b"w", TensorType::Q8_0x16, 16, 64, &w[..16 * 68], &[]).is_ok());
 }
