@@ -415,6 +415,48 @@ fn all_types() -> [TensorType; 4] {
     ]
 }
 
+/// `matvec` and `matmul` of every set on every pool, for the `rows` x
+/// `cols` weights `wb` of type `ty` and a batch of 5 vectors: every output
+/// bit-identical to the scalar reference, `matmul`'s column `b` to `matvec`
+/// on vector `b`.
+fn matvec_and_matmul_agree(
+    rng: &mut Rng,
+    pools: &[Box<dyn Parallel>],
+    ty: TensorType,
+    wb: &[u8],
+    rows: usize,
+    cols: usize,
+) {
+    let w = Tensor::new(b"w", ty, rows, cols, wb, &[]).unwrap();
+    let n = 5;
+    let batch = Batch::new(rng, n, cols, kernels::wants_quantized(ty));
+    let acts = batch.acts();
+    let mut want = vec![0f32; rows * n];
+    kernel(&scalar::KERNELS, ty)(wb, &acts, &mut want);
+    for k in sets() {
+        for par in pools {
+            let what = format!(
+                "{} {} rows={rows} threads={}",
+                k.name,
+                ty.name(),
+                par.n_threads()
+            );
+            let mut mm = vec![f32::NAN; rows * n];
+            kernels::matmul_with(k, &**par, &mut mm, &w, &acts);
+            assert_same(&mm, &want, &format!("matmul {what}"));
+            for b in 0..n {
+                let mut mv = vec![f32::NAN; rows];
+                kernels::matvec_with(k, &**par, &mut mv, &w, &acts.get(b));
+                assert_same(
+                    &mv,
+                    &want[b * rows..(b + 1) * rows],
+                    &format!("matvec {what} b={b}"),
+                );
+            }
+        }
+    }
+}
+
 /// `matvec` and `matmul` through the dispatch layer, with odd row counts and
 /// 1, 2 and 3 threads: every output bit-identical to the scalar row kernel,
 /// and `matmul`'s column `b` bit-identical to `matvec` on vector `b`.
@@ -431,34 +473,7 @@ fn matvec_and_matmul_agree_across_sets_and_threads() {
         let cols = if ty == TensorType::F32 { 172 } else { 2048 };
         for rows in [1, 3, 7, 33, 150] {
             let wb = weights(&mut rng, ty, rows, cols);
-            let w = Tensor::new(b"w", ty, rows, cols, &wb, &[]).unwrap();
-            let n = 5;
-            let batch = Batch::new(&mut rng, n, cols, kernels::wants_quantized(ty));
-            let acts = batch.acts();
-            let mut want = vec![0f32; rows * n];
-            kernel(&scalar::KERNELS, ty)(&wb, &acts, &mut want);
-            for k in sets() {
-                for par in &pools {
-                    let what = format!(
-                        "{} {} rows={rows} threads={}",
-                        k.name,
-                        ty.name(),
-                        par.n_threads()
-                    );
-                    let mut mm = vec![f32::NAN; rows * n];
-                    kernels::matmul_with(k, &**par, &mut mm, &w, &acts);
-                    assert_same(&mm, &want, &format!("matmul {what}"));
-                    for b in 0..n {
-                        let mut mv = vec![f32::NAN; rows];
-                        kernels::matvec_with(k, &**par, &mut mv, &w, &acts.get(b));
-                        assert_same(
-                            &mv,
-                            &want[b * rows..(b + 1) * rows],
-                            &format!("matvec {what} b={b}"),
-                        );
-                    }
-                }
-            }
+            matvec_and_matmul_agree(&mut rng, &pools, ty, &wb, rows, cols);
         }
     }
 }
@@ -704,34 +719,7 @@ fn interleaved_matvec_and_matmul_agree_across_sets_and_threads() {
         for rows in [16, 48, 160] {
             let cols = 2048;
             let (_, x, ty) = interleaved(&mut rng, plain, rows, cols);
-            let w = Tensor::new(b"w", ty, rows, cols, &x, &[]).unwrap();
-            let n = 5;
-            let batch = Batch::new(&mut rng, n, cols, true);
-            let acts = batch.acts();
-            let mut want = vec![0f32; rows * n];
-            kernel(&scalar::KERNELS, ty)(&x, &acts, &mut want);
-            for k in sets() {
-                for par in &pools {
-                    let what = format!(
-                        "{} {} rows={rows} threads={}",
-                        k.name,
-                        ty.name(),
-                        par.n_threads()
-                    );
-                    let mut mm = vec![f32::NAN; rows * n];
-                    kernels::matmul_with(k, &**par, &mut mm, &w, &acts);
-                    assert_same(&mm, &want, &format!("matmul {what}"));
-                    for b in 0..n {
-                        let mut mv = vec![f32::NAN; rows];
-                        kernels::matvec_with(k, &**par, &mut mv, &w, &acts.get(b));
-                        assert_same(
-                            &mv,
-                            &want[b * rows..(b + 1) * rows],
-                            &format!("matvec {what} b={b}"),
-                        );
-                    }
-                }
-            }
+            matvec_and_matmul_agree(&mut rng, &pools, ty, &x, rows, cols);
         }
     }
 }
