@@ -51,7 +51,9 @@ fn matvec(c: &mut Criterion) {
             g.throughput(Throughput::Bytes(w.n_bytes() as u64));
             for k in kernels::available() {
                 g.bench_function(k.name, |bch| {
-                    bch.iter(|| kernels::matvec_with(k, &Inline, &mut out, &t, black_box(&a)))
+                    bch.iter(|| {
+                        llamette::matmul::matvec_with(k, &Inline, &mut out, &t, black_box(&a))
+                    })
                 });
             }
             g.finish();
@@ -77,7 +79,7 @@ fn matvec_rotation(c: &mut Criterion) {
             g.bench_function(k.name, |bch| {
                 bch.iter(|| {
                     i = (i + 1) % 4;
-                    kernels::matvec_with(k, &Inline, &mut out, &ts[i], black_box(&a))
+                    llamette::matmul::matvec_with(k, &Inline, &mut out, &ts[i], black_box(&a))
                 })
             });
         }
@@ -99,7 +101,9 @@ fn matmul(c: &mut Criterion) {
         g.sample_size(10);
         for k in kernels::available() {
             g.bench_function(k.name, |bch| {
-                bch.iter(|| kernels::matmul_with(k, &Inline, &mut out, &t, black_box(&acts)))
+                bch.iter(|| {
+                    llamette::matmul::matmul_with(k, &Inline, &mut out, &t, black_box(&acts))
+                })
             });
         }
         g.finish();

@@ -7,7 +7,8 @@
 
 use std::time::Instant;
 
-use llamette::kernels::{self, scalar, Acts};
+use llamette::kernels::types::{k_quants, q8_0};
+use llamette::kernels::{ActType, Acts, Q8K};
 use llamette::tensor::{Tensor, TensorType};
 
 /// Bytes of a huge page (x86-64 and most aarch64 Linux).
@@ -141,6 +142,16 @@ impl Weights {
                 }
             }
             TensorType::Q8Split { .. } => unimplemented!("llama2.c split weights"),
+            _ => {
+                // Random bytes with small, plausible scales (every f16 in
+                // the blocks gets ~2^-7; K-quant sub-block scales are bytes).
+                for c in b.chunks_exact_mut(2) {
+                    c.copy_from_slice(&scale(&mut rng).to_le_bytes());
+                }
+                for v in b.iter_mut().skip(1).step_by(3) {
+                    *v = rng.next_u64() as u8;
+                }
+            }
         }
         if ty.is_interleaved() {
             // Random plain blocks, interleaved.
@@ -170,12 +181,15 @@ impl Weights {
     }
 }
 
-/// A batch of `n` activation vectors of `cols` values and its quantization.
+/// A batch of `n` activation vectors of `cols` values and its quantizations.
 pub struct Batch {
     x: Vec<f32>,
     d: Vec<f32>,
     sum: Vec<i32>,
     q: Vec<i8>,
+    kd: Vec<f32>,
+    kbsums: Vec<i16>,
+    kq: Vec<i8>,
     n: usize,
 }
 
@@ -187,23 +201,47 @@ impl Batch {
         let nb = n * cols / 32;
         let (mut d, mut sum, mut q) = (vec![0f32; nb], vec![0i32; nb], vec![0i8; n * cols]);
         if cols.is_multiple_of(32) {
-            scalar::quantize(&x, &mut d, &mut sum, &mut q);
+            q8_0::quantize(&x, &mut d, &mut sum, &mut q);
         }
-        Batch { x, d, sum, q, n }
+        let (mut kd, mut kbsums, mut kq) = (
+            vec![0f32; n * cols / 256],
+            vec![0i16; n * cols / 16],
+            vec![0i8; n * cols],
+        );
+        if cols.is_multiple_of(256) {
+            k_quants::quantize_q8k(&x, &mut kd, &mut kbsums, &mut kq);
+        }
+        Batch {
+            x,
+            d,
+            sum,
+            q,
+            kd,
+            kbsums,
+            kq,
+            n,
+        }
     }
 
     /// The batch for weights of type `ty`.
     pub fn acts(&self, ty: TensorType) -> Acts<'_> {
         let a = Acts::unquantized(&self.x, self.n);
-        if kernels::wants_quantized(ty) {
-            Acts {
+        match ty.act_type() {
+            ActType::F32 => a,
+            ActType::Q8 => Acts {
                 d: &self.d,
                 sum: &self.sum,
                 q: &self.q,
                 ..a
-            }
-        } else {
-            a
+            },
+            ActType::Q8K => Acts {
+                k: Q8K {
+                    d: &self.kd,
+                    bsums: &self.kbsums,
+                    q: &self.kq,
+                },
+                ..a
+            },
         }
     }
 }

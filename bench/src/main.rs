@@ -214,7 +214,7 @@ fn main() {
                             let min_s = if k.name == "scalar" { 0.02 } else { 0.05 };
                             let t = per_call(min_s, || {
                                 turn += 1;
-                                kernels::matvec_with(
+                                llamette::matmul::matvec_with(
                                     k,
                                     *par,
                                     &mut out,
@@ -262,13 +262,19 @@ fn main() {
                         let t = if s == sets.len() {
                             per_call(0.05, || {
                                 for (bi, o) in out.chunks_exact_mut(rows).enumerate() {
-                                    kernels::matvec_with(best, *par, o, &t, &acts.get(bi));
+                                    llamette::matmul::matvec_with(best, *par, o, &t, &acts.get(bi));
                                 }
                             })
                         } else {
                             let min = if sets[s].name == "scalar" { 0.0 } else { 0.1 };
                             per_call(min, || {
-                                kernels::matmul_with(sets[s], *par, &mut out, &t, black_box(&acts))
+                                llamette::matmul::matmul_with(
+                                    sets[s],
+                                    *par,
+                                    &mut out,
+                                    &t,
+                                    black_box(&acts),
+                                )
                             })
                         };
                         samples[s].push(macs / t / 1e9);

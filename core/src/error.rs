@@ -224,7 +224,7 @@ impl fmt::Display for Error {
                 tensor,
             } => write!(
                 f,
-                "unsupported tensor type {type_name} ({ty}) in tensor {tensor} (supported: F32, F16, Q8_0, Q4_0)"
+                "unsupported tensor type {type_name} ({ty}) in tensor {tensor} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)"
             ),
             Error::MissingMetadata { key } => write!(f, "missing metadata key {key}"),
             Error::BadMetadata { key, reason } => write!(f, "bad metadata {key}: {reason}"),

@@ -14,10 +14,12 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
-use crate::kernels::{self, matvec, Acts, ValueRows};
+use crate::kernels::types::float::f16_bits_to_f32;
+use crate::kernels::{self, Acts, QuantScratch, ValueRows};
+use crate::math::{exp_fast, rmsnorm, softmax_fast};
+use crate::matmul::{self, matvec};
 use crate::model::Model;
-use crate::parallel::Inline;
-use crate::parallel::{self, Parallel};
+use crate::parallel::{self, Inline, Parallel};
 use crate::tensor::{Tensor, TensorType};
 
 /// The KV cache storage of one session, laid out
@@ -78,7 +80,7 @@ impl KvCache<'_> {
             data,
             scales: &[],
         };
-        kernels::matmul(
+        matmul::matmul(
             &Inline,
             &mut att[..n_q * seen],
             &keys,
@@ -130,10 +132,14 @@ pub(crate) struct State<'a> {
     /// `[layer][position][kv_dim]`.
     pub key_cache: KvCache<'a>,
     pub value_cache: KvCache<'a>,
-    /// Int8 blocks of the activations being multiplied (fixed-point path).
+    /// The quantizations of the activations being multiplied (fixed-point
+    /// path): Q8 blocks of 32, Q8_K super-blocks of 256.
     pub quant_d: &'a mut [f32],
     pub quant_sum: &'a mut [i32],
     pub quant: &'a mut [i8],
+    pub quant_kd: &'a mut [f32],
+    pub quant_kbsums: &'a mut [i16],
+    pub quant_kq: &'a mut [i8],
 }
 
 /// Head size from which attention scores go through the SIMD kernels
@@ -170,11 +176,11 @@ fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
     let (ar, br) = (ac.remainder(), bc.remainder());
     for (x, y) in ac.zip(bc) {
         for ((s, x), &y) in acc.iter_mut().zip(x).zip(y) {
-            *s += x * kernels::scalar::f16_bits_to_f32(y);
+            *s += x * f16_bits_to_f32(y);
         }
     }
     for ((s, x), &y) in acc.iter_mut().zip(ar).zip(br) {
-        *s += x * kernels::scalar::f16_bits_to_f32(y);
+        *s += x * f16_bits_to_f32(y);
     }
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
@@ -210,77 +216,29 @@ fn attend_head(
     }
 }
 
-/// `o = weight * x / rms(x)`.
-fn rmsnorm(o: &mut [f32], x: &[f32], weight: &Tensor, eps: f32) {
-    let mut ss = 0f32;
-    for v in x {
-        ss += v * v;
-    }
-    ss /= x.len() as f32;
-    ss += eps;
-    let inv = 1.0 / libm::sqrtf(ss);
-    for (j, (o, &x)) in o.iter_mut().zip(x).enumerate() {
-        *o = kernels::scalar::f32_at(weight.data, j) * (inv * x);
-    }
-}
-
 /// [`rmsnorm`] of each of the first `n` rows of `x` (rows as wide as `weight`).
 fn rmsnorm_rows(o: &mut [f32], x: &[f32], weight: &Tensor, eps: f32, n: usize) {
     let dim = weight.cols;
     for (o, x) in o.chunks_exact_mut(dim).zip(x.chunks_exact(dim)).take(n) {
-        rmsnorm(o, x, weight, eps);
-    }
-}
-
-/// In-place softmax with the fast exponential (attention scores).
-fn softmax_fast(x: &mut [f32]) {
-    let max = x
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-    // The exponentials in a loop of their own, which vectorises, then the
-    // sum in order.
-    for v in x.iter_mut() {
-        *v = kernels::scalar::exp_fast(*v - max);
-    }
-    let sum = x.iter().fold(0f32, |s, &v| s + v);
-    let inv = 1.0 / sum;
-    for v in x.iter_mut() {
-        *v *= inv;
-    }
-}
-
-/// In-place softmax, exactly as llama2.c computes it (the sampler's).
-pub(crate) fn softmax(x: &mut [f32]) {
-    let max = x
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-    let mut sum = 0f32;
-    for v in x.iter_mut() {
-        *v = libm::expf(*v - max);
-        sum += *v;
-    }
-    for v in x.iter_mut() {
-        *v /= sum;
+        rmsnorm(o, x, weight.data, eps);
     }
 }
 
 /// The first `n` rows of `x` (`cols` wide) as the input of the matrices
-/// `ws`: quantized once, into the scratch, when any of them takes the
-/// fixed-point path (quantized activations keep `x` for the others).
+/// `ws`: quantized once, into the scratch, in each form their types take
+/// (the f32 values stay available for the others).
 fn acts<'s>(
     x: &'s [f32],
     n: usize,
     cols: usize,
     ws: &[&Tensor],
-    quant: (&'s mut [f32], &'s mut [i32], &'s mut [i8]),
+    scratch: QuantScratch<'s>,
 ) -> Acts<'s> {
-    let x = &x[..n * cols];
-    if ws.iter().any(|w| kernels::wants_quantized(w.ty)) {
-        let (d, sum, q) = quant;
-        kernels::quantize_batch(x, n, d, sum, q)
-    } else {
-        Acts::unquantized(x, n)
+    let mut tys = [TensorType::F32; 3];
+    for (t, w) in tys.iter_mut().zip(ws) {
+        *t = w.ty;
     }
+    kernels::quantize_batch(&x[..n * cols], n, &tys[..ws.len()], scratch)
 }
 
 /// `out[b] = w @ a[b]` for every row `b` of `a`. One token streams each
@@ -291,7 +249,7 @@ fn project(par: &dyn Parallel, out: &mut [f32], w: &Tensor, a: &Acts) {
     if a.n == 1 {
         matvec(par, out, w, &a.get(0));
     } else {
-        kernels::matmul(par, out, w, a);
+        matmul::matmul(par, out, w, a);
     }
 }
 
@@ -321,7 +279,14 @@ pub(crate) fn forward(
     let cancelled = || cancel.is_some_and(|f| f.load(Ordering::Relaxed));
     macro_rules! quant {
         () => {
-            (&mut *s.quant_d, &mut *s.quant_sum, &mut *s.quant)
+            QuantScratch {
+                d: &mut *s.quant_d,
+                sum: &mut *s.quant_sum,
+                q: &mut *s.quant,
+                kd: &mut *s.quant_kd,
+                kbsums: &mut *s.quant_kbsums,
+                kq: &mut *s.quant_kq,
+            }
         };
     }
 
@@ -431,7 +396,7 @@ pub(crate) fn forward(
         project(par, s.hb, &w.w1, &a);
         project(par, s.hb2, &w.w3, &a);
         for (h, &g) in s.hb[..n * hidden].iter_mut().zip(s.hb2.iter()) {
-            let silu = *h / (1.0 + kernels::scalar::exp_fast(-*h));
+            let silu = *h / (1.0 + exp_fast(-*h));
             *h = silu * g;
         }
         let a = acts(s.hb, n, hidden, &[&w.w2], quant!());
@@ -444,7 +409,12 @@ pub(crate) fn forward(
     if want_logits {
         // Final norm of the last token (into xb: x stays untouched) and the classifier.
         let last = (n - 1) * dim..n * dim;
-        rmsnorm(&mut s.xb[..dim], &s.x[last], &model.output_norm, c.rms_eps);
+        rmsnorm(
+            &mut s.xb[..dim],
+            &s.x[last],
+            model.output_norm.data,
+            c.rms_eps,
+        );
         let a = acts(s.xb, 1, dim, &[&model.output], quant!());
         project(par, s.logits, &model.output, &a);
     }

@@ -25,6 +25,8 @@ pub mod error;
 pub mod format;
 pub mod forward;
 pub mod kernels;
+pub mod math;
+pub mod matmul;
 pub mod model;
 pub mod parallel;
 pub mod quant;

@@ -1,10 +1,10 @@
 //! The model: its configuration and borrowed weight views.
 //!
-//! [`Model::load`] recognises the file by its magic number and builds views
-//! into the caller's bytes; nothing is copied, nothing allocated.
+//! The file formats build it ([`Model::load`], in [`crate::format`],
+//! recognises the file by its magic number and builds views into the
+//! caller's bytes; nothing is copied, nothing allocated).
 
 use crate::error::{Error, Name, Result};
-use crate::format::{gguf, llama2c};
 use crate::tensor::{Tensor, TensorType};
 
 /// The most layers a model may have (Llama 2 70B has 80).
@@ -185,22 +185,6 @@ pub struct Model<'a> {
 }
 
 impl<'a> Model<'a> {
-    /// Reads a model from the bytes of a GGUF or llama2.c file.
-    pub fn load(bytes: &'a [u8]) -> Result<Model<'a>> {
-        let magic = crate::error::slice(bytes, 0, 4, "file magic")?;
-        let magic = u32::from_le_bytes([magic[0], magic[1], magic[2], magic[3]]);
-        if magic == gguf::MAGIC {
-            Model::from_gguf(&gguf::Gguf::parse(bytes)?)
-        } else {
-            llama2c::load(bytes)
-        }
-    }
-
-    /// Builds a model from a parsed GGUF file.
-    pub fn from_gguf(g: &gguf::Gguf<'a>) -> Result<Model<'a>> {
-        crate::format::gguf_model::load(g)
-    }
-
     /// An empty model with `config`, for the format readers to fill in.
     pub(crate) fn empty(config: Config, format: Format, bytes: &'a [u8]) -> Model<'a> {
         Model {

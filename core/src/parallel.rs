@@ -9,7 +9,18 @@
 //! many threads ran them.
 
 /// Runs `n_tasks` independent tasks, possibly in parallel.
-pub trait Parallel: Sync {
+///
+/// # Safety
+///
+/// The decoder's tasks write disjoint parts of shared buffers, each task
+/// its own part, so an implementation must call `task(i)` **exactly once**
+/// for every `i` in `0..n_tasks` (never twice, never skipping one, never an
+/// index outside the range) and return from `parallel_for` only after every
+/// call has returned. An implementation that breaks this would make two
+/// tasks write the same memory at once: undefined behaviour, which is why
+/// implementing the trait is `unsafe`. (The C ABI's adapter for a host's
+/// `parallel_for` callback checks the host's calls and enforces this.)
+pub unsafe trait Parallel: Sync {
     /// How many tasks are worth creating per parallel region (usually the
     /// number of threads). Must be at least 1.
     fn n_threads(&self) -> usize;
@@ -23,7 +34,8 @@ pub trait Parallel: Sync {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Inline;
 
-impl Parallel for Inline {
+// SAFETY: every index is called once, in order, before returning.
+unsafe impl Parallel for Inline {
     fn n_threads(&self) -> usize {
         1
     }
@@ -86,9 +98,83 @@ impl Chunks {
     }
 }
 
-// SAFETY: only used by `for_each_chunk_pair`, whose tasks write disjoint
-// chunks of a buffer that outlives them.
+// SAFETY: only used by `for_each_chunk_pair` and `for_each_strip`, whose
+// tasks write disjoint parts of a buffer that outlives them.
 unsafe impl Sync for Chunks {}
+
+/// Calls `task(t, strip)` for every `t` in `0..n_tasks`, on `par`, where
+/// `strip` writes rows `t * per_task..` (at most `per_task` of them, within
+/// `rows`) of each of the `out.len() / rows` vectors stored one after the
+/// other in `out` (vector `b`'s rows at `out[b * rows..(b + 1) * rows]`).
+/// The tasks' strips are disjoint, so they run in parallel safely.
+pub(crate) fn for_each_strip(
+    par: &dyn Parallel,
+    out: &mut [f32],
+    rows: usize,
+    per_task: usize,
+    n_tasks: usize,
+    task: &(dyn Fn(usize, &mut Strip) + Sync),
+) {
+    let n_vecs = out.len().checked_div(rows).unwrap_or(0);
+    assert!(
+        n_vecs * rows == out.len() && per_task > 0,
+        "for_each_strip: out is not whole vectors"
+    );
+    let base = Chunks(out.as_mut_ptr());
+    par.parallel_for(n_tasks, &|t| {
+        let start = (t * per_task).min(rows);
+        let end = ((t + 1) * per_task).min(rows);
+        let mut strip = Strip {
+            base,
+            rows,
+            n_vecs,
+            start,
+            end,
+            _out: core::marker::PhantomData,
+        };
+        task(t, &mut strip);
+    });
+}
+
+/// One task's rows of every vector of an output split by
+/// [`for_each_strip`].
+pub(crate) struct Strip<'o> {
+    base: Chunks,
+    rows: usize,
+    n_vecs: usize,
+    start: usize,
+    end: usize,
+    _out: core::marker::PhantomData<&'o mut [f32]>,
+}
+
+impl Strip<'_> {
+    /// The strip's first row.
+    pub(crate) fn start(&self) -> usize {
+        self.start
+    }
+
+    /// One past the strip's last row.
+    pub(crate) fn end(&self) -> usize {
+        self.end
+    }
+
+    /// The strip's rows of vector `b`.
+    pub(crate) fn vector(&mut self, b: usize) -> &mut [f32] {
+        assert!(b < self.n_vecs, "Strip: vector out of range");
+        // SAFETY: rows start..end of vector b lie inside `out` (asserted by
+        // `for_each_strip` and above), which stays exclusively borrowed until
+        // `parallel_for` returns; task `t` is called exactly once (the
+        // `Parallel` contract) and owns rows start..end of every vector,
+        // which no other task's strip covers; `&mut self` keeps one slice of
+        // this strip alive at a time.
+        unsafe {
+            core::slice::from_raw_parts_mut(
+                self.base.at(b * self.rows + self.start),
+                self.end - self.start,
+            )
+        }
+    }
+}
 
 #[cfg(feature = "std")]
 pub use pool::ThreadPool;
@@ -271,7 +357,11 @@ mod pool {
         }
     }
 
-    impl Parallel for ThreadPool {
+    // SAFETY: a task index is handed out only by a successful claim of
+    // `next` (a compare-and-swap that increments it), so each index of the
+    // region runs exactly once; `parallel_for` returns only after `done`
+    // counts every task.
+    unsafe impl Parallel for ThreadPool {
         fn n_threads(&self) -> usize {
             self.n_threads
         }

@@ -93,6 +93,11 @@ pub fn quantize_row(ty: TensorType, src: &[f32], dst: &mut [u8]) -> Result<()> {
                 what: "interleaved layouts are made by repack, not row by row",
             })
         }
+        _ => {
+            return Err(Error::InvalidArgument {
+                what: "no row quantizer for this type",
+            })
+        }
     }
     Ok(())
 }

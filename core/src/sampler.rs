@@ -7,7 +7,7 @@
 //! The other settings add filters in llama.cpp's sense, applied in the order
 //! penalty, temperature, top-k, min-p, top-p.
 
-use crate::forward::softmax;
+use crate::math::softmax;
 
 /// Sampler settings.
 #[derive(Debug, Clone, Copy, PartialEq)]

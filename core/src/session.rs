@@ -17,7 +17,7 @@ use core::sync::atomic::AtomicBool;
 
 use crate::error::{Error, Result};
 use crate::forward::{self, KvCache, State};
-use crate::kernels;
+use crate::kernels::{self, ActType};
 use crate::model::Model;
 use crate::parallel::{Inline, Parallel};
 use crate::sampler::Sampler;
@@ -80,11 +80,14 @@ enum Region {
     QuantD,
     QuantSum,
     Quant,
+    QuantKD,
+    QuantKBsums,
+    QuantKQ,
     Tokens,
 }
 
 impl Region {
-    const COUNT: usize = 19;
+    const COUNT: usize = 22;
 }
 
 /// Every region starts at a multiple of this many bytes from the buffer start.
@@ -111,18 +114,30 @@ impl Layout {
             KvType::F32 => 4,
             KvType::F16 => 2,
         };
-        let quantized = model
-            .layers()
-            .iter()
-            .flat_map(|l| l.tensors())
-            .any(|(_, t)| kernels::wants_quantized(t.ty))
-            || kernels::wants_quantized(model.output.ty);
+        // Which activation quantizations the matrices take.
+        let takes = |a: ActType| {
+            model
+                .layers()
+                .iter()
+                .flat_map(|l| l.tensors())
+                .any(|(_, t)| t.ty.act_type() == a)
+                || model.output.ty.act_type() == a
+        };
         // Sizes in u64: the configuration's bounds keep every product far
         // below 2^64, and the total is checked against this target's usize.
         let (dim, hidden, kv_dim) = (c.dim as u64, c.hidden_dim as u64, c.kv_dim() as u64);
         let (vocab, ctx) = (c.vocab_size as u64, context as u64);
         let nb = batch as u64;
-        let qn = if quantized { dim.max(hidden) } else { 0 };
+        let qn = if takes(ActType::Q8) {
+            dim.max(hidden)
+        } else {
+            0
+        };
+        let qkn = if takes(ActType::Q8K) {
+            dim.max(hidden)
+        } else {
+            0
+        };
         let kv = c.n_layers as u64 * ctx * kv_dim;
         let sizes: [u64; Region::COUNT] = [
             nb * dim * 4,
@@ -145,6 +160,9 @@ impl Layout {
             nb * qn / 32 * 4,
             nb * qn / 32 * 4,
             nb * qn,
+            nb * qkn / 256 * 4,
+            nb * qkn / 16 * 2,
+            nb * qkn,
             ctx * 4,
         ];
         let too_big = Error::BadConfig {
@@ -280,6 +298,9 @@ impl<'a> Session<'a> {
         let quant_d = take!(Region::QuantD);
         let quant_sum = take!(Region::QuantSum);
         let quant = take!(Region::Quant);
+        let quant_kd = take!(Region::QuantKD);
+        let quant_kbsums = take!(Region::QuantKBsums);
+        let quant_kq = take!(Region::QuantKQ);
         let tokens = take!(Region::Tokens);
         let _ = base;
         Ok(Session {
@@ -305,6 +326,9 @@ impl<'a> Session<'a> {
                 quant_d,
                 quant_sum,
                 quant,
+                quant_kd,
+                quant_kbsums,
+                quant_kq,
             },
             tokens,
             pos: 0,

@@ -11,7 +11,8 @@
 
 use std::sync::Mutex;
 
-use llamette::kernels::{self, scalar, Act, Acts, Kernels, ValueRows};
+use llamette::kernels::types::{k_quants, q8_0};
+use llamette::kernels::{self, scalar, ActType, Acts, Kernels, QuantScratch, ValueRows, Q8K};
 use llamette::parallel::{Inline, Parallel, ThreadPool};
 use llamette::tensor::{Tensor, TensorType};
 use llamette::{Model, Sampler, SamplerParams, Session, SessionParams};
@@ -42,6 +43,14 @@ const INTERLEAVED_REF_TOL: f64 = 3.0 * 176.0 * U;
 /// 5632 / 32 / 8 = 22 blocks per partial sum, plus 3 in the tree:
 /// (3 * 22 + 3) u ≈ 4.1e-6.
 const QUANT_REF_TOL: f64 = (3.0 * 22.0 + 3.0) * U;
+
+/// K-quant reference vs exact (on the dequantized values), relative to the
+/// sum of the magnitudes of its two terms per super-block (`d d_a isum`
+/// and `dmin d_a msum`, which may cancel): per super-block at most 7
+/// roundings (`d * d_a`, `isum` to f32, the product, the sum; the same for
+/// the minimums), one running sum of at most 5632 / 256 = 22 super-blocks:
+/// 7 * 22 u ≈ 9.2e-6.
+const K_REF_TOL: f64 = 7.0 * 22.0 * U;
 
 /// Forcing a kernel set is process-wide: tests that force one hold this.
 static FORCED: Mutex<()> = Mutex::new(());
@@ -96,6 +105,35 @@ impl Rng {
     }
 }
 
+/// Byte offsets of the f16 fields (scales, minimums) in a block of `ty`.
+fn f16_fields(ty: TensorType) -> &'static [usize] {
+    use TensorType::*;
+    match ty {
+        Q8_0 | Q4_0 | Q5_0 | Iq4Nl => &[0],
+        Q4_1 | Q5_1 | Q4K | Q5K => &[0, 2],
+        Q2K => &[80, 82],
+        Q3K => &[108],
+        Q6K => &[208],
+        _ => &[],
+    }
+}
+
+/// Every plain weight type.
+fn plain_types() -> [TensorType; 14] {
+    use TensorType::*;
+    [
+        F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Iq4Nl, Q2K, Q3K, Q4K, Q5K, Q6K,
+    ]
+}
+
+/// The quantized plain types.
+fn quantized_types() -> Vec<TensorType> {
+    plain_types()
+        .into_iter()
+        .filter(|t| t.act_type() != ActType::F32)
+        .collect()
+}
+
 /// Random weight bytes of `rows` x `cols` elements of `ty`.
 fn weights(rng: &mut Rng, ty: TensorType, rows: usize, cols: usize) -> Vec<u8> {
     let n = rows * cols;
@@ -111,55 +149,63 @@ fn weights(rng: &mut Rng, ty: TensorType, rows: usize, cols: usize) -> Vec<u8> {
                 v.extend_from_slice(&rng.f16_bits().to_le_bytes());
             }
         }
-        TensorType::Q8_0 => {
-            for _ in 0..n / 32 {
-                v.extend_from_slice(&rng.scale_bits().to_le_bytes());
-                for _ in 0..32 {
-                    v.push(rng.next() as u8);
+        TensorType::BF16 => {
+            for _ in 0..n {
+                let b = ((rng.f() * 2.0).to_bits() >> 16) as u16;
+                v.extend_from_slice(&b.to_le_bytes());
+            }
+        }
+        _ => {
+            // Random bytes, and plausible scales in the f16 fields.
+            let bb = ty.block_bytes();
+            for _ in 0..n / ty.block_len() {
+                let start = v.len();
+                v.extend((0..bb).map(|_| rng.next() as u8));
+                for &at in f16_fields(ty) {
+                    v[start + at..start + at + 2].copy_from_slice(&rng.scale_bits().to_le_bytes());
                 }
             }
         }
-        TensorType::Q4_0 => {
-            for _ in 0..n / 32 {
-                v.extend_from_slice(&rng.scale_bits().to_le_bytes());
-                for _ in 0..16 {
-                    v.push(rng.next() as u8);
-                }
-            }
-        }
-        TensorType::Q8Split { .. } | TensorType::Q8_0x16 | TensorType::Q4_0x16 => unreachable!(),
     }
     v
 }
 
-/// A batch of `n` activation vectors with its (scalar) quantization.
+/// A batch of `n` activation vectors with its (scalar) quantizations: Q8
+/// when `cols` is a multiple of 32, Q8_K when it is one of 256.
 struct Batch {
     x: Vec<f32>,
     d: Vec<f32>,
     sum: Vec<i32>,
     q: Vec<i8>,
+    kd: Vec<f32>,
+    kbsums: Vec<i16>,
+    kq: Vec<i8>,
     n: usize,
     cols: usize,
 }
 
 impl Batch {
-    fn new(rng: &mut Rng, n: usize, cols: usize, quantized: bool) -> Batch {
+    fn new(rng: &mut Rng, n: usize, cols: usize) -> Batch {
         let x = rng.acts(n * cols);
-        let (mut d, mut sum, mut q) = (vec![], vec![], vec![]);
-        if quantized {
-            d = vec![0f32; n * cols / 32];
-            sum = vec![0i32; n * cols / 32];
-            q = vec![0i8; n * cols];
-            scalar::quantize(&x, &mut d, &mut sum, &mut q);
-        }
-        Batch {
+        let len = n * cols;
+        let mut b = Batch {
+            d: vec![0f32; len / 32],
+            sum: vec![0i32; len / 32],
+            q: vec![0i8; len],
+            kd: vec![0f32; len / 256],
+            kbsums: vec![0i16; len / 16],
+            kq: vec![0i8; len],
             x,
-            d,
-            sum,
-            q,
             n,
             cols,
+        };
+        if cols.is_multiple_of(32) {
+            q8_0::quantize(&b.x, &mut b.d, &mut b.sum, &mut b.q);
         }
+        if cols.is_multiple_of(256) {
+            k_quants::quantize_q8k(&b.x, &mut b.kd, &mut b.kbsums, &mut b.kq);
+        }
+        b
     }
 
     fn acts(&self) -> Acts<'_> {
@@ -170,6 +216,20 @@ impl Batch {
             d: &self.d,
             sum: &self.sum,
             q: &self.q,
+            k: Q8K {
+                d: &self.kd,
+                bsums: &self.kbsums,
+                q: &self.kq,
+            },
+        }
+    }
+
+    /// The value activation `i` stands for in the quantization `ty` takes.
+    fn value(&self, ty: TensorType, i: usize) -> f64 {
+        match ty.act_type() {
+            ActType::F32 => self.x[i] as f64,
+            ActType::Q8 => self.d[i / 32] as f64 * self.q[i] as f64,
+            ActType::Q8K => self.kd[i / 256] as f64 * self.kq[i] as f64,
         }
     }
 }
@@ -216,7 +276,7 @@ fn compare_sets_on(
     let mut buf = vec![0u8; misalign];
     buf.extend_from_slice(w);
     let w = &buf[misalign..];
-    let batch = Batch::new(rng, n, cols, kernels::wants_quantized(ty));
+    let batch = Batch::new(rng, n, cols);
     let a = batch.acts();
     let mut want = vec![0f32; rows * n];
     kernel(&scalar::KERNELS, ty)(w, &a, &mut want);
@@ -234,7 +294,7 @@ fn compare_sets_on(
 
 #[test]
 fn float_kernels_match_scalar() {
-    for ty in [TensorType::F32, TensorType::F16] {
+    for ty in [TensorType::F32, TensorType::F16, TensorType::BF16] {
         for cols in [0, 1, 7, 8, 9, 31, 32, 33, 64, 172, 4096 + 17] {
             for (rows, n) in [(1, 1), (3, 1), (7, 1), (33, 1), (5, 2), (7, 3), (9, 5)] {
                 compare_sets(
@@ -252,8 +312,15 @@ fn float_kernels_match_scalar() {
 
 #[test]
 fn quantized_kernels_match_scalar() {
-    for ty in [TensorType::Q8_0, TensorType::Q4_0] {
-        for cols in [0, 32, 64, 96, 256, 288, 2048, 4096, 5632] {
+    for ty in quantized_types() {
+        // 0, 1, 2, 3, 8, 9, 31, 32, 33 blocks and long rows.
+        let blocks: &[usize] = if ty.block_len() == 256 {
+            &[0, 1, 2, 3, 8, 9, 22, 31, 32, 33]
+        } else {
+            &[0, 1, 2, 3, 8, 9, 31, 32, 33, 64, 128, 176]
+        };
+        for &nb in blocks {
+            let cols = nb * ty.block_len();
             for (rows, n) in [(1, 1), (3, 1), (7, 1), (33, 1), (5, 2), (7, 3), (9, 5)] {
                 if cols >= 4096 && rows * n > 40 {
                     continue;
@@ -263,7 +330,7 @@ fn quantized_kernels_match_scalar() {
                     rows,
                     cols,
                     n,
-                    (rows + cols / 32) % 4,
+                    (rows + nb) % 4,
                     cols as u64 * 7 + rows as u64,
                 );
             }
@@ -280,8 +347,14 @@ fn long_rows_match_scalar() {
         compare_sets(ty, 3, 24576 + 288, 1, 1, 8);
         compare_sets(ty, 3, 12288 + 64, 3, 2, 9);
     }
-    for ty in [TensorType::F32, TensorType::F16] {
+    for ty in [TensorType::F32, TensorType::F16, TensorType::BF16] {
         compare_sets(ty, 3, 24576 + 17, 2, 3, 10);
+    }
+    for ty in quantized_types() {
+        if ty.block_len() == 256 {
+            compare_sets(ty, 3, 24576 + 256, 1, 1, 11);
+            compare_sets(ty, 3, 12288 + 256, 3, 2, 12);
+        }
     }
 }
 
@@ -289,7 +362,7 @@ fn long_rows_match_scalar() {
 /// stories260K's 64 and 172 (F32).
 #[test]
 fn real_shapes_match_scalar() {
-    for ty in [TensorType::Q8_0, TensorType::Q4_0, TensorType::F16] {
+    for ty in plain_types().into_iter().filter(|t| *t != TensorType::F32) {
         compare_sets(ty, 13, 2048, 1, 0, 1);
         compare_sets(ty, 5, 5632, 1, 1, 2);
         compare_sets(ty, 6, 2048, 4, 3, 3);
@@ -328,7 +401,7 @@ fn quantize_matches_scalar() {
         let x = &x[..len];
         let nb = len / 32;
         let (mut d0, mut s0, mut q0) = (vec![0f32; nb], vec![0i32; nb], vec![0i8; len]);
-        scalar::quantize(x, &mut d0, &mut s0, &mut q0);
+        q8_0::quantize(x, &mut d0, &mut s0, &mut q0);
         for k in sets() {
             let (mut d, mut s, mut q) = (vec![1f32; nb], vec![1i32; nb], vec![1i8; len]);
             (k.quantize)(x, &mut d, &mut s, &mut q);
@@ -342,7 +415,7 @@ fn quantize_matches_scalar() {
     // blocks, q in -127..=127, sum = sum(q).
     let x = rng.acts(1024);
     let (mut d, mut s, mut q) = (vec![0f32; 32], vec![0i32; 32], vec![0i8; 1024]);
-    scalar::quantize(&x, &mut d, &mut s, &mut q);
+    q8_0::quantize(&x, &mut d, &mut s, &mut q);
     for b in 0..32 {
         let qs = &q[32 * b..32 * b + 32];
         assert_eq!(s[b], qs.iter().map(|&v| v as i32).sum::<i32>());
@@ -357,43 +430,105 @@ fn quantize_matches_scalar() {
     }
 }
 
+/// The magnitudes of the two terms of a K-quant row's super-blocks, as the
+/// module documentation of `k_quants` defines them: `sum |d d_a isum|`-like
+/// bounds per element, `|d sc q x|` and `|dmin m x|`, summed over the row.
+fn k_quant_magnitude(ty: TensorType, row: &[u8], batch: &Batch) -> f64 {
+    use llamette::kernels::types::{f16_le, k_quants as k};
+    let mut mag = 0f64;
+    for (s, blk) in row.chunks_exact(ty.block_bytes()).enumerate() {
+        let (d, dmin, q, sc, m, len): (f32, f32, [i8; 256], Vec<i32>, Vec<i32>, usize) = match ty {
+            TensorType::Q2K => {
+                let b: &k::BlockQ2K = bytemuck::from_bytes(blk);
+                let u = k::unpack_q2_k(b);
+                (
+                    f16_le(b.d),
+                    f16_le(b.dmin),
+                    u.q,
+                    u.sc.to_vec(),
+                    u.m.to_vec(),
+                    16,
+                )
+            }
+            TensorType::Q3K => {
+                let b: &k::BlockQ3K = bytemuck::from_bytes(blk);
+                let u = k::unpack_q3_k(b);
+                (f16_le(b.d), 0.0, u.q, u.sc.to_vec(), u.m.to_vec(), 16)
+            }
+            TensorType::Q4K => {
+                let b: &k::BlockQ4K = bytemuck::from_bytes(blk);
+                let u = k::unpack_q4_k(b);
+                (
+                    f16_le(b.d),
+                    f16_le(b.dmin),
+                    u.q,
+                    u.sc.to_vec(),
+                    u.m.to_vec(),
+                    32,
+                )
+            }
+            TensorType::Q5K => {
+                let b: &k::BlockQ5K = bytemuck::from_bytes(blk);
+                let u = k::unpack_q5_k(b);
+                (
+                    f16_le(b.d),
+                    f16_le(b.dmin),
+                    u.q,
+                    u.sc.to_vec(),
+                    u.m.to_vec(),
+                    32,
+                )
+            }
+            TensorType::Q6K => {
+                let b: &k::BlockQ6K = bytemuck::from_bytes(blk);
+                let u = k::unpack_q6_k(b);
+                (f16_le(b.d), 0.0, u.q, u.sc.to_vec(), u.m.to_vec(), 16)
+            }
+            _ => unreachable!(),
+        };
+        for v in 0..256 {
+            let x = batch.value(ty, s * 256 + v).abs();
+            mag += x * (d as f64 * sc[v / len] as f64 * q[v] as f64).abs();
+            mag += x * (dmin as f64 * m[v / len] as f64).abs();
+        }
+    }
+    mag
+}
+
 /// The reference kernels against exact (f64) arithmetic on the values the
 /// weights and activations stand for.
 #[test]
 fn scalar_reference_is_accurate() {
     let mut rng = Rng(7);
-    for ty in [
-        TensorType::F32,
-        TensorType::F16,
-        TensorType::Q8_0,
-        TensorType::Q4_0,
-    ] {
-        for cols in [32, 64, 2048, 5632] {
+    for ty in plain_types() {
+        for cols in [256, 512, 2048, 5632] {
             let rows = 5;
             let w = weights(&mut rng, ty, rows, cols);
             let t = Tensor::new(b"w", ty, rows, cols, &w, &[]).unwrap();
-            let quantized = kernels::wants_quantized(ty);
-            let batch = Batch::new(&mut rng, 1, cols, quantized);
+            let batch = Batch::new(&mut rng, 1, cols);
             let a = batch.acts();
             let mut got = vec![0f32; rows];
             kernel(&scalar::KERNELS, ty)(&w, &a, &mut got);
             let mut row = vec![0f32; cols];
+            let rb = t.row_bytes();
             for (r, &g) in got.iter().enumerate() {
                 t.dequantize_row(r, &mut row);
                 let (mut exact, mut mag) = (0f64, 0f64);
                 for (i, &wv) in row.iter().enumerate() {
-                    let xv = if quantized {
-                        batch.d[i / 32] as f64 * batch.q[i] as f64
-                    } else {
-                        batch.x[i] as f64
-                    };
+                    let xv = batch.value(ty, i);
                     exact += wv as f64 * xv;
                     mag += (wv as f64 * xv).abs();
                 }
-                let tol = if quantized {
-                    QUANT_REF_TOL
-                } else {
-                    FLOAT_REF_TOL
+                let tol = match ty.act_type() {
+                    ActType::F32 => FLOAT_REF_TOL,
+                    ActType::Q8 => {
+                        // Q4_1 and Q5_1 add a rounded minimum term per block.
+                        QUANT_REF_TOL * 2.0
+                    }
+                    ActType::Q8K => {
+                        mag = k_quant_magnitude(ty, &w[r * rb..(r + 1) * rb], &batch);
+                        K_REF_TOL
+                    }
                 };
                 let err = (g as f64 - exact).abs();
                 assert!(
@@ -406,13 +541,8 @@ fn scalar_reference_is_accurate() {
     }
 }
 
-fn all_types() -> [TensorType; 4] {
-    [
-        TensorType::F32,
-        TensorType::F16,
-        TensorType::Q8_0,
-        TensorType::Q4_0,
-    ]
+fn all_types() -> [TensorType; 14] {
+    plain_types()
 }
 
 /// `matvec` and `matmul` of every set on every pool, for the `rows` x
@@ -429,7 +559,7 @@ fn matvec_and_matmul_agree(
 ) {
     let w = Tensor::new(b"w", ty, rows, cols, wb, &[]).unwrap();
     let n = 5;
-    let batch = Batch::new(rng, n, cols, kernels::wants_quantized(ty));
+    let batch = Batch::new(rng, n, cols);
     let acts = batch.acts();
     let mut want = vec![0f32; rows * n];
     kernel(&scalar::KERNELS, ty)(wb, &acts, &mut want);
@@ -442,11 +572,11 @@ fn matvec_and_matmul_agree(
                 par.n_threads()
             );
             let mut mm = vec![f32::NAN; rows * n];
-            kernels::matmul_with(k, &**par, &mut mm, &w, &acts);
+            llamette::matmul::matmul_with(k, &**par, &mut mm, &w, &acts);
             assert_same(&mm, &want, &format!("matmul {what}"));
             for b in 0..n {
                 let mut mv = vec![f32::NAN; rows];
-                kernels::matvec_with(k, &**par, &mut mv, &w, &acts.get(b));
+                llamette::matmul::matvec_with(k, &**par, &mut mv, &w, &acts.get(b));
                 assert_same(
                     &mv,
                     &want[b * rows..(b + 1) * rows],
@@ -478,6 +608,40 @@ fn matvec_and_matmul_agree_across_sets_and_threads() {
     }
 }
 
+/// Scratch for the quantizations of `len` activations.
+struct Scratch {
+    d: Vec<f32>,
+    sum: Vec<i32>,
+    q: Vec<i8>,
+    kd: Vec<f32>,
+    kbsums: Vec<i16>,
+    kq: Vec<i8>,
+}
+
+impl Scratch {
+    fn new(len: usize) -> Scratch {
+        Scratch {
+            d: vec![0f32; len / 32],
+            sum: vec![0i32; len / 32],
+            q: vec![0i8; len],
+            kd: vec![0f32; len / 256],
+            kbsums: vec![0i16; len / 16],
+            kq: vec![0i8; len],
+        }
+    }
+
+    fn get(&mut self) -> QuantScratch<'_> {
+        QuantScratch {
+            d: &mut self.d,
+            sum: &mut self.sum,
+            q: &mut self.q,
+            kd: &mut self.kd,
+            kbsums: &mut self.kbsums,
+            kq: &mut self.kq,
+        }
+    }
+}
+
 /// A batch large enough for several tiles in both directions, through
 /// `quantize_batch`: same result as quantizing each vector alone.
 #[test]
@@ -485,34 +649,79 @@ fn quantize_batch_then_matmul_equals_per_vector() {
     let _g = FORCED.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = Rng(5);
     let (rows, cols, n) = (37, 256, 19);
-    for ty in [TensorType::Q8_0, TensorType::Q4_0] {
+    for ty in quantized_types() {
         let wb = weights(&mut rng, ty, rows, cols);
         let w = Tensor::new(b"w", ty, rows, cols, &wb, &[]).unwrap();
         let x = rng.acts(n * cols);
         for k in sets() {
             assert!(kernels::force(k.name));
-            let (mut d, mut s, mut q) = (
-                vec![0f32; n * cols / 32],
-                vec![0i32; n * cols / 32],
-                vec![0i8; n * cols],
-            );
-            let acts = kernels::quantize_batch(&x, n, &mut d, &mut s, &mut q);
+            let mut scratch = Scratch::new(n * cols);
+            let acts = kernels::quantize_batch(&x, n, &[ty], scratch.get());
             let mut mm = vec![0f32; rows * n];
-            kernels::matmul(&Inline, &mut mm, &w, &acts);
+            llamette::matmul::matmul(&Inline, &mut mm, &w, &acts);
             for b in 0..n {
                 let xb = &x[b * cols..(b + 1) * cols];
-                let (mut d1, mut s1, mut q1) = (
-                    vec![0f32; cols / 32],
-                    vec![0i32; cols / 32],
-                    vec![0i8; cols],
-                );
-                let a = kernels::quantize_acts(xb, &mut d1, &mut s1, &mut q1);
+                let mut one = Scratch::new(cols);
+                let a = kernels::quantize_batch(xb, 1, &[ty], one.get());
                 let mut mv = vec![0f32; rows];
-                kernels::matvec(&Inline, &mut mv, &w, &a);
+                llamette::matmul::matvec(&Inline, &mut mv, &w, &a.get(0));
                 assert_same(
                     &mm[b * rows..(b + 1) * rows],
                     &mv,
                     &format!("{} {} b={b}", k.name, ty.name()),
+                );
+            }
+        }
+    }
+}
+
+/// The Q8_K quantizer: every set gives the scalar bytes, and the reference
+/// does what it says (q in -127..=127, |x - d q| <= |d| / 2, the sums).
+#[test]
+fn quantize_q8k_matches_scalar_and_its_definition() {
+    let mut rng = Rng(808);
+    let mut x = rng.acts(2048);
+    x[256..512].fill(0.0);
+    x[512 + 7] = f32::NAN;
+    x[768] = -3.0e38;
+    for v in &mut x[1024..1280] {
+        *v = f32::from_bits(rng.next() as u32 & 0x007f_ffff); // subnormal
+    }
+    let (mut d0, mut b0, mut q0) = (vec![0f32; 8], vec![0i16; 128], vec![0i8; 2048]);
+    k_quants::quantize_q8k(&x, &mut d0, &mut b0, &mut q0);
+    for k in sets() {
+        let (mut d, mut b, mut q) = (vec![1f32; 8], vec![1i16; 128], vec![1i8; 2048]);
+        (k.quantize_k)(&x, &mut d, &mut b, &mut q);
+        assert_eq!(q, q0, "{}: q", k.name);
+        assert_eq!(b, b0, "{}: sums", k.name);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&d), bits(&d0), "{}: scales", k.name);
+    }
+    for s in 0..8 {
+        let qs = &q0[256 * s..256 * s + 256];
+        for j in 0..16 {
+            let sum: i32 = qs[16 * j..16 * j + 16].iter().map(|&v| v as i32).sum();
+            assert_eq!(b0[16 * s + j] as i32, sum);
+        }
+        if s == 1 {
+            assert_eq!(d0[s], 0.0);
+            assert!(qs.iter().all(|&v| v == 0));
+            continue;
+        }
+        if s == 4 {
+            // Subnormal values: -127 / max overflows, so the scale is 0
+            // (as ggml's): the block stands for zeros.
+            assert_eq!(d0[s], 0.0);
+            continue;
+        }
+        for (i, &qv) in qs.iter().enumerate() {
+            assert!((-127..=127).contains(&qv));
+            let v = x[256 * s + i];
+            if v.is_finite() && d0[s].is_finite() {
+                assert!(
+                    (v as f64 - d0[s] as f64 * qv as f64).abs() <= d0[s].abs() as f64 * 0.5001,
+                    "block {s}: {v} vs {} * {qv}",
+                    d0[s]
                 );
             }
         }
@@ -581,26 +790,17 @@ fn forced_sets_agree_on_tiny_tensors() {
     let _g = FORCED.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = Rng(11);
     for ty in all_types() {
-        let (rows, cols) = (48, 96);
+        let (rows, cols) = (48, 512);
         let wb = weights(&mut rng, ty, rows, cols);
         let w = Tensor::new(b"w", ty, rows, cols, &wb, &[]).unwrap();
         let x = rng.acts(cols);
         let mut first: Option<Vec<f32>> = None;
         for k in sets() {
             assert!(kernels::force(k.name));
-            let (mut d, mut s, mut q) = (vec![0f32; 3], vec![0i32; 3], vec![0i8; cols]);
-            let a = if kernels::wants_quantized(ty) {
-                kernels::quantize_acts(&x, &mut d, &mut s, &mut q)
-            } else {
-                Act {
-                    x: &x,
-                    d: &[],
-                    sum: &[],
-                    q: &[],
-                }
-            };
+            let mut scratch = Scratch::new(cols);
+            let a = kernels::quantize_batch(&x, 1, &[ty], scratch.get());
             let mut out = vec![0f32; rows];
-            kernels::matvec(&Inline, &mut out, &w, &a);
+            llamette::matmul::matvec(&Inline, &mut out, &w, &a.get(0));
             match &first {
                 None => first = Some(out),
                 Some(f) => assert_same(&out, f, &format!("{} {}", k.name, ty.name())),
@@ -625,10 +825,10 @@ fn split_q8_matmul_equals_matvec() {
     let acts = Acts::unquantized(&x, n);
     for k in sets() {
         let mut mm = vec![0f32; rows * n];
-        kernels::matmul_with(k, &Inline, &mut mm, &w, &acts);
+        llamette::matmul::matmul_with(k, &Inline, &mut mm, &w, &acts);
         for b in 0..n {
             let mut mv = vec![0f32; rows];
-            kernels::matvec_with(k, &Inline, &mut mv, &w, &acts.get(b));
+            llamette::matmul::matvec_with(k, &Inline, &mut mv, &w, &acts.get(b));
             assert_same(
                 &mm[b * rows..(b + 1) * rows],
                 &mv,
@@ -681,7 +881,7 @@ fn interleaved_kernels_match_scalar_and_exact() {
                     );
                 }
 
-                let batch = Batch::new(&mut rng, 1, cols, true);
+                let batch = Batch::new(&mut rng, 1, cols);
                 let mut got = vec![0f32; rows];
                 kernel(&scalar::KERNELS, ty)(&x, &batch.acts(), &mut got);
                 for (r, &g) in got.iter().enumerate() {

@@ -689,23 +689,34 @@ fn gguf_bad_tensor_records_in_the_real_file() {
     put_u64(&mut b, f.offset, embd.offset - g.data_offset + 4);
     bad(&load_err("misaligned", &b), "general.alignment");
 
-    // A K-quant: named by type and by tensor.
+    // A type this crate has no kernel for: named by type and by tensor.
     let mut b = file.clone();
-    put_u32(&mut b, f.ty, 12);
-    let e = load_err("Q4_K", &b);
+    put_u32(&mut b, f.ty, 16);
+    let e = load_err("IQ2_XXS", &b);
     match e {
         Error::UnsupportedTensorType {
-            ty: 12,
-            type_name: "Q4_K",
+            ty: 16,
+            type_name: "IQ2_XXS",
             tensor,
         } => assert!(name_is(&tensor, "token_embd.weight")),
-        _ => panic!("Q4_K: {e:?}"),
+        _ => panic!("IQ2_XXS: {e:?}"),
     }
     let msg = e.to_string();
     assert!(
-        msg.contains("Q4_K") && msg.contains("token_embd.weight"),
+        msg.contains("IQ2_XXS") && msg.contains("token_embd.weight"),
         "{msg}"
     );
+
+    // A K-quant whose rows (64 values) are not whole super-blocks of 256.
+    let mut b = file.clone();
+    put_u32(&mut b, f.ty, 12);
+    match load_err("Q4_K 64", &b) {
+        Error::BadTensor { tensor, reason } => {
+            assert!(name_is(&tensor, "token_embd.weight"));
+            assert!(reason.contains("block size"), "{reason}");
+        }
+        e => panic!("Q4_K 64: {e:?}"),
+    }
 
     // An unknown type number.
     let mut b = file.clone();
@@ -749,7 +760,7 @@ fn unknown_type_tensor_data_outside_the_file_does_not_panic() {
     let file = gguf_file();
     let f = record_fields(&file, b"blk.4.ffn_norm.weight");
     let mut b = file.clone();
-    put_u32(&mut b, f.ty, 12);
+    put_u32(&mut b, f.ty, 16);
     put_u64(&mut b, f.offset, 1 << 40);
     let g = Gguf::parse(&b).unwrap();
     let t = g.tensor(b"blk.4.ffn_norm.weight").unwrap();
@@ -757,8 +768,8 @@ fn unknown_type_tensor_data_outside_the_file_does_not_panic() {
     let data = no_panic(|| "tensor_data".into(), || g.tensor_data(&t).len());
     assert_eq!(data, 0);
     assert!(matches!(
-        load_err("Q4_K far away", &b),
-        Error::UnsupportedTensorType { ty: 12, .. }
+        load_err("IQ2_XXS far away", &b),
+        Error::UnsupportedTensorType { ty: 16, .. }
     ));
 }
 
@@ -1224,20 +1235,20 @@ fn gguf_missing_duplicated_and_misshapen_tensors() {
         .build();
     assert!(Model::load(&bytes).is_ok(), "unknown tensors are ignored");
 
-    // K-quant on a layer tensor, through the writer.
+    // An unsupported type on a layer tensor, through the writer.
     let bytes = base()
         .edit("blk.3.attn_output.weight", |t| {
-            t.ty = 14;
-            t.data = vec![0; 210];
+            t.ty = 23;
+            t.data = vec![0; 136];
         })
         .build();
-    let e = load_err("Q6_K", &bytes);
+    let e = load_err("IQ4_XS", &bytes);
     assert!(
         matches!(
             e,
             Error::UnsupportedTensorType {
-                ty: 14,
-                type_name: "Q6_K",
+                ty: 23,
+                type_name: "IQ4_XS",
                 ..
             }
         ),
@@ -1245,8 +1256,21 @@ fn gguf_missing_duplicated_and_misshapen_tensors() {
     );
     let msg = e.to_string();
     assert!(
-        msg.contains("Q6_K") && msg.contains("blk.3.attn_output.weight"),
+        msg.contains("IQ4_XS") && msg.contains("blk.3.attn_output.weight"),
         "{msg}"
+    );
+
+    // A Q6_K layer tensor of the right size for its elements, but whose rows
+    // are not whole super-blocks.
+    let bytes = base()
+        .edit("blk.3.attn_output.weight", |t| {
+            t.ty = 14;
+            t.data = vec![0; 210];
+        })
+        .build();
+    assert!(
+        matches!(load_err("Q6_K", &bytes), Error::BadTensor { .. }),
+        "a Q6_K tensor of rows shorter than 256 loaded"
     );
 
     // A tensor offset pointing outside the file, through the writer.

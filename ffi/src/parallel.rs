@@ -3,7 +3,7 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use llamette_core::parallel::{Parallel, ThreadPool};
@@ -96,13 +96,39 @@ impl DispatchCell {
     }
 }
 
+/// The most tasks of one region handed to the host (a region with more
+/// runs on the calling thread). Regions have `4 * n_threads` tasks (at most
+/// 4096) or one per kv head.
+const MAX_HOST_TASKS: usize = 4096;
+
 /// What the host's tasks need: the region's closure and bookkeeping.
 struct TaskCtx<'a> {
     task: &'a (dyn Fn(usize) + Sync),
     n_tasks: usize,
-    ran: AtomicUsize,
+    /// One bit per task index, set by the call that runs it: a second call
+    /// with the same index finds it set and runs nothing.
+    claimed: [AtomicU64; MAX_HOST_TASKS / 64],
+    /// Task calls that have started and not yet returned.
+    running: AtomicUsize,
     panicked: AtomicBool,
-    bad_index: AtomicBool,
+    /// The host broke its contract: an index out of range, twice, or never.
+    misbehaved: AtomicBool,
+}
+
+impl TaskCtx<'_> {
+    /// Claims index `i` (in range): true for the first claim only.
+    fn claim(&self, i: usize) -> bool {
+        let bit = 1u64 << (i % 64);
+        self.claimed[i / 64].fetch_or(bit, Ordering::AcqRel) & bit == 0
+    }
+
+    /// Runs task `i`, catching a panic (which must not unwind into the
+    /// host's C frames: it is re-raised on the session's thread later).
+    fn run(&self, i: usize) {
+        if catch_unwind(AssertUnwindSafe(|| (self.task)(i))).is_err() {
+            self.panicked.store(true, Ordering::Release);
+        }
+    }
 }
 
 /// The `llamette_task_fn` handed to the host.
@@ -114,20 +140,23 @@ unsafe extern "C" fn run_task(task_ctx: *mut c_void, index: u32) {
     // the host, alive until the host's `parallel_for` returns, and the host
     // calls tasks only before that (its contract). Only shared access.
     let ctx = unsafe { &*(task_ctx as *const TaskCtx<'_>) };
+    ctx.running.fetch_add(1, Ordering::AcqRel);
     let i = index as usize;
-    if i >= ctx.n_tasks {
-        ctx.bad_index.store(true, Ordering::Release);
-        return;
+    // Each index runs at most once, whatever the host does: a task writes
+    // memory no other task may touch at the same time.
+    if i < ctx.n_tasks && ctx.claim(i) {
+        ctx.run(i);
+    } else {
+        ctx.misbehaved.store(true, Ordering::Release);
     }
-    // A panic must not unwind into the host's C frames: note it, and
-    // re-raise it on the session's thread once the region is over.
-    if catch_unwind(AssertUnwindSafe(|| (ctx.task)(i))).is_err() {
-        ctx.panicked.store(true, Ordering::Release);
-    }
-    ctx.ran.fetch_add(1, Ordering::AcqRel);
+    ctx.running.fetch_sub(1, Ordering::AcqRel);
 }
 
-impl Parallel for DispatchCell {
+// SAFETY: the pool and inline dispatches call every index once (the core's
+// implementations); the host dispatch runs an index only after claiming it
+// (at most once), runs every index the host skipped itself after the host
+// returns, and returns only when no task call is still running.
+unsafe impl Parallel for DispatchCell {
     fn n_threads(&self) -> usize {
         match self.get() {
             Dispatch::Inline => 1,
@@ -149,19 +178,19 @@ impl Parallel for DispatchCell {
                 parallel_for,
                 ..
             } => {
-                if n_tasks <= 1 {
+                if n_tasks <= 1 || n_tasks > MAX_HOST_TASKS {
                     for i in 0..n_tasks {
                         task(i);
                     }
                     return;
                 }
-                let n = u32::try_from(n_tasks).expect("fewer than 2^32 tasks per region");
                 let ctx = TaskCtx {
                     task,
                     n_tasks,
-                    ran: AtomicUsize::new(0),
+                    claimed: [const { AtomicU64::new(0) }; MAX_HOST_TASKS / 64],
+                    running: AtomicUsize::new(0),
                     panicked: AtomicBool::new(false),
-                    bad_index: AtomicBool::new(false),
+                    misbehaved: AtomicBool::new(false),
                 };
                 // SAFETY: the host's function pointer, called as documented;
                 // `ctx` outlives the call, which returns only after every task
@@ -169,21 +198,31 @@ impl Parallel for DispatchCell {
                 unsafe {
                     parallel_for(
                         *user_data,
-                        n,
+                        n_tasks as u32,
                         Some(run_task),
                         &ctx as *const TaskCtx<'_> as *mut c_void,
                     )
                 };
+                // A host that returned early: wait for its task calls.
+                while ctx.running.load(Ordering::Acquire) != 0 {
+                    std::hint::spin_loop();
+                }
+                // The indices the host skipped run here, so that every
+                // index runs exactly once whatever the host did.
+                for i in 0..n_tasks {
+                    if ctx.claim(i) {
+                        ctx.misbehaved.store(true, Ordering::Release);
+                        ctx.run(i);
+                    }
+                }
                 // These panics reach the export's boundary: LLAMETTE_STATUS_PANIC.
                 if ctx.panicked.load(Ordering::Acquire) {
                     panic!("a task run by the host's parallel_for panicked");
                 }
-                if ctx.bad_index.load(Ordering::Acquire) {
-                    panic!("the host's parallel_for called a task with an index >= n_tasks");
-                }
-                let ran = ctx.ran.load(Ordering::Acquire);
-                if ran != n_tasks {
-                    panic!("the host's parallel_for ran {ran} tasks of {n_tasks}");
+                if ctx.misbehaved.load(Ordering::Acquire) {
+                    panic!(
+                        "the host's parallel_for did not call every task index in 0..{n_tasks} exactly once"
+                    );
                 }
             }
         }

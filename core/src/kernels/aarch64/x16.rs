@@ -1,4 +1,4 @@
-//! The interleaved types ([`crate::repack`]) with NEON and the dot product
+//! The interleaved types ([`crate::kernels::interleave`]) with NEON and the dot product
 //! extension: a band's 16 rows are four vectors of four `i32` lanes, one row
 //! per lane; `sdot` adds, in each lane, the 4 products of that row's 4 bytes
 //! of a chunk with the activations' 4-byte group broadcast to every lane.
@@ -11,9 +11,12 @@
 use core::arch::aarch64::*;
 use core::ptr::read_unaligned;
 
-use super::dotprod::{dot16, f16x8};
-use crate::kernels::{for_each_band, Acts};
-use crate::tensor::{BAND, QK};
+use super::common::f16x8;
+use super::dotprod::DotProd;
+use super::ArmIsa;
+use crate::kernels::acts::Acts;
+use crate::kernels::interleave::{for_each_band, BAND};
+use crate::kernels::types::QK;
 
 /// Vectors per tile of a batch.
 const NC: usize = 2;
@@ -84,12 +87,12 @@ unsafe fn tile<const C: usize, const Q4: bool>(
                             // Low nibbles: elements 4c.., high: 16 + 4c...
                             let lo = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0f)));
                             let hi = vreinterpretq_s8_u8(vshrq_n_u8::<4>(v));
-                            dot = dot16(dot, lo, group(c));
-                            dot = dot16(dot, hi, group(4 + c));
+                            dot = DotProd::dot16(dot, lo, group(c));
+                            dot = DotProd::dot16(dot, hi, group(4 + c));
                         } else {
                             // Stored as q + 128: flip back to q.
                             let s = vreinterpretq_s8_u8(veorq_u8(v, vdupq_n_u8(0x80)));
-                            dot = dot16(dot, s, group(c));
+                            dot = DotProd::dot16(dot, s, group(c));
                         }
                     }
                     let s = vmulq_f32(dw[quarter], da);

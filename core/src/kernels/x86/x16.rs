@@ -1,4 +1,4 @@
-//! The interleaved types ([`crate::repack`]) with 512-bit vectors: lane `r`
+//! The interleaved types ([`crate::kernels::interleave`]) with 512-bit vectors: lane `r`
 //! of every vector is row `r` of a band of 16, so a block's dot products
 //! are 8 `vpdpbusd` (each adds 4 products per row) with the activations'
 //! 4-byte groups broadcast, and its scaling is one vector multiply; there
@@ -8,8 +8,9 @@
 use core::arch::x86_64::*;
 use core::ptr::read_unaligned;
 
-use crate::kernels::{for_each_band, Acts};
-use crate::tensor::{BAND, QK};
+use crate::kernels::acts::Acts;
+use crate::kernels::interleave::{for_each_band, BAND};
+use crate::kernels::types::QK;
 
 /// Vectors per tile of a batch: each unit's nibbles, split once, serve
 /// this many vectors.
@@ -120,8 +121,9 @@ pub(super) mod avx2 {
     use core::arch::x86_64::*;
     use core::ptr::read_unaligned;
 
-    use crate::kernels::{for_each_band, Acts};
-    use crate::tensor::{BAND, QK};
+    use crate::kernels::acts::Acts;
+    use crate::kernels::interleave::{for_each_band, BAND};
+    use crate::kernels::types::QK;
 
     /// Vectors per tile of a batch.
     const NC: usize = 2;

@@ -1,0 +1,128 @@
+//! The `dotprod` set: NEON with the dot product extension, one `sdot` per
+//! 16 bytes.
+
+use core::arch::aarch64::*;
+use core::arch::asm;
+
+use super::{common, dotprod_supported as supported, run, run_quantize, x16, ArmIsa};
+use crate::kernels::acts::Acts;
+use crate::kernels::types::{k_quants, TensorType};
+use crate::kernels::{scalar, Kernels, MatFn};
+
+/// The NEON + dotprod kernel set.
+pub(in crate::kernels) static DOTPROD: Kernels = Kernels {
+    name: "dotprod",
+    kernel_for,
+    fast_interleaved: true,
+    quantize,
+    quantize_k: k_quants::quantize_q8k,
+    weighted_sum: scalar::weighted_sum,
+};
+
+/// This set's kernel for weights of type `ty`, if it has one.
+fn kernel_for(ty: TensorType) -> Option<MatFn> {
+    use TensorType::*;
+    Some(match ty {
+        F32 => |w, a, o| run(F32, supported, mat_f32, w, a, o),
+        F16 => |w, a, o| run(F16, supported, mat_f16, w, a, o),
+        Q8_0 => |w, a, o| run(Q8_0, supported, mat_q8_0, w, a, o),
+        Q4_0 => |w, a, o| run(Q4_0, supported, mat_q4_0, w, a, o),
+        Q8_0x16 => |w, a, o| run(Q8_0x16, supported, mat_q8_0x16, w, a, o),
+        Q4_0x16 => |w, a, o| run(Q4_0x16, supported, mat_q4_0x16, w, a, o),
+        _ => return None,
+    })
+}
+
+/// The set's dot product.
+pub(super) struct DotProd;
+
+impl ArmIsa for DotProd {
+    #[inline(always)]
+    unsafe fn dot16(acc: int32x4_t, w: int8x16_t, a: int8x16_t) -> int32x4_t {
+        let mut acc = acc;
+        // SAFETY: `sdot` exists (the caller's promise: the CPU has the dot
+        // product extension); registers only.
+        unsafe {
+            asm!(
+                "sdot {acc:v}.4s, {w:v}.16b, {a:v}.16b",
+                acc = inout(vreg) acc,
+                w = in(vreg) w,
+                a = in(vreg) a,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        }
+        acc
+    }
+}
+
+/// F32 weights.
+///
+/// # Safety
+/// NEON and dotprod; checked arguments (see [`run`]).
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn mat_f32(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { common::mat_f32::<DotProd>(w, a, out, rows) }
+}
+
+/// F16 weights.
+///
+/// # Safety
+/// As [`mat_f32`].
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn mat_f16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { common::mat_f16::<DotProd>(w, a, out, rows) }
+}
+
+/// Q8_0 weights.
+///
+/// # Safety
+/// As [`mat_f32`].
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { common::mat_q8_0::<DotProd>(w, a, out, rows) }
+}
+
+/// Q4_0 weights.
+///
+/// # Safety
+/// As [`mat_f32`].
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn mat_q4_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { common::mat_q4_0::<DotProd>(w, a, out, rows) }
+}
+
+/// Interleaved Q8_0 weights.
+///
+/// # Safety
+/// As [`mat_f32`]; `check_mat` also checked that the rows are whole bands.
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn mat_q8_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { x16::mat::<false>(w, a, out, rows) }
+}
+
+/// Interleaved Q4_0 weights.
+///
+/// # Safety
+/// As [`mat_q8_0x16`].
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn mat_q4_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { x16::mat::<true>(w, a, out, rows) }
+}
+
+/// The Q8 activation quantizer.
+fn quantize(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]) {
+    /// # Safety
+    /// NEON and dotprod; lengths checked.
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn imp(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]) {
+        // SAFETY: this function's contract.
+        unsafe { common::quantize(x, d, sum, q) }
+    }
+    run_quantize(supported, imp, x, d, sum, q)
+}

@@ -1,0 +1,105 @@
+//! aarch64 kernel sets: `neon` (AdvSIMD, always present on aarch64 Linux,
+//! Android and Apple targets) and `dotprod` (NEON plus the dot product
+//! extension's `sdot`).
+//!
+//! - [`common`]: the kernels both sets share, generic over the set's
+//!   16-byte dot product ([`ArmIsa`]);
+//! - [`neon`] and [`dotprod`]: each set's dot product and table;
+//! - [`x16`]: the interleaved Q8_0/Q4_0 kernels (with `sdot` only: plain
+//!   NEON would need another byte order, so the `neon` set keeps the scalar
+//!   reference for them).
+//!
+//! Every kernel is reached through a safe entry point ([`run`]) that checks
+//! its arguments; the tables are handed out by [`super::available`] /
+//! [`super::active`] only when [`neon_supported`] / [`dotprod_supported`]
+//! say the CPU has the set's features.
+
+use core::arch::aarch64::{int32x4_t, int8x16_t};
+
+use super::acts::Acts;
+use super::check_mat;
+use super::types::{TensorType, QK};
+
+mod common;
+mod dotprod;
+mod neon;
+mod x16;
+
+pub(super) use dotprod::DOTPROD;
+pub(super) use neon::NEON;
+
+/// What distinguishes the two sets inside the shared kernels.
+trait ArmIsa {
+    /// `acc` plus, in each of its four lanes, the sum of four (dotprod) or
+    /// of four interleaved (NEON) products of `w` and `a`, exactly.
+    ///
+    /// # Safety
+    /// The CPU has the set's features.
+    unsafe fn dot16(acc: int32x4_t, w: int8x16_t, a: int8x16_t) -> int32x4_t;
+}
+
+/// Whether this CPU runs the `neon` set.
+pub(super) fn neon_supported() -> bool {
+    #[cfg(feature = "std")]
+    {
+        std::arch::is_aarch64_feature_detected!("neon")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(target_feature = "neon")
+    }
+}
+
+/// Whether this CPU runs the `dotprod` set.
+pub(super) fn dotprod_supported() -> bool {
+    #[cfg(feature = "std")]
+    {
+        neon_supported() && std::arch::is_aarch64_feature_detected!("dotprod")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(all(target_feature = "neon", target_feature = "dotprod"))
+    }
+}
+
+/// A kernel implementation: the `MatFn` contract with `rows` already
+/// computed by `check_mat`; needs its set's CPU features.
+type Imp = unsafe fn(w: &[u8], a: &Acts, out: &mut [f32], rows: usize);
+
+/// The safe entry point of a kernel for weights of type `ty`: checks the
+/// arguments, then runs `imp`.
+#[inline(always)]
+fn run(ty: TensorType, supported: fn() -> bool, imp: Imp, w: &[u8], a: &Acts, out: &mut [f32]) {
+    let rows = check_mat(w, a, out, ty);
+    debug_assert!(supported());
+    // SAFETY: the table holding the calling kernel is handed out only on
+    // CPUs where `supported()` holds (see `kernels::active`), which is what
+    // `imp` needs; `check_mat` checked every slice length it reads.
+    unsafe { imp(w, a, out, rows) }
+}
+
+/// A Q8 activation quantizer's implementation (lengths checked); needs its
+/// set's CPU features.
+type QuantizeImp = unsafe fn(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]);
+
+/// The safe entry point of a Q8 activation quantizer: checks the lengths,
+/// then runs `imp`.
+#[inline(always)]
+fn run_quantize(
+    supported: fn() -> bool,
+    imp: QuantizeImp,
+    x: &[f32],
+    d: &mut [f32],
+    sum: &mut [i32],
+    q: &mut [i8],
+) {
+    assert_eq!(x.len() % QK, 0, "quantize: length is not a multiple of 32");
+    let nb = x.len() / QK;
+    assert!(
+        d.len() >= nb && sum.len() >= nb && q.len() >= x.len(),
+        "quantize: scratch too short"
+    );
+    debug_assert!(supported());
+    // SAFETY: as in `run`; the lengths are checked above.
+    unsafe { imp(x, d, sum, q) }
+}

@@ -1,0 +1,290 @@
+//! The interleaved layout of Q8_0 and Q4_0 matrices, for faster kernels.
+//!
+//! GGUF stores a Q8_0 or Q4_0 matrix row after row, each row a run of
+//! blocks of 32 values (an f16 scale, then the values). A SIMD kernel
+//! reading one row at a time must sum each block's products across the
+//! vector lanes, then scale that sum: shuffles and reductions that cost more
+//! than the multiplications. With 16 rows side by side, lane `r` of a
+//! 16-lane vector simply accumulates row `r`, and no reduction is left.
+//!
+//! # The layout
+//!
+//! The rows of a matrix go in bands of [`BAND`] (16). A band is stored as
+//! its block columns, one after the other; block column `k` of a band (a
+//! *unit*, 16 blocks' bytes) holds:
+//! - bytes `0..32`: the 16 rows' scales (f16, little-endian), row 0 first;
+//! - then the values, 4 bytes at a time: byte `32 + 64 c + 4 r + j` is byte
+//!   `4 c + j` of the values of row `r`'s block `k` (Q4_0: 16 bytes of
+//!   nibble pairs, 4 chunks `c`; Q8_0: 32 bytes, 8 chunks, each stored as
+//!   `q + 128`, an unsigned byte, which is what `vpdpbusd` multiplies).
+//!
+//! Bands are contiguous and as long as 16 plain rows, so a range of whole
+//! bands is still the same range of bytes. Matrices whose row count is not
+//! a multiple of 16, or with rows longer than [`MAX_BLOCKS`] blocks, are not
+//! interleaved. [`crate::repack`] rewrites the matrices of a GGUF file.
+//!
+//! # Numbers
+//!
+//! An interleaved row sums its blocks in order into one float
+//! (`acc + (d_w * d_a) * dot`), where the plain types use eight partial
+//! sums: the logits differ in their last bits from the same model before
+//! interleaving; every kernel set gives the same bits for the interleaved
+//! types, for any thread count, one token or a batch ([`mat_x16`] is the
+//! reference).
+
+use super::acts::Acts;
+use super::types::{f16_le, TensorType, QK};
+use crate::error::{Error, Result};
+
+/// Rows per band of the interleaved types.
+pub const BAND: usize = 16;
+
+/// Longest row interleaved, in blocks (32768 values).
+pub const MAX_BLOCKS: usize = 1024;
+
+/// Bytes per block of the plain type.
+pub(crate) fn block_bytes(q4: bool) -> usize {
+    if q4 {
+        TensorType::Q4_0.block_bytes()
+    } else {
+        TensorType::Q8_0.block_bytes()
+    }
+}
+
+/// Interleaves one `rows` x `cols` matrix of type `ty` (Q8_0 or Q4_0,
+/// `data` exactly its bytes) in place and returns its new type. A matrix
+/// that cannot be interleaved (another type, a row count that is not a
+/// multiple of 16, rows longer than 32768, a wrong size) is an error and is
+/// left untouched.
+pub fn interleave(data: &mut [u8], ty: TensorType, rows: usize, cols: usize) -> Result<TensorType> {
+    let bad = |what| Error::InvalidArgument { what };
+    let (q4, new) = match ty {
+        TensorType::Q4_0 => (true, TensorType::Q4_0x16),
+        TensorType::Q8_0 => (false, TensorType::Q8_0x16),
+        _ => return Err(bad("only Q8_0 and Q4_0 matrices are interleaved")),
+    };
+    let nb = cols / QK;
+    if !cols.is_multiple_of(QK) || nb > MAX_BLOCKS {
+        return Err(bad(
+            "interleaved rows are 32 to 32768 values, in blocks of 32",
+        ));
+    }
+    if !rows.is_multiple_of(BAND) {
+        return Err(bad("interleaved matrices have a multiple of 16 rows"));
+    }
+    if rows.checked_mul(nb * block_bytes(q4)) != Some(data.len()) {
+        return Err(bad("matrix bytes do not match its shape"));
+    }
+    interleave_rows(data, nb, q4);
+    Ok(new)
+}
+
+/// Interleaves the plain rows in `data` (a whole number of bands of rows
+/// of `nb` blocks, `nb <= MAX_BLOCKS`) in place.
+pub(crate) fn interleave_rows(data: &mut [u8], nb: usize, q4: bool) {
+    if nb == 0 {
+        return; // Rows of no values: nothing to move.
+    }
+    let bb = block_bytes(q4);
+    for band in data.chunks_exact_mut(BAND * nb * bb) {
+        transpose_blocks(band, nb, bb);
+        for unit in band.chunks_exact_mut(BAND * bb) {
+            interleave_unit(unit, q4);
+        }
+    }
+}
+
+/// Reorders the 16 x `nb` blocks (`bb` bytes each) of a band from row
+/// major to column major, in place, by following the permutation's cycles.
+fn transpose_blocks(band: &mut [u8], nb: usize, bb: usize) {
+    let n = BAND * nb;
+    // Which positions hold their final block (16 * MAX_BLOCKS bits).
+    let mut done = [0u64; BAND * MAX_BLOCKS / 64];
+    let mark = |done: &mut [u64], p: usize| done[p / 64] |= 1 << (p % 64);
+    let is_done = |done: &[u64], p: usize| done[p / 64] & (1 << (p % 64)) != 0;
+    // Position p = k * 16 + r takes the block that was at r * nb + k.
+    let src = |p: usize| (p % BAND) * nb + p / BAND;
+    let mut held = [0u8; 34];
+    for start in 0..n {
+        if is_done(&done, start) {
+            continue;
+        }
+        held[..bb].copy_from_slice(&band[start * bb..(start + 1) * bb]);
+        let mut p = start;
+        loop {
+            mark(&mut done, p);
+            let s = src(p);
+            if s == start {
+                band[p * bb..(p + 1) * bb].copy_from_slice(&held[..bb]);
+                break;
+            }
+            band.copy_within(s * bb..(s + 1) * bb, p * bb);
+            p = s;
+        }
+    }
+}
+
+/// Rewrites one unit from 16 plain blocks (row order) to the interleaved
+/// unit of the module documentation.
+fn interleave_unit(unit: &mut [u8], q4: bool) {
+    let bb = block_bytes(q4);
+    let mut plain = [0u8; BAND * 34];
+    plain[..unit.len()].copy_from_slice(unit);
+    let flip = if q4 { 0 } else { 0x80 };
+    for (r, blk) in plain.chunks_exact(bb).take(BAND).enumerate() {
+        unit[2 * r..2 * r + 2].copy_from_slice(&blk[..2]);
+        for (i, &q) in blk[2..].iter().enumerate() {
+            unit[value_at(r, i)] = q ^ flip;
+        }
+    }
+}
+
+/// Where byte `i` of row `r`'s block values sits in a unit.
+#[inline]
+pub(crate) fn value_at(r: usize, i: usize) -> usize {
+    2 * BAND + 64 * (i / 4) + 4 * r + i % 4
+}
+
+/// Row `r`'s block of a unit, as the plain block (scale, then values).
+pub(crate) fn plain_block(unit: &[u8], r: usize, q4: bool, out: &mut [u8]) {
+    out[..2].copy_from_slice(&unit[2 * r..2 * r + 2]);
+    let flip = if q4 { 0 } else { 0x80 };
+    for (i, o) in out[2..block_bytes(q4)].iter_mut().enumerate() {
+        *o = unit[value_at(r, i)] ^ flip;
+    }
+}
+
+/// Decodes row `r` of an interleaved matrix (`data` its bytes, rows of
+/// `out.len()` values) into `out`: the row's blocks gathered from the units
+/// of its band, decoded as the plain type.
+pub(crate) fn dequantize_row(data: &[u8], q4: bool, r: usize, out: &mut [f32]) {
+    let bb = block_bytes(q4);
+    let nb = out.len() / QK;
+    let band = &data[r / BAND * BAND * nb * bb..][..BAND * nb * bb];
+    let plain = if q4 {
+        TensorType::Q4_0
+    } else {
+        TensorType::Q8_0
+    };
+    let mut blk = [0u8; 34];
+    for (k, o) in out.chunks_exact_mut(QK).enumerate() {
+        plain_block(&band[k * BAND * bb..], r % BAND, q4, &mut blk);
+        super::types::dequantize_row(plain, &blk[..bb], o);
+    }
+}
+
+/// The reference for interleaved Q8_0 ([`TensorType::Q8_0x16`]) or Q4_0
+/// weights (`rows` whole bands) times Q8 activations (the `MatFn`
+/// contract): row `r` sums its blocks in order, `acc + (d_w * d_a) * dot`,
+/// with `dot` the block's exact dot product (values `byte - 128` for Q8_0,
+/// `nibble - 8` for Q4_0, the offset taken out as `offset * sum(q)`).
+pub fn mat_x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize, q4: bool) {
+    assert!(
+        rows.is_multiple_of(BAND),
+        "kernel: rows are not whole bands"
+    );
+    let nb = a.cols / QK;
+    let ub = BAND * block_bytes(q4);
+    let offset = if q4 { 8 } else { 128 };
+    for c in 0..a.n {
+        let act = a.get(c);
+        let out = &mut out[c * rows..(c + 1) * rows];
+        for (band, out) in w.chunks_exact(nb * ub).zip(out.chunks_exact_mut(BAND)) {
+            for (r, o) in out.iter_mut().enumerate() {
+                let mut acc = 0f32;
+                for (k, unit) in band.chunks_exact(ub).enumerate() {
+                    let d = f16_le([unit[2 * r], unit[2 * r + 1]]);
+                    let q = &act.q[k * QK..(k + 1) * QK];
+                    let mut dot = -offset * act.sum[k];
+                    for i in 0..ub / BAND - 2 {
+                        let v = unit[value_at(r, i)] as i32;
+                        if q4 {
+                            // Byte i holds element i (low nibble) and i + 16.
+                            dot += (v & 0x0f) * q[i] as i32 + (v >> 4) * q[i + QK / 2] as i32;
+                        } else {
+                            dot += v * q[i] as i32;
+                        }
+                    }
+                    acc += (d * act.d[k]) * dot as f32;
+                }
+                *o = acc;
+            }
+        }
+    }
+}
+
+/// Walks an interleaved matrix (`rows` whole bands of 16 rows of
+/// `block_bytes`-byte blocks) times the batch `a` in the order the
+/// interleaved SIMD kernels take it: the vectors in chunks of at most
+/// `nc_max`, each chunk against every band. `tile(band, c0, nc, out)` gets
+/// the band's first byte and where row 0 of the band goes for vector `c0`
+/// (vector `c0 + j` is `j * rows` further); the kernel dereferences them.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) fn for_each_band(
+    w: &[u8],
+    a: &Acts,
+    out: &mut [f32],
+    rows: usize,
+    block_bytes: usize,
+    nc_max: usize,
+    mut tile: impl FnMut(*const u8, usize, usize, *mut f32),
+) {
+    let band_bytes = a.cols / QK * BAND * block_bytes;
+    assert!(
+        rows.is_multiple_of(BAND) && w.len() >= rows / BAND * band_bytes && out.len() >= a.n * rows,
+        "kernel: interleaved arguments out of range"
+    );
+    let mut c0 = 0;
+    while c0 < a.n {
+        let nc = (a.n - c0).min(nc_max);
+        for b in 0..rows / BAND {
+            let band = w.as_ptr().wrapping_add(b * band_bytes);
+            tile(
+                band,
+                c0,
+                nc,
+                out.as_mut_ptr().wrapping_add(c0 * rows + b * BAND),
+            );
+        }
+        c0 += nc;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plain rows with every byte distinct enough to catch a misplaced one.
+    fn plain_rows(rows: usize, nb: usize, q4: bool) -> [u8; 4 * BAND * 7 * 34] {
+        let bb = block_bytes(q4);
+        let mut data = [0u8; 4 * BAND * 7 * 34];
+        for (i, b) in data[..rows * nb * bb].iter_mut().enumerate() {
+            *b = (i * 7 + i / 251) as u8;
+        }
+        data
+    }
+
+    #[test]
+    fn every_block_lands_where_the_layout_says() {
+        for q4 in [false, true] {
+            for nb in [1, 2, 7] {
+                let bb = block_bytes(q4);
+                let rows = 2 * BAND;
+                let plain = plain_rows(rows, nb, q4);
+                let mut data = plain;
+                let len = rows * nb * bb;
+                interleave_rows(&mut data[..len], nb, q4);
+                for r in 0..rows {
+                    for k in 0..nb {
+                        let (band, rr) = (r / BAND, r % BAND);
+                        let unit = &data[(band * nb + k) * BAND * bb..][..BAND * bb];
+                        let mut blk = [0u8; 34];
+                        plain_block(unit, rr, q4, &mut blk);
+                        let want = &plain[(r * nb + k) * bb..][..bb];
+                        assert_eq!(&blk[..bb], want, "q4 {q4} nb {nb} row {r} block {k}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The `avx2` set: products by `vpmaddubsw` (unsigned x signed bytes to
+//! saturating `i16` pairs) and `vpmaddwd`; 16 vector registers.
+
+use core::arch::x86_64::*;
+
+use super::common::{self, TileOp};
+use super::{avx2_supported as supported, run, run_quantize, x16, Isa};
+use crate::kernels::acts::Acts;
+use crate::kernels::types::{k_quants, TensorType};
+use crate::kernels::{Kernels, MatFn, ValueRows};
+
+/// The AVX2 + FMA + F16C kernel set.
+pub(in crate::kernels) static AVX2: Kernels = Kernels {
+    name: "avx2",
+    kernel_for,
+    fast_interleaved: true,
+    quantize,
+    quantize_k: k_quants::quantize_q8k,
+    weighted_sum,
+};
+
+/// This set's kernel for weights of type `ty`, if it has one.
+fn kernel_for(ty: TensorType) -> Option<MatFn> {
+    use TensorType::*;
+    Some(match ty {
+        F32 => |w, a, o| run(F32, supported, mat_f32, w, a, o),
+        F16 => |w, a, o| run(F16, supported, mat_f16, w, a, o),
+        Q8_0 => |w, a, o| run(Q8_0, supported, mat_q8_0, w, a, o),
+        Q4_0 => |w, a, o| run(Q4_0, supported, mat_q4_0, w, a, o),
+        Q8_0x16 => |w, a, o| run(Q8_0x16, supported, mat_q8_0x16, w, a, o),
+        Q4_0x16 => |w, a, o| run(Q4_0x16, supported, mat_q4_0x16, w, a, o),
+        _ => return None,
+    })
+}
+
+/// The set's parameters and pair products.
+pub(super) struct Avx2;
+
+impl Isa for Avx2 {
+    const FR: usize = 2;
+    const FC: usize = 2;
+    const QR: usize = 4;
+    const QC: usize = 2;
+    /// Signed weights: the sign trick needs them as they are.
+    const Q8_SHIFT: i32 = 0;
+
+    #[inline(always)]
+    unsafe fn prep_q8(x: __m256i) -> __m256i {
+        x
+    }
+
+    /// `|w| * (a * sign(w))`: at most 2 * 128 * 127 per `i16`, so
+    /// `vpmaddubsw` never saturates (activations are in -127..=127).
+    #[inline(always)]
+    unsafe fn pair_q8(x1: __m256i, x2: __m256i, a1: __m256i, a2: __m256i) -> __m256i {
+        // SAFETY: AVX2 (the caller's promise).
+        unsafe {
+            let ones = _mm256_set1_epi16(1);
+            let p1 = _mm256_maddubs_epi16(_mm256_abs_epi8(x1), _mm256_sign_epi8(a1, x1));
+            let p2 = _mm256_maddubs_epi16(_mm256_abs_epi8(x2), _mm256_sign_epi8(a2, x2));
+            _mm256_add_epi32(_mm256_madd_epi16(p1, ones), _mm256_madd_epi16(p2, ones))
+        }
+    }
+
+    /// Nibbles times activations: at most 4 * 15 * 128 per `i16` sum.
+    #[inline(always)]
+    unsafe fn pair_q4(x1: __m256i, x2: __m256i, a1: __m256i, a2: __m256i) -> __m256i {
+        // SAFETY: AVX2 (the caller's promise).
+        unsafe {
+            let p = _mm256_add_epi16(_mm256_maddubs_epi16(x1, a1), _mm256_maddubs_epi16(x2, a2));
+            _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn dispatch<T: TileOp>(op: &mut T, nr: usize, nc: usize, r0: usize, c0: usize) {
+        // SAFETY: the caller's promise, for the tile it names.
+        unsafe {
+            match (nr, nc) {
+                (4, 2) => op.run::<4, 2>(r0, c0),
+                (3, 2) => op.run::<3, 2>(r0, c0),
+                (2, 2) => op.run::<2, 2>(r0, c0),
+                (1, 2) => op.run::<1, 2>(r0, c0),
+                (4, 1) => op.run::<4, 1>(r0, c0),
+                (3, 1) => op.run::<3, 1>(r0, c0),
+                (2, 1) => op.run::<2, 1>(r0, c0),
+                _ => op.run::<1, 1>(r0, c0),
+            }
+        }
+    }
+}
+
+/// F32 weights.
+///
+/// # Safety
+/// AVX2, FMA, F16C; checked arguments (see [`run`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mat_f32(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { common::mat_float::<Avx2, false>(w, a, out, rows) }
+}
+
+/// F16 weights.
+///
+/// # Safety
+/// As [`mat_f32`].
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mat_f16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { common::mat_float::<Avx2, true>(w, a, out, rows) }
+}
+
+/// Q8_0 weights.
+///
+/// # Safety
+/// As [`mat_f32`].
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { common::mat_quant::<Avx2, false>(w, a, out, rows) }
+}
+
+/// Q4_0 weights.
+///
+/// # Safety
+/// As [`mat_f32`].
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mat_q4_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { common::mat_quant::<Avx2, true>(w, a, out, rows) }
+}
+
+/// Interleaved Q8_0 weights.
+///
+/// # Safety
+/// As [`mat_f32`]; `check_mat` also checked that the rows are whole bands.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mat_q8_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { x16::avx2::mat::<false>(w, a, out, rows) }
+}
+
+/// Interleaved Q4_0 weights.
+///
+/// # Safety
+/// As [`mat_q8_0x16`].
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mat_q4_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { x16::avx2::mat::<true>(w, a, out, rows) }
+}
+
+/// The Q8 activation quantizer.
+fn quantize(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]) {
+    /// # Safety
+    /// AVX2, FMA, F16C; lengths checked.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn imp(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]) {
+        // SAFETY: this function's contract.
+        unsafe { common::quantize(x, d, sum, q) }
+    }
+    run_quantize(supported, imp, x, d, sum, q)
+}
+
+/// The scalar weighted sum, compiled for AVX2 (the compiler's vectors
+/// widen; the operations, element by element, stay the same).
+fn weighted_sum(att: &[f32], v: ValueRows, out: &mut [f32]) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn imp(att: &[f32], v: ValueRows, out: &mut [f32]) {
+        crate::kernels::scalar::weighted_sum_rows(att, v, out)
+    }
+    debug_assert!(supported());
+    // SAFETY: the table holding this function is handed out only on CPUs
+    // with AVX2; the body is safe code (it checks its slices).
+    unsafe { imp(att, v, out) }
+}

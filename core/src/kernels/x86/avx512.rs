@@ -1,0 +1,532 @@
+//! The `avx512` set: products by VNNI's `vpdpbusd` on 256-bit vectors (with
+//! AVX-512VL's 32 registers, hence larger tiles), which takes unsigned x
+//! signed bytes: Q8_0 weights are offset by 128 (`w ^ 0x80`) and the excess
+//! `128 * sum(a)` is subtracted per block. Two kernels use 512-bit vectors:
+//! the Q4_0 matrix-vector product ([`q4_matvec`]), which takes it from
+//! compute-bound to memory-bound on AMD Zen 4, and the F16 batched products
+//! ([`f16_mat`], prefill), where one `__m512` holds exactly the sixteen
+//! partial sums of a (row, vector).
+//!
+//! The AVX-512 intrinsics are stable since Rust 1.89, the crate's
+//! `rust-version`.
+
+use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
+use core::ptr::copy_nonoverlapping;
+
+use super::common::{self, TileOp};
+use super::{avx512_supported as supported, run, run_quantize, x16, Isa};
+use crate::kernels::acts::Acts;
+use crate::kernels::types::{k_quants, TensorType, QK};
+use crate::kernels::{Kernels, MatFn, ValueRows};
+
+/// The AVX-512 (F, BW, VL, VNNI) kernel set.
+pub(in crate::kernels) static AVX512: Kernels = Kernels {
+    name: "avx512",
+    kernel_for,
+    fast_interleaved: true,
+    quantize,
+    quantize_k: k_quants::quantize_q8k,
+    weighted_sum,
+};
+
+/// This set's kernel for weights of type `ty`, if it has one.
+fn kernel_for(ty: TensorType) -> Option<MatFn> {
+    use TensorType::*;
+    Some(match ty {
+        F32 => |w, a, o| run(F32, supported, mat_f32, w, a, o),
+        F16 => |w, a, o| run(F16, supported, mat_f16, w, a, o),
+        Q8_0 => |w, a, o| run(Q8_0, supported, mat_q8_0, w, a, o),
+        Q4_0 => |w, a, o| run(Q4_0, supported, mat_q4_0, w, a, o),
+        Q8_0x16 => |w, a, o| run(Q8_0x16, supported, mat_q8_0x16, w, a, o),
+        Q4_0x16 => |w, a, o| run(Q4_0x16, supported, mat_q4_0x16, w, a, o),
+        _ => return None,
+    })
+}
+
+/// The set's parameters and pair products.
+pub(super) struct Avx512;
+
+impl Isa for Avx512 {
+    const FR: usize = 4;
+    const FC: usize = 3;
+    const QR: usize = 4;
+    const QC: usize = 3;
+    /// `vpdpbusd` needs the weights unsigned: `w + 128`, an excess of
+    /// `128 * sum(a) = sum(a) << 7` per block.
+    const Q8_SHIFT: i32 = 7;
+
+    #[inline(always)]
+    unsafe fn prep_q8(x: __m256i) -> __m256i {
+        // SAFETY: AVX2 (the caller's promise).
+        unsafe { _mm256_xor_si256(x, _mm256_set1_epi8(-128)) }
+    }
+
+    #[inline(always)]
+    unsafe fn pair_q8(x1: __m256i, x2: __m256i, a1: __m256i, a2: __m256i) -> __m256i {
+        // SAFETY: AVX-512 VL and VNNI (the caller's promise).
+        unsafe {
+            let s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), x1, a1);
+            _mm256_dpbusd_epi32(s, x2, a2)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn pair_q4(x1: __m256i, x2: __m256i, a1: __m256i, a2: __m256i) -> __m256i {
+        // SAFETY: AVX-512 VL and VNNI (the caller's promise).
+        unsafe {
+            let s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), x1, a1);
+            _mm256_dpbusd_epi32(s, x2, a2)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn dispatch<T: TileOp>(op: &mut T, nr: usize, nc: usize, r0: usize, c0: usize) {
+        // SAFETY: the caller's promise, for the tile it names.
+        unsafe {
+            match (nr, nc) {
+                (4, 3) => op.run::<4, 3>(r0, c0),
+                (3, 3) => op.run::<3, 3>(r0, c0),
+                (2, 3) => op.run::<2, 3>(r0, c0),
+                (1, 3) => op.run::<1, 3>(r0, c0),
+                (4, 2) => op.run::<4, 2>(r0, c0),
+                (3, 2) => op.run::<3, 2>(r0, c0),
+                (2, 2) => op.run::<2, 2>(r0, c0),
+                (1, 2) => op.run::<1, 2>(r0, c0),
+                (4, 1) => op.run::<4, 1>(r0, c0),
+                (3, 1) => op.run::<3, 1>(r0, c0),
+                (2, 1) => op.run::<2, 1>(r0, c0),
+                _ => op.run::<1, 1>(r0, c0),
+            }
+        }
+    }
+}
+
+/// F32 weights.
+///
+/// # Safety
+/// The set's CPU features; checked arguments (see [`run`]).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn mat_f32(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { common::mat_float::<Avx512, false>(w, a, out, rows) }
+}
+
+/// F16 weights: a batch through [`f16_mat`], one vector through the
+/// shared 256-bit kernel.
+///
+/// # Safety
+/// As [`mat_f32`].
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn mat_f16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe {
+        if f16_mat(w, a, out, rows).is_none() {
+            common::mat_float::<Avx512, true>(w, a, out, rows)
+        }
+    }
+}
+
+/// Q8_0 weights.
+///
+/// # Safety
+/// As [`mat_f32`].
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { common::mat_quant::<Avx512, false>(w, a, out, rows) }
+}
+
+/// Q4_0 weights: one vector through [`q4_matvec`] (512-bit), a batch
+/// through the shared kernel.
+///
+/// # Safety
+/// As [`mat_f32`].
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn mat_q4_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe {
+        if a.n == 1 && q4_matvec(w, a, out, rows).is_some() {
+            return;
+        }
+        common::mat_quant::<Avx512, true>(w, a, out, rows)
+    }
+}
+
+/// Interleaved Q8_0 weights.
+///
+/// # Safety
+/// As [`mat_f32`]; `check_mat` also checked that the rows are whole bands.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn mat_q8_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { x16::mat::<false>(w, a, out, rows) }
+}
+
+/// Interleaved Q4_0 weights.
+///
+/// # Safety
+/// As [`mat_q8_0x16`].
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn mat_q4_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { x16::mat::<true>(w, a, out, rows) }
+}
+
+/// The Q8 activation quantizer.
+fn quantize(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]) {
+    /// # Safety
+    /// The set's CPU features; lengths checked.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn imp(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]) {
+        // SAFETY: this function's contract.
+        unsafe { common::quantize(x, d, sum, q) }
+    }
+    run_quantize(supported, imp, x, d, sum, q)
+}
+
+/// The scalar weighted sum, compiled for AVX-512.
+fn weighted_sum(att: &[f32], v: ValueRows, out: &mut [f32]) {
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn imp(att: &[f32], v: ValueRows, out: &mut [f32]) {
+        crate::kernels::scalar::weighted_sum_rows(att, v, out)
+    }
+    debug_assert!(supported());
+    // SAFETY: the table holding this function is handed out only on CPUs
+    // with the set's features; the body is safe code (it checks its slices).
+    unsafe { imp(att, v, out) }
+}
+
+// ---- Q4_0 matrix-vector product with 512-bit vectors ----
+
+/// Word indices (`vpermt2w`) of Q4_0 blocks 0..4 values in 128 bytes
+/// from the group start: block `k`'s 8 words start at word `9k + 1`.
+static Z4_QS_A: [u16; 32] = {
+    let mut t = [0u16; 32];
+    let mut i = 0;
+    while i < 32 {
+        t[i] = (9 * (i / 8) + 1 + i % 8) as u16;
+        i += 1;
+    }
+    t
+};
+
+/// The same for blocks 4..8, from the loads at bytes 64 (words
+/// 32..64, indices 0..32) and 80 (words 40..72, indices 32..64).
+static Z4_QS_B: [u16; 32] = {
+    let mut t = [0u16; 32];
+    let mut i = 0;
+    while i < 32 {
+        let w = 9 * (4 + i / 8) + 1 + i % 8;
+        t[i] = if w < 64 { w - 32 } else { 32 + w - 40 } as u16;
+        i += 1;
+    }
+    t
+};
+
+/// Word indices of the 8 scales, in order `Z4_ORDER`.
+static Z4_SCALES: [u16; 32] = {
+    let mut t = [0u16; 32];
+    let mut j = 0;
+    while j < 8 {
+        t[j] = 9 * Z4_ORDER[j] as u16;
+        j += 1;
+    }
+    t
+};
+
+/// Bytes ahead of the current group that [`q4_matvec`] prefetches.
+const Z4_PREFETCH: usize = 4096;
+
+/// The block order of the reduced sums of [`z4_group`].
+const Z4_ORDER: [usize; 8] = [0, 4, 1, 5, 2, 6, 3, 7];
+/// Its inverse.
+const Z4_INV: [i32; 8] = [0, 2, 4, 6, 1, 3, 5, 7];
+
+/// One vector's activations for one group, laid out for
+/// [`z4_group`]: elements 0..16 of blocks 0..4, 16..32 of blocks
+/// 0..4, the same for blocks 4..8; scales and `8 * sum` in order
+/// `Z4_ORDER`.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Z4Prep {
+    a: [__m512i; 4],
+    da: __m256,
+    corr: __m256i,
+}
+
+/// Prepares group `k` of vector `b` for [`z4_group`].
+///
+/// # Safety
+/// As `prep`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn z4_prep(a: &Acts, b: usize, k: usize, nb: usize) -> Z4Prep {
+    // SAFETY: as `prep` (the same blocks, the same padding).
+    unsafe {
+        let p = common::prep::<Avx512, true>(a, b, k, nb);
+        // `prep` holds, for pair j: (elements 0..16 of blocks 2j,
+        // 2j+1), (16..32 of them); order P scales.
+        let lo = |j: usize| p.a[j].0;
+        let hi = |j: usize| p.a[j].1;
+        let cat = |x: __m256i, y: __m256i| _mm512_inserti64x4::<1>(_mm512_castsi256_si512(x), y);
+        // Scales and corrections: order P to natural to Z4_ORDER.
+        let pinv = _mm256_loadu_si256(common::PINV.as_ptr() as *const __m256i);
+        let nat_d = _mm256_permutevar8x32_ps(p.da, pinv);
+        let nat_c = _mm256_permutevar8x32_epi32(p.corr, pinv);
+        let z = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        Z4Prep {
+            a: [
+                cat(lo(0), lo(1)),
+                cat(hi(0), hi(1)),
+                cat(lo(2), lo(3)),
+                cat(hi(2), hi(3)),
+            ],
+            da: _mm256_permutevar8x32_ps(nat_d, z),
+            corr: _mm256_permutevar8x32_epi32(nat_c, z),
+        }
+    }
+}
+
+/// The 8 block dot products (order `Z4_ORDER`) of one Q4_0 group at
+/// `p` (144 readable bytes) with prepared activations.
+///
+/// # Safety
+/// The CPU has the set's features; the group is readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn z4_group(p: *const u8, a: &Z4Prep) -> (__m256i, __m256) {
+    // SAFETY: the three loads cover bytes 0..144 of the group.
+    unsafe {
+        let ld = |o: usize| _mm512_loadu_si512(p.add(o) as *const _);
+        let idx = |t: &[u16; 32]| _mm512_loadu_si512(t.as_ptr() as *const _);
+        let (z0, z1, z2) = (ld(0), ld(64), ld(80));
+        // Blocks 0..4 and 4..8: the 16 value bytes of each, in the
+        // order of [`prep`]'s halves... as pairs (0, 1), (2, 3) of
+        // each 256-bit half.
+        let xa = _mm512_permutex2var_epi16(z0, idx(&Z4_QS_A), z1);
+        let xb = _mm512_permutex2var_epi16(z1, idx(&Z4_QS_B), z2);
+        let m = _mm512_set1_epi8(0x0f);
+        let nib = |x: __m512i| {
+            (
+                _mm512_and_si512(x, m),
+                _mm512_and_si512(_mm512_srli_epi16::<4>(x), m),
+            )
+        };
+        let (la, ha) = nib(xa);
+        let (lb, hb) = nib(xb);
+        let z = _mm512_setzero_si512();
+        let va = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, la, a.a[0]), ha, a.a[1]);
+        let vb = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, lb, a.a[2]), hb, a.a[3]);
+        // 128-bit chunk k of va: block k, 4 partial sums; of vb:
+        // block 4 + k.
+        let mm = _mm512_add_epi32(_mm512_unpacklo_epi32(va, vb), _mm512_unpackhi_epi32(va, vb));
+        let t = _mm512_add_epi32(mm, _mm512_shuffle_epi32::<0b01_00_11_10>(mm));
+        let pick = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+        let d = _mm512_castsi512_si256(_mm512_permutexvar_epi32(pick, t));
+        let dw = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(
+            z0,
+            idx(&Z4_SCALES),
+            z1,
+        )));
+        (d, dw)
+    }
+}
+
+/// Q4_0 matrix-vector product, one row at a time, 512-bit vectors;
+/// `None` when the row is too long for the prepared activations.
+///
+/// # Safety
+/// The CPU has the set's features; `check_mat` accepted the
+/// arguments and `a.n == 1`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q4_matvec(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) -> Option<()> {
+    let nb = a.cols / QK;
+    let groups = nb.div_ceil(8);
+    if groups > common::PREP_GROUPS / 2 {
+        return None;
+    }
+    let mut buf = [MaybeUninit::<Z4Prep>::uninit(); common::PREP_GROUPS / 2];
+    for (k, b) in buf.iter_mut().take(groups).enumerate() {
+        // SAFETY: vector 0 is in the checked batch.
+        b.write(unsafe { z4_prep(a, 0, k, nb) });
+    }
+    // SAFETY: the first `groups` entries were written above.
+    let prepared = unsafe { core::slice::from_raw_parts(buf.as_ptr() as *const Z4Prep, groups) };
+    let rb = nb * 18;
+    let full = nb / 8;
+    let inv = _mm256_setr_epi32(
+        Z4_INV[0], Z4_INV[1], Z4_INV[2], Z4_INV[3], Z4_INV[4], Z4_INV[5], Z4_INV[6], Z4_INV[7],
+    );
+    for (r, o) in out.iter_mut().enumerate().take(rows) {
+        let mut acc = _mm256_setzero_ps();
+        // SAFETY: row r is inside the checked weights; the last
+        // partial group is read from a zero-padded copy.
+        unsafe {
+            let row = w.as_ptr().add(r * rb);
+            let mut t = [0u8; 8 * 18 + 64];
+            for (k, pa) in prepared.iter().enumerate() {
+                let g = if k < full {
+                    row.add(144 * k)
+                } else {
+                    copy_nonoverlapping(row.add(144 * k), t.as_mut_ptr(), (nb - 8 * k) * 18);
+                    t.as_ptr()
+                };
+                if Z4_PREFETCH > 0 {
+                    let f = (g as *const i8).wrapping_add(Z4_PREFETCH);
+                    _mm_prefetch::<_MM_HINT_T0>(f);
+                    _mm_prefetch::<_MM_HINT_T0>(f.wrapping_add(64));
+                    _mm_prefetch::<_MM_HINT_T0>(f.wrapping_add(128));
+                }
+                let (d, dw) = z4_group(g, pa);
+                let dot = _mm256_sub_epi32(d, pa.corr);
+                let s = _mm256_mul_ps(dw, pa.da);
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(s, _mm256_cvtepi32_ps(dot)));
+            }
+        }
+        // SAFETY: AVX (this function's contract).
+        *o = unsafe { common::reduce8(_mm256_permutevar8x32_ps(acc, inv)) };
+    }
+    Some(())
+}
+
+// ---- F16 with 512-bit vectors ----
+
+/// Largest F16 tile (rows x vectors) of a batch: 24 accumulators, 6
+/// activation vectors and a converted weight vector in 32 registers.
+const ZR: usize = 4;
+const ZC: usize = 6;
+/// One F16 tile with 512-bit vectors: `R` rows from `w` (row `r` at
+/// `w + r * rb`, `cols` elements) times `C` vectors (vector `c` at
+/// `x + c * cols`); `out(r, c)` is stored at `o + c * ldo + r`. The
+/// sixteen partial sums of a (row, vector) are the lanes of one
+/// `__m512`: lane `j` takes elements `16 i + j` in order, by fused
+/// multiply-adds, as in the scalar `dot_f16`.
+///
+/// # Safety
+/// The CPU has the set's features; the rows, vectors and outputs are
+/// in bounds.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn z16_tile<const R: usize, const C: usize>(
+    w: *const u8,
+    rb: usize,
+    x: *const f32,
+    cols: usize,
+    o: *mut f32,
+    ldo: usize,
+) {
+    // SAFETY (whole body): offsets stay within the R rows of `rb`
+    // bytes and the C vectors of `cols` values the caller vouches
+    // for; the last partial chunk uses masked loads, which do not
+    // touch the masked-off elements.
+    unsafe {
+        let z = _mm512_setzero_ps();
+        let mut acc = [[z; C]; R];
+        let n16 = cols / 16;
+        for i in 0..n16 {
+            let mut xv = [z; C];
+            for (c, xv) in xv.iter_mut().enumerate() {
+                *xv = _mm512_loadu_ps(x.add(c * cols + 16 * i));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let p = w.add(r * rb + 32 * i) as *const __m256i;
+                let wv = _mm512_cvtph_ps(_mm256_loadu_si256(p));
+                for (acc, &xv) in acc.iter_mut().zip(&xv) {
+                    *acc = _mm512_fmadd_ps(wv, xv, *acc);
+                }
+            }
+        }
+        let rem = cols % 16;
+        if rem != 0 {
+            // The last partial chunk: only its `rem` lanes are
+            // loaded and updated, the others keep their sums.
+            let m: __mmask16 = (1 << rem) - 1;
+            let mut xv = [z; C];
+            for (c, xv) in xv.iter_mut().enumerate() {
+                *xv = _mm512_maskz_loadu_ps(m, x.add(c * cols + 16 * n16));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let p = w.add(r * rb + 32 * n16) as *const i16;
+                let wv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+                for (acc, &xv) in acc.iter_mut().zip(&xv) {
+                    *acc = _mm512_mask3_fmadd_ps(wv, xv, *acc, m);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (c, &acc) in acc.iter().enumerate() {
+                // Lanes j + 8 onto lanes j (as `reduce16`), then
+                // the tree of `reduce8`.
+                let lo = _mm512_castps512_ps256(acc);
+                let hi = _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc));
+                let s = _mm256_add_ps(lo, _mm256_castpd_ps(hi));
+                *o.add(c * ldo + r) = common::reduce8(s);
+            }
+        }
+    }
+}
+
+/// F16 weights times a batch with 512-bit vectors (the `MatFn`
+/// contract): tiles of up to `ZR` rows x `ZC` vectors, the rows
+/// outermost (a tile's rows stay in L1 while the vectors pass).
+/// `None` for one vector: the generic path reads one row at a time,
+/// a single sequential stream, which the hardware prefetcher follows
+/// at full bandwidth (several rows at once measured slower on
+/// matrices larger than the caches: 25 against 31.6 GB/s).
+///
+/// # Safety
+/// The CPU has the set's features; `check_mat` accepted the arguments.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn f16_mat(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) -> Option<()> {
+    if a.n == 1 {
+        return None;
+    }
+    let rb = 2 * a.cols;
+    let mut r0 = 0;
+    while r0 < rows {
+        let nr = (rows - r0).min(ZR);
+        let mut c0 = 0;
+        while c0 < a.n {
+            let nc = (a.n - c0).min(ZC);
+            // SAFETY: the tile (rows r0..r0 + nr, vectors c0..c0 +
+            // nc) is inside the checked arguments.
+            let (wp, xp, op) = unsafe {
+                (
+                    w.as_ptr().add(r0 * rb),
+                    a.x.as_ptr().add(c0 * a.cols),
+                    out.as_mut_ptr().add(c0 * rows + r0),
+                )
+            };
+            macro_rules! go {
+                ($r:literal, $c:literal) => {
+                    // SAFETY: the tile is inside the checked arguments.
+                    unsafe { z16_tile::<$r, $c>(wp, rb, xp, a.cols, op, rows) }
+                };
+            }
+            macro_rules! by_cols {
+                ($r:literal) => {
+                    match nc {
+                        6 => go!($r, 6),
+                        5 => go!($r, 5),
+                        4 => go!($r, 4),
+                        3 => go!($r, 3),
+                        2 => go!($r, 2),
+                        _ => go!($r, 1),
+                    }
+                };
+            }
+            match nr {
+                4 => by_cols!(4),
+                3 => by_cols!(3),
+                2 => by_cols!(2),
+                _ => by_cols!(1),
+            }
+            c0 += nc;
+        }
+        r0 += nr;
+    }
+    Some(())
+}

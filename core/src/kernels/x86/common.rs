@@ -1,0 +1,600 @@
+//! The 256-bit kernels both x86-64 sets share: F32/F16 tiles, Q8_0/Q4_0
+//! groups of 8 blocks, and the Q8 activation quantizer. Every function is
+//! generic over the set ([`Isa`]): `#[inline(always)]` and without target
+//! features of its own, it is compiled into each set's `#[target_feature]`
+//! entry point with that set's instructions (its pair products and tile
+//! sizes).
+//!
+//! Layout of the quantized kernels. A group of 8 blocks is processed at once:
+//! for each pair of blocks `(2p, 2p + 1)` one `__m256i` holds elements 0..16
+//! of both blocks (low 128 bits: block `2p`) and another elements 16..32, so
+//! that two dot-product instructions leave four `i32` partial sums per block.
+//! Two unpack-and-add levels reduce the four pairs to one vector of the eight
+//! exact block sums, in the block order `P = [0, 2, 4, 6, 1, 3, 5, 7]`; the
+//! scales are gathered in the same order, and the float partial sums are put
+//! back in natural order before the final reduction tree. The activations'
+//! side of that layout (the pair shuffles, the scales and the sums in order
+//! `P`) is prepared once per kernel call on the stack ([`Prep`]), not once
+//! per row.
+//!
+//! # Safety
+//! Every `unsafe fn` here requires that the CPU has the features of the set
+//! `I` it is instantiated with, and that the kernel's arguments passed
+//! `check_mat` (every pointer it derives stays inside them).
+
+use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
+use core::ptr::{copy_nonoverlapping, read_unaligned};
+
+use super::Isa;
+use crate::kernels::acts::Acts;
+use crate::kernels::types::QK;
+
+/// A tile of a kernel: `run::<R, C>(r0, c0)` computes rows `r0..r0 + R`
+/// times vectors `c0..c0 + C`. [`Isa::dispatch`] picks `R` and `C`.
+pub(super) trait TileOp {
+    /// Computes the tile.
+    ///
+    /// # Safety
+    /// The CPU has the set's features; the tile is inside the arguments.
+    unsafe fn run<const R: usize, const C: usize>(&mut self, r0: usize, c0: usize);
+}
+
+/// Runs `op` over every tile of `rows` rows x `n` vectors (at most `rmax` x
+/// `cmax`), the vectors outermost.
+///
+/// # Safety
+/// As [`TileOp::run`] for every tile.
+#[inline(always)]
+pub(super) unsafe fn over_tiles<I: Isa, T: TileOp>(
+    rmax: usize,
+    cmax: usize,
+    rows: usize,
+    n: usize,
+    op: &mut T,
+) {
+    let mut c0 = 0;
+    while c0 < n {
+        let nc = (n - c0).min(cmax);
+        let mut r0 = 0;
+        while r0 < rows {
+            let nr = (rows - r0).min(rmax);
+            // SAFETY: the caller's promise, for this tile.
+            unsafe { I::dispatch(op, nr, nc, r0, c0) };
+            r0 += nr;
+        }
+        c0 += nc;
+    }
+}
+
+/// The block order of the reduced block sums.
+const P: [i32; 8] = [0, 2, 4, 6, 1, 3, 5, 7];
+/// Its inverse.
+pub(super) const PINV: [i32; 8] = [0, 4, 1, 5, 2, 6, 3, 7];
+
+/// The fixed reduction tree of the scalar `reduce8` (and, after adding
+/// lanes `j` and `j + 8`, of `reduce16`):
+/// `((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))`.
+#[inline(always)]
+pub(super) unsafe fn reduce8(v: __m256) -> f32 {
+    // SAFETY: AVX (the caller's promise).
+    unsafe {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let t = _mm_add_ps(s, _mm_shuffle_ps::<0b10_11_00_01>(s, s));
+        _mm_cvtss_f32(_mm_add_ss(t, _mm_movehl_ps(t, t)))
+    }
+}
+
+// ---- F32 and F16 ----
+
+/// `acc + w * x`: fused (one rounding) for F16 weights, a rounded product
+/// then a rounded sum for F32 (as the scalar reference).
+#[inline(always)]
+unsafe fn madd<const FUSED: bool>(acc: __m256, w: __m256, x: __m256) -> __m256 {
+    // SAFETY: AVX and FMA (the caller's promise).
+    unsafe {
+        if FUSED {
+            _mm256_fmadd_ps(w, x, acc)
+        } else {
+            _mm256_add_ps(acc, _mm256_mul_ps(w, x))
+        }
+    }
+}
+
+/// One tile of the float kernels: `R` rows from `w` (row `r` at
+/// `w + r * rb`, `cols` elements) times `C` vectors (vector `c` at
+/// `x + c * cols`); `out(r, c)` is stored at `o + c * ldo + r`. `F16`
+/// selects the weight type. Sixteen partial sums per (row, vector): lanes
+/// 0..8 in one register, 8..16 in another.
+#[inline(always)]
+unsafe fn tile_float<const R: usize, const C: usize, const F16: bool>(
+    w: *const u8,
+    rb: usize,
+    x: *const f32,
+    cols: usize,
+    o: *mut f32,
+    ldo: usize,
+) {
+    // SAFETY (whole body): offsets stay within the R rows of `rb` bytes and
+    // the C vectors of `cols` values the caller vouches for; loads are
+    // unaligned loads.
+    unsafe {
+        let load_w = |p: *const u8| -> (__m256, __m256) {
+            if F16 {
+                (
+                    _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)),
+                    _mm256_cvtph_ps(_mm_loadu_si128(p.add(16) as *const __m128i)),
+                )
+            } else {
+                (
+                    _mm256_loadu_ps(p as *const f32),
+                    _mm256_loadu_ps(p.add(32) as *const f32),
+                )
+            }
+        };
+        let eb = if F16 { 2 } else { 4 };
+        let z = _mm256_setzero_ps();
+        let mut acc = [[(z, z); C]; R];
+        let n16 = cols / 16;
+        for i in 0..n16 {
+            let mut xv = [(z, z); C];
+            for (c, xv) in xv.iter_mut().enumerate() {
+                let p = x.add(c * cols + 16 * i);
+                *xv = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let (w0, w1) = load_w(w.add(r * rb + 16 * eb * i));
+                for (acc, xv) in acc.iter_mut().zip(&xv) {
+                    acc.0 = madd::<F16>(acc.0, w0, xv.0);
+                    acc.1 = madd::<F16>(acc.1, w1, xv.1);
+                }
+            }
+        }
+        let rem = cols % 16;
+        if rem != 0 {
+            // The last partial chunk, zero-padded: lanes past the end add
+            // 0 * 0 = +0, which leaves a partial sum as it is.
+            let mut xt = [[0f32; 16]; C];
+            for (c, xt) in xt.iter_mut().enumerate() {
+                copy_nonoverlapping(x.add(c * cols + 16 * n16), xt.as_mut_ptr(), rem);
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let mut wt = [0u8; 64];
+                copy_nonoverlapping(w.add(r * rb + 16 * eb * n16), wt.as_mut_ptr(), rem * eb);
+                let (w0, w1) = load_w(wt.as_ptr());
+                for (acc, xt) in acc.iter_mut().zip(&xt) {
+                    let x0 = _mm256_loadu_ps(xt.as_ptr());
+                    let x1 = _mm256_loadu_ps(xt.as_ptr().add(8));
+                    acc.0 = madd::<F16>(acc.0, w0, x0);
+                    acc.1 = madd::<F16>(acc.1, w1, x1);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (c, acc) in acc.iter().enumerate() {
+                *o.add(c * ldo + r) = reduce8(_mm256_add_ps(acc.0, acc.1));
+            }
+        }
+    }
+}
+
+/// The float kernels' tiles over checked arguments.
+struct FloatTiles<'a, 'b, const F16: bool> {
+    w: &'a [u8],
+    a: &'a Acts<'b>,
+    out: &'a mut [f32],
+    rows: usize,
+}
+
+impl<const F16: bool> TileOp for FloatTiles<'_, '_, F16> {
+    #[inline(always)]
+    unsafe fn run<const R: usize, const C: usize>(&mut self, r0: usize, c0: usize) {
+        let cols = self.a.cols;
+        let rb = cols * if F16 { 2 } else { 4 };
+        // SAFETY: the tile lies inside the checked slices.
+        unsafe {
+            tile_float::<R, C, F16>(
+                self.w.as_ptr().add(r0 * rb),
+                rb,
+                self.a.x.as_ptr().add(c0 * cols),
+                cols,
+                self.out.as_mut_ptr().add(c0 * self.rows + r0),
+                self.rows,
+            )
+        }
+    }
+}
+
+/// F32 or F16 weights (the `MatFn` contract, arguments checked): one row
+/// at a time for one vector (a single sequential stream of weights, which
+/// the hardware prefetcher follows at full bandwidth), tiles of up to
+/// `I::FR` x `I::FC` for a batch.
+#[inline(always)]
+pub(super) unsafe fn mat_float<I: Isa, const F16: bool>(
+    w: &[u8],
+    a: &Acts,
+    out: &mut [f32],
+    rows: usize,
+) {
+    let n = a.n;
+    let (rmax, cmax) = if n == 1 { (1, 1) } else { (I::FR, I::FC) };
+    let mut op = FloatTiles::<F16> { w, a, out, rows };
+    // SAFETY: every tile is inside the checked arguments.
+    unsafe { over_tiles::<I, _>(rmax, cmax, rows, n, &mut op) }
+}
+
+// ---- Q8_0 and Q4_0 ----
+
+/// The scales of 8 blocks `bb` bytes apart from `p`, in order `P`.
+#[inline(always)]
+unsafe fn scales8(p: *const u8, bb: usize) -> __m256 {
+    let h = |k: usize| -> u64 {
+        // SAFETY: the caller vouches for the 8 blocks.
+        let bits = unsafe { read_unaligned(p.add(k * bb) as *const u16) };
+        bits as u64
+    };
+    let lo = h(0) | h(2) << 16 | h(4) << 32 | h(6) << 48;
+    let hi = h(1) | h(3) << 16 | h(5) << 32 | h(7) << 48;
+    // SAFETY: F16C (the caller's promise).
+    unsafe { _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64)) }
+}
+
+/// Reduces the pair sums of blocks (0, 1) and (2, 3) to four partial sums
+/// per block, interleaved.
+#[inline(always)]
+unsafe fn merge1(a: __m256i, b: __m256i) -> __m256i {
+    // SAFETY: AVX2 (the caller's promise).
+    unsafe { _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b)) }
+}
+
+/// The second level: the eight block sums, in order `P`.
+#[inline(always)]
+unsafe fn merge2(a: __m256i, b: __m256i) -> __m256i {
+    // SAFETY: AVX2 (the caller's promise).
+    unsafe { _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b)) }
+}
+
+/// The weights of blocks `k` and `k + 1` (`bb` bytes each, values from
+/// byte 2): elements 0..16 of both, then 16..32 of both.
+#[inline(always)]
+unsafe fn pair_weights<I: Isa, const Q4: bool>(p: *const u8, bb: usize) -> (__m256i, __m256i) {
+    // SAFETY: the caller vouches for both blocks and the CPU features.
+    unsafe {
+        if Q4 {
+            let lo = _mm_loadu_si128(p.add(2) as *const __m128i);
+            let hi = _mm_loadu_si128(p.add(bb + 2) as *const __m128i);
+            let y = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
+            let m = _mm256_set1_epi8(0x0f);
+            (
+                _mm256_and_si256(y, m),
+                _mm256_and_si256(_mm256_srli_epi16::<4>(y), m),
+            )
+        } else {
+            let l0 = _mm_loadu_si128(p.add(2) as *const __m128i);
+            let l1 = _mm_loadu_si128(p.add(bb + 2) as *const __m128i);
+            let h0 = _mm_loadu_si128(p.add(18) as *const __m128i);
+            let h1 = _mm_loadu_si128(p.add(bb + 18) as *const __m128i);
+            (
+                I::prep_q8(_mm256_inserti128_si256::<1>(_mm256_castsi128_si256(l0), l1)),
+                I::prep_q8(_mm256_inserti128_si256::<1>(_mm256_castsi128_si256(h0), h1)),
+            )
+        }
+    }
+}
+
+/// The activations of blocks `2p` and `2p + 1` of a group at `q`, laid out
+/// as [`pair_weights`] lays out the weights.
+#[inline(always)]
+unsafe fn pair_acts(q: *const i8) -> (__m256i, __m256i) {
+    // SAFETY: the caller vouches for the two blocks and the CPU features.
+    unsafe {
+        let lo = _mm256_loadu_si256(q as *const __m256i);
+        let hi = _mm256_loadu_si256(q.add(32) as *const __m256i);
+        (
+            _mm256_permute2x128_si256::<0x20>(lo, hi),
+            _mm256_permute2x128_si256::<0x31>(lo, hi),
+        )
+    }
+}
+
+/// One vector's activations for one group of 8 blocks, prepared for
+/// [`group`]: the pair layout of [`pair_acts`] for the four pairs, the
+/// scales in order `P` and the sums times the excess of the weights'
+/// encoding (`8` for Q4_0, `2^Q8_SHIFT` for Q8_0), in order `P`.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(super) struct Prep {
+    pub(super) a: [(__m256i, __m256i); 4],
+    pub(super) da: __m256,
+    pub(super) corr: __m256i,
+}
+
+/// Prepared groups per kernel call (on the stack, 320 bytes each): enough
+/// for one vector of up to 96 * 256 = 24576 columns. Longer rows (or more
+/// vectors) prepare each group as they go.
+pub(super) const PREP_GROUPS: usize = 96;
+
+/// Prepares group `k` (of `nb` blocks per vector) of vector `b`; `a` holds
+/// the quantized vector `b` (checked by `check_mat`).
+#[inline(always)]
+pub(super) unsafe fn prep<I: Isa, const Q4: bool>(a: &Acts, b: usize, k: usize, nb: usize) -> Prep {
+    let first = b * nb + 8 * k;
+    let n = (nb - 8 * k).min(8);
+    // SAFETY (whole body): blocks first..first + n of the checked
+    // activations; a partial group reads zero-padded copies.
+    unsafe {
+        let (mut qt, mut dt, mut st) = ([0i8; 8 * QK], [0f32; 8], [0i32; 8]);
+        let (q, d, s) = if n == 8 {
+            (
+                a.q.as_ptr().add(first * QK),
+                a.d.as_ptr().add(first),
+                a.sum.as_ptr().add(first),
+            )
+        } else {
+            // Zero blocks add (0 * 0) * 0 = +0: no change.
+            copy_nonoverlapping(a.q.as_ptr().add(first * QK), qt.as_mut_ptr(), n * QK);
+            copy_nonoverlapping(a.d.as_ptr().add(first), dt.as_mut_ptr(), n);
+            copy_nonoverlapping(a.sum.as_ptr().add(first), st.as_mut_ptr(), n);
+            (qt.as_ptr(), dt.as_ptr(), st.as_ptr())
+        };
+        let perm = _mm256_loadu_si256(P.as_ptr() as *const __m256i);
+        let shift = if Q4 { 3 } else { I::Q8_SHIFT };
+        let corr = if shift != 0 {
+            let s = _mm256_loadu_si256(s as *const __m256i);
+            _mm256_sll_epi32(
+                _mm256_permutevar8x32_epi32(s, perm),
+                _mm_cvtsi32_si128(shift),
+            )
+        } else {
+            _mm256_setzero_si256()
+        };
+        Prep {
+            a: [
+                pair_acts(q),
+                pair_acts(q.add(64)),
+                pair_acts(q.add(128)),
+                pair_acts(q.add(192)),
+            ],
+            da: _mm256_permutevar8x32_ps(_mm256_loadu_ps(d), perm),
+            corr,
+        }
+    }
+}
+
+/// Adds one group of 8 blocks to the partial sums `acc` (lanes in order
+/// `P`) of an `R` x `C` tile: row `r`'s group starts at `w[r]`, blocks are
+/// `bb` bytes.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // (row, vector) indices read best here
+unsafe fn group<I: Isa, const R: usize, const C: usize, const Q4: bool>(
+    w: &[*const u8; R],
+    acts: &[*const Prep; C],
+    bb: usize,
+    acc: &mut [[__m256; C]; R],
+) {
+    // SAFETY (whole body): all reads are within the 8 blocks the caller
+    // vouches for.
+    unsafe {
+        let shift = if Q4 { 3 } else { I::Q8_SHIFT };
+        let mut half = [[[_mm256_setzero_si256(); C]; R]; 2];
+        for h in 0..2 {
+            let mut v = [[[_mm256_setzero_si256(); C]; R]; 2];
+            for j in 0..2 {
+                let p = 2 * h + j;
+                for r in 0..R {
+                    let (x1, x2) = pair_weights::<I, Q4>(w[r].add(2 * p * bb), bb);
+                    for c in 0..C {
+                        let (a1, a2) = (*acts[c]).a[p];
+                        v[j][r][c] = if Q4 {
+                            I::pair_q4(x1, x2, a1, a2)
+                        } else {
+                            I::pair_q8(x1, x2, a1, a2)
+                        };
+                    }
+                }
+            }
+            for r in 0..R {
+                for c in 0..C {
+                    half[h][r][c] = merge1(v[0][r][c], v[1][r][c]);
+                }
+            }
+        }
+        for r in 0..R {
+            let dw = scales8(w[r], bb);
+            for c in 0..C {
+                let mut dot = merge2(half[0][r][c], half[1][r][c]);
+                if shift != 0 {
+                    dot = _mm256_sub_epi32(dot, (*acts[c]).corr);
+                }
+                let s = _mm256_mul_ps(dw, (*acts[c]).da);
+                let prod = _mm256_mul_ps(s, _mm256_cvtepi32_ps(dot));
+                acc[r][c] = _mm256_add_ps(acc[r][c], prod);
+            }
+        }
+    }
+}
+
+/// The quantized kernels' tiles over checked arguments; `prepared`, if not
+/// empty, holds every group of the current vectors `c0..` (group `k` of
+/// vector `c0 + c` at `c * groups + k`).
+struct QuantTiles<'a, 'b, I, const Q4: bool> {
+    w: &'a [u8],
+    a: &'a Acts<'b>,
+    out: &'a mut [f32],
+    rows: usize,
+    prepared: &'a [Prep],
+    isa: core::marker::PhantomData<I>,
+}
+
+impl<I: Isa, const Q4: bool> TileOp for QuantTiles<'_, '_, I, Q4> {
+    #[inline(always)]
+    unsafe fn run<const R: usize, const C: usize>(&mut self, r0: usize, c0: usize) {
+        let bb = if Q4 { 18 } else { 34 };
+        let a = self.a;
+        let nb = a.cols / QK;
+        let groups = nb.div_ceil(8);
+        let rb = nb * bb;
+        let prepared = self.prepared;
+        // SAFETY (whole body): the pointers walk the tile's rows, whose
+        // lengths `check_mat` checked; the last partial group reads
+        // zero-padded copies instead.
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); C]; R];
+            let wp = self.w.as_ptr().add(r0 * rb);
+            let mut wr = [wp; R];
+            // `Prep` is plain vectors, for which zero bits are valid.
+            let mut local: [Prep; C] = core::mem::zeroed();
+            let mut wt = [[MaybeUninit::<u8>::uninit(); 8 * 34]; R];
+            for k in 0..groups {
+                let n = (nb - 8 * k).min(8);
+                for r in 0..R {
+                    wr[r] = wp.add(r * rb + 8 * k * bb);
+                    if n < 8 {
+                        // The last partial group, zero-padded: zero blocks
+                        // have scale 0, so they add +0.
+                        let t = wt[r].as_mut_ptr() as *mut u8;
+                        t.write_bytes(0, 8 * 34);
+                        copy_nonoverlapping(wr[r], t, n * bb);
+                        wr[r] = t;
+                    }
+                }
+                if prepared.is_empty() {
+                    for (c, l) in local.iter_mut().enumerate() {
+                        *l = prep::<I, Q4>(a, c0 + c, k, nb);
+                    }
+                }
+                let mut ap = [core::ptr::null::<Prep>(); C];
+                for (c, ap) in ap.iter_mut().enumerate() {
+                    *ap = if prepared.is_empty() {
+                        &local[c]
+                    } else {
+                        prepared.as_ptr().add(c * groups + k)
+                    };
+                }
+                group::<I, R, C, Q4>(&wr, &ap, bb, &mut acc);
+            }
+            let pinv = _mm256_loadu_si256(PINV.as_ptr() as *const __m256i);
+            let o = self.out.as_mut_ptr().add(c0 * self.rows + r0);
+            for (r, acc) in acc.iter().enumerate() {
+                for (c, &acc) in acc.iter().enumerate() {
+                    *o.add(c * self.rows + r) = reduce8(_mm256_permutevar8x32_ps(acc, pinv));
+                }
+            }
+        }
+    }
+}
+
+/// Q8_0 or Q4_0 weights (the `MatFn` contract, arguments checked): vectors
+/// in chunks of `I::QC` (one at a time for a single vector), each chunk's
+/// activations prepared once when they fit, then every tile of rows (one
+/// row at a time for a single vector, see [`mat_float`]).
+#[inline(always)]
+pub(super) unsafe fn mat_quant<I: Isa, const Q4: bool>(
+    w: &[u8],
+    a: &Acts,
+    out: &mut [f32],
+    rows: usize,
+) {
+    let (rmax, cmax) = if a.n == 1 { (1, 1) } else { (I::QR, I::QC) };
+    let nb = a.cols / QK;
+    let groups = nb.div_ceil(8);
+    let mut buf = [MaybeUninit::<Prep>::uninit(); PREP_GROUPS];
+    let mut c0 = 0;
+    while c0 < a.n {
+        let nc = (a.n - c0).min(cmax);
+        let prepared: &[Prep] = if nc * groups <= PREP_GROUPS && rows > 1 {
+            for c in 0..nc {
+                for k in 0..groups {
+                    // SAFETY: vector c0 + c is in the checked batch.
+                    buf[c * groups + k].write(unsafe { prep::<I, Q4>(a, c0 + c, k, nb) });
+                }
+            }
+            // SAFETY: the first nc * groups entries were written above.
+            unsafe { core::slice::from_raw_parts(buf.as_ptr() as *const Prep, nc * groups) }
+        } else {
+            &[]
+        };
+        let mut op = QuantTiles::<I, Q4> {
+            w,
+            a,
+            out: &mut *out,
+            rows,
+            prepared,
+            isa: core::marker::PhantomData,
+        };
+        let mut r0 = 0;
+        while r0 < rows {
+            let nr = (rows - r0).min(rmax);
+            // SAFETY: the tile is inside the checked arguments.
+            unsafe { I::dispatch(&mut op, nr, nc, r0, c0) };
+            r0 += nr;
+        }
+        c0 += nc;
+    }
+}
+
+// ---- quantizing activations ----
+
+/// Bit-identical to the scalar Q8 quantizer; `d`, `sum` hold `x.len() / 32`
+/// blocks and `q` holds `x.len()` values (checked by the caller).
+#[inline(always)]
+pub(super) unsafe fn quantize(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]) {
+    // SAFETY (whole body): the CPU features are the caller's promise; every
+    // block b is inside `x` and `q` (lengths checked by the caller).
+    unsafe {
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let half = _mm256_set1_ps(0.5);
+        let one = _mm256_set1_ps(1.0);
+        let (lo, hi) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for b in 0..x.len() / QK {
+            let p = x.as_ptr().add(b * QK);
+            let v = [
+                _mm256_loadu_ps(p),
+                _mm256_loadu_ps(p.add(8)),
+                _mm256_loadu_ps(p.add(16)),
+                _mm256_loadu_ps(p.add(24)),
+            ];
+            // max(|v|, m) returns m when |v| is NaN: NaN is skipped, as
+            // `f32::max` skips it in the scalar fold.
+            let mut m = _mm256_setzero_ps();
+            for v in v {
+                m = _mm256_max_ps(_mm256_and_ps(v, abs), m);
+            }
+            let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+            let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_shuffle_ps::<1>(m2, m2)));
+            let scale = amax / 127.0;
+            let inv = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+            let iv = _mm256_set1_ps(inv);
+            let mut r = [_mm256_setzero_si256(); 4];
+            for (r, v) in r.iter_mut().zip(v) {
+                // roundf: truncate, then step away from zero when the
+                // dropped fraction is at least one half (all exact).
+                let t = _mm256_mul_ps(v, iv);
+                let tr = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(t);
+                let frac = _mm256_and_ps(_mm256_sub_ps(t, tr), abs);
+                let up = _mm256_cmp_ps::<_CMP_GE_OQ>(frac, half);
+                let step = _mm256_or_ps(_mm256_andnot_ps(abs, t), one);
+                let y = _mm256_add_ps(tr, _mm256_and_ps(up, step));
+                // NaN becomes 0 and infinities clamp, as `as i32` and
+                // `clamp` do in the scalar code.
+                let y = _mm256_and_ps(y, _mm256_cmp_ps::<_CMP_ORD_Q>(y, y));
+                let y = _mm256_min_ps(_mm256_max_ps(y, lo), hi);
+                *r = _mm256_cvtps_epi32(y);
+            }
+            let s = _mm256_add_epi32(_mm256_add_epi32(r[0], r[1]), _mm256_add_epi32(r[2], r[3]));
+            let s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+            let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+            let s1 = _mm_add_epi32(s2, _mm_shuffle_epi32::<1>(s2));
+            let pk = _mm256_packs_epi16(
+                _mm256_packs_epi32(r[0], r[1]),
+                _mm256_packs_epi32(r[2], r[3]),
+            );
+            let pk = _mm256_permutevar8x32_epi32(pk, order);
+            _mm256_storeu_si256(q.as_mut_ptr().add(b * QK) as *mut __m256i, pk);
+            d[b] = scale;
+            sum[b] = _mm_cvtsi128_si32(s1);
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! x86-64 kernel sets: `avx2` (AVX2, FMA, F16C) and `avx512` (AVX-512 F,
+//! BW, VL and VNNI).
+//!
+//! - [`common`]: the 256-bit kernels both sets share (F32/F16 tiles,
+//!   Q8_0/Q4_0 groups, the Q8 quantizer), generic over the set's [`Isa`]:
+//!   its pair products and tile sizes;
+//! - [`avx2`] and [`avx512`]: each set's inner products, its table, and
+//!   (AVX-512) the kernels only it has: a 512-bit Q4_0 matrix-vector
+//!   product and 512-bit F16 batched products;
+//! - [`x16`]: the interleaved Q8_0/Q4_0 kernels of both sets.
+//!
+//! Matrix-vector products (one activation vector) run one row at a time:
+//! the rows are contiguous, so the weights are read as a single sequential
+//! stream, which the hardware prefetcher follows at full bandwidth. Tiles of
+//! several rows are several short streams, which it does not: on this
+//! machine 4-row tiles reached only a third of the memory bandwidth on
+//! matrices larger than the caches. Batched products (prefill) use tiles of
+//! up to 4 rows x 3 vectors.
+//!
+//! Every kernel is reached through a safe entry point ([`run`]) that checks
+//! its arguments; the tables are handed out by [`super::available`] /
+//! [`super::active`] only when [`avx2_supported`] / [`avx512_supported`]
+//! say the CPU has the set's features, so no instruction the CPU lacks is
+//! ever executed.
+
+use core::arch::x86_64::__m256i;
+
+use super::acts::Acts;
+use super::check_mat;
+use super::types::TensorType;
+
+mod avx2;
+mod avx512;
+mod common;
+mod x16;
+
+pub(super) use avx2::AVX2;
+pub(super) use avx512::AVX512;
+
+/// What distinguishes the two sets inside the shared 256-bit kernels.
+///
+/// # Safety
+/// The functions need the CPU features of the set implementing the trait.
+trait Isa {
+    /// Largest float tile (rows x vectors) of a batch.
+    const FR: usize;
+    /// See [`Isa::FR`].
+    const FC: usize;
+    /// Largest quantized tile (rows x vectors) of a batch.
+    const QR: usize;
+    /// See [`Isa::QR`].
+    const QC: usize;
+    /// `k` such that [`Isa::pair_q8`] summed over a block exceeds the true
+    /// dot product by `sum(a) << k` (0: no excess).
+    const Q8_SHIFT: i32;
+    /// What to do to raw Q8_0 weight bytes before [`Isa::pair_q8`].
+    unsafe fn prep_q8(x: __m256i) -> __m256i;
+    /// The eight `i32` sums of `x1 * a1 + x2 * a2` over groups of four
+    /// bytes (Q8_0 weights, after [`Isa::prep_q8`]).
+    unsafe fn pair_q8(x1: __m256i, x2: __m256i, a1: __m256i, a2: __m256i) -> __m256i;
+    /// The same for Q4_0 weights (nibbles `0..=15`).
+    unsafe fn pair_q4(x1: __m256i, x2: __m256i, a1: __m256i, a2: __m256i) -> __m256i;
+    /// Runs `op.run::<R, C>(r0, c0)` for the tile shape `(nr, nc)` (every
+    /// shape up to the set's largest).
+    unsafe fn dispatch<T: common::TileOp>(op: &mut T, nr: usize, nc: usize, r0: usize, c0: usize);
+}
+
+/// Whether this CPU runs the `avx2` set.
+pub(super) fn avx2_supported() -> bool {
+    #[cfg(feature = "std")]
+    {
+        std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(all(
+            target_feature = "avx2",
+            target_feature = "fma",
+            target_feature = "f16c"
+        ))
+    }
+}
+
+/// Whether this CPU runs the `avx512` set.
+pub(super) fn avx512_supported() -> bool {
+    #[cfg(feature = "std")]
+    {
+        avx2_supported()
+            && std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        avx2_supported()
+            && cfg!(all(
+                target_feature = "avx512f",
+                target_feature = "avx512bw",
+                target_feature = "avx512vl",
+                target_feature = "avx512vnni"
+            ))
+    }
+}
+
+/// A kernel implementation: the `MatFn` contract with `rows` already
+/// computed by `check_mat`; needs its set's CPU features.
+type Imp = unsafe fn(w: &[u8], a: &Acts, out: &mut [f32], rows: usize);
+
+/// The safe entry point of a kernel for weights of type `ty`: checks the
+/// arguments, then runs `imp`.
+#[inline(always)]
+fn run(ty: TensorType, supported: fn() -> bool, imp: Imp, w: &[u8], a: &Acts, out: &mut [f32]) {
+    let rows = check_mat(w, a, out, ty);
+    debug_assert!(supported());
+    // SAFETY: the table holding the calling kernel is handed out only on
+    // CPUs where `supported()` holds (see `kernels::active`), which is what
+    // `imp` needs; `check_mat` checked every slice length it reads.
+    unsafe { imp(w, a, out, rows) }
+}
+
+/// A Q8 activation quantizer's implementation (lengths checked); needs its
+/// set's CPU features.
+type QuantizeImp = unsafe fn(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]);
+
+/// The safe entry point of a Q8 activation quantizer: checks the lengths,
+/// then runs `imp`.
+#[inline(always)]
+fn run_quantize(
+    supported: fn() -> bool,
+    imp: QuantizeImp,
+    x: &[f32],
+    d: &mut [f32],
+    sum: &mut [i32],
+    q: &mut [i8],
+) {
+    use super::types::QK;
+    assert_eq!(x.len() % QK, 0, "quantize: length is not a multiple of 32");
+    let nb = x.len() / QK;
+    assert!(
+        d.len() >= nb && sum.len() >= nb && q.len() >= x.len(),
+        "quantize: scratch too short"
+    );
+    debug_assert!(supported());
+    // SAFETY: as in `run`; the lengths are checked above.
+    unsafe { imp(x, d, sum, q) }
+}
