@@ -11,6 +11,19 @@
 //! [`quantize_row`] is the readable reference; [`quantize_row_fast`] writes
 //! the same bytes faster (Q8_0 through the SIMD activation quantizer of the
 //! active kernel set, Q4_0 in loops that vectorise).
+//!
+//! The other GGUF types are written byte for byte as llama.cpp's
+//! `llama-quantize` writes them without an importance matrix (ggml of
+//! February 2025): [`legacy`] (Q4_1, Q5_0, Q5_1) and [`k_quants`] (Q2_K to
+//! Q6_K).
+
+pub mod k_quants;
+pub mod legacy;
+mod scalar;
+mod search;
+
+pub use k_quants::{quantize_q2_k, quantize_q3_k, quantize_q4_k, quantize_q5_k, quantize_q6_k};
+pub use legacy::{quantize_q4_1, quantize_q5_0, quantize_q5_1};
 
 use crate::error::{Error, Result};
 use crate::tensor::{TensorType, QK};
@@ -30,6 +43,29 @@ pub fn row_bytes(ty: TensorType, n: usize) -> Result<usize> {
 /// Checks that `dst` is exactly the bytes of `src` encoded as `ty`.
 fn check_row(ty: TensorType, src: &[f32], dst: &[u8]) -> Result<()> {
     let need = row_bytes(ty, src.len())?;
+    if dst.len() != need {
+        return Err(Error::BufferTooSmall {
+            what: "quantized row (bytes)",
+            needed: need,
+            got: dst.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that `src` is whole blocks of `block_len` values and `dst`
+/// exactly `block_bytes` per block.
+fn check_blocks(src: &[f32], dst: &[u8], block_len: usize, block_bytes: usize) -> Result<()> {
+    if !src.len().is_multiple_of(block_len) {
+        return Err(Error::InvalidArgument {
+            what: "row length must be a multiple of the type's block length",
+        });
+    }
+    let need = (src.len() / block_len)
+        .checked_mul(block_bytes)
+        .ok_or(Error::InvalidArgument {
+            what: "row too long",
+        })?;
     if dst.len() != need {
         return Err(Error::BufferTooSmall {
             what: "quantized row (bytes)",
