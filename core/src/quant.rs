@@ -14,14 +14,18 @@
 //!
 //! The other GGUF types are written byte for byte as llama.cpp's
 //! `llama-quantize` writes them without an importance matrix (ggml of
-//! February 2025): [`legacy`] (Q4_1, Q5_0, Q5_1) and [`k_quants`] (Q2_K to
-//! Q6_K).
+//! February 2025): [`legacy`] (Q4_1, Q5_0, Q5_1), [`k_quants`] (Q2_K to
+//! Q6_K), [`iq4_nl`], [`float`] (BF16, and F16 as ggml rounds NaN).
 
+pub mod float;
+pub mod iq4_nl;
 pub mod k_quants;
 pub mod legacy;
 mod scalar;
 mod search;
 
+pub use float::{f32_to_bf16, quantize_bf16, quantize_f16};
+pub use iq4_nl::quantize_iq4_nl;
 pub use k_quants::{quantize_q2_k, quantize_q3_k, quantize_q4_k, quantize_q5_k, quantize_q6_k};
 pub use legacy::{quantize_q4_1, quantize_q5_0, quantize_q5_1};
 
