@@ -16,9 +16,11 @@
 //! `llama-quantize` writes them without an importance matrix (ggml of
 //! February 2025): [`legacy`] (Q4_1, Q5_0, Q5_1), [`k_quants`] (Q2_K to
 //! Q6_K), [`iq4_nl`], [`float`] (BF16, and F16 as ggml rounds NaN), all
-//! reachable by type through [`quantize`].
+//! reachable by type through [`quantize`]. [`ftype`] is llama.cpp's choice
+//! of a type per tensor for a file type (Q4_K_M ...).
 
 pub mod float;
+pub mod ftype;
 pub mod ggml_type;
 pub mod iq4_nl;
 pub mod k_quants;
@@ -27,6 +29,7 @@ mod scalar;
 mod search;
 
 pub use float::{f32_to_bf16, quantize_bf16, quantize_f16};
+pub use ftype::{FileType, ModelInfo};
 pub use ggml_type::GgmlType;
 pub use iq4_nl::quantize_iq4_nl;
 pub use k_quants::{quantize_q2_k, quantize_q3_k, quantize_q4_k, quantize_q5_k, quantize_q6_k};
