@@ -11,6 +11,29 @@
 //! [`quantize_row`] is the readable reference; [`quantize_row_fast`] writes
 //! the same bytes faster (Q8_0 through the SIMD activation quantizer of the
 //! active kernel set, Q4_0 in loops that vectorise).
+//!
+//! The other GGUF types are written byte for byte as llama.cpp's
+//! `llama-quantize` writes them without an importance matrix (ggml of
+//! February 2025): [`legacy`] (Q4_1, Q5_0, Q5_1), [`k_quants`] (Q2_K to
+//! Q6_K), [`iq4_nl`], [`float`] (BF16, and F16 as ggml rounds NaN), all
+//! reachable by type through [`quantize`]. [`ftype`] is llama.cpp's choice
+//! of a type per tensor for a file type (Q4_K_M ...).
+
+pub mod float;
+pub mod ftype;
+pub mod ggml_type;
+pub mod iq4_nl;
+pub mod k_quants;
+pub mod legacy;
+mod scalar;
+mod search;
+
+pub use float::{f32_to_bf16, quantize_bf16, quantize_f16};
+pub use ftype::{FileType, ModelInfo};
+pub use ggml_type::GgmlType;
+pub use iq4_nl::quantize_iq4_nl;
+pub use k_quants::{quantize_q2_k, quantize_q3_k, quantize_q4_k, quantize_q5_k, quantize_q6_k};
+pub use legacy::{quantize_q4_1, quantize_q5_0, quantize_q5_1};
 
 use crate::error::{Error, Result};
 use crate::tensor::{TensorType, QK};
@@ -38,6 +61,62 @@ fn check_row(ty: TensorType, src: &[f32], dst: &[u8]) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Checks that `src` is whole blocks of `block_len` values and `dst`
+/// exactly `block_bytes` per block.
+fn check_blocks(src: &[f32], dst: &[u8], block_len: usize, block_bytes: usize) -> Result<()> {
+    if !src.len().is_multiple_of(block_len) {
+        return Err(Error::InvalidArgument {
+            what: "row length must be a multiple of the type's block length",
+        });
+    }
+    let need = (src.len() / block_len)
+        .checked_mul(block_bytes)
+        .ok_or(Error::InvalidArgument {
+            what: "row too long",
+        })?;
+    if dst.len() != need {
+        return Err(Error::BufferTooSmall {
+            what: "quantized row (bytes)",
+            needed: need,
+            got: dst.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Encodes `src` as `ty` into `dst`, as llama.cpp's `llama-quantize`
+/// writes it without an importance matrix; `dst` must be exactly
+/// [`GgmlType::row_bytes`]`(src.len())` long.
+///
+/// Q4_0 and Q8_0 go through [`quantize_row`], F32 is copied, F16 and BF16
+/// rounded to nearest even ([`quantize_f16`], [`quantize_bf16`]), the
+/// others through their `quantize_*` function.
+///
+/// [`quantize_row`]'s Q4_0 and Q8_0 agree with ggml on finite rows (the
+/// Q4_0 file of the llama.cpp tests is identical) but not in every corner
+/// of non-finite ones: Q8_0 ignores a NaN that ggml's `MAX` would keep as
+/// the block maximum when it comes last, and Q4_0 saturates the levels of
+/// a block whose inverse scale overflows (largest magnitude below about
+/// 1e-44) where ggml's x86-64 conversion gives level 0.
+pub fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
+    match ty {
+        GgmlType::F32 => quantize_row(TensorType::F32, src, dst),
+        GgmlType::F16 => quantize_f16(src, dst),
+        GgmlType::BF16 => quantize_bf16(src, dst),
+        GgmlType::Q4_0 => quantize_row(TensorType::Q4_0, src, dst),
+        GgmlType::Q8_0 => quantize_row(TensorType::Q8_0, src, dst),
+        GgmlType::Q4_1 => quantize_q4_1(src, dst),
+        GgmlType::Q5_0 => quantize_q5_0(src, dst),
+        GgmlType::Q5_1 => quantize_q5_1(src, dst),
+        GgmlType::Q2_K => quantize_q2_k(src, dst),
+        GgmlType::Q3_K => quantize_q3_k(src, dst),
+        GgmlType::Q4_K => quantize_q4_k(src, dst),
+        GgmlType::Q5_K => quantize_q5_k(src, dst),
+        GgmlType::Q6_K => quantize_q6_k(src, dst),
+        GgmlType::IQ4_NL => quantize_iq4_nl(src, dst),
+    }
 }
 
 /// Encodes `src` as `ty` into `dst`, which must be exactly
