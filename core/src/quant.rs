@@ -16,12 +16,11 @@
 //! `llama-quantize` writes them without an importance matrix (ggml of
 //! February 2025): [`legacy`] (Q4_1, Q5_0, Q5_1), [`k_quants`] (Q2_K to
 //! Q6_K), [`iq4_nl`], [`float`] (BF16, and F16 as ggml rounds NaN), all
-//! reachable by type through [`quantize`]. [`ftype`] is llama.cpp's choice
+//! reachable by type through [`quantize_row`]. [`ftype`] is llama.cpp's choice
 //! of a type per tensor for a file type (Q4_K_M ...).
 
 pub mod float;
 pub mod ftype;
-pub mod ggml_type;
 pub mod iq4_nl;
 pub mod k_quants;
 pub mod legacy;
@@ -30,7 +29,6 @@ mod search;
 
 pub use float::{f32_to_bf16, quantize_bf16, quantize_f16};
 pub use ftype::{FileType, ModelInfo};
-pub use ggml_type::GgmlType;
 pub use iq4_nl::quantize_iq4_nl;
 pub use k_quants::{quantize_q2_k, quantize_q3_k, quantize_q4_k, quantize_q5_k, quantize_q6_k};
 pub use legacy::{quantize_q4_1, quantize_q5_0, quantize_q5_1};
@@ -86,41 +84,21 @@ fn check_blocks(src: &[f32], dst: &[u8], block_len: usize, block_bytes: usize) -
     Ok(())
 }
 
-/// Encodes `src` as `ty` into `dst`, as llama.cpp's `llama-quantize`
-/// writes it without an importance matrix; `dst` must be exactly
-/// [`GgmlType::row_bytes`]`(src.len())` long.
-///
-/// Q4_0 and Q8_0 go through [`quantize_row`], F32 is copied, F16 and BF16
-/// rounded to nearest even ([`quantize_f16`], [`quantize_bf16`]), the
-/// others through their `quantize_*` function.
-///
-/// [`quantize_row`]'s Q4_0 and Q8_0 agree with ggml on finite rows (the
-/// Q4_0 file of the llama.cpp tests is identical) but not in every corner
-/// of non-finite ones: Q8_0 ignores a NaN that ggml's `MAX` would keep as
-/// the block maximum when it comes last, and Q4_0 saturates the levels of
-/// a block whose inverse scale overflows (largest magnitude below about
-/// 1e-44) where ggml's x86-64 conversion gives level 0.
-pub fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
-    match ty {
-        GgmlType::F32 => quantize_row(TensorType::F32, src, dst),
-        GgmlType::F16 => quantize_f16(src, dst),
-        GgmlType::BF16 => quantize_bf16(src, dst),
-        GgmlType::Q4_0 => quantize_row(TensorType::Q4_0, src, dst),
-        GgmlType::Q8_0 => quantize_row(TensorType::Q8_0, src, dst),
-        GgmlType::Q4_1 => quantize_q4_1(src, dst),
-        GgmlType::Q5_0 => quantize_q5_0(src, dst),
-        GgmlType::Q5_1 => quantize_q5_1(src, dst),
-        GgmlType::Q2_K => quantize_q2_k(src, dst),
-        GgmlType::Q3_K => quantize_q3_k(src, dst),
-        GgmlType::Q4_K => quantize_q4_k(src, dst),
-        GgmlType::Q5_K => quantize_q5_k(src, dst),
-        GgmlType::Q6_K => quantize_q6_k(src, dst),
-        GgmlType::IQ4_NL => quantize_iq4_nl(src, dst),
-    }
-}
-
 /// Encodes `src` as `ty` into `dst`, which must be exactly
-/// [`row_bytes`]`(ty, src.len())` long.
+/// [`row_bytes`]`(ty, src.len())` long: the bytes llama.cpp's
+/// `llama-quantize` writes without an importance matrix.
+///
+/// F32 is copied; F16 and BF16 are rounded to nearest even
+/// ([`quantize_f16`], [`quantize_bf16`]); Q8_0 and Q4_0 follow ggml's
+/// reference quantizers (below); the others go through their `quantize_*`
+/// function.
+///
+/// Q8_0 and Q4_0 agree with ggml on finite rows (the Q4_0 file of the
+/// llama.cpp tests is identical) but not in every corner of non-finite
+/// ones: Q8_0 ignores a NaN that ggml's `MAX` would keep as the block
+/// maximum when it comes last, and Q4_0 saturates the levels of a block
+/// whose inverse scale overflows (largest magnitude below about 1e-44)
+/// where ggml's x86-64 conversion gives level 0.
 pub fn quantize_row(ty: TensorType, src: &[f32], dst: &mut [u8]) -> Result<()> {
     check_row(ty, src, dst)?;
     match ty {
@@ -129,11 +107,17 @@ pub fn quantize_row(ty: TensorType, src: &[f32], dst: &mut [u8]) -> Result<()> {
                 d.copy_from_slice(&x.to_le_bytes());
             }
         }
-        TensorType::F16 => {
-            for (d, &x) in dst.chunks_exact_mut(2).zip(src) {
-                d.copy_from_slice(&half::f16::from_f32(x).to_bits().to_le_bytes());
-            }
-        }
+        TensorType::F16 => return quantize_f16(src, dst),
+        TensorType::BF16 => return quantize_bf16(src, dst),
+        TensorType::Q4_1 => return quantize_q4_1(src, dst),
+        TensorType::Q5_0 => return quantize_q5_0(src, dst),
+        TensorType::Q5_1 => return quantize_q5_1(src, dst),
+        TensorType::Q2_K => return quantize_q2_k(src, dst),
+        TensorType::Q3_K => return quantize_q3_k(src, dst),
+        TensorType::Q4_K => return quantize_q4_k(src, dst),
+        TensorType::Q5_K => return quantize_q5_k(src, dst),
+        TensorType::Q6_K => return quantize_q6_k(src, dst),
+        TensorType::IQ4_NL => return quantize_iq4_nl(src, dst),
         TensorType::Q8_0 => {
             for (blk, xs) in dst.chunks_exact_mut(34).zip(src.chunks_exact(QK)) {
                 let amax = xs.iter().fold(0f32, |m, x| m.max(x.abs()));
@@ -170,11 +154,6 @@ pub fn quantize_row(ty: TensorType, src: &[f32], dst: &mut [u8]) -> Result<()> {
         TensorType::Q8_0x16 | TensorType::Q4_0x16 => {
             return Err(Error::InvalidArgument {
                 what: "interleaved layouts are made by repack, not row by row",
-            })
-        }
-        _ => {
-            return Err(Error::InvalidArgument {
-                what: "no row quantizer for this type",
             })
         }
     }

@@ -109,11 +109,11 @@ impl Rng {
 fn f16_fields(ty: TensorType) -> &'static [usize] {
     use TensorType::*;
     match ty {
-        Q8_0 | Q4_0 | Q5_0 | Iq4Nl => &[0],
-        Q4_1 | Q5_1 | Q4K | Q5K => &[0, 2],
-        Q2K => &[80, 82],
-        Q3K => &[108],
-        Q6K => &[208],
+        Q8_0 | Q4_0 | Q5_0 | IQ4_NL => &[0],
+        Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
+        Q2_K => &[80, 82],
+        Q3_K => &[108],
+        Q6_K => &[208],
         _ => &[],
     }
 }
@@ -122,7 +122,7 @@ fn f16_fields(ty: TensorType) -> &'static [usize] {
 fn plain_types() -> [TensorType; 14] {
     use TensorType::*;
     [
-        F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Iq4Nl, Q2K, Q3K, Q4K, Q5K, Q6K,
+        F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
     ]
 }
 
@@ -438,7 +438,7 @@ fn k_quant_magnitude(ty: TensorType, row: &[u8], batch: &Batch) -> f64 {
     let mut mag = 0f64;
     for (s, blk) in row.chunks_exact(ty.block_bytes()).enumerate() {
         let (d, dmin, q, sc, m, len): (f32, f32, [i8; 256], Vec<i32>, Vec<i32>, usize) = match ty {
-            TensorType::Q2K => {
+            TensorType::Q2_K => {
                 let b: &k::BlockQ2K = bytemuck::from_bytes(blk);
                 let u = k::unpack_q2_k(b);
                 (
@@ -450,12 +450,12 @@ fn k_quant_magnitude(ty: TensorType, row: &[u8], batch: &Batch) -> f64 {
                     16,
                 )
             }
-            TensorType::Q3K => {
+            TensorType::Q3_K => {
                 let b: &k::BlockQ3K = bytemuck::from_bytes(blk);
                 let u = k::unpack_q3_k(b);
                 (f16_le(b.d), 0.0, u.q, u.sc.to_vec(), u.m.to_vec(), 16)
             }
-            TensorType::Q4K => {
+            TensorType::Q4_K => {
                 let b: &k::BlockQ4K = bytemuck::from_bytes(blk);
                 let u = k::unpack_q4_k(b);
                 (
@@ -467,7 +467,7 @@ fn k_quant_magnitude(ty: TensorType, row: &[u8], batch: &Batch) -> f64 {
                     32,
                 )
             }
-            TensorType::Q5K => {
+            TensorType::Q5_K => {
                 let b: &k::BlockQ5K = bytemuck::from_bytes(blk);
                 let u = k::unpack_q5_k(b);
                 (
@@ -479,7 +479,7 @@ fn k_quant_magnitude(ty: TensorType, row: &[u8], batch: &Batch) -> f64 {
                     32,
                 )
             }
-            TensorType::Q6K => {
+            TensorType::Q6_K => {
                 let b: &k::BlockQ6K = bytemuck::from_bytes(blk);
                 let u = k::unpack_q6_k(b);
                 (f16_le(b.d), 0.0, u.q, u.sc.to_vec(), u.m.to_vec(), 16)

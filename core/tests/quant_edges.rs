@@ -1,11 +1,12 @@
 //! The llama.cpp-compatible quantizers on edge rows: wrong lengths, zeros,
 //! a single nonzero value, tiny and huge values, negative zero, NaN and
 //! infinities. The bytes of ordinary rows are checked against llama.cpp's
-//! own files in `quant_llamacpp.rs`; here a small decoder per type (from
-//! ggml-common.h's layouts) checks what the edge rows decode to.
+//! own files in `quant_llamacpp.rs`; here the crate's decoder checks what
+//! the edge rows decode to.
 
 use half::f16;
-use llamette::quant::{f32_to_bf16, quantize, GgmlType};
+use llamette::quant::{f32_to_bf16, quantize_row as quantize, row_bytes};
+use llamette::tensor::TensorType;
 
 const IQ4_NL_VALUES: [i8; 16] = [
     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
@@ -15,104 +16,16 @@ fn h(b: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
 }
 
-/// Q4_K/Q5_K's 6-bit scale and minimum `j`.
-fn scale_min_k4(j: usize, s: &[u8]) -> (f32, f32) {
-    let (sc, m) = if j < 4 {
-        (s[j] & 63, s[j + 4] & 63)
-    } else {
-        (
-            (s[j + 4] & 0xf) | ((s[j - 4] >> 6) << 4),
-            (s[j + 4] >> 4) | ((s[j] >> 6) << 4),
-        )
-    };
-    (sc as f32, m as f32)
+/// The values of a row of `n` elements of `ty`, by the crate's decoder
+/// (itself checked against the Python `gguf` package's).
+fn decode(ty: TensorType, bytes: &[u8], n: usize) -> Vec<f32> {
+    let mut out = vec![0f32; n];
+    llamette::kernels::types::dequantize_row(ty, bytes, &mut out);
+    out
 }
 
-/// Value `i` of one block.
-fn decode_one(ty: GgmlType, b: &[u8], i: usize) -> f32 {
-    match ty {
-        GgmlType::F32 => f32::from_le_bytes(b[..4].try_into().unwrap()),
-        GgmlType::F16 => h(b, 0),
-        GgmlType::BF16 => f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16),
-        GgmlType::Q8_0 => h(b, 0) * (b[2 + i] as i8) as f32,
-        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::IQ4_NL => {
-            let qs = if ty == GgmlType::Q4_1 {
-                &b[4..]
-            } else {
-                &b[2..]
-            };
-            let q = if i < 16 { qs[i] & 0xf } else { qs[i - 16] >> 4 };
-            match ty {
-                GgmlType::Q4_0 => h(b, 0) * (q as f32 - 8.0),
-                GgmlType::Q4_1 => h(b, 0) * q as f32 + h(b, 2),
-                _ => h(b, 0) * IQ4_NL_VALUES[q as usize] as f32,
-            }
-        }
-        GgmlType::Q5_0 | GgmlType::Q5_1 => {
-            let at = if ty == GgmlType::Q5_0 { 2 } else { 4 };
-            let qh = u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
-            let qs = &b[at + 4..];
-            let low = if i < 16 { qs[i] & 0xf } else { qs[i - 16] >> 4 };
-            let q = (low as u32 | (((qh >> i) & 1) << 4)) as f32;
-            if ty == GgmlType::Q5_0 {
-                h(b, 0) * (q - 16.0)
-            } else {
-                h(b, 0) * q + h(b, 2)
-            }
-        }
-        GgmlType::Q2_K => {
-            let (scales, qs) = (&b[..16], &b[16..80]);
-            let q = (qs[32 * (i / 128) + i % 32] >> (2 * (i % 128 / 32))) & 3;
-            let sc = scales[i / 16];
-            h(b, 80) * (sc & 0xf) as f32 * q as f32 - h(b, 82) * (sc >> 4) as f32
-        }
-        GgmlType::Q3_K => {
-            let (hmask, qs, s) = (&b[..32], &b[32..96], &b[96..108]);
-            let low = (qs[32 * (i / 128) + i % 32] >> (2 * (i % 128 / 32))) & 3;
-            let high = (hmask[i % 32] >> (i / 32)) & 1;
-            let q = low as i32 + 4 * high as i32 - 4;
-            let j = i / 16;
-            let l4 = if j < 8 { s[j] & 0xf } else { s[j - 8] >> 4 };
-            let sc = (l4 | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) as i32 - 32;
-            h(b, 108) * sc as f32 * q as f32
-        }
-        GgmlType::Q4_K | GgmlType::Q5_K => {
-            let (sc, m) = scale_min_k4(i / 32, &b[4..16]);
-            let qs = if ty == GgmlType::Q4_K {
-                &b[16..]
-            } else {
-                &b[48..]
-            };
-            let (c, r) = (i / 64, i % 64);
-            let byte = qs[32 * c + r % 32];
-            let mut q = if r < 32 { byte & 0xf } else { byte >> 4 };
-            if ty == GgmlType::Q5_K {
-                q |= ((b[16 + r % 32] >> (2 * c + r / 32)) & 1) << 4;
-            }
-            h(b, 0) * sc * q as f32 - h(b, 2) * m
-        }
-        GgmlType::Q6_K => {
-            let (ql, qh, sc) = (&b[..128], &b[128..192], &b[192..208]);
-            let (half, r) = (i / 128, i % 128);
-            let (k, l) = (r / 32, r % 32);
-            let byte = ql[64 * half + l + 32 * (k % 2)];
-            let low = if k < 2 { byte & 0xf } else { byte >> 4 };
-            let high = (qh[32 * half + l] >> (2 * k)) & 3;
-            let q = (low | (high << 4)) as i32 - 32;
-            h(b, 208) * (sc[i / 16] as i8) as f32 * q as f32
-        }
-    }
-}
-
-fn decode(ty: GgmlType, bytes: &[u8], n: usize) -> Vec<f32> {
-    let (bl, bb) = (ty.block_len(), ty.block_bytes());
-    (0..n)
-        .map(|i| decode_one(ty, &bytes[i / bl * bb..][..bb], i % bl))
-        .collect()
-}
-
-fn encode(ty: GgmlType, src: &[f32]) -> Vec<u8> {
-    let mut out = vec![0xa5u8; ty.row_bytes(src.len()).unwrap()];
+fn encode(ty: TensorType, src: &[f32]) -> Vec<u8> {
+    let mut out = vec![0xa5u8; row_bytes(ty, src.len()).unwrap()];
     quantize(ty, src, &mut out).unwrap();
     out
 }
@@ -120,17 +33,17 @@ fn encode(ty: GgmlType, src: &[f32]) -> Vec<u8> {
 /// The types with quantizers of their own here (Q4_0 and Q8_0 are the
 /// crate's older ones, tested in `quant.rs`; they are included where the
 /// dispatcher is).
-const NEW: [GgmlType; 10] = [
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-    GgmlType::IQ4_NL,
-    GgmlType::BF16,
+const NEW: [TensorType; 10] = [
+    TensorType::Q4_1,
+    TensorType::Q5_0,
+    TensorType::Q5_1,
+    TensorType::Q2_K,
+    TensorType::Q3_K,
+    TensorType::Q4_K,
+    TensorType::Q5_K,
+    TensorType::Q6_K,
+    TensorType::IQ4_NL,
+    TensorType::BF16,
 ];
 
 /// A deterministic row of roughly normal values (std about `scale`).
@@ -150,11 +63,11 @@ fn gaussian_row(n: usize, seed: u64, scale: f32) -> Vec<f32> {
 
 #[test]
 fn wrong_lengths_are_errors_not_panics() {
-    for ty in GgmlType::ALL {
+    for ty in llamette::kernels::types::GGML_TYPES.map(|(_, t)| t) {
         let bl = ty.block_len();
         let n = 2 * 256;
         let src = vec![0.5f32; n];
-        let need = ty.row_bytes(n).unwrap();
+        let need = row_bytes(ty, n).unwrap();
         let mut dst = vec![0u8; need + 1];
         assert!(quantize(ty, &src, &mut dst[..need]).is_ok(), "{ty:?}");
         assert!(
@@ -167,7 +80,7 @@ fn wrong_lengths_are_errors_not_panics() {
                 quantize(ty, &src[..n - 1], &mut dst[..need]).is_err(),
                 "{ty:?}"
             );
-            assert!(ty.row_bytes(bl + 1).is_err());
+            assert!(row_bytes(ty, bl + 1).is_err());
         }
         // No values: no bytes, fine.
         quantize(ty, &[], &mut []).unwrap();
@@ -185,9 +98,9 @@ fn zero_rows_encode_as_ggml_does() {
         let mut want = vec![0u8; per_block];
         match ty {
             // d = 0 / -16 = -0.0; every level 16: low nibbles 0, fifth bits set.
-            GgmlType::Q5_0 => want[..6].copy_from_slice(&[0x00, 0x80, 0xff, 0xff, 0xff, 0xff]),
+            TensorType::Q5_0 => want[..6].copy_from_slice(&[0x00, 0x80, 0xff, 0xff, 0xff, 0xff]),
             // d = 0; every index 8 (level 1, the nearest to 0).
-            GgmlType::IQ4_NL => want[2..].fill(0x88),
+            TensorType::IQ4_NL => want[2..].fill(0x88),
             _ => {}
         }
         assert_eq!(first, &want[..], "{ty:?}");
@@ -205,21 +118,21 @@ fn zero_rows_encode_as_ggml_does() {
 fn ordinary_rows_round_trip() {
     let n = 4096;
     for (ty, max_rel_rms) in [
-        (GgmlType::Q4_1, 0.12),
-        (GgmlType::Q5_0, 0.06),
-        (GgmlType::Q5_1, 0.06),
-        (GgmlType::Q2_K, 0.45),
-        (GgmlType::Q3_K, 0.22),
-        (GgmlType::Q4_K, 0.11),
-        (GgmlType::Q5_K, 0.055),
-        (GgmlType::Q6_K, 0.027),
-        (GgmlType::IQ4_NL, 0.11),
-        (GgmlType::BF16, 0.003),
-        (GgmlType::Q4_0, 0.13),
-        (GgmlType::Q8_0, 0.008),
-        (GgmlType::F16, 0.0004),
+        (TensorType::Q4_1, 0.12),
+        (TensorType::Q5_0, 0.06),
+        (TensorType::Q5_1, 0.06),
+        (TensorType::Q2_K, 0.45),
+        (TensorType::Q3_K, 0.22),
+        (TensorType::Q4_K, 0.11),
+        (TensorType::Q5_K, 0.055),
+        (TensorType::Q6_K, 0.027),
+        (TensorType::IQ4_NL, 0.11),
+        (TensorType::BF16, 0.003),
+        (TensorType::Q4_0, 0.13),
+        (TensorType::Q8_0, 0.008),
+        (TensorType::F16, 0.0004),
     ] {
-        let src = gaussian_row(n, ty.number() as u64 + 1, 0.02);
+        let src = gaussian_row(n, ty.ggml_type().unwrap_or(u32::MAX) as u64 + 1, 0.02);
         let out = decode(ty, &encode(ty, &src), n);
         let err: f32 = src.iter().zip(&out).map(|(a, b)| (a - b) * (a - b)).sum();
         let sig: f32 = src.iter().map(|a| a * a).sum();
@@ -237,7 +150,7 @@ fn a_single_nonzero_value_survives() {
             let out = decode(ty, &encode(ty, &src), 256);
             // Q2_K has 2 bits: with a lone value its 4-level grid still
             // lands on it (or within a quarter of it).
-            let tol = if ty == GgmlType::Q2_K { 0.25 } else { 0.01 };
+            let tol = if ty == TensorType::Q2_K { 0.25 } else { 0.01 };
             assert!(
                 (out[pos] - v).abs() <= tol * v.abs(),
                 "{ty:?} {v}: {}",
@@ -245,7 +158,7 @@ fn a_single_nonzero_value_survives() {
             );
             // IQ4_NL has no zero level: zeros beside the value decode to
             // d·1, about v/113 or v/127.
-            let zero_tol = if ty == GgmlType::IQ4_NL { 0.01 } else { 1e-3 };
+            let zero_tol = if ty == TensorType::IQ4_NL { 0.01 } else { 1e-3 };
             for (i, &o) in out.iter().enumerate() {
                 if i != pos {
                     assert!(o.abs() <= zero_tol * v.abs(), "{ty:?} {v}: [{i}] = {o}");
@@ -261,7 +174,7 @@ fn tiny_values_encode_as_zero_and_large_ones_within_f16() {
         // Far below f16's smallest subnormal: every scale underflows.
         let src: Vec<f32> = gaussian_row(256, 7, 1e-30);
         let out = decode(ty, &encode(ty, &src), 256);
-        if ty == GgmlType::BF16 {
+        if ty == TensorType::BF16 {
             assert!(out.iter().zip(&src).all(|(a, b)| (a - b).abs() <= 1e-32));
         } else {
             assert!(out.iter().all(|&v| v.abs() <= 1e-30), "{ty:?}");
@@ -287,7 +200,7 @@ fn non_finite_values_do_not_panic() {
         1e-45,
         -0.0,
     ];
-    for ty in GgmlType::ALL {
+    for ty in llamette::kernels::types::GGML_TYPES.map(|(_, t)| t) {
         for (k, &s) in specials.iter().enumerate() {
             // One special among ordinary values, and rows of it alone.
             let mut row = gaussian_row(512, k as u64, 1.0);
@@ -307,7 +220,7 @@ fn non_finite_values_do_not_panic() {
 fn legacy_non_finite_behaviour() {
     let mut row = gaussian_row(32, 3, 1.0);
     row[5] = f32::NAN;
-    for ty in [GgmlType::Q4_1, GgmlType::Q5_1] {
+    for ty in [TensorType::Q4_1, TensorType::Q5_1] {
         let bytes = encode(ty, &row);
         let out = decode(ty, &bytes, 32);
         // Level 0: the block minimum.
@@ -316,11 +229,11 @@ fn legacy_non_finite_behaviour() {
         let min = finite.fold(f32::MAX, f32::min);
         assert_eq!(h(&bytes, 2), f16::from_f32(min).to_f32());
     }
-    let bytes = encode(GgmlType::Q5_0, &row);
-    let out = decode(GgmlType::Q5_0, &bytes, 32);
+    let bytes = encode(TensorType::Q5_0, &row);
+    let out = decode(TensorType::Q5_0, &bytes, 32);
     assert_eq!(out[5], -16.0 * h(&bytes, 0)); // level 0
     row[5] = f32::INFINITY;
-    for ty in [GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1] {
+    for ty in [TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1] {
         let bytes = encode(ty, &row);
         assert!(h(&bytes, 0).is_infinite(), "{ty:?}");
     }
@@ -354,7 +267,7 @@ fn bf16_matches_ggml_rounding() {
             ((bits + 0x7fff + lsb) >> 16) as u16
         };
         assert_eq!(f32_to_bf16(x), want, "{bits:#010x}");
-        let got = encode(GgmlType::BF16, &[x]);
+        let got = encode(TensorType::BF16, &[x]);
         assert_eq!(got, want.to_le_bytes(), "{bits:#010x}");
         if x.is_nan() {
             assert!(f32::from_bits(u32::from(want) << 16).is_nan());
@@ -369,7 +282,7 @@ fn iq4_nl_reproduces_its_own_grid() {
     let src: Vec<f32> = (0..32)
         .map(|i| IQ4_NL_VALUES[i % 16] as f32 * 0.01)
         .collect();
-    let bytes = encode(GgmlType::IQ4_NL, &src);
+    let bytes = encode(TensorType::IQ4_NL, &src);
     for j in 0..16 {
         assert_eq!(bytes[2 + j], (j as u8) | ((j as u8) << 4));
     }

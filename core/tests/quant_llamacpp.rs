@@ -9,19 +9,16 @@ mod common;
 use common::shared;
 use llamette::format::gguf::{Gguf, TensorInfo};
 use llamette::quant::ftype::{sort_in_llamacpp_order, target_type, Counters};
-use llamette::quant::{quantize, FileType, GgmlType, ModelInfo};
+use llamette::quant::{quantize_row as quantize, FileType, ModelInfo};
+use llamette::tensor::TensorType;
 
 const DIR: &str = "testdata/llamacpp-quants";
 
-/// The bytes of tensor `t`, whatever its type (the parser only sizes the
-/// types the crate runs).
+/// The bytes of tensor `t` (every type of these files is one the crate
+/// reads, so the parser checked their place).
 fn tensor_bytes<'a>(g: &Gguf<'a>, t: &TensorInfo<'a>) -> &'a [u8] {
-    let ty = GgmlType::from_number(t.raw_type)
-        .unwrap_or_else(|| panic!("type {} of {:?}", t.raw_type, name(t)));
-    let rows = t.n_elements() / t.dims[0];
-    let size = ty.row_bytes(t.dims[0] as usize).unwrap() * rows as usize;
-    let start = t.offset as usize;
-    &g.bytes()[start..start + size]
+    assert!(t.ty.is_some(), "type {} of {:?}", t.raw_type, name(t));
+    g.tensor_data(t)
 }
 
 fn name<'a>(t: &TensorInfo<'a>) -> &'a str {
@@ -68,10 +65,10 @@ fn compare(ftype: FileType) -> (usize, usize) {
         assert_eq!((r.n_dims, r.dims), (t.n_dims, t.dims), "{file} {}", name(t));
         let dims = &t.dims[..t.n_dims as usize];
         let chosen = target_type(ftype, t.name, dims, &model, &mut counters).unwrap();
-        let src_type = GgmlType::from_number(t.raw_type).unwrap();
+        let src_type = TensorType::from_ggml(t.raw_type).unwrap();
         let ty = chosen.unwrap_or(src_type);
         assert_eq!(
-            ty.number(),
+            ty.ggml_type().unwrap_or(u32::MAX),
             r.raw_type,
             "{file} {}: type {} chosen, llama.cpp wrote {}",
             name(t),
@@ -85,13 +82,13 @@ fn compare(ftype: FileType) -> (usize, usize) {
         if ty == src_type {
             got.copy_from_slice(data); // llama.cpp copies those
         } else {
-            assert_eq!(src_type, GgmlType::F16);
+            assert_eq!(src_type, TensorType::F16);
             quantized += 1;
             let values: Vec<f32> = data
                 .chunks_exact(2)
                 .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect();
-            let row_bytes = ty.row_bytes(t.dims[0] as usize).unwrap();
+            let row_bytes = llamette::quant::row_bytes(ty, t.dims[0] as usize).unwrap();
             for (x, y) in values
                 .chunks_exact(t.dims[0] as usize)
                 .zip(got.chunks_exact_mut(row_bytes))

@@ -34,12 +34,12 @@ pub fn row_dot(ty: TensorType) -> Option<RowDot> {
         Q4_1 => legacy::dot_q4_1,
         Q5_0 => legacy::dot_q5_0,
         Q5_1 => legacy::dot_q5_1,
-        Iq4Nl => legacy::dot_iq4_nl,
-        Q2K => k_quants::dot_q2_k,
-        Q3K => k_quants::dot_q3_k,
-        Q4K => k_quants::dot_q4_k,
-        Q5K => k_quants::dot_q5_k,
-        Q6K => k_quants::dot_q6_k,
+        IQ4_NL => legacy::dot_iq4_nl,
+        Q2_K => k_quants::dot_q2_k,
+        Q3_K => k_quants::dot_q3_k,
+        Q4_K => k_quants::dot_q4_k,
+        Q5_K => k_quants::dot_q5_k,
+        Q6_K => k_quants::dot_q6_k,
         Q8_0x16 | Q4_0x16 | Q8Split { .. } => return None,
     })
 }
@@ -57,12 +57,12 @@ pub fn kernel_for(ty: TensorType) -> Option<MatFn> {
         Q4_1 => |w, a, o| mat_rows(Q4_1, w, a, o),
         Q5_0 => |w, a, o| mat_rows(Q5_0, w, a, o),
         Q5_1 => |w, a, o| mat_rows(Q5_1, w, a, o),
-        Iq4Nl => |w, a, o| mat_rows(Iq4Nl, w, a, o),
-        Q2K => |w, a, o| mat_rows(Q2K, w, a, o),
-        Q3K => |w, a, o| mat_rows(Q3K, w, a, o),
-        Q4K => |w, a, o| mat_rows(Q4K, w, a, o),
-        Q5K => |w, a, o| mat_rows(Q5K, w, a, o),
-        Q6K => |w, a, o| mat_rows(Q6K, w, a, o),
+        IQ4_NL => |w, a, o| mat_rows(IQ4_NL, w, a, o),
+        Q2_K => |w, a, o| mat_rows(Q2_K, w, a, o),
+        Q3_K => |w, a, o| mat_rows(Q3_K, w, a, o),
+        Q4_K => |w, a, o| mat_rows(Q4_K, w, a, o),
+        Q5_K => |w, a, o| mat_rows(Q5_K, w, a, o),
+        Q6_K => |w, a, o| mat_rows(Q6_K, w, a, o),
         Q8_0x16 => |w, a, o| {
             let rows = check_mat(w, a, o, Q8_0x16);
             interleave::mat_x16(w, a, o, rows, false)

@@ -17,8 +17,8 @@
 //! [`sort_in_llamacpp_order`], then for each in that order call
 //! [`target_type`] with one [`Counters`] carried from tensor to tensor.
 
-use super::ggml_type::GgmlType;
 use crate::error::{Error, Result};
+use crate::kernels::types::TensorType;
 use core::cmp::Ordering;
 
 /// A llama.cpp file type (`llama_ftype`; the number is what a GGUF file
@@ -127,21 +127,21 @@ impl FileType {
     }
 
     /// The type of the matrices no rule singles out.
-    pub fn default_type(self) -> GgmlType {
+    pub fn default_type(self) -> TensorType {
         match self {
-            FileType::F32 => GgmlType::F32,
-            FileType::F16 => GgmlType::F16,
-            FileType::BF16 => GgmlType::BF16,
-            FileType::Q4_0 => GgmlType::Q4_0,
-            FileType::Q4_1 => GgmlType::Q4_1,
-            FileType::Q8_0 => GgmlType::Q8_0,
-            FileType::Q5_0 => GgmlType::Q5_0,
-            FileType::Q5_1 => GgmlType::Q5_1,
-            FileType::Q2_K => GgmlType::Q2_K,
-            FileType::Q3_K_S | FileType::Q3_K_M | FileType::Q3_K_L => GgmlType::Q3_K,
-            FileType::Q4_K_S | FileType::Q4_K_M => GgmlType::Q4_K,
-            FileType::Q5_K_S | FileType::Q5_K_M => GgmlType::Q5_K,
-            FileType::Q6_K => GgmlType::Q6_K,
+            FileType::F32 => TensorType::F32,
+            FileType::F16 => TensorType::F16,
+            FileType::BF16 => TensorType::BF16,
+            FileType::Q4_0 => TensorType::Q4_0,
+            FileType::Q4_1 => TensorType::Q4_1,
+            FileType::Q8_0 => TensorType::Q8_0,
+            FileType::Q5_0 => TensorType::Q5_0,
+            FileType::Q5_1 => TensorType::Q5_1,
+            FileType::Q2_K => TensorType::Q2_K,
+            FileType::Q3_K_S | FileType::Q3_K_M | FileType::Q3_K_L => TensorType::Q3_K,
+            FileType::Q4_K_S | FileType::Q4_K_M => TensorType::Q4_K,
+            FileType::Q5_K_S | FileType::Q5_K_M => TensorType::Q5_K,
+            FileType::Q6_K => TensorType::Q6_K,
         }
     }
 }
@@ -271,14 +271,14 @@ pub fn tensor_type(
     ne0: u64,
     model: &ModelInfo,
     counters: &mut Counters,
-) -> Result<GgmlType> {
+) -> Result<TensorType> {
     use FileType as F;
-    use GgmlType as T;
+    use TensorType as T;
     let default = ftype.default_type();
     if !default.is_quantized() {
         return Ok(default);
     }
-    let divides = |t: GgmlType| ne0.is_multiple_of(t.block_len() as u64);
+    let divides = |t: TensorType| ne0.is_multiple_of(t.block_len() as u64);
     let mut ty = default;
 
     if name == b"output.weight" || (!model.has_output && name == b"token_embd.weight") {
@@ -362,7 +362,7 @@ pub fn target_type(
     dims: &[u64],
     model: &ModelInfo,
     counters: &mut Counters,
-) -> Result<Option<GgmlType>> {
+) -> Result<Option<TensorType>> {
     if !is_quantizable(name, dims) {
         return Ok(None);
     }
@@ -487,9 +487,9 @@ mod tests {
 
     /// The types of one layer's attn_v, attn_output, ffn_down (visited as
     /// llama.cpp does, layer after layer).
-    fn layer_types(ftype: FileType, model: &ModelInfo, ne0: u64) -> [[GgmlType; 3]; 8] {
+    fn layer_types(ftype: FileType, model: &ModelInfo, ne0: u64) -> [[TensorType; 3]; 8] {
         let mut c = Counters::default();
-        let mut out = [[GgmlType::F32; 3]; 8];
+        let mut out = [[TensorType::F32; 3]; 8];
         for row in out.iter_mut().take(model.n_layer as usize) {
             // Sorted by name within a layer: attn_output < attn_v < ffn_down.
             let o = tensor_type(ftype, b"blk.N.attn_output.weight", ne0, model, &mut c).unwrap();
@@ -502,7 +502,7 @@ mod tests {
 
     #[test]
     fn k_quant_mixes_on_eight_layers() {
-        use GgmlType::*;
+        use TensorType::*;
         let m = llama(8, 1, false);
         // use_more_bits(i, 8): layers 0, 3, 6, 7.
         let t = layer_types(FileType::Q4_K_M, &m, 4096);
@@ -528,7 +528,7 @@ mod tests {
 
     #[test]
     fn fallbacks_for_rows_not_a_multiple_of_256() {
-        use GgmlType::*;
+        use TensorType::*;
         let m = llama(8, 1, true);
         let mut c = Counters::default();
         // 288: a multiple of 32 but not 256.
@@ -578,7 +578,7 @@ mod tests {
 
     #[test]
     fn untied_models_keep_token_embd_at_the_default() {
-        use GgmlType::*;
+        use TensorType::*;
         let m = ModelInfo::new(
             32,
             8,

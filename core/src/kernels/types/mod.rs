@@ -42,8 +42,9 @@ pub const QK: usize = 32;
 /// Elements per super-block of the K-quants and of the Q8_K activations.
 pub const QK_K: usize = 256;
 
-/// The storage type of a tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The storage type of a tensor (variants named as ggml names them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(non_camel_case_types)]
 pub enum TensorType {
     /// IEEE single precision.
     F32,
@@ -63,17 +64,17 @@ pub enum TensorType {
     Q5_1,
     /// GGUF IQ4_NL: 4-bit indices into a fixed non-linear table, f16 scale
     /// (18 bytes).
-    Iq4Nl,
+    IQ4_NL,
     /// GGUF Q2_K: super-blocks of 256 2-bit values (84 bytes).
-    Q2K,
+    Q2_K,
     /// GGUF Q3_K: super-blocks of 256 3-bit values (110 bytes).
-    Q3K,
+    Q3_K,
     /// GGUF Q4_K: super-blocks of 256 4-bit values (144 bytes).
-    Q4K,
+    Q4_K,
     /// GGUF Q5_K: super-blocks of 256 5-bit values (176 bytes).
-    Q5K,
+    Q5_K,
     /// GGUF Q6_K: super-blocks of 256 6-bit values (210 bytes).
-    Q6K,
+    Q6_K,
     /// llama2.c "version 2": int8 values in `data`, one f32 scale per
     /// `group` values in `scales`.
     Q8Split {
@@ -109,7 +110,7 @@ pub enum ActType {
 }
 
 /// Every plain GGUF type this crate reads, with its GGML number.
-const GGML_TYPES: [(u32, TensorType); 14] = [
+pub const GGML_TYPES: [(u32, TensorType); 14] = [
     (0, TensorType::F32),
     (1, TensorType::F16),
     (2, TensorType::Q4_0),
@@ -117,12 +118,12 @@ const GGML_TYPES: [(u32, TensorType); 14] = [
     (6, TensorType::Q5_0),
     (7, TensorType::Q5_1),
     (8, TensorType::Q8_0),
-    (10, TensorType::Q2K),
-    (11, TensorType::Q3K),
-    (12, TensorType::Q4K),
-    (13, TensorType::Q5K),
-    (14, TensorType::Q6K),
-    (20, TensorType::Iq4Nl),
+    (10, TensorType::Q2_K),
+    (11, TensorType::Q3_K),
+    (12, TensorType::Q4_K),
+    (13, TensorType::Q5_K),
+    (14, TensorType::Q6_K),
+    (20, TensorType::IQ4_NL),
     (30, TensorType::BF16),
 ];
 
@@ -150,8 +151,8 @@ impl TensorType {
         use TensorType::*;
         match self {
             F32 | F16 | BF16 | Q8Split { .. } => 1,
-            Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Iq4Nl | Q8_0x16 | Q4_0x16 => QK,
-            Q2K | Q3K | Q4K | Q5K | Q6K => QK_K,
+            Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | IQ4_NL | Q8_0x16 | Q4_0x16 => QK,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => QK_K,
         }
     }
 
@@ -168,18 +169,23 @@ impl TensorType {
             Q4_1 => size_of::<legacy::BlockQ4_1>(),
             Q5_0 => size_of::<legacy::BlockQ5_0>(),
             Q5_1 => size_of::<legacy::BlockQ5_1>(),
-            Iq4Nl => size_of::<legacy::BlockIq4Nl>(),
-            Q2K => size_of::<k_quants::BlockQ2K>(),
-            Q3K => size_of::<k_quants::BlockQ3K>(),
-            Q4K => size_of::<k_quants::BlockQ4K>(),
-            Q5K => size_of::<k_quants::BlockQ5K>(),
-            Q6K => size_of::<k_quants::BlockQ6K>(),
+            IQ4_NL => size_of::<legacy::BlockIq4Nl>(),
+            Q2_K => size_of::<k_quants::BlockQ2K>(),
+            Q3_K => size_of::<k_quants::BlockQ3K>(),
+            Q4_K => size_of::<k_quants::BlockQ4K>(),
+            Q5_K => size_of::<k_quants::BlockQ5K>(),
+            Q6_K => size_of::<k_quants::BlockQ6K>(),
         }
     }
 
     /// Bytes of `data` for `n` elements (`n` a multiple of the block length).
     pub fn bytes_for(self, n: usize) -> Option<usize> {
         (n / self.block_len()).checked_mul(self.block_bytes())
+    }
+
+    /// Whether ggml counts it as quantized (everything but F32, F16, BF16).
+    pub fn is_quantized(self) -> bool {
+        !matches!(self, TensorType::F32 | TensorType::F16 | TensorType::BF16)
     }
 
     /// Whether the type is one of the interleaved layouts (rows in bands of
@@ -193,8 +199,8 @@ impl TensorType {
         use TensorType::*;
         match self {
             F32 | F16 | BF16 | Q8Split { .. } => ActType::F32,
-            Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Iq4Nl | Q8_0x16 | Q4_0x16 => ActType::Q8,
-            Q2K | Q3K | Q4K | Q5K | Q6K => ActType::Q8K,
+            Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | IQ4_NL | Q8_0x16 | Q4_0x16 => ActType::Q8,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => ActType::Q8K,
         }
     }
 
@@ -254,12 +260,12 @@ pub fn dequantize_row(ty: TensorType, row: &[u8], out: &mut [f32]) {
         Q4_1 => legacy::dequantize_q4_1(row, out),
         Q5_0 => legacy::dequantize_q5_0(row, out),
         Q5_1 => legacy::dequantize_q5_1(row, out),
-        Iq4Nl => legacy::dequantize_iq4_nl(row, out),
-        Q2K => k_quants::dequantize_q2_k(row, out),
-        Q3K => k_quants::dequantize_q3_k(row, out),
-        Q4K => k_quants::dequantize_q4_k(row, out),
-        Q5K => k_quants::dequantize_q5_k(row, out),
-        Q6K => k_quants::dequantize_q6_k(row, out),
+        IQ4_NL => legacy::dequantize_iq4_nl(row, out),
+        Q2_K => k_quants::dequantize_q2_k(row, out),
+        Q3_K => k_quants::dequantize_q3_k(row, out),
+        Q4_K => k_quants::dequantize_q4_k(row, out),
+        Q5_K => k_quants::dequantize_q5_k(row, out),
+        Q6_K => k_quants::dequantize_q6_k(row, out),
         Q8Split { .. } | Q8_0x16 | Q4_0x16 => {
             panic!("dequantize_row: {} needs its tensor", ty.name())
         }
@@ -308,12 +314,12 @@ mod tests {
             (Q4_1, 20),
             (Q5_0, 22),
             (Q5_1, 24),
-            (Iq4Nl, 18),
-            (Q2K, 84),
-            (Q3K, 110),
-            (Q4K, 144),
-            (Q5K, 176),
-            (Q6K, 210),
+            (IQ4_NL, 18),
+            (Q2_K, 84),
+            (Q3_K, 110),
+            (Q4_K, 144),
+            (Q5_K, 176),
+            (Q6_K, 210),
         ] {
             assert_eq!(t.block_bytes(), bytes, "{t:?}");
         }
