@@ -4,7 +4,7 @@
 # the aarch64 and mingw-w64 cross compilers, Wine, valgrind, pkg-config and
 # cbindgen 0.29.4; Mono (mono-devel) and NUnit 2.6 (nunit-console);
 # debootstrap (Swift runs in a cached Debian 13 chroot unless `swift` is on
-# PATH); python3 with the `sentencepiece` package. .ci/run installs
+# PATH); python3 with the `sentencepiece` and `gguf` packages. .ci/run installs
 # all of it on a fresh Debian 12.
 # ../shared (the test models and reference outputs) must sit beside the checkout.
 set -euo pipefail
@@ -37,6 +37,8 @@ step "tokenizer vs SentencePiece (GGUF vocabulary)" \
     python3 scripts/sp_compare.py -- "$bin" tokenize ../shared/models/ggml-vocab-llama-spm.gguf
 step "tokenizer vs SentencePiece (llama2.c tokenizer.bin)" \
     python3 scripts/sp_compare.py -- "$bin" tokenize ../shared/models/llama2-tokenizer.bin
+step "every block type's decoding vs the Python gguf package (gguf.quants.dequantize)" \
+    python3 scripts/dequant_compare.py "$bin"
 step "aarch64 kernels under qemu" scripts/test-aarch64.sh
 step "C ABI: header, exports, C/C++ tests (valgrind, ASan+UBSan), Windows DLL under Wine, mobile static libs" \
     env LLAMETTE_REQUIRE_WINE=1 bindings/c/test.sh

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use llamette::format::gguf::{Gguf, Value};
 use llamette::model::Config;
-use llamette::quant::{quantize_row, quantize_row_fast};
+use llamette::quant::ftype::{compare_llamacpp_order, target_type, Counters};
+use llamette::quant::{quantize_row, quantize_row_fast, FileType, ModelInfo};
 use llamette::tensor::{Tensor, TensorType};
 use llamette::tokenizer::TokenType;
 use llamette::{Model, Tokenizer};
@@ -15,50 +16,135 @@ use llamette::{Model, Tokenizer};
 use crate::files::{CliError, Input};
 use crate::gguf_write::{write_gguf, Meta, TensorSpec};
 
-/// The weight types `quantize` and `synth` write.
+/// The file types `quantize` and `synth` write: llama.cpp's names, and its
+/// choice of a type per tensor ([`llamette::quant::ftype`]).
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum, Debug)]
+#[allow(non_camel_case_types)]
 pub enum WeightType {
-    /// 32-bit float.
+    /// Every matrix 32-bit float.
     F32,
-    /// 16-bit float.
+    /// Every matrix 16-bit float.
     F16,
-    /// 8-bit blocks of 32 (34 bytes).
+    /// Every matrix bfloat16.
+    Bf16,
+    /// 8-bit blocks of 32 (34 bytes); the classifier too.
     #[value(name = "q8_0")]
     Q8_0,
-    /// 4-bit blocks of 32 (18 bytes).
+    /// 4-bit blocks of 32 (18 bytes); the classifier Q6_K.
     #[value(name = "q4_0")]
     Q4_0,
+    /// 4-bit blocks of 32 with a minimum (20 bytes).
+    #[value(name = "q4_1")]
+    Q4_1,
+    /// 5-bit blocks of 32 (22 bytes).
+    #[value(name = "q5_0")]
+    Q5_0,
+    /// 5-bit blocks of 32 with a minimum (24 bytes).
+    #[value(name = "q5_1")]
+    Q5_1,
+    /// Mostly Q2_K (attn_v, ffn_down, attn_output Q3_K or Q4_K).
+    #[value(name = "q2_k")]
+    Q2_K,
+    /// Mostly Q3_K.
+    #[value(name = "q3_k_s")]
+    Q3_K_S,
+    /// Mostly Q3_K, attn_v/ffn_down/attn_output Q4_K or Q5_K.
+    #[value(name = "q3_k_m")]
+    Q3_K_M,
+    /// Mostly Q3_K, attn_v/ffn_down/attn_output Q5_K.
+    #[value(name = "q3_k_l")]
+    Q3_K_L,
+    /// Mostly Q4_K, a few Q5_K.
+    #[value(name = "q4_k_s")]
+    Q4_K_S,
+    /// Mostly Q4_K, half of attn_v and ffn_down Q6_K (the usual download).
+    #[value(name = "q4_k_m")]
+    Q4_K_M,
+    /// Mostly Q5_K.
+    #[value(name = "q5_k_s")]
+    Q5_K_S,
+    /// Mostly Q5_K, half of attn_v and ffn_down Q6_K.
+    #[value(name = "q5_k_m")]
+    Q5_K_M,
+    /// Every matrix Q6_K.
+    #[value(name = "q6_k")]
+    Q6_K,
 }
 
 impl WeightType {
-    fn tensor_type(self) -> TensorType {
+    /// llama.cpp's file type.
+    fn file_type(self) -> FileType {
         match self {
-            WeightType::F32 => TensorType::F32,
-            WeightType::F16 => TensorType::F16,
-            WeightType::Q8_0 => TensorType::Q8_0,
-            WeightType::Q4_0 => TensorType::Q4_0,
-        }
-    }
-
-    /// GGUF's `general.file_type` (llama.cpp's `llama_ftype`).
-    fn file_type(self) -> u32 {
-        match self {
-            WeightType::F32 => 0,
-            WeightType::F16 => 1,
-            WeightType::Q4_0 => 2,
-            WeightType::Q8_0 => 7,
+            WeightType::F32 => FileType::F32,
+            WeightType::F16 => FileType::F16,
+            WeightType::Bf16 => FileType::BF16,
+            WeightType::Q8_0 => FileType::Q8_0,
+            WeightType::Q4_0 => FileType::Q4_0,
+            WeightType::Q4_1 => FileType::Q4_1,
+            WeightType::Q5_0 => FileType::Q5_0,
+            WeightType::Q5_1 => FileType::Q5_1,
+            WeightType::Q2_K => FileType::Q2_K,
+            WeightType::Q3_K_S => FileType::Q3_K_S,
+            WeightType::Q3_K_M => FileType::Q3_K_M,
+            WeightType::Q3_K_L => FileType::Q3_K_L,
+            WeightType::Q4_K_S => FileType::Q4_K_S,
+            WeightType::Q4_K_M => FileType::Q4_K_M,
+            WeightType::Q5_K_S => FileType::Q5_K_S,
+            WeightType::Q5_K_M => FileType::Q5_K_M,
+            WeightType::Q6_K => FileType::Q6_K,
         }
     }
 }
 
-/// The type a matrix of `cols` columns gets: quantized types need whole
-/// blocks of 32; other rows fall back to F16.
-fn matrix_type(want: WeightType, cols: usize) -> TensorType {
-    let ty = want.tensor_type();
-    if cols.is_multiple_of(ty.block_len()) {
-        ty
-    } else {
-        TensorType::F16
+/// The types of `tensors` (name, rows, cols) in a `ty` file, as
+/// llama.cpp's `llama-quantize` picks them (it visits the tensors in its own
+/// order, which the per-layer rules count on), returned in that order with
+/// their index in `tensors`. Vectors (norms) stay F32. Where llama.cpp gives
+/// up (rows that are not whole blocks of 32 in a Q4_0 ... Q8_0 file) the
+/// matrix is written as F16; the names of those go to `fallbacks`.
+fn types_for(
+    ty: WeightType,
+    c: &Config,
+    tensors: &[(String, usize, usize)],
+    fallbacks: &mut Vec<String>,
+) -> Vec<(usize, TensorType)> {
+    let ftype = ty.file_type();
+    let mut order: Vec<usize> = (0..tensors.len()).collect();
+    order
+        .sort_by(|&a, &b| compare_llamacpp_order(tensors[a].0.as_bytes(), tensors[b].0.as_bytes()));
+    let info = ModelInfo::new(
+        c.n_heads as u32,
+        c.n_kv_heads as u32,
+        c.n_layers as u32,
+        tensors.iter().map(|t| t.0.as_bytes()),
+    );
+    let mut counters = Counters::default();
+    order
+        .into_iter()
+        .map(|i| {
+            let (name, rows, cols) = &tensors[i];
+            let dims = [*cols as u64, *rows as u64];
+            let t = match target_type(ftype, name.as_bytes(), &dims, &info, &mut counters) {
+                Ok(Some(t)) => t,
+                Ok(None) => TensorType::F32,
+                Err(_) => {
+                    fallbacks.push(name.clone());
+                    TensorType::F16
+                }
+            };
+            (i, t)
+        })
+        .collect()
+}
+
+/// Says on stderr which matrices llama.cpp would have refused and that
+/// were written as F16 instead.
+fn report_fallbacks(fallbacks: &[String]) {
+    if let Some(first) = fallbacks.first() {
+        eprintln!(
+            "llamette: {} tensor(s) have rows that are not a multiple of 32 and are written as F16 (e.g. {first})",
+            fallbacks.len()
+        );
     }
 }
 
@@ -257,39 +343,35 @@ pub fn quantize(
         meta.extend(llama_meta(&c, &name));
         meta.extend(tokenizer_meta(&tok, n).map_err(|e| tok_file.err(e))?);
     }
-    meta.push(("general.file_type".into(), Meta::U32(ty.file_type())));
+    meta.push((
+        "general.file_type".into(),
+        Meta::U32(ty.file_type().number()),
+    ));
     meta.push(("general.quantization_version".into(), Meta::U32(2)));
 
-    let named = named_tensors(&model);
-    let specs: Vec<TensorSpec> = named
+    // The tensors in llama.cpp's order, each with llama.cpp's type.
+    let all = named_tensors(&model);
+    let shapes: Vec<(String, usize, usize)> = all
         .iter()
-        .map(|(n, t)| {
-            let vector = t.rows == 1 && n.ends_with("norm.weight");
+        .map(|(n, t)| (n.clone(), t.rows, t.cols))
+        .collect();
+    let mut fallbacks = Vec::new();
+    let typed = types_for(ty, &c, &shapes, &mut fallbacks);
+    let named: Vec<&(String, &Tensor)> = typed.iter().map(|&(i, _)| &all[i]).collect();
+    let specs: Vec<TensorSpec> = typed
+        .iter()
+        .map(|&(i, ty)| {
+            let (n, t) = &all[i];
             TensorSpec {
                 name: n.clone(),
-                ty: if vector {
-                    TensorType::F32
-                } else {
-                    matrix_type(ty, t.cols)
-                },
+                ty,
                 rows: t.rows as u64,
                 cols: t.cols as u64,
-                vector,
+                vector: t.rows == 1 && n.ends_with("norm.weight"),
             }
         })
         .collect();
-    let fallbacks: Vec<&str> = specs
-        .iter()
-        .filter(|s| !s.vector && s.ty != ty.tensor_type())
-        .map(|s| s.name.as_str())
-        .collect();
-    if !fallbacks.is_empty() {
-        eprintln!(
-            "llamette: {} tensor(s) have rows that are not a multiple of 32 and are written as F16 (e.g. {})",
-            fallbacks.len(),
-            fallbacks[0]
-        );
-    }
+    report_fallbacks(&fallbacks);
     let total: u64 = specs.iter().map(|s| s.bytes()).sum();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let bar = progress(total, "quantizing");
@@ -426,7 +508,10 @@ pub fn synth(
     let vocab_in = Input::open(vocab)?;
     let g = Gguf::parse(&vocab_in.bytes).map_err(|e| vocab_in.err(e))?;
     let mut meta = llama_meta(&c, &format!("llamette-synth-{shape:?}").to_lowercase());
-    meta.push(("general.file_type".into(), Meta::U32(ty.file_type())));
+    meta.push((
+        "general.file_type".into(),
+        Meta::U32(ty.file_type().number()),
+    ));
     meta.push(("general.quantization_version".into(), Meta::U32(2)));
     let mut n_tokens = 0;
     for (k, v) in g.metadata() {
@@ -470,18 +555,28 @@ pub fn synth(
     }
     specs.push(("output_norm.weight".to_string(), 1, dim, true));
     specs.push(("output.weight".to_string(), c.vocab_size as u64, dim, false));
-    let specs: Vec<TensorSpec> = specs
-        .into_iter()
-        .map(|(name, rows, cols, vector)| TensorSpec {
-            name,
-            ty: if vector {
-                TensorType::F32
-            } else {
-                matrix_type(ty, cols as usize)
-            },
-            rows,
-            cols,
-            vector,
+    // llama.cpp's order and types; each tensor's random values depend on
+    // its place in the list above (`seed_index`), not on the order written.
+    let shapes: Vec<(String, usize, usize)> = specs
+        .iter()
+        .map(|(n, rows, cols, _)| (n.clone(), *rows as usize, *cols as usize))
+        .collect();
+    let mut fallbacks = Vec::new();
+    let typed = types_for(ty, &c, &shapes, &mut fallbacks);
+    report_fallbacks(&fallbacks);
+    let seed_index: Vec<usize> = typed.iter().map(|&(i, _)| i).collect();
+    let seed_index = &seed_index;
+    let specs: Vec<TensorSpec> = typed
+        .iter()
+        .map(|&(i, ty)| {
+            let (name, rows, cols, vector) = &specs[i];
+            TensorSpec {
+                name: name.clone(),
+                ty,
+                rows: *rows,
+                cols: *cols,
+                vector: *vector,
+            }
         })
         .collect();
     let total: u64 = specs.iter().map(|s| s.bytes()).sum();
@@ -516,7 +611,8 @@ pub fn synth(
                                 let mut row = vec![0f32; cols];
                                 let mut enc = vec![0u8; row_bytes];
                                 for &ch in chunks {
-                                    let mut rng = Rng::new(seed ^ ((i as u64) << 32) ^ ch as u64);
+                                    let k = seed_index[i] as u64;
+                                    let mut rng = Rng::new(seed ^ (k << 32) ^ ch as u64);
                                     let rows = (spec.rows as usize - ch * CHUNK).min(CHUNK);
                                     for _ in 0..rows {
                                         rng.normals(&mut row, 0.02);

@@ -6,8 +6,10 @@
 
 mod bench;
 mod convert;
+mod dequantize;
 mod files;
 mod gguf_write;
+mod info;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -47,6 +49,19 @@ enum Command {
     Synth(SynthArgs),
     /// Measure prompt and decode speed, and the fraction of memory bandwidth reached.
     Bench(BenchArgs),
+    /// Write one tensor of a GGUF file as little-endian f32 values (to
+    /// compare with other tools).
+    Dequantize(DequantizeArgs),
+}
+
+#[derive(clap::Args)]
+struct DequantizeArgs {
+    /// A GGUF file.
+    file: PathBuf,
+    /// The tensor's name, e.g. blk.0.attn_q.weight.
+    tensor: String,
+    /// Where to write the values (row after row, 4 bytes each).
+    output: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -194,7 +209,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Generate(a) => generate(a),
         Command::Tokenize(a) => tokenize(a),
-        Command::Info(a) => info(a),
+        Command::Info(a) => info::info(&a.model),
         Command::Quantize(a) => convert::quantize(&a.input, &a.output, a.ty, a.tokenizer.as_ref()),
         Command::Synth(a) => convert::synth(a.shape, a.ty, &a.output, &a.vocab, a.seed),
         Command::Bench(a) => bench::bench(
@@ -206,6 +221,7 @@ fn main() -> ExitCode {
             a.huge_pages || a.repack,
             a.repack,
         ),
+        Command::Dequantize(a) => dequantize::dequantize(&a.file, &a.tensor, &a.output),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -452,84 +468,5 @@ fn tokenize(a: TokenizeArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::new("stdin", e))?;
     let line: Vec<String> = work[..n].iter().map(|t| t.to_string()).collect();
     println!("{}", line.join(" "));
-    Ok(())
-}
-
-fn info(a: InfoArgs) -> Result<(), CliError> {
-    let input = Input::open(&a.model)?;
-    let model = Model::load(&input.bytes).map_err(|e| input.err(e))?;
-    let c = &model.config;
-    let mut o = String::new();
-    use std::fmt::Write as _;
-    let _ = writeln!(o, "file: {} ({} bytes)", input.name, input.bytes.len());
-    let _ = writeln!(o, "format: {}", model.format.name());
-    let _ = writeln!(o, "architecture: llama");
-    let _ = writeln!(
-        o,
-        "shape: dim {}, hidden {}, layers {}, heads {}, kv heads {}, head dim {}, vocab {}, context {}",
-        c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim(), c.vocab_size, c.seq_len
-    );
-    let _ = writeln!(
-        o,
-        "rms epsilon: {:e}, rope base: {}",
-        c.rms_eps, c.rope_theta
-    );
-    let _ = writeln!(o, "parameters: {}", model.n_params());
-    let _ = writeln!(o, "weight bytes: {}", model.weight_bytes());
-    let _ = writeln!(
-        o,
-        "weight bytes read per token: {}",
-        model.bytes_per_token()
-    );
-    let _ = writeln!(
-        o,
-        "classifier: {}",
-        if model.tied_output {
-            "tied to the embedding"
-        } else {
-            "separate"
-        }
-    );
-    // Tensor types, counted.
-    let mut types: Vec<(&str, usize, u64)> = Vec::new();
-    let mut add = |t: &llamette::tensor::Tensor| {
-        let name = t.ty.name();
-        match types.iter_mut().find(|(n, _, _)| *n == name) {
-            Some(e) => {
-                e.1 += 1;
-                e.2 += t.n_bytes() as u64;
-            }
-            None => types.push((name, 1, t.n_bytes() as u64)),
-        }
-    };
-    add(&model.token_embd);
-    add(&model.output_norm);
-    if !model.tied_output {
-        add(&model.output);
-    }
-    for l in model.layers() {
-        for (_, t) in l.tensors() {
-            add(t);
-        }
-    }
-    let _ = write!(o, "tensor types:");
-    for (name, n, bytes) in &types {
-        let _ = write!(o, " {name} x{n} ({bytes} bytes);");
-    }
-    let _ = writeln!(o);
-    for kv_type in [KvType::F32, KvType::F16] {
-        let params = SessionParams {
-            context: 0,
-            kv_type,
-            ..Default::default()
-        };
-        let bytes = Session::required_bytes(&model, &params).map_err(|e| input.err(e))?;
-        let _ = writeln!(
-            o,
-            "session memory for the full context ({} positions, {:?} KV cache): {} bytes",
-            c.seq_len, kv_type, bytes
-        );
-    }
-    print!("{o}");
     Ok(())
 }

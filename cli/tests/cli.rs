@@ -329,6 +329,55 @@ fn quantize_writes_each_type() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `llamette quantize` of llama.cpp's random F16 test model writes, for
+/// every file type llama.cpp's quantizer wrote from it, the same tensors in
+/// the same order with the same types and bytes, and the same
+/// `general.file_type`.
+#[test]
+fn quantize_writes_what_llama_quantize_writes() {
+    use llamette::format::gguf::Gguf;
+    let dir = temp_dir("quant-llamacpp");
+    let src = shared("testdata/llamacpp-quants/t256-f16.gguf");
+    for name in [
+        "Q2_K", "Q3_K_L", "Q3_K_M", "Q4_0", "Q4_1", "Q4_K_M", "Q4_K_S", "Q5_0", "Q5_1", "Q5_K_M",
+        "Q6_K",
+    ] {
+        let out = dir.join(format!("t256-{name}.gguf"));
+        let ty = name.to_lowercase();
+        run_ok(&["quantize", path(&src), path(&out), "--type", &ty]);
+        let ours = std::fs::read(&out).unwrap();
+        let reference = std::fs::read(shared(&format!(
+            "testdata/llamacpp-quants/t256-{name}.gguf"
+        )))
+        .unwrap();
+        let (a, b) = (
+            Gguf::parse(&ours).unwrap(),
+            Gguf::parse(&reference).unwrap(),
+        );
+        assert_eq!(
+            a.get_u64("general.file_type").unwrap(),
+            b.get_u64("general.file_type").unwrap(),
+            "{name}"
+        );
+        let (ta, tb): (Vec<_>, Vec<_>) = (
+            a.tensors().map(|t| t.unwrap()).collect(),
+            b.tensors().map(|t| t.unwrap()).collect(),
+        );
+        assert_eq!(ta.len(), tb.len(), "{name}");
+        for (x, y) in ta.iter().zip(&tb) {
+            let n = String::from_utf8_lossy(y.name);
+            assert_eq!(x.name, y.name, "{name}: tensor order");
+            assert_eq!(x.raw_type, y.raw_type, "{name}: type of {n}");
+            assert_eq!(x.dims, y.dims, "{name}: shape of {n}");
+            assert!(
+                a.tensor_data(x) == b.tensor_data(y),
+                "{name}: bytes of {n} differ"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// `--repack` interleaves the quantized matrices in memory: the greedy text
 /// of a quantized stories260K stays the same (the logits differ only in
 /// their last bits).
