@@ -403,9 +403,135 @@ pub fn prefill_dialog(
     })
 }
 
+/// Bytes [`write_dialog`] takes for `messages`.
+pub fn dialog_bytes_len(messages: &[Message]) -> usize {
+    messages.iter().map(|m| 5 + m.content.len()).sum::<usize>() + 4
+}
+
+/// Writes `messages` into the front of `out` ([`dialog_bytes_len`]
+/// bytes): a `u32` count, then per message a role byte (0 system, 1 user,
+/// 2 assistant), a `u32` length and the UTF-8 text, little-endian. A chat
+/// keeps its dialog this way in the extra bytes of a saved state
+/// ([`crate::state::save`]); [`read_dialog`] reads it back.
+///
+/// Errors: [`Error::BufferTooSmall`], [`Error::InvalidArgument`] (more
+/// than 4 GiB).
+pub fn write_dialog(messages: &[Message], out: &mut [u8]) -> Result<usize> {
+    let n = dialog_bytes_len(messages);
+    if out.len() < n {
+        return Err(Error::BufferTooSmall {
+            what: "dialog bytes",
+            needed: n,
+            got: out.len(),
+        });
+    }
+    if messages.len() > u32::MAX as usize
+        || messages.iter().any(|m| m.content.len() > u32::MAX as usize)
+    {
+        return Err(Error::InvalidArgument {
+            what: "a dialog of 4 GiB or more",
+        });
+    }
+    out[..4].copy_from_slice(&(messages.len() as u32).to_le_bytes());
+    let mut at = 4;
+    for m in messages {
+        out[at] = match m.role {
+            Role::System => 0,
+            Role::User => 1,
+            Role::Assistant => 2,
+        };
+        out[at + 1..at + 5].copy_from_slice(&(m.content.len() as u32).to_le_bytes());
+        at += 5;
+        out[at..at + m.content.len()].copy_from_slice(m.content.as_bytes());
+        at += m.content.len();
+    }
+    Ok(at)
+}
+
+/// Reads what [`write_dialog`] wrote: the number of messages and an
+/// iterator over them (borrowing `bytes`). Everything is checked first.
+///
+/// Errors: [`Error::BadState`] for bytes that are not such a dialog
+/// (truncated, trailing bytes, an unknown role, text that is not UTF-8).
+pub fn read_dialog(bytes: &[u8]) -> Result<(usize, impl Iterator<Item = Message<'_>> + '_)> {
+    let bad = |reason| Err(Error::BadState { reason });
+    if bytes.len() < 4 {
+        return bad("the saved dialog is truncated");
+    }
+    let count = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    let next = |at: usize| -> Result<(Message<'_>, usize)> {
+        if bytes.len() - at < 5 {
+            return Err(Error::BadState {
+                reason: "the saved dialog is truncated",
+            });
+        }
+        let role = match bytes[at] {
+            0 => Role::System,
+            1 => Role::User,
+            2 => Role::Assistant,
+            _ => {
+                return Err(Error::BadState {
+                    reason: "an unknown role in the saved dialog",
+                })
+            }
+        };
+        let len = u32::from_le_bytes([bytes[at + 1], bytes[at + 2], bytes[at + 3], bytes[at + 4]])
+            as usize;
+        let text = bytes
+            .get(at + 5..)
+            .and_then(|r| r.get(..len))
+            .ok_or(Error::BadState {
+                reason: "the saved dialog is truncated",
+            })?;
+        let content = core::str::from_utf8(text).map_err(|_| Error::BadState {
+            reason: "a saved message is not UTF-8",
+        })?;
+        Ok((Message { role, content }, at + 5 + len))
+    };
+    let mut at = 4;
+    for _ in 0..count {
+        at = next(at)?.1;
+    }
+    if at != bytes.len() {
+        return bad("trailing bytes after the saved dialog");
+    }
+    let mut at = 4;
+    Ok((
+        count,
+        (0..count).map_while(move |_| {
+            let (m, n) = next(at).ok()?;
+            at = n;
+            Some(m)
+        }),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dialogs_round_trip_and_bad_bytes_are_errors() {
+        let d = [
+            Message::new(Role::System, "s"),
+            Message::new(Role::User, "héllo"),
+            Message::new(Role::Assistant, ""),
+            Message::new(Role::User, "🦙"),
+        ];
+        let mut buf = [0u8; 64];
+        let n = write_dialog(&d, &mut buf).unwrap();
+        assert_eq!(n, dialog_bytes_len(&d));
+        let (count, it) = read_dialog(&buf[..n]).unwrap();
+        assert_eq!(count, 4);
+        assert!(it.eq(d.iter().copied()));
+        for cut in 0..n {
+            assert!(read_dialog(&buf[..cut]).is_err(), "cut {cut}");
+        }
+        let mut bad = buf;
+        bad[4] = 7;
+        assert!(read_dialog(&bad[..n]).is_err());
+        assert!(write_dialog(&d, &mut buf[..n - 1]).is_err());
+    }
 
     #[test]
     fn strip_is_pythons() {

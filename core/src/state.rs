@@ -11,7 +11,7 @@
 //! | --- | --- |
 //! | 4 | magic `LMST` |
 //! | 4 | format version (1) |
-//! | 4 | header length (112) |
+//! | 4 | header length (120) |
 //! | 8 | fingerprint of the model file ([`model_fingerprint`]) |
 //! | 4 + 4 | KV cache type (0 F32, 1 F16) and bytes per element |
 //! | 4 x 4 | layers, kv heads, head width, vocabulary size |
@@ -22,6 +22,8 @@
 //! | 24 | the sampler's settings (temperature, top-k, top-p, min-p, repetition penalty and window) |
 //! | 4 + 4 | the decoder's held bytes: count, bytes |
 //! | 8 | length of what follows, checksum excluded |
+//! | 8 | length of the caller's extra bytes (`extra`) |
+//! | extra | the caller's bytes (the chat keeps its dialog there) |
 //! | 4 x pos | the tokens |
 //! | 4 x vocab | the logits (when flag 1) |
 //! | | keys, then values: per layer, per kv head, `pos` rows of the head width |
@@ -46,7 +48,7 @@ pub const MAGIC: [u8; 4] = *b"LMST";
 /// The format version written (and the newest read).
 pub const VERSION: u32 = 1;
 /// Bytes of the fixed header.
-const HEADER: usize = 112;
+const HEADER: usize = 120;
 
 const FLAG_LOGITS: u32 = 1;
 const FLAG_PENDING: u32 = 2;
@@ -60,8 +62,9 @@ fn kv_code(t: KvType) -> u32 {
     }
 }
 
-/// The exact number of bytes [`save`] writes for `session` and `gen` now.
-pub fn saved_len(session: &Session, gen: &Generator) -> usize {
+/// The exact number of bytes [`save`] writes for `session` and `gen` now,
+/// with `extra` bytes of the caller's.
+pub fn saved_len(session: &Session, gen: &Generator, extra: usize) -> usize {
     let _ = gen;
     let c = &session.model().config;
     let pos = session.pos();
@@ -74,7 +77,12 @@ pub fn saved_len(session: &Session, gen: &Generator) -> usize {
     } else {
         0
     };
-    HEADER + 4 * pos + logits + 2 * c.n_layers * c.n_kv_heads * pos * c.head_dim() * elem + 4
+    HEADER
+        + extra
+        + 4 * pos
+        + logits
+        + 2 * c.n_layers * c.n_kv_heads * pos * c.head_dim() * elem
+        + 4
 }
 
 /// A 64-bit fingerprint of the model's file: FNV-1a over its header and
@@ -170,12 +178,13 @@ const fn crc_tables() -> [[u32; 256]; 8] {
     t
 }
 
-/// Writes the state of `session` and `gen` into the front of `out` (at
-/// least [`saved_len`] bytes) and returns its length.
+/// Writes the state of `session` and `gen`, and the caller's `extra`
+/// bytes (kept as they are, returned by [`restore`]), into the front of
+/// `out` (at least [`saved_len`] bytes) and returns its length.
 ///
 /// Errors: [`Error::BufferTooSmall`] (nothing written).
-pub fn save(session: &mut Session, gen: &Generator, out: &mut [u8]) -> Result<usize> {
-    let len = saved_len(session, gen);
+pub fn save(session: &mut Session, gen: &Generator, extra: &[u8], out: &mut [u8]) -> Result<usize> {
+    let len = saved_len(session, gen, extra.len());
     if out.len() < len {
         return Err(Error::BufferTooSmall {
             what: "saved state (bytes)",
@@ -226,7 +235,9 @@ pub fn save(session: &mut Session, gen: &Generator, out: &mut [u8]) -> Result<us
     w.u32(g.decoder_len as u32);
     w.bytes(&g.decoder_bytes);
     w.u64((len - HEADER - 4) as u64);
+    w.u64(extra.len() as u64);
     debug_assert_eq!(w.at, HEADER);
+    w.bytes(extra);
     for &t in &parts.tokens[..pos] {
         w.u32(t);
     }
@@ -277,6 +288,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 /// What the blob's header says.
 struct Header {
+    extra: usize,
     pos: usize,
     flags: u32,
     gen: SavedGenerator,
@@ -362,14 +374,16 @@ fn check(session: &Session, blob: &[u8]) -> Result<Header> {
         0
     };
     let kv_bytes = 2 * (c.n_layers * c.n_kv_heads * c.head_dim()) as u64 * pos as u64 * elem;
-    if payload != 4 * pos as u64 + logits + kv_bytes {
+    let extra = u64_at(blob, 112);
+    if Some(payload) != (4 * pos as u64 + logits + kv_bytes).checked_add(extra) {
         return bad("its length does not match its positions");
     }
+    let extra = extra as usize;
     if flags & FLAG_LOGITS != 0 && pos == 0 {
         return bad("logits without positions");
     }
     let vocab = c.vocab_size as u32;
-    let tokens = &blob[HEADER..HEADER + 4 * pos];
+    let tokens = &blob[HEADER + extra..HEADER + extra + 4 * pos];
     if tokens.chunks_exact(4).any(|t| u32_at(t, 0) >= vocab) {
         return bad("a token id outside the vocabulary");
     }
@@ -397,6 +411,7 @@ fn check(session: &Session, blob: &[u8]) -> Result<Header> {
     let mut decoder_bytes = [0u8; 4];
     decoder_bytes.copy_from_slice(&blob[100..104]);
     Ok(Header {
+        extra,
         pos,
         flags,
         gen: SavedGenerator {
@@ -412,17 +427,19 @@ fn check(session: &Session, blob: &[u8]) -> Result<Header> {
 }
 
 /// Restores a state [`save`] wrote (in any process, for the same model
-/// file and KV type) into `session` and `gen`, replacing what they held.
-/// The session may have another context length, if it is long enough.
+/// file and KV type) into `session` and `gen`, replacing what they held,
+/// and returns the caller's extra bytes saved with it. The session may
+/// have another context length, if it is long enough.
 ///
 /// Errors: [`Error::BadState`], [`Error::StateMismatch`]; the session and
 /// the generator are then unchanged.
-pub fn restore(session: &mut Session, gen: &mut Generator, blob: &[u8]) -> Result<()> {
+pub fn restore<'b>(session: &mut Session, gen: &mut Generator, blob: &'b [u8]) -> Result<&'b [u8]> {
     let h = check(session, blob)?;
     let c = session.model().config;
     let parts = session.saved_parts();
     let pos = h.pos;
-    let mut at = HEADER;
+    let extra = &blob[HEADER..HEADER + h.extra];
+    let mut at = HEADER + h.extra;
     for t in parts.tokens[..pos].iter_mut() {
         *t = u32_at(blob, at);
         at += 4;
@@ -446,7 +463,7 @@ pub fn restore(session: &mut Session, gen: &mut Generator, blob: &[u8]) -> Resul
     }
     *parts.pos = pos;
     gen.restore(&h.gen);
-    Ok(())
+    Ok(extra)
 }
 
 #[cfg(test)]

@@ -152,12 +152,12 @@ fn saved_state_continues_bit_identically_and_bad_blobs_change_nothing() {
         let mut ga = Generator::new(Some(&tok), TextMode::Utf8);
         ga.feed(&mut a, &[1, 403, 407, 261]).unwrap();
         continue_for(&mut ga, &mut a, 20);
-        let mut blob = vec![0u8; state::saved_len(&a, &ga)];
-        let n = state::save(&mut a, &ga, &mut blob).unwrap();
+        let mut blob = vec![0u8; state::saved_len(&a, &ga, 5)];
+        let n = state::save(&mut a, &ga, b"extra", &mut blob).unwrap();
         assert_eq!(n, blob.len());
         // One byte short: a typed error.
         assert!(matches!(
-            state::save(&mut a, &ga, &mut vec![0u8; n - 1]),
+            state::save(&mut a, &ga, b"extra", &mut vec![0u8; n - 1]),
             Err(Error::BufferTooSmall { .. })
         ));
         let expected = continue_for(&mut ga, &mut a, 40);
@@ -260,7 +260,7 @@ fn saved_state_continues_bit_identically_and_bad_blobs_change_nothing() {
         ));
 
         // The good blob: continuing gives the same tokens, bit for bit.
-        state::restore(&mut b, &mut gb, &blob).unwrap();
+        assert_eq!(state::restore(&mut b, &mut gb, &blob).unwrap(), b"extra");
         assert_eq!(b.pos(), 23, "4 fed + 20 generated, the last pending");
         let got = continue_for(&mut gb, &mut b, 40);
         assert_eq!(got, expected, "{kv_type:?}");
