@@ -304,24 +304,7 @@ fn check(session: &Session, blob: &[u8]) -> Result<Header> {
             expected,
         })
     };
-    if blob.len() < 12 || blob[..4] != MAGIC {
-        return bad("not a llamette session state (magic)");
-    }
-    let version = u32_at(blob, 4);
-    if version > VERSION {
-        return mismatch("the format version", version as u64, VERSION as u64);
-    }
-    if version == 0 || u32_at(blob, 8) as usize != HEADER || blob.len() < HEADER + 4 {
-        return bad("truncated or malformed header");
-    }
-    let payload = u64_at(blob, 104);
-    if payload != (blob.len() - HEADER - 4) as u64 {
-        return bad("its length does not match its header (truncated?)");
-    }
-    let (body, tail) = blob.split_at(blob.len() - 4);
-    if crc32(body) != u32_at(tail, 0) {
-        return bad("checksum mismatch (corrupted)");
-    }
+    let payload = check_frame(blob)?;
     let fingerprint = model_fingerprint(session.model())?;
     if u64_at(blob, 12) != fingerprint {
         return mismatch("the model (fingerprint)", u64_at(blob, 12), fingerprint);
@@ -424,6 +407,58 @@ fn check(session: &Session, blob: &[u8]) -> Result<Header> {
             after_bos: flags & FLAG_AFTER_BOS != 0,
         },
     })
+}
+
+/// The caller's extra bytes of a blob that fits `session` (all of it
+/// checked as [`restore`] does, nothing changed).
+///
+/// Errors: as [`restore`].
+pub fn peek_extra<'b>(session: &Session, blob: &'b [u8]) -> Result<&'b [u8]> {
+    let h = check(session, blob)?;
+    Ok(&blob[HEADER..HEADER + h.extra])
+}
+
+/// The caller's extra bytes of a blob, checking its magic, version, length
+/// and checksum but not whether it fits a session.
+///
+/// Errors: [`Error::BadState`], [`Error::StateMismatch`] (a newer version).
+pub fn extra_of(blob: &[u8]) -> Result<&[u8]> {
+    check_frame(blob)?;
+    let extra = u64_at(blob, 112);
+    if extra > (blob.len() - HEADER - 4) as u64 {
+        return Err(Error::BadState {
+            reason: "its length does not match its header (truncated?)",
+        });
+    }
+    Ok(&blob[HEADER..HEADER + extra as usize])
+}
+
+/// Checks magic, version, length and checksum; returns the payload length.
+fn check_frame(blob: &[u8]) -> Result<u64> {
+    let bad = |reason| Err(Error::BadState { reason });
+    if blob.len() < 12 || blob[..4] != MAGIC {
+        return bad("not a llamette session state (magic)");
+    }
+    let version = u32_at(blob, 4);
+    if version > VERSION {
+        return Err(Error::StateMismatch {
+            what: "the format version",
+            found: version as u64,
+            expected: VERSION as u64,
+        });
+    }
+    if version == 0 || u32_at(blob, 8) as usize != HEADER || blob.len() < HEADER + 4 {
+        return bad("truncated or malformed header");
+    }
+    let payload = u64_at(blob, 104);
+    if payload != (blob.len() - HEADER - 4) as u64 {
+        return bad("its length does not match its header (truncated?)");
+    }
+    let (body, tail) = blob.split_at(blob.len() - 4);
+    if crc32(body) != u32_at(tail, 0) {
+        return bad("checksum mismatch (corrupted)");
+    }
+    Ok(payload)
 }
 
 /// Restores a state [`save`] wrote (in any process, for the same model
