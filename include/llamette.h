@@ -377,8 +377,8 @@ typedef struct llamette_session_params {
  */
 typedef struct llamette_sampler_params {
     /**
-     * Divides the logits; 0 (or less, or NaN) means greedy: always the most
-     * likely token.
+     * Divides the logits; 0 means greedy: always the most likely token.
+     * Negative, NaN or infinite is `INVALID_ARGUMENT`.
      */
     float temperature;
     /**
@@ -387,16 +387,19 @@ typedef struct llamette_sampler_params {
     uint32_t top_k;
     /**
      * Nucleus sampling: keep the most likely tokens whose mass first exceeds
-     * `top_p`; values outside (0, 1) keep all.
+     * `top_p`; 0 and 1 keep all; outside [0, 1] (or NaN) is
+     * `INVALID_ARGUMENT`.
      */
     float top_p;
     /**
-     * Drop tokens less likely than `min_p` times the most likely; 0 keeps all.
+     * Drop tokens less likely than `min_p` times the most likely; 0 keeps
+     * all; outside [0, 1] is `INVALID_ARGUMENT`.
      */
     float min_p;
     /**
      * Penalise the tokens among the last `repeat_last_n`: positive logits
-     * are divided by it, negative ones multiplied; 1 is off.
+     * are divided by it, negative ones multiplied; 1 is off; not above 0
+     * (or not finite) is `INVALID_ARGUMENT`.
      */
     float repeat_penalty;
     /**

@@ -74,18 +74,21 @@ pub struct llamette_session_params {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct llamette_sampler_params {
-    /// Divides the logits; 0 (or less, or NaN) means greedy: always the most
-    /// likely token.
+    /// Divides the logits; 0 means greedy: always the most likely token.
+    /// Negative, NaN or infinite is `INVALID_ARGUMENT`.
     pub temperature: f32,
     /// Keep only the `top_k` most likely tokens; 0 keeps all.
     pub top_k: u32,
     /// Nucleus sampling: keep the most likely tokens whose mass first exceeds
-    /// `top_p`; values outside (0, 1) keep all.
+    /// `top_p`; 0 and 1 keep all; outside [0, 1] (or NaN) is
+    /// `INVALID_ARGUMENT`.
     pub top_p: f32,
-    /// Drop tokens less likely than `min_p` times the most likely; 0 keeps all.
+    /// Drop tokens less likely than `min_p` times the most likely; 0 keeps
+    /// all; outside [0, 1] is `INVALID_ARGUMENT`.
     pub min_p: f32,
     /// Penalise the tokens among the last `repeat_last_n`: positive logits
-    /// are divided by it, negative ones multiplied; 1 is off.
+    /// are divided by it, negative ones multiplied; 1 is off; not above 0
+    /// (or not finite) is `INVALID_ARGUMENT`.
     pub repeat_penalty: f32,
     /// How many recent tokens the penalty looks at.
     pub repeat_last_n: u32,
