@@ -39,6 +39,19 @@ step "tokenizer vs SentencePiece (llama2.c tokenizer.bin)" \
     python3 scripts/sp_compare.py -- "$bin" tokenize ../shared/models/llama2-tokenizer.bin
 step "every block type's decoding vs the Python gguf package (gguf.quants.dequantize)" \
     python3 scripts/dequant_compare.py "$bin"
+step "chat format vs Meta's reference encoding with sentencepiece (GGUF vocabulary)" \
+    python3 scripts/chat_reference.py --check -- "$bin" tokenize ../shared/models/ggml-vocab-llama-spm.gguf --chat
+step "chat format vs Meta's reference encoding with sentencepiece (llama2.c tokenizer.bin)" \
+    python3 scripts/chat_reference.py --check -- "$bin" tokenize ../shared/models/llama2-tokenizer.bin --chat
+chat_runs() {
+    local synth=target/chat-synth-15m-q8_0.gguf out
+    out=$(printf 'Hello\nTell me more\n' | "$bin" chat -n 16) || return 1
+    [ "$(grep -c '' <<<"$out")" -ge 2 ] || return 1
+    [ -s "$synth" ] || "$bin" synth --shape 15m --type q8_0 "$synth" >/dev/null || return 1
+    out=$(printf 'Hello\nTell me more\n' | "$bin" chat "$synth" -n 8 --system "Be brief.") || return 1
+    [ "$(grep -c '' <<<"$out")" -ge 2 ]
+}
+step "llamette chat: two turns on the embedded model and on a synthetic Llama 2 vocabulary model" chat_runs
 step "aarch64 kernels under qemu" scripts/test-aarch64.sh
 step "C ABI: header, exports, C/C++ tests (valgrind, ASan+UBSan), Windows DLL under Wine, mobile static libs" \
     env LLAMETTE_REQUIRE_WINE=1 bindings/c/test.sh

@@ -66,6 +66,43 @@
 #define LLAMETTE_VERSION_NUMBER 1000
 
 /**
+ * `llamette_chat_message.role`: the system prompt (first message only).
+ */
+#define LLAMETTE_ROLE_SYSTEM 0
+
+/**
+ * `llamette_chat_message.role`: the person.
+ */
+#define LLAMETTE_ROLE_USER 1
+
+/**
+ * `llamette_chat_message.role`: the model.
+ */
+#define LLAMETTE_ROLE_ASSISTANT 2
+
+/**
+ * `llamette_chat_options.flags`: accept messages that contain the format's
+ * own tags (`[INST]`, `[/INST]`, `<<SYS>>`, `<</SYS>>`). Off by default:
+ * such a dialog is refused with `LLAMETTE_STATUS_REFUSED`.
+ */
+#define LLAMETTE_CHAT_ALLOW_SPECIAL_TAGS 1
+
+/**
+ * `llamette_chat_options.context_policy`: a dialog that does not fit is
+ * `CONTEXT_FULL`, nothing changed (the default).
+ */
+#define LLAMETTE_CONTEXT_ERROR 0
+
+/**
+ * `llamette_chat_options.context_policy`: drop the oldest user/assistant
+ * pairs (the system prompt stays) until the dialog and `reserve` more
+ * positions fit, and re-prefill what no longer matches the cache: every
+ * token after the system prompt, up to the context length, once per turn
+ * that overflows.
+ */
+#define LLAMETTE_CONTEXT_KEEP_SYSTEM_AND_LATEST 1
+
+/**
  * A token id that is no token ("none"): `UINT32_MAX`.
  */
 #define LLAMETTE_NO_TOKEN UINT32_MAX
@@ -75,6 +112,26 @@
  * bytes (64 is best: every region then starts on a cache line).
  */
 #define LLAMETTE_SESSION_ALIGN 8
+
+/**
+ * `llamette_generate_options.flags`: do not stop at EOS (`</s>`).
+ */
+#define LLAMETTE_GENERATE_NO_STOP_AT_EOS 1
+
+/**
+ * `llamette_generate_options.flags`: do not stop at BOS (`<s>`).
+ */
+#define LLAMETTE_GENERATE_NO_STOP_AT_BOS 2
+
+/**
+ * The most stop strings `llamette_generate_options` takes.
+ */
+#define LLAMETTE_MAX_STOP_STRINGS 8
+
+/**
+ * The longest stop string, in bytes.
+ */
+#define LLAMETTE_MAX_STOP_BYTES 64
 
 /**
  * A streaming detokenizer: token ids in, UTF-8 text out, a character split
@@ -116,6 +173,77 @@ typedef struct llamette_session llamette_session;
  * (and `llamette_session_last_error` for a session) says what went wrong.
  */
 typedef uint32_t llamette_status;
+
+/**
+ * One message of a dialog. In an array, every element's `struct_size` is
+ * `sizeof(llamette_chat_message)` (the library steps through the array by
+ * the first element's size).
+ */
+typedef struct llamette_chat_message {
+    /**
+     * `sizeof(llamette_chat_message)`, set by the caller.
+     */
+    size_t struct_size;
+    /**
+     * `LLAMETTE_ROLE_*`.
+     */
+    uint32_t role;
+    /**
+     * UTF-8 text, `content_len` bytes (no NUL needed); NULL with 0.
+     */
+    const char *content;
+    /**
+     * Bytes of `content`.
+     */
+    size_t content_len;
+} llamette_chat_message;
+
+/**
+ * Options of the chat functions; NULL means all zero (the defaults). Set
+ * `struct_size = sizeof(llamette_chat_options)`.
+ */
+typedef struct llamette_chat_options {
+    /**
+     * `sizeof(llamette_chat_options)`, set by the caller.
+     */
+    size_t struct_size;
+    /**
+     * `LLAMETTE_CHAT_*` flags.
+     */
+    uint32_t flags;
+    /**
+     * `LLAMETTE_CONTEXT_*`.
+     */
+    uint32_t context_policy;
+    /**
+     * With `LLAMETTE_CONTEXT_KEEP_SYSTEM_AND_LATEST`: positions to keep
+     * free for the answer.
+     */
+    uint32_t reserve;
+} llamette_chat_options;
+
+/**
+ * What `llamette_chat_prefill` did. Set `struct_size` before the call; the
+ * library writes only the fields that size covers.
+ */
+typedef struct llamette_chat_prefill_result {
+    /**
+     * `sizeof(llamette_chat_prefill_result)`, set by the caller.
+     */
+    size_t struct_size;
+    /**
+     * Positions of the session kept (the prefix it already held).
+     */
+    uint32_t reused;
+    /**
+     * Tokens fed.
+     */
+    uint32_t fed;
+    /**
+     * Messages left out by the context policy (after the system prompt).
+     */
+    uint32_t dropped;
+} llamette_chat_prefill_result;
 
 /**
  * Which file format a model was read from (`llamette_model_info.format`).
@@ -249,8 +377,8 @@ typedef struct llamette_session_params {
  */
 typedef struct llamette_sampler_params {
     /**
-     * Divides the logits; 0 (or less, or NaN) means greedy: always the most
-     * likely token.
+     * Divides the logits; 0 means greedy: always the most likely token.
+     * Negative, NaN or infinite is `INVALID_ARGUMENT`.
      */
     float temperature;
     /**
@@ -259,16 +387,19 @@ typedef struct llamette_sampler_params {
     uint32_t top_k;
     /**
      * Nucleus sampling: keep the most likely tokens whose mass first exceeds
-     * `top_p`; values outside (0, 1) keep all.
+     * `top_p`; 0 and 1 keep all; outside [0, 1] (or NaN) is
+     * `INVALID_ARGUMENT`.
      */
     float top_p;
     /**
-     * Drop tokens less likely than `min_p` times the most likely; 0 keeps all.
+     * Drop tokens less likely than `min_p` times the most likely; 0 keeps
+     * all; outside [0, 1] is `INVALID_ARGUMENT`.
      */
     float min_p;
     /**
      * Penalise the tokens among the last `repeat_last_n`: positive logits
-     * are divided by it, negative ones multiplied; 1 is off.
+     * are divided by it, negative ones multiplied; 1 is off; not above 0
+     * (or not finite) is `INVALID_ARGUMENT`.
      */
     float repeat_penalty;
     /**
@@ -345,6 +476,49 @@ typedef struct llamette_generate_result {
      */
     llamette_stop_reason stop_reason;
 } llamette_generate_result;
+
+/**
+ * What `llamette_session_generate_ex` does beyond sampling. Set
+ * `struct_size = sizeof(llamette_generate_options)`: the library reads
+ * only the fields that size covers (later versions append fields; a zero
+ * field keeps the default).
+ */
+typedef struct llamette_generate_options {
+    /**
+     * `sizeof(llamette_generate_options)`, set by the caller.
+     */
+    size_t struct_size;
+    /**
+     * Most tokens to generate; 0: no limit (up to the context).
+     */
+    uint32_t max_tokens;
+    /**
+     * `LLAMETTE_GENERATE_*` flags; 0 stops at EOS and at BOS.
+     */
+    uint32_t flags;
+    /**
+     * Stop strings, each ended by a NUL byte (`"User:\0###\0"`), at
+     * most `LLAMETTE_MAX_STOP_STRINGS` of 1 to `LLAMETTE_MAX_STOP_BYTES`
+     * bytes of UTF-8; NULL with length 0 for none. A match split over
+     * several tokens is found; text that may still become a stop string
+     * is held back (passed on with a later token, or at the end with
+     * `LLAMETTE_NO_TOKEN`).
+     */
+    const char *stop_strings;
+    /**
+     * Bytes of `stop_strings`, the NULs included.
+     */
+    size_t stop_strings_len;
+} llamette_generate_options;
+
+/**
+ * Adjusts the logits before each sampling (`llamette_session_set_logits_hook`):
+ * `user_data` as given, the logits (a copy the sampler then uses:
+ * `n_logits` floats, one per token; set one to `-INFINITY` to ban a
+ * token), valid during the call. Runs on the generating thread, after the
+ * logit bias; must not unwind.
+ */
+typedef void (*llamette_logits_fn)(void *user_data, float *logits, size_t n_logits);
 
 /**
  * One task of a parallel region, given to the host's `parallel_for`: call
@@ -494,6 +668,26 @@ typedef struct llamette_parallel {
 #define LLAMETTE_STATUS_ERROR 18
 
 /**
+ * A saved session state is not one: truncated, corrupted (its checksum
+ * fails), malformed. The session is unchanged.
+ */
+#define LLAMETTE_STATUS_BAD_STATE 19
+
+/**
+ * A saved session state does not fit the session: another model, another
+ * KV cache type or shape, a newer format version, more positions than the
+ * context. The session is unchanged.
+ */
+#define LLAMETTE_STATUS_STATE_MISMATCH 20
+
+/**
+ * A chat message contains the chat format's own tags (`[INST]`,
+ * `[/INST]`, `<<SYS>>`, `<</SYS>>`): refused, as Meta's reference refuses
+ * it (a prompt-injection guard), unless `LLAMETTE_CHAT_ALLOW_SPECIAL_TAGS`.
+ */
+#define LLAMETTE_STATUS_REFUSED 21
+
+/**
  * GGUF version 2.
  */
 #define LLAMETTE_FORMAT_GGUF_V2 1
@@ -543,6 +737,13 @@ typedef struct llamette_parallel {
  */
 #define LLAMETTE_STOP_CONTEXT_FULL 4
 
+/**
+ * The text completed one of the stop strings
+ * (`llamette_generate_options.stop_strings`): the text before it was
+ * passed to the callback, the stop string was not.
+ */
+#define LLAMETTE_STOP_STOP_STRING 5
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -576,6 +777,188 @@ const char *llamette_status_str(uint32_t status);
  * is shared between threads, so its errors are reported here).
  */
 const char *llamette_last_error(void);
+
+/**
+ * Encodes a dialog into token ids exactly as Meta's reference
+ * `chat_completion` does for Llama 2 chat models: the system prompt folded
+ * into the first user message inside `<<SYS>>\n ... \n<</SYS>>\n\n`, each
+ * finished user/assistant pair as `[INST] {user} [/INST] {answer} ` with
+ * BOS and EOS, the last user message as `[INST] {user} [/INST]` with BOS,
+ * every text stripped as Python's `strip()`, each piece tokenized on its
+ * own (so `<s>` typed in a message is text, never a control token).
+ *
+ * The ids go to `tokens[0..n]`, `n` to `*out_n_tokens`; with too small a
+ * `capacity`, `BUFFER_TOO_SMALL` and the count needed in `*out_n_tokens`
+ * (pass NULL and 0 to ask). Allocates its scratch.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (roles out of order: an
+ * optional system message, then user and assistant alternating, ending
+ * with a user message; bad `struct_size`s, roles, flags), `INVALID_UTF8`,
+ * `REFUSED` (a message contains `[INST]`, `[/INST]`, `<<SYS>>` or
+ * `<</SYS>>`, unless `LLAMETTE_CHAT_ALLOW_SPECIAL_TAGS`), `NO_TOKENIZER`,
+ * `BUFFER_TOO_SMALL`, `OUT_OF_MEMORY`. Thread safety: any thread.
+ *
+ * # Safety
+ *
+ * `messages` points to `n_messages` readable messages (or is NULL with
+ * 0), `options` is NULL or readable, `tokens` NULL with 0 or `capacity`
+ * writable entries, `out_n_tokens` writable.
+ */
+llamette_status llamette_chat_encode(const struct llamette_model *model,
+                                     const struct llamette_chat_message *messages_ptr,
+                                     size_t n_messages,
+                                     const struct llamette_chat_options *options_ptr,
+                                     uint32_t *tokens,
+                                     size_t capacity,
+                                     size_t *out_n_tokens);
+
+/**
+ * Brings the session to the end of the dialog's encoding (as
+ * `llamette_chat_encode`), ready to generate the assistant's answer with
+ * `llamette_session_generate(_ex)`: the longest prefix the session
+ * already holds is kept (the earlier turns: a new user turn costs only its
+ * new tokens), the rest truncated, and only what is new is fed. The logits
+ * are then those of a fresh session fed the whole dialog, bit for bit.
+ * Pass the whole dialog each turn, the answers as generated (or edited:
+ * the cache is truncated where the text changed).
+ *
+ * `*out_result` (NULL allowed; set its `struct_size`) tells what was kept,
+ * fed and dropped. Allocates scratch for the encoding.
+ *
+ * Errors: as `llamette_chat_encode`, `CONTEXT_FULL` (the dialog does not
+ * fit, with `LLAMETTE_CONTEXT_ERROR`; nothing changed), `CANCELLED`,
+ * `BUSY`. Thread safety: one thread at a time per session.
+ *
+ * # Safety
+ *
+ * `session` is NULL or a live handle; the rest as `llamette_chat_encode`;
+ * `out_result` NULL or writable for its `struct_size`.
+ */
+llamette_status llamette_chat_prefill(struct llamette_session *session,
+                                      const struct llamette_chat_message *messages_ptr,
+                                      size_t n_messages,
+                                      const struct llamette_chat_options *options_ptr,
+                                      struct llamette_chat_prefill_result *out_result);
+
+/**
+ * Writes the exact size of the session's saved state (with `messages`
+ * kept in it, for `llamette_chat_state_save`; NULL and 0 for
+ * `llamette_session_state_save`) to `*out_bytes`.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT`, `INVALID_UTF8`, `BUSY`.
+ *
+ * # Safety
+ *
+ * `session` is NULL or a live handle; `messages` as in
+ * `llamette_chat_encode`; `out_bytes` NULL or writable.
+ */
+llamette_status llamette_chat_state_size(struct llamette_session *session,
+                                         const struct llamette_chat_message *messages_ptr,
+                                         size_t n_messages,
+                                         size_t *out_bytes);
+
+/**
+ * Saves the session (the KV cache positions in use, the position, the
+ * pending token, the sampler's and decoder's state) and `messages` (the
+ * dialog, to resume the chat) into `buf`: a versioned, checksummed blob
+ * that names its model (a fingerprint of the file's header and tensor
+ * table). `*out_len` receives its length; with too small a `capacity`,
+ * `BUFFER_TOO_SMALL` and the size needed in `*out_len`. Restore it with
+ * `llamette_chat_state_load` into a fresh session on the same model file
+ * and KV type, in any process: generation then continues with the same
+ * tokens as if it had never stopped.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT`, `INVALID_UTF8`,
+ * `BUFFER_TOO_SMALL`, `BUSY`. Allocates nothing but the message list.
+ *
+ * # Safety
+ *
+ * As `llamette_chat_state_size`; `buf` NULL with 0 or `capacity` writable
+ * bytes; `out_len` writable.
+ */
+llamette_status llamette_chat_state_save(struct llamette_session *session,
+                                         const struct llamette_chat_message *messages_ptr,
+                                         size_t n_messages,
+                                         void *buf,
+                                         size_t capacity,
+                                         size_t *out_len);
+
+/**
+ * Restores a blob of `llamette_chat_state_save` (or
+ * `llamette_session_state_save`) into the session, replacing its
+ * positions, pending token and sampler state; `*out_n_messages` (NULL
+ * allowed) receives the number of saved messages, read with
+ * `llamette_chat_state_message`. The session may be fresh, in another
+ * process, of another context length if long enough.
+ *
+ * Errors: `NULL_ARGUMENT`, `BAD_STATE` (not a state: truncated, corrupted,
+ * malformed), `STATE_MISMATCH` (another model file, KV cache type or
+ * shape, a newer format version, more positions than the context),
+ * `BUSY`. On any error the session is unchanged.
+ *
+ * # Safety
+ *
+ * `session` is NULL or a live handle; `data` NULL with 0 or `len`
+ * readable bytes; `out_n_messages` NULL or writable.
+ */
+llamette_status llamette_chat_state_load(struct llamette_session *session,
+                                         const void *data,
+                                         size_t len,
+                                         size_t *out_n_messages);
+
+/**
+ * Reads message `index` of a saved state (as `llamette_chat_state_load`
+ * counted them) into `*out_message` (set its `struct_size`), its content
+ * pointing into `data`. Checks the blob's checksum, not its model.
+ *
+ * Errors: `NULL_ARGUMENT`, `BAD_STATE`, `INVALID_ARGUMENT` (an index past
+ * the last message). Thread safety: any thread.
+ *
+ * # Safety
+ *
+ * `data` NULL with 0 or `len` readable bytes; `out_message` NULL or
+ * writable for its `struct_size`.
+ */
+llamette_status llamette_chat_state_message(const void *data,
+                                            size_t len,
+                                            size_t index,
+                                            struct llamette_chat_message *out_message);
+
+/**
+ * `llamette_chat_state_size` without messages: the size of the session's
+ * saved state.
+ *
+ * # Safety
+ *
+ * As `llamette_chat_state_size`.
+ */
+llamette_status llamette_session_state_size(struct llamette_session *session, size_t *out_bytes);
+
+/**
+ * `llamette_chat_state_save` without messages: saves the session (see
+ * there) into `buf`.
+ *
+ * # Safety
+ *
+ * As `llamette_chat_state_save`.
+ */
+llamette_status llamette_session_state_save(struct llamette_session *session,
+                                            void *buf,
+                                            size_t capacity,
+                                            size_t *out_len);
+
+/**
+ * `llamette_chat_state_load`, ignoring saved messages: restores the
+ * session from a saved state (see there; the session is unchanged on any
+ * error).
+ *
+ * # Safety
+ *
+ * As `llamette_chat_state_load`.
+ */
+llamette_status llamette_session_state_load(struct llamette_session *session,
+                                            const void *data,
+                                            size_t len);
 
 /**
  * Makes a decoder over the model's tokenizer, at the start of a text.
@@ -945,13 +1328,17 @@ llamette_status llamette_session_prefill(struct llamette_session *session,
  * feeding the token the previous step sampled (so a step runs one forward
  * pass, the first step after a prefill none). The new token and its text go
  * to `*out_result`; the token is fed by the next prefill, step or generate.
+ * The logit bias and the logits hook apply.
  *
  * A session of context length N can step until N tokens are in the cache:
  * then the step returns `CONTEXT_FULL` (changing nothing).
  *
- * Errors: `NULL_ARGUMENT`, `NOTHING_TO_SAMPLE` (no prefill yet, or since a
- * reset or a cancellation), `CONTEXT_FULL`, `CANCELLED` (the previous token
- * stays pending), `BUSY`. Thread safety: one thread at a time per session.
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a sampler setting out of
+ * range: NaN or negative temperature, top_p or min_p outside [0, 1], a
+ * repetition penalty not above 0; the message names it),
+ * `NOTHING_TO_SAMPLE` (no prefill yet, or since a reset or a
+ * cancellation), `CONTEXT_FULL`, `CANCELLED` (the previous token stays
+ * pending), `BUSY`. Thread safety: one thread at a time per session.
  * Allocates nothing.
  *
  * # Safety
@@ -972,12 +1359,14 @@ llamette_status llamette_session_step(struct llamette_session *session,
  *
  * Needs a prefill first (or a previous step/generate). The last token
  * generated (or the end token) stays pending, fed by the next call, so
- * generation can be resumed.
+ * generation can be resumed. `llamette_session_generate_ex` adds stop
+ * strings and the choice of end tokens.
  *
- * Errors: `NULL_ARGUMENT` (a NULL callback too), `NOTHING_TO_SAMPLE`,
- * `CONTEXT_FULL` (full before the first token), `CANCELLED` (the tokens
- * given to the callback so far stay in the session), `BUSY`. Thread safety:
- * one thread at a time per session; the callback runs on this thread.
+ * Errors: `NULL_ARGUMENT` (a NULL callback too), `INVALID_ARGUMENT` (a
+ * sampler setting out of range), `NOTHING_TO_SAMPLE`, `CONTEXT_FULL` (full
+ * before the first token), `CANCELLED` (the tokens given to the callback
+ * so far stay in the session), `BUSY`. Thread safety: one thread at a
+ * time per session; the callback runs on this thread.
  *
  * # Safety
  *
@@ -993,9 +1382,34 @@ llamette_status llamette_session_generate(struct llamette_session *session,
                                           struct llamette_generate_result *out_result);
 
 /**
+ * As `llamette_session_generate`, with `options` (NULL: the defaults):
+ * a token limit, stop strings (the text before a stop string reaches the
+ * callback, the stop string never does; stop reason
+ * `LLAMETTE_STOP_STOP_STRING`) and which end tokens stop. Text held back
+ * while it might become a stop string comes with a later token, or, when
+ * generation ends, in one last call with `token = LLAMETTE_NO_TOKEN`.
+ *
+ * Errors: as `llamette_session_generate`, and `INVALID_ARGUMENT` (bad
+ * `struct_size`, too many, empty or long stop strings), `INVALID_UTF8`.
+ *
+ * # Safety
+ *
+ * As `llamette_session_generate`; `options` is NULL or readable for its
+ * `struct_size`, its `stop_strings` NULL or `stop_strings_len` readable
+ * bytes.
+ */
+llamette_status llamette_session_generate_ex(struct llamette_session *session,
+                                             const struct llamette_sampler_params *params,
+                                             const struct llamette_generate_options *options,
+                                             llamette_token_callback callback,
+                                             void *user_data,
+                                             struct llamette_generate_result *out_result);
+
+/**
  * Forgets every position and the pending token, reseeds the sampler at the
- * next step, clears a cancellation request and a panic: the session is as
- * new (its memory, thread setting and host pool stay).
+ * next step, withdraws a cancellation request and clears a panic: the
+ * session is as new (its memory, thread setting, host pool, logit bias and
+ * logits hook stay).
  *
  * Errors: `NULL_ARGUMENT`, `BUSY`. Thread safety: one thread at a time.
  *
@@ -1004,6 +1418,76 @@ llamette_status llamette_session_generate(struct llamette_session *session,
  * `session` is NULL or a live handle.
  */
 llamette_status llamette_session_reset(struct llamette_session *session);
+
+/**
+ * Forgets the positions from `position` on (nothing if `position` is not
+ * less than `llamette_session_position`) and the pending token: a rewind,
+ * to regenerate an answer or edit the end of a conversation without
+ * recomputing its beginning. The next call needs a prefill (the logits are
+ * gone). The sampler keeps its state.
+ *
+ * Errors: `NULL_ARGUMENT`, `BUSY`. Thread safety: one thread at a time.
+ *
+ * # Safety
+ *
+ * `session` is NULL or a live handle.
+ */
+llamette_status llamette_session_truncate(struct llamette_session *session, uint32_t position);
+
+/**
+ * Writes a pointer to the logits predicting the next token (after a
+ * prefill or step: one float per vocabulary entry, before the logit bias
+ * and the hook) to `*out_logits` and their count to `*out_n`. They belong
+ * to the session and stay valid until its next call.
+ *
+ * Errors: `NULL_ARGUMENT`, `NOTHING_TO_SAMPLE` (no logits: nothing fed
+ * since the session was made, reset, truncated or cancelled; or a step
+ * left a token pending, whose logits come with the next prefill or step),
+ * `BUSY`.
+ *
+ * # Safety
+ *
+ * `session` is NULL or a live handle; the outputs NULL or writable.
+ */
+llamette_status llamette_session_logits(struct llamette_session *session,
+                                        const float **out_logits,
+                                        size_t *out_n);
+
+/**
+ * Sets a logit bias, added to the logits before every sampling of this
+ * session (step and generate): `biases[i]` to token `tokens[i]`;
+ * `-INFINITY` bans a token. The arrays are copied (this call allocates);
+ * `n = 0` removes the bias. Replaces an earlier bias.
+ *
+ * Errors: `NULL_ARGUMENT`, `UNKNOWN_TOKEN`, `INVALID_ARGUMENT` (a NaN or
+ * `+INFINITY` bias), `OUT_OF_MEMORY`, `BUSY`; the bias is then unchanged.
+ *
+ * # Safety
+ *
+ * `session` is NULL or a live handle; `tokens` and `biases` NULL or `n`
+ * readable entries each.
+ */
+llamette_status llamette_session_set_logit_bias(struct llamette_session *session,
+                                                const uint32_t *tokens,
+                                                const float *biases,
+                                                size_t n);
+
+/**
+ * Sets a hook called with (a copy of) the logits before every sampling of
+ * this session, after the logit bias (see `llamette_logits_fn`); NULL
+ * removes it. `user_data` must stay valid until the hook is replaced or
+ * the session freed.
+ *
+ * Errors: `NULL_ARGUMENT`, `BUSY`.
+ *
+ * # Safety
+ *
+ * `session` is NULL or a live handle; `hook` safe to call with
+ * `user_data` on the threads that use the session.
+ */
+llamette_status llamette_session_set_logits_hook(struct llamette_session *session,
+                                                 llamette_logits_fn hook,
+                                                 void *user_data);
 
 /**
  * Writes the number of positions in the KV cache (tokens fed; a token
@@ -1031,19 +1515,37 @@ llamette_status llamette_session_context_length(struct llamette_session *session
                                                 uint32_t *out_context_length);
 
 /**
- * Asks the call running on the session (prefill, step or generate) to stop:
- * it returns `CANCELLED` within one transformer layer of work. If no call is
- * running, the next one stops at once. The request is consumed by the call
- * it stops (or by `llamette_session_reset`).
+ * Asks the call running on the session (prefill, step, generate, a chat
+ * prefill) to stop: it returns `CANCELLED` within one transformer layer of
+ * work. A request made while no call runs stops the next call at once.
+ * Each call has its own request: one made during a call never reaches a
+ * later call, even if it arrives after that call's last check (it is
+ * dropped when the call ends); `llamette_session_clear_cancel` withdraws a
+ * request made between calls.
  *
  * Errors: `NULL_ARGUMENT`. Thread safety: any thread, at any time while the
- * session is alive (it only sets an atomic flag); also from the callback.
+ * session is alive (it takes a short lock, never held during a call); also
+ * from the callback.
  *
  * # Safety
  *
  * `session` is NULL or a live handle.
  */
 llamette_status llamette_session_cancel(const struct llamette_session *session);
+
+/**
+ * Withdraws a cancellation request not acted upon yet: one made between
+ * calls (which would stop the next call), or one for the call running
+ * now. For hosts whose cancellation source may fire after a call
+ * returned (a CancellationToken, a task cancelled late).
+ *
+ * Errors: `NULL_ARGUMENT`. Thread safety: any thread, any time.
+ *
+ * # Safety
+ *
+ * `session` is NULL or a live handle.
+ */
+llamette_status llamette_session_clear_cancel(const struct llamette_session *session);
 
 /**
  * Runs the session's matrix products on the built-in thread pool:

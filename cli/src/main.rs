@@ -5,6 +5,7 @@
 //! run.c prints, statistics go to stderr.
 
 mod bench;
+mod chat;
 mod convert;
 mod dequantize;
 mod files;
@@ -17,10 +18,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use llamette::format::gguf::Gguf;
 use llamette::parallel::ThreadPool;
 use llamette::session::KvType;
-use llamette::{Model, Sampler, SamplerParams, Session, SessionParams, Tokenizer};
+use llamette::{
+    Event, GenerateParams, Generator, Model, SamplerParams, Session, SessionParams, TextMode,
+    Tokenizer,
+};
 
 use files::{CliError, Input};
 
@@ -41,6 +44,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Print the token ids of stdin (read as UTF-8, as it is).
     Tokenize(TokenizeArgs),
+    /// Chat: a user turn per line of stdin, each reply on a line of stdout.
+    Chat(chat::ChatArgs),
     /// Describe a model: format, shapes, tensor types, sizes, session memory.
     Info(InfoArgs),
     /// Convert a GGUF or llama2.c model into a GGUF of another weight type.
@@ -133,7 +138,7 @@ enum Decode {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum KvArg {
+pub(crate) enum KvArg {
     F32,
     F16,
 }
@@ -196,6 +201,10 @@ struct TokenizeArgs {
     /// Put the BOS token first.
     #[arg(long)]
     bos: bool,
+    /// Read a JSON dialog (`[{"role": "system"|"user"|"assistant",
+    /// "content": "..."}]`) and print its ids in Llama 2's chat format.
+    #[arg(long, conflicts_with = "bos")]
+    chat: bool,
 }
 
 #[derive(clap::Args)]
@@ -209,6 +218,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Generate(a) => generate(a),
         Command::Tokenize(a) => tokenize(a),
+        Command::Chat(a) => chat::chat(a),
         Command::Info(a) => info::info(&a.model),
         Command::Quantize(a) => convert::quantize(&a.input, &a.output, a.ty, a.tokenizer.as_ref()),
         Command::Synth(a) => convert::synth(a.shape, a.ty, &a.output, &a.vocab, a.seed),
@@ -235,52 +245,37 @@ fn main() -> ExitCode {
 
 /// A tokenizer's bytes (a file of its own, or the model's GGUF) and the
 /// index built over them.
-struct TokenizerData<'b> {
+pub(crate) struct TokenizerData<'b> {
     name: &'b str,
     bytes: &'b [u8],
     index: Vec<u32>,
 }
 
 impl<'b> TokenizerData<'b> {
-    /// Sizes the index for `input` (GGUF or tokenizer.bin).
-    fn new(name: &'b str, bytes: &'b [u8]) -> Result<TokenizerData<'b>, CliError> {
-        let err = |e| CliError::new(name, e);
-        let count = if bytes.starts_with(b"GGUF") {
-            Tokenizer::gguf_token_count(&Gguf::parse(bytes).map_err(err)?).map_err(err)?
-        } else {
-            Tokenizer::llama2c_token_count(bytes).map_err(err)?
-        };
+    /// Sizes the index for `bytes` (GGUF or tokenizer.bin), read for
+    /// `n_tokens` tokens when given.
+    pub(crate) fn new(
+        name: &'b str,
+        bytes: &'b [u8],
+        n_tokens: Option<u32>,
+    ) -> Result<TokenizerData<'b>, CliError> {
+        let len = Tokenizer::load_index_len(bytes, n_tokens).map_err(|e| CliError::new(name, e))?;
         Ok(TokenizerData {
             name,
             bytes,
-            index: vec![0u32; Tokenizer::index_len(count)],
+            index: vec![0u32; len],
         })
     }
 
     /// The tokenizer, checked to cover a vocabulary of `n_tokens` when given.
-    fn tokenizer(&mut self, n_tokens: Option<u32>) -> Result<Tokenizer<'_>, CliError> {
-        let name = self.name;
-        let err = |e| CliError::new(name, e);
-        let t = if self.bytes.starts_with(b"GGUF") {
-            Tokenizer::from_gguf(&Gguf::parse(self.bytes).map_err(err)?, &mut self.index)
-        } else {
-            Tokenizer::from_llama2c(self.bytes, n_tokens, &mut self.index)
-        }
-        .map_err(err)?;
-        if let Some(n) = n_tokens {
-            if t.n_tokens() < n {
-                return Err(err(llamette::Error::TokenizerTooSmall {
-                    tokenizer: t.n_tokens(),
-                    model: n,
-                }));
-            }
-        }
-        Ok(t)
+    pub(crate) fn tokenizer(&mut self, n_tokens: Option<u32>) -> Result<Tokenizer<'_>, CliError> {
+        Tokenizer::load(self.bytes, n_tokens, &mut self.index)
+            .map_err(|e| CliError::new(self.name, e))
     }
 }
 
 /// A session buffer: 8-byte aligned, as `Session::ALIGN` asks.
-fn session_buffer(bytes: usize) -> Vec<u64> {
+pub(crate) fn session_buffer(bytes: usize) -> Vec<u64> {
     vec![0u64; bytes.div_ceil(8)]
 }
 
@@ -300,10 +295,22 @@ fn generate(a: GenerateArgs) -> Result<(), CliError> {
     }
     let model = Model::load(&model_in.bytes).map_err(|e| model_in.err(e))?;
     let vocab = model.config.vocab_size as u32;
+    let tok_file = tokenizer_file(a.tokenizer.as_ref(), a.model.as_ref(), &model_in)?;
+    let tok_src = tok_file.as_ref().unwrap_or(&model_in);
+    let mut tok_data = TokenizerData::new(&tok_src.name, &tok_src.bytes, Some(vocab))?;
+    let tok = tok_data.tokenizer(Some(vocab))?;
+    generate_with(&a, &model_in, &model, &tok)
+}
 
-    // The tokenizer: -z, else the model's own vocabulary (GGUF), else the
-    // embedded one (embedded model), else run.c's default ./tokenizer.bin.
-    let tok_file = match (&a.tokenizer, &a.model) {
+/// The tokenizer file: -z, else the model's own vocabulary (GGUF, `None`),
+/// else the embedded one (embedded model), else run.c's default
+/// ./tokenizer.bin.
+pub(crate) fn tokenizer_file(
+    tokenizer: Option<&PathBuf>,
+    model: Option<&PathBuf>,
+    model_in: &Input,
+) -> Result<Option<Input>, CliError> {
+    Ok(match (tokenizer, model) {
         (Some(p), _) => Some(Input::open(p)?),
         (None, None) => Some(Input::default_tokenizer()),
         (None, Some(_)) if model_in.is_gguf() => None,
@@ -315,11 +322,15 @@ fn generate(a: GenerateArgs) -> Result<(), CliError> {
                 )
             },
         )?),
-    };
-    let tok_src = tok_file.as_ref().unwrap_or(&model_in);
-    let mut tok_data = TokenizerData::new(&tok_src.name, &tok_src.bytes)?;
-    let tok = tok_data.tokenizer(Some(vocab))?;
+    })
+}
 
+fn generate_with(
+    a: &GenerateArgs,
+    model_in: &Input,
+    model: &Model,
+    tok: &Tokenizer,
+) -> Result<(), CliError> {
     // run.c: 0 or more than the context means the whole context.
     let seq_len = model.config.seq_len;
     let steps = if a.steps == 0 || a.steps > seq_len {
@@ -343,95 +354,86 @@ fn generate(a: GenerateArgs) -> Result<(), CliError> {
             KvArg::F16 => KvType::F16,
         },
     };
-    let session_bytes = Session::required_bytes(&model, &params).map_err(|e| model_in.err(e))?;
+    let session_bytes = Session::required_bytes(model, &params).map_err(|e| model_in.err(e))?;
     let mut buf = session_buffer(session_bytes);
     let pool = ThreadPool::new(a.threads);
-    let mut session = Session::new(&model, params, bytemuck::cast_slice_mut(&mut buf))
+    let mut session = Session::new(model, params, bytemuck::cast_slice_mut(&mut buf))
         .map_err(|e| model_in.err(e))?;
     session.set_parallel(&pool);
 
-    let seed = if a.seed == 0 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(1)
-    } else {
-        a.seed
-    };
-    let mut sampler = Sampler::new(SamplerParams {
+    let sampler = SamplerParams {
         temperature: a.temperature,
         top_k: a.top_k,
         top_p: a.top_p,
         min_p: a.min_p,
         repeat_penalty: a.repeat_penalty,
         repeat_last_n: 64,
-        seed,
-    });
+        seed: seed_or_clock(a.seed),
+    };
+    sampler
+        .validate()
+        .map_err(|e| CliError::new("sampler", e))?;
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut decoder = tok.decoder();
-    let mut print = |prev: u32, next: u32, out: &mut std::io::StdoutLock| -> Result<(), CliError> {
-        let mut err = None;
-        let res = match a.decode {
-            Decode::Llama2c => tok.llama2c_piece(prev, next, |b| {
-                if let Err(e) = out.write_all(b) {
-                    err.get_or_insert(e);
-                }
-            }),
-            Decode::Utf8 => decoder.push(next, |s| {
-                if let Err(e) = out.write_all(s.as_bytes()) {
-                    err.get_or_insert(e);
-                }
-            }),
-        };
-        res.map_err(|e| CliError::new("output", e))?;
-        if let Some(e) = err {
-            return Err(CliError::new("stdout", e));
+    let mut err = None;
+    let mut write = |b: &[u8]| {
+        if err.is_none() {
+            if let Err(e) = out.write_all(b).and_then(|_| out.flush()) {
+                err = Some(e);
+            }
         }
-        out.flush().map_err(|e| CliError::new("stdout", e))
     };
 
-    // run.c's loop: position `pos` runs `token`; the next token is forced
-    // from the prompt while there is prompt left, else sampled; it is printed;
-    // generation ends after `steps` positions or when BOS comes out.
+    // run.c echoes the prompt as it forces it token by token: each piece
+    // after the BOS (and stops after `steps` positions even inside it).
     let start = Instant::now();
     let n_feed = n_prompt.min(steps);
-    session
-        .feed(&prompt[..n_feed])
+    let mut echo = tok.decoder();
+    let n_echo = if n_prompt > steps { n_feed } else { n_feed - 1 };
+    for p in 0..n_echo {
+        match a.decode {
+            Decode::Llama2c => tok.llama2c_piece(prompt[p], prompt[p + 1], &mut write),
+            Decode::Utf8 => echo.push(prompt[p + 1], |s| write(s.as_bytes())),
+        }
+        .map_err(|e| CliError::new("output", e))?;
+    }
+    echo.flush(|s| write(s.as_bytes()));
+    // Then run.c's loop: the core's generation loop, stopping at BOS only
+    // (run.c prints EOS's piece and goes on) or when `steps` positions ran.
+    let mode = match a.decode {
+        Decode::Llama2c => TextMode::Llama2c,
+        Decode::Utf8 => TextMode::Utf8,
+    };
+    let mut gen = Generator::new(Some(tok), mode);
+    gen.feed(&mut session, &prompt[..n_feed])
         .map_err(|e| model_in.err(e))?;
-    for p in 0..n_feed - 1 {
-        print(prompt[p], prompt[p + 1], &mut out)?;
-    }
     let prefill_time = start.elapsed();
-    let mut pos = n_feed - 1;
-    let mut token = prompt[pos];
     let mut generated = 0usize;
-    loop {
-        let next = if pos + 1 < n_prompt {
-            prompt[pos + 1]
-        } else {
-            generated += 1;
-            session.sample(&mut sampler).map_err(|e| model_in.err(e))?
+    if n_prompt <= steps {
+        let gp = GenerateParams {
+            sampler,
+            max_tokens: 0,
+            stop_at_eos: false,
+            stop_at_bos: true,
+            stop_strings: &[],
         };
-        pos += 1;
-        if next == tok.bos() {
-            break;
-        }
-        print(token, next, &mut out)?;
-        token = next;
-        if pos >= steps {
-            break;
-        }
-        session.feed(&[token]).map_err(|e| model_in.err(e))?;
+        let outcome = gen
+            .generate(&mut session, &gp, &mut |_| {}, &mut |e| {
+                if let Event::Text(t) = e {
+                    write(t);
+                }
+                true
+            })
+            .map_err(|e| model_in.err(e))?;
+        generated = outcome.n_tokens;
     }
-    if a.decode == Decode::Utf8 {
-        decoder.flush(|s| {
-            let _ = out.write_all(s.as_bytes());
-        });
+    write(b"\n");
+    if let Some(e) = err {
+        return Err(CliError::new("stdout", e));
     }
-    writeln!(out).map_err(|e| CliError::new("stdout", e))?;
     drop(out);
+    let pos = session.pos() + usize::from(gen.pending().is_some());
 
     let total = start.elapsed().as_secs_f64();
     let decode_time = total - prefill_time.as_secs_f64();
@@ -452,9 +454,20 @@ fn generate(a: GenerateArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The seed, or the clock's seconds for 0 (run.c's rule).
+pub(crate) fn seed_or_clock(seed: u64) -> u64 {
+    if seed != 0 {
+        return seed;
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(1)
+}
+
 fn tokenize(a: TokenizeArgs) -> Result<(), CliError> {
     let input = Input::open(&a.model_or_tokenizer)?;
-    let mut data = TokenizerData::new(&input.name, &input.bytes)?;
+    let mut data = TokenizerData::new(&input.name, &input.bytes, None)?;
     let tok = data.tokenizer(None)?;
     let mut text = Vec::new();
     std::io::stdin()
@@ -462,11 +475,17 @@ fn tokenize(a: TokenizeArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::new("stdin", e))?;
     let text =
         String::from_utf8(text).map_err(|e| CliError::new("stdin", format!("not UTF-8: {e}")))?;
-    let mut work = vec![0u32; Tokenizer::encode_work_len(text.len())];
-    let n = tok
-        .encode(&text, a.bos, &mut work)
-        .map_err(|e| CliError::new("stdin", e))?;
-    let line: Vec<String> = work[..n].iter().map(|t| t.to_string()).collect();
+    let ids = if a.chat {
+        chat::encode_json_dialog(&tok, &text)?
+    } else {
+        let mut work = vec![0u32; Tokenizer::encode_work_len(text.len())];
+        let n = tok
+            .encode(&text, a.bos, &mut work)
+            .map_err(|e| CliError::new("stdin", e))?;
+        work.truncate(n);
+        work
+    };
+    let line: Vec<String> = ids.iter().map(|t| t.to_string()).collect();
     println!("{}", line.join(" "));
     Ok(())
 }

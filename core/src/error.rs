@@ -193,6 +193,82 @@ pub enum Error {
     NothingToSample,
     /// The work was cancelled by the host.
     Cancelled,
+    /// A numeric parameter (a sampler setting) is outside its range.
+    InvalidParameter {
+        /// The parameter, e.g. `"temperature"`.
+        name: &'static str,
+        /// The value given.
+        value: FloatValue,
+        /// The range it must lie in, e.g. `"a finite number >= 0"`.
+        expected: &'static str,
+    },
+    /// A dialog is not in the shape the chat format needs (roles out of
+    /// order, no final user message, ...).
+    BadDialog {
+        /// What is wrong.
+        reason: &'static str,
+        /// The index of the message concerned.
+        message: usize,
+    },
+    /// A message carries one of the chat format's own tags (`[INST]`,
+    /// `<<SYS>>`, ...): refused, as Meta's reference refuses it, unless the
+    /// caller allows it explicitly (a prompt-injection guard).
+    SpecialTagInMessage {
+        /// The tag found.
+        tag: &'static str,
+        /// The index of the message that carries it.
+        message: usize,
+    },
+    /// A saved session state is malformed: wrong magic, truncated, a failed
+    /// checksum, inconsistent sizes.
+    BadState {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A saved session state is well formed but does not fit this session:
+    /// another model, another KV cache type or shape, a newer format version.
+    StateMismatch {
+        /// What differs.
+        what: &'static str,
+        /// What the blob holds.
+        found: u64,
+        /// What this session has (or, for a version, the newest read).
+        expected: u64,
+    },
+    /// A chat template could not be rendered (syntax error, an exception
+    /// raised by the template, an unknown filter).
+    Template {
+        /// What went wrong, as far as a fixed-size message can say.
+        message: Name,
+    },
+}
+
+/// A float kept by its bits, so that [`Error`] stays `Eq`; prints as the float.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FloatValue(pub u32);
+
+impl FloatValue {
+    /// Keeps `v`.
+    pub fn new(v: f32) -> FloatValue {
+        FloatValue(v.to_bits())
+    }
+
+    /// The float.
+    pub fn get(self) -> f32 {
+        f32::from_bits(self.0)
+    }
+}
+
+impl fmt::Display for FloatValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.get())
+    }
+}
+
+impl fmt::Debug for FloatValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.get())
+    }
 }
 
 impl fmt::Display for Error {
@@ -264,6 +340,28 @@ impl fmt::Display for Error {
                 write!(f, "nothing to sample: feed at least one token first")
             }
             Error::Cancelled => write!(f, "cancelled"),
+            Error::InvalidParameter {
+                name,
+                value,
+                expected,
+            } => write!(f, "invalid {name} {value}: it must be {expected}"),
+            Error::BadDialog { reason, message } => {
+                write!(f, "bad dialog at message {message}: {reason}")
+            }
+            Error::SpecialTagInMessage { tag, message } => write!(
+                f,
+                "message {message} contains the chat format's tag {tag:?}: refused (a prompt-injection guard; opt out explicitly to allow it)"
+            ),
+            Error::BadState { reason } => write!(f, "bad saved state: {reason}"),
+            Error::StateMismatch {
+                what,
+                found,
+                expected,
+            } => write!(
+                f,
+                "saved state does not fit this session: {what} is {found} in the state, {expected} here"
+            ),
+            Error::Template { message } => write!(f, "chat template: {message}"),
         }
     }
 }

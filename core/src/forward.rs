@@ -421,6 +421,42 @@ pub(crate) fn forward(
     Ok(())
 }
 
+/// Narrow access to the caches for saved states ([`crate::state`]): the
+/// element type and the bytes of the rows of one kv head.
+impl KvCache<'_> {
+    /// The element type.
+    pub(crate) fn kv_type(&self) -> crate::session::KvType {
+        match self {
+            KvCache::F32(_) => crate::session::KvType::F32,
+            KvCache::F16(_) => crate::session::KvType::F16,
+        }
+    }
+
+    /// Bytes per element.
+    pub(crate) fn elem_bytes(&self) -> usize {
+        match self {
+            KvCache::F32(_) => 4,
+            KvCache::F16(_) => 2,
+        }
+    }
+
+    /// The bytes of positions `0..n` of kv head `g` of layer `l`, in a
+    /// session of `ctx` positions with `n_kv` heads of `head_dim` values
+    /// (the layout is `[layer][kv_head][position][head_dim]`).
+    pub(crate) fn head_rows_mut(
+        &mut self,
+        (l, g, n): (usize, usize, usize),
+        (ctx, n_kv, head_dim): (usize, usize, usize),
+    ) -> &mut [u8] {
+        let at = ((l * n_kv + g) * ctx) * head_dim;
+        let range = at..at + n * head_dim;
+        match self {
+            KvCache::F32(c) => bytemuck::cast_slice_mut(&mut c[range]),
+            KvCache::F16(c) => bytemuck::cast_slice_mut(&mut c[range]),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

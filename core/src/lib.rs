@@ -11,6 +11,11 @@
 //! - [`repack`]: optionally, interleave a writable GGUF's quantized matrices
 //!   in place for faster kernels;
 //! - [`sampler`]: greedy, temperature, top-k, top-p, min-p, repetition penalty;
+//! - [`generate`]: the generation loop (pending token, sampling, UTF-8-safe
+//!   text, stop strings, stop reasons) every front end runs;
+//! - [`chat`]: Llama 2's chat format (Meta's reference `chat_completion`)
+//!   and multi-turn conversations that reuse the KV cache;
+//! - [`state`]: saving a session into caller bytes and restoring it;
 //! - [`forward`]: the decoder itself, read it top to bottom like llama2.c's `run.c`.
 #![no_std]
 #![deny(missing_docs)]
@@ -21,9 +26,11 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod chat;
 pub mod error;
 pub mod format;
 pub mod forward;
+pub mod generate;
 pub mod kernels;
 pub mod math;
 pub mod matmul;
@@ -33,10 +40,12 @@ pub mod quant;
 pub mod repack;
 pub mod sampler;
 pub mod session;
+pub mod state;
 pub mod tensor;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
+pub use generate::{Event, GenerateParams, Generator, Outcome, StopReason, TextMode};
 pub use model::{Config, Model};
 pub use sampler::{Sampler, SamplerParams};
 pub use session::{Session, SessionParams};

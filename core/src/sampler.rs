@@ -7,6 +7,7 @@
 //! The other settings add filters in llama.cpp's sense, applied in the order
 //! penalty, temperature, top-k, min-p, top-p.
 
+use crate::error::{Error, FloatValue, Result};
 use crate::math::softmax;
 
 /// Sampler settings.
@@ -47,6 +48,38 @@ impl Default for SamplerParams {
 }
 
 impl SamplerParams {
+    /// Checks every setting against its range: `temperature` a finite
+    /// number >= 0, `top_p` in [0, 1] (0 and 1 keep all), `min_p` in [0, 1],
+    /// `repeat_penalty` a finite number > 0.
+    ///
+    /// Errors: [`Error::InvalidParameter`] naming the first bad field and
+    /// its value.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |name, value: f32, expected| {
+            Err(Error::InvalidParameter {
+                name,
+                value: FloatValue::new(value),
+                expected,
+            })
+        };
+        let t = self.temperature;
+        if !(t.is_finite() && t >= 0.0) {
+            return bad("temperature", t, "a finite number >= 0 (0 is greedy)");
+        }
+        // `!(a <= x && x <= b)` is also true for NaN.
+        if !(0.0 <= self.top_p && self.top_p <= 1.0) {
+            return bad("top_p", self.top_p, "in [0, 1] (0 and 1 turn it off)");
+        }
+        if !(0.0 <= self.min_p && self.min_p <= 1.0) {
+            return bad("min_p", self.min_p, "in [0, 1] (0 turns it off)");
+        }
+        let r = self.repeat_penalty;
+        if !(r.is_finite() && r > 0.0) {
+            return bad("repeat_penalty", r, "a finite number > 0 (1 turns it off)");
+        }
+        Ok(())
+    }
+
     /// Always the most likely token.
     pub fn greedy() -> Self {
         SamplerParams {
@@ -75,6 +108,22 @@ impl Sampler {
         Sampler { params, rng }
     }
 
+    /// The random generator's state (to save a session and continue it
+    /// elsewhere with the same draws).
+    pub fn rng_state(&self) -> u64 {
+        self.rng
+    }
+
+    /// Sets the random generator's state (as [`Sampler::rng_state`] gave it;
+    /// 0 is replaced as in [`Sampler::new`]).
+    pub fn set_rng_state(&mut self, state: u64) {
+        self.rng = if state == 0 {
+            0x853c_49e6_748f_ea9b
+        } else {
+            state
+        };
+    }
+
     /// llama2.c's xorshift*: the next 32 random bits.
     pub fn random_u32(&mut self) -> u32 {
         self.rng ^= self.rng >> 12;
@@ -98,10 +147,27 @@ impl Sampler {
         probs: &mut [f32],
         cand: &mut [u64],
     ) -> u32 {
+        self.sample_adjusted(logits, |_| {}, history, probs, cand)
+    }
+
+    /// [`Sampler::sample`] with a hook: `adjust` gets a copy of the logits
+    /// before anything else happens to them (a logit bias, banned tokens set
+    /// to `f32::NEG_INFINITY`, an app's own rules); `logits` stay untouched.
+    /// A hook that leaves every logit `-inf` or NaN makes the choice
+    /// arbitrary (token 0 or the first), never a panic.
+    pub fn sample_adjusted(
+        &mut self,
+        logits: &[f32],
+        adjust: impl FnOnce(&mut [f32]),
+        history: &[u32],
+        probs: &mut [f32],
+        cand: &mut [u64],
+    ) -> u32 {
         let n = logits.len();
         let p = self.params;
         let probs = &mut probs[..n];
         probs.copy_from_slice(logits);
+        adjust(probs);
         if p.repeat_penalty != 1.0 && p.repeat_penalty > 0.0 {
             let recent = &history[history.len().saturating_sub(p.repeat_last_n)..];
             for (i, &t) in recent.iter().enumerate() {
@@ -267,6 +333,95 @@ mod tests {
             let want = (state.wrapping_mul(0x2545F4914F6CDD1D) >> 32) as u32;
             assert_eq!(s.random_u32(), want);
         }
+    }
+
+    #[test]
+    fn validate_names_the_bad_field() {
+        assert_eq!(SamplerParams::default().validate(), Ok(()));
+        assert_eq!(SamplerParams::greedy().validate(), Ok(()));
+        let cases: [(SamplerParams, &str); 8] = [
+            (
+                SamplerParams {
+                    temperature: f32::NAN,
+                    ..Default::default()
+                },
+                "temperature",
+            ),
+            (
+                SamplerParams {
+                    temperature: -0.5,
+                    ..Default::default()
+                },
+                "temperature",
+            ),
+            (
+                SamplerParams {
+                    temperature: f32::INFINITY,
+                    ..Default::default()
+                },
+                "temperature",
+            ),
+            (
+                SamplerParams {
+                    top_p: 1.5,
+                    ..Default::default()
+                },
+                "top_p",
+            ),
+            (
+                SamplerParams {
+                    top_p: -0.1,
+                    ..Default::default()
+                },
+                "top_p",
+            ),
+            (
+                SamplerParams {
+                    min_p: f32::NAN,
+                    ..Default::default()
+                },
+                "min_p",
+            ),
+            (
+                SamplerParams {
+                    repeat_penalty: 0.0,
+                    ..Default::default()
+                },
+                "repeat_penalty",
+            ),
+            (
+                SamplerParams {
+                    repeat_penalty: -1.0,
+                    ..Default::default()
+                },
+                "repeat_penalty",
+            ),
+        ];
+        for (p, field) in cases {
+            match p.validate() {
+                Err(Error::InvalidParameter { name, .. }) => assert_eq!(name, field, "{p:?}"),
+                other => panic!("{p:?}: {other:?}"),
+            }
+        }
+        let e = SamplerParams {
+            top_p: 2.0,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        extern crate std;
+        use std::string::ToString;
+        assert!(e.to_string().contains("top_p 2"), "{e}");
+    }
+
+    #[test]
+    fn adjust_hook_bans_a_token() {
+        let mut s = Sampler::new(SamplerParams::greedy());
+        let logits = [1.0, 3.0, 2.0];
+        let (mut p, mut c) = ([0f32; 3], [0u64; 3]);
+        let t = s.sample_adjusted(&logits, |l| l[1] = f32::NEG_INFINITY, &[], &mut p, &mut c);
+        assert_eq!(t, 2);
+        assert_eq!(logits, [1.0, 3.0, 2.0], "logits are left untouched");
     }
 
     #[test]

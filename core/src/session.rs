@@ -450,3 +450,52 @@ impl<'a> Session<'a> {
         Ok(sampler.sample(s.logits, &self.tokens[..self.pos], s.probs, s.cand))
     }
 }
+
+/// What the generation loop ([`crate::generate`]) and saved states
+/// ([`crate::state`]) need beyond feeding and sampling.
+impl<'a> Session<'a> {
+    /// [`Session::sample`] with a hook that adjusts a copy of the logits
+    /// first (see [`Sampler::sample_adjusted`]): a logit bias, banned tokens.
+    pub fn sample_adjusted(
+        &mut self,
+        sampler: &mut Sampler,
+        adjust: impl FnOnce(&mut [f32]),
+    ) -> Result<u32> {
+        if !self.has_logits {
+            return Err(Error::NothingToSample);
+        }
+        let s = &mut self.state;
+        Ok(sampler.sample_adjusted(s.logits, adjust, &self.tokens[..self.pos], s.probs, s.cand))
+    }
+
+    /// The element type of the KV cache.
+    pub fn kv_type(&self) -> KvType {
+        self.state.key_cache.kv_type()
+    }
+
+    /// Everything a saved state holds, for [`crate::state`]: the token
+    /// history, the position, the logits (with whether they are valid) and
+    /// the two caches.
+    pub(crate) fn saved_parts(&mut self) -> SavedParts<'_, 'a> {
+        SavedParts {
+            context: self.state.context,
+            tokens: self.tokens,
+            pos: &mut self.pos,
+            has_logits: &mut self.has_logits,
+            logits: self.state.logits,
+            keys: &mut self.state.key_cache,
+            values: &mut self.state.value_cache,
+        }
+    }
+}
+
+/// The parts of a session a saved state reads and writes.
+pub(crate) struct SavedParts<'s, 'a> {
+    pub context: usize,
+    pub tokens: &'s mut [u32],
+    pub pos: &'s mut usize,
+    pub has_logits: &'s mut bool,
+    pub logits: &'s mut [f32],
+    pub keys: &'s mut KvCache<'a>,
+    pub values: &'s mut KvCache<'a>,
+}

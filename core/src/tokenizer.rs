@@ -394,6 +394,66 @@ impl<'a> Tokenizer<'a> {
         Self::finish(source, entries, rest, specials)
     }
 
+    /// The number of index entries [`Tokenizer::load`] needs for `bytes`
+    /// (a GGUF with a vocabulary, or a llama2.c `tokenizer.bin` read for
+    /// `n_tokens` tokens, or to its end when `None`).
+    ///
+    /// Errors: as [`Tokenizer::gguf_token_count`] and
+    /// [`Tokenizer::llama2c_token_count`]; for a `tokenizer.bin` too short
+    /// to hold `n_tokens` records (8 bytes at least each),
+    /// [`Error::TokenizerTooSmall`] before anything is sized by it.
+    pub fn load_index_len(bytes: &[u8], n_tokens: Option<u32>) -> Result<usize> {
+        let count = if bytes.starts_with(b"GGUF") {
+            Tokenizer::gguf_token_count(&Gguf::parse(bytes)?)?
+        } else {
+            match n_tokens {
+                Some(n) => {
+                    if n as u64 * 8 > bytes.len() as u64 {
+                        return Err(Error::TokenizerTooSmall {
+                            tokenizer: (bytes.len() / 8) as u32,
+                            model: n,
+                        });
+                    }
+                    n
+                }
+                None => Tokenizer::llama2c_token_count(bytes)?,
+            }
+        };
+        Ok(Tokenizer::index_len(count))
+    }
+
+    /// Reads a tokenizer from the bytes of a GGUF file (its
+    /// `tokenizer.ggml.*` vocabulary) or of a llama2.c `tokenizer.bin`,
+    /// recognised by the magic number as [`crate::Model::load`] does; the
+    /// index needs [`Tokenizer::load_index_len`] entries.
+    ///
+    /// `n_tokens` is the model's vocabulary size when known: a llama2.c file
+    /// is read for that many tokens, and a tokenizer with fewer tokens is
+    /// [`Error::TokenizerTooSmall`].
+    ///
+    /// Errors: those of [`Tokenizer::from_gguf`] and
+    /// [`Tokenizer::from_llama2c`], and [`Error::TokenizerTooSmall`].
+    pub fn load(
+        bytes: &'a [u8],
+        n_tokens: Option<u32>,
+        index: &'a mut [u32],
+    ) -> Result<Tokenizer<'a>> {
+        let t = if bytes.starts_with(b"GGUF") {
+            Self::from_gguf(&Gguf::parse(bytes)?, index)?
+        } else {
+            Self::from_llama2c(bytes, n_tokens, index)?
+        };
+        if let Some(n) = n_tokens {
+            if t.n_tokens() < n {
+                return Err(Error::TokenizerTooSmall {
+                    tokenizer: t.n_tokens(),
+                    model: n,
+                });
+            }
+        }
+        Ok(t)
+    }
+
     /// Counts the tokens of a llama2.c `tokenizer.bin` (records up to the end
     /// of the bytes), to size the index for `from_llama2c(bytes, None, ..)`.
     ///
@@ -1438,6 +1498,19 @@ impl<'t, 'a> Decoder<'t, 'a> {
     /// Whether an incomplete UTF-8 character is being held back.
     pub fn has_pending(&self) -> bool {
         self.n_pending > 0
+    }
+
+    /// The state a saved session carries: the bytes of an incomplete
+    /// character, their count, and whether the last id was BOS.
+    pub(crate) fn saved(&self) -> ([u8; 4], usize, bool) {
+        (self.pending, self.n_pending, self.after_bos)
+    }
+
+    /// Restores what [`Decoder::saved`] gave (`n_pending` at most 3).
+    pub(crate) fn restore(&mut self, pending: [u8; 4], n_pending: usize, after_bos: bool) {
+        self.pending = pending;
+        self.n_pending = n_pending.min(3);
+        self.after_bos = after_bos;
     }
 
     /// Feeds raw bytes through the UTF-8 assembler.

@@ -59,9 +59,20 @@ pub const LLAMETTE_STATUS_BUSY: llamette_status = 16;
 pub const LLAMETTE_STATUS_PANIC: llamette_status = 17;
 /// An error of the core library that has no status of its own yet.
 pub const LLAMETTE_STATUS_ERROR: llamette_status = 18;
+/// A saved session state is not one: truncated, corrupted (its checksum
+/// fails), malformed. The session is unchanged.
+pub const LLAMETTE_STATUS_BAD_STATE: llamette_status = 19;
+/// A saved session state does not fit the session: another model, another
+/// KV cache type or shape, a newer format version, more positions than the
+/// context. The session is unchanged.
+pub const LLAMETTE_STATUS_STATE_MISMATCH: llamette_status = 20;
+/// A chat message contains the chat format's own tags (`[INST]`,
+/// `[/INST]`, `<<SYS>>`, `<</SYS>>`): refused, as Meta's reference refuses
+/// it (a prompt-injection guard), unless `LLAMETTE_CHAT_ALLOW_SPECIAL_TAGS`.
+pub const LLAMETTE_STATUS_REFUSED: llamette_status = 21;
 
 /// Static, NUL-terminated descriptions, indexed by status.
-static STATUS_TEXT: [&str; 19] = [
+static STATUS_TEXT: [&str; 22] = [
     "ok\0",
     "a required pointer argument is NULL\0",
     "invalid argument\0",
@@ -81,6 +92,9 @@ static STATUS_TEXT: [&str; 19] = [
     "session busy: a call on it is already running\0",
     "internal error (panic caught)\0",
     "error\0",
+    "bad saved state\0",
+    "the saved state belongs to another model, KV type or version\0",
+    "refused: a message contains the chat format's own tags\0",
 ];
 
 /// The static text of a status code.
@@ -190,6 +204,10 @@ impl Fail {
             E::InvalidArgument { .. } => LLAMETTE_STATUS_INVALID_ARGUMENT,
             E::NothingToSample => LLAMETTE_STATUS_NOTHING_TO_SAMPLE,
             E::Cancelled => LLAMETTE_STATUS_CANCELLED,
+            E::InvalidParameter { .. } | E::BadDialog { .. } => LLAMETTE_STATUS_INVALID_ARGUMENT,
+            E::SpecialTagInMessage { .. } => LLAMETTE_STATUS_REFUSED,
+            E::BadState { .. } => LLAMETTE_STATUS_BAD_STATE,
+            E::StateMismatch { .. } => LLAMETTE_STATUS_STATE_MISMATCH,
             _ => LLAMETTE_STATUS_ERROR,
         };
         if context.is_empty() {
@@ -329,7 +347,7 @@ mod tests {
         for s in 0..STATUS_TEXT.len() as u32 {
             assert!(status_text(s).ends_with('\0'));
         }
-        assert_eq!(STATUS_TEXT.len() as u32, LLAMETTE_STATUS_ERROR + 1);
+        assert_eq!(STATUS_TEXT.len() as u32, LLAMETTE_STATUS_REFUSED + 1);
     }
 
     #[test]

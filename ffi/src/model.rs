@@ -5,7 +5,6 @@ use core::ffi::c_char;
 use core::ptr::NonNull;
 use std::sync::Arc;
 
-use llamette_core::format::gguf::Gguf;
 use llamette_core::model::Format;
 use llamette_core::{Model, Tokenizer};
 use memmap2::Mmap;
@@ -207,47 +206,19 @@ impl llamette_model {
         let mut index = None;
         let mut tokenizer = None;
         if let Some(t) = tok_data {
-            let (count, gguf) = if t.starts_with(b"GGUF") {
-                let g = Gguf::parse(t).map_err(|e| Fail::core("tokenizer", e))?;
-                match Tokenizer::gguf_token_count(&g) {
-                    Ok(n) => (n, Some(g)),
-                    // A GGUF model without a vocabulary has no tokenizer.
-                    Err(llamette_core::Error::MissingMetadata { .. }) if own => (0, None),
-                    Err(e) => return Err(Fail::core("tokenizer", e)),
-                }
-            } else {
-                // llama2.c's tokenizer.bin: one record of at least 8 bytes
-                // per token; check before sizing the index by the model.
-                if (vocab as u64) * 8 > t.len() as u64 {
-                    return Err(Fail::core(
-                        "tokenizer",
-                        llamette_core::Error::TokenizerTooSmall {
-                            tokenizer: (t.len() / 8) as u32,
-                            model: vocab,
-                        },
-                    ));
-                }
-                (vocab, None)
+            let len = match Tokenizer::load_index_len(t, Some(vocab)) {
+                Ok(n) => Some(n),
+                // A GGUF model without a vocabulary has no tokenizer.
+                Err(llamette_core::Error::MissingMetadata { .. }) if own => None,
+                Err(e) => return Err(Fail::core("tokenizer", e)),
             };
-            if count > 0 || gguf.is_none() {
-                let mut buf = IndexBuf::new(Tokenizer::index_len(count))?;
+            if let Some(len) = len {
+                let mut buf = IndexBuf::new(len)?;
                 // SAFETY: borrowed by `tokenizer`, stored beside `buf` and
                 // dropped before it.
                 let idx = unsafe { buf.as_static_mut() };
-                let tok = match &gguf {
-                    Some(g) => Tokenizer::from_gguf(g, idx),
-                    None => Tokenizer::from_llama2c(t, Some(vocab), idx),
-                }
-                .map_err(|e| Fail::core("tokenizer", e))?;
-                if tok.n_tokens() < vocab {
-                    return Err(Fail::core(
-                        "tokenizer",
-                        llamette_core::Error::TokenizerTooSmall {
-                            tokenizer: tok.n_tokens(),
-                            model: vocab,
-                        },
-                    ));
-                }
+                let tok =
+                    Tokenizer::load(t, Some(vocab), idx).map_err(|e| Fail::core("tokenizer", e))?;
                 index = Some(buf);
                 tokenizer = Some(tok);
             }
@@ -316,13 +287,6 @@ impl llamette_model {
                 format_args!("the model was opened without a tokenizer"),
             )
         })
-    }
-
-    /// Whether `id` ends a generation: BOS (llama2.c's rule) or EOS.
-    pub(crate) fn is_end(&self, id: u32) -> bool {
-        self.tokenizer
-            .as_ref()
-            .is_some_and(|t| id == t.bos() || id == t.eos())
     }
 }
 

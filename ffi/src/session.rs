@@ -19,15 +19,18 @@ use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::alloc::Layout;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use llamette_core::generate::{Step, MAX_STOP_BYTES, MAX_STOP_STRINGS};
 use llamette_core::parallel::ThreadPool;
 use llamette_core::session::KvType;
-use llamette_core::tokenizer::Decoder;
-use llamette_core::{Model, Sampler, SamplerParams, Session, SessionParams, Tokenizer};
+use llamette_core::{
+    Event, GenerateParams, Generator, Model, SamplerParams, Session, SessionParams, StopReason,
+    TextMode, Tokenizer,
+};
 
 use crate::error::*;
-use crate::model::{llamette_model, model_arc, model_ref};
+use crate::model::{llamette_model, model_arc, model_ref, LLAMETTE_NO_TOKEN};
 use crate::parallel::{llamette_parallel, Dispatch, DispatchCell};
 
 /// The memory given to `llamette_session_init` must be aligned to this many
@@ -71,18 +74,21 @@ pub struct llamette_session_params {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct llamette_sampler_params {
-    /// Divides the logits; 0 (or less, or NaN) means greedy: always the most
-    /// likely token.
+    /// Divides the logits; 0 means greedy: always the most likely token.
+    /// Negative, NaN or infinite is `INVALID_ARGUMENT`.
     pub temperature: f32,
     /// Keep only the `top_k` most likely tokens; 0 keeps all.
     pub top_k: u32,
     /// Nucleus sampling: keep the most likely tokens whose mass first exceeds
-    /// `top_p`; values outside (0, 1) keep all.
+    /// `top_p`; 0 and 1 keep all; outside [0, 1] (or NaN) is
+    /// `INVALID_ARGUMENT`.
     pub top_p: f32,
-    /// Drop tokens less likely than `min_p` times the most likely; 0 keeps all.
+    /// Drop tokens less likely than `min_p` times the most likely; 0 keeps
+    /// all; outside [0, 1] is `INVALID_ARGUMENT`.
     pub min_p: f32,
     /// Penalise the tokens among the last `repeat_last_n`: positive logits
-    /// are divided by it, negative ones multiplied; 1 is off.
+    /// are divided by it, negative ones multiplied; 1 is off; not above 0
+    /// (or not finite) is `INVALID_ARGUMENT`.
     pub repeat_penalty: f32,
     /// How many recent tokens the penalty looks at.
     pub repeat_last_n: u32,
@@ -137,6 +143,64 @@ pub const LLAMETTE_STOP_MAX_TOKENS: llamette_stop_reason = 2;
 pub const LLAMETTE_STOP_CALLBACK: llamette_stop_reason = 3;
 /// The context is full: no room to feed the last sampled token.
 pub const LLAMETTE_STOP_CONTEXT_FULL: llamette_stop_reason = 4;
+/// The text completed one of the stop strings
+/// (`llamette_generate_options.stop_strings`): the text before it was
+/// passed to the callback, the stop string was not.
+pub const LLAMETTE_STOP_STOP_STRING: llamette_stop_reason = 5;
+
+/// `llamette_generate_options.flags`: do not stop at EOS (`</s>`).
+pub const LLAMETTE_GENERATE_NO_STOP_AT_EOS: u32 = 1;
+/// `llamette_generate_options.flags`: do not stop at BOS (`<s>`).
+pub const LLAMETTE_GENERATE_NO_STOP_AT_BOS: u32 = 2;
+/// The most stop strings `llamette_generate_options` takes.
+pub const LLAMETTE_MAX_STOP_STRINGS: u32 = 8;
+/// The longest stop string, in bytes.
+pub const LLAMETTE_MAX_STOP_BYTES: u32 = 64;
+
+/// What `llamette_session_generate_ex` does beyond sampling. Set
+/// `struct_size = sizeof(llamette_generate_options)`: the library reads
+/// only the fields that size covers (later versions append fields; a zero
+/// field keeps the default).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct llamette_generate_options {
+    /// `sizeof(llamette_generate_options)`, set by the caller.
+    pub struct_size: usize,
+    /// Most tokens to generate; 0: no limit (up to the context).
+    pub max_tokens: u32,
+    /// `LLAMETTE_GENERATE_*` flags; 0 stops at EOS and at BOS.
+    pub flags: u32,
+    /// Stop strings, each ended by a NUL byte (`"User:\0###\0"`), at
+    /// most `LLAMETTE_MAX_STOP_STRINGS` of 1 to `LLAMETTE_MAX_STOP_BYTES`
+    /// bytes of UTF-8; NULL with length 0 for none. A match split over
+    /// several tokens is found; text that may still become a stop string
+    /// is held back (passed on with a later token, or at the end with
+    /// `LLAMETTE_NO_TOKEN`).
+    pub stop_strings: *const c_char,
+    /// Bytes of `stop_strings`, the NULs included.
+    pub stop_strings_len: usize,
+}
+
+impl Default for llamette_generate_options {
+    fn default() -> Self {
+        llamette_generate_options {
+            struct_size: 0,
+            max_tokens: 0,
+            flags: 0,
+            stop_strings: core::ptr::null(),
+            stop_strings_len: 0,
+        }
+    }
+}
+
+/// Adjusts the logits before each sampling (`llamette_session_set_logits_hook`):
+/// `user_data` as given, the logits (a copy the sampler then uses:
+/// `n_logits` floats, one per token; set one to `-INFINITY` to ban a
+/// token), valid during the call. Runs on the generating thread, after the
+/// logit bias; must not unwind.
+#[allow(non_camel_case_types)]
+pub type llamette_logits_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, logits: *mut f32, n_logits: usize)>;
 
 /// What `llamette_session_generate` did.
 #[repr(C)]
@@ -168,19 +232,35 @@ pub type llamette_token_callback = Option<
 >;
 
 /// The mutable part of a session, used by one call at a time.
-struct Core {
-    session: Session<'static>,
+pub(crate) struct Core {
+    pub(crate) session: Session<'static>,
     /// Text of the last sampled token, NUL-terminated (session memory).
     text: &'static mut [u8],
-    decoder: Option<Decoder<'static, 'static>>,
-    sampler: Sampler,
-    /// The seed the sampler was seeded with, if it was.
-    seeded: Option<u64>,
-    /// A sampled token not fed yet.
-    pending: Option<u32>,
+    /// The generation loop: pending token, sampler, decoder, stop strings.
+    pub(crate) gen: Generator<'static, 'static>,
+    /// Added to the logits before sampling (`llamette_session_set_logit_bias`).
+    bias: Vec<(u32, f32)>,
+    /// Called with the logits before sampling.
+    hook: Option<(
+        unsafe extern "C" fn(*mut c_void, *mut f32, usize),
+        *mut c_void,
+    )>,
     /// A panic left the state unknown: only reset and free work.
     poisoned: bool,
     error: ErrorBuf,
+}
+
+/// Which call a cancellation request is for: each call on the session
+/// gets its own number, and a request only ever stops the call that was
+/// running when it was made (or, made between calls, the next one).
+#[derive(Debug, Default)]
+struct CancelState {
+    /// The number the next call gets.
+    next_call: u64,
+    /// The call running, if one is.
+    running: Option<u64>,
+    /// The call a request is for.
+    target: Option<u64>,
 }
 
 /// A session: one conversation with a model (its KV cache, positions,
@@ -197,7 +277,10 @@ pub struct llamette_session {
     // `model` and the memory; they go after it.
     core: UnsafeCell<Core>,
     busy: AtomicBool,
+    /// Polled by the core once per layer: set only while the call a
+    /// request is for runs.
     cancel: AtomicBool,
+    calls: Mutex<CancelState>,
     dispatch: DispatchCell,
     model: Arc<llamette_model>,
     /// The allocation to free, when `llamette_session_new` made it.
@@ -235,7 +318,8 @@ fn session_params(p: &llamette_session_params) -> Result<SessionParams, Fail> {
 
 fn mem_layout(m: &llamette_model, p: &SessionParams) -> Result<MemLayout, Fail> {
     let head = core::mem::size_of::<llamette_session>().next_multiple_of(REGION_ALIGN);
-    let text_len = m.info.max_token_text_bytes as usize + 1;
+    // A token's text, plus text held back for a stop string, plus the NUL.
+    let text_len = m.info.max_token_text_bytes as usize + MAX_STOP_BYTES + 1;
     let core_len = Session::required_bytes(&m.model, p).map_err(|e| Fail::core("session", e))?;
     let text_offset = head;
     let core_offset = text_offset + text_len.next_multiple_of(REGION_ALIGN);
@@ -294,25 +378,34 @@ unsafe fn construct(
         addr_of_mut!((*p).cancel).write(AtomicBool::new(false));
         addr_of_mut!((*p).dispatch).write(DispatchCell::new());
     }
-    let mut session = Session::new(m, params, buf).map_err(|e| Fail::core("session", e))?;
+    // SAFETY: aligned and writable; dropped below on failure.
+    unsafe { addr_of_mut!((*p).calls).write(Mutex::new(CancelState::default())) };
+    let mut session = match Session::new(m, params, buf) {
+        Ok(s) => s,
+        Err(e) => {
+            // SAFETY: written above; nothing else refers to it. `dispatch`
+            // and `cancel` need no drop.
+            unsafe { core::ptr::drop_in_place(addr_of_mut!((*p).calls)) };
+            return Err(Fail::core("session", e));
+        }
+    };
     // SAFETY: the fields were initialised above, stay at this address, and
     // are only ever reached through shared references.
     unsafe {
         session.set_cancel_flag(Some(&*addr_of!((*p).cancel)));
         session.set_parallel(&*addr_of!((*p).dispatch));
     }
-    let decoder = arc.tokenizer.as_ref().map(|t| {
+    let tok = arc.tokenizer.as_ref().map(|t| {
         // SAFETY: as `m`: the tokenizer lives in the `Arc` allocation.
         let t: &'static Tokenizer<'static> = unsafe { &*(t as *const Tokenizer<'static>) };
-        t.decoder()
+        t
     });
     let core = Core {
         session,
         text,
-        decoder,
-        sampler: Sampler::new(SamplerParams::greedy()),
-        seeded: None,
-        pending: None,
+        gen: Generator::new(tok, TextMode::Utf8),
+        bias: Vec::new(),
+        hook: None,
         poisoned: false,
         error: ErrorBuf::new(),
     };
@@ -516,6 +609,35 @@ impl Drop for Busy<'_> {
     }
 }
 
+/// A call's number for cancellation; ends it (even by a panic), dropping a
+/// request made for it that it did not act on.
+struct Call<'a> {
+    s: &'a llamette_session,
+    id: u64,
+}
+
+impl<'a> Call<'a> {
+    fn begin(s: &'a llamette_session) -> Call<'a> {
+        let mut c = s.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let id = c.next_call;
+        c.next_call += 1;
+        c.running = Some(id);
+        s.cancel.store(c.target == Some(id), Ordering::Release);
+        Call { s, id }
+    }
+}
+
+impl Drop for Call<'_> {
+    fn drop(&mut self) {
+        let mut c = self.s.calls.lock().unwrap_or_else(|e| e.into_inner());
+        c.running = None;
+        if c.target == Some(self.id) {
+            c.target = None;
+        }
+        self.s.cancel.store(false, Ordering::Release);
+    }
+}
+
 /// The boundary of the session functions: checks the handle, takes the busy
 /// flag, runs `f`, and records a failure in the session too.
 ///
@@ -539,6 +661,7 @@ unsafe fn with_session(
             );
         }
         let _busy = Busy(&s.busy);
+        let call = Call::begin(s);
         let core = s.core.get();
         let r = catch_unwind(AssertUnwindSafe(|| {
             // SAFETY: the busy flag makes this the only access to `core`.
@@ -551,6 +674,7 @@ unsafe fn with_session(
             }
             f(c, s)
         }));
+        drop(call);
         // SAFETY: as above; the closure's borrow has ended.
         let c = unsafe { &mut *core };
         let fail = match r {
@@ -566,93 +690,87 @@ unsafe fn with_session(
     })
 }
 
-/// Consumes a pending cancellation request.
+/// [`with_session`] for the other modules: `f` gets the core, the model,
+/// and whether a cancellation request is pending for this call.
+///
+/// # Safety
+///
+/// `session` is NULL or a live handle.
+pub(crate) unsafe fn with_core(
+    session: *mut llamette_session,
+    f: impl FnOnce(&mut Core, &llamette_model, bool) -> Result<(), Fail>,
+) -> llamette_status {
+    // SAFETY: the caller's contract.
+    unsafe {
+        with_session(session, false, |c, s| {
+            f(c, &s.model, s.cancel.load(Ordering::Acquire))
+        })
+    }
+}
+
+impl Core {
+    /// Empties the text of the last token.
+    pub(crate) fn text_clear(&mut self) {
+        self.text[0] = 0;
+    }
+}
+
+/// Fails with `CANCELLED` when a request is pending for this call.
 fn check_cancel(s: &llamette_session) -> Result<(), Fail> {
-    if s.cancel.swap(false, Ordering::AcqRel) {
+    if s.cancel.load(Ordering::Acquire) {
         fail!(LLAMETTE_STATUS_CANCELLED, "cancelled");
     }
     Ok(())
 }
 
-/// Feeds `tokens` through the core, turning a cancellation into a status
-/// (and consuming the request).
-fn feed(c: &mut Core, s: &llamette_session, tokens: &[u32]) -> Result<(), Fail> {
-    c.session.feed(tokens).map_err(|e| {
-        if e == llamette_core::Error::Cancelled {
-            s.cancel.store(false, Ordering::Release);
-            Fail::new(
-                LLAMETTE_STATUS_CANCELLED,
-                format_args!("cancelled at position {}", c.session.pos()),
-            )
-        } else {
-            Fail::core("", e)
-        }
-    })
+/// A core error as a status, a cancellation with the position reached.
+fn core_fail(c: &Core, e: llamette_core::Error) -> Fail {
+    core_fail_pos(c.session.pos(), e)
 }
 
-/// Feeds the pending sampled token, if any.
-fn feed_pending(c: &mut Core, s: &llamette_session) -> Result<(), Fail> {
-    if let Some(t) = c.pending {
-        if c.session.pos() >= c.session.context() {
-            fail!(
-                LLAMETTE_STATUS_CONTEXT_FULL,
-                "context full: all {} positions are used; no room for the last sampled token",
-                c.session.context()
-            );
-        }
-        feed(c, s, &[t])?;
-        c.pending = None;
-    }
-    Ok(())
-}
-
-/// A fresh decoder, primed so that a token after BOS loses its leading space.
-fn restart_decoder(c: &mut Core, m: &llamette_model) {
-    if let Some(d) = &mut c.decoder {
-        d.flush(|_| {});
-        if let (Some(t), Some(&last)) = (&m.tokenizer, c.session.tokens().last()) {
-            if last == t.bos() {
-                let _ = d.push(last, |_| {});
-            }
-        }
-    }
-}
-
-/// Feeds the pending token, samples the next one and decodes its text into
-/// `c.text`; returns the token and its text length.
-fn step_inner(
-    c: &mut Core,
-    s: &llamette_session,
-    params: &llamette_sampler_params,
-) -> Result<(u32, usize), Fail> {
-    check_cancel(s)?;
-    feed_pending(c, s)?;
-    let sp = SamplerParams::from(params);
-    if c.seeded != Some(params.seed) {
-        c.sampler = Sampler::new(sp);
-        c.seeded = Some(params.seed);
+fn core_fail_pos(pos: usize, e: llamette_core::Error) -> Fail {
+    if e == llamette_core::Error::Cancelled {
+        Fail::new(
+            LLAMETTE_STATUS_CANCELLED,
+            format_args!("cancelled at position {pos}"),
+        )
     } else {
-        c.sampler.params = sp;
+        Fail::core("", e)
     }
-    let token = c
-        .session
-        .sample(&mut c.sampler)
-        .map_err(|e| Fail::core("", e))?;
-    c.pending = Some(token);
-    let mut n = 0usize;
-    if let Some(d) = &mut c.decoder {
-        let text = &mut *c.text;
-        // The text buffer holds `max_token_text_bytes` + NUL, the most one
-        // push can emit.
-        d.push(token, |piece| {
-            let end = n + piece.len();
-            text[n..end].copy_from_slice(piece.as_bytes());
-            n = end;
-        })
-        .map_err(|e| Fail::core("", e))?;
+}
+
+/// The logit bias, then the host's hook, applied to a copy of the logits.
+fn adjust(
+    bias: &[(u32, f32)],
+    hook: Option<(
+        unsafe extern "C" fn(*mut c_void, *mut f32, usize),
+        *mut c_void,
+    )>,
+    logits: &mut [f32],
+) {
+    for &(t, b) in bias {
+        if let Some(l) = logits.get_mut(t as usize) {
+            *l += b;
+        }
     }
-    c.text[n] = 0;
-    Ok((token, n))
+    if let Some((f, user)) = hook {
+        // SAFETY: the host's hook with the host's user_data (the contract
+        // of llamette_session_set_logits_hook).
+        unsafe { f(user, logits.as_mut_ptr(), logits.len()) };
+    }
+}
+
+/// Reads the sampler settings, checked.
+///
+/// # Safety
+///
+/// `params` is NULL or readable.
+unsafe fn sampler_params(params: *const llamette_sampler_params) -> Result<SamplerParams, Fail> {
+    let params = non_null(params, "params")?;
+    // SAFETY: non-NULL, readable (the caller's contract).
+    let sp = SamplerParams::from(unsafe { &*params });
+    sp.validate().map_err(|e| Fail::core("params", e))?;
+    Ok(sp)
 }
 
 /// Runs the model over `tokens` (the prompt, or any further input) at the
@@ -689,39 +807,32 @@ pub unsafe extern "C" fn llamette_session_prefill(
                 );
             }
             let tokens = non_null(tokens, "tokens")?;
-            let room = (c.session.context() - c.session.pos())
-                .saturating_sub(usize::from(c.pending.is_some()));
-            if n_tokens > room {
+            // Before making a slice of the caller's length.
+            let pending = usize::from(c.gen.pending().is_some());
+            if n_tokens > (c.session.context() - c.session.pos()).saturating_sub(pending) {
                 fail!(
                     LLAMETTE_STATUS_CONTEXT_FULL,
                     "context full: {} positions used{} + {n_tokens} tokens > context length {}",
                     c.session.pos(),
-                    if c.pending.is_some() {
-                        " + 1 sampled"
-                    } else {
-                        ""
-                    },
+                    if pending == 1 { " + 1 sampled" } else { "" },
                     c.session.context()
                 );
             }
             // SAFETY: non-NULL; `n_tokens` readable ids (the caller's
-            // contract); `n_tokens <= context <= 2^24`, so the size fits.
+            // contract), size checked.
             let tokens = core::slice::from_raw_parts(tokens, n_tokens);
-            let vocab = s.model.info.vocab_size;
-            if let Some(&id) = tokens.iter().find(|&&t| t >= vocab) {
-                fail!(
-                    LLAMETTE_STATUS_UNKNOWN_TOKEN,
-                    "unknown token id {id} (the vocabulary has {vocab} tokens)"
-                );
-            }
             check_cancel(s)?;
-            feed_pending(c, s)?;
-            if let Some(d) = &mut c.decoder {
-                d.flush(|_| {});
-            }
-            feed(c, s, tokens)?;
-            restart_decoder(c, &s.model);
-            Ok(())
+            c.gen
+                .feed(&mut c.session, tokens)
+                .map_err(|e| match e {
+                    llamette_core::Error::ContextFull { pos, requested, context } => Fail::new(
+                        LLAMETTE_STATUS_CONTEXT_FULL,
+                        format_args!(
+                            "context full: {pos} positions used + {requested} tokens (the last sampled one included) > context length {context}"
+                        ),
+                    ),
+                    e => core_fail(c, e),
+                })
         })
     }
 }
@@ -730,13 +841,17 @@ pub unsafe extern "C" fn llamette_session_prefill(
 /// feeding the token the previous step sampled (so a step runs one forward
 /// pass, the first step after a prefill none). The new token and its text go
 /// to `*out_result`; the token is fed by the next prefill, step or generate.
+/// The logit bias and the logits hook apply.
 ///
 /// A session of context length N can step until N tokens are in the cache:
 /// then the step returns `CONTEXT_FULL` (changing nothing).
 ///
-/// Errors: `NULL_ARGUMENT`, `NOTHING_TO_SAMPLE` (no prefill yet, or since a
-/// reset or a cancellation), `CONTEXT_FULL`, `CANCELLED` (the previous token
-/// stays pending), `BUSY`. Thread safety: one thread at a time per session.
+/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a sampler setting out of
+/// range: NaN or negative temperature, top_p or min_p outside [0, 1], a
+/// repetition penalty not above 0; the message names it),
+/// `NOTHING_TO_SAMPLE` (no prefill yet, or since a reset or a
+/// cancellation), `CONTEXT_FULL`, `CANCELLED` (the previous token stays
+/// pending), `BUSY`. Thread safety: one thread at a time per session.
 /// Allocates nothing.
 ///
 /// # Safety
@@ -752,14 +867,42 @@ pub unsafe extern "C" fn llamette_session_step(
     // SAFETY: the caller's contract.
     unsafe {
         with_session(session, false, |c, s| {
-            let params = non_null(params, "params")?;
+            let sp = sampler_params(params)?;
             let out = non_null_mut(out_result, "out_result")?;
-            // SAFETY: non-NULL, readable.
-            let params = *params;
-            let (token, n) = step_inner(c, s, &params)?;
+            check_cancel(s)?;
+            let gp = GenerateParams {
+                sampler: sp,
+                ..Default::default()
+            };
+            let (bias, hook) = (&c.bias, c.hook);
+            let text = &mut *c.text;
+            let mut n = 0usize;
+            let step = c
+                .gen
+                .step(
+                    &mut c.session,
+                    &gp,
+                    &mut |l| adjust(bias, hook, l),
+                    &mut |t| {
+                        // At most `max_token_text_bytes` (no stop strings).
+                        text[n..n + t.len()].copy_from_slice(t);
+                        n += t.len();
+                    },
+                )
+                .map_err(|e| core_fail_pos(c.session.pos(), e))?;
+            c.text[n] = 0;
+            let (token, is_end) = match step {
+                Step::ContextFull => fail!(
+                    LLAMETTE_STATUS_CONTEXT_FULL,
+                    "context full: all {} positions are used; no room for the last sampled token",
+                    c.session.context()
+                ),
+                Step::End(t) => (t, true),
+                Step::Token(t) | Step::StopString(t) => (t, false),
+            };
             out.write(llamette_step_result {
                 token,
-                is_end: s.model.is_end(token),
+                is_end,
                 text: c.text.as_ptr().cast(),
                 text_len: n,
             });
@@ -776,12 +919,14 @@ pub unsafe extern "C" fn llamette_session_step(
 ///
 /// Needs a prefill first (or a previous step/generate). The last token
 /// generated (or the end token) stays pending, fed by the next call, so
-/// generation can be resumed.
+/// generation can be resumed. `llamette_session_generate_ex` adds stop
+/// strings and the choice of end tokens.
 ///
-/// Errors: `NULL_ARGUMENT` (a NULL callback too), `NOTHING_TO_SAMPLE`,
-/// `CONTEXT_FULL` (full before the first token), `CANCELLED` (the tokens
-/// given to the callback so far stay in the session), `BUSY`. Thread safety:
-/// one thread at a time per session; the callback runs on this thread.
+/// Errors: `NULL_ARGUMENT` (a NULL callback too), `INVALID_ARGUMENT` (a
+/// sampler setting out of range), `NOTHING_TO_SAMPLE`, `CONTEXT_FULL` (full
+/// before the first token), `CANCELLED` (the tokens given to the callback
+/// so far stay in the session), `BUSY`. Thread safety: one thread at a
+/// time per session; the callback runs on this thread.
 ///
 /// # Safety
 ///
@@ -797,44 +942,211 @@ pub unsafe extern "C" fn llamette_session_generate(
     user_data: *mut c_void,
     out_result: *mut llamette_generate_result,
 ) -> llamette_status {
+    let options = llamette_generate_options {
+        struct_size: core::mem::size_of::<llamette_generate_options>(),
+        max_tokens,
+        ..Default::default()
+    };
+    // SAFETY: the caller's contract; `options` is readable.
+    unsafe {
+        llamette_session_generate_ex(session, params, &options, callback, user_data, out_result)
+    }
+}
+
+/// Reads a caller struct whose first field is its `struct_size`: only the
+/// bytes that size covers, the rest as `T::default()`.
+///
+/// # Safety
+///
+/// `p` is non-NULL and points to at least `struct_size` readable bytes.
+pub(crate) unsafe fn read_sized<T: Copy + Default>(p: *const T, name: &str) -> Result<T, Fail> {
+    // SAFETY: the first field is a readable usize (the caller's contract).
+    let size = unsafe { p.cast::<usize>().read_unaligned() };
+    if size < core::mem::size_of::<usize>() {
+        fail!(
+            LLAMETTE_STATUS_INVALID_ARGUMENT,
+            "{name}->struct_size is {size}: set it to sizeof the struct"
+        );
+    }
+    let mut out = T::default();
+    let n = size.min(core::mem::size_of::<T>());
+    // SAFETY: `n` bytes are readable at `p` (the caller's size) and
+    // writable in `out`; T is plain data of the C ABI.
+    unsafe { core::ptr::copy_nonoverlapping(p.cast::<u8>(), (&mut out as *mut T).cast::<u8>(), n) };
+    Ok(out)
+}
+
+/// Writes the first `struct_size` bytes (at most `size_of::<T>()`) of `v`
+/// to a caller struct whose first field is its size (already set there).
+///
+/// # Safety
+///
+/// `p` is non-NULL, its first field readable, `struct_size` bytes writable.
+pub(crate) unsafe fn write_sized<T: Copy>(p: *mut T, v: &T, name: &str) -> Result<(), Fail> {
+    // SAFETY: the first field is a readable usize (the caller's contract).
+    let size = unsafe { p.cast::<usize>().read_unaligned() };
+    if size < core::mem::size_of::<usize>() {
+        fail!(
+            LLAMETTE_STATUS_INVALID_ARGUMENT,
+            "{name}->struct_size is {size}: set it to sizeof the struct"
+        );
+    }
+    let n = size.min(core::mem::size_of::<T>());
+    // SAFETY: after the size field, `n - size_of(usize)` bytes are
+    // writable (the caller's size); the size field is left as it is.
+    unsafe {
+        let skip = core::mem::size_of::<usize>();
+        core::ptr::copy_nonoverlapping(
+            (v as *const T).cast::<u8>().add(skip),
+            p.cast::<u8>().add(skip),
+            n - skip,
+        )
+    };
+    Ok(())
+}
+
+/// Splits NUL-ended stop strings.
+fn stop_strings<'b>(bytes: &'b [u8], out: &mut [&'b str; MAX_STOP_STRINGS]) -> Result<usize, Fail> {
+    if bytes.is_empty() {
+        return Ok(0);
+    }
+    let Some(body) = bytes.strip_suffix(b"\0") else {
+        fail!(
+            LLAMETTE_STATUS_INVALID_ARGUMENT,
+            "stop_strings must end with a NUL byte"
+        );
+    };
+    let mut n = 0;
+    for part in body.split(|&b| b == 0) {
+        if n == MAX_STOP_STRINGS {
+            fail!(
+                LLAMETTE_STATUS_INVALID_ARGUMENT,
+                "at most {MAX_STOP_STRINGS} stop strings"
+            );
+        }
+        let s = core::str::from_utf8(part).map_err(|_| {
+            Fail::new(
+                LLAMETTE_STATUS_INVALID_UTF8,
+                format_args!("stop string {n} is not UTF-8"),
+            )
+        })?;
+        if s.is_empty() || s.len() > MAX_STOP_BYTES {
+            fail!(
+                LLAMETTE_STATUS_INVALID_ARGUMENT,
+                "stop string {n} is {} bytes long: 1 to {MAX_STOP_BYTES} allowed",
+                s.len()
+            );
+        }
+        out[n] = s;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// As `llamette_session_generate`, with `options` (NULL: the defaults):
+/// a token limit, stop strings (the text before a stop string reaches the
+/// callback, the stop string never does; stop reason
+/// `LLAMETTE_STOP_STOP_STRING`) and which end tokens stop. Text held back
+/// while it might become a stop string comes with a later token, or, when
+/// generation ends, in one last call with `token = LLAMETTE_NO_TOKEN`.
+///
+/// Errors: as `llamette_session_generate`, and `INVALID_ARGUMENT` (bad
+/// `struct_size`, too many, empty or long stop strings), `INVALID_UTF8`.
+///
+/// # Safety
+///
+/// As `llamette_session_generate`; `options` is NULL or readable for its
+/// `struct_size`, its `stop_strings` NULL or `stop_strings_len` readable
+/// bytes.
+#[no_mangle]
+pub unsafe extern "C" fn llamette_session_generate_ex(
+    session: *mut llamette_session,
+    params: *const llamette_sampler_params,
+    options: *const llamette_generate_options,
+    callback: llamette_token_callback,
+    user_data: *mut c_void,
+    out_result: *mut llamette_generate_result,
+) -> llamette_status {
     // SAFETY: the caller's contract.
     unsafe {
         with_session(session, false, |c, s| {
-            let params = non_null(params, "params")?;
+            let sp = sampler_params(params)?;
             let Some(callback) = callback else {
                 return Err(Fail::null("callback"));
             };
             let out = non_null_mut(out_result, "out_result")?;
-            // SAFETY: non-NULL, readable.
-            let params = *params;
-            let mut n = 0u32;
-            let reason = loop {
-                if max_tokens != 0 && n >= max_tokens {
-                    break LLAMETTE_STOP_MAX_TOKENS;
-                }
-                if c.pending.is_some() && c.session.pos() >= c.session.context() {
-                    if n == 0 {
-                        fail!(
-                            LLAMETTE_STATUS_CONTEXT_FULL,
-                            "context full: all {} positions are used",
-                            c.session.context()
-                        );
-                    }
-                    break LLAMETTE_STOP_CONTEXT_FULL;
-                }
-                let (token, len) = step_inner(c, s, &params)?;
-                if s.model.is_end(token) {
-                    break LLAMETTE_STOP_END_TOKEN;
-                }
-                n += 1;
-                // SAFETY: the host's callback with the host's user_data; the
-                // text is NUL-terminated and valid during the call.
-                if !callback(user_data, token, c.text.as_ptr().cast(), len) {
-                    break LLAMETTE_STOP_CALLBACK;
-                }
+            let o = if options.is_null() {
+                llamette_generate_options::default()
+            } else {
+                read_sized(options, "options")?
+            };
+            let stop_bytes = input_slice(
+                o.stop_strings.cast::<u8>(),
+                o.stop_strings_len,
+                "options->stop_strings",
+            )?;
+            let mut stops = [""; MAX_STOP_STRINGS];
+            let n_stops = stop_strings(stop_bytes, &mut stops)?;
+            let gp = GenerateParams {
+                sampler: sp,
+                max_tokens: o.max_tokens as usize,
+                stop_at_eos: o.flags & LLAMETTE_GENERATE_NO_STOP_AT_EOS == 0,
+                stop_at_bos: o.flags & LLAMETTE_GENERATE_NO_STOP_AT_BOS == 0,
+                stop_strings: &stops[..n_stops],
+            };
+            check_cancel(s)?;
+            let (bias, hook) = (&c.bias, c.hook);
+            let text = &mut *c.text;
+            let mut n = 0usize;
+            let outcome = c
+                .gen
+                .generate(
+                    &mut c.session,
+                    &gp,
+                    &mut |l| adjust(bias, hook, l),
+                    &mut |e| match e {
+                        Event::Text(t) => {
+                            // A token's text plus held-back text: within the buffer.
+                            text[n..n + t.len()].copy_from_slice(t);
+                            n += t.len();
+                            true
+                        }
+                        Event::Token(t) => {
+                            text[n] = 0;
+                            let len = n;
+                            n = 0;
+                            // SAFETY: the host's callback with the host's
+                            // user_data; the text is NUL-terminated and valid
+                            // during the call.
+                            callback(user_data, t, text.as_ptr().cast(), len)
+                        }
+                    },
+                )
+                .map_err(|e| core_fail_pos(c.session.pos(), e))?;
+            if n > 0 {
+                text[n] = 0;
+                // SAFETY: as above: the held-back text, without a token.
+                callback(user_data, LLAMETTE_NO_TOKEN, text.as_ptr().cast(), n);
+            }
+            let reason = match outcome.reason {
+                StopReason::EndToken => LLAMETTE_STOP_END_TOKEN,
+                StopReason::MaxTokens => LLAMETTE_STOP_MAX_TOKENS,
+                StopReason::Callback => LLAMETTE_STOP_CALLBACK,
+                StopReason::StopString => LLAMETTE_STOP_STOP_STRING,
+                StopReason::ContextFull if outcome.n_tokens == 0 => fail!(
+                    LLAMETTE_STATUS_CONTEXT_FULL,
+                    "context full: all {} positions are used",
+                    c.session.context()
+                ),
+                StopReason::ContextFull => LLAMETTE_STOP_CONTEXT_FULL,
+                StopReason::Cancelled => fail!(
+                    LLAMETTE_STATUS_CANCELLED,
+                    "cancelled at position {}",
+                    c.session.pos()
+                ),
             };
             out.write(llamette_generate_result {
-                n_tokens: n,
+                n_tokens: outcome.n_tokens as u32,
                 stop_reason: reason,
             });
             Ok(())
@@ -843,8 +1155,9 @@ pub unsafe extern "C" fn llamette_session_generate(
 }
 
 /// Forgets every position and the pending token, reseeds the sampler at the
-/// next step, clears a cancellation request and a panic: the session is as
-/// new (its memory, thread setting and host pool stay).
+/// next step, withdraws a cancellation request and clears a panic: the
+/// session is as new (its memory, thread setting, host pool, logit bias and
+/// logits hook stay).
 ///
 /// Errors: `NULL_ARGUMENT`, `BUSY`. Thread safety: one thread at a time.
 ///
@@ -856,21 +1169,156 @@ pub unsafe extern "C" fn llamette_session_reset(session: *mut llamette_session) 
     // SAFETY: the caller's contract.
     unsafe {
         with_session(session, true, |c, s| {
-            c.session.reset();
-            c.pending = None;
-            c.seeded = None;
+            c.gen.reset(&mut c.session);
             c.poisoned = false;
-            if let Some(d) = &mut c.decoder {
-                d.flush(|_| {});
-            }
             c.text[0] = 0;
             c.error.clear();
-            s.cancel.store(false, Ordering::Release);
+            clear_cancel(s);
             Ok(())
         })
     }
 }
 
+/// Forgets the positions from `position` on (nothing if `position` is not
+/// less than `llamette_session_position`) and the pending token: a rewind,
+/// to regenerate an answer or edit the end of a conversation without
+/// recomputing its beginning. The next call needs a prefill (the logits are
+/// gone). The sampler keeps its state.
+///
+/// Errors: `NULL_ARGUMENT`, `BUSY`. Thread safety: one thread at a time.
+///
+/// # Safety
+///
+/// `session` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn llamette_session_truncate(
+    session: *mut llamette_session,
+    position: u32,
+) -> llamette_status {
+    // SAFETY: the caller's contract.
+    unsafe {
+        with_session(session, false, |c, _| {
+            let pos = (position as usize).min(c.session.pos());
+            c.gen.truncate(&mut c.session, pos);
+            c.text[0] = 0;
+            Ok(())
+        })
+    }
+}
+
+/// Writes a pointer to the logits predicting the next token (after a
+/// prefill or step: one float per vocabulary entry, before the logit bias
+/// and the hook) to `*out_logits` and their count to `*out_n`. They belong
+/// to the session and stay valid until its next call.
+///
+/// Errors: `NULL_ARGUMENT`, `NOTHING_TO_SAMPLE` (no logits: nothing fed
+/// since the session was made, reset, truncated or cancelled; or a step
+/// left a token pending, whose logits come with the next prefill or step),
+/// `BUSY`.
+///
+/// # Safety
+///
+/// `session` is NULL or a live handle; the outputs NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn llamette_session_logits(
+    session: *mut llamette_session,
+    out_logits: *mut *const f32,
+    out_n: *mut usize,
+) -> llamette_status {
+    // SAFETY: the caller's contract.
+    unsafe {
+        with_session(session, false, |c, _| {
+            let out_l = non_null_mut(out_logits, "out_logits")?;
+            let out_n = non_null_mut(out_n, "out_n")?;
+            let l = match (c.gen.pending(), c.session.logits()) {
+                (None, Some(l)) => l,
+                _ => fail!(
+                    LLAMETTE_STATUS_NOTHING_TO_SAMPLE,
+                    "no logits: prefill first (a token sampled by a step is fed by the next call)"
+                ),
+            };
+            out_l.write(l.as_ptr());
+            out_n.write(l.len());
+            Ok(())
+        })
+    }
+}
+
+/// Sets a logit bias, added to the logits before every sampling of this
+/// session (step and generate): `biases[i]` to token `tokens[i]`;
+/// `-INFINITY` bans a token. The arrays are copied (this call allocates);
+/// `n = 0` removes the bias. Replaces an earlier bias.
+///
+/// Errors: `NULL_ARGUMENT`, `UNKNOWN_TOKEN`, `INVALID_ARGUMENT` (a NaN or
+/// `+INFINITY` bias), `OUT_OF_MEMORY`, `BUSY`; the bias is then unchanged.
+///
+/// # Safety
+///
+/// `session` is NULL or a live handle; `tokens` and `biases` NULL or `n`
+/// readable entries each.
+#[no_mangle]
+pub unsafe extern "C" fn llamette_session_set_logit_bias(
+    session: *mut llamette_session,
+    tokens: *const u32,
+    biases: *const f32,
+    n: usize,
+) -> llamette_status {
+    // SAFETY: the caller's contract.
+    unsafe {
+        with_session(session, false, |c, s| {
+            let t = input_slice(tokens, n, "tokens")?;
+            let b = input_slice(biases, n, "biases")?;
+            let vocab = s.model.info.vocab_size;
+            let mut v: Vec<(u32, f32)> = Vec::new();
+            if v.try_reserve_exact(n).is_err() {
+                fail!(LLAMETTE_STATUS_OUT_OF_MEMORY, "logit bias of {n} entries");
+            }
+            for (&t, &b) in t.iter().zip(b) {
+                if t >= vocab {
+                    fail!(
+                        LLAMETTE_STATUS_UNKNOWN_TOKEN,
+                        "unknown token id {t} (the vocabulary has {vocab} tokens)"
+                    );
+                }
+                if b.is_nan() || b == f32::INFINITY {
+                    fail!(
+                        LLAMETTE_STATUS_INVALID_ARGUMENT,
+                        "the bias of token {t} is {b}: a finite number or -INFINITY"
+                    );
+                }
+                v.push((t, b));
+            }
+            c.bias = v;
+            Ok(())
+        })
+    }
+}
+
+/// Sets a hook called with (a copy of) the logits before every sampling of
+/// this session, after the logit bias (see `llamette_logits_fn`); NULL
+/// removes it. `user_data` must stay valid until the hook is replaced or
+/// the session freed.
+///
+/// Errors: `NULL_ARGUMENT`, `BUSY`.
+///
+/// # Safety
+///
+/// `session` is NULL or a live handle; `hook` safe to call with
+/// `user_data` on the threads that use the session.
+#[no_mangle]
+pub unsafe extern "C" fn llamette_session_set_logits_hook(
+    session: *mut llamette_session,
+    hook: llamette_logits_fn,
+    user_data: *mut c_void,
+) -> llamette_status {
+    // SAFETY: the caller's contract.
+    unsafe {
+        with_session(session, false, |c, _| {
+            c.hook = hook.map(|f| (f, user_data));
+            Ok(())
+        })
+    }
+}
 /// Writes the number of positions in the KV cache (tokens fed; a token
 /// sampled by the last step is not counted until it is fed) to `*out_position`.
 ///
@@ -917,13 +1365,17 @@ pub unsafe extern "C" fn llamette_session_context_length(
     }
 }
 
-/// Asks the call running on the session (prefill, step or generate) to stop:
-/// it returns `CANCELLED` within one transformer layer of work. If no call is
-/// running, the next one stops at once. The request is consumed by the call
-/// it stops (or by `llamette_session_reset`).
+/// Asks the call running on the session (prefill, step, generate, a chat
+/// prefill) to stop: it returns `CANCELLED` within one transformer layer of
+/// work. A request made while no call runs stops the next call at once.
+/// Each call has its own request: one made during a call never reaches a
+/// later call, even if it arrives after that call's last check (it is
+/// dropped when the call ends); `llamette_session_clear_cancel` withdraws a
+/// request made between calls.
 ///
 /// Errors: `NULL_ARGUMENT`. Thread safety: any thread, at any time while the
-/// session is alive (it only sets an atomic flag); also from the callback.
+/// session is alive (it takes a short lock, never held during a call); also
+/// from the callback.
 ///
 /// # Safety
 ///
@@ -934,9 +1386,43 @@ pub unsafe extern "C" fn llamette_session_cancel(
 ) -> llamette_status {
     boundary(|| {
         let p = non_null(session, "session")?;
-        // SAFETY: a live handle; the flag is an atomic reached through a
+        // SAFETY: a live handle; `calls` and `cancel` are reached through a
         // shared reference.
-        unsafe { &*addr_of!((*p).cancel) }.store(true, Ordering::Release);
+        let s = unsafe { &*p };
+        let mut c = s.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let target = c.running.unwrap_or(c.next_call);
+        c.target = Some(target);
+        if c.running.is_some() {
+            s.cancel.store(true, Ordering::Release);
+        }
+        Ok(())
+    })
+}
+
+fn clear_cancel(s: &llamette_session) {
+    let mut c = s.calls.lock().unwrap_or_else(|e| e.into_inner());
+    c.target = None;
+    s.cancel.store(false, Ordering::Release);
+}
+
+/// Withdraws a cancellation request not acted upon yet: one made between
+/// calls (which would stop the next call), or one for the call running
+/// now. For hosts whose cancellation source may fire after a call
+/// returned (a CancellationToken, a task cancelled late).
+///
+/// Errors: `NULL_ARGUMENT`. Thread safety: any thread, any time.
+///
+/// # Safety
+///
+/// `session` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn llamette_session_clear_cancel(
+    session: *const llamette_session,
+) -> llamette_status {
+    boundary(|| {
+        let p = non_null(session, "session")?;
+        // SAFETY: as in llamette_session_cancel.
+        clear_cancel(unsafe { &*p });
         Ok(())
     })
 }

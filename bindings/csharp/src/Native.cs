@@ -238,6 +238,9 @@ namespace Llamette
         internal static extern uint llamette_session_cancel(SessionHandle session);
 
         [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_session_clear_cancel(SessionHandle session);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
         internal static extern uint llamette_session_set_threads(SessionHandle session, uint nThreads);
 
         [DllImport(Library, CallingConvention = Cdecl)]

@@ -500,12 +500,11 @@ namespace Llamette
         // sets a flag the running call checks between transformer layers. The
         // flag is only raised while one of our native calls runs (callRunning,
         // under cancelGate): between calls there is nothing to stop, and the
-        // next call checks the token itself. One race is left: a cancellation
-        // that arrives after the call's last check but before it returns leaves
-        // the flag raised, and the library would then stop the *next* call at
-        // once. The C ABI has no way to withdraw a request but a reset, so EndCall
-        // consumes it with a step that stops at once (CANCELLED, nothing changed):
-        // raised by us and not consumed by a CANCELLED return means still raised.
+        // next call checks the token itself. The library drops a request made
+        // during a call when that call ends; one that lands after the native
+        // call returned but before EndCall would target the next call, so
+        // EndCall withdraws it with llamette_session_clear_cancel once the
+        // registration can no longer fire.
 
         private CancellationTokenRegistration BeginCall(CancellationToken ct)
         {
@@ -558,19 +557,15 @@ namespace Llamette
                 callRunning = false;
                 cancelIssued = false;
             }
-            if (issued && status != NoCall && status != StatusCancelled && status != StatusBusy)
+            if (issued && status != NoCall && status != StatusBusy)
             {
-                // Raised by us during the call and not consumed by it (only a
-                // CANCELLED return consumes it): a step now stops at once.
-                NativeSamplerParams sp = default(NativeSamplerParams);
-                NativeStepResult unused;
                 try
                 {
-                    Native.llamette_session_step(handle, ref sp, out unused);
+                    Native.llamette_session_clear_cancel(handle);
                 }
                 catch (ObjectDisposedException)
                 {
-                    // Disposed during the call: the session goes, and its flag with it.
+                    // Disposed during the call: the session goes, and its request with it.
                 }
             }
         }

@@ -428,29 +428,24 @@ final class Run: @unchecked Sendable {
     }
 
     /// Makes a C call on the session. A `CANCELLED` status is this run's
-    /// stop (then `Stopped` is thrown) or, when this run was not stopped, a
-    /// cancellation request left over from an earlier run: a stop that
-    /// reached the library just after its call had finished. The library
-    /// checks for a request before it changes anything, and consumes it, so
-    /// the call is then made again.
+    /// stop (then `Stopped` is thrown). The library drops a stop request
+    /// made during a call when that call ends; one that reached it after
+    /// the call returned is withdrawn here (`llamette_session_clear_cancel`,
+    /// under the lock that `stop()` takes), so it never stops a later call.
     private func call(_ session: Session, _ body: () -> llamette_status) throws {
-        var retried = false
-        while true {
-            let status = body()
-            if status == UInt32(LLAMETTE_STATUS_OK) { return }
-            if status == UInt32(LLAMETTE_STATUS_CANCELLED) {
-                lock.lock()
-                let stopped = stopRequested
-                if stopped { session.cancelledInLibrary += 1 }
-                lock.unlock()
-                if stopped { throw Stopped() }
-                if !retried {
-                    retried = true
-                    continue
-                }
-            }
-            try checkSession(handle, status)
-        }
+        lock.lock()
+        let stoppedBefore = stopRequested
+        lock.unlock()
+        if stoppedBefore { throw Stopped() }
+        let status = body()
+        lock.lock()
+        let stopped = stopRequested
+        _ = llamette_session_clear_cancel(handle)
+        if status == UInt32(LLAMETTE_STATUS_CANCELLED) && stopped { session.cancelledInLibrary += 1 }
+        lock.unlock()
+        if status == UInt32(LLAMETTE_STATUS_OK) { return }
+        if status == UInt32(LLAMETTE_STATUS_CANCELLED) && stopped { throw Stopped() }
+        try checkSession(handle, status)
     }
 
     /// Called by the C callback on the worker thread for each token: hands

@@ -1,0 +1,268 @@
+//! The generation loop against llama2.c run.c's texts, stop strings, and
+//! saved states against uninterrupted generation.
+
+mod common;
+
+use common::{as_bytes, session_buf, shared};
+use llamette::session::KvType;
+use llamette::state;
+use llamette::{
+    Error, Event, GenerateParams, Generator, Model, SamplerParams, Session, SessionParams,
+    StopReason, TextMode, Tokenizer,
+};
+
+struct Files {
+    model: Vec<u8>,
+    tok: Vec<u8>,
+}
+
+fn files() -> Files {
+    Files {
+        model: shared("models/stories260K.bin"),
+        tok: shared("models/tok512.bin"),
+    }
+}
+
+/// run.c's loop through the Generator: its stdout, for `prompt` and `steps`.
+fn run_c(
+    f: &Files,
+    prompt: &str,
+    sampler: SamplerParams,
+    steps: usize,
+    stops: &[&str],
+) -> (Vec<u8>, StopReason) {
+    let model = Model::load(&f.model).unwrap();
+    let mut index = vec![0u32; Tokenizer::load_index_len(&f.tok, Some(512)).unwrap()];
+    let tok = Tokenizer::load(&f.tok, Some(512), &mut index).unwrap();
+    let params = SessionParams {
+        context: steps,
+        ..Default::default()
+    };
+    let mut buf = session_buf(&model, &params);
+    let mut s = Session::new(&model, params, as_bytes(&mut buf)).unwrap();
+    let mut work = vec![0u32; Tokenizer::encode_work_len(prompt.len())];
+    let n = tok.encode(prompt, true, &mut work).unwrap();
+    let mut out = Vec::new();
+    for p in 0..n - 1 {
+        tok.llama2c_piece(work[p], work[p + 1], |b| out.extend_from_slice(b))
+            .unwrap();
+    }
+    let mut g = Generator::new(Some(&tok), TextMode::Llama2c);
+    g.feed(&mut s, &work[..n]).unwrap();
+    let gp = GenerateParams {
+        sampler,
+        stop_at_eos: false,
+        stop_strings: stops,
+        ..Default::default()
+    };
+    let o = g
+        .generate(&mut s, &gp, &mut |_| {}, &mut |e| {
+            if let Event::Text(t) = e {
+                out.extend_from_slice(t);
+            }
+            true
+        })
+        .unwrap();
+    out.push(b'\n');
+    (out, o.reason)
+}
+
+#[test]
+fn llama2c_mode_prints_run_c_text() {
+    let f = files();
+    let (out, reason) = run_c(&f, "", SamplerParams::greedy(), 256, &[]);
+    assert_eq!(out, shared("testdata/stories260K.greedy.txt"));
+    assert_eq!(reason, StopReason::ContextFull);
+    let sampler = SamplerParams {
+        temperature: 0.8,
+        top_p: 0.9,
+        seed: 42,
+        ..Default::default()
+    };
+    let (out, _) = run_c(&f, "Tom and his dog", sampler, 200, &[]);
+    assert_eq!(
+        out,
+        shared("testdata/stories260K.t0.8-p0.9-s42.tom-and-his-dog.txt")
+    );
+}
+
+#[test]
+fn stop_strings_cut_run_c_text_before_the_match() {
+    let f = files();
+    let reference = shared("testdata/stories260K.greedy.txt");
+    let text = String::from_utf8_lossy(&reference).into_owned();
+    // Stop strings found in the reference text, some spanning tokens.
+    for stop in ["Lily", "the park", ". He", "!\"", "xyz never"] {
+        let (out, reason) = run_c(&f, "", SamplerParams::greedy(), 256, &[stop]);
+        match text.find(stop) {
+            Some(at) => {
+                assert_eq!(reason, StopReason::StopString, "{stop:?}");
+                assert_eq!(&out[..out.len() - 1], &text.as_bytes()[..at], "{stop:?}");
+            }
+            None => assert_eq!(out, reference, "{stop:?}"),
+        }
+    }
+}
+
+fn sampler() -> SamplerParams {
+    SamplerParams {
+        temperature: 0.9,
+        top_p: 0.95,
+        top_k: 40,
+        repeat_penalty: 1.1,
+        seed: 7,
+        ..Default::default()
+    }
+}
+
+/// Tokens of `n` more steps.
+fn continue_for(g: &mut Generator, s: &mut Session, n: usize) -> Vec<u32> {
+    let p = GenerateParams {
+        sampler: sampler(),
+        max_tokens: n,
+        stop_at_bos: false,
+        stop_at_eos: false,
+        ..Default::default()
+    };
+    let mut toks = Vec::new();
+    g.generate(s, &p, &mut |_| {}, &mut |e| {
+        if let Event::Token(t) = e {
+            toks.push(t);
+        }
+        true
+    })
+    .unwrap();
+    toks
+}
+
+#[test]
+fn saved_state_continues_bit_identically_and_bad_blobs_change_nothing() {
+    let f = files();
+    let model = Model::load(&f.model).unwrap();
+    let mut index = vec![0u32; Tokenizer::load_index_len(&f.tok, Some(512)).unwrap()];
+    let tok = Tokenizer::load(&f.tok, Some(512), &mut index).unwrap();
+    for kv_type in [KvType::F32, KvType::F16] {
+        let params = SessionParams {
+            context: 300,
+            kv_type,
+            batch: 0,
+        };
+        let mut buf = session_buf(&model, &params);
+        let mut a = Session::new(&model, params, as_bytes(&mut buf)).unwrap();
+        let mut ga = Generator::new(Some(&tok), TextMode::Utf8);
+        ga.feed(&mut a, &[1, 403, 407, 261]).unwrap();
+        continue_for(&mut ga, &mut a, 20);
+        let mut blob = vec![0u8; state::saved_len(&a, &ga, 5)];
+        let n = state::save(&mut a, &ga, b"extra", &mut blob).unwrap();
+        assert_eq!(n, blob.len());
+        // One byte short: a typed error.
+        assert!(matches!(
+            state::save(&mut a, &ga, b"extra", &mut vec![0u8; n - 1]),
+            Err(Error::BufferTooSmall { .. })
+        ));
+        let expected = continue_for(&mut ga, &mut a, 40);
+
+        // A fresh session of another context length, restored.
+        let params_b = SessionParams {
+            context: 100,
+            ..params
+        };
+        let mut buf_b = session_buf(&model, &params_b);
+        let mut b = Session::new(&model, params_b, as_bytes(&mut buf_b)).unwrap();
+        let mut gb = Generator::new(Some(&tok), TextMode::Utf8);
+        gb.feed(&mut b, &[1, 5, 6]).unwrap();
+        let before = (
+            b.tokens().to_vec(),
+            b.logits().unwrap().to_vec(),
+            gb.pending(),
+        );
+        let unchanged = |b: &Session, gb: &Generator| {
+            assert_eq!(b.tokens(), &before.0[..]);
+            assert_eq!(b.logits().unwrap(), &before.1[..]);
+            assert_eq!(gb.pending(), before.2);
+        };
+        // Corrupted: every byte flipped in turn (a sample of positions
+        // covering the header, the tokens, the logits and the caches).
+        let step = (blob.len() / 997).max(1);
+        for i in (0..blob.len()).step_by(step).chain(0..120) {
+            let mut bad = blob.clone();
+            bad[i] ^= 0x5a;
+            let e = state::restore(&mut b, &mut gb, &bad).unwrap_err();
+            assert!(
+                matches!(e, Error::BadState { .. } | Error::StateMismatch { .. }),
+                "byte {i}: {e:?}"
+            );
+            unchanged(&b, &gb);
+        }
+        // Truncated anywhere.
+        for len in (0..blob.len()).step_by(step) {
+            assert!(matches!(
+                state::restore(&mut b, &mut gb, &blob[..len]),
+                Err(Error::BadState { .. })
+            ));
+            unchanged(&b, &gb);
+        }
+        // A newer version (checksum fixed up so that only the version differs).
+        let mut newer = blob.clone();
+        newer[4] = 2;
+        let end = newer.len() - 4;
+        let crc = state::crc32(&newer[..end]);
+        newer[end..].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            state::restore(&mut b, &mut gb, &newer),
+            Err(Error::StateMismatch {
+                what: "the format version",
+                found: 2,
+                expected: 1
+            })
+        ));
+        unchanged(&b, &gb);
+        // Another KV type.
+        let other_kv = SessionParams {
+            kv_type: if kv_type == KvType::F32 {
+                KvType::F16
+            } else {
+                KvType::F32
+            },
+            ..params_b
+        };
+        let mut buf_c = session_buf(&model, &other_kv);
+        let mut c = Session::new(&model, other_kv, as_bytes(&mut buf_c)).unwrap();
+        let mut gc = Generator::new(Some(&tok), TextMode::Utf8);
+        assert!(matches!(
+            state::restore(&mut c, &mut gc, &blob),
+            Err(Error::StateMismatch { .. })
+        ));
+        assert_eq!(c.pos(), 0);
+        // Another model file (the same weights as a GGUF: another file).
+        let gguf = shared("models/stories260K.gguf");
+        let other = Model::load(&gguf).unwrap();
+        let mut buf_d = session_buf(&other, &params_b);
+        let mut d = Session::new(&other, params_b, as_bytes(&mut buf_d)).unwrap();
+        let mut gd = Generator::new(Some(&tok), TextMode::Utf8);
+        assert!(matches!(
+            state::restore(&mut d, &mut gd, &blob),
+            Err(Error::StateMismatch {
+                what: "the model (fingerprint)",
+                ..
+            })
+        ));
+        // A session too short for the positions saved.
+        let short = SessionParams {
+            context: 10,
+            ..params
+        };
+        let mut buf_e = session_buf(&model, &short);
+        let mut e = Session::new(&model, short, as_bytes(&mut buf_e)).unwrap();
+        assert!(matches!(
+            state::restore(&mut e, &mut gd, &blob),
+            Err(Error::StateMismatch { .. })
+        ));
+
+        // The good blob: continuing gives the same tokens, bit for bit.
+        assert_eq!(state::restore(&mut b, &mut gb, &blob).unwrap(), b"extra");
+        assert_eq!(b.pos(), 23, "4 fed + 20 generated, the last pending");
+        let got = continue_for(&mut gb, &mut b, 40);
+        assert_eq!(got, expected, "{kv_type:?}");
+    }
+}
