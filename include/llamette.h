@@ -358,7 +358,8 @@ typedef struct llamette_session_params {
      */
     uint32_t context_length;
     /**
-     * KV cache element type, `LLAMETTE_KV_F32` or `LLAMETTE_KV_F16`.
+     * KV cache element type: `LLAMETTE_KV_F32`, `LLAMETTE_KV_F16` or
+     * `LLAMETTE_KV_Q8_0`.
      */
     llamette_kv_type kv_type;
     /**
@@ -716,6 +717,12 @@ typedef struct llamette_parallel {
  * 16-bit floats: half the memory, about 3 decimal digits.
  */
 #define LLAMETTE_KV_F16 1
+
+/**
+ * ggml's Q8_0 blocks (32 int8 values and an f16 scale): 34 bytes per 32
+ * values, about a quarter of F32.
+ */
+#define LLAMETTE_KV_Q8_0 2
 
 /**
  * The model produced an end token (BOS or EOS; not passed to the callback).
@@ -1241,6 +1248,27 @@ llamette_status llamette_model_token_to_piece(const struct llamette_model *model
 llamette_status llamette_session_required_bytes(const struct llamette_model *model,
                                                 const struct llamette_session_params *params,
                                                 size_t *out_bytes);
+
+/**
+ * Fills `*out_params` with the session that fits `budget_bytes` of memory
+ * (what `llamette_session_required_bytes` would say for it) on `model`
+ * with the KV type `kv_type`: the largest context, then the largest prompt
+ * batch (up to the default 32) that fits with it. For a memory budget
+ * rather than a context length: a phone's or a microcontroller's.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (an unknown KV type),
+ * `BUFFER_TOO_SMALL` (not even one position with a batch of one fits; the
+ * message names the bytes that would). Thread safety: any thread.
+ *
+ * # Safety
+ *
+ * Pointers are NULL or valid: `model` a live handle, `out_params`
+ * writable.
+ */
+llamette_status llamette_session_params_for_budget(const struct llamette_model *model,
+                                                   llamette_kv_type kv_type,
+                                                   size_t budget_bytes,
+                                                   struct llamette_session_params *out_params);
 
 /**
  * Makes a session in caller memory, allocating nothing.

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use llamette::chat::{self, ChatOptions, ContextPolicy, Message, Role};
 use llamette::parallel::ThreadPool;
-use llamette::session::KvType;
 use llamette::state;
 use llamette::{
     Event, GenerateParams, Generator, Model, SamplerParams, Session, SessionParams, StopReason,
@@ -103,10 +102,7 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(), CliError> {
 
     let params = SessionParams {
         context: 0,
-        kv_type: match a.kv {
-            KvArg::F32 => KvType::F32,
-            KvArg::F16 => KvType::F16,
-        },
+        kv_type: a.kv.kv_type(),
         batch: 0,
     };
     let bytes = Session::required_bytes(&model, &params).map_err(|e| model_in.err(e))?;

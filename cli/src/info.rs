@@ -101,18 +101,23 @@ pub fn info(path: &Path) -> Result<(), CliError> {
         let _ = write!(o, " {name} x{n} ({bytes} bytes);");
     }
     let _ = writeln!(o);
-    for kv_type in [KvType::F32, KvType::F16] {
-        let params = SessionParams {
-            context: 0,
-            kv_type,
-            ..Default::default()
-        };
-        let bytes = Session::required_bytes(&model, &params).map_err(|e| input.err(e))?;
-        let _ = writeln!(
-            o,
-            "session memory for the full context ({} positions, {:?} KV cache): {} bytes",
-            c.seq_len, kv_type, bytes
-        );
+    let _ = writeln!(
+        o,
+        "session memory for the full context ({} positions), bytes:",
+        c.seq_len
+    );
+    for kv_type in [KvType::F32, KvType::F16, KvType::Q8_0] {
+        let mut sizes = Vec::new();
+        for batch in [1, SessionParams::DEFAULT_BATCH] {
+            let params = SessionParams {
+                context: 0,
+                kv_type,
+                batch,
+            };
+            let bytes = Session::required_bytes(&model, &params).map_err(|e| input.err(e))?;
+            sizes.push(format!("{bytes} (prompt batch {batch})"));
+        }
+        let _ = writeln!(o, "  {:?} KV cache: {}", kv_type, sizes.join(", "));
     }
     print!("{o}");
     Ok(())

@@ -141,6 +141,19 @@ enum Decode {
 pub(crate) enum KvArg {
     F32,
     F16,
+    #[value(name = "q8_0")]
+    Q8_0,
+}
+
+impl KvArg {
+    /// The library's KV type.
+    pub(crate) fn kv_type(self) -> KvType {
+        match self {
+            KvArg::F32 => KvType::F32,
+            KvArg::F16 => KvType::F16,
+            KvArg::Q8_0 => KvType::Q8_0,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -349,10 +362,7 @@ fn generate_with(
     let params = SessionParams {
         context: steps,
         batch: a.batch,
-        kv_type: match a.kv {
-            KvArg::F32 => KvType::F32,
-            KvArg::F16 => KvType::F16,
-        },
+        kv_type: a.kv.kv_type(),
     };
     let session_bytes = Session::required_bytes(model, &params).map_err(|e| model_in.err(e))?;
     let mut buf = session_buffer(session_bytes);

@@ -32,6 +32,7 @@ pub mod format;
 pub mod forward;
 pub mod generate;
 pub mod kernels;
+pub mod kv;
 pub mod math;
 pub mod matmul;
 pub mod model;

@@ -16,21 +16,13 @@
 use core::sync::atomic::AtomicBool;
 
 use crate::error::{Error, Result};
-use crate::forward::{self, KvCache, State};
+use crate::forward::{self, State};
 use crate::kernels::{self, ActType};
+pub use crate::kv::KvType;
+use crate::kv::{Geometry, KvCache};
 use crate::model::Model;
 use crate::parallel::{Inline, Parallel};
 use crate::sampler::Sampler;
-
-/// Element type of the KV cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum KvType {
-    /// Single precision: exact, 4 bytes per value.
-    #[default]
-    F32,
-    /// Half precision: half the memory, about 3 decimal digits.
-    F16,
-}
 
 /// How a session is sized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,6 +40,55 @@ pub struct SessionParams {
 impl SessionParams {
     /// The batch size used when `batch` is 0.
     pub const DEFAULT_BATCH: usize = 32;
+
+    /// The session that fits a memory budget: with the KV type `kv_type`,
+    /// the largest context `model` allows whose session takes at most
+    /// `budget_bytes` ([`Session::required_bytes`]), then the largest
+    /// prompt batch (up to [`SessionParams::DEFAULT_BATCH`]) that still
+    /// fits with it. The context comes first because it is what a
+    /// conversation runs out of; a smaller batch only makes the prompt
+    /// slower to read.
+    ///
+    /// Errors: [`Error::BufferTooSmall`] (naming the smallest session, one
+    /// position with a batch of one) when not even that fits.
+    pub fn max_context_for(
+        model: &Model,
+        kv_type: KvType,
+        budget_bytes: usize,
+    ) -> Result<SessionParams> {
+        let with = |context: usize, batch: usize| SessionParams {
+            context,
+            kv_type,
+            batch,
+        };
+        let fits =
+            |p: SessionParams| Session::required_bytes(model, &p).is_ok_and(|n| n <= budget_bytes);
+        let smallest = with(1, 1);
+        if !fits(smallest) {
+            return Err(Error::BufferTooSmall {
+                what: "memory budget (bytes) for the smallest session",
+                needed: Session::required_bytes(model, &smallest)?,
+                got: budget_bytes,
+            });
+        }
+        // The sizes grow with the context and with the batch: bisect each.
+        let largest = |lo: usize, hi: usize, ok: &dyn Fn(usize) -> bool| {
+            let (mut lo, mut hi) = (lo, hi);
+            while lo < hi {
+                let mid = lo + (hi - lo).div_ceil(2);
+                if ok(mid) {
+                    lo = mid;
+                } else {
+                    hi = mid - 1;
+                }
+            }
+            lo
+        };
+        let context = largest(1, model.config.seq_len, &|c| fits(with(c, 1)));
+        let max_batch = SessionParams::DEFAULT_BATCH.min(context);
+        let batch = largest(1, max_batch, &|b| fits(with(context, b)));
+        Ok(with(context, batch))
+    }
 }
 
 /// Where each region of the session buffer starts, and the total.
@@ -110,10 +151,7 @@ impl Layout {
             n => n,
         }
         .min(context);
-        let kv_elem: u64 = match params.kv_type {
-            KvType::F32 => 4,
-            KvType::F16 => 2,
-        };
+        let geo = Geometry::new(params.kv_type, c, context);
         // Which activation quantizations the matrices take.
         let takes = |a: ActType| {
             model
@@ -138,7 +176,8 @@ impl Layout {
         } else {
             0
         };
-        let kv = c.n_layers as u64 * ctx * kv_dim;
+        let kv = geo.bytes();
+        let kv_mul = (c.n_heads / c.n_kv_heads) as u64;
         let sizes: [u64; Region::COUNT] = [
             nb * dim * 4,
             nb * dim * 4,
@@ -149,14 +188,15 @@ impl Layout {
             nb * kv_dim * 4,
             nb * kv_dim * 4,
             nb * c.head_dim() as u64 * 4,
-            // Attention scores: a row per query head, so that the kv heads'
-            // tasks (which may run in parallel) each have their own.
-            c.n_heads as u64 * ctx * 4,
+            // Attention scores: a row per query head, and each kv head's
+            // query scratch, so that the kv heads' tasks (which may run in
+            // parallel) each have their own.
+            c.n_kv_heads as u64 * (kv_mul * ctx + geo.query_scratch(kv_mul as usize) as u64) * 4,
             vocab * 4,
             vocab * 4,
             vocab * 8,
-            kv * kv_elem,
-            kv * kv_elem,
+            kv,
+            kv,
             nb * qn / 32 * 4,
             nb * qn / 32 * 4,
             nb * qn,
@@ -285,16 +325,9 @@ impl<'a> Session<'a> {
         let logits = take!(Region::Logits);
         let probs = take!(Region::Probs);
         let cand = take!(Region::Cand);
-        let (key_cache, value_cache) = match params.kv_type {
-            KvType::F32 => (
-                KvCache::F32(take!(Region::KeyCache)),
-                KvCache::F32(take!(Region::ValueCache)),
-            ),
-            KvType::F16 => (
-                KvCache::F16(take!(Region::KeyCache)),
-                KvCache::F16(take!(Region::ValueCache)),
-            ),
-        };
+        let geo = Geometry::new(params.kv_type, &model.config, layout.context);
+        let key_cache = KvCache::new(geo, take!(Region::KeyCache));
+        let value_cache = KvCache::new(geo, take!(Region::ValueCache));
         let quant_d = take!(Region::QuantD);
         let quant_sum = take!(Region::QuantSum);
         let quant = take!(Region::Quant);
@@ -468,9 +501,14 @@ impl<'a> Session<'a> {
         Ok(sampler.sample_adjusted(s.logits, adjust, &self.tokens[..self.pos], s.probs, s.cand))
     }
 
+    /// Where the KV cache keeps its rows.
+    pub(crate) fn kv_geometry(&self) -> &Geometry {
+        self.state.key_cache.geometry()
+    }
+
     /// The element type of the KV cache.
     pub fn kv_type(&self) -> KvType {
-        self.state.key_cache.kv_type()
+        self.state.key_cache.geometry().kv_type
     }
 
     /// Everything a saved state holds, for [`crate::state`]: the token
@@ -478,7 +516,6 @@ impl<'a> Session<'a> {
     /// the two caches.
     pub(crate) fn saved_parts(&mut self) -> SavedParts<'_, 'a> {
         SavedParts {
-            context: self.state.context,
             tokens: self.tokens,
             pos: &mut self.pos,
             has_logits: &mut self.has_logits,
@@ -491,7 +528,6 @@ impl<'a> Session<'a> {
 
 /// The parts of a session a saved state reads and writes.
 pub(crate) struct SavedParts<'s, 'a> {
-    pub context: usize,
     pub tokens: &'s mut [u32],
     pub pos: &'s mut usize,
     pub has_logits: &'s mut bool,

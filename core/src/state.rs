@@ -13,7 +13,7 @@
 //! | 4 | format version (1) |
 //! | 4 | header length (120) |
 //! | 8 | fingerprint of the model file ([`model_fingerprint`]) |
-//! | 4 + 4 | KV cache type (0 F32, 1 F16) and bytes per element |
+//! | 4 + 4 | KV cache type (0 F32, 1 F16, 2 Q8_0) and bytes per stored row |
 //! | 4 x 4 | layers, kv heads, head width, vocabulary size |
 //! | 4 | positions saved (`pos`) |
 //! | 4 | flags: 1 logits saved, 2 a pending token, 4 sampler seeded, 8 the decoder is after BOS |
@@ -26,7 +26,7 @@
 //! | extra | the caller's bytes (the chat keeps its dialog there) |
 //! | 4 x pos | the tokens |
 //! | 4 x vocab | the logits (when flag 1) |
-//! | | keys, then values: per layer, per kv head, `pos` rows of the head width |
+//! | | keys, then values: per layer, per unit (a kv head, or a position's whole kv vector for a Q8_0 cache of narrow heads: see [`crate::kv`]), `pos` stored rows |
 //! | 4 | CRC-32 (as zlib's) of everything before |
 //!
 //! A blob that is not one (magic, length, checksum, a field out of range)
@@ -34,11 +34,12 @@
 //! KV type or shape, or more positions than the session holds is
 //! [`Error::StateMismatch`]. Either way the session is left as it was: the
 //! whole blob is checked before anything is written. A KV type added later
-//! (a quantized cache) gets a new type number and its element size.
+//! gets a new type number.
 
 use crate::error::{Error, Result};
 use crate::format::gguf::Gguf;
 use crate::generate::{Generator, SavedGenerator};
+use crate::kv::Geometry;
 use crate::model::{Format, Model};
 use crate::sampler::SamplerParams;
 use crate::session::{KvType, Session};
@@ -59,7 +60,13 @@ fn kv_code(t: KvType) -> u32 {
     match t {
         KvType::F32 => 0,
         KvType::F16 => 1,
+        KvType::Q8_0 => 2,
     }
+}
+
+/// Bytes of the saved KV rows of `pos` positions (keys and values).
+fn kv_bytes(geo: &Geometry, pos: usize) -> u64 {
+    2 * (geo.n_layers * geo.units) as u64 * pos as u64 * geo.row_bytes as u64
 }
 
 /// The exact number of bytes [`save`] writes for `session` and `gen` now,
@@ -68,21 +75,12 @@ pub fn saved_len(session: &Session, gen: &Generator, extra: usize) -> usize {
     let _ = gen;
     let c = &session.model().config;
     let pos = session.pos();
-    let elem = match session.kv_type() {
-        KvType::F32 => 4,
-        KvType::F16 => 2,
-    };
     let logits = if session.logits().is_some() {
         4 * c.vocab_size
     } else {
         0
     };
-    HEADER
-        + extra
-        + 4 * pos
-        + logits
-        + 2 * c.n_layers * c.n_kv_heads * pos * c.head_dim() * elem
-        + 4
+    HEADER + extra + 4 * pos + logits + kv_bytes(session.kv_geometry(), pos) as usize + 4
 }
 
 /// A 64-bit fingerprint of the model's file: FNV-1a over its header and
@@ -204,7 +202,7 @@ pub fn save(session: &mut Session, gen: &Generator, extra: &[u8], out: &mut [u8]
     w.u32(HEADER as u32);
     w.u64(fingerprint);
     w.u32(kv_code(kv));
-    w.u32(parts.keys.elem_bytes() as u32);
+    w.u32(parts.keys.geometry().row_bytes as u32);
     for v in [c.n_layers, c.n_kv_heads, c.head_dim(), c.vocab_size, pos] {
         w.u32(v as u32);
     }
@@ -246,11 +244,11 @@ pub fn save(session: &mut Session, gen: &Generator, extra: &[u8], out: &mut [u8]
             w.u32(l.to_bits());
         }
     }
-    let shape = (parts.context, c.n_kv_heads, c.head_dim());
     for cache in [parts.keys, parts.values] {
-        for l in 0..c.n_layers {
-            for h in 0..c.n_kv_heads {
-                w.bytes(cache.head_rows_mut((l, h, pos), shape));
+        let geo = *cache.geometry();
+        for l in 0..geo.n_layers {
+            for u in 0..geo.units {
+                w.bytes(cache.unit_rows_mut(l, u, pos));
             }
         }
     }
@@ -310,19 +308,20 @@ fn check(session: &Session, blob: &[u8]) -> Result<Header> {
         return mismatch("the model (fingerprint)", u64_at(blob, 12), fingerprint);
     }
     let kv = session.kv_type();
-    let elem: u64 = match kv {
-        KvType::F32 => 4,
-        KvType::F16 => 2,
-    };
     if u32_at(blob, 20) != kv_code(kv) {
         return mismatch(
-            "the KV cache type (0 F32, 1 F16, ...)",
+            "the KV cache type (0 F32, 1 F16, 2 Q8_0)",
             u32_at(blob, 20) as u64,
             kv_code(kv) as u64,
         );
     }
-    if u32_at(blob, 24) as u64 != elem {
-        return mismatch("bytes per KV element", u32_at(blob, 24) as u64, elem);
+    let geo = *session.kv_geometry();
+    if u32_at(blob, 24) as u64 != geo.row_bytes as u64 {
+        return mismatch(
+            "bytes per stored KV row",
+            u32_at(blob, 24) as u64,
+            geo.row_bytes as u64,
+        );
     }
     let c = &session.model().config;
     for (i, (what, want)) in [
@@ -356,7 +355,7 @@ fn check(session: &Session, blob: &[u8]) -> Result<Header> {
     } else {
         0
     };
-    let kv_bytes = 2 * (c.n_layers * c.n_kv_heads * c.head_dim()) as u64 * pos as u64 * elem;
+    let kv_bytes = kv_bytes(&geo, pos);
     let extra = u64_at(blob, 112);
     if Some(payload) != (4 * pos as u64 + logits + kv_bytes).checked_add(extra) {
         return bad("its length does not match its positions");
@@ -470,7 +469,6 @@ fn check_frame(blob: &[u8]) -> Result<u64> {
 /// the generator are then unchanged.
 pub fn restore<'b>(session: &mut Session, gen: &mut Generator, blob: &'b [u8]) -> Result<&'b [u8]> {
     let h = check(session, blob)?;
-    let c = session.model().config;
     let parts = session.saved_parts();
     let pos = h.pos;
     let extra = &blob[HEADER..HEADER + h.extra];
@@ -486,11 +484,11 @@ pub fn restore<'b>(session: &mut Session, gen: &mut Generator, blob: &'b [u8]) -
             at += 4;
         }
     }
-    let shape = (parts.context, c.n_kv_heads, c.head_dim());
     for cache in [parts.keys, parts.values] {
-        for l in 0..c.n_layers {
-            for g in 0..c.n_kv_heads {
-                let rows = cache.head_rows_mut((l, g, pos), shape);
+        let geo = *cache.geometry();
+        for l in 0..geo.n_layers {
+            for u in 0..geo.units {
+                let rows = cache.unit_rows_mut(l, u, pos);
                 rows.copy_from_slice(&blob[at..at + rows.len()]);
                 at += rows.len();
             }

@@ -153,7 +153,7 @@ fn turn_by_turn_logits_equal_whole_dialog_logits() {
     let model = Model::load(&st.bytes).unwrap();
     let mut index = vec![0u32; Tokenizer::load_index_len(&st.tok_bytes, Some(512)).unwrap()];
     let tok = Tokenizer::load(&st.tok_bytes, Some(512), &mut index).unwrap();
-    for kv_type in [KvType::F32, KvType::F16] {
+    for kv_type in [KvType::F32, KvType::F16, KvType::Q8_0] {
         let params = SessionParams {
             context: 512,
             kv_type,

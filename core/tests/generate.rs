@@ -141,7 +141,7 @@ fn saved_state_continues_bit_identically_and_bad_blobs_change_nothing() {
     let model = Model::load(&f.model).unwrap();
     let mut index = vec![0u32; Tokenizer::load_index_len(&f.tok, Some(512)).unwrap()];
     let tok = Tokenizer::load(&f.tok, Some(512), &mut index).unwrap();
-    for kv_type in [KvType::F32, KvType::F16] {
+    for kv_type in [KvType::F32, KvType::F16, KvType::Q8_0] {
         let params = SessionParams {
             context: 300,
             kv_type,

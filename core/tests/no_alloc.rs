@@ -68,7 +68,11 @@ fn no_allocation_after_session_creation() {
     let mut work = vec![0u32; Tokenizer::encode_work_len(text.len())];
     let pools = [ThreadPool::new(1), ThreadPool::new(3)];
 
-    for (kv_type, pool) in [(KvType::F32, &pools[0]), (KvType::F16, &pools[1])] {
+    for (kv_type, pool) in [
+        (KvType::F32, &pools[0]),
+        (KvType::F16, &pools[1]),
+        (KvType::Q8_0, &pools[1]),
+    ] {
         let params = SessionParams {
             context: 256,
             kv_type,

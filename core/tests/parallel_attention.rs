@@ -39,7 +39,7 @@ fn parallel_prefill_attention_does_not_depend_on_thread_count() {
     // Grouped-query attention: several kv heads, each shared by several queries.
     let c = model.config;
     assert!(c.n_kv_heads > 1 && c.n_heads > c.n_kv_heads);
-    for kv_type in [KvType::F32, KvType::F16] {
+    for kv_type in [KvType::F32, KvType::F16, KvType::Q8_0] {
         let one = run(&model, kv_type, 1);
         for threads in [2, 3] {
             assert!(

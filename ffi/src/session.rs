@@ -51,6 +51,9 @@ pub type llamette_kv_type = u32;
 pub const LLAMETTE_KV_F32: llamette_kv_type = 0;
 /// 16-bit floats: half the memory, about 3 decimal digits.
 pub const LLAMETTE_KV_F16: llamette_kv_type = 1;
+/// ggml's Q8_0 blocks (32 int8 values and an f16 scale): 34 bytes per 32
+/// values, about a quarter of F32.
+pub const LLAMETTE_KV_Q8_0: llamette_kv_type = 2;
 
 /// How a session is sized.
 #[repr(C)]
@@ -59,7 +62,8 @@ pub struct llamette_session_params {
     /// Positions the session can hold (prompt and generated tokens); 0 means
     /// the model's context length, which is also the maximum.
     pub context_length: u32,
-    /// KV cache element type, `LLAMETTE_KV_F32` or `LLAMETTE_KV_F16`.
+    /// KV cache element type: `LLAMETTE_KV_F32`, `LLAMETTE_KV_F16` or
+    /// `LLAMETTE_KV_Q8_0`.
     pub kv_type: llamette_kv_type,
     /// Most prompt tokens a prefill runs together (each weight matrix is read
     /// once per batch); 0 means the default (32). A larger batch takes more
@@ -304,9 +308,10 @@ fn session_params(p: &llamette_session_params) -> Result<SessionParams, Fail> {
     let kv_type = match p.kv_type {
         LLAMETTE_KV_F32 => KvType::F32,
         LLAMETTE_KV_F16 => KvType::F16,
+        LLAMETTE_KV_Q8_0 => KvType::Q8_0,
         other => fail!(
             LLAMETTE_STATUS_INVALID_ARGUMENT,
-            "kv_type {other} is neither LLAMETTE_KV_F32 nor LLAMETTE_KV_F16"
+            "kv_type {other} is none of LLAMETTE_KV_F32, LLAMETTE_KV_F16, LLAMETTE_KV_Q8_0"
         ),
     };
     Ok(SessionParams {
@@ -446,6 +451,62 @@ pub unsafe extern "C" fn llamette_session_required_bytes(
         let l = mem_layout(m, &sp)?;
         // SAFETY: non-NULL and writable.
         unsafe { out.write(l.total) };
+        Ok(())
+    })
+}
+
+/// Fills `*out_params` with the session that fits `budget_bytes` of memory
+/// (what `llamette_session_required_bytes` would say for it) on `model`
+/// with the KV type `kv_type`: the largest context, then the largest prompt
+/// batch (up to the default 32) that fits with it. For a memory budget
+/// rather than a context length: a phone's or a microcontroller's.
+///
+/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (an unknown KV type),
+/// `BUFFER_TOO_SMALL` (not even one position with a batch of one fits; the
+/// message names the bytes that would). Thread safety: any thread.
+///
+/// # Safety
+///
+/// Pointers are NULL or valid: `model` a live handle, `out_params`
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn llamette_session_params_for_budget(
+    model: *const llamette_model,
+    kv_type: llamette_kv_type,
+    budget_bytes: usize,
+    out_params: *mut llamette_session_params,
+) -> llamette_status {
+    boundary(|| {
+        // SAFETY: the caller's contract.
+        let m = unsafe { model_ref(model, "model") }?;
+        let out = non_null_mut(out_params, "out_params")?;
+        let probe = llamette_session_params {
+            context_length: 1,
+            kv_type,
+            batch: 1,
+        };
+        let sp = session_params(&probe)?;
+        // What the handle and its text buffer add to the core session.
+        let l = mem_layout(m, &sp)?;
+        let overhead = l.total - l.core_len;
+        let core_budget = budget_bytes.checked_sub(overhead).ok_or_else(|| {
+            Fail::new(
+                LLAMETTE_STATUS_BUFFER_TOO_SMALL,
+                format_args!(
+                    "a budget of {budget_bytes} bytes is below the smallest session ({} bytes)",
+                    l.total
+                ),
+            )
+        })?;
+        let p = SessionParams::max_context_for(&m.model, sp.kv_type, core_budget)
+            .map_err(|e| Fail::core("budget", e))?;
+        let params = llamette_session_params {
+            context_length: p.context as u32,
+            kv_type,
+            batch: p.batch as u32,
+        };
+        // SAFETY: non-NULL and writable.
+        unsafe { out.write(params) };
         Ok(())
     })
 }

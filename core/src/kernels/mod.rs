@@ -103,6 +103,12 @@ pub type QuantizeKFn = fn(x: &[f32], d: &mut [f32], bsums: &mut [i16], q: &mut [
 /// Attention's weighted sum of value rows: see [`scalar::weighted_sum`].
 pub type WeightedSumFn = fn(att: &[f32], v: ValueRows, out: &mut [f32]);
 
+/// Attention scores against a Q8_0 key cache: see
+/// [`scalar::kv_scores_q8_0`] (`keys`, `nb` blocks per row, the query's
+/// Q8 scales, sums and values, the scores).
+pub type KvScoresFn =
+    fn(keys: &[u8], nb: usize, qd: &[f32], qsum: &[i32], qs: &[i8], out: &mut [f32]);
+
 /// The value rows of [`WeightedSumFn`], as the KV cache stores them.
 #[derive(Debug, Clone, Copy)]
 pub enum ValueRows<'a> {
@@ -110,6 +116,13 @@ pub enum ValueRows<'a> {
     F32(&'a [f32]),
     /// Half precision bits.
     F16(&'a [u16]),
+    /// Q8_0 rows of `nb` blocks each (bytes, any alignment).
+    Q8_0 {
+        /// The rows.
+        rows: &'a [u8],
+        /// Blocks per row.
+        nb: usize,
+    },
 }
 
 /// A kernel set (scalar, AVX2, NEON ...).
@@ -135,6 +148,9 @@ pub struct Kernels {
     /// Attention's weighted sum of value rows (bit-identical to
     /// [`scalar::weighted_sum`]).
     pub weighted_sum: WeightedSumFn,
+    /// Attention scores against a Q8_0 key cache (bit-identical to
+    /// [`scalar::kv_scores_q8_0`]).
+    pub kv_scores_q8_0: KvScoresFn,
 }
 
 impl Kernels {

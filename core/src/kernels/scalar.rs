@@ -16,6 +16,7 @@ pub static KERNELS: Kernels = Kernels {
     quantize: q8_0::quantize,
     quantize_k: k_quants::quantize_q8k,
     weighted_sum,
+    kv_scores_q8_0,
 };
 
 /// A row's reference dot product with one activation vector.
@@ -108,6 +109,68 @@ pub(crate) fn weighted_sum_rows(att: &[f32], v: ValueRows, out: &mut [f32]) {
     match v {
         ValueRows::F32(v) => weighted_sum_of(att, v, out, |x: &f32| *x),
         ValueRows::F16(v) => weighted_sum_of(att, v, out, |h: &u16| float::f16_bits_to_f32(*h)),
+        ValueRows::Q8_0 { rows, nb } => weighted_sum_q8_0(att, rows, nb, out),
+    }
+}
+
+/// [`weighted_sum`] over Q8_0 rows of `nb` blocks (`out.len() <= 32 nb`:
+/// the first values of each row): each element is summed in order of `t` as
+/// `acc + (a * d) * q`, with `d` the scale of the element's block in row
+/// `t` (two rounded products, then a rounded sum).
+#[inline(always)]
+fn weighted_sum_q8_0(att: &[f32], rows: &[u8], nb: usize, out: &mut [f32]) {
+    let rb = nb * 34;
+    assert!(
+        out.len() <= nb * 32 && rows.len() >= att.len() * rb,
+        "weighted_sum: Q8_0 rows too short"
+    );
+    out.fill(0.0);
+    for (b, out) in out.chunks_mut(32).enumerate() {
+        let mut acc = [0f32; 32];
+        for (t, &a) in att.iter().enumerate() {
+            let blk = &rows[t * rb + b * 34..][..34];
+            let s = a * float::f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
+            for (acc, &q) in acc.iter_mut().zip(&blk[2..]) {
+                *acc += s * f32::from(q as i8);
+            }
+        }
+        out.copy_from_slice(&acc[..out.len()]);
+    }
+}
+
+/// Attention scores against a Q8_0 key cache: `out[t] = dot(query, key
+/// t)`, with the keys `out.len()` rows of `nb` Q8_0 blocks (`keys`, any
+/// alignment) and the query quantized as `nb` Q8 blocks (`qd` scales, `qs`
+/// values, `qsum` sums). Row `t` sums its blocks in order into one running
+/// float: `acc + (d_k * d_q) * dot`, `dot` the block's exact `i32` dot
+/// product (so a SIMD set that keeps one key row per vector lane computes
+/// the same bits).
+pub fn kv_scores_q8_0(
+    keys: &[u8],
+    nb: usize,
+    qd: &[f32],
+    qsum: &[i32],
+    qs: &[i8],
+    out: &mut [f32],
+) {
+    let rb = nb * 34;
+    assert!(
+        keys.len() >= out.len() * rb && qd.len() >= nb && qsum.len() >= nb && qs.len() >= nb * 32,
+        "kv_scores: arguments too short"
+    );
+    for (t, o) in out.iter_mut().enumerate() {
+        let mut acc = 0f32;
+        for b in 0..nb {
+            let blk = &keys[t * rb + b * 34..][..34];
+            let dot: i32 = blk[2..]
+                .iter()
+                .zip(&qs[b * 32..b * 32 + 32])
+                .map(|(&k, &q)| i32::from(k as i8) * i32::from(q))
+                .sum();
+            let d = float::f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
+            acc += (d * qd[b]) * dot as f32;
+        }
+        *o = acc;
     }
 }
 

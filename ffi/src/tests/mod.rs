@@ -4,6 +4,7 @@
 //! `cdylib` and a `staticlib` (an `rlib` named `llamette` would collide with
 //! the core crate's).
 
+mod budget;
 mod chat;
 mod common;
 mod generate;

@@ -17,6 +17,7 @@ pub(in crate::kernels) static DOTPROD: Kernels = Kernels {
     quantize,
     quantize_k: k_quants::quantize_q8k,
     weighted_sum: scalar::weighted_sum,
+    kv_scores_q8_0: scalar::kv_scores_q8_0,
 };
 
 /// This set's kernel for weights of type `ty`, if it has one.

@@ -18,6 +18,7 @@ pub(in crate::kernels) static NEON: Kernels = Kernels {
     quantize_k: k_quants::quantize_q8k,
     // NEON is the baseline of aarch64: the reference vectorises as it is.
     weighted_sum: scalar::weighted_sum,
+    kv_scores_q8_0: scalar::kv_scores_q8_0,
 };
 
 /// This set's kernel for weights of type `ty`, if it has one.

@@ -4,7 +4,7 @@
 use core::arch::x86_64::*;
 
 use super::common::{self, TileOp};
-use super::{avx2_supported as supported, run, run_quantize, x16, Isa};
+use super::{avx2_supported as supported, run, run_kv_scores, run_quantize, x16, Isa};
 use crate::kernels::acts::Acts;
 use crate::kernels::types::{k_quants, TensorType};
 use crate::kernels::{Kernels, MatFn, ValueRows};
@@ -17,6 +17,7 @@ pub(in crate::kernels) static AVX2: Kernels = Kernels {
     quantize,
     quantize_k: k_quants::quantize_q8k,
     weighted_sum,
+    kv_scores_q8_0,
 };
 
 /// This set's kernel for weights of type `ty`, if it has one.
@@ -173,4 +174,16 @@ fn weighted_sum(att: &[f32], v: ValueRows, out: &mut [f32]) {
     // SAFETY: the table holding this function is handed out only on CPUs
     // with AVX2; the body is safe code (it checks its slices).
     unsafe { imp(att, v, out) }
+}
+
+/// Attention scores against a Q8_0 key cache.
+fn kv_scores_q8_0(keys: &[u8], nb: usize, qd: &[f32], qsum: &[i32], qs: &[i8], out: &mut [f32]) {
+    /// # Safety
+    /// The set's CPU features; lengths checked.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn imp(keys: &[u8], nb: usize, qd: &[f32], qsum: &[i32], qs: &[i8], out: &mut [f32]) {
+        // SAFETY: this function's contract.
+        unsafe { common::kv_scores::<Avx2>(keys, nb, qd, qsum, qs, out) }
+    }
+    run_kv_scores(supported, imp, keys, nb, qd, qsum, qs, out)
 }

@@ -15,7 +15,7 @@ use core::mem::MaybeUninit;
 use core::ptr::copy_nonoverlapping;
 
 use super::common::{self, TileOp};
-use super::{avx512_supported as supported, run, run_quantize, x16, Isa};
+use super::{avx512_supported as supported, run, run_kv_scores, run_quantize, x16, Isa};
 use crate::kernels::acts::Acts;
 use crate::kernels::types::{k_quants, TensorType, QK};
 use crate::kernels::{Kernels, MatFn, ValueRows};
@@ -28,6 +28,7 @@ pub(in crate::kernels) static AVX512: Kernels = Kernels {
     quantize,
     quantize_k: k_quants::quantize_q8k,
     weighted_sum,
+    kv_scores_q8_0,
 };
 
 /// This set's kernel for weights of type `ty`, if it has one.
@@ -529,4 +530,16 @@ unsafe fn f16_mat(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) -> Option<()
         r0 += nr;
     }
     Some(())
+}
+
+/// Attention scores against a Q8_0 key cache.
+fn kv_scores_q8_0(keys: &[u8], nb: usize, qd: &[f32], qsum: &[i32], qs: &[i8], out: &mut [f32]) {
+    /// # Safety
+    /// The set's CPU features; lengths checked.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn imp(keys: &[u8], nb: usize, qd: &[f32], qsum: &[i32], qs: &[i8], out: &mut [f32]) {
+        // SAFETY: this function's contract.
+        unsafe { common::kv_scores::<Avx512>(keys, nb, qd, qsum, qs, out) }
+    }
+    run_kv_scores(supported, imp, keys, nb, qd, qsum, qs, out)
 }

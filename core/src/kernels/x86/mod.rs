@@ -147,3 +147,35 @@ fn run_quantize(
     // SAFETY: as in `run`; the lengths are checked above.
     unsafe { imp(x, d, sum, q) }
 }
+
+/// An implementation of attention scores against a Q8_0 key cache (lengths
+/// checked); needs its set's CPU features.
+type KvScoresImp = unsafe fn(&[u8], usize, &[f32], &[i32], &[i8], &mut [f32]);
+
+/// The safe entry point of the Q8_0 key cache scores: checks the lengths,
+/// then runs `imp`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn run_kv_scores(
+    supported: fn() -> bool,
+    imp: KvScoresImp,
+    keys: &[u8],
+    nb: usize,
+    qd: &[f32],
+    qsum: &[i32],
+    qs: &[i8],
+    out: &mut [f32],
+) {
+    assert!(
+        out.len()
+            .checked_mul(nb * 34)
+            .is_some_and(|n| keys.len() >= n)
+            && qd.len() >= nb
+            && qsum.len() >= nb
+            && qs.len() >= nb * 32,
+        "kv_scores: arguments too short"
+    );
+    debug_assert!(supported());
+    // SAFETY: as in `run`; the lengths are checked above.
+    unsafe { imp(keys, nb, qd, qsum, qs, out) }
+}
