@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use llamette::parallel::ThreadPool;
+use llamette::session::KvType;
 use llamette::{Model, Session, SessionParams};
 
 use crate::files::{CliError, Input};
@@ -63,16 +64,36 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// What `llamette bench` runs.
+pub struct BenchOptions {
+    /// Threads (0: one per core).
+    pub threads: usize,
+    /// Prompt length to prefill.
+    pub prompt_tokens: usize,
+    /// Tokens to generate after the prompt.
+    pub gen_tokens: usize,
+    /// Run the read-bandwidth probe after.
+    pub probe: bool,
+    /// Copy the weights into huge pages.
+    pub huge_pages: bool,
+    /// Interleave the quantized matrices (implies `huge_pages`).
+    pub repack: bool,
+    /// The KV cache type.
+    pub kv_type: KvType,
+}
+
 /// Runs the benchmark and prints its report to stdout.
-pub fn bench(
-    path: &Path,
-    threads: usize,
-    prompt_tokens: usize,
-    gen_tokens: usize,
-    probe: bool,
-    huge_pages: bool,
-    repack: bool,
-) -> Result<(), CliError> {
+pub fn bench(path: &Path, o: &BenchOptions) -> Result<(), CliError> {
+    let BenchOptions {
+        threads,
+        prompt_tokens,
+        gen_tokens,
+        probe,
+        huge_pages,
+        repack,
+        kv_type,
+    } = *o;
+    let huge_pages = huge_pages || repack;
     let mut input = if huge_pages {
         Input::open_in_huge_pages(path)?
     } else {
@@ -108,6 +129,7 @@ pub fn bench(
     let pool = ThreadPool::new(threads);
     let params = SessionParams {
         context: prompt_tokens + gen_tokens + 1,
+        kv_type,
         ..Default::default()
     };
     let bytes = Session::required_bytes(&model, &params).map_err(|e| input.err(e))?;
@@ -166,9 +188,10 @@ pub fn bench(
         c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size
     );
     println!(
-        "kernels: {}, threads: {}",
+        "kernels: {}, threads: {}, KV cache: {:?}",
         llamette::kernels::active().name,
-        pool_threads(&pool)
+        pool_threads(&pool),
+        kv_type
     );
     println!("prompt: {prompt_tokens} tokens in {prefill:.3} s = {prompt_tps:.2} tok/s");
     println!(

@@ -503,8 +503,15 @@ pub fn synth(
     output: &Path,
     vocab: &Path,
     seed: u64,
+    context: Option<usize>,
 ) -> Result<(), CliError> {
-    let c = shape.config();
+    let mut c = shape.config();
+    if let Some(n) = context {
+        if n == 0 || n > 1 << 20 {
+            return Err(CliError::new("--context", "must be 1 to 1048576"));
+        }
+        c.seq_len = n;
+    }
     let vocab_in = Input::open(vocab)?;
     let g = Gguf::parse(&vocab_in.bytes).map_err(|e| vocab_in.err(e))?;
     let mut meta = llama_meta(&c, &format!("llamette-synth-{shape:?}").to_lowercase());

@@ -100,6 +100,9 @@ struct SynthArgs {
     /// Seed of the weights.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The context length written into the model (default: the shape's).
+    #[arg(long)]
+    context: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -126,6 +129,9 @@ struct BenchArgs {
     /// --huge-pages: the copy is rewritten in place; see `llamette::repack`).
     #[arg(long)]
     repack: bool,
+    /// KV cache element type.
+    #[arg(long = "kv", value_enum, default_value_t = KvArg::F32)]
+    kv: KvArg,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -234,15 +240,18 @@ fn main() -> ExitCode {
         Command::Chat(a) => chat::chat(a),
         Command::Info(a) => info::info(&a.model),
         Command::Quantize(a) => convert::quantize(&a.input, &a.output, a.ty, a.tokenizer.as_ref()),
-        Command::Synth(a) => convert::synth(a.shape, a.ty, &a.output, &a.vocab, a.seed),
+        Command::Synth(a) => convert::synth(a.shape, a.ty, &a.output, &a.vocab, a.seed, a.context),
         Command::Bench(a) => bench::bench(
             &a.model,
-            a.threads,
-            a.prompt_tokens,
-            a.gen_tokens,
-            !a.no_probe,
-            a.huge_pages || a.repack,
-            a.repack,
+            &bench::BenchOptions {
+                threads: a.threads,
+                prompt_tokens: a.prompt_tokens,
+                gen_tokens: a.gen_tokens,
+                probe: !a.no_probe,
+                huge_pages: a.huge_pages,
+                repack: a.repack,
+                kv_type: a.kv.kv_type(),
+            },
         ),
         Command::Dequantize(a) => dequantize::dequantize(&a.file, &a.tensor, &a.output),
     };
