@@ -202,6 +202,10 @@ pub fn bench(path: &Path, o: &BenchOptions) -> Result<(), CliError> {
         per_token / 1e6,
         per_token * decode_tps / 1e9
     );
+    println!("session memory: {bytes} bytes");
+    if let Some(m) = crate::mem::report() {
+        println!("{m}");
+    }
     if probe {
         let bw = bandwidth_probe(pool_threads(&pool));
         if bw == 0.0 {

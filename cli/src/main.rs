@@ -11,6 +11,7 @@ mod dequantize;
 mod files;
 mod gguf_write;
 mod info;
+mod mem;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -470,6 +471,9 @@ fn generate_with(
         model.weight_bytes(),
         model_in.name,
     );
+    if let Some(m) = mem::report() {
+        eprintln!("llamette: {m}");
+    }
     Ok(())
 }
 
