@@ -145,9 +145,13 @@ pub(crate) struct KvCache<'a> {
 
 impl<'a> KvCache<'a> {
     /// A cache of geometry `geo` in `buf` (exactly `geo.bytes()` long,
-    /// aligned for the element type).
+    /// aligned for the element type; empty when the session's memory is
+    /// only being counted).
     pub fn new(geo: Geometry, buf: &'a mut [u8]) -> KvCache<'a> {
+        // An empty slice's pointer may be unaligned: make empty typed ones.
         let data = match geo.kv_type {
+            KvType::F32 if buf.is_empty() => KvData::F32(&mut []),
+            KvType::F16 if buf.is_empty() => KvData::F16(&mut []),
             KvType::F32 => KvData::F32(bytemuck::cast_slice_mut(buf)),
             KvType::F16 => KvData::F16(bytemuck::cast_slice_mut(buf)),
             KvType::Q8_0 => KvData::Q8_0(buf),

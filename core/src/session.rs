@@ -9,9 +9,10 @@
 //! ```
 //!
 //! The buffer holds the KV cache, the activations, the logits, the sampler's
-//! scratch and the token history. Its start must be aligned to
-//! [`Session::ALIGN`] bytes (64 is best: every region is placed at a multiple
-//! of 64 from the start).
+//! scratch and the token history, laid out once (`carve`). Any alignment
+//! works: the session starts at the buffer's first multiple of
+//! [`Session::ALIGN`] (64) bytes, and every region at a multiple of 64 from
+//! there.
 
 use core::sync::atomic::AtomicBool;
 
@@ -91,142 +92,156 @@ impl SessionParams {
     }
 }
 
-/// Where each region of the session buffer starts, and the total.
-#[derive(Debug, Clone, Copy)]
-struct Layout {
-    context: usize,
-    batch: usize,
-    total: usize,
-    regions: [(usize, usize); Region::COUNT],
-}
-
-/// The regions of the session buffer, in order.
-#[derive(Debug, Clone, Copy)]
-enum Region {
-    X,
-    Xb,
-    Xb2,
-    Hb,
-    Hb2,
-    Q,
-    K,
-    V,
-    Rope,
-    Att,
-    Logits,
-    Probs,
-    Cand,
-    KeyCache,
-    ValueCache,
-    QuantD,
-    QuantSum,
-    Quant,
-    QuantKD,
-    QuantKBsums,
-    QuantKQ,
-    Tokens,
-}
-
-impl Region {
-    const COUNT: usize = 22;
-}
-
-/// Every region starts at a multiple of this many bytes from the buffer start.
+/// Every region starts at a multiple of this many bytes from the
+/// session's (aligned) start.
 const REGION_ALIGN: usize = 64;
 
-impl Layout {
-    fn new(model: &Model, params: &SessionParams) -> Result<Layout> {
-        let c = &model.config;
-        let context = match params.context {
-            0 => c.seq_len,
-            n if n > c.seq_len => {
-                return Err(Error::InvalidArgument {
-                    what: "context is longer than the model's context length",
-                })
-            }
-            n => n,
-        };
-        let batch = match params.batch {
-            0 => SessionParams::DEFAULT_BATCH,
-            n => n,
+/// Regions carved from the session buffer, or (with no buffer) only
+/// counted: [`carve`] describes the session's memory once, and the same
+/// code both sizes it ([`Session::required_bytes`]) and hands it out
+/// ([`Session::new`]), so the two cannot disagree.
+struct Arena<'a> {
+    /// The bytes not handed out yet (empty when counting).
+    rest: &'a mut [u8],
+    /// Whether this arena only counts.
+    counting: bool,
+    /// Bytes used so far, padding included.
+    used: u64,
+}
+
+impl<'a> Arena<'a> {
+    /// An arena that only counts.
+    fn counter() -> Arena<'a> {
+        Arena {
+            rest: &mut [],
+            counting: true,
+            used: 0,
         }
-        .min(context);
-        let geo = Geometry::new(params.kv_type, c, context);
-        // Which activation quantizations the matrices take.
-        let takes = |a: ActType| {
-            model
-                .layers()
-                .iter()
-                .flat_map(|l| l.tensors())
-                .any(|(_, t)| t.ty.act_type() == a)
-                || model.output.ty.act_type() == a
-        };
-        // Sizes in u64: the configuration's bounds keep every product far
-        // below 2^64, and the total is checked against this target's usize.
-        let (dim, hidden, kv_dim) = (c.dim as u64, c.hidden_dim as u64, c.kv_dim() as u64);
-        let (vocab, ctx) = (c.vocab_size as u64, context as u64);
-        let nb = batch as u64;
-        let qn = if takes(ActType::Q8) {
-            dim.max(hidden)
-        } else {
-            0
-        };
-        let qkn = if takes(ActType::Q8K) {
-            dim.max(hidden)
-        } else {
-            0
-        };
-        let kv = geo.bytes();
-        let kv_mul = (c.n_heads / c.n_kv_heads) as u64;
-        let sizes: [u64; Region::COUNT] = [
-            nb * dim * 4,
-            nb * dim * 4,
-            nb * dim * 4,
-            nb * hidden * 4,
-            nb * hidden * 4,
-            nb * dim * 4,
-            nb * kv_dim * 4,
-            nb * kv_dim * 4,
-            nb * c.head_dim() as u64 * 4,
-            // Attention scores: a row per query head, and each kv head's
-            // query scratch, so that the kv heads' tasks (which may run in
-            // parallel) each have their own.
-            c.n_kv_heads as u64 * (kv_mul * ctx + geo.query_scratch(kv_mul as usize) as u64) * 4,
-            vocab * 4,
-            vocab * 4,
-            vocab * 8,
-            kv,
-            kv,
-            nb * qn / 32 * 4,
-            nb * qn / 32 * 4,
-            nb * qn,
-            nb * qkn / 256 * 4,
-            nb * qkn / 16 * 2,
-            nb * qkn,
-            ctx * 4,
-        ];
+    }
+
+    /// An arena over `buf`, which starts aligned to [`REGION_ALIGN`] and
+    /// holds everything (checked by the caller against the count).
+    fn over(buf: &'a mut [u8]) -> Arena<'a> {
+        Arena {
+            rest: buf,
+            counting: false,
+            used: 0,
+        }
+    }
+
+    /// The next `count` elements of `T`, at the next multiple of
+    /// [`REGION_ALIGN`] (empty when counting).
+    fn take<T: bytemuck::Pod>(&mut self, count: u64) -> Result<&'a mut [T]> {
         let too_big = Error::BadConfig {
             reason: "the session would not fit in this target's address space",
-            value: kv,
+            value: count,
         };
-        let mut regions = [(0, 0); Region::COUNT];
-        let mut total = 0u64;
-        for (r, &size) in regions.iter_mut().zip(&sizes) {
-            let start = usize::try_from(total).map_err(|_| too_big)?;
-            *r = (start, usize::try_from(size).map_err(|_| too_big)?);
-            total += size.next_multiple_of(REGION_ALIGN as u64);
-        }
-        let total = usize::try_from(total).map_err(|_| too_big)?;
-        if total > isize::MAX as usize {
+        let start = self.used.next_multiple_of(REGION_ALIGN as u64);
+        let bytes = count
+            .checked_mul(core::mem::size_of::<T>() as u64)
+            .ok_or(too_big)?;
+        let end = start.checked_add(bytes).ok_or(too_big)?;
+        if end > isize::MAX as u64 {
             return Err(too_big);
         }
-        Ok(Layout {
-            context,
-            batch,
-            total,
-            regions,
-        })
+        let pad = (start - self.used) as usize;
+        self.used = end;
+        if self.counting {
+            return Ok(&mut []);
+        }
+        let rest = core::mem::take(&mut self.rest);
+        let (_, rest) = rest.split_at_mut(pad);
+        let (mine, rest) = rest.split_at_mut(bytes as usize);
+        self.rest = rest;
+        Ok(bytemuck::cast_slice_mut(mine))
     }
+}
+
+/// The context and batch `params` ask of `model`, checked.
+fn context_and_batch(model: &Model, params: &SessionParams) -> Result<(usize, usize)> {
+    let c = &model.config;
+    let context = match params.context {
+        0 => c.seq_len,
+        n if n > c.seq_len => {
+            return Err(Error::InvalidArgument {
+                what: "context is longer than the model's context length",
+            })
+        }
+        n => n,
+    };
+    let batch = match params.batch {
+        0 => SessionParams::DEFAULT_BATCH,
+        n => n,
+    }
+    .min(context);
+    Ok((context, batch))
+}
+
+/// The session's memory, described once: every buffer of the forward pass
+/// ([`State`]) and the token history, carved from `arena` in this order.
+fn carve<'a>(
+    model: &Model,
+    params: &SessionParams,
+    arena: &mut Arena<'a>,
+) -> Result<(State<'a>, &'a mut [u32])> {
+    let c = &model.config;
+    let (context, batch) = context_and_batch(model, params)?;
+    // Which activation quantizations the matrices take.
+    let takes = |a: ActType| {
+        model
+            .layers()
+            .iter()
+            .flat_map(|l| l.tensors())
+            .any(|(_, t)| t.ty.act_type() == a)
+            || model.output.ty.act_type() == a
+    };
+    // Counts in u64: the configuration's bounds keep every product far
+    // below 2^64; the arena checks the total against this target.
+    let (dim, hidden, kv_dim) = (c.dim as u64, c.hidden_dim as u64, c.kv_dim() as u64);
+    let (vocab, ctx, nb) = (c.vocab_size as u64, context as u64, batch as u64);
+    let qn = if takes(ActType::Q8) {
+        dim.max(hidden)
+    } else {
+        0
+    };
+    let qkn = if takes(ActType::Q8K) {
+        dim.max(hidden)
+    } else {
+        0
+    };
+    let geo = Geometry::new(params.kv_type, c, context);
+    let kv_mul = c.n_heads / c.n_kv_heads;
+    let state = State {
+        context,
+        batch,
+        x: arena.take(nb * dim)?,
+        xb: arena.take(nb * dim)?,
+        xb2: arena.take(nb * dim)?,
+        hb: arena.take(nb * hidden)?,
+        hb2: arena.take(nb * hidden)?,
+        q: arena.take(nb * dim)?,
+        k: arena.take(nb * kv_dim)?,
+        v: arena.take(nb * kv_dim)?,
+        rope: arena.take(nb * c.head_dim() as u64)?,
+        // Attention scores: a row per query head, and each kv head's query
+        // scratch, so that the kv heads' tasks (which may run in parallel)
+        // each have their own.
+        att: arena
+            .take(c.n_kv_heads as u64 * (kv_mul as u64 * ctx + geo.query_scratch(kv_mul) as u64))?,
+        logits: arena.take(vocab)?,
+        probs: arena.take(vocab)?,
+        cand: arena.take(vocab)?,
+        key_cache: KvCache::new(geo, arena.take(geo.bytes())?),
+        value_cache: KvCache::new(geo, arena.take(geo.bytes())?),
+        quant_d: arena.take(nb * qn / 32)?,
+        quant_sum: arena.take(nb * qn / 32)?,
+        quant: arena.take(nb * qn)?,
+        quant_kd: arena.take(nb * qkn / 256)?,
+        quant_kbsums: arena.take(nb * qkn / 16)?,
+        quant_kq: arena.take(nb * qkn)?,
+    };
+    let tokens = arena.take(ctx)?;
+    Ok((state, tokens))
 }
 
 /// One conversation with a model.
@@ -252,117 +267,55 @@ impl core::fmt::Debug for Session<'_> {
     }
 }
 
-/// Splits `count` elements of `T` off the front of a region table entry.
-fn carve<'a, T: bytemuck::Pod>(
-    buf: &mut &'a mut [u8],
-    region: (usize, usize),
-    base: usize,
-) -> &'a mut [T] {
-    let (offset, size) = region;
-    let rest = core::mem::take(buf);
-    // Regions are laid out in increasing order: skip to this one's offset.
-    let (_, rest) = rest.split_at_mut(offset - base);
-    let (mine, rest) = rest.split_at_mut(size);
-    *buf = rest;
-    bytemuck::cast_slice_mut(mine)
-}
-
 impl<'a> Session<'a> {
-    /// The buffer's start must be aligned to this many bytes.
-    pub const ALIGN: usize = 8;
+    /// The alignment the session gives its regions: a buffer of any
+    /// alignment works; the session starts at its first multiple of this
+    /// many bytes, and [`Session::required_bytes`] counts the slack.
+    pub const ALIGN: usize = REGION_ALIGN;
 
-    /// The exact number of bytes a session needs for `model` and `params`.
+    /// The number of bytes [`Session::new`] needs for `model` and
+    /// `params`, exactly (one less is [`Error::BufferTooSmall`]), for a
+    /// buffer of any alignment: the regions, plus `ALIGN - 1` bytes of slack
+    /// for aligning the start.
     pub fn required_bytes(model: &Model, params: &SessionParams) -> Result<usize> {
-        Layout::new(model, params).map(|l| l.total)
+        let mut counter = Arena::counter();
+        carve(model, params, &mut counter)?;
+        let total = counter
+            .used
+            .checked_add(Session::ALIGN as u64 - 1)
+            .filter(|&n| n <= isize::MAX as u64)
+            .ok_or(Error::BadConfig {
+                reason: "the session would not fit in this target's address space",
+                value: counter.used,
+            })?;
+        Ok(total as usize)
     }
 
-    /// Creates a session in `buf` (at least [`Session::required_bytes`] long,
-    /// aligned to [`Session::ALIGN`]). The buffer's content does not matter.
+    /// Creates a session in `buf` (at least [`Session::required_bytes`]
+    /// long, any alignment). The buffer's content does not matter.
     pub fn new(
         model: &'a Model<'a>,
         params: SessionParams,
         buf: &'a mut [u8],
     ) -> Result<Session<'a>> {
-        let layout = Layout::new(model, &params)?;
-        if buf.len() < layout.total {
+        let needed = Session::required_bytes(model, &params)?;
+        if buf.len() < needed {
             return Err(Error::BufferTooSmall {
                 what: "session buffer (bytes)",
-                needed: layout.total,
+                needed,
                 got: buf.len(),
-            });
-        }
-        if !(buf.as_ptr() as usize).is_multiple_of(Session::ALIGN) {
-            return Err(Error::BufferMisaligned {
-                what: "session buffer",
-                align: Session::ALIGN,
             });
         }
         // Choose the kernel set now (CPU detection, the LLAMETTE_KERNELS
         // variable under std), not during the first token: nothing may
         // allocate after this function.
         let _ = kernels::active();
-        let mut rest: &'a mut [u8] = buf;
-        let mut base = 0;
-        let r = layout.regions;
-        macro_rules! take {
-            ($region:expr) => {{
-                let region = r[$region as usize];
-                let s = carve(&mut rest, region, base);
-                base = region.0 + region.1;
-                s
-            }};
-        }
-        let x = take!(Region::X);
-        let xb = take!(Region::Xb);
-        let xb2 = take!(Region::Xb2);
-        let hb = take!(Region::Hb);
-        let hb2 = take!(Region::Hb2);
-        let q = take!(Region::Q);
-        let k = take!(Region::K);
-        let v = take!(Region::V);
-        let rope = take!(Region::Rope);
-        let att = take!(Region::Att);
-        let logits = take!(Region::Logits);
-        let probs = take!(Region::Probs);
-        let cand = take!(Region::Cand);
-        let geo = Geometry::new(params.kv_type, &model.config, layout.context);
-        let key_cache = KvCache::new(geo, take!(Region::KeyCache));
-        let value_cache = KvCache::new(geo, take!(Region::ValueCache));
-        let quant_d = take!(Region::QuantD);
-        let quant_sum = take!(Region::QuantSum);
-        let quant = take!(Region::Quant);
-        let quant_kd = take!(Region::QuantKD);
-        let quant_kbsums = take!(Region::QuantKBsums);
-        let quant_kq = take!(Region::QuantKQ);
-        let tokens = take!(Region::Tokens);
-        let _ = base;
+        let skip = (Session::ALIGN - buf.as_ptr() as usize % Session::ALIGN) % Session::ALIGN;
+        let mut arena = Arena::over(&mut buf[skip..]);
+        let (state, tokens) = carve(model, &params, &mut arena)?;
         Ok(Session {
             model,
-            state: State {
-                context: layout.context,
-                batch: layout.batch,
-                x,
-                xb,
-                xb2,
-                hb,
-                hb2,
-                q,
-                k,
-                v,
-                rope,
-                att,
-                logits,
-                probs,
-                cand,
-                key_cache,
-                value_cache,
-                quant_d,
-                quant_sum,
-                quant,
-                quant_kd,
-                quant_kbsums,
-                quant_kq,
-            },
+            state,
             tokens,
             pos: 0,
             has_logits: false,

@@ -1598,7 +1598,7 @@ fn session_buffer_sizes() {
             ..Default::default()
         };
         let need = Session::required_bytes(&model, &params).unwrap();
-        let mut buf = aligned_buf(need + 8);
+        let mut buf = aligned_buf(need + 64);
         let bytes = as_bytes(&mut buf);
 
         // One byte short: both numbers in the error and its message.
@@ -1618,14 +1618,21 @@ fn session_buffer_sizes() {
         );
         assert!(Session::new(&model, params, &mut []).is_err());
 
-        // Misaligned.
-        let e = Session::new(&model, params, &mut bytes[1..need + 1]).unwrap_err();
-        assert!(matches!(e, Error::BufferMisaligned { .. }), "{e:?}");
-
-        // Exactly the size: works.
-        let mut s = Session::new(&model, params, &mut bytes[..need]).unwrap();
-        s.feed(&[1]).unwrap();
-        assert_eq!(s.pos(), 1);
+        // Exactly the size, at any alignment: works, with the same logits;
+        // one byte less at any alignment: the error.
+        let mut first: Option<Vec<f32>> = None;
+        for off in [0, 1, 3, 8, 31, 63] {
+            let e = Session::new(&model, params, &mut bytes[off..off + need - 1]).unwrap_err();
+            assert!(matches!(e, Error::BufferTooSmall { .. }), "{e:?}");
+            let mut s = Session::new(&model, params, &mut bytes[off..off + need]).unwrap();
+            s.feed(&[1]).unwrap();
+            assert_eq!(s.pos(), 1);
+            let l = s.logits().unwrap().to_vec();
+            match &first {
+                None => first = Some(l),
+                Some(f) => assert!(*f == l, "offset {off}: other logits"),
+            }
+        }
     }
     // Longer than the model's context.
     for context in [2049, usize::MAX] {
