@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::kernels::{self, Acts, QuantScratch};
 use crate::kv::KvCache;
 use crate::math::{exp_fast, rmsnorm, softmax_fast};
-use crate::matmul::{self, matvec};
+use crate::matmul;
 use crate::model::Model;
 use crate::parallel::{self, Parallel};
 use crate::tensor::{Tensor, TensorType};
@@ -122,16 +122,15 @@ fn acts<'s>(
     kernels::quantize_batch(&x[..n * cols], n, &tys[..ws.len()], scratch)
 }
 
-/// `out[b] = w @ a[b]` for every row `b` of `a`. One token streams each
-/// weight row once (`matvec`); a batch reads each row once for all its
-/// tokens (`matmul`). Both give the same bits for a token.
-fn project(par: &dyn Parallel, out: &mut [f32], w: &Tensor, a: &Acts) {
-    let out = &mut out[..a.n * w.rows];
-    if a.n == 1 {
-        matvec(par, out, w, &a.get(0));
-    } else {
-        matmul::matmul(par, out, w, a);
+/// `out[b] = w @ a[b]` for every row `b` of `a`, for each `(out, w)`, in
+/// one parallel region. One token streams each weight row once; a batch
+/// reads each row once for all its tokens. Both give the same bits for a
+/// token.
+fn project(par: &dyn Parallel, jobs: &mut [(&mut [f32], &Tensor)], a: &Acts) {
+    for (out, w) in jobs.iter_mut() {
+        *out = &mut core::mem::take(out)[..a.n * w.rows];
     }
+    matmul::products(par, jobs, a);
 }
 
 /// Runs `tokens` at positions `pos..pos + tokens.len()` (at most
@@ -193,9 +192,7 @@ pub(crate) fn forward(
         // Attention: q, k, v of the normalised input.
         rmsnorm_rows(s.xb, s.x, &w.attn_norm, c.rms_eps, n);
         let a = acts(s.xb, n, dim, &[&w.wq, &w.wk, &w.wv], quant!());
-        project(par, s.q, &w.wq, &a);
-        project(par, s.k, &w.wk, &a);
-        project(par, s.v, &w.wv, &a);
+        project(par, &mut [(s.q, &w.wq), (s.k, &w.wk), (s.v, &w.wv)], &a);
 
         for b in 0..n {
             // RoPE: rotate each adjacent pair (2i, 2i+1) of every head of q and k.
@@ -262,7 +259,7 @@ pub(crate) fn forward(
 
         // Output projection and residual.
         let a = acts(s.xb, n, dim, &[&w.wo], quant!());
-        project(par, s.xb2, &w.wo, &a);
+        project(par, &mut [(s.xb2, &w.wo)], &a);
         for (x, d) in s.x[..n * dim].iter_mut().zip(s.xb2.iter()) {
             *x += d;
         }
@@ -273,14 +270,13 @@ pub(crate) fn forward(
         // Feed-forward: w2(silu(w1(x)) * w3(x)).
         rmsnorm_rows(s.xb, s.x, &w.ffn_norm, c.rms_eps, n);
         let a = acts(s.xb, n, dim, &[&w.w1, &w.w3], quant!());
-        project(par, s.hb, &w.w1, &a);
-        project(par, s.hb2, &w.w3, &a);
+        project(par, &mut [(s.hb, &w.w1), (s.hb2, &w.w3)], &a);
         for (h, &g) in s.hb[..n * hidden].iter_mut().zip(s.hb2.iter()) {
             let silu = *h / (1.0 + exp_fast(-*h));
             *h = silu * g;
         }
         let a = acts(s.hb, n, hidden, &[&w.w2], quant!());
-        project(par, s.xb, &w.w2, &a);
+        project(par, &mut [(s.xb, &w.w2)], &a);
         for (x, d) in s.x[..n * dim].iter_mut().zip(s.xb.iter()) {
             *x += d;
         }
@@ -296,7 +292,7 @@ pub(crate) fn forward(
             c.rms_eps,
         );
         let a = acts(s.xb, 1, dim, &[&model.output], quant!());
-        project(par, s.logits, &model.output, &a);
+        project(par, &mut [(s.logits, &model.output)], &a);
     }
     Ok(())
 }

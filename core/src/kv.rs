@@ -358,13 +358,21 @@ fn quantize_q8_0_block(x: &[f32; QK], out: &mut [u8]) {
     }
 }
 
-/// Values `first..first + out.len()` of a Q8_0 row, decoded (`d * q`).
+/// Values `first..first + out.len()` of a Q8_0 row, decoded (`d * q`),
+/// each block's scale converted once.
 fn decode_q8_0(row: &[u8], first: usize, out: &mut [f32]) {
-    for (i, o) in out.iter_mut().enumerate() {
-        let at = first + i;
+    let mut at = first;
+    let mut out = out;
+    while !out.is_empty() {
         let blk = &row[at / QK * 34..][..34];
         let d = f16_bits_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
-        *o = d * f32::from(blk[2 + at % QK] as i8);
+        let n = (QK - at % QK).min(out.len());
+        let (here, rest) = out.split_at_mut(n);
+        for (o, &q) in here.iter_mut().zip(&blk[2 + at % QK..]) {
+            *o = d * f32::from(q as i8);
+        }
+        out = rest;
+        at += n;
     }
 }
 

@@ -102,37 +102,71 @@ impl Chunks {
 // tasks write disjoint parts of a buffer that outlives them.
 unsafe impl Sync for Chunks {}
 
-/// Calls `task(t, strip)` for every `t` in `0..n_tasks`, on `par`, where
-/// `strip` writes rows `t * per_task..` (at most `per_task` of them, within
-/// `rows`) of each of the `out.len() / rows` vectors stored one after the
-/// other in `out` (vector `b`'s rows at `out[b * rows..(b + 1) * rows]`).
-/// The tasks' strips are disjoint, so they run in parallel safely.
+/// One output of [`for_each_strip`]: whole vectors of `rows` values, one
+/// after the other (vector `b`'s rows at `out[b * rows..(b + 1) * rows]`),
+/// split into `n_tasks` strips of `per_task` rows: strip `t` is rows
+/// `t * per_task..` (at most `per_task`, within `rows`) of every vector.
+#[derive(Default)]
+pub(crate) struct StripJob<'o> {
+    /// The output: whole vectors of `rows` values, one after the other.
+    pub out: &'o mut [f32],
+    /// Rows per vector.
+    pub rows: usize,
+    /// Rows per strip (positive).
+    pub per_task: usize,
+    /// Strips.
+    pub n_tasks: usize,
+}
+
+/// The most outputs [`for_each_strip`] takes.
+pub(crate) const MAX_STRIP_JOBS: usize = 4;
+
+/// Calls `task(j, t, strip)` for every strip `t` of every output `j`, on
+/// `par`, in one parallel region (one wake-up and one wait for all). The
+/// strips are disjoint, so the tasks run in parallel safely.
 pub(crate) fn for_each_strip(
     par: &dyn Parallel,
-    out: &mut [f32],
-    rows: usize,
-    per_task: usize,
-    n_tasks: usize,
-    task: &(dyn Fn(usize, &mut Strip) + Sync),
+    jobs: &mut [StripJob],
+    task: &(dyn Fn(usize, usize, &mut Strip) + Sync),
 ) {
-    let n_vecs = out.len().checked_div(rows).unwrap_or(0);
     assert!(
-        n_vecs * rows == out.len() && per_task > 0,
-        "for_each_strip: out is not whole vectors"
+        jobs.len() <= MAX_STRIP_JOBS,
+        "for_each_strip: too many outputs"
     );
-    let base = Chunks(out.as_mut_ptr());
-    par.parallel_for(n_tasks, &|t| {
-        let start = (t * per_task).min(rows);
-        let end = ((t + 1) * per_task).min(rows);
+    // Per job: its start, rows, vectors, strip size, strips, first task.
+    let mut shape = [(Chunks(core::ptr::null_mut()), 0, 0, 0, 0, 0); MAX_STRIP_JOBS];
+    let mut total = 0;
+    for (s, job) in shape.iter_mut().zip(jobs.iter_mut()) {
+        let n_vecs = job.out.len().checked_div(job.rows).unwrap_or(0);
+        assert!(
+            n_vecs * job.rows == job.out.len() && job.per_task > 0,
+            "for_each_strip: out is not whole vectors"
+        );
+        *s = (
+            Chunks(job.out.as_mut_ptr()),
+            job.rows,
+            n_vecs,
+            job.per_task,
+            job.n_tasks,
+            total,
+        );
+        total += job.n_tasks;
+    }
+    let shape = &shape[..jobs.len()];
+    par.parallel_for(total, &|i| {
+        // The job whose tasks include i (the last one starting at or before it).
+        let j = shape.iter().rposition(|s| s.5 <= i && s.4 > 0).unwrap_or(0);
+        let (base, rows, n_vecs, per_task, _, first) = shape[j];
+        let t = i - first;
         let mut strip = Strip {
             base,
             rows,
             n_vecs,
-            start,
-            end,
+            start: (t * per_task).min(rows),
+            end: ((t + 1) * per_task).min(rows),
             _out: core::marker::PhantomData,
         };
-        task(t, &mut strip);
+        task(j, t, &mut strip);
     });
 }
 
@@ -161,12 +195,12 @@ impl Strip<'_> {
     /// The strip's rows of vector `b`.
     pub(crate) fn vector(&mut self, b: usize) -> &mut [f32] {
         assert!(b < self.n_vecs, "Strip: vector out of range");
-        // SAFETY: rows start..end of vector b lie inside `out` (asserted by
-        // `for_each_strip` and above), which stays exclusively borrowed until
-        // `parallel_for` returns; task `t` is called exactly once (the
-        // `Parallel` contract) and owns rows start..end of every vector,
-        // which no other task's strip covers; `&mut self` keeps one slice of
-        // this strip alive at a time.
+        // SAFETY: rows start..end of vector b lie inside its job's `out`
+        // (asserted by `for_each_strip` and above), which stays
+        // exclusively borrowed until `parallel_for` returns; each task index
+        // is called exactly once (the `Parallel` contract) and owns rows
+        // start..end of every vector of one job, which no other task's strip
+        // covers; `&mut self` keeps one slice of this strip alive at a time.
         unsafe {
             core::slice::from_raw_parts_mut(
                 self.base.at(b * self.rows + self.start),

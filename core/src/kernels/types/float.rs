@@ -72,35 +72,64 @@ pub fn dequantize_bf16(row: &[u8], out: &mut [f32]) {
     }
 }
 
-/// F32 row times f32 activations: `acc[i % 16] += w * x`, then [`reduce16`].
-pub fn dot_f32(row: &[u8], x: &[f32]) -> f32 {
+/// `reduce16` of sixteen partial sums where element `i` of the row goes to
+/// sum `i % 16`, updated by `step(acc, w, x)`; `w(i)` decodes weight `i`
+/// from its `eb` bytes. Sixteen elements at a time, so that the sums stay in
+/// registers on every target (the order of each sum's updates is the same).
+#[inline(always)]
+fn dot16(
+    row: &[u8],
+    x: &[f32],
+    eb: usize,
+    w: impl Fn(&[u8]) -> f32,
+    step: impl Fn(f32, f32, f32) -> f32,
+) -> f32 {
     let mut acc = [0f32; 16];
-    for (i, (w, &x)) in row.chunks_exact(4).zip(x).enumerate() {
-        let w = f32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-        acc[i % 16] += w * x;
+    let whole = x.len() / 16 * 16;
+    for (ws, xs) in row.chunks_exact(16 * eb).zip(x.chunks_exact(16)) {
+        for ((acc, wb), &x) in acc.iter_mut().zip(ws.chunks_exact(eb)).zip(xs) {
+            *acc = step(*acc, w(wb), x);
+        }
+    }
+    let rest = row[whole * eb..].chunks_exact(eb).zip(&x[whole..]);
+    for (acc, (wb, &x)) in acc.iter_mut().zip(rest) {
+        *acc = step(*acc, w(wb), x);
     }
     reduce16(acc)
+}
+
+/// F32 row times f32 activations: `acc[i % 16] += w * x`, then [`reduce16`].
+pub fn dot_f32(row: &[u8], x: &[f32]) -> f32 {
+    dot16(
+        row,
+        x,
+        4,
+        |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        |acc, w, x| acc + w * x,
+    )
 }
 
 /// F16 row times f32 activations: `acc[i % 16] = fma(w, x, acc[i % 16])`,
 /// then [`reduce16`].
 pub fn dot_f16(row: &[u8], x: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    for (i, (w, &x)) in row.chunks_exact(2).zip(x).enumerate() {
-        let w = f16_to_f32(u16::from_le_bytes([w[0], w[1]]));
-        acc[i % 16] = libm::fmaf(w, x, acc[i % 16]);
-    }
-    reduce16(acc)
+    dot16(
+        row,
+        x,
+        2,
+        |b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])),
+        |acc, w, x| libm::fmaf(w, x, acc),
+    )
 }
 
 /// BF16 row times f32 activations, as [`dot_f16`].
 pub fn dot_bf16(row: &[u8], x: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    for (i, (w, &x)) in row.chunks_exact(2).zip(x).enumerate() {
-        let w = bf16_to_f32(u16::from_le_bytes([w[0], w[1]]));
-        acc[i % 16] = libm::fmaf(w, x, acc[i % 16]);
-    }
-    reduce16(acc)
+    dot16(
+        row,
+        x,
+        2,
+        |b| bf16_to_f32(u16::from_le_bytes([b[0], b[1]])),
+        |acc, w, x| libm::fmaf(w, x, acc),
+    )
 }
 
 #[cfg(test)]
