@@ -11,7 +11,7 @@
 # firmware, or a run longer than the timeout.
 #
 # Usage: embedded/cortex-m/run.sh [LLAMETTE_CLI_BINARY]
-# (without it, the CLI runs through `cargo run --release -p llamette-cli`).
+# (without it, run.sh builds the CLI: cargo build --release -p llamette-cli).
 # Needs qemu-system-arm and the thumbv7em-none-eabihf target.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,18 +19,25 @@ root=$(cd "$here/../.." && pwd)
 testdata="$root/../shared/testdata"
 timeout_s=${QEMU_TIMEOUT:-300}
 
+target_dir() {
+    cargo metadata --format-version 1 --no-deps \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}
+
 if [ $# -ge 1 ]; then
-    cli=("$(cd "$(dirname "$1")" && pwd)/$(basename "$1")")
+    [ -x "$1" ] || { echo "run.sh: $1 is not an executable"; exit 1; }
+    cli="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 else
-    cli=(cargo run --release -q --manifest-path "$root/Cargo.toml" -p llamette-cli --)
+    # From the root: the firmware directory's cargo config targets thumbv7em.
+    cd "$root"
+    cargo build --release -q -p llamette-cli
+    cli="$(target_dir)/release/llamette"
 fi
 
 cd "$here"
 cargo fmt --check
 cargo build --release
-target_dir=$(cargo metadata --format-version 1 --no-deps \
-    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-elf="$target_dir/thumbv7em-none-eabihf/release/llamette-cortex-m"
+elf="$(target_dir)/thumbv7em-none-eabihf/release/llamette-cortex-m"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -72,7 +79,11 @@ check() { # what, file, expected file
 
 for kv in f32 q8_0; do
     text "$kv" >"$work/text-$kv"
-    "${cli[@]}" generate -t 0 -n 256 --batch 1 --kv "$kv" >"$work/host-$kv" 2>/dev/null
+    if ! "$cli" generate -t 0 -n 256 --batch 1 --kv "$kv" >"$work/host-$kv" 2>"$work/host.err"; then
+        cat "$work/host.err"
+        echo "run.sh: the host CLI failed"
+        exit 1
+    fi
     check "kv $kv text equals \`llamette generate -t 0 -n 256 --batch 1 --kv $kv\` on the host" \
         "$work/text-$kv" "$work/host-$kv"
 done
