@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project. Needs: the Rust toolchain with clippy,
 # rustfmt and the thumbv7em-none-eabihf, aarch64 and Windows targets; qemu-user,
-# the aarch64 and mingw-w64 cross compilers, Wine, valgrind, pkg-config and
+# qemu-system-arm, the aarch64 and mingw-w64 cross compilers, Wine, valgrind, pkg-config and
 # cbindgen 0.29.4; Mono (mono-devel) and NUnit 2.6 (nunit-console);
 # debootstrap (Swift runs in a cached Debian 13 chroot unless `swift` is on
 # PATH); python3 with the `sentencepiece` and `gguf` packages. .ci/run installs
@@ -53,6 +53,8 @@ chat_runs() {
 }
 step "llamette chat: two turns on the embedded model and on a synthetic Llama 2 vocabulary model" chat_runs
 step "aarch64 kernels under qemu" scripts/test-aarch64.sh
+step "microcontroller: stories260K on an emulated Cortex-M4F (QEMU mps2-an386), llama2.c's text with an F32 KV cache, the CLI's with Q8_0" \
+    embedded/cortex-m/run.sh "$bin"
 step "C ABI: header, exports, C/C++ tests (valgrind, ASan+UBSan), Windows DLL under Wine, mobile static libs" \
     env LLAMETTE_REQUIRE_WINE=1 bindings/c/test.sh
 step "C# binding under Mono: run.c's texts, cancellation, errors, lifetimes, threads (NUnit 2.6)" \
