@@ -4,7 +4,7 @@
 # the aarch64 and mingw-w64 cross compilers, Wine, valgrind, pkg-config and
 # cbindgen 0.29.4; Mono (mono-devel) and NUnit 2.6 (nunit-console);
 # debootstrap (Swift runs in a cached Debian 13 chroot unless `swift` is on
-# PATH); python3 with the `sentencepiece` and `gguf` packages. .ci/run installs
+# PATH); python3 with the `sentencepiece`, `gguf` and `jinja2` packages. .ci/run installs
 # all of it on a fresh Debian 12.
 # ../shared (the test models and reference outputs) must sit beside the checkout.
 set -euo pipefail
@@ -43,6 +43,8 @@ step "chat format vs Meta's reference encoding with sentencepiece (GGUF vocabula
     python3 scripts/chat_reference.py --check -- "$bin" tokenize ../shared/models/ggml-vocab-llama-spm.gguf --chat
 step "chat format vs Meta's reference encoding with sentencepiece (llama2.c tokenizer.bin)" \
     python3 scripts/chat_reference.py --check -- "$bin" tokenize ../shared/models/llama2-tokenizer.bin --chat
+step "chat templates (TinyLlama-Chat's, Mistral-Instruct's) vs jinja2 and sentencepiece, on GGUFs made here" \
+    python3 scripts/chat_template_reference.py --check target/chat-templates -- "$bin" tokenize {gguf} --chat
 chat_runs() {
     local synth=target/chat-synth-15m-q8_0.gguf out
     out=$(printf 'Hello\nTell me more\n' | "$bin" chat -n 16) || return 1
