@@ -400,9 +400,10 @@ pub fn prefill_dialog(
 /// the rest and feeds what is new (at least the last token, for its
 /// logits). Returns (positions kept, tokens fed).
 ///
-/// Errors: [`Error::InvalidArgument`] for no ids, those of
-/// [`Generator::feed`] ([`Error::ContextFull`], [`Error::UnknownToken`]:
-/// the session is then unchanged; [`Error::Cancelled`]).
+/// Errors: [`Error::InvalidArgument`] for no ids, [`Error::ContextFull`],
+/// [`Error::UnknownToken`] (an id past the model's vocabulary: a tokenizer
+/// larger than the model), all checked first, the session unchanged;
+/// [`Error::Cancelled`] (what was fed stays).
 pub fn prefill_ids(
     gen: &mut Generator,
     session: &mut Session,
@@ -419,6 +420,14 @@ pub fn prefill_ids(
             pos: 0,
             requested: n,
             context: session.context(),
+        });
+    }
+    // Checked before the truncation, so that the session stays as it was.
+    let vocab = session.model().config.vocab_size;
+    if let Some(&id) = ids.iter().find(|&&t| t as usize >= vocab) {
+        return Err(Error::UnknownToken {
+            id,
+            vocab: vocab as u32,
         });
     }
     let held = session.tokens();

@@ -71,12 +71,12 @@ pub const TEMPLATE_KEY: &str = "tokenizer.chat_template";
 
 impl<'t> ChatFormat<'t> {
     /// The format for a file whose template is `template`: Llama 2's for
-    /// none, or for a template that mentions both `[INST]` and `<<SYS>>`
+    /// none (or an empty one), or for a template that mentions both `[INST]` and `<<SYS>>`
     /// (Llama 2's own, which the built-in format reproduces exactly);
     /// otherwise the template.
     pub fn detect(template: Option<&'t str>) -> Self {
         match template {
-            Some(t) if !is_llama2_template(t) => ChatFormat::Template(t),
+            Some(t) if !t.trim().is_empty() && !is_llama2_template(t) => ChatFormat::Template(t),
             _ => ChatFormat::Llama2,
         }
     }
