@@ -51,9 +51,17 @@ chat_runs() {
     [ "$(grep -c '' <<<"$out")" -ge 2 ] || return 1
     [ -s "$synth" ] || "$bin" synth --shape 15m --type q8_0 "$synth" >/dev/null || return 1
     out=$(printf 'Hello\nTell me more\n' | "$bin" chat "$synth" -n 8 --system "Be brief.") || return 1
-    [ "$(grep -c '' <<<"$out")" -ge 2 ]
+    [ "$(grep -c '' <<<"$out")" -ge 2 ] || return 1
+    # The same model with a tokenizer file carrying TinyLlama-Chat's template
+    # (made by the chat-template step): the template is used, and said so.
+    local err=target/chat-template-run.err
+    out=$(printf 'Hello\nTell me more\n' |
+        "$bin" chat "$synth" -z target/chat-templates/vocab-tinyllama-chat.gguf -n 8 --system "Be brief." 2>"$err") ||
+        { cat "$err"; return 1; }
+    grep -q "chat format: the file's chat template" "$err" && [ "$(grep -c '' <<<"$out")" -ge 2 ] &&
+        ! grep -q "refused" "$err" || { cat "$err"; return 1; }
 }
-step "llamette chat: two turns on the embedded model and on a synthetic Llama 2 vocabulary model" chat_runs
+step "llamette chat: two turns on the embedded model, on a synthetic Llama 2 vocabulary model, and with TinyLlama-Chat's template" chat_runs
 step "aarch64 kernels under qemu" scripts/test-aarch64.sh
 step "C ABI: header, exports, C/C++ tests (valgrind, ASan+UBSan), Windows DLL under Wine, mobile static libs" \
     env LLAMETTE_REQUIRE_WINE=1 bindings/c/test.sh

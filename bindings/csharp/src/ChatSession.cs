@@ -518,6 +518,16 @@ namespace Llamette
                 }, ct);
                 return sb.ToString();
             }
+            catch (LlametteException e)
+            {
+                // Refused options (a bad stop string): the turn did not happen.
+                if (sb.Length == 0 && e.Status != LlametteStatus.Cancelled && reply == sb)
+                {
+                    reply = null;
+                    messages.RemoveAt(messages.Count - 1);
+                }
+                throw;
+            }
             finally
             {
                 if (reply == sb) CloseReply();

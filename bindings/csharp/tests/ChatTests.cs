@@ -131,6 +131,13 @@ namespace Llamette.Tests
                 Assert.AreEqual(want.Substring(0, first), cut);
                 Assert.AreEqual(cut, seen.ToString());
                 Assert.AreEqual(StopReason.StopString, stopped.LastStopReason);
+
+                // Refused stop strings: the turn does not happen.
+                int count = stopped.Messages.Count;
+                stopped.GenerateOptions.StopStrings = new[] { new string('x', 100) };
+                LlametteException e = Assert.Throws<LlametteException>(() => stopped.Send(Turn2, (t, text) => true));
+                Assert.AreEqual(LlametteStatus.InvalidArgument, e.Status);
+                Assert.AreEqual(count, stopped.Messages.Count);
             }
         }
 
