@@ -21,7 +21,10 @@
 //! sets [`ChatOptions::allow_special_tags`].
 //!
 //! Everything here is `no_std` and allocation-free: ids go into a caller
-//! buffer of [`dialog_work_len`] entries.
+//! buffer of [`dialog_work_len`] entries. Models whose GGUF carries another
+//! chat template (TinyLlama-Chat's, Mistral-Instruct's) are served by
+//! [`crate::chat_template`] (feature `std`), which shares
+//! [`prefill_ids`] with this module.
 //!
 //! # Conversations
 //!
