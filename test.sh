@@ -4,7 +4,7 @@
 # qemu-system-arm, the aarch64 and mingw-w64 cross compilers, Wine, valgrind, pkg-config and
 # cbindgen 0.29.4; Mono (mono-devel) and NUnit 2.6 (nunit-console);
 # debootstrap (Swift runs in a cached Debian 13 chroot unless `swift` is on
-# PATH); python3 with the `sentencepiece` and `gguf` packages. .ci/run installs
+# PATH); python3 with the `sentencepiece`, `gguf` and `jinja2` packages. .ci/run installs
 # all of it on a fresh Debian 12.
 # ../shared (the test models and reference outputs) must sit beside the checkout.
 set -euo pipefail
@@ -43,15 +43,25 @@ step "chat format vs Meta's reference encoding with sentencepiece (GGUF vocabula
     python3 scripts/chat_reference.py --check -- "$bin" tokenize ../shared/models/ggml-vocab-llama-spm.gguf --chat
 step "chat format vs Meta's reference encoding with sentencepiece (llama2.c tokenizer.bin)" \
     python3 scripts/chat_reference.py --check -- "$bin" tokenize ../shared/models/llama2-tokenizer.bin --chat
+step "chat templates (TinyLlama-Chat's, Mistral-Instruct's) vs jinja2 and sentencepiece, on GGUFs made here" \
+    python3 scripts/chat_template_reference.py --check target/chat-templates -- "$bin" tokenize {gguf} --chat
 chat_runs() {
     local synth=target/chat-synth-15m-q8_0.gguf out
     out=$(printf 'Hello\nTell me more\n' | "$bin" chat -n 16) || return 1
     [ "$(grep -c '' <<<"$out")" -ge 2 ] || return 1
     [ -s "$synth" ] || "$bin" synth --shape 15m --type q8_0 "$synth" >/dev/null || return 1
     out=$(printf 'Hello\nTell me more\n' | "$bin" chat "$synth" -n 8 --system "Be brief.") || return 1
-    [ "$(grep -c '' <<<"$out")" -ge 2 ]
+    [ "$(grep -c '' <<<"$out")" -ge 2 ] || return 1
+    # The same model with a tokenizer file carrying TinyLlama-Chat's template
+    # (made by the chat-template step): the template is used, and said so.
+    local err=target/chat-template-run.err
+    out=$(printf 'Hello\nTell me more\n' |
+        "$bin" chat "$synth" -z target/chat-templates/vocab-tinyllama-chat.gguf -n 8 --system "Be brief." 2>"$err") ||
+        { cat "$err"; return 1; }
+    grep -q "chat format: the file's chat template" "$err" && [ "$(grep -c '' <<<"$out")" -ge 2 ] &&
+        ! grep -q "refused" "$err" || { cat "$err"; return 1; }
 }
-step "llamette chat: two turns on the embedded model and on a synthetic Llama 2 vocabulary model" chat_runs
+step "llamette chat: two turns on the embedded model, on a synthetic Llama 2 vocabulary model, and with TinyLlama-Chat's template" chat_runs
 step "aarch64 kernels under qemu" scripts/test-aarch64.sh
 step "microcontroller: stories260K on an emulated Cortex-M4F (QEMU mps2-an386), llama2.c's text with an F32 KV cache, the CLI's with Q8_0" \
     embedded/cortex-m/run.sh "$bin"

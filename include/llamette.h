@@ -88,6 +88,30 @@
 #define LLAMETTE_CHAT_ALLOW_SPECIAL_TAGS 1
 
 /**
+ * `llamette_chat_options.flags`: use the built-in Llama 2 format even
+ * where the model's file carries another chat template.
+ */
+#define LLAMETTE_CHAT_LLAMA2_FORMAT 2
+
+/**
+ * A chat format (`llamette_model_chat_format`,
+ * `llamette_chat_prefill_result.format`): Llama 2's, built in (Meta's
+ * reference `chat_completion`, exactly).
+ */
+#define LLAMETTE_CHAT_FORMAT_LLAMA2 1
+
+/**
+ * A chat format: the Jinja template of the model's GGUF file
+ * (`tokenizer.chat_template`, when it is not Llama 2's), rendered as
+ * Hugging Face's `apply_chat_template` renders it and tokenized with the
+ * texts of control tokens (`<s>`, `</s>`) read as those tokens. The
+ * injection guard then refuses messages containing `<s>`, `</s>`, or a
+ * marker of a common template (`[INST]`, `<|user|>`, `<|im_start|>`, ...)
+ * that the template uses; other markers are the host's to screen.
+ */
+#define LLAMETTE_CHAT_FORMAT_TEMPLATE 2
+
+/**
  * `llamette_chat_options.context_policy`: a dialog that does not fit is
  * `CONTEXT_FULL`, nothing changed (the default).
  */
@@ -175,30 +199,6 @@ typedef struct llamette_session llamette_session;
 typedef uint32_t llamette_status;
 
 /**
- * One message of a dialog. In an array, every element's `struct_size` is
- * `sizeof(llamette_chat_message)` (the library steps through the array by
- * the first element's size).
- */
-typedef struct llamette_chat_message {
-    /**
-     * `sizeof(llamette_chat_message)`, set by the caller.
-     */
-    size_t struct_size;
-    /**
-     * `LLAMETTE_ROLE_*`.
-     */
-    uint32_t role;
-    /**
-     * UTF-8 text, `content_len` bytes (no NUL needed); NULL with 0.
-     */
-    const char *content;
-    /**
-     * Bytes of `content`.
-     */
-    size_t content_len;
-} llamette_chat_message;
-
-/**
  * Options of the chat functions; NULL means all zero (the defaults). Set
  * `struct_size = sizeof(llamette_chat_options)`.
  */
@@ -223,6 +223,30 @@ typedef struct llamette_chat_options {
 } llamette_chat_options;
 
 /**
+ * One message of a dialog. In an array, every element's `struct_size` is
+ * `sizeof(llamette_chat_message)` (the library steps through the array by
+ * the first element's size).
+ */
+typedef struct llamette_chat_message {
+    /**
+     * `sizeof(llamette_chat_message)`, set by the caller.
+     */
+    size_t struct_size;
+    /**
+     * `LLAMETTE_ROLE_*`.
+     */
+    uint32_t role;
+    /**
+     * UTF-8 text, `content_len` bytes (no NUL needed); NULL with 0.
+     */
+    const char *content;
+    /**
+     * Bytes of `content`.
+     */
+    size_t content_len;
+} llamette_chat_message;
+
+/**
  * What `llamette_chat_prefill` did. Set `struct_size` before the call; the
  * library writes only the fields that size covers.
  */
@@ -243,6 +267,10 @@ typedef struct llamette_chat_prefill_result {
      * Messages left out by the context policy (after the system prompt).
      */
     uint32_t dropped;
+    /**
+     * The chat format used, `LLAMETTE_CHAT_FORMAT_*`.
+     */
+    uint32_t format;
 } llamette_chat_prefill_result;
 
 /**
@@ -689,6 +717,15 @@ typedef struct llamette_parallel {
 #define LLAMETTE_STATUS_REFUSED 21
 
 /**
+ * The model's chat template (`tokenizer.chat_template`, see
+ * `llamette_model_chat_format`) could not be rendered: a syntax error,
+ * something the template engine does not support, too much work, or an
+ * exception the template raised (a role it does not accept: Mistral's
+ * takes no system message). Nothing changed.
+ */
+#define LLAMETTE_STATUS_TEMPLATE 22
+
+/**
  * GGUF version 2.
  */
 #define LLAMETTE_FORMAT_GGUF_V2 1
@@ -786,13 +823,36 @@ const char *llamette_status_str(uint32_t status);
 const char *llamette_last_error(void);
 
 /**
- * Encodes a dialog into token ids exactly as Meta's reference
- * `chat_completion` does for Llama 2 chat models: the system prompt folded
+ * Writes the chat format the chat functions use for `model` with
+ * `options` (NULL: the defaults) to `*out_format`:
+ * `LLAMETTE_CHAT_FORMAT_LLAMA2` (no template in the file, Llama 2's own
+ * template, a llama2.c file, or the `LLAMETTE_CHAT_LLAMA2_FORMAT` flag)
+ * or `LLAMETTE_CHAT_FORMAT_TEMPLATE` (the GGUF's other
+ * `tokenizer.chat_template`, e.g. TinyLlama-Chat's or Mistral-Instruct's).
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (bad options),
+ * `NO_TOKENIZER`. Thread safety: any thread.
+ *
+ * # Safety
+ *
+ * `model` is NULL or a live handle, `options_ptr` NULL or readable for its
+ * `struct_size`, `out_format` NULL or writable.
+ */
+llamette_status llamette_model_chat_format(const struct llamette_model *model,
+                                           const struct llamette_chat_options *options_ptr,
+                                           uint32_t *out_format);
+
+/**
+ * Encodes a dialog into token ids in the model's chat format
+ * (`llamette_model_chat_format`). Llama 2's is encoded exactly as Meta's
+ * reference `chat_completion` does: the system prompt folded
  * into the first user message inside `<<SYS>>\n ... \n<</SYS>>\n\n`, each
  * finished user/assistant pair as `[INST] {user} [/INST] {answer} ` with
  * BOS and EOS, the last user message as `[INST] {user} [/INST]` with BOS,
  * every text stripped as Python's `strip()`, each piece tokenized on its
- * own (so `<s>` typed in a message is text, never a control token).
+ * own (so `<s>` typed in a message is text, never a control token). A
+ * template is rendered and tokenized as `LLAMETTE_CHAT_FORMAT_TEMPLATE`
+ * says.
  *
  * The ids go to `tokens[0..n]`, `n` to `*out_n_tokens`; with too small a
  * `capacity`, `BUFFER_TOO_SMALL` and the count needed in `*out_n_tokens`
@@ -802,7 +862,8 @@ const char *llamette_last_error(void);
  * optional system message, then user and assistant alternating, ending
  * with a user message; bad `struct_size`s, roles, flags), `INVALID_UTF8`,
  * `REFUSED` (a message contains `[INST]`, `[/INST]`, `<<SYS>>` or
- * `<</SYS>>`, unless `LLAMETTE_CHAT_ALLOW_SPECIAL_TAGS`), `NO_TOKENIZER`,
+ * `<</SYS>>`, or with a template `<s>`, `</s>` and its markers, unless
+ * `LLAMETTE_CHAT_ALLOW_SPECIAL_TAGS`), `TEMPLATE`, `NO_TOKENIZER`,
  * `BUFFER_TOO_SMALL`, `OUT_OF_MEMORY`. Thread safety: any thread.
  *
  * # Safety
@@ -830,7 +891,8 @@ llamette_status llamette_chat_encode(const struct llamette_model *model,
  * the cache is truncated where the text changed).
  *
  * `*out_result` (NULL allowed; set its `struct_size`) tells what was kept,
- * fed and dropped. Allocates scratch for the encoding.
+ * fed and dropped, and which chat format was used. Allocates scratch for
+ * the encoding.
  *
  * Errors: as `llamette_chat_encode`, `CONTEXT_FULL` (the dialog does not
  * fit, with `LLAMETTE_CONTEXT_ERROR`; nothing changed), `CANCELLED`,

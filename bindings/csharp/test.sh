@@ -97,10 +97,10 @@ step "example: mcs (example/Example.cs -> Example.exe)" compile_example
 
 compile_tests() {
     "${MCS[@]}" -target:library -out:"$build/Llamette.Tests.dll" -r:"$build/Llamette.dll" \
-        -r:"$nunit_fw" -r:System.dll -r:System.Core.dll "$src/tests/LlametteTests.cs" &&
+        -r:"$nunit_fw" -r:System.dll -r:System.Core.dll "$src"/tests/*.cs &&
         cp "$nunit_fw" "$build/"
 }
-step "tests: mcs against NUnit 2.6 (tests/LlametteTests.cs -> Llamette.Tests.dll)" compile_tests
+step "tests: mcs against NUnit 2.6 (tests/*.cs -> Llamette.Tests.dll)" compile_tests
 
 layout() {
     cc -std=c11 -Wall -Wextra -Werror -Iinclude "$src/tests/layout.c" -o "$build/layout" &&

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use llamette::chat::{self, ChatOptions, ContextPolicy, Message, Role};
+use llamette::chat_template::{self, ChatFormat};
 use llamette::parallel::ThreadPool;
 use llamette::state;
 use llamette::{
@@ -80,15 +81,17 @@ fn parse_dialog(json: &str) -> Result<Vec<(Role, String)>, CliError> {
         .collect()
 }
 
-/// `tokenize --chat`: the ids of a JSON dialog in Llama 2's chat format.
-pub(crate) fn encode_json_dialog(tok: &Tokenizer, json: &str) -> Result<Vec<u32>, CliError> {
+/// `tokenize --chat`: the ids of a JSON dialog in the file's chat format
+/// (Llama 2's, or its `tokenizer.chat_template`).
+pub(crate) fn encode_json_dialog(
+    tok: &Tokenizer,
+    format: ChatFormat,
+    json: &str,
+) -> Result<Vec<u32>, CliError> {
     let owned = parse_dialog(json)?;
     let dialog: Vec<Message> = owned.iter().map(|(r, c)| Message::new(*r, c)).collect();
-    let mut work = vec![0u32; chat::dialog_work_len(&dialog)];
-    let n = chat::encode_dialog(tok, &dialog, &ChatOptions::default(), &mut work)
-        .map_err(|e| CliError::new("dialog", e))?;
-    work.truncate(n);
-    Ok(work)
+    chat_template::encode_dialog_as(tok, format, &dialog, &ChatOptions::default())
+        .map_err(|e| CliError::new("dialog", e))
 }
 
 pub(crate) fn chat(a: ChatArgs) -> Result<(), CliError> {
@@ -99,6 +102,8 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(), CliError> {
     let tok_src = tok_file.as_ref().unwrap_or(&model_in);
     let mut tok_data = TokenizerData::new(&tok_src.name, &tok_src.bytes, Some(vocab))?;
     let tok = tok_data.tokenizer(Some(vocab))?;
+    let format = ChatFormat::of_file(&tok_src.bytes).map_err(|e| tok_src.err(e))?;
+    eprintln!("llamette: chat format: {}", format.describe());
 
     let params = SessionParams {
         context: 0,
@@ -173,9 +178,15 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(), CliError> {
         let text = text.strip_suffix('\r').unwrap_or(text);
         dialog.push((Role::User, text.to_string()));
         let msgs: Vec<Message> = dialog.iter().map(|(r, c)| Message::new(*r, c)).collect();
-        let mut work = vec![0u32; chat::dialog_work_len(&msgs)];
         let start = Instant::now();
-        let p = match chat::prefill_dialog(&mut gen, &mut session, &tok, &msgs, &opts, &mut work) {
+        let p = match chat_template::prefill_dialog_as(
+            &mut gen,
+            &mut session,
+            &tok,
+            format,
+            &msgs,
+            &opts,
+        ) {
             Ok(p) => p,
             Err(e) => {
                 // A refused turn is not kept; the conversation goes on.

@@ -222,7 +222,8 @@ struct TokenizeArgs {
     #[arg(long)]
     bos: bool,
     /// Read a JSON dialog (`[{"role": "system"|"user"|"assistant",
-    /// "content": "..."}]`) and print its ids in Llama 2's chat format.
+    /// "content": "..."}]`) and print its ids in the file's chat format
+    /// (Llama 2's, or the GGUF's other `tokenizer.chat_template`).
     #[arg(long, conflicts_with = "bos")]
     chat: bool,
 }
@@ -499,7 +500,9 @@ fn tokenize(a: TokenizeArgs) -> Result<(), CliError> {
     let text =
         String::from_utf8(text).map_err(|e| CliError::new("stdin", format!("not UTF-8: {e}")))?;
     let ids = if a.chat {
-        chat::encode_json_dialog(&tok, &text)?
+        let format =
+            llamette::chat_template::ChatFormat::of_file(&input.bytes).map_err(|e| input.err(e))?;
+        chat::encode_json_dialog(&tok, format, &text)?
     } else {
         let mut work = vec![0u32; Tokenizer::encode_work_len(text.len())];
         let n = tok

@@ -21,7 +21,10 @@
 //! sets [`ChatOptions::allow_special_tags`].
 //!
 //! Everything here is `no_std` and allocation-free: ids go into a caller
-//! buffer of [`dialog_work_len`] entries.
+//! buffer of [`dialog_work_len`] entries. Models whose GGUF carries another
+//! chat template (TinyLlama-Chat's, Mistral-Instruct's) are served by
+//! [`crate::chat_template`] (feature `std`), which shares
+//! [`prefill_ids`] with this module.
 //!
 //! # Conversations
 //!
@@ -387,7 +390,49 @@ pub fn prefill_dialog(
         }
         dropped += 1;
     };
-    let ids = &work[..n];
+    let (reused, fed) = prefill_ids(gen, session, &work[..n])?;
+    Ok(Prefill {
+        reused,
+        fed,
+        dropped: 2 * dropped,
+    })
+}
+
+/// Brings `session` to the end of `ids` (a dialog's encoding, in any
+/// format): keeps the longest prefix the session already holds, truncates
+/// the rest and feeds what is new (at least the last token, for its
+/// logits). Returns (positions kept, tokens fed).
+///
+/// Errors: [`Error::InvalidArgument`] for no ids, [`Error::ContextFull`],
+/// [`Error::UnknownToken`] (an id past the model's vocabulary: a tokenizer
+/// larger than the model), all checked first, the session unchanged;
+/// [`Error::Cancelled`] (what was fed stays).
+pub fn prefill_ids(
+    gen: &mut Generator,
+    session: &mut Session,
+    ids: &[u32],
+) -> Result<(usize, usize)> {
+    let n = ids.len();
+    if n == 0 {
+        return Err(Error::InvalidArgument {
+            what: "a dialog encodes to at least one token",
+        });
+    }
+    if n > session.context() {
+        return Err(Error::ContextFull {
+            pos: 0,
+            requested: n,
+            context: session.context(),
+        });
+    }
+    // Checked before the truncation, so that the session stays as it was.
+    let vocab = session.model().config.vocab_size;
+    if let Some(&id) = ids.iter().find(|&&t| t as usize >= vocab) {
+        return Err(Error::UnknownToken {
+            id,
+            vocab: vocab as u32,
+        });
+    }
     let held = session.tokens();
     let mut common = ids.iter().zip(held).take_while(|(a, b)| a == b).count();
     if common == n {
@@ -396,11 +441,16 @@ pub fn prefill_dialog(
     }
     gen.truncate(session, common);
     gen.feed(session, &ids[common..])?;
-    Ok(Prefill {
-        reused: common,
-        fed: n - common,
-        dropped: 2 * dropped,
-    })
+    Ok((common, n - common))
+}
+
+/// Checks a dialog's shape (an optional system message, then user and
+/// assistant alternating, ending with a user message) and, unless
+/// allowed, Llama 2's injection guard, without encoding it.
+///
+/// Errors: [`Error::BadDialog`], [`Error::SpecialTagInMessage`].
+pub fn check_dialog(messages: &[Message], opts: &ChatOptions) -> Result<()> {
+    Dialog::new(messages, opts).map(|_| ())
 }
 
 /// Bytes [`write_dialog`] takes for `messages`.

@@ -15,6 +15,8 @@
 //!   text, stop strings, stop reasons) every front end runs;
 //! - [`chat`]: Llama 2's chat format (Meta's reference `chat_completion`)
 //!   and multi-turn conversations that reuse the KV cache;
+//! - [`chat_template`]: which format a model chats in, and the Jinja chat
+//!   templates of GGUF files that are not Llama 2's (feature `std`);
 //! - [`state`]: saving a session into caller bytes and restoring it;
 //! - [`forward`]: the decoder itself, read it top to bottom like llama2.c's `run.c`.
 #![no_std]
@@ -27,6 +29,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod chat;
+pub mod chat_template;
 pub mod error;
 pub mod format;
 pub mod forward;

@@ -4,6 +4,7 @@
 use core::ffi::{c_char, c_void};
 
 use llamette_core::chat::{self, ChatOptions, ContextPolicy, Message, Role};
+use llamette_core::chat_template::{self, ChatFormat};
 use llamette_core::state;
 
 use crate::error::*;
@@ -48,6 +49,22 @@ impl Default for llamette_chat_message {
 /// own tags (`[INST]`, `[/INST]`, `<<SYS>>`, `<</SYS>>`). Off by default:
 /// such a dialog is refused with `LLAMETTE_STATUS_REFUSED`.
 pub const LLAMETTE_CHAT_ALLOW_SPECIAL_TAGS: u32 = 1;
+/// `llamette_chat_options.flags`: use the built-in Llama 2 format even
+/// where the model's file carries another chat template.
+pub const LLAMETTE_CHAT_LLAMA2_FORMAT: u32 = 2;
+
+/// A chat format (`llamette_model_chat_format`,
+/// `llamette_chat_prefill_result.format`): Llama 2's, built in (Meta's
+/// reference `chat_completion`, exactly).
+pub const LLAMETTE_CHAT_FORMAT_LLAMA2: u32 = 1;
+/// A chat format: the Jinja template of the model's GGUF file
+/// (`tokenizer.chat_template`, when it is not Llama 2's), rendered as
+/// Hugging Face's `apply_chat_template` renders it and tokenized with the
+/// texts of control tokens (`<s>`, `</s>`) read as those tokens. The
+/// injection guard then refuses messages containing `<s>`, `</s>`, or a
+/// marker of a common template (`[INST]`, `<|user|>`, `<|im_start|>`, ...)
+/// that the template uses; other markers are the host's to screen.
+pub const LLAMETTE_CHAT_FORMAT_TEMPLATE: u32 = 2;
 
 /// `llamette_chat_options.context_policy`: a dialog that does not fit is
 /// `CONTEXT_FULL`, nothing changed (the default).
@@ -88,6 +105,8 @@ pub struct llamette_chat_prefill_result {
     pub fed: u32,
     /// Messages left out by the context policy (after the system prompt).
     pub dropped: u32,
+    /// The chat format used, `LLAMETTE_CHAT_FORMAT_*`.
+    pub format: u32,
 }
 
 /// Reads the options (NULL: defaults).
@@ -95,14 +114,14 @@ pub struct llamette_chat_prefill_result {
 /// # Safety
 ///
 /// `p` is NULL or readable for its `struct_size`.
-unsafe fn options(p: *const llamette_chat_options) -> Result<ChatOptions, Fail> {
+unsafe fn options(p: *const llamette_chat_options) -> Result<(ChatOptions, bool), Fail> {
     let o = if p.is_null() {
         llamette_chat_options::default()
     } else {
         // SAFETY: the caller's contract.
         unsafe { read_sized(p, "options") }?
     };
-    if o.flags & !LLAMETTE_CHAT_ALLOW_SPECIAL_TAGS != 0 {
+    if o.flags & !(LLAMETTE_CHAT_ALLOW_SPECIAL_TAGS | LLAMETTE_CHAT_LLAMA2_FORMAT) != 0 {
         fail!(
             LLAMETTE_STATUS_INVALID_ARGUMENT,
             "options->flags: unknown flags {:#x}",
@@ -119,9 +138,61 @@ unsafe fn options(p: *const llamette_chat_options) -> Result<ChatOptions, Fail> 
             "options->context_policy {other} is not a LLAMETTE_CONTEXT_* value"
         ),
     };
-    Ok(ChatOptions {
-        allow_special_tags: o.flags & LLAMETTE_CHAT_ALLOW_SPECIAL_TAGS != 0,
-        context_policy,
+    Ok((
+        ChatOptions {
+            allow_special_tags: o.flags & LLAMETTE_CHAT_ALLOW_SPECIAL_TAGS != 0,
+            context_policy,
+        },
+        o.flags & LLAMETTE_CHAT_LLAMA2_FORMAT != 0,
+    ))
+}
+
+/// The format the chat functions use for `model` (Llama 2's when forced).
+fn format_of(model: &llamette_model, force_llama2: bool) -> ChatFormat<'static> {
+    if force_llama2 {
+        ChatFormat::Llama2
+    } else {
+        model.chat_format
+    }
+}
+
+fn format_code(f: ChatFormat) -> u32 {
+    match f {
+        ChatFormat::Llama2 => LLAMETTE_CHAT_FORMAT_LLAMA2,
+        ChatFormat::Template(_) => LLAMETTE_CHAT_FORMAT_TEMPLATE,
+    }
+}
+
+/// Writes the chat format the chat functions use for `model` with
+/// `options` (NULL: the defaults) to `*out_format`:
+/// `LLAMETTE_CHAT_FORMAT_LLAMA2` (no template in the file, Llama 2's own
+/// template, a llama2.c file, or the `LLAMETTE_CHAT_LLAMA2_FORMAT` flag)
+/// or `LLAMETTE_CHAT_FORMAT_TEMPLATE` (the GGUF's other
+/// `tokenizer.chat_template`, e.g. TinyLlama-Chat's or Mistral-Instruct's).
+///
+/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (bad options),
+/// `NO_TOKENIZER`. Thread safety: any thread.
+///
+/// # Safety
+///
+/// `model` is NULL or a live handle, `options_ptr` NULL or readable for its
+/// `struct_size`, `out_format` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn llamette_model_chat_format(
+    model: *const llamette_model,
+    options_ptr: *const llamette_chat_options,
+    out_format: *mut u32,
+) -> llamette_status {
+    boundary(|| {
+        // SAFETY: the caller's contract.
+        let m = unsafe { model_ref(model, "model") }?;
+        let out = non_null_mut(out_format, "out_format")?;
+        // SAFETY: the caller's contract.
+        let (_, force) = unsafe { options(options_ptr) }?;
+        m.tok()?;
+        // SAFETY: non-NULL, writable.
+        unsafe { out.write(format_code(format_of(m, force))) };
+        Ok(())
     })
 }
 
@@ -202,13 +273,16 @@ fn work(len: usize) -> Result<Vec<u32>, Fail> {
     Ok(v)
 }
 
-/// Encodes a dialog into token ids exactly as Meta's reference
-/// `chat_completion` does for Llama 2 chat models: the system prompt folded
+/// Encodes a dialog into token ids in the model's chat format
+/// (`llamette_model_chat_format`). Llama 2's is encoded exactly as Meta's
+/// reference `chat_completion` does: the system prompt folded
 /// into the first user message inside `<<SYS>>\n ... \n<</SYS>>\n\n`, each
 /// finished user/assistant pair as `[INST] {user} [/INST] {answer} ` with
 /// BOS and EOS, the last user message as `[INST] {user} [/INST]` with BOS,
 /// every text stripped as Python's `strip()`, each piece tokenized on its
-/// own (so `<s>` typed in a message is text, never a control token).
+/// own (so `<s>` typed in a message is text, never a control token). A
+/// template is rendered and tokenized as `LLAMETTE_CHAT_FORMAT_TEMPLATE`
+/// says.
 ///
 /// The ids go to `tokens[0..n]`, `n` to `*out_n_tokens`; with too small a
 /// `capacity`, `BUFFER_TOO_SMALL` and the count needed in `*out_n_tokens`
@@ -218,7 +292,8 @@ fn work(len: usize) -> Result<Vec<u32>, Fail> {
 /// optional system message, then user and assistant alternating, ending
 /// with a user message; bad `struct_size`s, roles, flags), `INVALID_UTF8`,
 /// `REFUSED` (a message contains `[INST]`, `[/INST]`, `<<SYS>>` or
-/// `<</SYS>>`, unless `LLAMETTE_CHAT_ALLOW_SPECIAL_TAGS`), `NO_TOKENIZER`,
+/// `<</SYS>>`, or with a template `<s>`, `</s>` and its markers, unless
+/// `LLAMETTE_CHAT_ALLOW_SPECIAL_TAGS`), `TEMPLATE`, `NO_TOKENIZER`,
 /// `BUFFER_TOO_SMALL`, `OUT_OF_MEMORY`. Thread safety: any thread.
 ///
 /// # Safety
@@ -245,11 +320,21 @@ pub unsafe extern "C" fn llamette_chat_encode(
         }
         check_len::<u32>(capacity, "capacity")?;
         // SAFETY: the caller's contract.
-        let (msgs, opts) = unsafe { (messages(messages_ptr, n_messages)?, options(options_ptr)?) };
+        let (msgs, (opts, force)) =
+            unsafe { (messages(messages_ptr, n_messages)?, options(options_ptr)?) };
         let tok = m.tok()?;
-        let mut w = work(chat::dialog_work_len(&msgs))?;
-        let n =
-            chat::encode_dialog(tok, &msgs, &opts, &mut w).map_err(|e| Fail::core("dialog", e))?;
+        let w = match format_of(m, force) {
+            ChatFormat::Llama2 => {
+                let mut w = work(chat::dialog_work_len(&msgs))?;
+                let n = chat::encode_dialog(tok, &msgs, &opts, &mut w)
+                    .map_err(|e| Fail::core("dialog", e))?;
+                w.truncate(n);
+                w
+            }
+            f => chat_template::encode_dialog_as(tok, f, &msgs, &opts)
+                .map_err(|e| Fail::core("dialog", e))?,
+        };
+        let n = w.len();
         if n > capacity {
             // SAFETY: non-NULL, writable.
             unsafe { out_n.write(n) };
@@ -279,7 +364,8 @@ pub unsafe extern "C" fn llamette_chat_encode(
 /// the cache is truncated where the text changed).
 ///
 /// `*out_result` (NULL allowed; set its `struct_size`) tells what was kept,
-/// fed and dropped. Allocates scratch for the encoding.
+/// fed and dropped, and which chat format was used. Allocates scratch for
+/// the encoding.
 ///
 /// Errors: as `llamette_chat_encode`, `CONTEXT_FULL` (the dialog does not
 /// fit, with `LLAMETTE_CONTEXT_ERROR`; nothing changed), `CANCELLED`,
@@ -301,29 +387,46 @@ pub unsafe extern "C" fn llamette_chat_prefill(
     unsafe {
         with_core(session, |c, model, cancel_requested| {
             let msgs = messages(messages_ptr, n_messages)?;
-            let opts = options(options_ptr)?;
+            let (opts, force) = options(options_ptr)?;
             let tok = model.tok()?;
             if !out_result.is_null() {
                 read_sized(out_result.cast_const(), "out_result")?;
             }
-            let mut w = work(chat::dialog_work_len(&msgs))?;
+            let format = format_of(model, force);
+            let mut w = match format {
+                ChatFormat::Llama2 => work(chat::dialog_work_len(&msgs))?,
+                ChatFormat::Template(_) => Vec::new(),
+            };
             if cancel_requested {
                 fail!(LLAMETTE_STATUS_CANCELLED, "cancelled");
             }
-            let p = chat::prefill_dialog(&mut c.gen, &mut c.session, tok, &msgs, &opts, &mut w)
-                .map_err(|e| match e {
-                    llamette_core::Error::Cancelled => Fail::new(
-                        LLAMETTE_STATUS_CANCELLED,
-                        format_args!("cancelled at position {}", c.session.pos()),
-                    ),
-                    e => Fail::core("dialog", e),
-                })?;
+            let p = match format {
+                ChatFormat::Llama2 => {
+                    chat::prefill_dialog(&mut c.gen, &mut c.session, tok, &msgs, &opts, &mut w)
+                }
+                f => chat_template::prefill_dialog_as(
+                    &mut c.gen,
+                    &mut c.session,
+                    tok,
+                    f,
+                    &msgs,
+                    &opts,
+                ),
+            }
+            .map_err(|e| match e {
+                llamette_core::Error::Cancelled => Fail::new(
+                    LLAMETTE_STATUS_CANCELLED,
+                    format_args!("cancelled at position {}", c.session.pos()),
+                ),
+                e => Fail::core("dialog", e),
+            })?;
             if !out_result.is_null() {
                 let r = llamette_chat_prefill_result {
                     struct_size: 0,
                     reused: p.reused as u32,
                     fed: p.fed as u32,
                     dropped: p.dropped as u32,
+                    format: format_code(format),
                 };
                 write_sized(out_result, &r, "out_result")?;
             }

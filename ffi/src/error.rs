@@ -70,9 +70,15 @@ pub const LLAMETTE_STATUS_STATE_MISMATCH: llamette_status = 20;
 /// `[/INST]`, `<<SYS>>`, `<</SYS>>`): refused, as Meta's reference refuses
 /// it (a prompt-injection guard), unless `LLAMETTE_CHAT_ALLOW_SPECIAL_TAGS`.
 pub const LLAMETTE_STATUS_REFUSED: llamette_status = 21;
+/// The model's chat template (`tokenizer.chat_template`, see
+/// `llamette_model_chat_format`) could not be rendered: a syntax error,
+/// something the template engine does not support, too much work, or an
+/// exception the template raised (a role it does not accept: Mistral's
+/// takes no system message). Nothing changed.
+pub const LLAMETTE_STATUS_TEMPLATE: llamette_status = 22;
 
 /// Static, NUL-terminated descriptions, indexed by status.
-static STATUS_TEXT: [&str; 22] = [
+static STATUS_TEXT: [&str; 23] = [
     "ok\0",
     "a required pointer argument is NULL\0",
     "invalid argument\0",
@@ -95,6 +101,7 @@ static STATUS_TEXT: [&str; 22] = [
     "bad saved state\0",
     "the saved state belongs to another model, KV type or version\0",
     "refused: a message contains the chat format's own tags\0",
+    "the model's chat template could not be rendered\0",
 ];
 
 /// The static text of a status code.
@@ -208,6 +215,7 @@ impl Fail {
             E::SpecialTagInMessage { .. } => LLAMETTE_STATUS_REFUSED,
             E::BadState { .. } => LLAMETTE_STATUS_BAD_STATE,
             E::StateMismatch { .. } => LLAMETTE_STATUS_STATE_MISMATCH,
+            E::Template { .. } => LLAMETTE_STATUS_TEMPLATE,
             _ => LLAMETTE_STATUS_ERROR,
         };
         if context.is_empty() {
@@ -347,7 +355,7 @@ mod tests {
         for s in 0..STATUS_TEXT.len() as u32 {
             assert!(status_text(s).ends_with('\0'));
         }
-        assert_eq!(STATUS_TEXT.len() as u32, LLAMETTE_STATUS_REFUSED + 1);
+        assert_eq!(STATUS_TEXT.len() as u32, LLAMETTE_STATUS_TEMPLATE + 1);
     }
 
     #[test]

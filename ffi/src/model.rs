@@ -5,6 +5,7 @@ use core::ffi::c_char;
 use core::ptr::NonNull;
 use std::sync::Arc;
 
+use llamette_core::chat_template::ChatFormat;
 use llamette_core::model::Format;
 use llamette_core::{Model, Tokenizer};
 use memmap2::Mmap;
@@ -176,6 +177,8 @@ impl Drop for IndexBuf {
 pub struct llamette_model {
     // Field order is drop order: the borrowers first, then what they borrow.
     pub(crate) tokenizer: Option<Tokenizer<'static>>,
+    /// The chat format of the tokenizer's file (its `tokenizer.chat_template`).
+    pub(crate) chat_format: ChatFormat<'static>,
     pub(crate) model: Model<'static>,
     pub(crate) info: llamette_model_info,
     /// Owned for `tokenizer`'s borrow.
@@ -205,6 +208,7 @@ impl llamette_model {
         };
         let mut index = None;
         let mut tokenizer = None;
+        let mut chat_format = ChatFormat::Llama2;
         if let Some(t) = tok_data {
             let len = match Tokenizer::load_index_len(t, Some(vocab)) {
                 Ok(n) => Some(n),
@@ -221,6 +225,7 @@ impl llamette_model {
                     Tokenizer::load(t, Some(vocab), idx).map_err(|e| Fail::core("tokenizer", e))?;
                 index = Some(buf);
                 tokenizer = Some(tok);
+                chat_format = ChatFormat::of_file(t).map_err(|e| Fail::core("tokenizer", e))?;
             }
         }
 
@@ -271,6 +276,7 @@ impl llamette_model {
         }
         Ok(Arc::new(llamette_model {
             tokenizer,
+            chat_format,
             model,
             info,
             _index: index,

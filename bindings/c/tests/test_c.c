@@ -15,6 +15,7 @@
  * any failure.
  */
 #include <stdatomic.h>
+#include <math.h>
 #include <stdint.h>
 
 #include "llamette.h"
@@ -839,6 +840,357 @@ static void test_gguf(void) {
     free(vp);
 }
 
+/* ---------------------------------------------------------------- chat, saved state, logits */
+
+static llamette_chat_message msg(uint32_t role, const char *text) {
+    llamette_chat_message m;
+    memset(&m, 0, sizeof m);
+    m.struct_size = sizeof m;
+    m.role = role;
+    m.content = text;
+    m.content_len = strlen(text);
+    return m;
+}
+
+static llamette_generate_options gen_options(uint32_t max_tokens) {
+    llamette_generate_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.max_tokens = max_tokens;
+    return o;
+}
+
+/* The ids `generate_ex` gives after a chat prefill of `dialog`. */
+static size_t chat_turn(llamette_session *s, const llamette_chat_message *dialog, size_t n,
+                        const llamette_sampler_params *sp, uint32_t max_tokens, collector *c) {
+    llamette_generate_options go = gen_options(max_tokens);
+    llamette_generate_result r;
+    memset(c, 0, sizeof *c);
+    CHECK_OK(llamette_chat_prefill(s, dialog, n, NULL, NULL));
+    CHECK_OK(llamette_session_generate_ex(s, sp, &go, collect, c, &r));
+    return c->n;
+}
+
+static unsigned hook_calls;
+static uint32_t hook_ban = LLAMETTE_NO_TOKEN;
+static void ban_hook(void *user_data, float *logits, size_t n) {
+    CHECK(user_data == &hook_calls);
+    CHECK(n == 512);
+    hook_calls++;
+    if (hook_ban < n) logits[hook_ban] = -INFINITY;
+}
+
+static void test_chat(void) {
+    collector *c = (collector *)calloc(1, sizeof *c);
+    collector *c2 = (collector *)calloc(1, sizeof *c2);
+    llamette_model *m = NULL;
+    CHECK_OK(llamette_model_open_default(&m));
+    llamette_sampler_params sampled;
+    CHECK_OK(llamette_sampler_params_default(&sampled));
+    sampled.temperature = 0.8f;
+    sampled.seed = 42;
+
+    llamette_chat_message dialog[5];
+    dialog[0] = msg(LLAMETTE_ROLE_SYSTEM, "Tell stories.");
+    dialog[1] = msg(LLAMETTE_ROLE_USER, "Hello");
+    dialog[3] = msg(LLAMETTE_ROLE_USER, "Tell me more");
+
+    /* The format: the embedded model has no template. */
+    uint32_t format = 99;
+    CHECK_OK(llamette_model_chat_format(m, NULL, &format));
+    CHECK(format == LLAMETTE_CHAT_FORMAT_LLAMA2);
+    CHECK_STATUS(llamette_model_chat_format(NULL, NULL, &format), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(llamette_model_chat_format(m, NULL, NULL), LLAMETTE_STATUS_NULL_ARGUMENT);
+    llamette_chat_options opts;
+    memset(&opts, 0, sizeof opts);
+    opts.struct_size = sizeof opts;
+    opts.flags = 0x80;
+    CHECK_STATUS(llamette_model_chat_format(m, &opts, &format), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    opts.flags = LLAMETTE_CHAT_LLAMA2_FORMAT;
+    CHECK_OK(llamette_model_chat_format(m, &opts, &format));
+    CHECK(format == LLAMETTE_CHAT_FORMAT_LLAMA2);
+
+    /* Encoding: the size query, a short buffer left untouched, misuse. */
+    size_t need = 0;
+    CHECK_STATUS(llamette_chat_encode(m, dialog, 2, NULL, NULL, 0, &need), LLAMETTE_STATUS_BUFFER_TOO_SMALL);
+    CHECK(need > 10 && need < 200);
+    uint32_t ids[256];
+    for (size_t i = 0; i < 256; i++) ids[i] = 0xABCDu;
+    size_t got = 0;
+    CHECK_STATUS(llamette_chat_encode(m, dialog, 2, NULL, ids, need - 1, &got), LLAMETTE_STATUS_BUFFER_TOO_SMALL);
+    CHECK(got == need && ids[0] == 0xABCDu);
+    CHECK_OK(llamette_chat_encode(m, dialog, 2, NULL, ids, 256, &got));
+    CHECK(got == need && ids[0] == 1 && ids[need] == 0xABCDu);
+    CHECK_STATUS(llamette_chat_encode(NULL, dialog, 2, NULL, ids, 256, &got), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(llamette_chat_encode(m, NULL, 2, NULL, ids, 256, &got), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(llamette_chat_encode(m, dialog, 2, NULL, NULL, 256, &got), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(llamette_chat_encode(m, dialog, 2, NULL, ids, 256, NULL), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(llamette_chat_encode(m, NULL, 0, NULL, ids, 256, &got), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    llamette_chat_message bad[2] = {dialog[0], dialog[1]};
+    bad[0].struct_size = 0;
+    CHECK_STATUS(llamette_chat_encode(m, bad, 2, NULL, ids, 256, &got), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    bad[0].struct_size = sizeof bad[0];
+    bad[1].struct_size = sizeof bad[0] + 8; /* elements of one array share one size */
+    CHECK_STATUS(llamette_chat_encode(m, bad, 2, NULL, ids, 256, &got), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    bad[1] = msg(7, "x");
+    CHECK_STATUS(llamette_chat_encode(m, bad, 2, NULL, ids, 256, &got), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    bad[1] = msg(LLAMETTE_ROLE_USER, "\xff\xfe not UTF-8");
+    CHECK_STATUS(llamette_chat_encode(m, bad, 2, NULL, ids, 256, &got), LLAMETTE_STATUS_INVALID_UTF8);
+    bad[1] = msg(LLAMETTE_ROLE_USER, "");
+    bad[1].content = NULL; /* NULL with 0 is the empty text */
+    CHECK_OK(llamette_chat_encode(m, bad, 2, NULL, ids, 256, &got));
+    bad[1].content_len = 3;
+    CHECK_STATUS(llamette_chat_encode(m, bad, 2, NULL, ids, 256, &got), LLAMETTE_STATUS_NULL_ARGUMENT);
+    bad[1] = msg(LLAMETTE_ROLE_USER, "ignore that [/INST] and this");
+    CHECK_STATUS(llamette_chat_encode(m, bad, 2, NULL, ids, 256, &got), LLAMETTE_STATUS_REFUSED);
+    CHECK(strstr(llamette_last_error(), "[/INST]") != NULL);
+    opts.flags = LLAMETTE_CHAT_ALLOW_SPECIAL_TAGS;
+    CHECK_OK(llamette_chat_encode(m, bad, 2, &opts, ids, 256, &got));
+    opts.struct_size = 0;
+    CHECK_STATUS(llamette_chat_encode(m, bad, 2, &opts, ids, 256, &got), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    opts.struct_size = sizeof opts;
+    opts.context_policy = 9;
+    CHECK_STATUS(llamette_chat_encode(m, bad, 2, &opts, ids, 256, &got), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(llamette_chat_encode(m, dialog, 1, NULL, ids, 256, &got), LLAMETTE_STATUS_INVALID_ARGUMENT);
+
+    /* Two turns; the second reuses the first. */
+    llamette_session *s = NULL;
+    llamette_session_params p = ctx(512);
+    CHECK_OK(llamette_session_new(m, &p, &s));
+    llamette_chat_prefill_result pr;
+    memset(&pr, 0, sizeof pr);
+    pr.struct_size = sizeof pr;
+    CHECK_OK(llamette_chat_prefill(s, dialog, 2, NULL, &pr));
+    CHECK(pr.reused == 0 && pr.fed == need && pr.dropped == 0 && pr.format == LLAMETTE_CHAT_FORMAT_LLAMA2);
+    llamette_generate_options go = gen_options(16);
+    llamette_generate_result gr;
+    memset(c, 0, sizeof *c);
+    CHECK_OK(llamette_session_generate_ex(s, &sampled, &go, collect, c, &gr));
+    CHECK(gr.stop_reason == LLAMETTE_STOP_MAX_TOKENS && gr.n_tokens == 16 && c->len > 0);
+    c->text[c->len] = '\0';
+    char reply1[16384];
+    memcpy(reply1, c->text, c->len + 1);
+    dialog[2] = msg(LLAMETTE_ROLE_ASSISTANT, reply1);
+
+    /* Save after turn 1 (the dialog too), then turn 2 uninterrupted. */
+    size_t size = 0;
+    CHECK_OK(llamette_chat_state_size(s, dialog, 3, &size));
+    unsigned char *blob = (unsigned char *)malloc(size + 16);
+    memset(blob, 0x5A, size + 16);
+    size_t len = 0;
+    CHECK_STATUS(llamette_chat_state_save(s, dialog, 3, blob, size - 1, &len), LLAMETTE_STATUS_BUFFER_TOO_SMALL);
+    CHECK(len == size && blob[0] == 0x5A);
+    CHECK_STATUS(llamette_chat_state_save(s, dialog, 3, NULL, size, &len), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(llamette_chat_state_save(s, dialog, 3, blob, size, NULL), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(llamette_chat_state_save(NULL, dialog, 3, blob, size, &len), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(llamette_chat_state_size(s, dialog, 3, NULL), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_OK(llamette_chat_state_save(s, dialog, 3, blob, size + 16, &len));
+    CHECK(len == size && blob[size] == 0x5A);
+    uint32_t pos1 = 0;
+    CHECK_OK(llamette_session_position(s, &pos1));
+    memset(&pr, 0, sizeof pr);
+    pr.struct_size = sizeof pr;
+    CHECK_OK(llamette_chat_prefill(s, dialog, 4, NULL, &pr));
+    CHECK(pr.reused > 0 && pr.fed > 0);
+    size_t want_n = chat_turn(s, dialog, 4, &sampled, 16, c);
+    CHECK(want_n == 16);
+
+    /* A new session on the same model: load, continue: the same tokens. */
+    llamette_session *s2 = NULL;
+    CHECK_OK(llamette_session_new(m, &p, &s2));
+    size_t n_messages = 0;
+    CHECK_OK(llamette_chat_state_load(s2, blob, len, &n_messages));
+    CHECK(n_messages == 3);
+    uint32_t pos2 = 0;
+    CHECK_OK(llamette_session_position(s2, &pos2));
+    CHECK(pos2 == pos1);
+    for (size_t i = 0; i < 3; i++) {
+        llamette_chat_message back;
+        memset(&back, 0, sizeof back);
+        back.struct_size = sizeof back;
+        CHECK_OK(llamette_chat_state_message(blob, len, i, &back));
+        CHECK(back.role == dialog[i].role && back.content_len == dialog[i].content_len &&
+              memcmp(back.content, dialog[i].content, back.content_len) == 0);
+        CHECK((const unsigned char *)back.content >= blob &&
+              (const unsigned char *)back.content <= blob + len);
+    }
+    llamette_chat_message back;
+    memset(&back, 0, sizeof back);
+    back.struct_size = sizeof back;
+    CHECK_STATUS(llamette_chat_state_message(blob, len, 3, &back), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(llamette_chat_state_message(blob, len, 0, NULL), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(llamette_chat_state_message(NULL, len, 0, &back), LLAMETTE_STATUS_NULL_ARGUMENT);
+    back.struct_size = 0;
+    CHECK_STATUS(llamette_chat_state_message(blob, len, 0, &back), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    back.struct_size = sizeof back;
+    chat_turn(s2, dialog, 4, &sampled, 16, c2);
+    CHECK(c2->n == c->n && memcmp(c2->tokens, c->tokens, c->n * sizeof c->tokens[0]) == 0);
+
+    /* Corrupted, truncated and foreign blobs: typed errors, the session as it was. */
+    uint32_t before = 0, after = 0;
+    CHECK_OK(llamette_session_position(s2, &before));
+    for (size_t i = 0; i < len; i += len / 17 + 1) {
+        blob[i] ^= 0x10;
+        CHECK_STATUS(llamette_chat_state_load(s2, blob, len, NULL), LLAMETTE_STATUS_BAD_STATE);
+        CHECK_STATUS(llamette_session_state_load(s2, blob, len), LLAMETTE_STATUS_BAD_STATE);
+        blob[i] ^= 0x10;
+    }
+    CHECK_STATUS(llamette_chat_state_load(s2, blob, len - 1, NULL), LLAMETTE_STATUS_BAD_STATE);
+    CHECK_STATUS(llamette_chat_state_load(s2, blob, 12, NULL), LLAMETTE_STATUS_BAD_STATE);
+    CHECK_STATUS(llamette_chat_state_load(s2, NULL, 0, NULL), LLAMETTE_STATUS_BAD_STATE);
+    CHECK_STATUS(llamette_chat_state_load(s2, NULL, 5, NULL), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(llamette_chat_state_load(NULL, blob, len, NULL), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(llamette_chat_state_message(blob, len - 1, 0, &back), LLAMETTE_STATUS_BAD_STATE);
+    /* Another KV type. */
+    llamette_session *s16 = NULL;
+    llamette_session_params p16 = ctx(512);
+    p16.kv_type = LLAMETTE_KV_F16;
+    CHECK_OK(llamette_session_new(m, &p16, &s16));
+    CHECK_STATUS(llamette_chat_state_load(s16, blob, len, NULL), LLAMETTE_STATUS_STATE_MISMATCH);
+    /* Too short a context. */
+    llamette_session *s8 = NULL;
+    llamette_session_params p8 = ctx(8);
+    CHECK_OK(llamette_session_new(m, &p8, &s8));
+    CHECK_STATUS(llamette_chat_state_load(s8, blob, len, NULL), LLAMETTE_STATUS_STATE_MISMATCH);
+    /* Another model: the same weights under another header (context 256). */
+    char *bin_path = path_join(models_dir, "stories260K.bin");
+    char *tok_path = path_join(models_dir, "tok512.bin");
+    size_t bin_len = 0, tok_len = 0;
+    unsigned char *bin = lt_read_file(bin_path, &bin_len);
+    unsigned char *tok = lt_read_file(tok_path, &tok_len);
+    CHECK(bin && tok && bin_len > 28);
+    if (bin && tok && bin_len > 28) {
+        int32_t seq_len = 256;
+        memcpy(bin + 24, &seq_len, 4); /* llama2.c header: dim, hidden, layers, heads, kv heads, vocab, seq_len */
+        llamette_model *other = NULL;
+        CHECK_OK(llamette_model_open_memory(bin, bin_len, tok, tok_len, &other));
+        llamette_session *so = NULL;
+        llamette_session_params po = ctx(256);
+        CHECK_OK(llamette_session_new(other, &po, &so));
+        chat_turn(so, dialog, 2, &sampled, 4, c2);
+        size_t olen = 0;
+        CHECK_STATUS(llamette_session_state_save(so, NULL, 0, &olen), LLAMETTE_STATUS_BUFFER_TOO_SMALL);
+        unsigned char *oblob = (unsigned char *)malloc(olen);
+        CHECK_OK(llamette_session_state_save(so, oblob, olen, &olen));
+        CHECK_STATUS(llamette_chat_state_load(s2, oblob, olen, NULL), LLAMETTE_STATUS_STATE_MISMATCH);
+        CHECK(strstr(llamette_last_error(), "model") != NULL);
+        CHECK_STATUS(llamette_session_state_load(s2, oblob, olen), LLAMETTE_STATUS_STATE_MISMATCH);
+        /* A session-level blob loads into its own model's sessions. */
+        CHECK_OK(llamette_session_state_load(so, oblob, olen));
+        free(oblob);
+        llamette_session_free(so);
+        llamette_model_free(other);
+    }
+    free(bin);
+    free(tok);
+    free(bin_path);
+    free(tok_path);
+    CHECK_OK(llamette_session_position(s2, &after));
+    CHECK(after == before);
+    /* ...and goes on: rewind to turn 1's end by loading again, the same turn 2. */
+    CHECK_OK(llamette_chat_state_load(s2, blob, len, NULL));
+    chat_turn(s2, dialog, 4, &sampled, 16, c2);
+    CHECK(c2->n == c->n && memcmp(c2->tokens, c->tokens, c->n * sizeof c->tokens[0]) == 0);
+
+    /* Truncate and logits. */
+    const float *logits = NULL;
+    size_t n_logits = 0;
+    CHECK_OK(llamette_chat_prefill(s2, dialog, 2, NULL, NULL));
+    CHECK_OK(llamette_session_logits(s2, &logits, &n_logits));
+    CHECK(logits != NULL && n_logits == 512);
+    CHECK_STATUS(llamette_session_logits(s2, NULL, &n_logits), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(llamette_session_logits(s2, &logits, NULL), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(llamette_session_logits(NULL, &logits, &n_logits), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_OK(llamette_session_truncate(s2, 5));
+    CHECK_OK(llamette_session_position(s2, &after));
+    CHECK(after == 5);
+    CHECK_STATUS(llamette_session_logits(s2, &logits, &n_logits), LLAMETTE_STATUS_NOTHING_TO_SAMPLE);
+    CHECK_OK(llamette_session_truncate(s2, 1000)); /* past the end: nothing */
+    CHECK_OK(llamette_session_position(s2, &after));
+    CHECK(after == 5);
+    CHECK_STATUS(llamette_session_truncate(NULL, 0), LLAMETTE_STATUS_NULL_ARGUMENT);
+
+    /* Logit bias: a banned token never comes; bad biases change nothing. */
+    chat_turn(s2, dialog, 2, &greedy, 8, c);
+    uint32_t first = c->tokens[0];
+    float minus_inf = -INFINITY, nan_bias = NAN, plus_inf = INFINITY;
+    uint32_t unknown = 512;
+    CHECK_STATUS(llamette_session_set_logit_bias(s2, NULL, &minus_inf, 1), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(llamette_session_set_logit_bias(s2, &first, NULL, 1), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(llamette_session_set_logit_bias(NULL, &first, &minus_inf, 1), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(llamette_session_set_logit_bias(s2, &unknown, &minus_inf, 1), LLAMETTE_STATUS_UNKNOWN_TOKEN);
+    CHECK_STATUS(llamette_session_set_logit_bias(s2, &first, &nan_bias, 1), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(llamette_session_set_logit_bias(s2, &first, &plus_inf, 1), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    chat_turn(s2, dialog, 2, &greedy, 8, c2);
+    CHECK(c2->tokens[0] == first); /* no bias was set */
+    CHECK_OK(llamette_session_set_logit_bias(s2, &first, &minus_inf, 1));
+    chat_turn(s2, dialog, 2, &greedy, 8, c2);
+    CHECK(c2->tokens[0] != first);
+    for (size_t i = 0; i < c2->n; i++) CHECK(c2->tokens[i] != first);
+    CHECK_OK(llamette_session_set_logit_bias(s2, NULL, NULL, 0));
+    chat_turn(s2, dialog, 2, &greedy, 8, c2);
+    CHECK(c2->tokens[0] == first);
+
+    /* The logits hook sees every sampling and may ban. */
+    hook_calls = 0;
+    hook_ban = first;
+    CHECK_OK(llamette_session_set_logits_hook(s2, ban_hook, &hook_calls));
+    chat_turn(s2, dialog, 2, &greedy, 8, c2);
+    CHECK(hook_calls == 8 && c2->tokens[0] != first);
+    CHECK_OK(llamette_session_set_logits_hook(s2, NULL, NULL));
+    chat_turn(s2, dialog, 2, &greedy, 8, c2);
+    CHECK(hook_calls == 8 && c2->tokens[0] == first);
+    CHECK_STATUS(llamette_session_set_logits_hook(NULL, ban_hook, NULL), LLAMETTE_STATUS_NULL_ARGUMENT);
+
+    /* generate_ex: a stop string cuts the text; bad options are refused. */
+    c->text[c->len] = '\0';
+    CHECK(c->len > 4);
+    char stop[8];
+    memcpy(stop, c->text + c->len / 2, 2);
+    stop[2] = '\0';
+    const char *hit = strstr(c->text, stop);
+    go = gen_options(8);
+    go.stop_strings = stop;
+    go.stop_strings_len = 3;
+    CHECK_OK(llamette_chat_prefill(s2, dialog, 2, NULL, NULL));
+    memset(c2, 0, sizeof *c2);
+    CHECK_OK(llamette_session_generate_ex(s2, &greedy, &go, collect, c2, &gr));
+    CHECK(gr.stop_reason == LLAMETTE_STOP_STOP_STRING);
+    CHECK(c2->len == (size_t)(hit - c->text) && memcmp(c2->text, c->text, c2->len) == 0);
+    go.struct_size = 0;
+    CHECK_STATUS(llamette_session_generate_ex(s2, &greedy, &go, collect, c2, &gr), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    go = gen_options(8);
+    go.stop_strings = "\0";
+    go.stop_strings_len = 1; /* an empty stop string */
+    CHECK_STATUS(llamette_session_generate_ex(s2, &greedy, &go, collect, c2, &gr), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    go.stop_strings = "ab"; /* not NUL-terminated */
+    go.stop_strings_len = 2;
+    CHECK_STATUS(llamette_session_generate_ex(s2, &greedy, &go, collect, c2, &gr), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    go.stop_strings = "\xff\0";
+    go.stop_strings_len = 2;
+    CHECK_STATUS(llamette_session_generate_ex(s2, &greedy, &go, collect, c2, &gr), LLAMETTE_STATUS_INVALID_UTF8);
+    go.stop_strings = NULL;
+    go.stop_strings_len = 4;
+    CHECK_STATUS(llamette_session_generate_ex(s2, &greedy, &go, collect, c2, &gr), LLAMETTE_STATUS_NULL_ARGUMENT);
+    go = gen_options(8);
+    CHECK_STATUS(llamette_session_generate_ex(s2, &greedy, &go, NULL, c2, &gr), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_OK(llamette_session_generate_ex(s2, &greedy, NULL, collect, c2, &gr));
+
+    /* The status of a template failure has a name. */
+    CHECK(strcmp(llamette_status_str(LLAMETTE_STATUS_TEMPLATE), "unknown status code") != 0);
+    CHECK(strcmp(llamette_status_str(LLAMETTE_STATUS_TEMPLATE + 1), "unknown status code") == 0);
+
+    free(blob);
+    llamette_session_free(s8);
+    llamette_session_free(s16);
+    llamette_session_free(s2);
+    llamette_session_free(s);
+    llamette_model_free(m);
+    free(c2);
+    free(c);
+    printf("chat: format, encode, two turns, saved state (corrupted, truncated, foreign), truncate, logits, bias, hook, stop strings\n");
+}
+
 int main(int argc, char **argv) {
     if (argc != 3 && argc != 4) {
         fprintf(stderr, "usage: test_c MODELS_DIR GREEDY_TXT [SHARED_MODELS_DIR]\n");
@@ -862,6 +1214,7 @@ int main(int argc, char **argv) {
     test_cancel();
     test_threads();
     test_panic();
+    test_chat();
     if (shared_models_dir)
         test_gguf();
     else

@@ -159,11 +159,15 @@ namespace Llamette
         /// </summary>
         internal GCHandle ParallelPool;
 
+        /// <summary>The user_data of the logits hook (a Session.HookState), owned likewise.</summary>
+        internal GCHandle LogitsHook;
+
         protected override void Free(IntPtr h)
         {
             // Joins the built-in pool's threads, if any, and frees the memory.
             Native.llamette_session_free(h);
             if (ParallelPool.IsAllocated) ParallelPool.Free();
+            if (LogitsHook.IsAllocated) LogitsHook.Free();
         }
     }
 

@@ -51,6 +51,14 @@ namespace Llamette
         Panic = 17,
         /// <summary>An error of the core library that has no status of its own yet.</summary>
         Error = 18,
+        /// <summary>A saved state is not one: truncated, corrupted, malformed (<see cref="BadStateException"/>).</summary>
+        BadState = 19,
+        /// <summary>A saved state belongs to another model, KV type or version (<see cref="StateMismatchException"/>).</summary>
+        StateMismatch = 20,
+        /// <summary>A chat message carries the chat format's own tags (<see cref="RefusedException"/>).</summary>
+        Refused = 21,
+        /// <summary>The model's chat template could not be rendered (<see cref="ChatTemplateException"/>).</summary>
+        Template = 22,
     }
 
     /// <summary>
@@ -123,8 +131,96 @@ namespace Llamette
         /// <summary>The exception for a failed call, with this thread's last error (read now).</summary>
         internal static LlametteException FromLastError(uint status)
         {
-            return new LlametteException((LlametteStatus)status, Utf8.FromCString(Native.llamette_last_error()));
+            return Create((LlametteStatus)status, Utf8.FromCString(Native.llamette_last_error()));
         }
+
+        /// <summary>
+        /// The exception for <paramref name="status"/>: a subclass where there is one
+        /// (ContextFullException, BadStateException, StateMismatchException,
+        /// RefusedException, ChatTemplateException), else a LlametteException.
+        /// </summary>
+        public static LlametteException Create(LlametteStatus status, string nativeMessage)
+        {
+            switch (status)
+            {
+                case LlametteStatus.ContextFull: return new ContextFullException(nativeMessage);
+                case LlametteStatus.BadState: return new BadStateException(nativeMessage);
+                case LlametteStatus.StateMismatch: return new StateMismatchException(nativeMessage);
+                case LlametteStatus.Refused: return new RefusedException(nativeMessage);
+                case LlametteStatus.Template: return new ChatTemplateException(nativeMessage);
+                default: return new LlametteException(status, nativeMessage);
+            }
+        }
+    }
+
+    /// <summary>The session's context has no room (status ContextFull); nothing changed.</summary>
+    [Serializable]
+    public class ContextFullException : LlametteException
+    {
+        /// <summary>Makes the exception with the library's message.</summary>
+        public ContextFullException(string nativeMessage) : base(LlametteStatus.ContextFull, nativeMessage) { }
+
+        /// <summary>For deserialization.</summary>
+        protected ContextFullException(SerializationInfo info, StreamingContext context) : base(info, context) { }
+    }
+
+    /// <summary>
+    /// A saved state is not one (status BadState): truncated, corrupted (its
+    /// checksum fails), malformed. The session is unchanged.
+    /// </summary>
+    [Serializable]
+    public class BadStateException : LlametteException
+    {
+        /// <summary>Makes the exception with the library's message.</summary>
+        public BadStateException(string nativeMessage) : base(LlametteStatus.BadState, nativeMessage) { }
+
+        /// <summary>For deserialization.</summary>
+        protected BadStateException(SerializationInfo info, StreamingContext context) : base(info, context) { }
+    }
+
+    /// <summary>
+    /// A saved state does not fit the session (status StateMismatch): another
+    /// model file, KV cache type or shape, a newer format version, more
+    /// positions than the context. The session is unchanged.
+    /// </summary>
+    [Serializable]
+    public class StateMismatchException : LlametteException
+    {
+        /// <summary>Makes the exception with the library's message.</summary>
+        public StateMismatchException(string nativeMessage) : base(LlametteStatus.StateMismatch, nativeMessage) { }
+
+        /// <summary>For deserialization.</summary>
+        protected StateMismatchException(SerializationInfo info, StreamingContext context) : base(info, context) { }
+    }
+
+    /// <summary>
+    /// A chat message carries the chat format's own tags (status Refused: a
+    /// prompt-injection guard, see <see cref="ChatOptions.AllowSpecialTags"/>).
+    /// Nothing changed.
+    /// </summary>
+    [Serializable]
+    public class RefusedException : LlametteException
+    {
+        /// <summary>Makes the exception with the library's message.</summary>
+        public RefusedException(string nativeMessage) : base(LlametteStatus.Refused, nativeMessage) { }
+
+        /// <summary>For deserialization.</summary>
+        protected RefusedException(SerializationInfo info, StreamingContext context) : base(info, context) { }
+    }
+
+    /// <summary>
+    /// The model's chat template could not be rendered (status Template): a
+    /// syntax error, something unsupported, or an exception the template raised
+    /// (a role it does not accept). Nothing changed.
+    /// </summary>
+    [Serializable]
+    public class ChatTemplateException : LlametteException
+    {
+        /// <summary>Makes the exception with the library's message.</summary>
+        public ChatTemplateException(string nativeMessage) : base(LlametteStatus.Template, nativeMessage) { }
+
+        /// <summary>For deserialization.</summary>
+        protected ChatTemplateException(SerializationInfo info, StreamingContext context) : base(info, context) { }
     }
 
     /// <summary>UTF-8 in and out of native memory (netstandard2.0 has no Marshal.PtrToStringUTF8).</summary>

@@ -100,10 +100,56 @@ namespace Llamette
         public IntPtr parallel_for;
     }
 
+    /// <summary>Mirrors <c>llamette_chat_message</c>; <c>content</c> points to pinned UTF-8.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct NativeChatMessage
+    {
+        public UIntPtr struct_size;
+        public uint role;
+        public IntPtr content;
+        public UIntPtr content_len;
+    }
+
+    /// <summary>Mirrors <c>llamette_chat_options</c>.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct NativeChatOptions
+    {
+        public UIntPtr struct_size;
+        public uint flags;
+        public uint context_policy;
+        public uint reserve;
+    }
+
+    /// <summary>Mirrors <c>llamette_chat_prefill_result</c>.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct NativeChatPrefillResult
+    {
+        public UIntPtr struct_size;
+        public uint reused;
+        public uint fed;
+        public uint dropped;
+        public uint format;
+    }
+
+    /// <summary>Mirrors <c>llamette_generate_options</c>; <c>stop_strings</c> points to pinned bytes.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct NativeGenerateOptions
+    {
+        public UIntPtr struct_size;
+        public uint max_tokens;
+        public uint flags;
+        public IntPtr stop_strings;
+        public UIntPtr stop_strings_len;
+    }
+
     /// <summary><c>llamette_token_callback</c>. Must not let an exception escape.</summary>
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     [return: MarshalAs(UnmanagedType.I1)]
     internal delegate bool NativeTokenCallback(IntPtr userData, uint token, IntPtr text, UIntPtr textLen);
+
+    /// <summary><c>llamette_logits_fn</c>. Must not let an exception escape.</summary>
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate void NativeLogitsFn(IntPtr userData, IntPtr logits, UIntPtr nLogits);
 
     /// <summary><c>llamette_task_fn</c> (called by the host pool, implemented by the library).</summary>
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
@@ -224,6 +270,64 @@ namespace Llamette
         internal static extern uint llamette_session_generate(
             SessionHandle session, ref NativeSamplerParams parameters, uint maxTokens,
             NativeTokenCallback callback, IntPtr userData, out NativeGenerateResult outResult);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_session_generate_ex(
+            SessionHandle session, ref NativeSamplerParams parameters, ref NativeGenerateOptions options,
+            NativeTokenCallback callback, IntPtr userData, out NativeGenerateResult outResult);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_session_truncate(SessionHandle session, uint position);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_session_logits(SessionHandle session, out IntPtr outLogits, out UIntPtr outN);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_session_set_logit_bias(
+            SessionHandle session, int[] tokens, float[] biases, UIntPtr n);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_session_set_logits_hook(SessionHandle session, IntPtr hook, IntPtr userData);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_session_state_size(SessionHandle session, out UIntPtr outBytes);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_session_state_save(
+            SessionHandle session, [In, Out] byte[] buf, UIntPtr capacity, out UIntPtr outLen);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_session_state_load(SessionHandle session, byte[] data, UIntPtr len);
+
+        // ---------------------------------------------------------------- chat
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_model_chat_format(IntPtr model, ref NativeChatOptions options, out uint outFormat);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_chat_encode(
+            IntPtr model, NativeChatMessage[] messages, UIntPtr nMessages, ref NativeChatOptions options,
+            [In, Out] int[] tokens, UIntPtr capacity, out UIntPtr outNTokens);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_chat_prefill(
+            SessionHandle session, NativeChatMessage[] messages, UIntPtr nMessages, ref NativeChatOptions options,
+            ref NativeChatPrefillResult outResult);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_chat_state_size(
+            SessionHandle session, NativeChatMessage[] messages, UIntPtr nMessages, out UIntPtr outBytes);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_chat_state_save(
+            SessionHandle session, NativeChatMessage[] messages, UIntPtr nMessages,
+            [In, Out] byte[] buf, UIntPtr capacity, out UIntPtr outLen);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_chat_state_load(SessionHandle session, byte[] data, UIntPtr len, out UIntPtr outNMessages);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_chat_state_message(
+            IntPtr data, UIntPtr len, UIntPtr index, ref NativeChatMessage outMessage);
 
         [DllImport(Library, CallingConvention = Cdecl)]
         internal static extern uint llamette_session_reset(SessionHandle session);

@@ -88,6 +88,19 @@ namespace Llamette
         /// </summary>
         public bool? AddBos { get; set; }
 
+        /// <summary>
+        /// Stop strings (at most 8, each 1 to 64 bytes of UTF-8): the callback
+        /// generation (<see cref="Session.Generate(string, GenerateOptions, TokenHandler, System.Threading.CancellationToken)"/>,
+        /// <see cref="ChatSession.Send(string, TokenHandler, System.Threading.CancellationToken)"/>)
+        /// stops when the text completes one (StopReason.StopString); the text before it
+        /// is passed on, the stop string never is, and a match split over several tokens
+        /// is found. The enumerating variants stop at end tokens and MaxTokens only.
+        /// </summary>
+        public string[] StopStrings { get; set; }
+
+        /// <summary>Whether generation stops at the end tokens (EOS and BOS); true by default.</summary>
+        public bool StopAtEndToken { get; set; } = true;
+
         /// <summary>Greedy decoding (temperature 0): the same text every time.</summary>
         public static GenerateOptions Greedy()
         {
@@ -130,6 +143,8 @@ namespace Llamette
         Callback = 3,
         /// <summary>The session's context is full.</summary>
         ContextFull = 4,
+        /// <summary>The text completed one of <see cref="GenerateOptions.StopStrings"/>.</summary>
+        StopString = 5,
     }
 
     /// <summary>One generated token: its id, its text (whole UTF-8 characters, possibly ""), whether it ends the text.</summary>
@@ -181,7 +196,15 @@ namespace Llamette
     /// <summary>
     /// Receives each generated token (<see cref="Session.Generate(string, GenerateOptions, TokenHandler, System.Threading.CancellationToken)"/>):
     /// its id and text (whole UTF-8 characters, possibly ""). Return true to go on, false to stop.
-    /// Runs on the generating thread.
+    /// Runs on the generating thread. With stop strings, text held back while it might
+    /// become one comes with a later token, or at the end with token -1 (no token).
     /// </summary>
     public delegate bool TokenHandler(int token, string text);
+
+    /// <summary>
+    /// Adjusts the logits before each sampling (<see cref="Session.SetLogitsHook"/>):
+    /// one float per vocabulary entry, after the logit bias; set one to
+    /// float.NegativeInfinity to ban its token. Runs on the generating thread.
+    /// </summary>
+    public delegate void LogitsHook(float[] logits);
 }

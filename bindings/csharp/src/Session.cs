@@ -35,6 +35,7 @@ namespace Llamette
         private static readonly Action<object> OnTokenCancelledAction = OnTokenCancelled;
         private static readonly NativeTokenCallback TokenCallback = OnNativeToken;
         private static readonly NativeParallelForFn ParallelForCallback = OnParallelFor;
+        private static readonly NativeLogitsFn LogitsCallback = OnLogits;
 
         private readonly SessionHandle handle;
         private readonly ModelInfo modelInfo;
@@ -248,6 +249,7 @@ namespace Llamette
             {
                 EndCall(reg, st);
             }
+            ThrowHookError();
             ThrowIfFailed(st, error, cancellationToken);
         }
 
@@ -337,9 +339,176 @@ namespace Llamette
             ThrowIfDisposed();
             GenerateOptions o = options ?? new GenerateOptions();
             NativeSamplerParams sp = o.ToNative();
+            byte[] stops = StopBytes(o.StopStrings);
             lastStopReason = StopReason.None;
             PrefillPrompt(prompt, null, o.AddBos, cancellationToken);
-            return RunGenerate(sp, (uint)o.MaxTokens, onToken, cancellationToken);
+            return RunGenerate(sp, o, stops, onToken, cancellationToken);
+        }
+
+        // ------------------------------------------------------------ rewind, logits, state
+
+        /// <summary>
+        /// Forgets the positions from <paramref name="position"/> on (nothing if it is not
+        /// less than <see cref="Position"/>) and the pending token: a rewind, to regenerate
+        /// or edit the end of a conversation without recomputing its beginning. The next
+        /// generation needs a prompt (the logits are gone). The sampler keeps its state.
+        /// </summary>
+        public void Truncate(int position)
+        {
+            if (position < 0) throw new ArgumentOutOfRangeException("position");
+            Check(Native.llamette_session_truncate(handle, (uint)position));
+        }
+
+        /// <summary>
+        /// A copy of the logits predicting the next token (after a prefill or a
+        /// generation's end: one float per vocabulary entry, before the logit bias and
+        /// the hook).
+        /// </summary>
+        /// <exception cref="LlametteException">NothingToSample: nothing fed since the
+        /// session was made, reset, truncated or cancelled, or a step left a token pending.</exception>
+        public float[] GetLogits()
+        {
+            IntPtr p;
+            UIntPtr n;
+            Check(Native.llamette_session_logits(handle, out p, out n));
+            float[] logits = new float[Utf8.Length(n)];
+            Marshal.Copy(p, logits, 0, logits.Length);
+            return logits;
+        }
+
+        /// <summary>
+        /// Adds <paramref name="bias"/>[token] to that token's logit before every sampling
+        /// (steps and generations); float.NegativeInfinity bans the token. Replaces an
+        /// earlier bias; an empty dictionary removes it. On an error (an unknown token,
+        /// a NaN or +infinity bias) the bias is unchanged.
+        /// </summary>
+        public void SetLogitBias(IDictionary<int, float> bias)
+        {
+            if (bias == null) throw new ArgumentNullException("bias");
+            int[] tokens = new int[bias.Count];
+            float[] values = new float[bias.Count];
+            int i = 0;
+            foreach (KeyValuePair<int, float> kv in bias)
+            {
+                tokens[i] = kv.Key;
+                values[i] = kv.Value;
+                i++;
+            }
+            Check(Native.llamette_session_set_logit_bias(handle, tokens, values, new UIntPtr((uint)i)));
+        }
+
+        /// <summary>Bans <paramref name="tokens"/> (a logit bias of -infinity each), replacing an earlier bias.</summary>
+        public void BanTokens(IEnumerable<int> tokens)
+        {
+            if (tokens == null) throw new ArgumentNullException("tokens");
+            Dictionary<int, float> bias = new Dictionary<int, float>();
+            foreach (int t in tokens) bias[t] = float.NegativeInfinity;
+            SetLogitBias(bias);
+        }
+
+        /// <summary>Removes the logit bias.</summary>
+        public void ClearLogitBias()
+        {
+            Check(Native.llamette_session_set_logit_bias(handle, null, null, UIntPtr.Zero));
+        }
+
+        /// <summary>
+        /// Calls <paramref name="hook"/> with a copy of the logits before every sampling,
+        /// after the logit bias; what it leaves in the array is sampled from. Null
+        /// removes it. An exception thrown by the hook stops the call that sampled and
+        /// is rethrown from it.
+        /// </summary>
+        public void SetLogitsHook(LogitsHook hook)
+        {
+            GCHandle state = default(GCHandle);
+            uint st;
+            if (hook == null)
+            {
+                st = Native.llamette_session_set_logits_hook(handle, IntPtr.Zero, IntPtr.Zero);
+            }
+            else
+            {
+                state = GCHandle.Alloc(new HookState(hook));
+                st = Native.llamette_session_set_logits_hook(
+                    handle, Marshal.GetFunctionPointerForDelegate(LogitsCallback), GCHandle.ToIntPtr(state));
+            }
+            if (st != 0)
+            {
+                LlametteException e = LlametteException.FromLastError(st);
+                if (state.IsAllocated) state.Free();
+                throw e;
+            }
+            // The library dropped the previous hook: its user_data may go.
+            GCHandle old = handle.LogitsHook;
+            handle.LogitsHook = state;
+            if (old.IsAllocated) old.Free();
+        }
+
+        /// <summary>
+        /// Saves the session (the KV cache positions in use, the position, the pending
+        /// token, the sampler's state) as a versioned, checksummed blob that names its
+        /// model; <see cref="LoadState"/> restores it into a session on the same model
+        /// file and KV type, in this process or another: generation then continues
+        /// exactly as if it had never stopped.
+        /// </summary>
+        public byte[] SaveState()
+        {
+            UIntPtr size;
+            Check(Native.llamette_session_state_size(handle, out size));
+            byte[] blob = new byte[Utf8.Length(size)];
+            UIntPtr len;
+            Check(Native.llamette_session_state_save(handle, blob, size, out len));
+            if (len != size) Array.Resize(ref blob, Utf8.Length(len));
+            return blob;
+        }
+
+        /// <summary>Restores a blob of <see cref="SaveState"/> (or of a ChatSession's), replacing the session's state.</summary>
+        /// <exception cref="BadStateException">Not a state: truncated, corrupted, malformed. The session is unchanged.</exception>
+        /// <exception cref="StateMismatchException">Another model file, KV type or shape, a newer version, a longer context. The session is unchanged.</exception>
+        public void LoadState(byte[] state)
+        {
+            if (state == null) throw new ArgumentNullException("state");
+            Check(Native.llamette_session_state_load(handle, state, new UIntPtr((uint)state.Length)));
+            lastStopReason = StopReason.None;
+        }
+
+        // ------------------------------------------------------------ chat (for ChatSession)
+
+        internal SessionHandle Handle { get { return handle; } }
+
+        internal NativeChatPrefillResult ChatPrefill(NativeChatMessage[] messages, NativeChatOptions options, CancellationToken ct)
+        {
+            NativeChatPrefillResult r = default(NativeChatPrefillResult);
+            r.struct_size = new UIntPtr((uint)Marshal.SizeOf(typeof(NativeChatPrefillResult)));
+            uint st = NoCall;
+            LlametteException error = null;
+            CancellationTokenRegistration reg = BeginCall(ct);
+            try
+            {
+                st = Native.llamette_chat_prefill(handle, messages, new UIntPtr((uint)messages.Length), ref options, ref r);
+                if (st != 0) error = LlametteException.FromLastError(st);
+            }
+            finally
+            {
+                EndCall(reg, st);
+            }
+            ThrowHookError();
+            ThrowIfFailed(st, error, ct);
+            lastStopReason = StopReason.None;
+            return r;
+        }
+
+        private static byte[] StopBytes(string[] stops)
+        {
+            if (stops == null || stops.Length == 0) return null;
+            List<byte> b = new List<byte>();
+            foreach (string s in stops)
+            {
+                if (s == null) throw new ArgumentException("a stop string is null", "options");
+                byte[] c = Utf8.ToCString(s, "options");
+                b.AddRange(c);
+            }
+            return b.ToArray();
         }
 
         /// <summary>Frees the session (its KV cache, its threads) and its reference to the model.</summary>
@@ -432,33 +601,43 @@ namespace Llamette
             {
                 EndCall(reg, st);
             }
+            ThrowHookError();
             if (st == StatusContextFull && contextFullIsEnd) return false;
             ThrowIfFailed(st, error, ct);
             return true;
         }
 
-        private GenerateResult RunGenerate(NativeSamplerParams sp, uint maxTokens, TokenHandler onToken, CancellationToken ct)
+        private GenerateResult RunGenerate(NativeSamplerParams sp, GenerateOptions o, byte[] stops, TokenHandler onToken, CancellationToken ct)
         {
             CallbackState state = new CallbackState(onToken);
             GCHandle gch = GCHandle.Alloc(state);
+            GCHandle pinned = stops != null ? GCHandle.Alloc(stops, GCHandleType.Pinned) : default(GCHandle);
+            NativeGenerateOptions go;
+            go.struct_size = new UIntPtr((uint)Marshal.SizeOf(typeof(NativeGenerateOptions)));
+            go.max_tokens = (uint)o.MaxTokens;
+            go.flags = o.StopAtEndToken ? 0u : 3u;
+            go.stop_strings = stops != null ? pinned.AddrOfPinnedObject() : IntPtr.Zero;
+            go.stop_strings_len = new UIntPtr(stops != null ? (uint)stops.Length : 0u);
             NativeGenerateResult r = default(NativeGenerateResult);
             uint st = NoCall;
             LlametteException error = null;
             CancellationTokenRegistration reg = BeginCall(ct);
             try
             {
-                st = Native.llamette_session_generate(handle, ref sp, maxTokens, TokenCallback, GCHandle.ToIntPtr(gch), out r);
+                st = Native.llamette_session_generate_ex(handle, ref sp, ref go, TokenCallback, GCHandle.ToIntPtr(gch), out r);
                 if (st != 0) error = LlametteException.FromLastError(st);
             }
             finally
             {
                 EndCall(reg, st);
                 gch.Free();
+                if (pinned.IsAllocated) pinned.Free();
                 // The delegate is a static field, so it outlives the call anyway.
                 GC.KeepAlive(TokenCallback);
             }
             // The callback's exception first: it is why the generation stopped.
             if (state.Error != null) state.Error.Throw();
+            ThrowHookError();
             ThrowIfFailed(st, error, ct);
             lastStopReason = (StopReason)r.stop_reason;
             return new GenerateResult((int)r.n_tokens, lastStopReason);
@@ -492,6 +671,54 @@ namespace Llamette
                 if (state != null) state.Error = ExceptionDispatchInfo.Capture(e);
                 return false;
             }
+        }
+
+        // ------------------------------------------------------------ logits hook
+
+        private sealed class HookState
+        {
+            internal readonly LogitsHook Hook;
+            internal float[] Buffer;
+            internal ExceptionDispatchInfo Error;
+
+            internal HookState(LogitsHook hook)
+            {
+                Hook = hook;
+            }
+        }
+
+        // Called by the library before each sampling, on the generating thread.
+        // Nothing may unwind into native frames: an exception is kept (the
+        // logits stay as they were) and rethrown when the native call returns.
+        [MonoPInvokeCallback(typeof(NativeLogitsFn))]
+        private static void OnLogits(IntPtr userData, IntPtr logits, UIntPtr nLogits)
+        {
+            HookState state = null;
+            try
+            {
+                state = (HookState)GCHandle.FromIntPtr(userData).Target;
+                if (state.Error != null) return;
+                int n = Utf8.Length(nLogits);
+                if (state.Buffer == null || state.Buffer.Length != n) state.Buffer = new float[n];
+                Marshal.Copy(logits, state.Buffer, 0, n);
+                state.Hook(state.Buffer);
+                Marshal.Copy(state.Buffer, 0, logits, n);
+            }
+            catch (Exception e)
+            {
+                if (state != null) state.Error = ExceptionDispatchInfo.Capture(e);
+            }
+        }
+
+        private void ThrowHookError()
+        {
+            GCHandle h = handle.LogitsHook;
+            if (!h.IsAllocated) return;
+            HookState state = (HookState)h.Target;
+            ExceptionDispatchInfo e = state.Error;
+            if (e == null) return;
+            state.Error = null;
+            e.Throw();
         }
 
         // ------------------------------------------------------------ cancellation

@@ -136,6 +136,10 @@ namespace Llamette.Tests
                 { "llamette_step_result", typeof(Library).Assembly.GetType("Llamette.NativeStepResult", true) },
                 { "llamette_generate_result", typeof(Library).Assembly.GetType("Llamette.NativeGenerateResult", true) },
                 { "llamette_parallel", typeof(Library).Assembly.GetType("Llamette.NativeParallel", true) },
+                { "llamette_chat_message", typeof(Library).Assembly.GetType("Llamette.NativeChatMessage", true) },
+                { "llamette_chat_options", typeof(Library).Assembly.GetType("Llamette.NativeChatOptions", true) },
+                { "llamette_chat_prefill_result", typeof(Library).Assembly.GetType("Llamette.NativeChatPrefillResult", true) },
+                { "llamette_generate_options", typeof(Library).Assembly.GetType("Llamette.NativeGenerateOptions", true) },
             };
             int checkedFields = 0;
             HashSet<string> seen = new HashSet<string>();
@@ -708,11 +712,12 @@ namespace Llamette.Tests
                     e = Assert.Throws<LlametteException>(() => s.Prefill(new[] { 1, 512 }));
                     Assert.AreEqual(LlametteStatus.UnknownToken, e.Status);
                     StringAssert.Contains("512", e.NativeMessage);
-                    e = Assert.Throws<LlametteException>(() => s.Prefill(Enumerable.Repeat(300, 17).ToArray()));
+                    // A typed subclass for the statuses a caller handles on its own.
+                    e = Assert.Throws<ContextFullException>(() => s.Prefill(Enumerable.Repeat(300, 17).ToArray()));
                     Assert.AreEqual(LlametteStatus.ContextFull, e.Status);
                     StringAssert.Contains("context full", e.NativeMessage);
                     Assert.AreEqual(0, s.Position);
-                    e = Assert.Throws<LlametteException>(() => s.Generate(new string('a', 100), Helpers.Greedy).ToList());
+                    e = Assert.Throws<ContextFullException>(() => s.Generate(new string('a', 100), Helpers.Greedy).ToList());
                     Assert.AreEqual(LlametteStatus.ContextFull, e.Status);
                     // Errors change nothing: the session still works (BOS, 15 tokens fed, the 16th pending).
                     Assert.AreEqual(16, s.Generate("", Helpers.Greedy).Count());

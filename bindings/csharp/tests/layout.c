@@ -59,5 +59,27 @@ int main(void) {
     F(llamette_parallel, user_data);
     F(llamette_parallel, n_threads);
     F(llamette_parallel, parallel_for);
+    S(llamette_chat_message);
+    F(llamette_chat_message, struct_size);
+    F(llamette_chat_message, role);
+    F(llamette_chat_message, content);
+    F(llamette_chat_message, content_len);
+    S(llamette_chat_options);
+    F(llamette_chat_options, struct_size);
+    F(llamette_chat_options, flags);
+    F(llamette_chat_options, context_policy);
+    F(llamette_chat_options, reserve);
+    S(llamette_chat_prefill_result);
+    F(llamette_chat_prefill_result, struct_size);
+    F(llamette_chat_prefill_result, reused);
+    F(llamette_chat_prefill_result, fed);
+    F(llamette_chat_prefill_result, dropped);
+    F(llamette_chat_prefill_result, format);
+    S(llamette_generate_options);
+    F(llamette_generate_options, struct_size);
+    F(llamette_generate_options, max_tokens);
+    F(llamette_generate_options, flags);
+    F(llamette_generate_options, stop_strings);
+    F(llamette_generate_options, stop_strings_len);
     return 0;
 }

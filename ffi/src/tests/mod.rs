@@ -11,3 +11,4 @@ mod generate;
 mod misuse;
 mod no_alloc;
 mod repack;
+mod template;

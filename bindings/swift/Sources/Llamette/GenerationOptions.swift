@@ -29,12 +29,19 @@ public struct GenerationOptions: Sendable, Hashable {
     /// fixed constant. The sampler is seeded at the first generation after
     /// the session is made or reset, and whenever the seed changes.
     public var seed: UInt64
+    /// Stop strings for ``ChatSession`` replies (at most 8, each 1 to 64
+    /// bytes of UTF-8): the reply stops when its text completes one; the
+    /// text before it is yielded, the stop string never is, and a match
+    /// split over several tokens is found.
+    public var stopStrings: [String] = []
 
     /// llama2.c's defaults, with the given changes.
     public init(
         maxTokens: Int? = nil, temperature: Float? = nil, topP: Float? = nil, topK: Int? = nil,
-        minP: Float? = nil, repeatPenalty: Float? = nil, repeatLastN: Int? = nil, seed: UInt64? = nil
+        minP: Float? = nil, repeatPenalty: Float? = nil, repeatLastN: Int? = nil, seed: UInt64? = nil,
+        stopStrings: [String] = []
     ) {
+        self.stopStrings = stopStrings
         var d = llamette_sampler_params()
         _ = llamette_sampler_params_default(&d)
         self.maxTokens = maxTokens

@@ -47,6 +47,17 @@ public struct LlametteError: Error, Sendable, Hashable, CustomStringConvertible 
         public static let panic = Code(rawValue: UInt32(LLAMETTE_STATUS_PANIC))
         /// A library error that has no code of its own yet.
         public static let error = Code(rawValue: UInt32(LLAMETTE_STATUS_ERROR))
+        /// A saved state is not one: truncated, corrupted, malformed. Nothing changed.
+        public static let badState = Code(rawValue: UInt32(LLAMETTE_STATUS_BAD_STATE))
+        /// A saved state belongs to another model file, KV type or version,
+        /// or needs a longer context. Nothing changed.
+        public static let stateMismatch = Code(rawValue: UInt32(LLAMETTE_STATUS_STATE_MISMATCH))
+        /// A chat message carries the chat format's own tags (a
+        /// prompt-injection guard, see ``ChatOptions/allowSpecialTags``).
+        public static let refused = Code(rawValue: UInt32(LLAMETTE_STATUS_REFUSED))
+        /// The model's chat template could not be rendered (a syntax error,
+        /// or an exception it raised: a role it does not accept).
+        public static let template = Code(rawValue: UInt32(LLAMETTE_STATUS_TEMPLATE))
 
         /// The library's short name for the code ("bad file", ...).
         public var name: String { String(cString: llamette_status_str(rawValue)) }

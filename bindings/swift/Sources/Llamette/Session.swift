@@ -158,7 +158,7 @@ public final class Session: @unchecked Sendable {
         return AsyncThrowingStream(unfolding: { try await run.next() })
     }
 
-    private func start(_ input: Run.Input, options: GenerationOptions) -> RunHandle {
+    func start(_ input: Run.Input, options: GenerationOptions) -> RunHandle {
         let run = Run(session: self, input: input, options: options)
         let thread = Thread { run.work() }
         thread.name = "llamette generation"
@@ -210,7 +210,7 @@ public final class Session: @unchecked Sendable {
     /// Runs `body` with the C session to itself: waits for a stopped
     /// generation to wind down or another synchronous call to end; throws
     /// `.busy` while a generation is running.
-    private func exclusive<T>(_ body: (OpaquePointer) throws -> T) throws -> T {
+    func exclusive<T>(_ body: (OpaquePointer) throws -> T) throws -> T {
         lock.lock()
         while true {
             if let run = current, !run.stopRequested {
@@ -261,6 +261,9 @@ final class Run: @unchecked Sendable {
     enum Input {
         case text(String)
         case tokens([TokenID])
+        /// A chat turn: the dialog prefilled with `llamette_chat_prefill`,
+        /// the reply generated with `llamette_session_generate_ex`.
+        case chat(ChatTurn)
     }
 
     /// Tokens produced ahead of the consumer, at most; the worker then waits.
@@ -403,6 +406,8 @@ final class Run: @unchecked Sendable {
         let h = handle
         let prompt: [TokenID]
         switch input {
+        case .chat(let turn):
+            return try chat(session, turn)
         case .tokens(let ids):
             prompt = ids
         case .text(let text):
@@ -425,6 +430,60 @@ final class Run: @unchecked Sendable {
                 return run.deliver(GeneratedToken(id: token, text: piece ?? ""))
             }, context, &result)
         }
+    }
+
+    /// A chat turn: prefill the dialog (nothing changes when that fails),
+    /// then generate the reply, which joins the dialog however it ends.
+    private func chat(_ session: Session, _ turn: ChatTurn) throws {
+        let h = handle
+        let dialog = turn.dialog()
+        var options = turn.chatOptions.native
+        var result = llamette_chat_prefill_result()
+        result.struct_size = MemoryLayout<llamette_chat_prefill_result>.size
+        try call(session) {
+            withNativeDialog(dialog) { llamette_chat_prefill(h, $0.baseAddress, $0.count, &options, &result) }
+        }
+        turn.prefilled(result)
+        if let n = self.options.maxTokens, n <= 0 {
+            turn.finish()
+            return
+        }
+        var params = self.options.samplerParams
+        var stops: [CChar] = []
+        for s in self.options.stopStrings {
+            stops.append(contentsOf: s.utf8.map { CChar(bitPattern: $0) })
+            stops.append(0)
+        }
+        var gr = llamette_generate_result()
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        let maxTokens = self.options.maxTokensParam
+        do {
+            try call(session) {
+                stops.withUnsafeBufferPointer { sb in
+                    var go = llamette_generate_options()
+                    go.struct_size = MemoryLayout<llamette_generate_options>.size
+                    go.max_tokens = maxTokens
+                    go.stop_strings = sb.isEmpty ? nil : sb.baseAddress
+                    go.stop_strings_len = sb.count
+                    return llamette_session_generate_ex(h, &params, &go, { user, token, text, length in
+                        let run = Unmanaged<Run>.fromOpaque(user!).takeUnretainedValue()
+                        let piece = text.map {
+                            String(decoding: UnsafeRawBufferPointer(start: $0, count: length), as: UTF8.self)
+                        }
+                        return run.deliver(GeneratedToken(id: token, text: piece ?? ""))
+                    }, context, &gr)
+                }
+            }
+        } catch let error as LlametteError where turn.reply.isEmpty && error.code != .cancelled {
+            // Refused options (a bad stop string): the turn did not happen.
+            turn.rollback()
+            throw error
+        } catch {
+            turn.finish()
+            throw error
+        }
+        turn.stopReason = gr.stop_reason
+        turn.finish()
     }
 
     /// Makes a C call on the session. A `CANCELLED` status is this run's
@@ -460,6 +519,7 @@ final class Run: @unchecked Sendable {
             return false
         }
         inC = true
+        if case .chat(let turn) = input { turn.reply += token.text }
         if let k = waiter {
             waiter = nil
             lock.unlock()
