@@ -4,7 +4,10 @@
 use core::arch::aarch64::*;
 use core::arch::asm;
 
-use super::{common, dotprod_supported as supported, run, run_quantize, x16, ArmIsa};
+use super::common::{Bf16Rows, F16Rows, F32Rows, Quant32, Q40, Q80};
+use super::legacy::{Iq4Nl, Q41, Q50, Q51};
+use super::{common, dotprod_supported as supported, run, run_quantize, x16};
+use super::{ArmIsa, Kernel};
 use crate::kernels::acts::Acts;
 use crate::kernels::types::{k_quants, TensorType};
 use crate::kernels::{scalar, Kernels, MatFn};
@@ -23,10 +26,15 @@ pub(in crate::kernels) static DOTPROD: Kernels = Kernels {
 fn kernel_for(ty: TensorType) -> Option<MatFn> {
     use TensorType::*;
     Some(match ty {
-        F32 => |w, a, o| run(F32, supported, mat_f32, w, a, o),
-        F16 => |w, a, o| run(F16, supported, mat_f16, w, a, o),
-        Q8_0 => |w, a, o| run(Q8_0, supported, mat_q8_0, w, a, o),
-        Q4_0 => |w, a, o| run(Q4_0, supported, mat_q4_0, w, a, o),
+        F32 => |w, a, o| run(F32, supported, mat::<F32Rows>, w, a, o),
+        F16 => |w, a, o| run(F16, supported, mat::<F16Rows>, w, a, o),
+        BF16 => |w, a, o| run(BF16, supported, mat::<Bf16Rows>, w, a, o),
+        Q8_0 => |w, a, o| run(Q8_0, supported, mat::<Quant32<Q80>>, w, a, o),
+        Q4_0 => |w, a, o| run(Q4_0, supported, mat::<Quant32<Q40>>, w, a, o),
+        Q4_1 => |w, a, o| run(Q4_1, supported, mat::<Quant32<Q41>>, w, a, o),
+        Q5_0 => |w, a, o| run(Q5_0, supported, mat::<Quant32<Q50>>, w, a, o),
+        Q5_1 => |w, a, o| run(Q5_1, supported, mat::<Quant32<Q51>>, w, a, o),
+        IQ4_NL => |w, a, o| run(IQ4_NL, supported, mat::<Quant32<Iq4Nl>>, w, a, o),
         Q8_0x16 => |w, a, o| run(Q8_0x16, supported, mat_q8_0x16, w, a, o),
         Q4_0x16 => |w, a, o| run(Q4_0x16, supported, mat_q4_0x16, w, a, o),
         _ => return None,
@@ -55,50 +63,20 @@ impl ArmIsa for DotProd {
     }
 }
 
-/// F32 weights.
+/// The kernel `K` with this set's dot products.
 ///
 /// # Safety
 /// NEON and dotprod; checked arguments (see [`run`]).
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn mat_f32(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+unsafe fn mat<K: Kernel>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
-    unsafe { common::mat_f32::<DotProd>(w, a, out, rows) }
-}
-
-/// F16 weights.
-///
-/// # Safety
-/// As [`mat_f32`].
-#[target_feature(enable = "neon,dotprod")]
-unsafe fn mat_f16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
-    // SAFETY: this function's contract.
-    unsafe { common::mat_f16::<DotProd>(w, a, out, rows) }
-}
-
-/// Q8_0 weights.
-///
-/// # Safety
-/// As [`mat_f32`].
-#[target_feature(enable = "neon,dotprod")]
-unsafe fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
-    // SAFETY: this function's contract.
-    unsafe { common::mat_q8_0::<DotProd>(w, a, out, rows) }
-}
-
-/// Q4_0 weights.
-///
-/// # Safety
-/// As [`mat_f32`].
-#[target_feature(enable = "neon,dotprod")]
-unsafe fn mat_q4_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
-    // SAFETY: this function's contract.
-    unsafe { common::mat_q4_0::<DotProd>(w, a, out, rows) }
+    unsafe { K::mat::<DotProd>(w, a, out, rows) }
 }
 
 /// Interleaved Q8_0 weights.
 ///
 /// # Safety
-/// As [`mat_f32`]; `check_mat` also checked that the rows are whole bands.
+/// As [`mat`]; `check_mat` also checked that the rows are whole bands.
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn mat_q8_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.

@@ -3,8 +3,11 @@
 //! extension's `sdot`).
 //!
 //! - [`common`]: the kernels both sets share, generic over the set's
-//!   16-byte dot product ([`ArmIsa`]);
-//! - [`neon`] and [`dotprod`]: each set's dot product and table;
+//!   16-byte dot product ([`ArmIsa`]): F32, F16, BF16, and the tiles of
+//!   the 32-wide quantized types;
+//! - [`legacy`]: the 32-wide types other than Q8_0 and Q4_0 (Q4_1, Q5_0,
+//!   Q5_1, IQ4_NL): how their blocks unpack to bytes;
+//! - [`neon`] and [`dotprod`]: each set's dot products and table;
 //! - [`x16`]: the interleaved Q8_0/Q4_0 kernels (with `sdot` only: plain
 //!   NEON would need another byte order, so the `neon` set keeps the scalar
 //!   reference for them).
@@ -22,6 +25,7 @@ use super::types::{TensorType, QK};
 
 mod common;
 mod dotprod;
+mod legacy;
 mod neon;
 mod x16;
 
@@ -36,6 +40,17 @@ trait ArmIsa {
     /// # Safety
     /// The CPU has the set's features.
     unsafe fn dot16(acc: int32x4_t, w: int8x16_t, a: int8x16_t) -> int32x4_t;
+}
+
+/// A weight type's kernel, written once for both sets: each set's
+/// `#[target_feature]` entry point instantiates it with its [`ArmIsa`].
+trait Kernel {
+    /// The `MatFn` contract with `rows` computed by `check_mat`.
+    ///
+    /// # Safety
+    /// The CPU has the features of `I`'s set; `check_mat` accepted the
+    /// arguments.
+    unsafe fn mat<I: ArmIsa>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize);
 }
 
 /// Whether this CPU runs the `neon` set.

@@ -3,7 +3,10 @@
 
 use core::arch::aarch64::*;
 
-use super::{common, neon_supported as supported, run, run_quantize, ArmIsa};
+use super::common::{Bf16Rows, F16Rows, F32Rows, Quant32, Q40, Q80};
+use super::legacy::{Iq4Nl, Q41, Q50, Q51};
+use super::{common, neon_supported as supported, run, run_quantize};
+use super::{ArmIsa, Kernel};
 use crate::kernels::acts::Acts;
 use crate::kernels::types::{k_quants, TensorType};
 use crate::kernels::{scalar, Kernels, MatFn};
@@ -24,15 +27,20 @@ pub(in crate::kernels) static NEON: Kernels = Kernels {
 fn kernel_for(ty: TensorType) -> Option<MatFn> {
     use TensorType::*;
     Some(match ty {
-        F32 => |w, a, o| run(F32, supported, mat_f32, w, a, o),
-        F16 => |w, a, o| run(F16, supported, mat_f16, w, a, o),
-        Q8_0 => |w, a, o| run(Q8_0, supported, mat_q8_0, w, a, o),
-        Q4_0 => |w, a, o| run(Q4_0, supported, mat_q4_0, w, a, o),
+        F32 => |w, a, o| run(F32, supported, mat::<F32Rows>, w, a, o),
+        F16 => |w, a, o| run(F16, supported, mat::<F16Rows>, w, a, o),
+        BF16 => |w, a, o| run(BF16, supported, mat::<Bf16Rows>, w, a, o),
+        Q8_0 => |w, a, o| run(Q8_0, supported, mat::<Quant32<Q80>>, w, a, o),
+        Q4_0 => |w, a, o| run(Q4_0, supported, mat::<Quant32<Q40>>, w, a, o),
+        Q4_1 => |w, a, o| run(Q4_1, supported, mat::<Quant32<Q41>>, w, a, o),
+        Q5_0 => |w, a, o| run(Q5_0, supported, mat::<Quant32<Q50>>, w, a, o),
+        Q5_1 => |w, a, o| run(Q5_1, supported, mat::<Quant32<Q51>>, w, a, o),
+        IQ4_NL => |w, a, o| run(IQ4_NL, supported, mat::<Quant32<Iq4Nl>>, w, a, o),
         _ => return None,
     })
 }
 
-/// The set's dot product.
+/// The set's dot products.
 pub(super) struct Neon;
 
 impl ArmIsa for Neon {
@@ -47,44 +55,14 @@ impl ArmIsa for Neon {
     }
 }
 
-/// F32 weights.
+/// The kernel `K` with this set's dot products.
 ///
 /// # Safety
 /// NEON; checked arguments (see [`run`]).
 #[target_feature(enable = "neon")]
-unsafe fn mat_f32(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+unsafe fn mat<K: Kernel>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
-    unsafe { common::mat_f32::<Neon>(w, a, out, rows) }
-}
-
-/// F16 weights.
-///
-/// # Safety
-/// As [`mat_f32`].
-#[target_feature(enable = "neon")]
-unsafe fn mat_f16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
-    // SAFETY: this function's contract.
-    unsafe { common::mat_f16::<Neon>(w, a, out, rows) }
-}
-
-/// Q8_0 weights.
-///
-/// # Safety
-/// As [`mat_f32`].
-#[target_feature(enable = "neon")]
-unsafe fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
-    // SAFETY: this function's contract.
-    unsafe { common::mat_q8_0::<Neon>(w, a, out, rows) }
-}
-
-/// Q4_0 weights.
-///
-/// # Safety
-/// As [`mat_f32`].
-#[target_feature(enable = "neon")]
-unsafe fn mat_q4_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
-    // SAFETY: this function's contract.
-    unsafe { common::mat_q4_0::<Neon>(w, a, out, rows) }
+    unsafe { K::mat::<Neon>(w, a, out, rows) }
 }
 
 /// The Q8 activation quantizer.
