@@ -1,15 +1,17 @@
 //! The `dotprod` set: NEON with the dot product extension, one `sdot` per
-//! 16 bytes.
+//! 16 bytes; the K-quants' scaled sub-block products by `sdot` into a
+//! zeroed register, then one `mla` by the scale's `i32` lane.
 
 use core::arch::aarch64::*;
 use core::arch::asm;
 
 use super::common::{Bf16Rows, F16Rows, F32Rows, Quant32, Q40, Q80};
+use super::k_quants::{self, KQuant, Q2K, Q3K, Q4K, Q5K, Q6K};
 use super::legacy::{Iq4Nl, Q41, Q50, Q51};
-use super::{common, dotprod_supported as supported, run, run_quantize, x16};
+use super::{common, dotprod_supported as supported, run, run_quantize, run_quantize_k, x16};
 use super::{ArmIsa, Kernel};
 use crate::kernels::acts::Acts;
-use crate::kernels::types::{k_quants, TensorType};
+use crate::kernels::types::TensorType;
 use crate::kernels::{scalar, Kernels, MatFn};
 
 /// The NEON + dotprod kernel set.
@@ -18,7 +20,7 @@ pub(in crate::kernels) static DOTPROD: Kernels = Kernels {
     kernel_for,
     fast_interleaved: true,
     quantize,
-    quantize_k: k_quants::quantize_q8k,
+    quantize_k,
     weighted_sum: scalar::weighted_sum,
 };
 
@@ -35,6 +37,11 @@ fn kernel_for(ty: TensorType) -> Option<MatFn> {
         Q5_0 => |w, a, o| run(Q5_0, supported, mat::<Quant32<Q50>>, w, a, o),
         Q5_1 => |w, a, o| run(Q5_1, supported, mat::<Quant32<Q51>>, w, a, o),
         IQ4_NL => |w, a, o| run(IQ4_NL, supported, mat::<Quant32<Iq4Nl>>, w, a, o),
+        Q2_K => |w, a, o| run(Q2_K, supported, mat::<KQuant<Q2K>>, w, a, o),
+        Q3_K => |w, a, o| run(Q3_K, supported, mat::<KQuant<Q3K>>, w, a, o),
+        Q4_K => |w, a, o| run(Q4_K, supported, mat::<KQuant<Q4K>>, w, a, o),
+        Q5_K => |w, a, o| run(Q5_K, supported, mat::<KQuant<Q5K>>, w, a, o),
+        Q6_K => |w, a, o| run(Q6_K, supported, mat::<KQuant<Q6K>>, w, a, o),
         Q8_0x16 => |w, a, o| run(Q8_0x16, supported, mat_q8_0x16, w, a, o),
         Q4_0x16 => |w, a, o| run(Q4_0x16, supported, mat_q4_0x16, w, a, o),
         _ => return None,
@@ -61,6 +68,74 @@ impl ArmIsa for DotProd {
         }
         acc
     }
+
+    /// The scales widened to `i32` (once per super-block), for `mla` by
+    /// lane.
+    type Scales = (int32x4_t, int32x4_t);
+
+    #[inline(always)]
+    unsafe fn scales(s: int16x8_t) -> (int32x4_t, int32x4_t) {
+        // SAFETY: NEON (the caller's promise).
+        unsafe { (vmovl_s16(vget_low_s16(s)), vmovl_high_s16(s)) }
+    }
+
+    #[inline(always)]
+    unsafe fn sub32<const L: i32>(
+        acc: int32x4_t,
+        w0: int8x16_t,
+        w1: int8x16_t,
+        a0: int8x16_t,
+        a1: int8x16_t,
+        s: (int32x4_t, int32x4_t),
+    ) -> int32x4_t {
+        // SAFETY: the CPU has the set's features (the caller's promise).
+        unsafe {
+            let t = Self::dot16(Self::dot16(vdupq_n_s32(0), w0, a0), w1, a1);
+            mla_lane::<L>(acc, t, s)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn sub16<const L: i32>(
+        acc: int32x4_t,
+        w: int8x16_t,
+        a: int8x16_t,
+        s: (int32x4_t, int32x4_t),
+    ) -> int32x4_t {
+        // SAFETY: the CPU has the set's features (the caller's promise).
+        unsafe { mla_lane::<L>(acc, Self::dot16(vdupq_n_s32(0), w, a), s) }
+    }
+}
+
+/// `acc + t * s[L]`, `s` the eight scales in two vectors: one `mla` by
+/// lane. Written as inline assembly: with the intrinsic, LLVM moves the
+/// scales' widening past the lane broadcast and emits `dup`, `ushll` and a
+/// vector `mla` per sub-block instead.
+///
+/// # Safety
+/// NEON.
+#[inline(always)]
+unsafe fn mla_lane<const L: i32>(
+    acc: int32x4_t,
+    t: int32x4_t,
+    s: (int32x4_t, int32x4_t),
+) -> int32x4_t {
+    const { assert!(0 <= L && L < 8) };
+    let mut acc = acc;
+    let s = if L < 4 { s.0 } else { s.1 };
+    // SAFETY: `mla` (by element) is a base AdvSIMD instruction (NEON: the
+    // caller's promise); registers only; the lane is in `0..4`.
+    unsafe {
+        asm!(
+            "mla {acc:v}.4s, {t:v}.4s, {s:v}.s[{lane}]",
+            acc = inout(vreg) acc,
+            t = in(vreg) t,
+            s = in(vreg) s,
+            lane = const L % 4,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    acc
 }
 
 /// The kernel `K` with this set's dot products.
@@ -103,4 +178,16 @@ fn quantize(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]) {
         unsafe { common::quantize(x, d, sum, q) }
     }
     run_quantize(supported, imp, x, d, sum, q)
+}
+
+/// The Q8_K activation quantizer.
+fn quantize_k(x: &[f32], d: &mut [f32], bsums: &mut [i16], q: &mut [i8]) {
+    /// # Safety
+    /// NEON and dotprod; lengths checked.
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn imp(x: &[f32], d: &mut [f32], bsums: &mut [i16], q: &mut [i8]) {
+        // SAFETY: this function's contract.
+        unsafe { k_quants::quantize_q8k(x, d, bsums, q) }
+    }
+    run_quantize_k(supported, imp, x, d, bsums, q)
 }

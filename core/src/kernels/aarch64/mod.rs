@@ -7,6 +7,8 @@
 //!   the 32-wide quantized types;
 //! - [`legacy`]: the 32-wide types other than Q8_0 and Q4_0 (Q4_1, Q5_0,
 //!   Q5_1, IQ4_NL): how their blocks unpack to bytes;
+//! - [`k_quants`]: Q2_K .. Q6_K (sub-block products with integer scales)
+//!   and the Q8_K activation quantizer;
 //! - [`neon`] and [`dotprod`]: each set's dot products and table;
 //! - [`x16`]: the interleaved Q8_0/Q4_0 kernels (with `sdot` only: plain
 //!   NEON would need another byte order, so the `neon` set keeps the scalar
@@ -17,14 +19,15 @@
 //! [`super::active`] only when [`neon_supported`] / [`dotprod_supported`]
 //! say the CPU has the set's features.
 
-use core::arch::aarch64::{int32x4_t, int8x16_t};
+use core::arch::aarch64::{int16x8_t, int32x4_t, int8x16_t};
 
 use super::acts::Acts;
 use super::check_mat;
-use super::types::{TensorType, QK};
+use super::types::{TensorType, QK, QK_K};
 
 mod common;
 mod dotprod;
+mod k_quants;
 mod legacy;
 mod neon;
 mod x16;
@@ -40,6 +43,46 @@ trait ArmIsa {
     /// # Safety
     /// The CPU has the set's features.
     unsafe fn dot16(acc: int32x4_t, w: int8x16_t, a: int8x16_t) -> int32x4_t;
+
+    /// Eight integer sub-block scales (K-quants) in the form this set
+    /// multiplies by.
+    type Scales: Copy;
+
+    /// Eight sub-block scales, each in `-128..=255`, made [`Self::Scales`].
+    ///
+    /// # Safety
+    /// The CPU has the set's features.
+    unsafe fn scales(s: int16x8_t) -> Self::Scales;
+
+    /// `acc` plus, spread over its lanes, `s[L] * (w0 . a0 + w1 . a1)`: a
+    /// sub-block of 32 values times its scale, exactly if every `|w| <= 64`
+    /// (NEON sums four products per `i16` lane: at most 4 * 64 * 127) and
+    /// the result fits an `i32` lane.
+    ///
+    /// # Safety
+    /// The CPU has the set's features; `L < 8`.
+    unsafe fn sub32<const L: i32>(
+        acc: int32x4_t,
+        w0: int8x16_t,
+        w1: int8x16_t,
+        a0: int8x16_t,
+        a1: int8x16_t,
+        s: Self::Scales,
+    ) -> int32x4_t;
+
+    /// `acc` plus, spread over its lanes, `s[L] * (w . a)`: a sub-block of
+    /// 16 values times its scale, exactly for any weights (NEON sums two
+    /// products per `i16` lane: at most 2 * 128 * 127) if the result fits
+    /// an `i32` lane.
+    ///
+    /// # Safety
+    /// The CPU has the set's features; `L < 8`.
+    unsafe fn sub16<const L: i32>(
+        acc: int32x4_t,
+        w: int8x16_t,
+        a: int8x16_t,
+        s: Self::Scales,
+    ) -> int32x4_t;
 }
 
 /// A weight type's kernel, written once for both sets: each set's
@@ -117,4 +160,34 @@ fn run_quantize(
     debug_assert!(supported());
     // SAFETY: as in `run`; the lengths are checked above.
     unsafe { imp(x, d, sum, q) }
+}
+
+/// A Q8_K activation quantizer's implementation (lengths checked); needs
+/// its set's CPU features.
+type QuantizeKImp = unsafe fn(x: &[f32], d: &mut [f32], bsums: &mut [i16], q: &mut [i8]);
+
+/// The safe entry point of a Q8_K activation quantizer: checks the lengths
+/// (as the scalar one does), then runs `imp`.
+#[inline(always)]
+fn run_quantize_k(
+    supported: fn() -> bool,
+    imp: QuantizeKImp,
+    x: &[f32],
+    d: &mut [f32],
+    bsums: &mut [i16],
+    q: &mut [i8],
+) {
+    assert_eq!(
+        x.len() % QK_K,
+        0,
+        "quantize_q8k: length is not a multiple of 256"
+    );
+    let nb = x.len() / QK_K;
+    assert!(
+        d.len() >= nb && bsums.len() >= 16 * nb && q.len() >= x.len(),
+        "quantize_q8k: scratch too short"
+    );
+    debug_assert!(supported());
+    // SAFETY: as in `run`; the lengths are checked above.
+    unsafe { imp(x, d, bsums, q) }
 }
