@@ -1,6 +1,21 @@
 //! The `dotprod` set: NEON with the dot product extension, one `sdot` per
-//! 16 bytes; the K-quants' scaled sub-block products by `sdot` into a
-//! zeroed register, then one `mla` by the scale's `i32` lane.
+//! 16 bytes.
+//!
+//! # K-quant sub-blocks: summation by parts
+//! A K-quant super-block needs `sum_P s_P dot_P` over its sub-blocks `P`
+//! (`s_P` the integer scale, `dot_P` the sub-block's product with the
+//! activations). `sdot` only accumulates, so computing each `dot_P` alone
+//! would take a zeroed register (a `movi`) per sub-block. Instead the
+//! sub-blocks of each parity of `P` run through one `sdot` sum `T`, and
+//! after sub-block `P` the set adds `T * (s_P - s_{P + 2})` (`mla` by
+//! lane; `s` is 0 past the last sub-block). Sub-block `P`'s product is in
+//! every `T` from `P` on, so it is multiplied by `(s_P - s_{P + 2}) +
+//! (s_{P + 2} - s_{P + 4}) + ... = s_P`: the same sum, two zeroed `T` per
+//! super-block instead of one per sub-block, and the differences made
+//! once per super-block and row (an `ext` and a `sub` per eight scales).
+//! `sdot`, `mla` and `addv` wrap around modulo 2^32, so the result is
+//! exact whenever the true sum fits an `i32`, which the K-quants' does
+//! (see `k_quants`).
 
 use core::arch::aarch64::*;
 use core::arch::asm;
@@ -69,41 +84,69 @@ impl ArmIsa for DotProd {
         acc
     }
 
-    /// The scales widened to `i32` (once per super-block), for `mla` by
-    /// lane.
+    /// The differences of the scales along each parity (see the module
+    /// documentation), widened to `i32` for `mla` by lane.
     type Scales = (int32x4_t, int32x4_t);
 
+    /// The running `sdot` sums of the even and odd sub-blocks, then the
+    /// two accumulators of their `mla`s.
+    type Sums = [int32x4_t; 4];
+
     #[inline(always)]
-    unsafe fn scales(s: int16x8_t) -> (int32x4_t, int32x4_t) {
+    unsafe fn scales(s: [int16x8_t; 2]) -> [(int32x4_t, int32x4_t); 2] {
         // SAFETY: NEON (the caller's promise).
-        unsafe { (vmovl_s16(vget_low_s16(s)), vmovl_high_s16(s)) }
+        unsafe {
+            // `s[P] - s[P + 2]`, zero past the end: at most 383 in
+            // magnitude, an `i16`.
+            let d0 = vsubq_s16(s[0], vextq_s16::<2>(s[0], s[1]));
+            let d1 = vsubq_s16(s[1], vextq_s16::<2>(s[1], vdupq_n_s16(0)));
+            let wide = |d: int16x8_t| (vmovl_s16(vget_low_s16(d)), vmovl_high_s16(d));
+            [wide(d0), wide(d1)]
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn sums() -> [int32x4_t; 4] {
+        // SAFETY: NEON (the caller's promise).
+        unsafe { [vdupq_n_s32(0); 4] }
     }
 
     #[inline(always)]
     unsafe fn sub32<const L: i32>(
-        acc: int32x4_t,
+        sums: &mut [int32x4_t; 4],
         w0: int8x16_t,
         w1: int8x16_t,
         a0: int8x16_t,
         a1: int8x16_t,
         s: (int32x4_t, int32x4_t),
-    ) -> int32x4_t {
+    ) {
+        let k = (L % 2) as usize;
         // SAFETY: the CPU has the set's features (the caller's promise).
         unsafe {
-            let t = Self::dot16(Self::dot16(vdupq_n_s32(0), w0, a0), w1, a1);
-            mla_lane::<L>(acc, t, s)
+            sums[k] = Self::dot16(Self::dot16(sums[k], w0, a0), w1, a1);
+            sums[2 + k] = mla_lane::<L>(sums[2 + k], sums[k], s);
         }
     }
 
     #[inline(always)]
     unsafe fn sub16<const L: i32>(
-        acc: int32x4_t,
+        sums: &mut [int32x4_t; 4],
         w: int8x16_t,
         a: int8x16_t,
         s: (int32x4_t, int32x4_t),
-    ) -> int32x4_t {
+    ) {
+        let k = (L % 2) as usize;
         // SAFETY: the CPU has the set's features (the caller's promise).
-        unsafe { mla_lane::<L>(acc, Self::dot16(vdupq_n_s32(0), w, a), s) }
+        unsafe {
+            sums[k] = Self::dot16(sums[k], w, a);
+            sums[2 + k] = mla_lane::<L>(sums[2 + k], sums[k], s);
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn lanes(sums: [int32x4_t; 4]) -> int32x4_t {
+        // SAFETY: NEON (the caller's promise).
+        unsafe { vaddq_s32(sums[2], sums[3]) }
     }
 }
 

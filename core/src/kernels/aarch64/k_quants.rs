@@ -16,54 +16,69 @@
 //! through memory. Each sub-block's product with the activations is
 //! multiplied by its integer scale once ([`ArmIsa::sub32`],
 //! [`ArmIsa::sub16`]):
-//! - `dotprod`: `sdot` into a zeroed register (two for 32 values), then one
-//!   `mla` by the scale's lane (scales widened to `i32` once per
-//!   super-block);
+//! - `dotprod`: `sdot` (two for 32 values) into one running sum per parity
+//!   of the sub-block's index, then one `mla` by lane by the difference of
+//!   the scales along that parity: summation by parts, which needs no
+//!   zeroed register per sub-block (see [`super::dotprod`]);
 //! - `neon`: `smull`/`smlal2` into `i16` lanes (two products per lane, four
-//!   for 32 values), then `smlal`/`smlal2` by the scale's `i16` lane.
+//!   for 32 values), then `smlal`/`smlal2` by the scale's `i16` lane into
+//!   one of two accumulators (even and odd sub-blocks: two shorter chains).
 //!
-//! The `i32` lanes are summed once per super-block (`addv`). Two
-//! accumulators per (row, vector), even and odd sub-blocks, halve the chain
-//! of dependent multiply-adds. Offsets are taken out of the loop: Q6_K's
-//! values are unpacked as `q + 32` in `0..64` and `32 * sum_j sc_j bsum_j`
-//! is subtracted once (the `bsums` of Q8_K are the sums of its values);
-//! Q3_K's are built signed directly (`-4..4`). The minimums' `msum` is one
-//! widening multiply of the minimums by the `bsums`.
+//! The `i32` lanes are summed once per super-block (`addv`). Offsets are
+//! taken out of the loop: Q6_K's values are unpacked as `q + 32` in `0..64`
+//! and `32 * sum_j sc_j bsum_j` is subtracted once (the `bsums` of Q8_K are
+//! the sums of its values); Q3_K's are built signed directly (`-4..4`). The
+//! minimums' `msum` is one widening multiply of the minimums by the
+//! `bsums`.
 //!
 //! The scales are unpacked with vector table lookups and shifts (Q3_K,
 //! Q4_K, Q5_K) or a widening (Q2_K, Q6_K), once per super-block and row,
-//! and reused for every vector of a batch.
+//! and reused for every vector of a batch. Nothing is prepared per call:
+//! the layouts already put each sub-block's values in the order of its
+//! activations, and Q8_K carries the sums the minimums need.
 //!
 //! Instructions per super-block, one row times one vector, counted in the
-//! compiled loop (rustc 1.95, `dotprod` / `neon`, loads included):
-//! - Q4_K (144 bytes): 102 / 119, i.e. 0.71 / 0.83 per weight byte: the
-//!   products are 16 `sdot`, 8 `mla` by lane and 8 `movi` (zeroing) / 32
-//!   `smull`/`smlal(2)` and 16 `smlal(2)` by lane; 16 unpack the nibbles
-//!   (`and`, `ushr`); 19 loads (`ldp` of 32 bytes); about 10 for the scales
-//!   and minimums (`tbl`, shifts, widening), 6 for `msum`, 14 for `d`,
-//!   `dmin` and the float update.
-//! - Q6_K (210 bytes): 128 / 155, i.e. 0.61 / 0.74 per weight byte: the
-//!   products are 16 `sdot`, 16 `mla` by lane and 16 `movi` / 32
-//!   `smull`/`smlal2` and 32 `smlal(2)` by lane; 36 unpack (per 64 values:
-//!   `ushr`, twice `sli` and `and`, twice `and` and `usra`); 18 loads; 6
-//!   widen the scales, 6 make the offset, 8 `d` and the float update.
-//! - The others: Q2_K 123 / 137 (84 bytes), Q3_K 154 / 172 (110 bytes),
-//!   Q5_K 134 / 159 (176 bytes).
+//! compiled loop (rustc 1.95, `dotprod` / `neon`, loads and loop counting
+//! included):
+//! - Q4_K (144 bytes): 96 / 119, i.e. 0.67 / 0.83 per weight byte. The
+//!   products: 16 `sdot`, 8 `mla` by lane and 4 `movi` (zeroing) / 32
+//!   `smull`/`smlal(2)` and 16 `smlal(2)` by lane. Unpacking the nibbles:
+//!   16 (`and`, `ushr`). Loads: 17 (`ldp` of 32 bytes). Scales and
+//!   minimums: 10 (`tbl`, shifts, masks, widening), and 4 for the
+//!   differences (`ext`, `sub`, widening to `i32`; `dotprod` only).
+//!   `msum`: 4 (`addp`, `smull`, `smlal2`, `addv`). `isum`, `d`, `dmin` and
+//!   the float update: 11; pointers and loop: 6.
+//! - Q6_K (210 bytes): 118 / 156, i.e. 0.56 / 0.74 per weight byte. The
+//!   products: 16 `sdot`, 16 `mla` by lane and 4 `movi` / 32
+//!   `smull`/`smlal2` and 32 `smlal(2)` by lane. Unpacking: 36 (per 64
+//!   values: `ushr`, twice `sli` and `and`, twice `and` and `usra`).
+//!   Loads: 18. Scales: 6 to widen, 4 for the differences (`dotprod`). The
+//!   offset: 6. `isum`, `d` and the float update: 6; pointers and loop: 6.
+//!   (`neon` spills a few registers here: its by-lane `smlal` takes the
+//!   scales in `v0..v15` only.)
+//! - The others: Q2_K 112 / 139 (84 bytes), Q3_K 131 / 173 (110 bytes),
+//!   Q5_K 128 / 159 (176 bytes).
 //!
 //! For a batch, the tiles are one row times up to [`KC`] vectors: each
 //! 16-byte piece of weights is unpacked once and multiplied with every
-//! vector of the tile while in registers.
+//! vector of the tile while in registers (`dotprod`, four vectors: Q4_K
+//! 281, Q6_K 380 instructions per super-block of weights).
 //!
 //! # Exactness (no overflow, no saturation)
 //! Activations are in `-127..=127`, `bsums` in `-2032..=2032`. Per `i16`
 //! lane (NEON): Q2_K `2 * 3 * 127`, Q3_K `2 * 4 * 127`, Q6_K `2 * 63 *
 //! 127 = 16002`, Q4_K `4 * 15 * 127`, Q5_K `4 * 31 * 127 = 15748`, all
-//! below 32767. `sdot` sums in `i32`. Every `i32` lane (and every partial
-//! sum) is bounded by the sum of the magnitudes of all its terms, at most:
-//! Q6_K `256 * 63 * 127 * 128 + 32 * 16 * 128 * 2032` ≈ 3.96e8, Q5_K `256 *
-//! 31 * 127 * 63` ≈ 6.3e7, Q4_K ≈ 3.1e7, Q3_K `256 * 4 * 127 * 32` ≈ 4.2e6,
-//! Q2_K ≈ 1.5e6; `msum` at most `63 * 16 * 2032` ≈ 2.0e6: all far below
-//! 2^31.
+//! below 32767. Everything else is `i32` arithmetic, which wraps around
+//! modulo 2^32 (`sdot`, `mla`, `smlal`, `add`, `addv`; nothing saturates),
+//! so the integers come out exact whenever their true values fit an `i32`.
+//! They do, by far: `|isum|` is at most the sum of the magnitudes of its
+//! terms, Q6_K `256 * 63 * 127 * 128 + 32 * 16 * 128 * 2032` ≈ 3.96e8 (its
+//! offset included), Q5_K `256 * 31 * 127 * 63` ≈ 6.3e7, Q4_K ≈ 3.1e7,
+//! Q3_K `256 * 4 * 127 * 32` ≈ 4.2e6, Q2_K ≈ 1.5e6; `|msum|` at most `63 *
+//! 16 * 2032` ≈ 2.0e6: all below 2^31. (In the `neon` set no intermediate
+//! even wraps: each of its partial sums has the same bound. `dotprod`'s
+//! summation by parts may wrap in between, which the modular argument
+//! covers.)
 //!
 //! # The Q8_K quantizer
 //! [`quantize_q8k`] is ggml's `quantize_row_q8_K_ref` as the reference
@@ -205,12 +220,15 @@ unsafe fn rows_times<I: ArmIsa, K: SuperBlock, const C: usize>(
     }
 }
 
-/// The sum of the four lanes of two accumulators (exact: see the module
+/// The total of the scaled products fed to `sums` (exact: see the module
 /// documentation).
+///
+/// # Safety
+/// The CPU has the features of `I`'s set.
 #[inline(always)]
-unsafe fn total(acc: [int32x4_t; 2]) -> i32 {
-    // SAFETY: NEON (the caller's promise).
-    unsafe { vaddvq_s32(vaddq_s32(acc[0], acc[1])) }
+unsafe fn total<I: ArmIsa>(sums: I::Sums) -> i32 {
+    // SAFETY: the caller's promise.
+    unsafe { vaddvq_s32(I::lanes(sums)) }
 }
 
 /// `sum_j m[j] * (bs[2 j] + bs[2 j + 1])`: the minimums of 8 sub-blocks
@@ -278,8 +296,7 @@ unsafe fn s8(v: uint8x16_t) -> int8x16_t {
 
 /// Four sub-blocks of 16 values `v[k]` (`k = 0..4`, the values `32 k`
 /// apart, sub-blocks `L0..L3` of the scales `s`) times each vector's
-/// activations at `q[c] + off + 32 k`; even `k` go to accumulator 0, odd
-/// to 1.
+/// activations at `q[c] + off + 32 k`.
 ///
 /// # Safety
 /// The CPU has the features of `I`'s set; the activations are readable.
@@ -297,16 +314,16 @@ unsafe fn four16<
     q: &[*const i8; C],
     off: usize,
     s: I::Scales,
-    acc: &mut [[int32x4_t; 2]; C],
+    acc: &mut [I::Sums; C],
 ) {
     // SAFETY: the caller vouches for the activations and the features.
     unsafe {
         for (c, acc) in acc.iter_mut().enumerate() {
             let a = |k: usize| vld1q_s8(q[c].add(off + 32 * k));
-            acc[0] = I::sub16::<L0>(acc[0], s8(v[0]), a(0), s);
-            acc[1] = I::sub16::<L1>(acc[1], s8(v[1]), a(1), s);
-            acc[0] = I::sub16::<L2>(acc[0], s8(v[2]), a(2), s);
-            acc[1] = I::sub16::<L3>(acc[1], s8(v[3]), a(3), s);
+            I::sub16::<L0>(acc, s8(v[0]), a(0), s);
+            I::sub16::<L1>(acc, s8(v[1]), a(1), s);
+            I::sub16::<L2>(acc, s8(v[2]), a(2), s);
+            I::sub16::<L3>(acc, s8(v[3]), a(3), s);
         }
     }
 }
@@ -336,7 +353,7 @@ unsafe fn q2_k_quarter<
     q: &[*const i8; C],
     off: usize,
     s: I::Scales,
-    acc: &mut [[int32x4_t; 2]; C],
+    acc: &mut [I::Sums; C],
 ) {
     // SAFETY: the caller's promise.
     unsafe {
@@ -377,8 +394,8 @@ impl SuperBlock for Q2K {
             };
             let (sc0, sc1) = wide(sc);
             let (m0, m1) = wide(m);
-            let (s0, s1) = (I::scales(sc0), I::scales(sc1));
-            let mut acc = [[vdupq_n_s32(0); 2]; C];
+            let [s0, s1] = I::scales([sc0, sc1]);
+            let mut acc = [I::sums(); C];
             let qs = b.add(16);
             q2_k_quarter::<I, C, 0, 2, 4, 6>(qs, q, 0, s0, &mut acc);
             q2_k_quarter::<I, C, 1, 3, 5, 7>(qs.add(16), q, 16, s0, &mut acc);
@@ -386,7 +403,7 @@ impl SuperBlock for Q2K {
             q2_k_quarter::<I, C, 1, 3, 5, 7>(qs.add(48), q, 144, s1, &mut acc);
             from_fn(|c| {
                 let msum = vaddvq_s32(times_bsums(m0, m1, bs[c]));
-                (total(acc[c]), msum)
+                (total::<I>(acc[c]), msum)
             })
         }
     }
@@ -422,7 +439,7 @@ unsafe fn q3_k_quarter<
     q: &[*const i8; C],
     off: usize,
     s: I::Scales,
-    acc: &mut [[int32x4_t; 2]; C],
+    acc: &mut [I::Sums; C],
 ) {
     // SAFETY: the caller's promise.
     unsafe {
@@ -491,18 +508,18 @@ impl SuperBlock for Q3K {
         // scales are read as bytes 94..110) and the activations.
         unsafe {
             let (sc0, sc1) = q3_k_scales(b.add(94));
-            let (s0, s1) = (I::scales(sc0), I::scales(sc1));
+            let [s0, s1] = I::scales([sc0, sc1]);
             // Hidden from LLVM, which would otherwise test `h & bit == 0`
             // with two instructions per vector instead of one `cmtst`.
             let nh0 = opaque(vmvnq_u8(load(b)));
             let nh1 = opaque(vmvnq_u8(load(b.add(16))));
-            let mut acc = [[vdupq_n_s32(0); 2]; C];
+            let mut acc = [I::sums(); C];
             let qs = b.add(32);
             q3_k_quarter::<I, C, 0, 2, 4, 6, 0x01>(qs, nh0, q, 0, s0, &mut acc);
             q3_k_quarter::<I, C, 1, 3, 5, 7, 0x01>(qs.add(16), nh1, q, 16, s0, &mut acc);
             q3_k_quarter::<I, C, 0, 2, 4, 6, 0x10>(qs.add(32), nh0, q, 128, s1, &mut acc);
             q3_k_quarter::<I, C, 1, 3, 5, 7, 0x10>(qs.add(48), nh1, q, 144, s1, &mut acc);
-            from_fn(|c| (total(acc[c]), 0))
+            from_fn(|c| (total::<I>(acc[c]), 0))
         }
     }
 }
@@ -561,14 +578,14 @@ unsafe fn two32<I: ArmIsa, const C: usize, const L0: i32, const L1: i32>(
     q: &[*const i8; C],
     off: usize,
     s: I::Scales,
-    acc: &mut [[int32x4_t; 2]; C],
+    acc: &mut [I::Sums; C],
 ) {
     // SAFETY: the caller vouches for the activations and the features.
     unsafe {
         for (c, acc) in acc.iter_mut().enumerate() {
             let a = vld1q_s8_x4(q[c].add(off));
-            acc[0] = I::sub32::<L0>(acc[0], lo[0], lo[1], a.0, a.1, s);
-            acc[1] = I::sub32::<L1>(acc[1], hi[0], hi[1], a.2, a.3, s);
+            I::sub32::<L0>(acc, lo[0], lo[1], a.0, a.1, s);
+            I::sub32::<L1>(acc, hi[0], hi[1], a.2, a.3, s);
         }
     }
 }
@@ -588,7 +605,7 @@ unsafe fn q4_k_pair<I: ArmIsa, const C: usize, const L0: i32, const L1: i32>(
     q: &[*const i8; C],
     off: usize,
     s: I::Scales,
-    acc: &mut [[int32x4_t; 2]; C],
+    acc: &mut [I::Sums; C],
 ) {
     // SAFETY: the caller's promise.
     unsafe {
@@ -614,14 +631,14 @@ impl SuperBlock for Q4K {
         // scales are read as bytes 4..20) and the activations.
         unsafe {
             let (sc, m) = k4_scales(b.add(4));
-            let s = I::scales(sc);
-            let mut acc = [[vdupq_n_s32(0); 2]; C];
+            let [s, _] = I::scales([sc, vdupq_n_s16(0)]);
+            let mut acc = [I::sums(); C];
             let qs = b.add(16);
             q4_k_pair::<I, C, 0, 1>(qs, q, 0, s, &mut acc);
             q4_k_pair::<I, C, 2, 3>(qs.add(32), q, 64, s, &mut acc);
             q4_k_pair::<I, C, 4, 5>(qs.add(64), q, 128, s, &mut acc);
             q4_k_pair::<I, C, 6, 7>(qs.add(96), q, 192, s, &mut acc);
-            from_fn(|c| (total(acc[c]), mins_by_32(m, bs[c])))
+            from_fn(|c| (total::<I>(acc[c]), mins_by_32(m, bs[c])))
         }
     }
 }
@@ -644,7 +661,7 @@ unsafe fn q5_k_pair<I: ArmIsa, const C: usize, const L0: i32, const L1: i32>(
     q: &[*const i8; C],
     off: usize,
     s: I::Scales,
-    acc: &mut [[int32x4_t; 2]; C],
+    acc: &mut [I::Sums; C],
 ) {
     // SAFETY: the caller's promise.
     unsafe {
@@ -680,8 +697,8 @@ impl SuperBlock for Q5K {
         // the activations.
         unsafe {
             let (sc, m) = k4_scales(b.add(4));
-            let s = I::scales(sc);
-            let mut acc = [[vdupq_n_s32(0); 2]; C];
+            let [s, _] = I::scales([sc, vdupq_n_s16(0)]);
+            let mut acc = [I::sums(); C];
             let qh = vld1q_u8_x2(b.add(16));
             let mut h = [qh.0, qh.1];
             let next = |h: [uint8x16_t; 2]| [vshrq_n_u8::<2>(h[0]), vshrq_n_u8::<2>(h[1])];
@@ -693,7 +710,7 @@ impl SuperBlock for Q5K {
             q5_k_pair::<I, C, 4, 5>(qs.add(64), h, q, 128, s, &mut acc);
             h = next(h);
             q5_k_pair::<I, C, 6, 7>(qs.add(96), h, q, 192, s, &mut acc);
-            from_fn(|c| (total(acc[c]), mins_by_32(m, bs[c])))
+            from_fn(|c| (total::<I>(acc[c]), mins_by_32(m, bs[c])))
         }
     }
 }
@@ -727,7 +744,7 @@ unsafe fn q6_k_quarter<
     q: &[*const i8; C],
     off: usize,
     s: I::Scales,
-    acc: &mut [[int32x4_t; 2]; C],
+    acc: &mut [I::Sums; C],
 ) {
     // SAFETY: the caller's promise.
     unsafe {
@@ -760,8 +777,8 @@ impl SuperBlock for Q6K {
         unsafe {
             let sc = vld1q_s8(b.add(192) as *const i8);
             let (sc0, sc1) = (vmovl_s8(vget_low_s8(sc)), vmovl_high_s8(sc));
-            let (s0, s1) = (I::scales(sc0), I::scales(sc1));
-            let mut acc = [[vdupq_n_s32(0); 2]; C];
+            let [s0, s1] = I::scales([sc0, sc1]);
+            let mut acc = [I::sums(); C];
             let (ql, qh) = (b, b.add(128));
             q6_k_quarter::<I, C, 0, 2, 4, 6>(ql, qh, q, 0, s0, &mut acc);
             q6_k_quarter::<I, C, 1, 3, 5, 7>(ql.add(16), qh.add(16), q, 16, s0, &mut acc);
@@ -771,8 +788,7 @@ impl SuperBlock for Q6K {
                 // The values were `q + 32`: take `32 sum_j sc_j bsum_j`
                 // away.
                 let offset = vshlq_n_s32::<5>(times_bsums(sc0, sc1, bs[c]));
-                let [a0, a1] = acc[c];
-                (total([a0, vsubq_s32(a1, offset)]), 0)
+                (vaddvq_s32(vsubq_s32(I::lanes(acc[c]), offset)), 0)
             })
         }
     }

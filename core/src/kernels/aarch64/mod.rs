@@ -44,45 +44,69 @@ trait ArmIsa {
     /// The CPU has the set's features.
     unsafe fn dot16(acc: int32x4_t, w: int8x16_t, a: int8x16_t) -> int32x4_t;
 
-    /// Eight integer sub-block scales (K-quants) in the form this set
-    /// multiplies by.
+    /// A K-quant super-block's integer sub-block scales, eight of them, in
+    /// the form this set multiplies by.
     type Scales: Copy;
 
-    /// Eight sub-block scales, each in `-128..=255`, made [`Self::Scales`].
+    /// The running sums of one (row, vector) pair's scaled sub-block
+    /// products in a super-block (see [`Self::sub16`]).
+    type Sums: Copy;
+
+    /// A super-block's sub-block scales in the order its sub-blocks are
+    /// fed, each in `-128..=255`: `s[0]` for the first eight, `s[1]` for
+    /// the next eight (zero when there are only eight), made
+    /// [`Self::Scales`].
     ///
     /// # Safety
     /// The CPU has the set's features.
-    unsafe fn scales(s: int16x8_t) -> Self::Scales;
+    unsafe fn scales(s: [int16x8_t; 2]) -> [Self::Scales; 2];
 
-    /// `acc` plus, spread over its lanes, `s[L] * (w0 . a0 + w1 . a1)`: a
-    /// sub-block of 32 values times its scale, exactly if every `|w| <= 64`
-    /// (NEON sums four products per `i16` lane: at most 4 * 64 * 127) and
-    /// the result fits an `i32` lane.
+    /// Sums of no products yet.
+    ///
+    /// # Safety
+    /// The CPU has the set's features.
+    unsafe fn sums() -> Self::Sums;
+
+    /// Feeds `sums` a sub-block of 32 values, to be multiplied by `s[L]`:
+    /// the product of `(w0, w1)` and `(a0, a1)`. Exact if every `|w| <=
+    /// 64` (NEON sums four products per `i16` lane: at most 4 * 64 * 127).
+    ///
+    /// A super-block feeds every sub-block once, those of each parity of
+    /// their index (`L`, `8 + L` for the second half of the scales) in
+    /// increasing order: the `dotprod` set sums them by parts along the two
+    /// parities (see [`dotprod`]).
     ///
     /// # Safety
     /// The CPU has the set's features; `L < 8`.
     unsafe fn sub32<const L: i32>(
-        acc: int32x4_t,
+        sums: &mut Self::Sums,
         w0: int8x16_t,
         w1: int8x16_t,
         a0: int8x16_t,
         a1: int8x16_t,
         s: Self::Scales,
-    ) -> int32x4_t;
+    );
 
-    /// `acc` plus, spread over its lanes, `s[L] * (w . a)`: a sub-block of
-    /// 16 values times its scale, exactly for any weights (NEON sums two
-    /// products per `i16` lane: at most 2 * 128 * 127) if the result fits
-    /// an `i32` lane.
+    /// Feeds `sums` a sub-block of 16 values, to be multiplied by `s[L]`:
+    /// the product of `w` and `a`. Exact for any weights (NEON sums two
+    /// products per `i16` lane: at most 2 * 128 * 127). Fed as
+    /// [`Self::sub32`].
     ///
     /// # Safety
     /// The CPU has the set's features; `L < 8`.
     unsafe fn sub16<const L: i32>(
-        acc: int32x4_t,
+        sums: &mut Self::Sums,
         w: int8x16_t,
         a: int8x16_t,
         s: Self::Scales,
-    ) -> int32x4_t;
+    );
+
+    /// Four lanes whose sum is that of the scaled products fed, modulo
+    /// 2^32 (exact when it fits an `i32`).
+    ///
+    /// # Safety
+    /// The CPU has the set's features.
+    unsafe fn lanes(sums: Self::Sums) -> int32x4_t;
 }
 
 /// A weight type's kernel, written once for both sets: each set's

@@ -66,20 +66,30 @@ impl ArmIsa for Neon {
     /// The scales as they are: `smlal` multiplies by an `i16` lane.
     type Scales = int16x8_t;
 
+    /// Two accumulators (the sub-blocks of even and odd index), two
+    /// shorter chains of dependent multiply-adds than one.
+    type Sums = [int32x4_t; 2];
+
     #[inline(always)]
-    unsafe fn scales(s: int16x8_t) -> int16x8_t {
+    unsafe fn scales(s: [int16x8_t; 2]) -> [int16x8_t; 2] {
         s
     }
 
     #[inline(always)]
+    unsafe fn sums() -> [int32x4_t; 2] {
+        // SAFETY: NEON (the caller's promise).
+        unsafe { [vdupq_n_s32(0); 2] }
+    }
+
+    #[inline(always)]
     unsafe fn sub32<const L: i32>(
-        acc: int32x4_t,
+        sums: &mut [int32x4_t; 2],
         w0: int8x16_t,
         w1: int8x16_t,
         a0: int8x16_t,
         a1: int8x16_t,
         s: int16x8_t,
-    ) -> int32x4_t {
+    ) {
         // SAFETY: NEON (the caller's promise); `L < 8`.
         unsafe {
             // Four products per `i16` lane, at most 4 * 64 * 127.
@@ -87,24 +97,32 @@ impl ArmIsa for Neon {
             let p = vmlal_high_s8(p, w0, a0);
             let p = vmlal_s8(p, vget_low_s8(w1), vget_low_s8(a1));
             let p = vmlal_high_s8(p, w1, a1);
-            smlal_lane::<L>(acc, p, s)
+            let k = (L % 2) as usize;
+            sums[k] = smlal_lane::<L>(sums[k], p, s);
         }
     }
 
     #[inline(always)]
     unsafe fn sub16<const L: i32>(
-        acc: int32x4_t,
+        sums: &mut [int32x4_t; 2],
         w: int8x16_t,
         a: int8x16_t,
         s: int16x8_t,
-    ) -> int32x4_t {
+    ) {
         // SAFETY: NEON (the caller's promise); `L < 8`.
         unsafe {
             // Two products per `i16` lane, at most 2 * 128 * 127.
             let p = vmull_s8(vget_low_s8(w), vget_low_s8(a));
             let p = vmlal_high_s8(p, w, a);
-            smlal_lane::<L>(acc, p, s)
+            let k = (L % 2) as usize;
+            sums[k] = smlal_lane::<L>(sums[k], p, s);
         }
+    }
+
+    #[inline(always)]
+    unsafe fn lanes(sums: [int32x4_t; 2]) -> int32x4_t {
+        // SAFETY: NEON (the caller's promise).
+        unsafe { vaddq_s32(sums[0], sums[1]) }
     }
 }
 
