@@ -86,6 +86,24 @@ pub(super) fn f16x8(h: uint16x8_t) -> (float32x4_t, float32x4_t) {
     (lo, hi)
 }
 
+/// `v`, through an empty inline assembly block (no instruction): LLVM
+/// cannot see where it comes from, so it cannot rewrite what uses it (it
+/// turns a `cmtst` whose mask is then masked again into `and`, `cmeq`,
+/// `bic`: three instructions instead of two).
+#[inline(always)]
+pub(super) fn opaque(v: uint8x16_t) -> uint8x16_t {
+    let mut v = v;
+    // SAFETY: an empty template; the register is left as it is.
+    unsafe {
+        asm!(
+            "/* {v:v} */",
+            v = inout(vreg) v,
+            options(pure, nomem, nostack, preserves_flags)
+        )
+    };
+    v
+}
+
 /// The fixed reduction tree of the scalar `reduce8`:
 /// `((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))`.
 #[inline(always)]
@@ -357,6 +375,13 @@ unsafe fn scales8(p: *const u8, bb: usize) -> (float32x4_t, float32x4_t) {
     }
 }
 
+/// `[f(0), .., f(7)]`, unrolled by construction (LLVM keeps a loop, and
+/// the array in memory, when the body is large).
+#[inline(always)]
+fn eight<T>(mut f: impl FnMut(usize) -> T) -> [T; 8] {
+    [f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7)]
+}
+
 /// Where a quantized tile reads one group of 8 blocks: for each row
 /// the group's first block, for each vector its values, scales and
 /// sums.
@@ -390,17 +415,13 @@ unsafe fn group<I: ArmIsa, const R: usize, const C: usize, B: Block32>(
             } else {
                 (dw0, dw1)
             };
-            let mut wv = [(vdupq_n_s8(0), vdupq_n_s8(0)); 8];
-            for (k, wv) in wv.iter_mut().enumerate() {
-                *wv = B::values(g.w[r].add(k * bb));
-            }
+            let wv = eight(|k| B::values(g.w[r].add(k * bb)));
             for c in 0..C {
-                let mut v = [vdupq_n_s32(0); 8];
-                for (k, v) in v.iter_mut().enumerate() {
+                let v = eight(|k| {
                     let q = g.q[c].add(k * QK);
                     let (a0, a1) = (vld1q_s8(q), vld1q_s8(q.add(16)));
-                    *v = I::dot16(I::dot16(vdupq_n_s32(0), wv[k].0, a0), wv[k].1, a1);
-                }
+                    I::dot16(I::dot16(vdupq_n_s32(0), wv[k].0, a0), wv[k].1, a1)
+                });
                 let d0 = vpaddq_s32(vpaddq_s32(v[0], v[1]), vpaddq_s32(v[2], v[3]));
                 let d1 = vpaddq_s32(vpaddq_s32(v[4], v[5]), vpaddq_s32(v[6], v[7]));
                 let (da0, da1) = (vld1q_f32(g.d[c]), vld1q_f32(g.d[c].add(4)));

@@ -93,7 +93,7 @@ use core::array::from_fn;
 use core::marker::PhantomData;
 use core::ptr::read_unaligned;
 
-use super::common::nibbles;
+use super::common::{nibbles, opaque};
 use super::{ArmIsa, Kernel};
 use crate::kernels::acts::Acts;
 use crate::kernels::types::QK_K;
@@ -273,18 +273,6 @@ unsafe fn times_bsums(s0: int16x8_t, s1: int16x8_t, bs: *const i16) -> int32x4_t
 unsafe fn load(p: *const u8) -> uint8x16_t {
     // SAFETY: the caller's promise.
     unsafe { vld1q_u8(p) }
-}
-
-/// `v`, through an empty inline assembly block: LLVM cannot see where it
-/// comes from (no instruction).
-#[inline(always)]
-fn opaque(v: uint8x16_t) -> uint8x16_t {
-    let mut v = v;
-    // SAFETY: an empty template; the register is left as it is.
-    unsafe {
-        asm!("/* {v:v} */", v = inout(vreg) v, options(pure, nomem, nostack, preserves_flags))
-    };
-    v
 }
 
 /// `u8` lanes as `i8`.
