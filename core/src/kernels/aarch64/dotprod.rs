@@ -10,9 +10,10 @@
 //! after sub-block `P` the set adds `T * (s_P - s_{P + 2})` (`mla` by
 //! lane; `s` is 0 past the last sub-block). Sub-block `P`'s product is in
 //! every `T` from `P` on, so it is multiplied by `(s_P - s_{P + 2}) +
-//! (s_{P + 2} - s_{P + 4}) + ... = s_P`: the same sum, two zeroed `T` per
-//! super-block instead of one per sub-block, and the differences made
-//! once per super-block and row (an `ext` and a `sub` per eight scales).
+//! (s_{P + 2} - s_{P + 4}) + ... = s_P`: the same sum, with four zeroed
+//! registers per super-block (the two `T` and two accumulators) instead of
+//! one per sub-block, and the differences made once per super-block and
+//! row (an `ext` and a `sub` per eight scales).
 //! `sdot`, `mla` and `addv` wrap around modulo 2^32, so the result is
 //! exact whenever the true sum fits an `i32`, which the K-quants' does
 //! (see `k_quants`).

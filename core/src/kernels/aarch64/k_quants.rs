@@ -289,7 +289,6 @@ unsafe fn s8(v: uint8x16_t) -> int8x16_t {
 /// # Safety
 /// The CPU has the features of `I`'s set; the activations are readable.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn four16<
     I: ArmIsa,
     const C: usize,
@@ -412,7 +411,6 @@ pub(super) struct Q3K;
 /// # Safety
 /// As [`four16`]; the 16 bytes at `qs` are readable.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn q3_k_quarter<
     I: ArmIsa,
     const C: usize,
@@ -718,7 +716,6 @@ pub(super) struct Q6K;
 /// # Safety
 /// As [`four16`]; `ql..ql + 48` and `qh..qh + 16` are readable.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn q6_k_quarter<
     I: ArmIsa,
     const C: usize,
