@@ -728,6 +728,114 @@ fn quantize_q8k_matches_scalar_and_its_definition() {
     }
 }
 
+/// On aarch64, `neon` and `dotprod` have their own kernel for every plain
+/// type (so that the comparisons with scalar above test SIMD code).
+#[test]
+#[cfg(target_arch = "aarch64")]
+fn aarch64_sets_have_every_plain_type() {
+    for k in sets().into_iter().filter(|k| k.name != "scalar") {
+        for ty in plain_types() {
+            assert!(k.has_own(ty), "{} has no kernel for {}", k.name, ty.name());
+        }
+    }
+}
+
+/// Blocks at the extremes of the exactness bounds: every weight byte the
+/// same (0x00, 0x7f, 0x80 or 0xff: the largest values, scales and
+/// minimums of each type) with plausible f16 fields, times activations
+/// that all quantize to +-127.
+#[test]
+fn extreme_blocks_match_scalar() {
+    let mut rng = Rng(4096);
+    for ty in quantized_types() {
+        let (rows, cols) = (3, 2 * 256);
+        for byte in [0x00u8, 0x7f, 0x80, 0xff] {
+            let bb = ty.block_bytes();
+            let mut w = vec![byte; rows * cols / ty.block_len() * bb];
+            for blk in w.chunks_exact_mut(bb) {
+                for &at in f16_fields(ty) {
+                    blk[at..at + 2].copy_from_slice(&rng.scale_bits().to_le_bytes());
+                }
+            }
+            for sign in [1.0f32, -1.0, 0.0] {
+                let n = 2;
+                let x: Vec<f32> = (0..n * cols)
+                    .map(|i| match sign {
+                        0.0 if i % 2 == 0 => 3.0,
+                        0.0 => -3.0,
+                        s => s * 3.0,
+                    })
+                    .collect();
+                let mut batch = Batch::new(&mut rng, n, cols);
+                batch.x = x;
+                q8_0::quantize(&batch.x, &mut batch.d, &mut batch.sum, &mut batch.q);
+                k_quants::quantize_q8k(&batch.x, &mut batch.kd, &mut batch.kbsums, &mut batch.kq);
+                let a = batch.acts();
+                let mut want = vec![0f32; rows * n];
+                kernel(&scalar::KERNELS, ty)(&w, &a, &mut want);
+                for k in sets() {
+                    let mut got = vec![f32::NAN; rows * n];
+                    kernel(k, ty)(&w, &a, &mut got);
+                    let what = format!("{} {} byte={byte:#04x} sign={sign}", k.name, ty.name());
+                    assert_same(&got, &want, &what);
+                }
+            }
+        }
+    }
+}
+
+/// The Q8_K quantizer on what its scan order and rounding decide: the
+/// first of two values of the same magnitude and opposite signs, exact
+/// ties (round half to even), the largest value last, a signalling NaN,
+/// infinities. Every set gives the scalar bytes.
+#[test]
+fn quantize_q8k_edge_cases_match_scalar() {
+    let mut x = vec![0f32; 8 * 256];
+    // 0: -5 before +5; 1: +5 before -5 (the first decides the sign).
+    x[10] = -5.0;
+    x[200] = 5.0;
+    x[256 + 10] = 5.0;
+    x[256 + 200] = -5.0;
+    // 2: max 127 (scale -1): halves round to even.
+    for (i, v) in x[512..768].iter_mut().enumerate() {
+        *v = if i == 0 {
+            127.0
+        } else {
+            (i as f32 - 128.0) * 0.5
+        };
+    }
+    // 3: the largest magnitude last, with a signalling NaN earlier.
+    for (i, v) in x[768..1024].iter_mut().enumerate() {
+        *v = i as f32 * 0.25 - 20.0;
+    }
+    x[768 + 3] = f32::from_bits(0x7f80_0001);
+    x[1023] = -90.0;
+    // 4: an infinity; 5: a quiet NaN among small values; 6: both signs
+    // of infinity; 7: all NaN.
+    for (i, v) in x[1024..2048].iter_mut().enumerate() {
+        *v = ((i * 37) % 101) as f32 * 0.01 - 0.5;
+    }
+    x[1024 + 77] = f32::INFINITY;
+    x[1280 + 5] = f32::NAN;
+    x[1536 + 1] = f32::NEG_INFINITY;
+    x[1536 + 2] = f32::INFINITY;
+    x[1792..2048].fill(f32::NAN);
+    let (mut d0, mut b0, mut q0) = (vec![0f32; 8], vec![0i16; 128], vec![0i8; 2048]);
+    k_quants::quantize_q8k(&x, &mut d0, &mut b0, &mut q0);
+    assert!(
+        d0[0] > 0.0 && d0[1] < 0.0,
+        "the first value decides the sign"
+    );
+    for k in sets() {
+        let (mut d, mut b, mut q) = (vec![1f32; 8], vec![1i16; 128], vec![1i8; 2048]);
+        (k.quantize_k)(&x, &mut d, &mut b, &mut q);
+        assert_eq!(q, q0, "{}: q", k.name);
+        assert_eq!(b, b0, "{}: sums", k.name);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&d), bits(&d0), "{}: scales", k.name);
+    }
+}
+
 #[test]
 fn dispatch_lists_and_forces_sets() {
     let _g = FORCED.lock().unwrap_or_else(|e| e.into_inner());

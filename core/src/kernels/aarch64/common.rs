@@ -5,8 +5,11 @@
 //!
 //! The sixteen float partial sums of the scalar reference are four
 //! `float32x4_t` per (row, vector) (quantized rows: eight, in two); f16
-//! weights are converted with `fcvtl`/`fcvtl2`. Quantized blocks are reduced
-//! with pairwise adds, which keep the blocks in natural order.
+//! weights are converted with `fcvtl`/`fcvtl2`, bf16 weights by a shift
+//! (`shll`). Quantized blocks are reduced with pairwise adds, which keep the
+//! blocks in natural order. The 32-wide quantized types share one tile
+//! walker; what differs between them is how a block unpacks to signed bytes
+//! ([`Block32`]) and whether it has a minimum.
 //!
 //! `sdot` and the f16 conversion are written as inline assembly: their
 //! intrinsics (`vdotq_s32`, `vcvt_f32_f16`) are not stable in Rust 1.95.
@@ -19,15 +22,16 @@ use core::arch::aarch64::*;
 use core::arch::asm;
 use core::ptr::{copy_nonoverlapping, read_unaligned};
 
-use super::ArmIsa;
+use super::{ArmIsa, Kernel};
 use crate::kernels::acts::Acts;
 use crate::kernels::types::QK;
 
-/// Runs `$tile::<I, R, C>(r0, c0, args...)` over every tile of `$rows` rows
-/// x `$n` vectors (at most `$rmax` x `$cmax`), the vectors outermost: the
-/// tile shapes, as const generics, are spelled out here once.
+/// Runs `$tile::<I, R, C, G...>(r0, c0, args...)` over every tile of
+/// `$rows` rows x `$n` vectors (at most `$rmax` x `$cmax`), the vectors
+/// outermost, with the further generic arguments `[G...]`: the tile shapes,
+/// as const generics, are spelled out here once.
 macro_rules! over_tiles {
-    ($i:ty, $rmax:expr, $cmax:expr, $rows:expr, $n:expr, $tile:ident, ($($arg:expr),*)) => {{
+    ($i:ty, $rmax:expr, $cmax:expr, $rows:expr, $n:expr, $tile:ident, [$($g:tt),*], ($($arg:expr),*)) => {{
         let mut c0 = 0;
         while c0 < $n {
             let nc = ($n - c0).min($cmax);
@@ -35,14 +39,14 @@ macro_rules! over_tiles {
             while r0 < $rows {
                 let nr = ($rows - r0).min($rmax);
                 match (nr, nc) {
-                    (4, 2) => $tile::<$i, 4, 2>(r0, c0, $($arg),*),
-                    (3, 2) => $tile::<$i, 3, 2>(r0, c0, $($arg),*),
-                    (2, 2) => $tile::<$i, 2, 2>(r0, c0, $($arg),*),
-                    (1, 2) => $tile::<$i, 1, 2>(r0, c0, $($arg),*),
-                    (4, 1) => $tile::<$i, 4, 1>(r0, c0, $($arg),*),
-                    (3, 1) => $tile::<$i, 3, 1>(r0, c0, $($arg),*),
-                    (2, 1) => $tile::<$i, 2, 1>(r0, c0, $($arg),*),
-                    _ => $tile::<$i, 1, 1>(r0, c0, $($arg),*),
+                    (4, 2) => $tile::<$i, 4, 2, $($g),*>(r0, c0, $($arg),*),
+                    (3, 2) => $tile::<$i, 3, 2, $($g),*>(r0, c0, $($arg),*),
+                    (2, 2) => $tile::<$i, 2, 2, $($g),*>(r0, c0, $($arg),*),
+                    (1, 2) => $tile::<$i, 1, 2, $($g),*>(r0, c0, $($arg),*),
+                    (4, 1) => $tile::<$i, 4, 1, $($g),*>(r0, c0, $($arg),*),
+                    (3, 1) => $tile::<$i, 3, 1, $($g),*>(r0, c0, $($arg),*),
+                    (2, 1) => $tile::<$i, 2, 1, $($g),*>(r0, c0, $($arg),*),
+                    _ => $tile::<$i, 1, 1, $($g),*>(r0, c0, $($arg),*),
                 }
                 r0 += nr;
             }
@@ -82,6 +86,24 @@ pub(super) fn f16x8(h: uint16x8_t) -> (float32x4_t, float32x4_t) {
     (lo, hi)
 }
 
+/// `v`, through an empty inline assembly block (no instruction): LLVM
+/// cannot see where it comes from, so it cannot rewrite what uses it (it
+/// turns a `cmtst` whose mask is then masked again into `and`, `cmeq`,
+/// `bic`: three instructions instead of two).
+#[inline(always)]
+pub(super) fn opaque(v: uint8x16_t) -> uint8x16_t {
+    let mut v = v;
+    // SAFETY: an empty template; the register is left as it is.
+    unsafe {
+        asm!(
+            "/* {v:v} */",
+            v = inout(vreg) v,
+            options(pure, nomem, nostack, preserves_flags)
+        )
+    };
+    v
+}
+
 /// The fixed reduction tree of the scalar `reduce8`:
 /// `((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))`.
 #[inline(always)]
@@ -94,16 +116,21 @@ unsafe fn reduce8(lo: float32x4_t, hi: float32x4_t) -> f32 {
     }
 }
 
-// ---- F32 and F16 ----
+// ---- F32, F16 and BF16 ----
 
-/// `acc + w * x`: fused (`fmla`, one rounding) for F16 weights, a
-/// rounded product then a rounded sum for F32 (as the scalar
+/// The float weight types, as `float_at`'s `KIND`.
+const F32: u8 = 0;
+const F16: u8 = 1;
+const BF16: u8 = 2;
+
+/// `acc + w * x`: fused (`fmla`, one rounding) for F16 and BF16 weights,
+/// a rounded product then a rounded sum for F32 (as the scalar
 /// reference).
 #[inline(always)]
-unsafe fn madd<const FUSED: bool>(acc: float32x4_t, w: float32x4_t, x: float32x4_t) -> float32x4_t {
+unsafe fn madd<const KIND: u8>(acc: float32x4_t, w: float32x4_t, x: float32x4_t) -> float32x4_t {
     // SAFETY: NEON (the caller's promise).
     unsafe {
-        if FUSED {
+        if KIND != F32 {
             vfmaq_f32(acc, w, x)
         } else {
             vaddq_f32(acc, vmulq_f32(w, x))
@@ -111,15 +138,28 @@ unsafe fn madd<const FUSED: bool>(acc: float32x4_t, w: float32x4_t, x: float32x4
     }
 }
 
-/// One float tile at rows `r0..`, vectors `c0..` (`F16` selects the
-/// weight type). Sixteen partial sums per (row, vector), in four
-/// registers of four lanes.
+/// Eight bf16 values (bits) to two vectors of four f32: each shifted
+/// into the top half of its lane (`shll`/`shll2`), which is exact.
+#[inline(always)]
+unsafe fn bf16x8(h: uint16x8_t) -> (float32x4_t, float32x4_t) {
+    // SAFETY: NEON (the caller's promise).
+    unsafe {
+        (
+            vreinterpretq_f32_u32(vshll_n_u16::<16>(vget_low_u16(h))),
+            vreinterpretq_f32_u32(vshll_high_n_u16::<16>(h)),
+        )
+    }
+}
+
+/// One float tile at rows `r0..`, vectors `c0..` (`KIND` is the weight
+/// type: [`F32`], [`F16`] or [`BF16`]). Sixteen partial sums per (row,
+/// vector), in four registers of four lanes.
 ///
 /// # Safety
 /// The CPU has the set's features; `check_mat` accepted the arguments and the
 /// tile is inside them.
 #[inline(always)]
-unsafe fn float_at<const R: usize, const C: usize, const F16: bool>(
+unsafe fn float_at<I: ArmIsa, const R: usize, const C: usize, const KIND: u8>(
     r0: usize,
     c0: usize,
     w: &[u8],
@@ -128,16 +168,20 @@ unsafe fn float_at<const R: usize, const C: usize, const F16: bool>(
     rows: usize,
 ) {
     let cols = a.cols;
-    let eb = if F16 { 2 } else { 4 };
+    let eb = if KIND == F32 { 4 } else { 2 };
     let rb = cols * eb;
     // SAFETY (whole body): the pointers stay within the tile's rows
     // and vectors, whose lengths `check_mat` checked; the weights are
     // read as bytes (no alignment needed).
     unsafe {
         let load_w = |p: *const u8| -> [float32x4_t; 4] {
-            if F16 {
+            if KIND == F16 {
                 let (a, b) = f16x8(vreinterpretq_u16_u8(vld1q_u8(p)));
                 let (c, d) = f16x8(vreinterpretq_u16_u8(vld1q_u8(p.add(16))));
+                [a, b, c, d]
+            } else if KIND == BF16 {
+                let (a, b) = bf16x8(vreinterpretq_u16_u8(vld1q_u8(p)));
+                let (c, d) = bf16x8(vreinterpretq_u16_u8(vld1q_u8(p.add(16))));
                 [a, b, c, d]
             } else {
                 [
@@ -170,7 +214,7 @@ unsafe fn float_at<const R: usize, const C: usize, const F16: bool>(
                 let wv = load_w(w.add(r * rb + 16 * eb * i));
                 for (acc, xv) in acc.iter_mut().zip(&xv) {
                     for j in 0..4 {
-                        acc[j] = madd::<F16>(acc[j], wv[j], xv[j]);
+                        acc[j] = madd::<KIND>(acc[j], wv[j], xv[j]);
                     }
                 }
             }
@@ -190,7 +234,7 @@ unsafe fn float_at<const R: usize, const C: usize, const F16: bool>(
                 for (acc, xt) in acc.iter_mut().zip(&xt) {
                     let xv = load_x(xt.as_ptr());
                     for j in 0..4 {
-                        acc[j] = madd::<F16>(acc[j], wv[j], xv[j]);
+                        acc[j] = madd::<KIND>(acc[j], wv[j], xv[j]);
                     }
                 }
             }
@@ -207,73 +251,107 @@ unsafe fn float_at<const R: usize, const C: usize, const F16: bool>(
     }
 }
 
-/// An F32 tile (see [`float_at`]).
-///
-/// # Safety
-/// As [`float_at`].
-#[inline(always)]
-unsafe fn f32_at<I: ArmIsa, const R: usize, const C: usize>(
-    r0: usize,
-    c0: usize,
-    w: &[u8],
-    a: &Acts,
-    out: &mut [f32],
-    rows: usize,
-) {
-    // SAFETY: the caller's promise.
-    unsafe { float_at::<R, C, false>(r0, c0, w, a, out, rows) }
-}
+/// F32 (`KIND` [`F32`]), F16 ([`F16`]) or BF16 ([`BF16`]) weights.
+pub(super) struct Float<const KIND: u8>;
 
-/// An F16 tile (see [`float_at`]).
-///
-/// # Safety
-/// As [`float_at`].
-#[inline(always)]
-unsafe fn f16_at<I: ArmIsa, const R: usize, const C: usize>(
-    r0: usize,
-    c0: usize,
-    w: &[u8],
-    a: &Acts,
-    out: &mut [f32],
-    rows: usize,
-) {
-    // SAFETY: the caller's promise.
-    unsafe { float_at::<R, C, true>(r0, c0, w, a, out, rows) }
-}
+/// F32 weights.
+pub(super) type F32Rows = Float<{ F32 }>;
+/// F16 weights.
+pub(super) type F16Rows = Float<{ F16 }>;
+/// BF16 weights.
+pub(super) type Bf16Rows = Float<{ BF16 }>;
 
-/// F32 weights (the `MatFn` contract, arguments checked).
-///
-/// # Safety
-/// The CPU has the set's features; `check_mat` accepted the arguments.
-#[inline(always)]
-pub(super) unsafe fn mat_f32<I: ArmIsa>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
-    // SAFETY: every tile is inside the checked arguments.
-    unsafe {
-        if a.n == 1 {
-            over_tiles!(I, MV, 1, rows, a.n, f32_at, (w, a, out, rows))
-        } else {
-            over_tiles!(I, FR, FC, rows, a.n, f32_at, (w, a, out, rows))
+impl<const KIND: u8> Kernel for Float<KIND> {
+    #[inline(always)]
+    unsafe fn mat<I: ArmIsa>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+        // SAFETY: every tile is inside the checked arguments.
+        unsafe {
+            if a.n == 1 {
+                over_tiles!(I, MV, 1, rows, a.n, float_at, [KIND], (w, a, out, rows))
+            } else {
+                over_tiles!(I, FR, FC, rows, a.n, float_at, [KIND], (w, a, out, rows))
+            }
         }
     }
 }
 
-/// F16 weights (the `MatFn` contract, arguments checked).
+// ---- the 32-wide quantized types ----
+
+/// A 32-wide block type (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) as the
+/// shared tiles see it: its size, its f16 scale at byte 0 and, for the
+/// types with a minimum, its f16 minimum at byte 2, and how its values
+/// unpack to signed bytes.
 ///
-/// # Safety
-/// The CPU has the set's features; `check_mat` accepted the arguments.
-#[inline(always)]
-pub(super) unsafe fn mat_f16<I: ArmIsa>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
-    // SAFETY: every tile is inside the checked arguments.
-    unsafe {
-        if a.n == 1 {
-            over_tiles!(I, MV, 1, rows, a.n, f16_at, (w, a, out, rows))
-        } else {
-            over_tiles!(I, FR, FC, rows, a.n, f16_at, (w, a, out, rows))
+/// The tiles compute, per block `b` and as the scalar references do,
+/// `acc[b % 8] += (d_w * d_a) * dot` (no minimum) or
+/// `acc[b % 8] += (d_w * d_a) * dot + (m_w * d_a) * sum_a` (minimum), with
+/// `dot` the exact sum of [`Block32::values`] times the activations. For the
+/// types with an offset (Q4_0: `q - 8`, Q5_0: `q - 16`) the values carry it,
+/// so that `dot` is the reference's `dot - offset * sum_a` without the
+/// subtraction.
+pub(super) trait Block32 {
+    /// Bytes per block.
+    const BYTES: usize;
+    /// Whether the block has a minimum (f16 at byte 2).
+    const MIN: bool;
+
+    /// The block's 32 values, elements `0..16` and `16..32`, each in
+    /// `-128..=127` as the set's dot products need (see [`ArmIsa::dot16`]).
+    ///
+    /// # Safety
+    /// The CPU has NEON; the block's `BYTES` bytes at `p` are readable.
+    unsafe fn values(p: *const u8) -> (int8x16_t, int8x16_t);
+}
+
+/// Q8_0 blocks: the values as they are (`-128..=127`).
+pub(super) struct Q80;
+
+impl Block32 for Q80 {
+    const BYTES: usize = 34;
+    const MIN: bool = false;
+
+    #[inline(always)]
+    unsafe fn values(p: *const u8) -> (int8x16_t, int8x16_t) {
+        // SAFETY: the caller vouches for the block.
+        unsafe {
+            (
+                vld1q_s8(p.add(2) as *const i8),
+                vld1q_s8(p.add(18) as *const i8),
+            )
         }
     }
 }
 
-// ---- Q8_0 and Q4_0 ----
+/// Q4_0 blocks: the nibbles minus 8 (`-8..8`).
+pub(super) struct Q40;
+
+impl Block32 for Q40 {
+    const BYTES: usize = 18;
+    const MIN: bool = false;
+
+    #[inline(always)]
+    unsafe fn values(p: *const u8) -> (int8x16_t, int8x16_t) {
+        // SAFETY: the caller vouches for the block.
+        unsafe {
+            let (lo, hi) = nibbles(vld1q_u8(p.add(2)));
+            let eight = vdupq_n_s8(8);
+            (vsubq_s8(lo, eight), vsubq_s8(hi, eight))
+        }
+    }
+}
+
+/// The low nibbles (elements `0..16` of a 32-wide block) and the high ones
+/// (`16..32`) of 16 bytes, as bytes `0..16`.
+#[inline(always)]
+pub(super) unsafe fn nibbles(b: uint8x16_t) -> (int8x16_t, int8x16_t) {
+    // SAFETY: NEON (the caller's promise).
+    unsafe {
+        (
+            vreinterpretq_s8_u8(vandq_u8(b, vdupq_n_u8(0x0f))),
+            vreinterpretq_s8_u8(vshrq_n_u8::<4>(b)),
+        )
+    }
+}
 
 /// The scales of 8 blocks `bb` bytes apart from `p`, in order.
 ///
@@ -297,33 +375,11 @@ unsafe fn scales8(p: *const u8, bb: usize) -> (float32x4_t, float32x4_t) {
     }
 }
 
-/// The exact dot product of one block with its activations, as four
-/// partial sums.
-///
-/// # Safety
-/// The CPU has the set's features; the block and its 32 activations are readable.
+/// `[f(0), .., f(7)]`, unrolled by construction (LLVM keeps a loop, and
+/// the array in memory, when the body is large).
 #[inline(always)]
-unsafe fn block_dot<I: ArmIsa, const Q4: bool>(w: *const u8, q: *const i8) -> int32x4_t {
-    // SAFETY: the caller vouches for the block and the activations.
-    unsafe {
-        let (a0, a1) = (vld1q_s8(q), vld1q_s8(q.add(16)));
-        let (w0, w1) = if Q4 {
-            // Nibbles minus 8, signed: the exact dot product with no
-            // `8 * sum(a)` to subtract.
-            let b = vld1q_u8(w.add(2));
-            let eight = vdupq_n_s8(8);
-            (
-                vsubq_s8(vreinterpretq_s8_u8(vandq_u8(b, vdupq_n_u8(0x0f))), eight),
-                vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8::<4>(b)), eight),
-            )
-        } else {
-            (
-                vld1q_s8(w.add(2) as *const i8),
-                vld1q_s8(w.add(18) as *const i8),
-            )
-        };
-        I::dot16(I::dot16(vdupq_n_s32(0), w0, a0), w1, a1)
-    }
+fn eight<T>(mut f: impl FnMut(usize) -> T) -> [T; 8] {
+    [f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7)]
 }
 
 /// Where a quantized tile reads one group of 8 blocks: for each row
@@ -333,36 +389,50 @@ struct Group<const R: usize, const C: usize> {
     w: [*const u8; R],
     q: [*const i8; C],
     d: [*const f32; C],
+    s: [*const i32; C],
 }
 
-/// Adds one group of 8 blocks to the partial sums `acc` of an `R` x
-/// `C` tile; blocks are `bb` bytes.
+/// Adds one group of 8 blocks of type `B` to the partial sums `acc` of
+/// an `R` x `C` tile: each row's 8 blocks are unpacked once, then
+/// multiplied with the `C` vectors.
 ///
 /// # Safety
 /// The CPU has the set's features; every pointer of `g` has 8 blocks behind it.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // (row, vector) indices read best here
-unsafe fn group<I: ArmIsa, const R: usize, const C: usize, const Q4: bool>(
+unsafe fn group<I: ArmIsa, const R: usize, const C: usize, B: Block32>(
     g: &Group<R, C>,
-    bb: usize,
     acc: &mut [[(float32x4_t, float32x4_t); C]; R],
 ) {
+    let bb = B::BYTES;
     // SAFETY (whole body): all reads are within the 8 blocks the
     // caller vouches for.
     unsafe {
         for r in 0..R {
             let (dw0, dw1) = scales8(g.w[r], bb);
+            let (mw0, mw1) = if B::MIN {
+                scales8(g.w[r].add(2), bb)
+            } else {
+                (dw0, dw1)
+            };
+            let wv = eight(|k| B::values(g.w[r].add(k * bb)));
             for c in 0..C {
-                let mut v = [vdupq_n_s32(0); 8];
-                for (k, v) in v.iter_mut().enumerate() {
-                    *v = block_dot::<I, Q4>(g.w[r].add(k * bb), g.q[c].add(k * QK));
-                }
+                let v = eight(|k| {
+                    let q = g.q[c].add(k * QK);
+                    let (a0, a1) = (vld1q_s8(q), vld1q_s8(q.add(16)));
+                    I::dot16(I::dot16(vdupq_n_s32(0), wv[k].0, a0), wv[k].1, a1)
+                });
                 let d0 = vpaddq_s32(vpaddq_s32(v[0], v[1]), vpaddq_s32(v[2], v[3]));
                 let d1 = vpaddq_s32(vpaddq_s32(v[4], v[5]), vpaddq_s32(v[6], v[7]));
-                let s0 = vmulq_f32(dw0, vld1q_f32(g.d[c]));
-                let s1 = vmulq_f32(dw1, vld1q_f32(g.d[c].add(4)));
-                let p0 = vmulq_f32(s0, vcvtq_f32_s32(d0));
-                let p1 = vmulq_f32(s1, vcvtq_f32_s32(d1));
+                let (da0, da1) = (vld1q_f32(g.d[c]), vld1q_f32(g.d[c].add(4)));
+                let mut p0 = vmulq_f32(vmulq_f32(dw0, da0), vcvtq_f32_s32(d0));
+                let mut p1 = vmulq_f32(vmulq_f32(dw1, da1), vcvtq_f32_s32(d1));
+                if B::MIN {
+                    let s0 = vcvtq_f32_s32(vld1q_s32(g.s[c]));
+                    let s1 = vcvtq_f32_s32(vld1q_s32(g.s[c].add(4)));
+                    p0 = vaddq_f32(p0, vmulq_f32(vmulq_f32(mw0, da0), s0));
+                    p1 = vaddq_f32(p1, vmulq_f32(vmulq_f32(mw1, da1), s1));
+                }
                 acc[r][c].0 = vaddq_f32(acc[r][c].0, p0);
                 acc[r][c].1 = vaddq_f32(acc[r][c].1, p1);
             }
@@ -370,14 +440,14 @@ unsafe fn group<I: ArmIsa, const R: usize, const C: usize, const Q4: bool>(
     }
 }
 
-/// One quantized tile at rows `r0..`, vectors `c0..`.
+/// One quantized tile of type `B` at rows `r0..`, vectors `c0..`.
 ///
 /// # Safety
 /// The CPU has the set's features; `check_mat` accepted the arguments and the
 /// tile is inside them.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // (row, vector) indices read best here
-unsafe fn quant_at<I: ArmIsa, const R: usize, const C: usize, const Q4: bool>(
+unsafe fn quant_at<I: ArmIsa, const R: usize, const C: usize, B: Block32>(
     r0: usize,
     c0: usize,
     w: &[u8],
@@ -385,21 +455,23 @@ unsafe fn quant_at<I: ArmIsa, const R: usize, const C: usize, const Q4: bool>(
     out: &mut [f32],
     rows: usize,
 ) {
-    let bb = if Q4 { 18 } else { 34 };
+    let bb = B::BYTES;
     let nb = a.cols / QK;
     let rb = nb * bb;
     // SAFETY: NEON (the caller's promise).
     let z = unsafe { vdupq_n_f32(0.0) };
     let mut acc = [[(z, z); C]; R];
     // SAFETY (whole body): the pointers walk the tile's rows and
-    // vectors, whose lengths `check_mat` checked; the last partial
-    // group reads zero-padded copies instead.
+    // vectors, whose lengths `check_mat` checked (the sums only for
+    // the types with a minimum, the only ones to read them); the last
+    // partial group reads zero-padded copies instead.
     unsafe {
         let wp = w.as_ptr().add(r0 * rb);
         let mut g = Group::<R, C> {
             w: [wp; R],
             q: [a.q.as_ptr(); C],
             d: [a.d.as_ptr(); C],
+            s: [a.sum.as_ptr(); C],
         };
         let full = nb / 8;
         for k in 0..full {
@@ -410,17 +482,20 @@ unsafe fn quant_at<I: ArmIsa, const R: usize, const C: usize, const Q4: bool>(
                 let b = (c0 + c) * nb + 8 * k;
                 g.q[c] = a.q.as_ptr().add(b * QK);
                 g.d[c] = a.d.as_ptr().add(b);
+                g.s[c] = a.sum.as_ptr().add(b);
             }
-            group::<I, R, C, Q4>(&g, bb, &mut acc);
+            group::<I, R, C, B>(&g, &mut acc);
         }
         let rem = nb % 8;
         if rem != 0 {
-            // Zero blocks add (0 * 0) * 0 = +0: no change. (A zero
-            // Q4_0 byte is the value -8, but its scale is 0 and its
-            // activations are 0, so its dot product is 0 too.)
+            // Zero blocks add (0 * 0) * dot (+ (0 * 0) * 0) = +0: no
+            // change, whatever their values (their activations are 0, so
+            // `dot` is 0 too; a partial sum is never -0, as it starts at
+            // +0 and an exact cancellation rounds to +0).
             let mut wt = [[0u8; 8 * 34]; R];
             let mut qt = [[0i8; 8 * QK]; C];
             let mut dt = [[0f32; 8]; C];
+            let mut st = [[0i32; 8]; C];
             for r in 0..R {
                 copy_nonoverlapping(wp.add(r * rb + 8 * full * bb), wt[r].as_mut_ptr(), rem * bb);
                 g.w[r] = wt[r].as_ptr();
@@ -429,10 +504,14 @@ unsafe fn quant_at<I: ArmIsa, const R: usize, const C: usize, const Q4: bool>(
                 let b = (c0 + c) * nb + 8 * full;
                 copy_nonoverlapping(a.q.as_ptr().add(b * QK), qt[c].as_mut_ptr(), rem * QK);
                 copy_nonoverlapping(a.d.as_ptr().add(b), dt[c].as_mut_ptr(), rem);
+                if B::MIN {
+                    copy_nonoverlapping(a.sum.as_ptr().add(b), st[c].as_mut_ptr(), rem);
+                }
                 g.q[c] = qt[c].as_ptr();
                 g.d[c] = dt[c].as_ptr();
+                g.s[c] = st[c].as_ptr();
             }
-            group::<I, R, C, Q4>(&g, bb, &mut acc);
+            group::<I, R, C, B>(&g, &mut acc);
         }
         let o = out.as_mut_ptr().add(c0 * rows + r0);
         for (r, acc) in acc.iter().enumerate() {
@@ -443,68 +522,20 @@ unsafe fn quant_at<I: ArmIsa, const R: usize, const C: usize, const Q4: bool>(
     }
 }
 
-/// A Q8_0 tile (see [`quant_at`]).
-///
-/// # Safety
-/// As [`quant_at`].
-#[inline(always)]
-unsafe fn q8_at<I: ArmIsa, const R: usize, const C: usize>(
-    r0: usize,
-    c0: usize,
-    w: &[u8],
-    a: &Acts,
-    out: &mut [f32],
-    rows: usize,
-) {
-    // SAFETY: the caller's promise.
-    unsafe { quant_at::<I, R, C, false>(r0, c0, w, a, out, rows) }
-}
+/// The weights of a 32-wide type `B` (the `MatFn` contract): one row at a
+/// time for a single vector, tiles of up to 4 rows x 2 vectors for a batch.
+pub(super) struct Quant32<B>(core::marker::PhantomData<B>);
 
-/// A Q4_0 tile (see [`quant_at`]).
-///
-/// # Safety
-/// As [`quant_at`].
-#[inline(always)]
-unsafe fn q4_at<I: ArmIsa, const R: usize, const C: usize>(
-    r0: usize,
-    c0: usize,
-    w: &[u8],
-    a: &Acts,
-    out: &mut [f32],
-    rows: usize,
-) {
-    // SAFETY: the caller's promise.
-    unsafe { quant_at::<I, R, C, true>(r0, c0, w, a, out, rows) }
-}
-
-/// Q8_0 weights (the `MatFn` contract, arguments checked).
-///
-/// # Safety
-/// The CPU has the set's features; `check_mat` accepted the arguments.
-#[inline(always)]
-pub(super) unsafe fn mat_q8_0<I: ArmIsa>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
-    // SAFETY: every tile is inside the checked arguments.
-    unsafe {
-        if a.n == 1 {
-            over_tiles!(I, MV, 1, rows, a.n, q8_at, (w, a, out, rows))
-        } else {
-            over_tiles!(I, QR, QC, rows, a.n, q8_at, (w, a, out, rows))
-        }
-    }
-}
-
-/// Q4_0 weights (the `MatFn` contract, arguments checked).
-///
-/// # Safety
-/// The CPU has the set's features; `check_mat` accepted the arguments.
-#[inline(always)]
-pub(super) unsafe fn mat_q4_0<I: ArmIsa>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
-    // SAFETY: every tile is inside the checked arguments.
-    unsafe {
-        if a.n == 1 {
-            over_tiles!(I, MV, 1, rows, a.n, q4_at, (w, a, out, rows))
-        } else {
-            over_tiles!(I, QR, QC, rows, a.n, q4_at, (w, a, out, rows))
+impl<B: Block32> Kernel for Quant32<B> {
+    #[inline(always)]
+    unsafe fn mat<I: ArmIsa>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+        // SAFETY: every tile is inside the checked arguments.
+        unsafe {
+            if a.n == 1 {
+                over_tiles!(I, MV, 1, rows, a.n, quant_at, [B], (w, a, out, rows))
+            } else {
+                over_tiles!(I, QR, QC, rows, a.n, quant_at, [B], (w, a, out, rows))
+            }
         }
     }
 }
