@@ -247,6 +247,10 @@ namespace Llamette
         internal static extern uint llamette_session_required_bytes(
             IntPtr model, ref NativeSessionParams parameters, out UIntPtr outBytes);
 
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint llamette_session_params_for_budget(
+            IntPtr model, uint kvType, UIntPtr budgetBytes, out NativeSessionParams outParams);
+
         // llamette_session_init (a session in caller memory) is deliberately not
         // bound: managed memory would have to stay pinned for the session's
         // whole life, and unmanaged memory from Marshal.AllocHGlobal is no

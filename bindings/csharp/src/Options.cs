@@ -11,6 +11,8 @@ namespace Llamette
         F32 = 0,
         /// <summary>16-bit floats: half the memory, about 3 decimal digits.</summary>
         F16 = 1,
+        /// <summary>ggml's Q8_0 blocks: 34 bytes per 32 values, about a quarter of F32.</summary>
+        Q8_0 = 2,
     }
 
     /// <summary>How a session is sized (<c>llamette_session_params</c>) and run.</summary>

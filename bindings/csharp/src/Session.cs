@@ -95,6 +95,29 @@ namespace Llamette
             return (long)n.ToUInt64();
         }
 
+        /// <summary>
+        /// The options for the session that fits <paramref name="budgetBytes"/> of memory
+        /// on <paramref name="model"/> with <paramref name="kvCache"/>: the largest context,
+        /// then the largest prompt batch (up to 32) that fits with it.
+        /// Throws <see cref="LlametteException"/> (<c>BufferTooSmall</c>) when not even one
+        /// position fits.
+        /// </summary>
+        public static SessionOptions OptionsForBudget(LlamaModel model, KvCacheType kvCache, long budgetBytes)
+        {
+            if (model == null) throw new ArgumentNullException("model");
+            if (budgetBytes < 0) throw new ArgumentOutOfRangeException("budgetBytes");
+            NativeSessionParams p;
+            using (LlamaModel.Lease l = model.Acquire())
+                LlametteException.Check(Native.llamette_session_params_for_budget(
+                    l.Pointer, (uint)kvCache, new UIntPtr((ulong)budgetBytes), out p));
+            return new SessionOptions
+            {
+                ContextLength = (int)p.context_length,
+                KvCacheType = kvCache,
+                Batch = (int)p.batch,
+            };
+        }
+
         // ------------------------------------------------------------ state
 
         /// <summary>The model's description (available after the model is disposed).</summary>

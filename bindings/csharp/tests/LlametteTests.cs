@@ -698,6 +698,28 @@ namespace Llamette.Tests
         }
 
         [Test]
+        public void OptionsForABudgetFitItAndRun()
+        {
+            using (LlamaModel model = LlamaModel.OpenDefault())
+            {
+                foreach (KvCacheType kv in new[] { KvCacheType.F32, KvCacheType.F16, KvCacheType.Q8_0 })
+                {
+                    const long budget = 250000;
+                    SessionOptions o = Session.OptionsForBudget(model, kv, budget);
+                    Assert.AreEqual(kv, o.KvCacheType);
+                    Assert.LessOrEqual(Session.RequiredBytes(model, o), budget);
+                    Assert.GreaterOrEqual(o.ContextLength, 1);
+                    using (Session s = new Session(model, o))
+                        Assert.AreEqual(o.ContextLength, s.ContextLength);
+                    Console.WriteLine(kv + " in " + budget + " bytes: context " + o.ContextLength + ", batch " + o.Batch);
+                }
+                LlametteException e = Assert.Throws<LlametteException>(
+                    () => Session.OptionsForBudget(model, KvCacheType.Q8_0, 1000));
+                Assert.AreEqual(LlametteStatus.BufferTooSmall, e.Status);
+            }
+        }
+
+        [Test]
         public void SessionErrorsCarryStatusAndMessage()
         {
             using (LlamaModel model = LlamaModel.OpenDefault())

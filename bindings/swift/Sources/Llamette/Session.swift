@@ -8,6 +8,8 @@ public enum KVCacheType: UInt32, Sendable {
     case f32 = 0
     /// 16-bit floats: half the memory.
     case f16 = 1
+    /// ggml's Q8_0 blocks: 34 bytes per 32 values, about a quarter of f32.
+    case q8_0 = 2
 }
 
 /// One conversation with a model: its KV cache, position and sampler state.

@@ -73,9 +73,12 @@ impl ArmIsa for DotProd {
     unsafe fn dot16(acc: int32x4_t, w: int8x16_t, a: int8x16_t) -> int32x4_t {
         let mut acc = acc;
         // SAFETY: `sdot` exists (the caller's promise: the CPU has the dot
-        // product extension); registers only.
+        // product extension); registers only. The directive lets the
+        // assembler take `sdot` even where this function is not inlined
+        // into a `dotprod` one (unoptimised builds).
         unsafe {
             asm!(
+                ".arch_extension dotprod",
                 "sdot {acc:v}.4s, {w:v}.16b, {a:v}.16b",
                 acc = inout(vreg) acc,
                 w = in(vreg) w,
