@@ -247,7 +247,7 @@ namespace Llamette
         internal static extern uint llamette_session_required_bytes(
             IntPtr model, ref NativeSessionParams parameters, out UIntPtr outBytes);
 
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        [DllImport(Library, CallingConvention = Cdecl)]
         internal static extern uint llamette_session_params_for_budget(
             IntPtr model, uint kvType, UIntPtr budgetBytes, out NativeSessionParams outParams);
 
