@@ -224,9 +224,17 @@ impl<'a> KvCache<'a> {
         match &self.data {
             KvData::F32(c) if hd < KERNEL_HEAD_DIM => {
                 let keys = &c[rows.start / 4..rows.end / 4];
-                for (t, key) in keys.chunks_exact(hd).enumerate() {
-                    for (j, qj) in q.chunks_exact(hd).enumerate() {
-                        att[j * seen + t] = dot(qj, key);
+                // The common narrow widths with the width known to the
+                // compiler (unrolled, no loop per key; the same sums).
+                match hd {
+                    8 => narrow_scores::<8>(keys, q, seen, att),
+                    16 => narrow_scores::<16>(keys, q, seen, att),
+                    _ => {
+                        for (t, key) in keys.chunks_exact(hd).enumerate() {
+                            for (j, qj) in q.chunks_exact(hd).enumerate() {
+                                att[j * seen + t] = dot(qj, key);
+                            }
+                        }
                     }
                 }
             }
@@ -392,6 +400,17 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         *s += x * y;
     }
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// [`KvCache::scores`] over F32 keys `HD` values wide: the same [`dot`]s,
+/// with the width a constant.
+#[inline(always)]
+fn narrow_scores<const HD: usize>(keys: &[f32], q: &[f32], seen: usize, att: &mut [f32]) {
+    for (qj, att) in q.chunks_exact(HD).zip(att.chunks_exact_mut(seen)) {
+        for (a, key) in att.iter_mut().zip(keys.chunks_exact(HD)) {
+            *a = dot(&qj[..HD], &key[..HD]);
+        }
+    }
 }
 
 /// [`dot`] with `b` in half precision.

@@ -30,6 +30,10 @@ const MM_ROWS: usize = 16;
 /// kernels' tiles of 2 and 3 vectors).
 const MM_ACTS: usize = 24;
 
+/// The least work (weights times vectors) per task of a parallel product:
+/// below it, waking a thread and waiting for it costs more than it saves.
+const MIN_TASK_WORK: usize = 4096;
+
 /// How a product of `w` with `n` vectors is split on `par`: rows per task
 /// and tasks. Small products are not worth waking threads for.
 fn split_rows(par: &dyn Parallel, w: &Tensor, n: usize) -> (usize, usize) {
@@ -38,7 +42,7 @@ fn split_rows(par: &dyn Parallel, w: &Tensor, n: usize) -> (usize, usize) {
         t => t * TASKS_PER_THREAD,
     };
     let n_tasks = threads
-        .min(w.rows * w.cols * n / 4096)
+        .min(w.rows * w.cols * n / MIN_TASK_WORK)
         .min(w.rows.div_ceil(ROW_GRAIN))
         .max(1);
     if n_tasks == 1 {

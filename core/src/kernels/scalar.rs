@@ -193,6 +193,18 @@ fn weighted_sum_of<T>(att: &[f32], v: &[T], out: &mut [f32], get: impl Fn(&T) ->
     }
     let rest = chunks.into_remainder();
     let first = n - rest.len();
+    if rest.len() == 8 {
+        // An 8-wide head (or tail): one vector of sums, the same order.
+        let mut acc = [0f32; 8];
+        for (t, &a) in att.iter().enumerate() {
+            let row = &v[t * n + first..][..8];
+            for (acc, x) in acc.iter_mut().zip(row) {
+                *acc += a * get(x);
+            }
+        }
+        rest.copy_from_slice(&acc);
+        return;
+    }
     rest.fill(0.0);
     for (t, &a) in att.iter().enumerate() {
         for (o, x) in rest.iter_mut().zip(&v[t * n + first..t * n + n]) {

@@ -205,9 +205,13 @@ impl<const F16: bool> TileOp for FloatTiles<'_, '_, F16> {
     }
 }
 
+/// The longest row [`mat_float`] reads four at a time for one vector.
+const SHORT_ROW: usize = 512;
+
 /// F32 or F16 weights (the `MatFn` contract, arguments checked): one row
 /// at a time for one vector (a single sequential stream of weights, which
-/// the hardware prefetcher follows at full bandwidth), tiles of up to
+/// the hardware prefetcher follows at full bandwidth; four short rows at a
+/// time), tiles of up to
 /// `I::FR` x `I::FC` for a batch.
 #[inline(always)]
 pub(super) unsafe fn mat_float<I: Isa, const F16: bool>(
@@ -217,7 +221,13 @@ pub(super) unsafe fn mat_float<I: Isa, const F16: bool>(
     rows: usize,
 ) {
     let n = a.n;
-    let (rmax, cmax) = if n == 1 { (1, 1) } else { (I::FR, I::FC) };
+    let (rmax, cmax) = match n {
+        // Short rows (a small model's, in cache): four at a time share
+        // the loads of the vector and the loop (each row's sums as alone).
+        1 if a.cols <= SHORT_ROW => (4, 1),
+        1 => (1, 1),
+        _ => (I::FR, I::FC),
+    };
     let mut op = FloatTiles::<F16> { w, a, out, rows };
     // SAFETY: every tile is inside the checked arguments.
     unsafe { over_tiles::<I, _>(rmax, cmax, rows, n, &mut op) }
