@@ -15,11 +15,22 @@ use llamette::parallel::{Inline, Parallel, ThreadPool};
 use llamette::tensor::TensorType;
 use llamette_bench::{median, read_all, time, Batch, HugeBuf, Weights, TINYLLAMA_MACS_PER_TOKEN};
 
-const TYPES: [TensorType; 6] = [
+/// Every type the table can run (`--types` picks some).
+const TYPES: [TensorType; 16] = [
     TensorType::F32,
     TensorType::F16,
+    TensorType::BF16,
     TensorType::Q8_0,
     TensorType::Q4_0,
+    TensorType::Q4_1,
+    TensorType::Q5_0,
+    TensorType::Q5_1,
+    TensorType::IQ4_NL,
+    TensorType::Q2_K,
+    TensorType::Q3_K,
+    TensorType::Q4_K,
+    TensorType::Q5_K,
+    TensorType::Q6_K,
     TensorType::Q8_0x16,
     TensorType::Q4_0x16,
 ];
@@ -96,7 +107,8 @@ fn main() {
             _ => {
                 eprintln!(
                     "usage: kernel-table [--rounds N] [--quick (1 thread only)] [--matvec | --matmul]\n\
-                     \x20      [--types f32,f16,q8_0,q4_0,q8_0x16,q4_0x16] [--sets scalar,avx2,...]"
+                     \x20      [--types f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1,iq4_nl,q2_k,q3_k,q4_k,q5_k,q6_k,\n\
+                     \x20               q8_0x16,q4_0x16] [--sets scalar,avx2,...]"
                 );
                 std::process::exit(2);
             }

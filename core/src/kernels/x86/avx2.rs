@@ -4,6 +4,7 @@
 use core::arch::x86_64::*;
 
 use super::common::{self, TileOp};
+use super::k_quants as kq;
 use super::{avx2_supported as supported, run, run_quantize, x16, Isa};
 use crate::kernels::acts::Acts;
 use crate::kernels::types::{k_quants, TensorType};
@@ -29,6 +30,11 @@ fn kernel_for(ty: TensorType) -> Option<MatFn> {
         Q4_0 => |w, a, o| run(Q4_0, supported, mat_q4_0, w, a, o),
         Q8_0x16 => |w, a, o| run(Q8_0x16, supported, mat_q8_0x16, w, a, o),
         Q4_0x16 => |w, a, o| run(Q4_0x16, supported, mat_q4_0x16, w, a, o),
+        Q2_K => |w, a, o| run(Q2_K, supported, mat_q2_k, w, a, o),
+        Q3_K => |w, a, o| run(Q3_K, supported, mat_q3_k, w, a, o),
+        Q4_K => |w, a, o| run(Q4_K, supported, mat_q4_k, w, a, o),
+        Q5_K => |w, a, o| run(Q5_K, supported, mat_q5_k, w, a, o),
+        Q6_K => |w, a, o| run(Q6_K, supported, mat_q6_k, w, a, o),
         _ => return None,
     })
 }
@@ -148,6 +154,29 @@ unsafe fn mat_q8_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 unsafe fn mat_q4_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe { x16::avx2::mat::<true>(w, a, out, rows) }
+}
+
+/// The K-quant kernels: `$name` runs `k_quants::mat` for `$k`.
+macro_rules! k_quant_kernels {
+    ($($name:ident: $k:ty,)*) => {$(
+        /// K-quant weights (see [`k_quants`]).
+        ///
+        /// # Safety
+        /// The set's CPU features; checked arguments (see [`run`]).
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $name(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+            // SAFETY: this function's contract.
+            unsafe { kq::mat::<$k>(w, a, out, rows) }
+        }
+    )*};
+}
+
+k_quant_kernels! {
+    mat_q2_k: kq::avx2::Q2K,
+    mat_q3_k: kq::avx2::Q3K,
+    mat_q4_k: kq::avx2::Q4K,
+    mat_q5_k: kq::avx2::Q5K,
+    mat_q6_k: kq::avx2::Q6K,
 }
 
 /// The Q8 activation quantizer.

@@ -15,6 +15,7 @@ use core::mem::MaybeUninit;
 use core::ptr::copy_nonoverlapping;
 
 use super::common::{self, TileOp};
+use super::k_quants as kq;
 use super::{avx512_supported as supported, run, run_quantize, x16, Isa};
 use crate::kernels::acts::Acts;
 use crate::kernels::types::{k_quants, TensorType, QK};
@@ -40,6 +41,11 @@ fn kernel_for(ty: TensorType) -> Option<MatFn> {
         Q4_0 => |w, a, o| run(Q4_0, supported, mat_q4_0, w, a, o),
         Q8_0x16 => |w, a, o| run(Q8_0x16, supported, mat_q8_0x16, w, a, o),
         Q4_0x16 => |w, a, o| run(Q4_0x16, supported, mat_q4_0x16, w, a, o),
+        Q2_K => |w, a, o| run(Q2_K, supported, mat_q2_k, w, a, o),
+        Q3_K => |w, a, o| run(Q3_K, supported, mat_q3_k, w, a, o),
+        Q4_K => |w, a, o| run(Q4_K, supported, mat_q4_k, w, a, o),
+        Q5_K => |w, a, o| run(Q5_K, supported, mat_q5_k, w, a, o),
+        Q6_K => |w, a, o| run(Q6_K, supported, mat_q6_k, w, a, o),
         _ => return None,
     })
 }
@@ -171,6 +177,29 @@ unsafe fn mat_q8_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 unsafe fn mat_q4_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe { x16::mat::<true>(w, a, out, rows) }
+}
+
+/// The K-quant kernels: `$name` runs `k_quants::mat` for `$k`.
+macro_rules! k_quant_kernels {
+    ($($name:ident: $k:ty,)*) => {$(
+        /// K-quant weights (see [`k_quants`]).
+        ///
+        /// # Safety
+        /// The set's CPU features; checked arguments (see [`run`]).
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $name(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+            // SAFETY: this function's contract.
+            unsafe { kq::mat::<$k>(w, a, out, rows) }
+        }
+    )*};
+}
+
+k_quant_kernels! {
+    mat_q2_k: kq::avx512::Q2K,
+    mat_q3_k: kq::avx512::Q3K,
+    mat_q4_k: kq::avx512::Q4K,
+    mat_q5_k: kq::avx512::Q5K,
+    mat_q6_k: kq::avx512::Q6K,
 }
 
 /// The Q8 activation quantizer.

@@ -32,6 +32,7 @@ use super::types::TensorType;
 mod avx2;
 mod avx512;
 mod common;
+mod k_quants;
 mod x16;
 
 pub(super) use avx2::AVX2;

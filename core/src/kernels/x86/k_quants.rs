@@ -1,0 +1,419 @@
+//! The K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) on x86-64: one driver,
+//! generic over a [`KQuant`] (a type on a kernel set), and each set's
+//! unpacking of the five types ([`avx2`], [`avx512`]).
+//!
+//! # One super-block
+//!
+//! Every type is brought to the same shape: its 256 values as *unsigned*
+//! bytes `u` (the stored bits, in value order, with the type's offset not
+//! yet applied: Q3_K `0..8`, Q6_K `0..64`) and, per vector of values, the
+//! sub-block scales as `i16` words. Then, for any type,
+//!
+//! - `vpmaddubsw` multiplies `u` (unsigned) by the activations (signed,
+//!   `-127..=127`) and adds neighbours into `i16`: at most
+//!   `2 * 63 * 127 = 16002` in magnitude (Q6_K, the widest), so it never
+//!   saturates;
+//! - `vpmaddwd` (AVX2, then an add) or `vpdpwssd` (AVX-512 VNNI) multiplies
+//!   those by the scales and adds neighbours into `i32`: the sub-block scale
+//!   is applied exactly, in integers;
+//! - the type's offset and its minimums are per sub-block constants times
+//!   the sum of the activations over the sub-block, which Q8_K keeps per 16
+//!   values (`bsums`): one `vpmaddwd` of 16 coefficients by the 16 sums.
+//!   Q6_K's values are `u - 32`, so `isum = sum_j sc_j dot(u, a)_j - sum_j
+//!   32 sc_j bsum_j`; Q3_K's are `u - 4`; Q2_K, Q4_K and Q5_K have no offset
+//!   and `msum = sum_j m_j bsum_j` (a 32-value sub-block's minimum is
+//!   applied to both its sums of 16).
+//!
+//! Every step is exact integer arithmetic well inside `i32` (the largest,
+//! Q6_K's `isum`, is below `256 * 63 * 127 * 128 < 2^29`), so `isum` and
+//! `msum` are the reference's integers, whatever the order of the additions.
+//! The floating-point part then is the reference's, operation for
+//! operation: `acc = acc + (d * d_a) * isum`, then `acc = acc - (dmin *
+//! d_a) * msum`, one running sum per (row, vector), super-blocks in order,
+//! no fused multiply-add.
+//!
+//! # Matrix-vector and batched products
+//!
+//! One vector ([`matvec`]): one row at a time (one sequential stream of
+//! weights, see [`super`]), each super-block reduced to its two integers at
+//! once. A batch ([`matmul`]): each super-block of a row is unpacked once
+//! and multiplied by up to eight vectors; their sums are reduced together,
+//! vector `c` in lane `c` of one float vector, where the running sums of
+//! the eight (row, vector) pairs advance side by side.
+//!
+//! # Safety
+//! Every `unsafe fn` here requires the CPU features of the set its
+//! [`KQuant`] belongs to, and arguments that passed `check_mat`.
+
+use core::arch::x86_64::*;
+use core::ptr::read_unaligned;
+
+use crate::kernels::acts::Acts;
+use crate::kernels::types::QK_K;
+
+pub(super) mod avx2;
+pub(super) mod avx512;
+
+/// A K-quant type on one kernel set: how a super-block is unpacked and
+/// multiplied by one vector's Q8_K super-block.
+///
+/// # Safety
+/// The functions need the CPU features of the set; pointers must be valid
+/// for the super-block (`BYTES` bytes), 256 activations and 16 sums.
+pub(super) trait KQuant {
+    /// Bytes per super-block.
+    const BYTES: usize;
+    /// Whether the type has minimums (`dmin` and a second term).
+    const MINS: bool;
+    /// Offset of the f16 `d` in a super-block (followed by `dmin` when
+    /// [`KQuant::MINS`]).
+    const D_AT: usize;
+    /// A super-block's weights, unpacked (values and scale vectors).
+    type W: Copy;
+    /// Unpacks the super-block at `b`.
+    unsafe fn unpack(b: *const u8) -> Self::W;
+    /// `(isum, msum)`, each as eight `i32` lanes that add up to it (see
+    /// the module documentation), with the 256 activations `q` and their
+    /// 16 sums `bsums`.
+    unsafe fn dot(w: &Self::W, q: *const i8, bsums: *const i16) -> (__m256i, __m256i);
+}
+
+/// The f16 bits of `d` (and `dmin` above them) of the super-block at `b`.
+#[inline(always)]
+unsafe fn scale_bits<K: KQuant>(b: *const u8) -> u32 {
+    // SAFETY: `d` (and `dmin`) lie inside the super-block.
+    unsafe {
+        if K::MINS {
+            read_unaligned(b.add(K::D_AT) as *const u32)
+        } else {
+            u32::from(read_unaligned(b.add(K::D_AT) as *const u16))
+        }
+    }
+}
+
+/// `[d, dmin, 0, 0]` of the super-block at `b` (`dmin` 0 without
+/// minimums).
+#[inline(always)]
+unsafe fn scales<K: KQuant>(b: *const u8) -> __m128 {
+    // SAFETY: the caller's promise; F16C.
+    unsafe { _mm_cvtph_ps(_mm_cvtsi32_si128(scale_bits::<K>(b) as i32)) }
+}
+
+/// `[d, dmin]` of the super-blocks at `b0` and `b1`, in this order.
+#[inline(always)]
+unsafe fn scales2<K: KQuant>(b0: *const u8, b1: *const u8) -> __m128 {
+    // SAFETY: the caller's promise; F16C.
+    unsafe {
+        let (s0, s1) = (scale_bits::<K>(b0), scale_bits::<K>(b1));
+        _mm_cvtph_ps(_mm_set_epi32(0, 0, s1 as i32, s0 as i32))
+    }
+}
+
+/// `[isum, isum', msum, msum']` with `isum + isum'` and `msum + msum'` the
+/// sums of the lanes of `i` and `m`.
+#[inline(always)]
+unsafe fn fold(i: __m256i, m: __m256i) -> __m128i {
+    // SAFETY: AVX2 (the caller's promise).
+    unsafe {
+        let h = _mm256_hadd_epi32(i, m);
+        _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
+    }
+}
+
+/// One super-block at `b` times activations `q` with sums `bs`:
+/// [`fold`]ed `(isum, msum)`.
+#[inline(always)]
+unsafe fn sb<K: KQuant>(b: *const u8, q: *const i8, bs: *const i16) -> __m128i {
+    // SAFETY: the caller's promise.
+    unsafe {
+        let (i, m) = K::dot(&K::unpack(b), q, bs);
+        fold(i, m)
+    }
+}
+
+/// Adds one super-block's terms to a running sum: `p = [(d d_a) isum,
+/// (dmin d_a) msum, ..]`.
+#[inline(always)]
+unsafe fn step<K: KQuant>(acc: f32, p: __m128) -> f32 {
+    // SAFETY: SSE3.
+    unsafe {
+        let acc = acc + _mm_cvtss_f32(p);
+        if K::MINS {
+            acc - _mm_cvtss_f32(_mm_movehdup_ps(p))
+        } else {
+            acc
+        }
+    }
+}
+
+/// Weights of type `K` times one vector (the `MatFn` contract, `a.n == 1`,
+/// arguments checked): one row after the other, super-blocks in order, two
+/// at a time (their integers reduced and scaled together).
+#[inline(always)]
+pub(super) unsafe fn matvec<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    let nsb = a.cols / QK_K;
+    let rb = nsb * K::BYTES;
+    let (q, bs, da) = (a.k.q.as_ptr(), a.k.bsums.as_ptr(), a.k.d.as_ptr());
+    // SAFETY (whole body): row r and super-block s are inside the checked
+    // weights, super-block s of the vector inside its checked Q8_K values,
+    // sums and scales.
+    unsafe {
+        let sb = |b, s| sb::<K>(b, q.add(s * QK_K), bs.add(16 * s));
+        for (r, o) in out.iter_mut().enumerate().take(rows) {
+            let row = w.as_ptr().add(r * rb);
+            let mut acc = 0f32;
+            let mut s = 0;
+            while s + 2 <= nsb {
+                let (b0, b1) = (row.add(s * K::BYTES), row.add((s + 1) * K::BYTES));
+                // [isum, msum] of both super-blocks.
+                let im = _mm_cvtepi32_ps(_mm_hadd_epi32(sb(b0, s), sb(b1, s + 1)));
+                let d = _mm_castpd_ps(_mm_load_sd(da.add(s) as *const f64));
+                let dd = _mm_mul_ps(scales2::<K>(b0, b1), _mm_unpacklo_ps(d, d));
+                let p = _mm_mul_ps(dd, im);
+                acc = step::<K>(acc, p);
+                acc = step::<K>(acc, _mm_movehl_ps(p, p));
+                s += 2;
+            }
+            if s < nsb {
+                let b = row.add(s * K::BYTES);
+                let x = sb(b, s);
+                let im = _mm_cvtepi32_ps(_mm_hadd_epi32(x, x));
+                let dd = _mm_mul_ps(scales::<K>(b), _mm_set1_ps(*da.add(s)));
+                acc = step::<K>(acc, _mm_mul_ps(dd, im));
+            }
+            *o = acc;
+        }
+    }
+}
+
+/// Weights of type `K` times the batch `a` (the `MatFn` contract,
+/// arguments checked).
+#[inline(always)]
+pub(super) unsafe fn mat<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        if a.n == 1 {
+            matvec::<K>(w, a, out, rows)
+        } else {
+            matmul::<K>(w, a, out, rows)
+        }
+    }
+}
+
+/// Vectors per tile of a batch: one per lane of a float vector.
+const LANES: usize = 8;
+
+/// The vector in each lane after [`transpose`] (its own inverse).
+const ORDER: [usize; LANES] = [0, 1, 4, 5, 2, 3, 6, 7];
+
+/// Super-blocks per segment of a batched product: the activations' scales
+/// of a segment are gathered once per tile of vectors (on the stack).
+const SEG: usize = 64;
+
+/// The eight `(isum, msum)` lane sets of vectors `0..8` to
+/// `(isum, msum)` with vector `ORDER[l]` in lane `l`.
+#[inline(always)]
+unsafe fn transpose(im: &[(__m256i, __m256i); LANES]) -> (__m256, __m256) {
+    // SAFETY: AVX2 (the caller's promise).
+    unsafe {
+        // h[c]: isum and msum of vector c, pairs of lanes added, per half.
+        let h: [__m256i; LANES] = core::array::from_fn(|c| _mm256_hadd_epi32(im[c].0, im[c].1));
+        // g[k]: vectors 2k and 2k + 1, [I, M, I', M'] per half.
+        let g: [__m256i; 4] = core::array::from_fn(|k| _mm256_hadd_epi32(h[2 * k], h[2 * k + 1]));
+        // s[k]: the two halves added: [I0 M0 I1 M1 | I2 M2 I3 M3] for
+        // vectors 4k..4k + 4.
+        let s: [__m256; 2] = core::array::from_fn(|k| {
+            let (x, y) = (g[2 * k], g[2 * k + 1]);
+            _mm256_castsi256_ps(_mm256_add_epi32(
+                _mm256_permute2x128_si256::<0x20>(x, y),
+                _mm256_permute2x128_si256::<0x31>(x, y),
+            ))
+        });
+        let i = _mm256_shuffle_ps::<0b10_00_10_00>(s[0], s[1]);
+        let m = _mm256_shuffle_ps::<0b11_01_11_01>(s[0], s[1]);
+        (
+            _mm256_cvtepi32_ps(_mm256_castps_si256(i)),
+            _mm256_cvtepi32_ps(_mm256_castps_si256(m)),
+        )
+    }
+}
+
+/// Weights of type `K` times a batch (the `MatFn` contract, arguments
+/// checked): tiles of every row times up to [`LANES`] vectors; within a
+/// tile, each super-block of a row is unpacked once for all its vectors.
+/// Rows longer than [`SEG`] super-blocks go by segments, each running sum
+/// kept in `out` between them (stored and reloaded exactly).
+#[inline(always)]
+pub(super) unsafe fn matmul<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    let nsb = a.cols / QK_K;
+    let rb = nsb * K::BYTES;
+    let (q, bs, d) = (a.k.q.as_ptr(), a.k.bsums.as_ptr(), a.k.d.as_ptr());
+    if nsb == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let o = out.as_mut_ptr();
+    let mut c0 = 0;
+    // SAFETY (whole body): vectors c0..c0 + nc are in the checked batch,
+    // rows 0..rows and super-blocks 0..nsb in the checked weights, and
+    // out[(c0 + c) * rows + r] in the checked output.
+    unsafe {
+        while c0 < a.n {
+            let nc = (a.n - c0).min(LANES);
+            let mut s0 = 0;
+            while s0 < nsb {
+                let ns = (nsb - s0).min(SEG);
+                // The activations' scales of the segment, vector ORDER[l]
+                // in lane l (zero for lanes past the batch).
+                let mut das = [_mm256_setzero_ps(); SEG];
+                for (s, da) in das.iter_mut().enumerate().take(ns) {
+                    let mut t = [0f32; LANES];
+                    for (l, t) in t.iter_mut().enumerate() {
+                        if ORDER[l] < nc {
+                            *t = *d.add((c0 + ORDER[l]) * nsb + s0 + s);
+                        }
+                    }
+                    *da = _mm256_loadu_ps(t.as_ptr());
+                }
+                for r in 0..rows {
+                    let row = w.as_ptr().add(r * rb);
+                    let mut t = [0f32; LANES];
+                    if s0 > 0 {
+                        for (l, t) in t.iter_mut().enumerate() {
+                            if ORDER[l] < nc {
+                                *t = *o.add((c0 + ORDER[l]) * rows + r);
+                            }
+                        }
+                    }
+                    let mut acc = _mm256_loadu_ps(t.as_ptr());
+                    for (s, &da) in das.iter().enumerate().take(ns) {
+                        let s = s0 + s;
+                        let b = row.add(s * K::BYTES);
+                        let wv = K::unpack(b);
+                        let z = _mm256_setzero_si256();
+                        let mut im = [(z, z); LANES];
+                        for (c, im) in im.iter_mut().enumerate().take(nc) {
+                            let v = c0 + c;
+                            *im = K::dot(
+                                &wv,
+                                q.add(v * a.cols + s * QK_K),
+                                bs.add((v * nsb + s) * 16),
+                            );
+                        }
+                        let (i, m) = transpose(&im);
+                        let dd = scales::<K>(b);
+                        let dv = _mm256_mul_ps(_mm256_broadcastss_ps(dd), da);
+                        acc = _mm256_add_ps(acc, _mm256_mul_ps(dv, i));
+                        if K::MINS {
+                            let dm = _mm256_broadcastss_ps(_mm_movehdup_ps(dd));
+                            acc = _mm256_sub_ps(acc, _mm256_mul_ps(_mm256_mul_ps(dm, da), m));
+                        }
+                    }
+                    _mm256_storeu_ps(t.as_mut_ptr(), acc);
+                    for (l, &t) in t.iter().enumerate() {
+                        if ORDER[l] < nc {
+                            *o.add((c0 + ORDER[l]) * rows + r) = t;
+                        }
+                    }
+                }
+                s0 += ns;
+            }
+            c0 += nc;
+        }
+    }
+}
+
+/// Q4_K and Q5_K's packed 6-bit scales and minimums (the 12 bytes at `p`,
+/// 16 readable): bytes `0..8` of the result are the scales of sub-blocks
+/// `0..8`, bytes `8..16` their minimums (the reference's `scale_min_k4`,
+/// all at once).
+#[inline(always)]
+pub(super) unsafe fn k4_scales(p: *const u8) -> __m128i {
+    // SAFETY: 16 readable bytes at p; AVX2.
+    unsafe {
+        // Dwords u0, u1, u2 of the 12 bytes. Sub-blocks 0..4: the low 6
+        // bits of u0 (scales) and u1 (minimums); 4..8: a nibble of u2 (low:
+        // scales, high: minimums) and the top 2 bits of u0 (scales) or u1
+        // (minimums) as bits 4..6.
+        let x = _mm_loadu_si128(p as *const __m128i);
+        // [u0, u2, u1, u2 >> 4]
+        let a = _mm_srlv_epi32(
+            _mm_shuffle_epi32::<0b10_01_10_00>(x),
+            _mm_set_epi32(4, 0, 0, 0),
+        );
+        // [u0, u0, u1, u1] >> 2: each byte's bits 6..8 at 4..6 (the next
+        // byte's bits land at 6..8, masked off).
+        let b = _mm_srli_epi32::<2>(_mm_shuffle_epi32::<0b01_01_00_00>(x));
+        let (m6, m4, m30) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x3030_3030);
+        _mm_or_si128(
+            _mm_and_si128(a, _mm_set_epi32(m4, m6, m4, m6)),
+            _mm_and_si128(b, _mm_set_epi32(m30, 0, m30, 0)),
+        )
+    }
+}
+
+/// Q3_K's sixteen 6-bit scales, each `0..64` (the 12 bytes at `b + 96` of
+/// the super-block at `b`), byte `j` for sub-block `j` (the reference's
+/// `q3_k_scales`, all at once).
+#[inline(always)]
+pub(super) unsafe fn q3_scales(b: *const u8) -> __m128i {
+    // SAFETY: the 110 bytes of the super-block at b; AVX2.
+    unsafe {
+        // The 16 bytes ending where the super-block's scales end, moved
+        // down to dwords a0, a1, a2 of the scales.
+        let x = _mm_bsrli_si128::<2>(_mm_loadu_si128(b.add(94) as *const __m128i));
+        // Low nibbles of a0 and a1 (sub-blocks 0..8), then their high
+        // nibbles (8..16).
+        let lo = _mm_srlv_epi32(
+            _mm_shuffle_epi32::<0b01_00_01_00>(x),
+            _mm_set_epi32(4, 4, 0, 0),
+        );
+        // Bits 2i..2i + 2 of a2's bytes to bits 4..6 for the group of four
+        // i: up by 4 and 2, then in place and down by 2 (bits crossing
+        // from a neighbouring byte fall outside 4..6, masked off).
+        let h = _mm_shuffle_epi32::<0b10_10_10_10>(x);
+        let h = _mm_srlv_epi32(
+            _mm_sllv_epi32(h, _mm_set_epi32(0, 0, 2, 4)),
+            _mm_set_epi32(2, 0, 0, 0),
+        );
+        _mm_or_si128(
+            _mm_and_si128(lo, _mm_set1_epi8(0x0f)),
+            _mm_and_si128(h, _mm_set1_epi8(0x30)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::types::k_quants::{q3_k_scales, scale_min_k4};
+
+    #[test]
+    fn scale_decoders_match_the_reference() {
+        if !super::super::avx2_supported() {
+            return;
+        }
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for _ in 0..2000 {
+            // Scales at 4 (Q4_K) and 96 (Q3_K) of a 110-byte super-block.
+            let mut blk = [0u8; 110];
+            for v in &mut blk {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *v = x as u8;
+            }
+            let mut got = [0u8; 16];
+            let s: [u8; 12] = blk[4..16].try_into().unwrap();
+            // SAFETY: 16 readable bytes at 4; the CPU has AVX2.
+            unsafe { _mm_storeu_si128(got.as_mut_ptr() as *mut _, k4_scales(blk.as_ptr().add(4))) };
+            for j in 0..8 {
+                assert_eq!(scale_min_k4(j, &s), (got[j], got[8 + j]));
+            }
+            let s: [u8; 12] = blk[96..108].try_into().unwrap();
+            // SAFETY: a whole super-block; the CPU has AVX2.
+            unsafe { _mm_storeu_si128(got.as_mut_ptr() as *mut _, q3_scales(blk.as_ptr())) };
+            assert_eq!(got, q3_k_scales(&s));
+        }
+    }
+}

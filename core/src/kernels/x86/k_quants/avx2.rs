@@ -1,0 +1,380 @@
+//! The K-quants with 256-bit vectors (AVX2): a super-block is eight vectors
+//! of 32 values in value order; each vector's products go through one
+//! `vpmaddubsw` and one `vpmaddwd` by its scale words (one 32-value
+//! sub-block, or two of 16: one per 128-bit lane), then an add. Bits are
+//! unpacked with word shifts; every shift is followed by a mask that keeps
+//! only bits that came from the same byte (checked at each use).
+//!
+//! # Safety
+//! As [`super`]: the CPU features of the `avx2` set.
+
+use core::arch::x86_64::*;
+
+use super::{k4_scales, q3_scales, KQuant};
+
+/// A super-block unpacked: values (unsigned), scale words, and the 16
+/// coefficients of the activation sums per 16 (minimums, or the offset
+/// times the negated scales).
+#[derive(Clone, Copy)]
+pub(in crate::kernels::x86) struct W {
+    v: [__m256i; 8],
+    s: [__m256i; 8],
+    coef: __m256i,
+}
+
+/// `vpshufb` indices that fill each 128-bit lane with word `c`.
+static WORD: [[u8; 32]; 8] = {
+    let mut t = [[0u8; 32]; 8];
+    let mut c = 0;
+    while c < 8 {
+        let mut i = 0;
+        while i < 32 {
+            t[c][i] = (2 * c + i % 2) as u8;
+            i += 1;
+        }
+        c += 1;
+    }
+    t
+};
+
+/// Even bytes first, then odd ones.
+static EVEN_ODD: [u8; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15];
+
+/// Bytes 8..16 each twice.
+static MINS_TWICE: [u8; 16] = [8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15];
+
+#[inline(always)]
+unsafe fn table(t: &[u8; 32]) -> __m256i {
+    // SAFETY: 32 readable bytes; AVX.
+    unsafe { _mm256_loadu_si256(t.as_ptr() as *const __m256i) }
+}
+
+#[inline(always)]
+unsafe fn table128(t: &[u8; 16]) -> __m128i {
+    // SAFETY: 16 bytes; SSE2.
+    unsafe { _mm_loadu_si128(t.as_ptr() as *const __m128i) }
+}
+
+#[inline(always)]
+unsafe fn load(p: *const u8) -> __m256i {
+    // SAFETY: the caller vouches for 32 bytes at p; AVX.
+    unsafe { _mm256_loadu_si256(p as *const __m256i) }
+}
+
+/// Words shifted right by `n` (a constant once inlined).
+#[inline(always)]
+unsafe fn srl(x: __m256i, n: usize) -> __m256i {
+    // SAFETY: AVX2.
+    unsafe { _mm256_srl_epi16(x, _mm_cvtsi32_si128(n as i32)) }
+}
+
+/// Words shifted left by `n`.
+#[inline(always)]
+unsafe fn sll(x: __m256i, n: usize) -> __m256i {
+    // SAFETY: AVX2.
+    unsafe { _mm256_sll_epi16(x, _mm_cvtsi32_si128(n as i32)) }
+}
+
+/// Scale words for 32-value sub-blocks: the low eight bytes of `sc`, each
+/// filling a vector.
+#[inline(always)]
+unsafe fn scales32(sc: __m128i) -> [__m256i; 8] {
+    // SAFETY: AVX2.
+    unsafe {
+        let w = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc));
+        core::array::from_fn(|c| _mm256_shuffle_epi8(w, table(&WORD[c])))
+    }
+}
+
+/// Scale words for 16-value sub-blocks from their 16 words `e` arranged
+/// even sub-blocks in the low lane, odd ones in the high lane: vector `c`
+/// gets sub-block `2c` in its low lane, `2c + 1` in its high lane.
+#[inline(always)]
+unsafe fn scales16(e: __m256i) -> [__m256i; 8] {
+    // SAFETY: AVX2.
+    unsafe { core::array::from_fn(|c| _mm256_shuffle_epi8(e, table(&WORD[c]))) }
+}
+
+/// The products and scales of a super-block with its activations: eight
+/// `i32` lanes adding up to `sum_c sum(v_c * q_c * s_c)`.
+#[inline(always)]
+unsafe fn dot8(w: &W, q: *const i8) -> __m256i {
+    // SAFETY: 256 activations at q; AVX2.
+    unsafe {
+        let p = |c: usize| {
+            let x = _mm256_maddubs_epi16(w.v[c], load(q.add(32 * c) as *const u8));
+            _mm256_madd_epi16(x, w.s[c])
+        };
+        let mut a0 = p(0);
+        let mut a1 = p(1);
+        for c in (2..8).step_by(2) {
+            a0 = _mm256_add_epi32(a0, p(c));
+            a1 = _mm256_add_epi32(a1, p(c + 1));
+        }
+        _mm256_add_epi32(a0, a1)
+    }
+}
+
+/// The sums of 16 activations times the coefficients: eight `i32` lanes.
+#[inline(always)]
+unsafe fn sums(w: &W, bsums: *const i16) -> __m256i {
+    // SAFETY: 16 sums at bsums; AVX2.
+    unsafe { _mm256_madd_epi16(w.coef, load(bsums as *const u8)) }
+}
+
+/// Q4_K and Q5_K's scales and minimums: scale words, and each minimum
+/// twice (one per sum of 16).
+#[inline(always)]
+unsafe fn k4(b: *const u8) -> ([__m256i; 8], __m256i) {
+    // SAFETY: 12 bytes at b + 4; AVX2.
+    unsafe {
+        let x = k4_scales(b.add(4));
+        let mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(x, table128(&MINS_TWICE)));
+        (scales32(x), mins)
+    }
+}
+
+/// Nibbles of 128 bytes at `qs`: vector `2j` the low nibbles of bytes
+/// `32j..32j + 32`, `2j + 1` their high nibbles (a word shift by 4 brings
+/// each byte's high nibble down; the next byte's bits land above, masked
+/// off).
+#[inline(always)]
+unsafe fn nibbles(qs: *const u8) -> [__m256i; 8] {
+    // SAFETY: 128 bytes at qs; AVX2.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let mut v = [_mm256_setzero_si256(); 8];
+        for j in 0..4 {
+            let x = load(qs.add(32 * j));
+            v[2 * j] = _mm256_and_si256(x, m4);
+            v[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(x), m4);
+        }
+        v
+    }
+}
+
+/// Q4_K: vector `c` is sub-block `c`, values `32c..32c + 32`.
+pub(in crate::kernels::x86) struct Q4K;
+
+impl KQuant for Q4K {
+    const BYTES: usize = 144;
+    const MINS: bool = true;
+    const D_AT: usize = 0;
+    type W = W;
+
+    #[inline(always)]
+    unsafe fn unpack(b: *const u8) -> W {
+        // SAFETY: 144 bytes at b; AVX2.
+        unsafe {
+            let (s, coef) = k4(b);
+            W {
+                v: nibbles(b.add(16)),
+                s,
+                coef,
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn dot(w: &W, q: *const i8, bsums: *const i16) -> (__m256i, __m256i) {
+        // SAFETY: the caller's promise.
+        unsafe { (dot8(w, q), sums(w, bsums)) }
+    }
+}
+
+/// Q5_K: Q4_K's nibbles, and the fifth bit of value `32c + l` in bit `c`
+/// of byte `l` of `qh`, moved to bit 4.
+pub(in crate::kernels::x86) struct Q5K;
+
+impl KQuant for Q5K {
+    const BYTES: usize = 176;
+    const MINS: bool = true;
+    const D_AT: usize = 0;
+    type W = W;
+
+    #[inline(always)]
+    unsafe fn unpack(b: *const u8) -> W {
+        // SAFETY: 176 bytes at b; AVX2.
+        unsafe {
+            let (s, coef) = k4(b);
+            let mut v = nibbles(b.add(48));
+            let qh = load(b.add(16));
+            // Bits 0..4 of each byte, moved up by 4 (bits 4..8 of the byte
+            // below land in the low nibble, masked off below), then bit
+            // 4 + c down to 4; bits 4..8 are moved down from qh itself.
+            let qh4 = _mm256_slli_epi16::<4>(qh);
+            let m = _mm256_set1_epi8(0x10);
+            for (c, v) in v.iter_mut().enumerate() {
+                let h = if c < 4 { srl(qh4, c) } else { srl(qh, c - 4) };
+                *v = _mm256_or_si256(*v, _mm256_and_si256(h, m));
+            }
+            W { v, s, coef }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn dot(w: &W, q: *const i8, bsums: *const i16) -> (__m256i, __m256i) {
+        // SAFETY: the caller's promise.
+        unsafe { (dot8(w, q), sums(w, bsums)) }
+    }
+}
+
+/// Q6_K: vector `c` holds values `32c..32c + 32` (sub-blocks `2c`,
+/// `2c + 1`): per half `n`, the low then high nibbles of `ql[64n..]` and
+/// `ql[64n + 32..]`, the top bits from byte `l` of `qh[32n..]`, bits
+/// `2i..2i + 2` for values `128n + 32i + l`. Values `u - 32`.
+pub(in crate::kernels::x86) struct Q6K;
+
+impl KQuant for Q6K {
+    const BYTES: usize = 210;
+    const MINS: bool = false;
+    const D_AT: usize = 208;
+    type W = W;
+
+    #[inline(always)]
+    unsafe fn unpack(b: *const u8) -> W {
+        // SAFETY: 210 bytes at b; AVX2.
+        unsafe {
+            let raw = _mm_loadu_si128(b.add(192) as *const __m128i);
+            let e = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(raw, table128(&EVEN_ODD)));
+            let m4 = _mm256_set1_epi8(0x0f);
+            let m30 = _mm256_set1_epi8(0x30);
+            let mut v = [_mm256_setzero_si256(); 8];
+            for n in 0..2 {
+                let l0 = load(b.add(64 * n));
+                let l1 = load(b.add(64 * n + 32));
+                let h = load(b.add(128 + 32 * n));
+                // Two bits of qh moved to bits 4..6 of their own byte: the
+                // bits that cross into the next byte, or come from it,
+                // fall outside 0x30.
+                let hi = |x: __m256i| _mm256_and_si256(x, m30);
+                let lo = |x: __m256i| _mm256_and_si256(x, m4);
+                v[4 * n] = _mm256_or_si256(lo(l0), hi(_mm256_slli_epi16::<4>(h)));
+                v[4 * n + 1] = _mm256_or_si256(lo(l1), hi(_mm256_slli_epi16::<2>(h)));
+                v[4 * n + 2] = _mm256_or_si256(lo(_mm256_srli_epi16::<4>(l0)), hi(h));
+                v[4 * n + 3] = _mm256_or_si256(
+                    lo(_mm256_srli_epi16::<4>(l1)),
+                    hi(_mm256_srli_epi16::<2>(h)),
+                );
+            }
+            // -32 * scale, at most 4096 in magnitude: an i16.
+            let sc = _mm256_cvtepi8_epi16(raw);
+            let coef = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16::<5>(sc));
+            W {
+                v,
+                s: scales16(e),
+                coef,
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn dot(w: &W, q: *const i8, bsums: *const i16) -> (__m256i, __m256i) {
+        // SAFETY: the caller's promise.
+        unsafe {
+            let i = _mm256_add_epi32(dot8(w, q), sums(w, bsums));
+            (i, _mm256_setzero_si256())
+        }
+    }
+}
+
+/// Q3_K: vector `c` is values `32c..32c + 32`, `c = 4n + j`: bits
+/// `2j..2j + 2` of `qs[32n..]`, plus 4 where bit `c` of `hmask` is set.
+/// Values `u - 4`.
+pub(in crate::kernels::x86) struct Q3K;
+
+impl KQuant for Q3K {
+    const BYTES: usize = 110;
+    const MINS: bool = false;
+    const D_AT: usize = 108;
+    type W = W;
+
+    #[inline(always)]
+    unsafe fn unpack(b: *const u8) -> W {
+        // SAFETY: 110 bytes at b; AVX2.
+        unsafe {
+            let s8 = _mm_sub_epi8(q3_scales(b), _mm_set1_epi8(32));
+            let e = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s8, table128(&EVEN_ODD)));
+            let sc = _mm256_cvtepi8_epi16(s8);
+            let hm = load(b);
+            let three = _mm256_set1_epi8(3);
+            let four = _mm256_set1_epi8(4);
+            let mut v = [_mm256_setzero_si256(); 8];
+            for n in 0..2 {
+                let x = load(b.add(32 + 32 * n));
+                for j in 0..4 {
+                    let c = 4 * n + j;
+                    // Bits 2j.. down to 0 (the next byte's bits land
+                    // above, masked off); bit c of hmask to bit 2: up by
+                    // at most 2 or down by at most 5, within its byte.
+                    let lo = _mm256_and_si256(srl(x, 2 * j), three);
+                    let h = if c <= 2 {
+                        sll(hm, 2 - c)
+                    } else {
+                        srl(hm, c - 2)
+                    };
+                    v[c] = _mm256_or_si256(lo, _mm256_and_si256(h, four));
+                }
+            }
+            // -4 * scale, at most 128 in magnitude.
+            let coef = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16::<2>(sc));
+            W {
+                v,
+                s: scales16(e),
+                coef,
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn dot(w: &W, q: *const i8, bsums: *const i16) -> (__m256i, __m256i) {
+        // SAFETY: the caller's promise.
+        unsafe {
+            let i = _mm256_add_epi32(dot8(w, q), sums(w, bsums));
+            (i, _mm256_setzero_si256())
+        }
+    }
+}
+
+/// Q2_K: vector `c` is values `32c..32c + 32`, `c = 4n + j`: bits
+/// `2j..2j + 2` of `qs[32n..]`; scales and minimums are the nibbles of
+/// `scales`.
+pub(in crate::kernels::x86) struct Q2K;
+
+impl KQuant for Q2K {
+    const BYTES: usize = 84;
+    const MINS: bool = true;
+    const D_AT: usize = 80;
+    type W = W;
+
+    #[inline(always)]
+    unsafe fn unpack(b: *const u8) -> W {
+        // SAFETY: 84 bytes at b; AVX2.
+        unsafe {
+            let x = _mm_loadu_si128(b as *const __m128i);
+            let m4 = _mm_set1_epi8(0x0f);
+            let sc = _mm_and_si128(x, m4);
+            let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(x), m4));
+            let e = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sc, table128(&EVEN_ODD)));
+            let three = _mm256_set1_epi8(3);
+            let mut v = [_mm256_setzero_si256(); 8];
+            for n in 0..2 {
+                let x = load(b.add(16 + 32 * n));
+                for j in 0..4 {
+                    v[4 * n + j] = _mm256_and_si256(srl(x, 2 * j), three);
+                }
+            }
+            W {
+                v,
+                s: scales16(e),
+                coef: mins,
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn dot(w: &W, q: *const i8, bsums: *const i16) -> (__m256i, __m256i) {
+        // SAFETY: the caller's promise.
+        unsafe { (dot8(w, q), sums(w, bsums)) }
+    }
+}
