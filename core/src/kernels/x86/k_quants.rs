@@ -120,6 +120,9 @@ unsafe fn fold(i: __m256i, m: __m256i) -> __m128i {
     }
 }
 
+/// Bytes ahead that [`matvec`] prefetches (0: none).
+const PF: usize = 8192;
+
 /// One super-block at `b` times activations `q` with sums `bs`:
 /// [`fold`]ed `(isum, msum)`.
 #[inline(always)]
@@ -165,6 +168,13 @@ pub(super) unsafe fn matvec<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows
             let mut s = 0;
             while s + 2 <= nsb {
                 let (b0, b1) = (row.add(s * K::BYTES), row.add((s + 1) * K::BYTES));
+                if PF > 0 {
+                    let mut off = 0;
+                    while off < 2 * K::BYTES {
+                        _mm_prefetch::<_MM_HINT_T0>((b0 as *const i8).wrapping_add(PF + off));
+                        off += 64;
+                    }
+                }
                 // [isum, msum] of both super-blocks.
                 let im = _mm_cvtepi32_ps(_mm_hadd_epi32(sb(b0, s), sb(b1, s + 1)));
                 let d = _mm_castpd_ps(_mm_load_sd(da.add(s) as *const f64));
