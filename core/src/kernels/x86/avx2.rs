@@ -5,9 +5,9 @@ use core::arch::x86_64::*;
 
 use super::common::{self, TileOp};
 use super::k_quants as kq;
-use super::{avx2_supported as supported, run, run_quantize, x16, Isa};
+use super::{avx2_supported as supported, run, run_quantize, run_quantize_k, x16, Isa};
 use crate::kernels::acts::Acts;
-use crate::kernels::types::{k_quants, TensorType};
+use crate::kernels::types::TensorType;
 use crate::kernels::{Kernels, MatFn, ValueRows};
 
 /// The AVX2 + FMA + F16C kernel set.
@@ -16,7 +16,7 @@ pub(in crate::kernels) static AVX2: Kernels = Kernels {
     kernel_for,
     fast_interleaved: true,
     quantize,
-    quantize_k: k_quants::quantize_q8k,
+    quantize_k,
     weighted_sum,
 };
 
@@ -189,6 +189,18 @@ fn quantize(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]) {
         unsafe { common::quantize(x, d, sum, q) }
     }
     run_quantize(supported, imp, x, d, sum, q)
+}
+
+/// The Q8_K activation quantizer.
+fn quantize_k(x: &[f32], d: &mut [f32], bsums: &mut [i16], q: &mut [i8]) {
+    /// # Safety
+    /// The set's CPU features; lengths checked.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn imp(x: &[f32], d: &mut [f32], bsums: &mut [i16], q: &mut [i8]) {
+        // SAFETY: this function's contract.
+        unsafe { kq::quantize_q8k(x, d, bsums, q) }
+    }
+    run_quantize_k(supported, imp, x, d, bsums, q)
 }
 
 /// The scalar weighted sum, compiled for AVX2 (the compiler's vectors

@@ -393,6 +393,97 @@ pub(super) unsafe fn q3_scales(b: *const u8) -> __m128i {
     }
 }
 
+/// The Q8_K activation quantizer, bit-identical to the reference's
+/// [`crate::kernels::types::k_quants::quantize_q8k`] (the same float
+/// operations on each value; the search for the first value of largest
+/// magnitude gives the same value); lengths checked by the caller.
+#[inline(always)]
+pub(super) unsafe fn quantize_q8k(x: &[f32], d: &mut [f32], bsums: &mut [i16], q: &mut [i8]) {
+    // SAFETY (whole body): super-block s is inside x and q, its sums
+    // inside bsums and its scale inside d (checked by the caller); AVX2.
+    unsafe {
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for s in 0..x.len() / QK_K {
+            let p = x.as_ptr().add(s * QK_K);
+            let ld = |k: usize| _mm256_loadu_ps(p.add(8 * k));
+            // max(|v|, m) returns m when |v| is NaN: NaN is skipped, as the
+            // scalar `|v| > amax` skips it.
+            let mut m = _mm256_setzero_ps();
+            for k in 0..32 {
+                m = _mm256_max_ps(_mm256_and_ps(ld(k), abs), m);
+            }
+            let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+            let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_shuffle_ps::<1>(m2, m2)));
+            let sums = bsums.as_mut_ptr().add(16 * s);
+            let qs = q.as_mut_ptr().add(s * QK_K);
+            if amax == 0.0 {
+                *d.as_mut_ptr().add(s) = 0.0;
+                core::ptr::write_bytes(qs, 0, QK_K);
+                core::ptr::write_bytes(sums, 0, 16);
+                continue;
+            }
+            // The reference keeps the first value whose magnitude exceeds
+            // all before it: the first of magnitude amax.
+            let target = _mm256_set1_ps(amax);
+            let mut first = 0;
+            for k in 0..32 {
+                let eq = _mm256_cmp_ps::<_CMP_EQ_OQ>(_mm256_and_ps(ld(k), abs), target);
+                let bits = _mm256_movemask_ps(eq);
+                if bits != 0 {
+                    first = 8 * k + bits.trailing_zeros() as usize;
+                    break;
+                }
+            }
+            let iscale = -127.0 / *p.add(first);
+            let iv = _mm256_set1_ps(iscale);
+            let magic = _mm256_set1_ps(12_582_912.0);
+            let (lo, hi) = (_mm256_set1_epi32(-127), _mm256_set1_epi32(127));
+            // 128 values at a time: 16 vectors of i32, then 8 sums of 16.
+            for h in 0..2 {
+                let mut r = [_mm256_setzero_si256(); 16];
+                for (k, r) in r.iter_mut().enumerate() {
+                    // nearest_int: add 1.5 * 2^23, keep the mantissa.
+                    let v = _mm256_add_ps(_mm256_mul_ps(iv, ld(16 * h + k)), magic);
+                    let n = _mm256_sub_epi32(
+                        _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x007f_ffff)),
+                        _mm256_set1_epi32(0x0040_0000),
+                    );
+                    *r = _mm256_min_epi32(_mm256_max_epi32(n, lo), hi);
+                }
+                for j in 0..4 {
+                    let pk = _mm256_packs_epi16(
+                        _mm256_packs_epi32(r[4 * j], r[4 * j + 1]),
+                        _mm256_packs_epi32(r[4 * j + 2], r[4 * j + 3]),
+                    );
+                    let pk = _mm256_permutevar8x32_epi32(pk, order);
+                    _mm256_storeu_si256(qs.add(128 * h + 32 * j) as *mut __m256i, pk);
+                }
+                // t[g]: the 16 values of group g in 8 lanes; then the lanes
+                // added pairwise, twice, and the two halves.
+                let t: [__m256i; 8] =
+                    core::array::from_fn(|g| _mm256_add_epi32(r[2 * g], r[2 * g + 1]));
+                let h01 = _mm256_hadd_epi32(t[0], t[1]);
+                let h23 = _mm256_hadd_epi32(t[2], t[3]);
+                let h45 = _mm256_hadd_epi32(t[4], t[5]);
+                let h67 = _mm256_hadd_epi32(t[6], t[7]);
+                let k0 = _mm256_hadd_epi32(h01, h23);
+                let k1 = _mm256_hadd_epi32(h45, h67);
+                let g = _mm256_add_epi32(
+                    _mm256_permute2x128_si256::<0x20>(k0, k1),
+                    _mm256_permute2x128_si256::<0x31>(k0, k1),
+                );
+                // At most 16 * 127 in magnitude: the packing is exact.
+                let g16 =
+                    _mm_packs_epi32(_mm256_castsi256_si128(g), _mm256_extracti128_si256::<1>(g));
+                _mm_storeu_si128(sums.add(8 * h) as *mut __m128i, g16);
+            }
+            *d.as_mut_ptr().add(s) = 1.0 / iscale;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

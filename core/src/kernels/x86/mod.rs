@@ -148,3 +148,34 @@ fn run_quantize(
     // SAFETY: as in `run`; the lengths are checked above.
     unsafe { imp(x, d, sum, q) }
 }
+
+/// A Q8_K activation quantizer's implementation (lengths checked); needs
+/// its set's CPU features.
+type QuantizeKImp = unsafe fn(x: &[f32], d: &mut [f32], bsums: &mut [i16], q: &mut [i8]);
+
+/// The safe entry point of a Q8_K activation quantizer: checks the
+/// lengths (as the reference does), then runs `imp`.
+#[inline(always)]
+fn run_quantize_k(
+    supported: fn() -> bool,
+    imp: QuantizeKImp,
+    x: &[f32],
+    d: &mut [f32],
+    bsums: &mut [i16],
+    q: &mut [i8],
+) {
+    use super::types::QK_K;
+    assert_eq!(
+        x.len() % QK_K,
+        0,
+        "quantize_q8k: length is not a multiple of 256"
+    );
+    let nb = x.len() / QK_K;
+    assert!(
+        d.len() >= nb && bsums.len() >= 16 * nb && q.len() >= x.len(),
+        "quantize_q8k: scratch too short"
+    );
+    debug_assert!(supported());
+    // SAFETY: as in `run`; the lengths are checked above.
+    unsafe { imp(x, d, bsums, q) }
+}
