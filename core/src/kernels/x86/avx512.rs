@@ -16,6 +16,7 @@ use core::ptr::copy_nonoverlapping;
 
 use super::common::{self, TileOp};
 use super::k_quants as kq;
+use super::legacy;
 use super::{avx512_supported as supported, run, run_quantize, run_quantize_k, x16, Isa};
 use crate::kernels::acts::Acts;
 use crate::kernels::types::{TensorType, QK};
@@ -41,6 +42,10 @@ fn kernel_for(ty: TensorType) -> Option<MatFn> {
         Q4_0 => |w, a, o| run(Q4_0, supported, mat_q4_0, w, a, o),
         Q8_0x16 => |w, a, o| run(Q8_0x16, supported, mat_q8_0x16, w, a, o),
         Q4_0x16 => |w, a, o| run(Q4_0x16, supported, mat_q4_0x16, w, a, o),
+        Q4_1 => |w, a, o| run(Q4_1, supported, mat_q4_1, w, a, o),
+        Q5_0 => |w, a, o| run(Q5_0, supported, mat_q5_0, w, a, o),
+        Q5_1 => |w, a, o| run(Q5_1, supported, mat_q5_1, w, a, o),
+        IQ4_NL => |w, a, o| run(IQ4_NL, supported, mat_iq4_nl, w, a, o),
         Q2_K => |w, a, o| run(Q2_K, supported, mat_q2_k, w, a, o),
         Q3_K => |w, a, o| run(Q3_K, supported, mat_q3_k, w, a, o),
         Q4_K => |w, a, o| run(Q4_K, supported, mat_q4_k, w, a, o),
@@ -84,6 +89,13 @@ impl Isa for Avx512 {
             let s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), x1, a1);
             _mm256_dpbusd_epi32(s, x2, a2)
         }
+    }
+
+    /// A byte mask: 16 added where set.
+    #[inline(always)]
+    unsafe fn add16(x: __m256i, bits: u32) -> __m256i {
+        // SAFETY: AVX-512 BW and VL (the caller's promise).
+        unsafe { _mm256_mask_add_epi8(x, bits, x, _mm256_set1_epi8(16)) }
     }
 
     #[inline(always)]
@@ -140,7 +152,7 @@ unsafe fn mat_f16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
-    unsafe { common::mat_quant::<Avx512, false>(w, a, out, rows) }
+    unsafe { legacy::mat::<Avx512, legacy::Q8_0>(w, a, out, rows) }
 }
 
 /// Q4_0 weights: one vector through [`q4_matvec`] (512-bit), a batch
@@ -155,7 +167,7 @@ unsafe fn mat_q4_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
         if a.n == 1 && q4_matvec(w, a, out, rows).is_some() {
             return;
         }
-        common::mat_quant::<Avx512, true>(w, a, out, rows)
+        legacy::mat::<Avx512, legacy::Q4_0>(w, a, out, rows)
     }
 }
 
@@ -177,6 +189,28 @@ unsafe fn mat_q8_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 unsafe fn mat_q4_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe { x16::mat::<true>(w, a, out, rows) }
+}
+
+/// The other 32-wide kernels: `$name` runs `legacy::mat` for `$f`.
+macro_rules! legacy_kernels {
+    ($($name:ident: $f:ty,)*) => {$(
+        /// 32-wide weights (see [`legacy`]).
+        ///
+        /// # Safety
+        /// The set's CPU features; checked arguments (see [`run`]).
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $name(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+            // SAFETY: this function's contract.
+            unsafe { legacy::mat::<Avx512, $f>(w, a, out, rows) }
+        }
+    )*};
+}
+
+legacy_kernels! {
+    mat_q4_1: legacy::Q4_1,
+    mat_q5_0: legacy::Q5_0,
+    mat_q5_1: legacy::Q5_1,
+    mat_iq4_nl: legacy::Iq4Nl,
 }
 
 /// The K-quant kernels: `$name` runs `k_quants::mat` for `$k`.
@@ -305,7 +339,7 @@ struct Z4Prep {
 unsafe fn z4_prep(a: &Acts, b: usize, k: usize, nb: usize) -> Z4Prep {
     // SAFETY: as `prep` (the same blocks, the same padding).
     unsafe {
-        let p = common::prep::<Avx512, true>(a, b, k, nb);
+        let p = common::prep::<Avx512, legacy::Q4_0>(a, b, k, nb);
         // `prep` holds, for pair j: (elements 0..16 of blocks 2j,
         // 2j+1), (16..32 of them); order P scales.
         let lo = |j: usize| p.a[j].0;

@@ -254,31 +254,39 @@ unsafe fn merge2(a: __m256i, b: __m256i) -> __m256i {
     unsafe { _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b)) }
 }
 
-/// The weights of blocks `k` and `k + 1` (`bb` bytes each, values from
-/// byte 2): elements 0..16 of both, then 16..32 of both.
+/// A 32-wide block format of the quantized kernels (Q8_0, Q4_0 and the
+/// others of [`super::legacy`]): where its values are and what has to be
+/// done to the products of the pair instructions to get the reference's
+/// block sums.
+///
+/// # Safety
+/// [`Format::values`] needs the CPU features of `I` and two readable
+/// blocks.
+pub(super) trait Format {
+    /// Bytes per block (at most 34).
+    const BYTES: usize;
+    /// Whether [`Format::values`] gives signed bytes, multiplied by
+    /// [`Isa::pair_q8`] (after [`Isa::prep_q8`], which `values` applies),
+    /// else unsigned ones, multiplied by [`Isa::pair_q4`].
+    const SIGNED: bool;
+    /// For unsigned values `u`: the value is `u - (1 << SHIFT)` (0: `u`).
+    const SHIFT: i32;
+    /// Whether the block has a minimum `m` (f16 at byte 2): the reference
+    /// adds `(m * d_a) * sum(a)` to each block's scaled sum.
+    const MIN: bool;
+    /// The values of blocks `k` and `k + 1` at `p` and `p + bb`: elements
+    /// 0..16 of both (block `k` in the low 128 bits), then 16..32 of both.
+    unsafe fn values<I: Isa>(p: *const u8, bb: usize) -> (__m256i, __m256i);
+}
+
+/// `k` such that the pair products of `F` on `I` summed over a block exceed
+/// the true block sum by `sum(a) << k` (0: no excess).
 #[inline(always)]
-unsafe fn pair_weights<I: Isa, const Q4: bool>(p: *const u8, bb: usize) -> (__m256i, __m256i) {
-    // SAFETY: the caller vouches for both blocks and the CPU features.
-    unsafe {
-        if Q4 {
-            let lo = _mm_loadu_si128(p.add(2) as *const __m128i);
-            let hi = _mm_loadu_si128(p.add(bb + 2) as *const __m128i);
-            let y = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
-            let m = _mm256_set1_epi8(0x0f);
-            (
-                _mm256_and_si256(y, m),
-                _mm256_and_si256(_mm256_srli_epi16::<4>(y), m),
-            )
-        } else {
-            let l0 = _mm_loadu_si128(p.add(2) as *const __m128i);
-            let l1 = _mm_loadu_si128(p.add(bb + 2) as *const __m128i);
-            let h0 = _mm_loadu_si128(p.add(18) as *const __m128i);
-            let h1 = _mm_loadu_si128(p.add(bb + 18) as *const __m128i);
-            (
-                I::prep_q8(_mm256_inserti128_si256::<1>(_mm256_castsi128_si256(l0), l1)),
-                I::prep_q8(_mm256_inserti128_si256::<1>(_mm256_castsi128_si256(h0), h1)),
-            )
-        }
+fn shift<I: Isa, F: Format>() -> i32 {
+    if F::SIGNED {
+        I::Q8_SHIFT
+    } else {
+        F::SHIFT
     }
 }
 
@@ -317,7 +325,7 @@ pub(super) const PREP_GROUPS: usize = 96;
 /// Prepares group `k` (of `nb` blocks per vector) of vector `b`; `a` holds
 /// the quantized vector `b` (checked by `check_mat`).
 #[inline(always)]
-pub(super) unsafe fn prep<I: Isa, const Q4: bool>(a: &Acts, b: usize, k: usize, nb: usize) -> Prep {
+pub(super) unsafe fn prep<I: Isa, F: Format>(a: &Acts, b: usize, k: usize, nb: usize) -> Prep {
     let first = b * nb + 8 * k;
     let n = (nb - 8 * k).min(8);
     // SAFETY (whole body): blocks first..first + n of the checked
@@ -338,8 +346,8 @@ pub(super) unsafe fn prep<I: Isa, const Q4: bool>(a: &Acts, b: usize, k: usize, 
             (qt.as_ptr(), dt.as_ptr(), st.as_ptr())
         };
         let perm = _mm256_loadu_si256(P.as_ptr() as *const __m256i);
-        let shift = if Q4 { 3 } else { I::Q8_SHIFT };
-        let corr = if shift != 0 {
+        let shift = shift::<I, F>();
+        let corr = if shift != 0 || F::MIN {
             let s = _mm256_loadu_si256(s as *const __m256i);
             _mm256_sll_epi32(
                 _mm256_permutevar8x32_epi32(s, perm),
@@ -366,7 +374,7 @@ pub(super) unsafe fn prep<I: Isa, const Q4: bool>(a: &Acts, b: usize, k: usize, 
 /// `bb` bytes.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // (row, vector) indices read best here
-unsafe fn group<I: Isa, const R: usize, const C: usize, const Q4: bool>(
+unsafe fn group<I: Isa, const R: usize, const C: usize, F: Format>(
     w: &[*const u8; R],
     acts: &[*const Prep; C],
     bb: usize,
@@ -375,20 +383,20 @@ unsafe fn group<I: Isa, const R: usize, const C: usize, const Q4: bool>(
     // SAFETY (whole body): all reads are within the 8 blocks the caller
     // vouches for.
     unsafe {
-        let shift = if Q4 { 3 } else { I::Q8_SHIFT };
+        let shift = shift::<I, F>();
         let mut half = [[[_mm256_setzero_si256(); C]; R]; 2];
         for h in 0..2 {
             let mut v = [[[_mm256_setzero_si256(); C]; R]; 2];
             for j in 0..2 {
                 let p = 2 * h + j;
                 for r in 0..R {
-                    let (x1, x2) = pair_weights::<I, Q4>(w[r].add(2 * p * bb), bb);
+                    let (x1, x2) = F::values::<I>(w[r].add(2 * p * bb), bb);
                     for c in 0..C {
                         let (a1, a2) = (*acts[c]).a[p];
-                        v[j][r][c] = if Q4 {
-                            I::pair_q4(x1, x2, a1, a2)
-                        } else {
+                        v[j][r][c] = if F::SIGNED {
                             I::pair_q8(x1, x2, a1, a2)
+                        } else {
+                            I::pair_q4(x1, x2, a1, a2)
                         };
                     }
                 }
@@ -401,13 +409,25 @@ unsafe fn group<I: Isa, const R: usize, const C: usize, const Q4: bool>(
         }
         for r in 0..R {
             let dw = scales8(w[r], bb);
+            let mw = if F::MIN {
+                scales8(w[r].add(2), bb)
+            } else {
+                _mm256_setzero_ps()
+            };
             for c in 0..C {
                 let mut dot = merge2(half[0][r][c], half[1][r][c]);
                 if shift != 0 {
                     dot = _mm256_sub_epi32(dot, (*acts[c]).corr);
                 }
                 let s = _mm256_mul_ps(dw, (*acts[c]).da);
-                let prod = _mm256_mul_ps(s, _mm256_cvtepi32_ps(dot));
+                let mut prod = _mm256_mul_ps(s, _mm256_cvtepi32_ps(dot));
+                if F::MIN {
+                    // (m * d_a) * sum(a), added to the block's term before
+                    // the partial sum (the reference's order).
+                    let m = _mm256_mul_ps(mw, (*acts[c]).da);
+                    let sum = _mm256_cvtepi32_ps((*acts[c]).corr);
+                    prod = _mm256_add_ps(prod, _mm256_mul_ps(m, sum));
+                }
                 acc[r][c] = _mm256_add_ps(acc[r][c], prod);
             }
         }
@@ -417,19 +437,20 @@ unsafe fn group<I: Isa, const R: usize, const C: usize, const Q4: bool>(
 /// The quantized kernels' tiles over checked arguments; `prepared`, if not
 /// empty, holds every group of the current vectors `c0..` (group `k` of
 /// vector `c0 + c` at `c * groups + k`).
-struct QuantTiles<'a, 'b, I, const Q4: bool> {
+struct QuantTiles<'a, 'b, I, F> {
     w: &'a [u8],
     a: &'a Acts<'b>,
     out: &'a mut [f32],
     rows: usize,
     prepared: &'a [Prep],
-    isa: core::marker::PhantomData<I>,
+    isa: core::marker::PhantomData<(I, F)>,
 }
 
-impl<I: Isa, const Q4: bool> TileOp for QuantTiles<'_, '_, I, Q4> {
+impl<I: Isa, F: Format> TileOp for QuantTiles<'_, '_, I, F> {
     #[inline(always)]
     unsafe fn run<const R: usize, const C: usize>(&mut self, r0: usize, c0: usize) {
-        let bb = if Q4 { 18 } else { 34 };
+        const { assert!(F::BYTES <= 34) };
+        let bb = F::BYTES;
         let a = self.a;
         let nb = a.cols / QK;
         let groups = nb.div_ceil(8);
@@ -460,7 +481,7 @@ impl<I: Isa, const Q4: bool> TileOp for QuantTiles<'_, '_, I, Q4> {
                 }
                 if prepared.is_empty() {
                     for (c, l) in local.iter_mut().enumerate() {
-                        *l = prep::<I, Q4>(a, c0 + c, k, nb);
+                        *l = prep::<I, F>(a, c0 + c, k, nb);
                     }
                 }
                 let mut ap = [core::ptr::null::<Prep>(); C];
@@ -471,7 +492,7 @@ impl<I: Isa, const Q4: bool> TileOp for QuantTiles<'_, '_, I, Q4> {
                         prepared.as_ptr().add(c * groups + k)
                     };
                 }
-                group::<I, R, C, Q4>(&wr, &ap, bb, &mut acc);
+                group::<I, R, C, F>(&wr, &ap, bb, &mut acc);
             }
             let pinv = _mm256_loadu_si256(PINV.as_ptr() as *const __m256i);
             let o = self.out.as_mut_ptr().add(c0 * self.rows + r0);
@@ -489,7 +510,7 @@ impl<I: Isa, const Q4: bool> TileOp for QuantTiles<'_, '_, I, Q4> {
 /// activations prepared once when they fit, then every tile of rows (one
 /// row at a time for a single vector, see [`mat_float`]).
 #[inline(always)]
-pub(super) unsafe fn mat_quant<I: Isa, const Q4: bool>(
+pub(super) unsafe fn mat_quant<I: Isa, F: Format>(
     w: &[u8],
     a: &Acts,
     out: &mut [f32],
@@ -506,7 +527,7 @@ pub(super) unsafe fn mat_quant<I: Isa, const Q4: bool>(
             for c in 0..nc {
                 for k in 0..groups {
                     // SAFETY: vector c0 + c is in the checked batch.
-                    buf[c * groups + k].write(unsafe { prep::<I, Q4>(a, c0 + c, k, nb) });
+                    buf[c * groups + k].write(unsafe { prep::<I, F>(a, c0 + c, k, nb) });
                 }
             }
             // SAFETY: the first nc * groups entries were written above.
@@ -514,7 +535,7 @@ pub(super) unsafe fn mat_quant<I: Isa, const Q4: bool>(
         } else {
             &[]
         };
-        let mut op = QuantTiles::<I, Q4> {
+        let mut op = QuantTiles::<I, F> {
             w,
             a,
             out: &mut *out,

@@ -33,6 +33,7 @@ mod avx2;
 mod avx512;
 mod common;
 mod k_quants;
+mod legacy;
 mod x16;
 
 pub(super) use avx2::AVX2;
@@ -59,8 +60,10 @@ trait Isa {
     /// The eight `i32` sums of `x1 * a1 + x2 * a2` over groups of four
     /// bytes (Q8_0 weights, after [`Isa::prep_q8`]).
     unsafe fn pair_q8(x1: __m256i, x2: __m256i, a1: __m256i, a2: __m256i) -> __m256i;
-    /// The same for Q4_0 weights (nibbles `0..=15`).
+    /// The same for unsigned weights of at most 31 (nibbles, five bits).
     unsafe fn pair_q4(x1: __m256i, x2: __m256i, a1: __m256i, a2: __m256i) -> __m256i;
+    /// `x` plus 16 in every byte `i` whose bit `i` of `bits` is set.
+    unsafe fn add16(x: __m256i, bits: u32) -> __m256i;
     /// Runs `op.run::<R, C>(r0, c0)` for the tile shape `(nr, nc)` (every
     /// shape up to the set's largest).
     unsafe fn dispatch<T: common::TileOp>(op: &mut T, nr: usize, nc: usize, r0: usize, c0: usize);
