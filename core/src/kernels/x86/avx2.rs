@@ -27,6 +27,7 @@ fn kernel_for(ty: TensorType) -> Option<MatFn> {
     Some(match ty {
         F32 => |w, a, o| run(F32, supported, mat_f32, w, a, o),
         F16 => |w, a, o| run(F16, supported, mat_f16, w, a, o),
+        BF16 => |w, a, o| run(BF16, supported, mat_bf16, w, a, o),
         Q8_0 => |w, a, o| run(Q8_0, supported, mat_q8_0, w, a, o),
         Q4_0 => |w, a, o| run(Q4_0, supported, mat_q4_0, w, a, o),
         Q8_0x16 => |w, a, o| run(Q8_0x16, supported, mat_q8_0x16, w, a, o),
@@ -133,7 +134,7 @@ impl Isa for Avx2 {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn mat_f32(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
-    unsafe { common::mat_float::<Avx2, false>(w, a, out, rows) }
+    unsafe { common::mat_float::<Avx2, { common::F32 }>(w, a, out, rows) }
 }
 
 /// F16 weights.
@@ -143,7 +144,17 @@ unsafe fn mat_f32(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn mat_f16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
-    unsafe { common::mat_float::<Avx2, true>(w, a, out, rows) }
+    unsafe { common::mat_float::<Avx2, { common::F16 }>(w, a, out, rows) }
+}
+
+/// BF16 weights.
+///
+/// # Safety
+/// As [`mat_f32`].
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mat_bf16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { common::mat_float::<Avx2, { common::BF16 }>(w, a, out, rows) }
 }
 
 /// Q8_0 weights.

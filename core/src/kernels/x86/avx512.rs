@@ -38,6 +38,7 @@ fn kernel_for(ty: TensorType) -> Option<MatFn> {
     Some(match ty {
         F32 => |w, a, o| run(F32, supported, mat_f32, w, a, o),
         F16 => |w, a, o| run(F16, supported, mat_f16, w, a, o),
+        BF16 => |w, a, o| run(BF16, supported, mat_bf16, w, a, o),
         Q8_0 => |w, a, o| run(Q8_0, supported, mat_q8_0, w, a, o),
         Q4_0 => |w, a, o| run(Q4_0, supported, mat_q4_0, w, a, o),
         Q8_0x16 => |w, a, o| run(Q8_0x16, supported, mat_q8_0x16, w, a, o),
@@ -127,7 +128,7 @@ impl Isa for Avx512 {
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn mat_f32(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
-    unsafe { common::mat_float::<Avx512, false>(w, a, out, rows) }
+    unsafe { common::mat_float::<Avx512, { common::F32 }>(w, a, out, rows) }
 }
 
 /// F16 weights: a batch through [`f16_mat`], one vector through the
@@ -139,8 +140,22 @@ unsafe fn mat_f32(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 unsafe fn mat_f16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe {
-        if f16_mat(w, a, out, rows).is_none() {
-            common::mat_float::<Avx512, true>(w, a, out, rows)
+        if f16_mat::<false>(w, a, out, rows).is_none() {
+            common::mat_float::<Avx512, { common::F16 }>(w, a, out, rows)
+        }
+    }
+}
+
+/// BF16 weights: as [`mat_f16`].
+///
+/// # Safety
+/// As [`mat_f32`].
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn mat_bf16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe {
+        if f16_mat::<true>(w, a, out, rows).is_none() {
+            common::mat_float::<Avx512, { common::BF16 }>(w, a, out, rows)
         }
     }
 }
@@ -484,7 +499,7 @@ const ZC: usize = 6;
 /// in bounds.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn z16_tile<const R: usize, const C: usize>(
+unsafe fn z16_tile<const R: usize, const C: usize, const BF: bool>(
     w: *const u8,
     rb: usize,
     x: *const f32,
@@ -507,7 +522,7 @@ unsafe fn z16_tile<const R: usize, const C: usize>(
             }
             for (r, acc) in acc.iter_mut().enumerate() {
                 let p = w.add(r * rb + 32 * i) as *const __m256i;
-                let wv = _mm512_cvtph_ps(_mm256_loadu_si256(p));
+                let wv = widen::<BF>(_mm256_loadu_si256(p));
                 for (acc, &xv) in acc.iter_mut().zip(&xv) {
                     *acc = _mm512_fmadd_ps(wv, xv, *acc);
                 }
@@ -524,7 +539,7 @@ unsafe fn z16_tile<const R: usize, const C: usize>(
             }
             for (r, acc) in acc.iter_mut().enumerate() {
                 let p = w.add(r * rb + 32 * n16) as *const i16;
-                let wv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+                let wv = widen::<BF>(_mm256_maskz_loadu_epi16(m, p));
                 for (acc, &xv) in acc.iter_mut().zip(&xv) {
                     *acc = _mm512_mask3_fmadd_ps(wv, xv, *acc, m);
                 }
@@ -543,7 +558,20 @@ unsafe fn z16_tile<const R: usize, const C: usize>(
     }
 }
 
-/// F16 weights times a batch with 512-bit vectors (the `MatFn`
+/// Sixteen F16 (or, with `BF`, BF16) values as f32.
+#[inline(always)]
+unsafe fn widen<const BF: bool>(h: __m256i) -> __m512 {
+    // SAFETY: AVX-512F (the caller's promise).
+    unsafe {
+        if BF {
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+        } else {
+            _mm512_cvtph_ps(h)
+        }
+    }
+}
+
+/// F16 (or, with `BF`, BF16) weights times a batch with 512-bit vectors (the `MatFn`
 /// contract): tiles of up to `ZR` rows x `ZC` vectors, the rows
 /// outermost (a tile's rows stay in L1 while the vectors pass).
 /// `None` for one vector: the generic path reads one row at a time,
@@ -555,7 +583,7 @@ unsafe fn z16_tile<const R: usize, const C: usize>(
 /// The CPU has the set's features; `check_mat` accepted the arguments.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn f16_mat(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) -> Option<()> {
+unsafe fn f16_mat<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) -> Option<()> {
     if a.n == 1 {
         return None;
     }
@@ -578,7 +606,7 @@ unsafe fn f16_mat(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) -> Option<()
             macro_rules! go {
                 ($r:literal, $c:literal) => {
                     // SAFETY: the tile is inside the checked arguments.
-                    unsafe { z16_tile::<$r, $c>(wp, rb, xp, a.cols, op, rows) }
+                    unsafe { z16_tile::<$r, $c, BF>(wp, rb, xp, a.cols, op, rows) }
                 };
             }
             macro_rules! by_cols {

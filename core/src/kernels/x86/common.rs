@@ -85,15 +85,15 @@ pub(super) unsafe fn reduce8(v: __m256) -> f32 {
     }
 }
 
-// ---- F32 and F16 ----
+// ---- F32, F16 and BF16 ----
 
-/// `acc + w * x`: fused (one rounding) for F16 weights, a rounded product
+/// `acc + w * x`: fused (one rounding) for F16 and BF16 weights, a rounded product
 /// then a rounded sum for F32 (as the scalar reference).
 #[inline(always)]
-unsafe fn madd<const FUSED: bool>(acc: __m256, w: __m256, x: __m256) -> __m256 {
+unsafe fn madd<const K: FloatKind>(acc: __m256, w: __m256, x: __m256) -> __m256 {
     // SAFETY: AVX and FMA (the caller's promise).
     unsafe {
-        if FUSED {
+        if K != F32 {
             _mm256_fmadd_ps(w, x, acc)
         } else {
             _mm256_add_ps(acc, _mm256_mul_ps(w, x))
@@ -101,13 +101,32 @@ unsafe fn madd<const FUSED: bool>(acc: __m256, w: __m256, x: __m256) -> __m256 {
     }
 }
 
+/// The float weight types: [`F32`], [`F16`] or [`BF16`].
+pub(super) type FloatKind = u8;
+/// IEEE single precision weights.
+pub(super) const F32: FloatKind = 0;
+/// IEEE half precision weights.
+pub(super) const F16: FloatKind = 1;
+/// bfloat16 weights.
+pub(super) const BF16: FloatKind = 2;
+
+/// Eight bfloat16 values (16 bytes at `p`) as f32: the bits moved up.
+#[inline(always)]
+pub(super) unsafe fn bf16x8(p: *const u8) -> __m256 {
+    // SAFETY: the caller vouches for 16 bytes at p; AVX2.
+    unsafe {
+        let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(h))
+    }
+}
+
 /// One tile of the float kernels: `R` rows from `w` (row `r` at
 /// `w + r * rb`, `cols` elements) times `C` vectors (vector `c` at
-/// `x + c * cols`); `out(r, c)` is stored at `o + c * ldo + r`. `F16`
+/// `x + c * cols`); `out(r, c)` is stored at `o + c * ldo + r`. `K`
 /// selects the weight type. Sixteen partial sums per (row, vector): lanes
 /// 0..8 in one register, 8..16 in another.
 #[inline(always)]
-unsafe fn tile_float<const R: usize, const C: usize, const F16: bool>(
+unsafe fn tile_float<const R: usize, const C: usize, const K: FloatKind>(
     w: *const u8,
     rb: usize,
     x: *const f32,
@@ -120,11 +139,13 @@ unsafe fn tile_float<const R: usize, const C: usize, const F16: bool>(
     // unaligned loads.
     unsafe {
         let load_w = |p: *const u8| -> (__m256, __m256) {
-            if F16 {
+            if K == F16 {
                 (
                     _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)),
                     _mm256_cvtph_ps(_mm_loadu_si128(p.add(16) as *const __m128i)),
                 )
+            } else if K == BF16 {
+                (bf16x8(p), bf16x8(p.add(16)))
             } else {
                 (
                     _mm256_loadu_ps(p as *const f32),
@@ -132,7 +153,7 @@ unsafe fn tile_float<const R: usize, const C: usize, const F16: bool>(
                 )
             }
         };
-        let eb = if F16 { 2 } else { 4 };
+        let eb = if K == F32 { 4 } else { 2 };
         let z = _mm256_setzero_ps();
         let mut acc = [[(z, z); C]; R];
         let n16 = cols / 16;
@@ -145,8 +166,8 @@ unsafe fn tile_float<const R: usize, const C: usize, const F16: bool>(
             for (r, acc) in acc.iter_mut().enumerate() {
                 let (w0, w1) = load_w(w.add(r * rb + 16 * eb * i));
                 for (acc, xv) in acc.iter_mut().zip(&xv) {
-                    acc.0 = madd::<F16>(acc.0, w0, xv.0);
-                    acc.1 = madd::<F16>(acc.1, w1, xv.1);
+                    acc.0 = madd::<K>(acc.0, w0, xv.0);
+                    acc.1 = madd::<K>(acc.1, w1, xv.1);
                 }
             }
         }
@@ -165,8 +186,8 @@ unsafe fn tile_float<const R: usize, const C: usize, const F16: bool>(
                 for (acc, xt) in acc.iter_mut().zip(&xt) {
                     let x0 = _mm256_loadu_ps(xt.as_ptr());
                     let x1 = _mm256_loadu_ps(xt.as_ptr().add(8));
-                    acc.0 = madd::<F16>(acc.0, w0, x0);
-                    acc.1 = madd::<F16>(acc.1, w1, x1);
+                    acc.0 = madd::<K>(acc.0, w0, x0);
+                    acc.1 = madd::<K>(acc.1, w1, x1);
                 }
             }
         }
@@ -179,21 +200,21 @@ unsafe fn tile_float<const R: usize, const C: usize, const F16: bool>(
 }
 
 /// The float kernels' tiles over checked arguments.
-struct FloatTiles<'a, 'b, const F16: bool> {
+struct FloatTiles<'a, 'b, const K: FloatKind> {
     w: &'a [u8],
     a: &'a Acts<'b>,
     out: &'a mut [f32],
     rows: usize,
 }
 
-impl<const F16: bool> TileOp for FloatTiles<'_, '_, F16> {
+impl<const K: FloatKind> TileOp for FloatTiles<'_, '_, K> {
     #[inline(always)]
     unsafe fn run<const R: usize, const C: usize>(&mut self, r0: usize, c0: usize) {
         let cols = self.a.cols;
-        let rb = cols * if F16 { 2 } else { 4 };
+        let rb = cols * if K == F32 { 4 } else { 2 };
         // SAFETY: the tile lies inside the checked slices.
         unsafe {
-            tile_float::<R, C, F16>(
+            tile_float::<R, C, K>(
                 self.w.as_ptr().add(r0 * rb),
                 rb,
                 self.a.x.as_ptr().add(c0 * cols),
@@ -205,12 +226,12 @@ impl<const F16: bool> TileOp for FloatTiles<'_, '_, F16> {
     }
 }
 
-/// F32 or F16 weights (the `MatFn` contract, arguments checked): one row
+/// F32, F16 or BF16 weights (the `MatFn` contract, arguments checked): one row
 /// at a time for one vector (a single sequential stream of weights, which
 /// the hardware prefetcher follows at full bandwidth), tiles of up to
 /// `I::FR` x `I::FC` for a batch.
 #[inline(always)]
-pub(super) unsafe fn mat_float<I: Isa, const F16: bool>(
+pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
     w: &[u8],
     a: &Acts,
     out: &mut [f32],
@@ -218,7 +239,7 @@ pub(super) unsafe fn mat_float<I: Isa, const F16: bool>(
 ) {
     let n = a.n;
     let (rmax, cmax) = if n == 1 { (1, 1) } else { (I::FR, I::FC) };
-    let mut op = FloatTiles::<F16> { w, a, out, rows };
+    let mut op = FloatTiles::<K> { w, a, out, rows };
     // SAFETY: every tile is inside the checked arguments.
     unsafe { over_tiles::<I, _>(rmax, cmax, rows, n, &mut op) }
 }
