@@ -18,11 +18,11 @@
 //!   is applied exactly, in integers;
 //! - the type's offset and its minimums are per sub-block constants times
 //!   the sum of the activations over the sub-block, which Q8_K keeps per 16
-//!   values (`bsums`): one `vpmaddwd` of 16 coefficients by the 16 sums.
+//!   values (`bsums`): one `vpmaddwd` of 16 coefficients by 16 sums.
 //!   Q6_K's values are `u - 32`, so `isum = sum_j sc_j dot(u, a)_j - sum_j
 //!   32 sc_j bsum_j`; Q3_K's are `u - 4`; Q2_K, Q4_K and Q5_K have no offset
-//!   and `msum = sum_j m_j bsum_j` (a 32-value sub-block's minimum is
-//!   applied to both its sums of 16).
+//!   and `msum = sum_j m_j bsum_j` (for Q4_K and Q5_K, the sums of each 32
+//!   are prepared with the activations).
 //!
 //! Every step is exact integer arithmetic well inside `i32` (the largest,
 //! Q6_K's `isum`, is below `256 * 63 * 127 * 128 < 2^29`), so `isum` and
@@ -34,18 +34,35 @@
 //!
 //! # Matrix-vector and batched products
 //!
+//! The activations are first prepared once per call ([`KQuant::prep`]):
+//! put in the order in which a set unpacks a type's values (the AVX-512
+//! kernels read Q2_K..Q5_K's bits with whole 64-byte loads, which leave the
+//! values of two distant sub-blocks in one vector), with the sums the type
+//! needs.
+//!
 //! One vector ([`matvec`]): one row at a time (one sequential stream of
-//! weights, see [`super`]), each super-block reduced to its two integers at
-//! once. A batch ([`matmul`]): each super-block of a row is unpacked once
-//! and multiplied by up to eight vectors; their sums are reduced together,
-//! vector `c` in lane `c` of one float vector, where the running sums of
-//! the eight (row, vector) pairs advance side by side.
+//! weights, see [`super`]), two super-blocks reduced together to their four
+//! integers. A batch ([`matmul`]): each super-block of a row is unpacked
+//! once and multiplied by up to eight vectors; their sums are reduced
+//! together, vector `c` in lane `c` of one float vector, where the running
+//! sums of the eight (row, vector) pairs advance side by side. Rows longer
+//! than the prepared activations go by segments, each running sum kept in
+//! `out` between them (stored and reloaded exactly).
+//!
+//! The reductions use unpacks and adds, not `vphaddd`, which costs two
+//! shuffles more on AMD's cores; no closure touches a vector (a closure is
+//! compiled without the caller's target features and may stay a call).
 //!
 //! # Safety
 //! Every `unsafe fn` here requires the CPU features of the set its
 //! [`KQuant`] belongs to, and arguments that passed `check_mat`.
 
+// Vector lanes, chunks and super-blocks are indexed: the index is the
+// position.
+#![allow(clippy::needless_range_loop)]
+
 use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
 use core::ptr::read_unaligned;
 
 use crate::kernels::acts::Acts;
@@ -55,11 +72,11 @@ pub(super) mod avx2;
 pub(super) mod avx512;
 
 /// A K-quant type on one kernel set: how a super-block is unpacked and
-/// multiplied by one vector's Q8_K super-block.
+/// multiplied by one vector's prepared Q8_K super-block.
 ///
 /// # Safety
 /// The functions need the CPU features of the set; pointers must be valid
-/// for the super-block (`BYTES` bytes), 256 activations and 16 sums.
+/// for the super-block (`BYTES` bytes), or 256 activations and 16 sums.
 pub(super) trait KQuant {
     /// Bytes per super-block.
     const BYTES: usize;
@@ -68,14 +85,18 @@ pub(super) trait KQuant {
     /// Offset of the f16 `d` in a super-block (followed by `dmin` when
     /// [`KQuant::MINS`]).
     const D_AT: usize;
+    /// One vector's super-block, prepared.
+    type A: Copy;
     /// A super-block's weights, unpacked (values and scale vectors).
     type W: Copy;
+    /// Prepares the super-block of activations `q` (256) with sums `bsums`
+    /// (16) for [`KQuant::dot`].
+    unsafe fn prep(q: *const i8, bsums: *const i16) -> Self::A;
     /// Unpacks the super-block at `b`.
     unsafe fn unpack(b: *const u8) -> Self::W;
     /// `(isum, msum)`, each as eight `i32` lanes that add up to it (see
-    /// the module documentation), with the 256 activations `q` and their
-    /// 16 sums `bsums`.
-    unsafe fn dot(w: &Self::W, q: *const i8, bsums: *const i16) -> (__m256i, __m256i);
+    /// the module documentation).
+    unsafe fn dot(w: &Self::W, a: &Self::A) -> (__m256i, __m256i);
 }
 
 /// The f16 bits of `d` (and `dmin` above them) of the super-block at `b`.
@@ -109,27 +130,47 @@ unsafe fn scales2<K: KQuant>(b0: *const u8, b1: *const u8) -> __m128 {
     }
 }
 
-/// `[isum, isum', msum, msum']` with `isum + isum'` and `msum + msum'` the
+/// Lanes `j` and `j + 2` of each 128-bit half of `i` and of `m` added:
+/// `[i, m, i', m']` per half, `i + i'` (and `m + m'`) the half's sum.
+#[inline(always)]
+unsafe fn pairs(i: __m256i, m: __m256i) -> __m256i {
+    // SAFETY: AVX2 (the caller's promise).
+    unsafe { _mm256_add_epi32(_mm256_unpacklo_epi32(i, m), _mm256_unpackhi_epi32(i, m)) }
+}
+
+/// Two [`pairs`] results `[a, b, a', b' | ..]`, `[c, d, c', d' | ..]` to
+/// `[a + a', b + b', c + c', d + d' | ..]`.
+#[inline(always)]
+unsafe fn quads(x: __m256i, y: __m256i) -> __m256i {
+    // SAFETY: AVX2 (the caller's promise).
+    unsafe { _mm256_add_epi32(_mm256_unpacklo_epi64(x, y), _mm256_unpackhi_epi64(x, y)) }
+}
+
+/// `[isum, msum, isum', msum']` with `isum + isum'` and `msum + msum'` the
 /// sums of the lanes of `i` and `m`.
 #[inline(always)]
 unsafe fn fold(i: __m256i, m: __m256i) -> __m128i {
     // SAFETY: AVX2 (the caller's promise).
     unsafe {
-        let h = _mm256_hadd_epi32(i, m);
+        let h = pairs(i, m);
         _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
     }
 }
 
-/// Bytes ahead that [`matvec`] prefetches (0: none).
-const PF: usize = 8192;
-
-/// One super-block at `b` times activations `q` with sums `bs`:
-/// [`fold`]ed `(isum, msum)`.
+/// `[isum, msum, isum2, msum2]` from two [`fold`]s.
 #[inline(always)]
-unsafe fn sb<K: KQuant>(b: *const u8, q: *const i8, bs: *const i16) -> __m128i {
+unsafe fn join(x: __m128i, y: __m128i) -> __m128i {
+    // SAFETY: SSE2.
+    unsafe { _mm_add_epi32(_mm_unpacklo_epi64(x, y), _mm_unpackhi_epi64(x, y)) }
+}
+
+/// One super-block at `b` times prepared activations: [`fold`]ed
+/// `(isum, msum)`.
+#[inline(always)]
+unsafe fn sb<K: KQuant>(b: *const u8, a: &K::A) -> __m128i {
     // SAFETY: the caller's promise.
     unsafe {
-        let (i, m) = K::dot(&K::unpack(b), q, bs);
+        let (i, m) = K::dot(&K::unpack(b), a);
         fold(i, m)
     }
 }
@@ -149,57 +190,24 @@ unsafe fn step<K: KQuant>(acc: f32, p: __m128) -> f32 {
     }
 }
 
-/// Weights of type `K` times one vector (the `MatFn` contract, `a.n == 1`,
-/// arguments checked): one row after the other, super-blocks in order, two
-/// at a time (their integers reduced and scaled together).
-#[inline(always)]
-pub(super) unsafe fn matvec<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
-    let nsb = a.cols / QK_K;
-    let rb = nsb * K::BYTES;
-    let (q, bs, da) = (a.k.q.as_ptr(), a.k.bsums.as_ptr(), a.k.d.as_ptr());
-    // SAFETY (whole body): row r and super-block s are inside the checked
-    // weights, super-block s of the vector inside its checked Q8_K values,
-    // sums and scales.
-    unsafe {
-        let sb = |b, s| sb::<K>(b, q.add(s * QK_K), bs.add(16 * s));
-        for (r, o) in out.iter_mut().enumerate().take(rows) {
-            let row = w.as_ptr().add(r * rb);
-            let mut acc = 0f32;
-            let mut s = 0;
-            while s + 2 <= nsb {
-                let (b0, b1) = (row.add(s * K::BYTES), row.add((s + 1) * K::BYTES));
-                if PF > 0 {
-                    let mut off = 0;
-                    while off < 2 * K::BYTES {
-                        _mm_prefetch::<_MM_HINT_T0>((b0 as *const i8).wrapping_add(PF + off));
-                        off += 64;
-                    }
-                }
-                // [isum, msum] of both super-blocks.
-                let im = _mm_cvtepi32_ps(_mm_hadd_epi32(sb(b0, s), sb(b1, s + 1)));
-                let d = _mm_castpd_ps(_mm_load_sd(da.add(s) as *const f64));
-                let dd = _mm_mul_ps(scales2::<K>(b0, b1), _mm_unpacklo_ps(d, d));
-                let p = _mm_mul_ps(dd, im);
-                acc = step::<K>(acc, p);
-                acc = step::<K>(acc, _mm_movehl_ps(p, p));
-                s += 2;
-            }
-            if s < nsb {
-                let b = row.add(s * K::BYTES);
-                let x = sb(b, s);
-                let im = _mm_cvtepi32_ps(_mm_hadd_epi32(x, x));
-                let dd = _mm_mul_ps(scales::<K>(b), _mm_set1_ps(*da.add(s)));
-                acc = step::<K>(acc, _mm_mul_ps(dd, im));
-            }
-            *o = acc;
-        }
-    }
-}
+/// Bytes ahead that [`matvec`] prefetches (measured: a few percent more of
+/// the memory bandwidth on matrices far larger than the caches, neutral on
+/// those in L2 or L3).
+const PF: usize = 8192;
+
+/// Super-blocks of one vector prepared at a time by [`matvec`] (64 * 256 =
+/// 16384 columns; at most 64 * 320 bytes on the stack).
+const SEG: usize = 64;
 
 /// Weights of type `K` times the batch `a` (the `MatFn` contract,
 /// arguments checked).
 #[inline(always)]
 pub(super) unsafe fn mat<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    if a.cols < QK_K {
+        // Rows of no super-blocks: empty sums.
+        out.fill(0.0);
+        return;
+    }
     // SAFETY: the caller's promise.
     unsafe {
         if a.n == 1 {
@@ -210,15 +218,73 @@ pub(super) unsafe fn mat<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows: u
     }
 }
 
+/// Weights of type `K` times one vector (`a.n == 1`, at least one
+/// super-block per row): one row after the other, super-blocks in order,
+/// two at a time (their integers reduced and scaled together).
+#[inline(always)]
+unsafe fn matvec<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    let nsb = a.cols / QK_K;
+    let rb = nsb * K::BYTES;
+    let (q, bs, da) = (a.k.q.as_ptr(), a.k.bsums.as_ptr(), a.k.d.as_ptr());
+    let mut buf = [const { MaybeUninit::<K::A>::uninit() }; SEG];
+    let mut s0 = 0;
+    // SAFETY (whole body): row r and super-block s are inside the checked
+    // weights, super-block s of the vector inside its checked Q8_K values,
+    // sums and scales; buf[..ns] is written before it is read.
+    unsafe {
+        while s0 < nsb {
+            let ns = (nsb - s0).min(SEG);
+            for (s, b) in buf.iter_mut().enumerate().take(ns) {
+                b.write(K::prep(q.add((s0 + s) * QK_K), bs.add((s0 + s) * 16)));
+            }
+            let ap = buf.as_ptr() as *const K::A;
+            let dp = da.add(s0);
+            for (r, o) in out.iter_mut().enumerate().take(rows) {
+                let row = w.as_ptr().add(r * rb + s0 * K::BYTES);
+                let mut acc = if s0 == 0 { 0f32 } else { *o };
+                let mut s = 0;
+                while s + 2 <= ns {
+                    let (b0, b1) = (row.add(s * K::BYTES), row.add((s + 1) * K::BYTES));
+                    let mut off = 0;
+                    while off < 2 * K::BYTES {
+                        _mm_prefetch::<_MM_HINT_T0>((b0 as *const i8).wrapping_add(PF + off));
+                        off += 64;
+                    }
+                    // [isum, msum] of both super-blocks.
+                    let x0 = sb::<K>(b0, &*ap.add(s));
+                    let x1 = sb::<K>(b1, &*ap.add(s + 1));
+                    let im = _mm_cvtepi32_ps(join(x0, x1));
+                    let d = _mm_castpd_ps(_mm_load_sd(dp.add(s) as *const f64));
+                    let dd = _mm_mul_ps(scales2::<K>(b0, b1), _mm_unpacklo_ps(d, d));
+                    let p = _mm_mul_ps(dd, im);
+                    acc = step::<K>(acc, p);
+                    acc = step::<K>(acc, _mm_movehl_ps(p, p));
+                    s += 2;
+                }
+                if s < ns {
+                    let b = row.add(s * K::BYTES);
+                    let x = sb::<K>(b, &*ap.add(s));
+                    let im = _mm_cvtepi32_ps(join(x, x));
+                    let dd = _mm_mul_ps(scales::<K>(b), _mm_set1_ps(*dp.add(s)));
+                    acc = step::<K>(acc, _mm_mul_ps(dd, im));
+                }
+                *o = acc;
+            }
+            s0 += ns;
+        }
+    }
+}
+
 /// Vectors per tile of a batch: one per lane of a float vector.
 const LANES: usize = 8;
 
 /// The vector in each lane after [`transpose`] (its own inverse).
 const ORDER: [usize; LANES] = [0, 1, 4, 5, 2, 3, 6, 7];
 
-/// Super-blocks per segment of a batched product: the activations' scales
-/// of a segment are gathered once per tile of vectors (on the stack).
-const SEG: usize = 64;
+/// Super-blocks per segment of a batched product: the activations of a
+/// segment are prepared once per tile of vectors (8 * 16 * 320 bytes on
+/// the stack at most).
+const MSEG: usize = 16;
 
 /// The eight `(isum, msum)` lane sets of vectors `0..8` to
 /// `(isum, msum)` with vector `ORDER[l]` in lane `l`.
@@ -227,18 +293,25 @@ unsafe fn transpose(im: &[(__m256i, __m256i); LANES]) -> (__m256, __m256) {
     // SAFETY: AVX2 (the caller's promise).
     unsafe {
         // h[c]: isum and msum of vector c, pairs of lanes added, per half.
-        let h: [__m256i; LANES] = core::array::from_fn(|c| _mm256_hadd_epi32(im[c].0, im[c].1));
+        let mut h = [_mm256_setzero_si256(); LANES];
+        for c in 0..LANES {
+            h[c] = pairs(im[c].0, im[c].1);
+        }
         // g[k]: vectors 2k and 2k + 1, [I, M, I', M'] per half.
-        let g: [__m256i; 4] = core::array::from_fn(|k| _mm256_hadd_epi32(h[2 * k], h[2 * k + 1]));
+        let mut g = [_mm256_setzero_si256(); 4];
+        for k in 0..4 {
+            g[k] = quads(h[2 * k], h[2 * k + 1]);
+        }
         // s[k]: the two halves added: [I0 M0 I1 M1 | I2 M2 I3 M3] for
         // vectors 4k..4k + 4.
-        let s: [__m256; 2] = core::array::from_fn(|k| {
+        let mut s = [_mm256_setzero_ps(); 2];
+        for k in 0..2 {
             let (x, y) = (g[2 * k], g[2 * k + 1]);
-            _mm256_castsi256_ps(_mm256_add_epi32(
+            s[k] = _mm256_castsi256_ps(_mm256_add_epi32(
                 _mm256_permute2x128_si256::<0x20>(x, y),
                 _mm256_permute2x128_si256::<0x31>(x, y),
-            ))
-        });
+            ));
+        }
         let i = _mm256_shuffle_ps::<0b10_00_10_00>(s[0], s[1]);
         let m = _mm256_shuffle_ps::<0b11_01_11_01>(s[0], s[1]);
         (
@@ -248,34 +321,36 @@ unsafe fn transpose(im: &[(__m256i, __m256i); LANES]) -> (__m256, __m256) {
     }
 }
 
-/// Weights of type `K` times a batch (the `MatFn` contract, arguments
-/// checked): tiles of every row times up to [`LANES`] vectors; within a
-/// tile, each super-block of a row is unpacked once for all its vectors.
-/// Rows longer than [`SEG`] super-blocks go by segments, each running sum
-/// kept in `out` between them (stored and reloaded exactly).
+/// Weights of type `K` times a batch (at least one super-block per row):
+/// tiles of every row times up to [`LANES`] vectors; within a tile, each
+/// super-block of a row is unpacked once for all its vectors.
 #[inline(always)]
-pub(super) unsafe fn matmul<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+unsafe fn matmul<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     let nsb = a.cols / QK_K;
     let rb = nsb * K::BYTES;
     let (q, bs, d) = (a.k.q.as_ptr(), a.k.bsums.as_ptr(), a.k.d.as_ptr());
-    if nsb == 0 {
-        out.fill(0.0);
-        return;
-    }
     let o = out.as_mut_ptr();
+    let mut buf = [[const { MaybeUninit::<K::A>::uninit() }; MSEG]; LANES];
     let mut c0 = 0;
     // SAFETY (whole body): vectors c0..c0 + nc are in the checked batch,
     // rows 0..rows and super-blocks 0..nsb in the checked weights, and
-    // out[(c0 + c) * rows + r] in the checked output.
+    // out[(c0 + c) * rows + r] in the checked output; buf[c][..ns] is
+    // written for c < nc before it is read.
     unsafe {
         while c0 < a.n {
             let nc = (a.n - c0).min(LANES);
             let mut s0 = 0;
             while s0 < nsb {
-                let ns = (nsb - s0).min(SEG);
-                // The activations' scales of the segment, vector ORDER[l]
-                // in lane l (zero for lanes past the batch).
-                let mut das = [_mm256_setzero_ps(); SEG];
+                let ns = (nsb - s0).min(MSEG);
+                // The activations of the segment, and their scales with
+                // vector ORDER[l] in lane l (zero for lanes past the batch).
+                for c in 0..nc {
+                    let v = (c0 + c) * nsb + s0;
+                    for s in 0..ns {
+                        buf[c][s].write(K::prep(q.add((v + s) * QK_K), bs.add((v + s) * 16)));
+                    }
+                }
+                let mut das = [_mm256_setzero_ps(); MSEG];
                 for (s, da) in das.iter_mut().enumerate().take(ns) {
                     let mut t = [0f32; LANES];
                     for (l, t) in t.iter_mut().enumerate() {
@@ -296,27 +371,21 @@ pub(super) unsafe fn matmul<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows
                         }
                     }
                     let mut acc = _mm256_loadu_ps(t.as_ptr());
-                    for (s, &da) in das.iter().enumerate().take(ns) {
-                        let s = s0 + s;
-                        let b = row.add(s * K::BYTES);
+                    for s in 0..ns {
+                        let b = row.add((s0 + s) * K::BYTES);
                         let wv = K::unpack(b);
                         let z = _mm256_setzero_si256();
                         let mut im = [(z, z); LANES];
-                        for (c, im) in im.iter_mut().enumerate().take(nc) {
-                            let v = c0 + c;
-                            *im = K::dot(
-                                &wv,
-                                q.add(v * a.cols + s * QK_K),
-                                bs.add((v * nsb + s) * 16),
-                            );
+                        for c in 0..nc {
+                            im[c] = K::dot(&wv, buf[c][s].assume_init_ref());
                         }
                         let (i, m) = transpose(&im);
                         let dd = scales::<K>(b);
-                        let dv = _mm256_mul_ps(_mm256_broadcastss_ps(dd), da);
+                        let dv = _mm256_mul_ps(_mm256_broadcastss_ps(dd), das[s]);
                         acc = _mm256_add_ps(acc, _mm256_mul_ps(dv, i));
                         if K::MINS {
                             let dm = _mm256_broadcastss_ps(_mm_movehdup_ps(dd));
-                            acc = _mm256_sub_ps(acc, _mm256_mul_ps(_mm256_mul_ps(dm, da), m));
+                            acc = _mm256_sub_ps(acc, _mm256_mul_ps(_mm256_mul_ps(dm, das[s]), m));
                         }
                     }
                     _mm256_storeu_ps(t.as_mut_ptr(), acc);
@@ -330,6 +399,21 @@ pub(super) unsafe fn matmul<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows
             }
             c0 += nc;
         }
+    }
+}
+
+/// The activation sums of Q4_K and Q5_K's 32-value sub-blocks (pairs of
+/// the 16 sums at `bsums`, at most 32 * 127 in magnitude) as words 8..16,
+/// under words 0..8 of zeros: `vpmaddwd` with the words `[scales |
+/// minimums]` leaves only `m_j * sum_j`.
+#[inline(always)]
+pub(super) unsafe fn sums32(bsums: *const i16) -> __m256i {
+    // SAFETY: 16 sums at bsums; AVX2.
+    unsafe {
+        let b = _mm256_loadu_si256(bsums as *const __m256i);
+        let s = _mm256_madd_epi16(b, _mm256_set1_epi16(1));
+        let s16 = _mm_packs_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+        _mm256_inserti128_si256::<1>(_mm256_setzero_si256(), s16)
     }
 }
 
@@ -406,12 +490,11 @@ pub(super) unsafe fn quantize_q8k(x: &[f32], d: &mut [f32], bsums: &mut [i16], q
         let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
         for s in 0..x.len() / QK_K {
             let p = x.as_ptr().add(s * QK_K);
-            let ld = |k: usize| _mm256_loadu_ps(p.add(8 * k));
             // max(|v|, m) returns m when |v| is NaN: NaN is skipped, as the
             // scalar `|v| > amax` skips it.
             let mut m = _mm256_setzero_ps();
             for k in 0..32 {
-                m = _mm256_max_ps(_mm256_and_ps(ld(k), abs), m);
+                m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p.add(8 * k)), abs), m);
             }
             let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
             let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
@@ -429,7 +512,10 @@ pub(super) unsafe fn quantize_q8k(x: &[f32], d: &mut [f32], bsums: &mut [i16], q
             let target = _mm256_set1_ps(amax);
             let mut first = 0;
             for k in 0..32 {
-                let eq = _mm256_cmp_ps::<_CMP_EQ_OQ>(_mm256_and_ps(ld(k), abs), target);
+                let eq = _mm256_cmp_ps::<_CMP_EQ_OQ>(
+                    _mm256_and_ps(_mm256_loadu_ps(p.add(8 * k)), abs),
+                    target,
+                );
                 let bits = _mm256_movemask_ps(eq);
                 if bits != 0 {
                     first = 8 * k + bits.trailing_zeros() as usize;
@@ -445,7 +531,10 @@ pub(super) unsafe fn quantize_q8k(x: &[f32], d: &mut [f32], bsums: &mut [i16], q
                 let mut r = [_mm256_setzero_si256(); 16];
                 for (k, r) in r.iter_mut().enumerate() {
                     // nearest_int: add 1.5 * 2^23, keep the mantissa.
-                    let v = _mm256_add_ps(_mm256_mul_ps(iv, ld(16 * h + k)), magic);
+                    let v = _mm256_add_ps(
+                        _mm256_mul_ps(iv, _mm256_loadu_ps(p.add(8 * (16 * h + k)))),
+                        magic,
+                    );
                     let n = _mm256_sub_epi32(
                         _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x007f_ffff)),
                         _mm256_set1_epi32(0x0040_0000),
@@ -462,14 +551,16 @@ pub(super) unsafe fn quantize_q8k(x: &[f32], d: &mut [f32], bsums: &mut [i16], q
                 }
                 // t[g]: the 16 values of group g in 8 lanes; then the lanes
                 // added pairwise, twice, and the two halves.
-                let t: [__m256i; 8] =
-                    core::array::from_fn(|g| _mm256_add_epi32(r[2 * g], r[2 * g + 1]));
-                let h01 = _mm256_hadd_epi32(t[0], t[1]);
-                let h23 = _mm256_hadd_epi32(t[2], t[3]);
-                let h45 = _mm256_hadd_epi32(t[4], t[5]);
-                let h67 = _mm256_hadd_epi32(t[6], t[7]);
-                let k0 = _mm256_hadd_epi32(h01, h23);
-                let k1 = _mm256_hadd_epi32(h45, h67);
+                let mut t = [_mm256_setzero_si256(); 8];
+                for g in 0..8 {
+                    t[g] = _mm256_add_epi32(r[2 * g], r[2 * g + 1]);
+                }
+                let mut u = [_mm256_setzero_si256(); 4];
+                for k in 0..4 {
+                    u[k] = pairs(t[2 * k], t[2 * k + 1]);
+                }
+                let k0 = quads(u[0], u[1]);
+                let k1 = quads(u[2], u[3]);
                 let g = _mm256_add_epi32(
                     _mm256_permute2x128_si256::<0x20>(k0, k1),
                     _mm256_permute2x128_si256::<0x31>(k0, k1),

@@ -8,18 +8,42 @@
 //! # Safety
 //! As [`super`]: the CPU features of the `avx2` set.
 
+// Vector lanes, chunks and super-blocks are indexed: the index is the
+// position.
+#![allow(clippy::needless_range_loop)]
+
 use core::arch::x86_64::*;
 
-use super::{k4_scales, q3_scales, KQuant};
+use super::{k4_scales, q3_scales, sums32, KQuant};
 
 /// A super-block unpacked: values (unsigned), scale words, and the 16
-/// coefficients of the activation sums per 16 (minimums, or the offset
-/// times the negated scales).
+/// coefficients of the activation sums (minimums, or the offset times the
+/// negated scales).
 #[derive(Clone, Copy)]
 pub(in crate::kernels::x86) struct W {
     v: [__m256i; 8],
     s: [__m256i; 8],
     coef: __m256i,
+}
+
+/// One vector's super-block: its values where they lie (in value order)
+/// and its 16 sums (or, for Q4_K and Q5_K, [`sums32`]).
+#[derive(Clone, Copy)]
+pub(in crate::kernels::x86) struct A {
+    q: *const i8,
+    sums: __m256i,
+}
+
+/// [`A`] with the 16 sums as they are.
+#[inline(always)]
+unsafe fn plain(q: *const i8, bsums: *const i16) -> A {
+    // SAFETY: 16 sums at bsums; AVX.
+    unsafe {
+        A {
+            q,
+            sums: _mm256_loadu_si256(bsums as *const __m256i),
+        }
+    }
 }
 
 /// `vpshufb` indices that fill each 128-bit lane with word `c`.
@@ -39,9 +63,6 @@ static WORD: [[u8; 32]; 8] = {
 
 /// Even bytes first, then odd ones.
 static EVEN_ODD: [u8; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15];
-
-/// Bytes 8..16 each twice.
-static MINS_TWICE: [u8; 16] = [8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15];
 
 #[inline(always)]
 unsafe fn table(t: &[u8; 32]) -> __m256i {
@@ -75,24 +96,28 @@ unsafe fn sll(x: __m256i, n: usize) -> __m256i {
     unsafe { _mm256_sll_epi16(x, _mm_cvtsi32_si128(n as i32)) }
 }
 
-/// Scale words for 32-value sub-blocks: the low eight bytes of `sc`, each
-/// filling a vector.
+/// Words `c` of each 128-bit lane of `w` filling their lanes, `c` in
+/// `0..8`.
 #[inline(always)]
-unsafe fn scales32(sc: __m128i) -> [__m256i; 8] {
+unsafe fn spread(w: __m256i) -> [__m256i; 8] {
     // SAFETY: AVX2.
     unsafe {
-        let w = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc));
-        core::array::from_fn(|c| _mm256_shuffle_epi8(w, table(&WORD[c])))
+        let mut s = [_mm256_setzero_si256(); 8];
+        for c in 0..8 {
+            s[c] = _mm256_shuffle_epi8(w, table(&WORD[c]));
+        }
+        s
     }
 }
 
-/// Scale words for 16-value sub-blocks from their 16 words `e` arranged
-/// even sub-blocks in the low lane, odd ones in the high lane: vector `c`
-/// gets sub-block `2c` in its low lane, `2c + 1` in its high lane.
+/// `vpmaddubsw` then `vpmaddwd` of vector `c`.
 #[inline(always)]
-unsafe fn scales16(e: __m256i) -> [__m256i; 8] {
-    // SAFETY: AVX2.
-    unsafe { core::array::from_fn(|c| _mm256_shuffle_epi8(e, table(&WORD[c]))) }
+unsafe fn product(w: &W, c: usize, q: *const i8) -> __m256i {
+    // SAFETY: 32 activations at q; AVX2.
+    unsafe {
+        let x = _mm256_maddubs_epi16(w.v[c], load(q as *const u8));
+        _mm256_madd_epi16(x, w.s[c])
+    }
 }
 
 /// The products and scales of a super-block with its activations: eight
@@ -101,36 +126,32 @@ unsafe fn scales16(e: __m256i) -> [__m256i; 8] {
 unsafe fn dot8(w: &W, q: *const i8) -> __m256i {
     // SAFETY: 256 activations at q; AVX2.
     unsafe {
-        let p = |c: usize| {
-            let x = _mm256_maddubs_epi16(w.v[c], load(q.add(32 * c) as *const u8));
-            _mm256_madd_epi16(x, w.s[c])
-        };
-        let mut a0 = p(0);
-        let mut a1 = p(1);
+        let mut a0 = product(w, 0, q);
+        let mut a1 = product(w, 1, q.add(32));
         for c in (2..8).step_by(2) {
-            a0 = _mm256_add_epi32(a0, p(c));
-            a1 = _mm256_add_epi32(a1, p(c + 1));
+            a0 = _mm256_add_epi32(a0, product(w, c, q.add(32 * c)));
+            a1 = _mm256_add_epi32(a1, product(w, c + 1, q.add(32 * c + 32)));
         }
         _mm256_add_epi32(a0, a1)
     }
 }
 
-/// The sums of 16 activations times the coefficients: eight `i32` lanes.
+/// The prepared sums times the coefficients: eight `i32` lanes.
 #[inline(always)]
-unsafe fn sums(w: &W, bsums: *const i16) -> __m256i {
-    // SAFETY: 16 sums at bsums; AVX2.
-    unsafe { _mm256_madd_epi16(w.coef, load(bsums as *const u8)) }
+unsafe fn sums(w: &W, a: &A) -> __m256i {
+    // SAFETY: AVX2.
+    unsafe { _mm256_madd_epi16(w.coef, a.sums) }
 }
 
-/// Q4_K and Q5_K's scales and minimums: scale words, and each minimum
-/// twice (one per sum of 16).
+/// Q4_K and Q5_K's scale vectors (each sub-block's scale filling a vector)
+/// and the words `[scales | minimums]` (for [`sums32`]).
 #[inline(always)]
 unsafe fn k4(b: *const u8) -> ([__m256i; 8], __m256i) {
-    // SAFETY: 12 bytes at b + 4; AVX2.
+    // SAFETY: 16 bytes at b + 4; AVX2.
     unsafe {
-        let x = k4_scales(b.add(4));
-        let mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(x, table128(&MINS_TWICE)));
-        (scales32(x), mins)
+        let words = _mm256_cvtepu8_epi16(k4_scales(b.add(4)));
+        let sc = _mm256_permute2x128_si256::<0x00>(words, words);
+        (spread(sc), words)
     }
 }
 
@@ -160,7 +181,19 @@ impl KQuant for Q4K {
     const BYTES: usize = 144;
     const MINS: bool = true;
     const D_AT: usize = 0;
+    type A = A;
     type W = W;
+
+    #[inline(always)]
+    unsafe fn prep(q: *const i8, bsums: *const i16) -> A {
+        // SAFETY: the caller's promise.
+        unsafe {
+            A {
+                q,
+                sums: sums32(bsums),
+            }
+        }
+    }
 
     #[inline(always)]
     unsafe fn unpack(b: *const u8) -> W {
@@ -176,9 +209,9 @@ impl KQuant for Q4K {
     }
 
     #[inline(always)]
-    unsafe fn dot(w: &W, q: *const i8, bsums: *const i16) -> (__m256i, __m256i) {
+    unsafe fn dot(w: &W, a: &A) -> (__m256i, __m256i) {
         // SAFETY: the caller's promise.
-        unsafe { (dot8(w, q), sums(w, bsums)) }
+        unsafe { (dot8(w, a.q), sums(w, a)) }
     }
 }
 
@@ -190,7 +223,19 @@ impl KQuant for Q5K {
     const BYTES: usize = 176;
     const MINS: bool = true;
     const D_AT: usize = 0;
+    type A = A;
     type W = W;
+
+    #[inline(always)]
+    unsafe fn prep(q: *const i8, bsums: *const i16) -> A {
+        // SAFETY: the caller's promise.
+        unsafe {
+            A {
+                q,
+                sums: sums32(bsums),
+            }
+        }
+    }
 
     #[inline(always)]
     unsafe fn unpack(b: *const u8) -> W {
@@ -213,10 +258,17 @@ impl KQuant for Q5K {
     }
 
     #[inline(always)]
-    unsafe fn dot(w: &W, q: *const i8, bsums: *const i16) -> (__m256i, __m256i) {
+    unsafe fn dot(w: &W, a: &A) -> (__m256i, __m256i) {
         // SAFETY: the caller's promise.
-        unsafe { (dot8(w, q), sums(w, bsums)) }
+        unsafe { (dot8(w, a.q), sums(w, a)) }
     }
+}
+
+/// `(l & m4) | (h & m30)`.
+#[inline(always)]
+unsafe fn nibble_or(l: __m256i, h: __m256i, m4: __m256i, m30: __m256i) -> __m256i {
+    // SAFETY: AVX2.
+    unsafe { _mm256_or_si256(_mm256_and_si256(l, m4), _mm256_and_si256(h, m30)) }
 }
 
 /// Q6_K: vector `c` holds values `32c..32c + 32` (sub-blocks `2c`,
@@ -229,7 +281,14 @@ impl KQuant for Q6K {
     const BYTES: usize = 210;
     const MINS: bool = false;
     const D_AT: usize = 208;
+    type A = A;
     type W = W;
+
+    #[inline(always)]
+    unsafe fn prep(q: *const i8, bsums: *const i16) -> A {
+        // SAFETY: the caller's promise.
+        unsafe { plain(q, bsums) }
+    }
 
     #[inline(always)]
     unsafe fn unpack(b: *const u8) -> W {
@@ -247,32 +306,32 @@ impl KQuant for Q6K {
                 // Two bits of qh moved to bits 4..6 of their own byte: the
                 // bits that cross into the next byte, or come from it,
                 // fall outside 0x30.
-                let hi = |x: __m256i| _mm256_and_si256(x, m30);
-                let lo = |x: __m256i| _mm256_and_si256(x, m4);
-                v[4 * n] = _mm256_or_si256(lo(l0), hi(_mm256_slli_epi16::<4>(h)));
-                v[4 * n + 1] = _mm256_or_si256(lo(l1), hi(_mm256_slli_epi16::<2>(h)));
-                v[4 * n + 2] = _mm256_or_si256(lo(_mm256_srli_epi16::<4>(l0)), hi(h));
-                v[4 * n + 3] = _mm256_or_si256(
-                    lo(_mm256_srli_epi16::<4>(l1)),
-                    hi(_mm256_srli_epi16::<2>(h)),
-                );
+                let h0 = _mm256_slli_epi16::<4>(h);
+                let h1 = _mm256_slli_epi16::<2>(h);
+                let h3 = _mm256_srli_epi16::<2>(h);
+                let l2 = _mm256_srli_epi16::<4>(l0);
+                let l3 = _mm256_srli_epi16::<4>(l1);
+                v[4 * n] = nibble_or(l0, h0, m4, m30);
+                v[4 * n + 1] = nibble_or(l1, h1, m4, m30);
+                v[4 * n + 2] = nibble_or(l2, h, m4, m30);
+                v[4 * n + 3] = nibble_or(l3, h3, m4, m30);
             }
             // -32 * scale, at most 4096 in magnitude: an i16.
             let sc = _mm256_cvtepi8_epi16(raw);
             let coef = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16::<5>(sc));
             W {
                 v,
-                s: scales16(e),
+                s: spread(e),
                 coef,
             }
         }
     }
 
     #[inline(always)]
-    unsafe fn dot(w: &W, q: *const i8, bsums: *const i16) -> (__m256i, __m256i) {
+    unsafe fn dot(w: &W, a: &A) -> (__m256i, __m256i) {
         // SAFETY: the caller's promise.
         unsafe {
-            let i = _mm256_add_epi32(dot8(w, q), sums(w, bsums));
+            let i = _mm256_add_epi32(dot8(w, a.q), sums(w, a));
             (i, _mm256_setzero_si256())
         }
     }
@@ -287,7 +346,14 @@ impl KQuant for Q3K {
     const BYTES: usize = 110;
     const MINS: bool = false;
     const D_AT: usize = 108;
+    type A = A;
     type W = W;
+
+    #[inline(always)]
+    unsafe fn prep(q: *const i8, bsums: *const i16) -> A {
+        // SAFETY: the caller's promise.
+        unsafe { plain(q, bsums) }
+    }
 
     #[inline(always)]
     unsafe fn unpack(b: *const u8) -> W {
@@ -320,17 +386,17 @@ impl KQuant for Q3K {
             let coef = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16::<2>(sc));
             W {
                 v,
-                s: scales16(e),
+                s: spread(e),
                 coef,
             }
         }
     }
 
     #[inline(always)]
-    unsafe fn dot(w: &W, q: *const i8, bsums: *const i16) -> (__m256i, __m256i) {
+    unsafe fn dot(w: &W, a: &A) -> (__m256i, __m256i) {
         // SAFETY: the caller's promise.
         unsafe {
-            let i = _mm256_add_epi32(dot8(w, q), sums(w, bsums));
+            let i = _mm256_add_epi32(dot8(w, a.q), sums(w, a));
             (i, _mm256_setzero_si256())
         }
     }
@@ -345,7 +411,14 @@ impl KQuant for Q2K {
     const BYTES: usize = 84;
     const MINS: bool = true;
     const D_AT: usize = 80;
+    type A = A;
     type W = W;
+
+    #[inline(always)]
+    unsafe fn prep(q: *const i8, bsums: *const i16) -> A {
+        // SAFETY: the caller's promise.
+        unsafe { plain(q, bsums) }
+    }
 
     #[inline(always)]
     unsafe fn unpack(b: *const u8) -> W {
@@ -366,15 +439,15 @@ impl KQuant for Q2K {
             }
             W {
                 v,
-                s: scales16(e),
+                s: spread(e),
                 coef: mins,
             }
         }
     }
 
     #[inline(always)]
-    unsafe fn dot(w: &W, q: *const i8, bsums: *const i16) -> (__m256i, __m256i) {
+    unsafe fn dot(w: &W, a: &A) -> (__m256i, __m256i) {
         // SAFETY: the caller's promise.
-        unsafe { (dot8(w, q), sums(w, bsums)) }
+        unsafe { (dot8(w, a.q), sums(w, a)) }
     }
 }
