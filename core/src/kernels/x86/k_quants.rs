@@ -85,6 +85,10 @@ pub(super) trait KQuant {
     /// Offset of the f16 `d` in a super-block (followed by `dmin` when
     /// [`KQuant::MINS`]).
     const D_AT: usize;
+    /// Whether [`matvec`] reduces eight super-blocks at once (fewer
+    /// shuffles, but the eight sets of sums must stay in registers: with
+    /// AVX-512's 32, not with AVX2's 16).
+    const GROUP: bool;
     /// One vector's super-block, prepared.
     type A: Copy;
     /// A super-block's weights, unpacked (values and scale vectors).
@@ -199,6 +203,54 @@ const PF: usize = 8192;
 /// 16384 columns; at most 64 * 320 bytes on the stack).
 const SEG: usize = 64;
 
+/// Adds eight super-blocks of a row (at `g`) times prepared activations
+/// (`a`, scales `da`) to the running sum `acc`: their integers reduced
+/// together ([`transpose`]), scaled in one vector, then added one after the
+/// other in super-block order, as the reference does.
+#[inline(always)]
+unsafe fn group<K: KQuant>(mut acc: f32, g: *const u8, a: *const K::A, da: *const f32) -> f32 {
+    // SAFETY: the caller vouches for the eight super-blocks, activations and
+    // scales.
+    unsafe {
+        // Reduced two super-blocks at a time, to keep few registers live.
+        let mut h = [_mm256_setzero_si256(); 4];
+        for k in 0..4 {
+            let (i0, m0) = K::dot(&K::unpack(g.add(2 * k * K::BYTES)), &*a.add(2 * k));
+            let (i1, m1) = K::dot(
+                &K::unpack(g.add((2 * k + 1) * K::BYTES)),
+                &*a.add(2 * k + 1),
+            );
+            h[k] = quads(pairs(i0, m0), pairs(i1, m1));
+        }
+        // Lane l holds super-block ORDER[l] from here on.
+        let (i, m) = finish(&h);
+        let (mut dh, mut mh) = ([0u16; LANES], [0u16; LANES]);
+        for l in 0..LANES {
+            let bits = scale_bits::<K>(g.add(ORDER[l] * K::BYTES));
+            dh[l] = bits as u16;
+            mh[l] = (bits >> 16) as u16;
+        }
+        let order = _mm256_loadu_si256(ORDER_I32.as_ptr() as *const __m256i);
+        let da = _mm256_permutevar8x32_ps(_mm256_loadu_ps(da), order);
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(dh.as_ptr() as *const __m128i));
+        let mut p = [0f32; LANES];
+        _mm256_storeu_ps(p.as_mut_ptr(), _mm256_mul_ps(_mm256_mul_ps(d, da), i));
+        let mut q = [0f32; LANES];
+        if K::MINS {
+            let dm = _mm256_cvtph_ps(_mm_loadu_si128(mh.as_ptr() as *const __m128i));
+            _mm256_storeu_ps(q.as_mut_ptr(), _mm256_mul_ps(_mm256_mul_ps(dm, da), m));
+        }
+        for k in 0..LANES {
+            // Super-block k is in lane ORDER[k] (ORDER is its own inverse).
+            acc += p[ORDER[k]];
+            if K::MINS {
+                acc -= q[ORDER[k]];
+            }
+        }
+        acc
+    }
+}
+
 /// Weights of type `K` times the batch `a` (the `MatFn` contract,
 /// arguments checked).
 #[inline(always)]
@@ -220,7 +272,8 @@ pub(super) unsafe fn mat<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows: u
 
 /// Weights of type `K` times one vector (`a.n == 1`, at least one
 /// super-block per row): one row after the other, super-blocks in order,
-/// two at a time (their integers reduced and scaled together).
+/// eight ([`group`], if `K::GROUP`) or two at a time (their integers
+/// reduced and scaled together).
 #[inline(always)]
 unsafe fn matvec<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     let nsb = a.cols / QK_K;
@@ -243,6 +296,16 @@ unsafe fn matvec<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
                 let row = w.as_ptr().add(r * rb + s0 * K::BYTES);
                 let mut acc = if s0 == 0 { 0f32 } else { *o };
                 let mut s = 0;
+                while K::GROUP && s + LANES <= ns {
+                    let g = row.add(s * K::BYTES);
+                    let mut off = 0;
+                    while off < LANES * K::BYTES {
+                        _mm_prefetch::<_MM_HINT_T0>((g as *const i8).wrapping_add(PF + off));
+                        off += 64;
+                    }
+                    acc = group::<K>(acc, g, ap.add(s), dp.add(s));
+                    s += LANES;
+                }
                 while s + 2 <= ns {
                     let (b0, b1) = (row.add(s * K::BYTES), row.add((s + 1) * K::BYTES));
                     let mut off = 0;
@@ -278,8 +341,12 @@ unsafe fn matvec<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 /// Vectors per tile of a batch: one per lane of a float vector.
 const LANES: usize = 8;
 
-/// The vector in each lane after [`transpose`] (its own inverse).
+/// The vector (or super-block) in each lane after [`transpose`] (its own
+/// inverse).
 const ORDER: [usize; LANES] = [0, 1, 4, 5, 2, 3, 6, 7];
+
+/// [`ORDER`] as `vpermps` indices.
+static ORDER_I32: [i32; LANES] = [0, 1, 4, 5, 2, 3, 6, 7];
 
 /// Super-blocks per segment of a batched product: the activations of a
 /// segment are prepared once per tile of vectors (8 * 16 * 320 bytes on
@@ -292,16 +359,24 @@ const MSEG: usize = 16;
 unsafe fn transpose(im: &[(__m256i, __m256i); LANES]) -> (__m256, __m256) {
     // SAFETY: AVX2 (the caller's promise).
     unsafe {
-        // h[c]: isum and msum of vector c, pairs of lanes added, per half.
-        let mut h = [_mm256_setzero_si256(); LANES];
-        for c in 0..LANES {
-            h[c] = pairs(im[c].0, im[c].1);
-        }
         // g[k]: vectors 2k and 2k + 1, [I, M, I', M'] per half.
         let mut g = [_mm256_setzero_si256(); 4];
         for k in 0..4 {
-            g[k] = quads(h[2 * k], h[2 * k + 1]);
+            g[k] = quads(
+                pairs(im[2 * k].0, im[2 * k].1),
+                pairs(im[2 * k + 1].0, im[2 * k + 1].1),
+            );
         }
+        finish(&g)
+    }
+}
+
+/// The last steps of [`transpose`], from the sums of vectors `2k`, `2k + 1`
+/// as `[I, M, I', M']` per half in `g[k]`.
+#[inline(always)]
+unsafe fn finish(g: &[__m256i; 4]) -> (__m256, __m256) {
+    // SAFETY: AVX2 (the caller's promise).
+    unsafe {
         // s[k]: the two halves added: [I0 M0 I1 M1 | I2 M2 I3 M3] for
         // vectors 4k..4k + 4.
         let mut s = [_mm256_setzero_ps(); 2];

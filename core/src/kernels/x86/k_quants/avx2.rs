@@ -180,6 +180,7 @@ pub(in crate::kernels::x86) struct Q4K;
 impl KQuant for Q4K {
     const BYTES: usize = 144;
     const MINS: bool = true;
+    const GROUP: bool = false;
     const D_AT: usize = 0;
     type A = A;
     type W = W;
@@ -222,6 +223,7 @@ pub(in crate::kernels::x86) struct Q5K;
 impl KQuant for Q5K {
     const BYTES: usize = 176;
     const MINS: bool = true;
+    const GROUP: bool = false;
     const D_AT: usize = 0;
     type A = A;
     type W = W;
@@ -280,6 +282,7 @@ pub(in crate::kernels::x86) struct Q6K;
 impl KQuant for Q6K {
     const BYTES: usize = 210;
     const MINS: bool = false;
+    const GROUP: bool = false;
     const D_AT: usize = 208;
     type A = A;
     type W = W;
@@ -345,6 +348,7 @@ pub(in crate::kernels::x86) struct Q3K;
 impl KQuant for Q3K {
     const BYTES: usize = 110;
     const MINS: bool = false;
+    const GROUP: bool = false;
     const D_AT: usize = 108;
     type A = A;
     type W = W;
@@ -410,6 +414,7 @@ pub(in crate::kernels::x86) struct Q2K;
 impl KQuant for Q2K {
     const BYTES: usize = 84;
     const MINS: bool = true;
+    const GROUP: bool = false;
     const D_AT: usize = 80;
     type A = A;
     type W = W;

@@ -206,28 +206,25 @@ unsafe fn arrange(q: *const i8, order: &[(usize, usize); 4], sums: __m256i) -> A
     }
 }
 
-/// `vpmaddubsw` then `vpdpwssd` for vector `k`.
+/// `vpmaddubsw` of vector `k` with the activations at `q`.
 #[inline(always)]
-unsafe fn product(acc: __m512i, w: &W, k: usize, q: *const i8) -> __m512i {
-    // SAFETY: 64 activations at q; AVX-512 BW and VNNI.
-    unsafe {
-        let x = _mm512_loadu_si512(q as *const _);
-        _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(w.v[k], x), w.s[k])
-    }
+unsafe fn pmadd(w: &W, k: usize, q: *const i8) -> __m512i {
+    // SAFETY: 64 activations at q; AVX-512 BW.
+    unsafe { _mm512_maddubs_epi16(w.v[k], _mm512_loadu_si512(q as *const _)) }
 }
 
 /// The products and scales of a super-block with its activations `q` (in
 /// the order of `w`): eight `i32` lanes adding up to `sum_k sum(v_k * q_k
-/// * s_k)`.
+/// * s_k)`. (The first two scalings are `vpmaddwd`s, not `vpdpwssd`s into
+/// zero, which LLVM would split into a `vpmaddwd` and an add of zero.)
 #[inline(always)]
 unsafe fn dot4(w: &W, q: *const i8) -> __m256i {
     // SAFETY: 256 activations at q; AVX-512 BW and VNNI.
     unsafe {
-        let z = _mm512_setzero_si512();
-        let a0 = product(z, w, 0, q);
-        let a1 = product(z, w, 1, q.add(64));
-        let a0 = product(a0, w, 2, q.add(128));
-        let a1 = product(a1, w, 3, q.add(192));
+        let a0 = _mm512_madd_epi16(pmadd(w, 0, q), w.s[0]);
+        let a1 = _mm512_madd_epi16(pmadd(w, 1, q.add(64)), w.s[1]);
+        let a0 = _mm512_dpwssd_epi32(a0, pmadd(w, 2, q.add(128)), w.s[2]);
+        let a1 = _mm512_dpwssd_epi32(a1, pmadd(w, 3, q.add(192)), w.s[3]);
         let a = _mm512_add_epi32(a0, a1);
         _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64::<1>(a))
     }
@@ -272,6 +269,7 @@ pub(in crate::kernels::x86) struct Q4K;
 impl KQuant for Q4K {
     const BYTES: usize = 144;
     const MINS: bool = true;
+    const GROUP: bool = true;
     const D_AT: usize = 0;
     type A = A;
     type W = W;
@@ -312,6 +310,7 @@ pub(in crate::kernels::x86) struct Q5K;
 impl KQuant for Q5K {
     const BYTES: usize = 176;
     const MINS: bool = true;
+    const GROUP: bool = true;
     const D_AT: usize = 0;
     type A = A;
     type W = W;
@@ -361,6 +360,7 @@ pub(in crate::kernels::x86) struct Q6K;
 impl KQuant for Q6K {
     const BYTES: usize = 210;
     const MINS: bool = false;
+    const GROUP: bool = true;
     const D_AT: usize = 208;
     type A = Plain;
     type W = W;
@@ -432,6 +432,7 @@ pub(in crate::kernels::x86) struct Q3K;
 impl KQuant for Q3K {
     const BYTES: usize = 110;
     const MINS: bool = false;
+    const GROUP: bool = true;
     const D_AT: usize = 108;
     type A = A;
     type W = W;
@@ -484,6 +485,7 @@ pub(in crate::kernels::x86) struct Q2K;
 impl KQuant for Q2K {
     const BYTES: usize = 84;
     const MINS: bool = true;
+    const GROUP: bool = true;
     const D_AT: usize = 80;
     type A = A;
     type W = W;
