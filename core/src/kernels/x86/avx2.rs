@@ -219,10 +219,10 @@ legacy_kernels! {
     mat_iq4_nl: legacy::Iq4Nl,
 }
 
-/// The K-quant kernels: `$name` runs `k_quants::mat` for `$k`.
+/// The K-quant kernels: `$name` runs `kq::mat` for `$k`.
 macro_rules! k_quant_kernels {
     ($($name:ident: $k:ty,)*) => {$(
-        /// K-quant weights (see [`k_quants`]).
+        /// K-quant weights (see [`kq`]).
         ///
         /// # Safety
         /// The set's CPU features; checked arguments (see [`run`]).

@@ -295,6 +295,14 @@ pub(super) trait Format {
     /// Whether the block has a minimum `m` (f16 at byte 2): the reference
     /// adds `(m * d_a) * sum(a)` to each block's scaled sum.
     const MIN: bool;
+    /// For the 4-bit formats: the offset of their 16 bytes of nibbles
+    /// (element `j` low, `j + 16` high); 0 for Q8_0.
+    const QS: usize;
+    /// For Q5_0 and Q5_1: the offset of the fifth bits (a little-endian
+    /// `u32`, bit `i` for element `i`); else 0.
+    const QH: usize;
+    /// Whether the nibbles index IQ4_NL's table.
+    const LOOKUP: bool;
     /// The values of blocks `k` and `k + 1` at `p` and `p + bb`: elements
     /// 0..16 of both (block `k` in the low 128 bits), then 16..32 of both.
     unsafe fn values<I: Isa>(p: *const u8, bb: usize) -> (__m256i, __m256i);
@@ -303,7 +311,7 @@ pub(super) trait Format {
 /// `k` such that the pair products of `F` on `I` summed over a block exceed
 /// the true block sum by `sum(a) << k` (0: no excess).
 #[inline(always)]
-fn shift<I: Isa, F: Format>() -> i32 {
+pub(super) fn shift<I: Isa, F: Format>() -> i32 {
     if F::SIGNED {
         I::Q8_SHIFT
     } else {
@@ -312,7 +320,7 @@ fn shift<I: Isa, F: Format>() -> i32 {
 }
 
 /// The activations of blocks `2p` and `2p + 1` of a group at `q`, laid out
-/// as [`pair_weights`] lays out the weights.
+/// as [`Format::values`] lays out the weights.
 #[inline(always)]
 unsafe fn pair_acts(q: *const i8) -> (__m256i, __m256i) {
     // SAFETY: the caller vouches for the two blocks and the CPU features.

@@ -71,6 +71,9 @@ impl Format for Q8_0 {
     const SIGNED: bool = true;
     const SHIFT: i32 = 0;
     const MIN: bool = false;
+    const QS: usize = 0;
+    const QH: usize = 0;
+    const LOOKUP: bool = false;
 
     #[inline(always)]
     unsafe fn values<I: Isa>(p: *const u8, bb: usize) -> (__m256i, __m256i) {
@@ -94,11 +97,14 @@ impl Format for Q4_0 {
     const SIGNED: bool = false;
     const SHIFT: i32 = 3;
     const MIN: bool = false;
+    const QS: usize = 2;
+    const QH: usize = 0;
+    const LOOKUP: bool = false;
 
     #[inline(always)]
     unsafe fn values<I: Isa>(p: *const u8, bb: usize) -> (__m256i, __m256i) {
         // SAFETY: the caller's promise.
-        unsafe { nibbles(p.add(2), bb) }
+        unsafe { nibbles(p.add(Self::QS), bb) }
     }
 }
 
@@ -110,11 +116,14 @@ impl Format for Q4_1 {
     const SIGNED: bool = false;
     const SHIFT: i32 = 0;
     const MIN: bool = true;
+    const QS: usize = 4;
+    const QH: usize = 0;
+    const LOOKUP: bool = false;
 
     #[inline(always)]
     unsafe fn values<I: Isa>(p: *const u8, bb: usize) -> (__m256i, __m256i) {
         // SAFETY: the caller's promise.
-        unsafe { nibbles(p.add(4), bb) }
+        unsafe { nibbles(p.add(Self::QS), bb) }
     }
 }
 
@@ -126,11 +135,14 @@ impl Format for Q5_0 {
     const SIGNED: bool = false;
     const SHIFT: i32 = 4;
     const MIN: bool = false;
+    const QS: usize = 6;
+    const QH: usize = 2;
+    const LOOKUP: bool = false;
 
     #[inline(always)]
     unsafe fn values<I: Isa>(p: *const u8, bb: usize) -> (__m256i, __m256i) {
         // SAFETY: the caller's promise.
-        unsafe { fives::<I, 2, 6>(p, bb) }
+        unsafe { fives::<I, { Self::QH }, { Self::QS }>(p, bb) }
     }
 }
 
@@ -142,11 +154,14 @@ impl Format for Q5_1 {
     const SIGNED: bool = false;
     const SHIFT: i32 = 0;
     const MIN: bool = true;
+    const QS: usize = 8;
+    const QH: usize = 4;
+    const LOOKUP: bool = false;
 
     #[inline(always)]
     unsafe fn values<I: Isa>(p: *const u8, bb: usize) -> (__m256i, __m256i) {
         // SAFETY: the caller's promise.
-        unsafe { fives::<I, 4, 8>(p, bb) }
+        unsafe { fives::<I, { Self::QH }, { Self::QS }>(p, bb) }
     }
 }
 
@@ -158,6 +173,9 @@ impl Format for Iq4Nl {
     const SIGNED: bool = true;
     const SHIFT: i32 = 0;
     const MIN: bool = false;
+    const QS: usize = 2;
+    const QH: usize = 0;
+    const LOOKUP: bool = true;
 
     #[inline(always)]
     unsafe fn values<I: Isa>(p: *const u8, bb: usize) -> (__m256i, __m256i) {
@@ -165,7 +183,7 @@ impl Format for Iq4Nl {
         unsafe {
             let t = _mm_loadu_si128(IQ4NL_VALUES.as_ptr() as *const __m128i);
             let t = _mm256_broadcastsi128_si256(t);
-            let (x1, x2) = nibbles(p.add(2), bb);
+            let (x1, x2) = nibbles(p.add(Self::QS), bb);
             (
                 I::prep_q8(_mm256_shuffle_epi8(t, x1)),
                 I::prep_q8(_mm256_shuffle_epi8(t, x2)),

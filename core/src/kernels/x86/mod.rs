@@ -1,12 +1,16 @@
 //! x86-64 kernel sets: `avx2` (AVX2, FMA, F16C) and `avx512` (AVX-512 F,
 //! BW, VL and VNNI).
 //!
-//! - [`common`]: the 256-bit kernels both sets share (F32/F16 tiles,
-//!   Q8_0/Q4_0 groups, the Q8 quantizer), generic over the set's [`Isa`]:
-//!   its pair products and tile sizes;
+//! - [`common`]: the 256-bit kernels both sets share (F32/F16/BF16 tiles,
+//!   groups of 8 blocks of the 32-wide types, the Q8 quantizer), generic
+//!   over the set's [`Isa`] (its pair products and tile sizes) and, for the
+//!   32-wide types, over their block format ([`legacy`]);
+//! - [`k_quants`]: the K-quants (Q2_K..Q6_K) and the Q8_K quantizer: one
+//!   driver, and each set's unpacking of the five types;
 //! - [`avx2`] and [`avx512`]: each set's inner products, its table, and
-//!   (AVX-512) the kernels only it has: a 512-bit Q4_0 matrix-vector
-//!   product and 512-bit F16 batched products;
+//!   (AVX-512) the kernels only it has: 512-bit matrix-vector products of
+//!   the 4-bit 32-wide types ([`z4`]) and 512-bit F16/BF16 batched
+//!   products;
 //! - [`x16`]: the interleaved Q8_0/Q4_0 kernels of both sets.
 //!
 //! Matrix-vector products (one activation vector) run one row at a time:
@@ -15,7 +19,8 @@
 //! several rows are several short streams, which it does not: on this
 //! machine 4-row tiles reached only a third of the memory bandwidth on
 //! matrices larger than the caches. Batched products (prefill) use tiles of
-//! up to 4 rows x 3 vectors.
+//! up to 4 rows x 3 vectors (K-quants: a row x 8 vectors, each super-block
+//! unpacked once for the 8).
 //!
 //! Every kernel is reached through a safe entry point ([`run`]) that checks
 //! its arguments; the tables are handed out by [`super::available`] /
@@ -35,6 +40,7 @@ mod common;
 mod k_quants;
 mod legacy;
 mod x16;
+mod z4;
 
 pub(super) use avx2::AVX2;
 pub(super) use avx512::AVX512;
