@@ -46,14 +46,18 @@ unsafe fn plain(q: *const i8, bsums: *const i16) -> A {
     }
 }
 
+/// 32 bytes aligned for a vector load.
+#[repr(C, align(32))]
+struct Aligned([u8; 32]);
+
 /// `vpshufb` indices that fill each 128-bit lane with word `c`.
-static WORD: [[u8; 32]; 8] = {
-    let mut t = [[0u8; 32]; 8];
+static WORD: [Aligned; 8] = {
+    let mut t = [const { Aligned([0u8; 32]) }; 8];
     let mut c = 0;
     while c < 8 {
         let mut i = 0;
         while i < 32 {
-            t[c][i] = (2 * c + i % 2) as u8;
+            t[c].0[i] = (2 * c + i % 2) as u8;
             i += 1;
         }
         c += 1;
@@ -63,12 +67,6 @@ static WORD: [[u8; 32]; 8] = {
 
 /// Even bytes first, then odd ones.
 static EVEN_ODD: [u8; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15];
-
-#[inline(always)]
-unsafe fn table(t: &[u8; 32]) -> __m256i {
-    // SAFETY: 32 readable bytes; AVX.
-    unsafe { _mm256_loadu_si256(t.as_ptr() as *const __m256i) }
-}
 
 #[inline(always)]
 unsafe fn table128(t: &[u8; 16]) -> __m128i {
@@ -104,7 +102,10 @@ unsafe fn spread(w: __m256i) -> [__m256i; 8] {
     unsafe {
         let mut s = [_mm256_setzero_si256(); 8];
         for c in 0..8 {
-            s[c] = _mm256_shuffle_epi8(w, table(&WORD[c]));
+            // A volatile load: LLVM would turn a constant vpshufb into a
+            // shift and a lane-crossing broadcast, two shuffles for one.
+            let idx = core::ptr::read_volatile(&WORD[c] as *const Aligned as *const __m256i);
+            s[c] = _mm256_shuffle_epi8(w, idx);
         }
         s
     }

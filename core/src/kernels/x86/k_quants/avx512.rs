@@ -177,6 +177,13 @@ unsafe fn srl(x: __m512i, n: usize) -> __m512i {
     unsafe { _mm512_srl_epi16(x, _mm_cvtsi32_si128(n as i32)) }
 }
 
+/// Words shifted left by `n` (a constant once inlined).
+#[inline(always)]
+unsafe fn sll(x: __m512i, n: usize) -> __m512i {
+    // SAFETY: AVX-512 BW.
+    unsafe { _mm512_sll_epi16(x, _mm_cvtsi32_si128(n as i32)) }
+}
+
 /// `x + add` in the bytes where `x` has one of the bits of `bits`.
 #[inline(always)]
 unsafe fn add_where(v: __m512i, x: __m512i, bits: __m512i, add: i8) -> __m512i {
@@ -452,10 +459,22 @@ impl KQuant for Q3K {
         unsafe {
             let s8 = _mm_sub_epi8(q3_scales(b), _mm_set1_epi8(32));
             let sc = _mm256_cvtepi8_epi16(s8);
-            let hm = bcast(b);
+            // hmask's bits 4..8 moved down to 0..4 in the high half: bit j
+            // of each byte is then the high bit of vector j in both halves
+            // (the next byte's bits land above bit 3, masked off below).
+            let hm = _mm512_srlv_epi16(bcast(b), counts(0, 4));
             let mut v = k2_pairs(b.add(32));
+            let four = _mm512_set1_epi8(4);
             for j in 0..4 {
-                v[j] = add_where(v[j], hm, bytes2(1 << j, 1 << (4 + j)), 4);
+                // Bit j to bit 2 (up by at most 2, down by 1: within the
+                // byte, the neighbours' bits outside bit 2), then `v | (h &
+                // 4)`: truth table A | (B & C) = 0xF0 | (0xCC & 0xAA).
+                let h = if j <= 2 {
+                    sll(hm, 2 - j)
+                } else {
+                    srl(hm, j - 2)
+                };
+                v[j] = _mm512_ternarylogic_epi32::<0xF8>(v[j], h, four);
             }
             // -4 * scale, at most 128 in magnitude.
             let coef = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16::<2>(sc));
