@@ -199,9 +199,9 @@ unsafe fn step<K: KQuant>(acc: f32, p: __m128) -> f32 {
 /// those in L2 or L3).
 const PF: usize = 8192;
 
-/// Super-blocks of one vector prepared at a time by [`matvec`] (64 * 256 =
-/// 16384 columns; at most 64 * 320 bytes on the stack).
-const SEG: usize = 64;
+/// Super-blocks of one vector prepared at a time by [`matvec`] (32 * 256 =
+/// 8192 columns; at most 32 * 320 bytes on the stack).
+const SEG: usize = 32;
 
 /// Adds eight super-blocks of a row (at `g`) times prepared activations
 /// (`a`, scales `da`) to the running sum `acc`: their integers reduced
@@ -349,9 +349,9 @@ const ORDER: [usize; LANES] = [0, 1, 4, 5, 2, 3, 6, 7];
 static ORDER_I32: [i32; LANES] = [0, 1, 4, 5, 2, 3, 6, 7];
 
 /// Super-blocks per segment of a batched product: the activations of a
-/// segment are prepared once per tile of vectors (8 * 16 * 320 bytes on
+/// segment are prepared once per tile of vectors (8 * 8 * 320 bytes on
 /// the stack at most).
-const MSEG: usize = 16;
+const MSEG: usize = 8;
 
 /// The eight `(isum, msum)` lane sets of vectors `0..8` to
 /// `(isum, msum)` with vector `ORDER[l]` in lane `l`.
@@ -489,6 +489,17 @@ pub(super) unsafe fn sums32(bsums: *const i16) -> __m256i {
         let s = _mm256_madd_epi16(b, _mm256_set1_epi16(1));
         let s16 = _mm_packs_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
         _mm256_inserti128_si256::<1>(_mm256_setzero_si256(), s16)
+    }
+}
+
+/// The 16 sums at `bsums` times -4 (at most 4 * 16 * 127 = 8128 in
+/// magnitude): Q3_K's offset, applied with its scales by `vpmaddwd`.
+#[inline(always)]
+pub(super) unsafe fn minus4(bsums: *const i16) -> __m256i {
+    // SAFETY: 16 sums at bsums; AVX2.
+    unsafe {
+        let b = _mm256_loadu_si256(bsums as *const __m256i);
+        _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16::<2>(b))
     }
 }
 

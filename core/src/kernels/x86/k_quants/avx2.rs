@@ -17,8 +17,8 @@ use core::arch::x86_64::*;
 use super::{k4_scales, q3_scales, sums32, KQuant};
 
 /// A super-block unpacked: values (unsigned), scale words, and the 16
-/// coefficients of the activation sums (minimums, or the offset times the
-/// negated scales).
+/// coefficients of the prepared activation sums (minimums; Q6_K: its scales
+/// times -32; Q3_K: its scales, the sums being prepared times -4).
 #[derive(Clone, Copy)]
 pub(in crate::kernels::x86) struct W {
     v: [__m256i; 8],
@@ -343,7 +343,7 @@ impl KQuant for Q6K {
 
 /// Q3_K: vector `c` is values `32c..32c + 32`, `c = 4n + j`: bits
 /// `2j..2j + 2` of `qs[32n..]`, plus 4 where bit `c` of `hmask` is set.
-/// Values `u - 4`.
+/// Values `u - 4`: the scales meet the prepared sums times -4.
 pub(in crate::kernels::x86) struct Q3K;
 
 impl KQuant for Q3K {
@@ -357,7 +357,12 @@ impl KQuant for Q3K {
     #[inline(always)]
     unsafe fn prep(q: *const i8, bsums: *const i16) -> A {
         // SAFETY: the caller's promise.
-        unsafe { plain(q, bsums) }
+        unsafe {
+            A {
+                q,
+                sums: super::minus4(bsums),
+            }
+        }
     }
 
     #[inline(always)]
@@ -387,12 +392,10 @@ impl KQuant for Q3K {
                     v[c] = _mm256_or_si256(lo, _mm256_and_si256(h, four));
                 }
             }
-            // -4 * scale, at most 128 in magnitude.
-            let coef = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16::<2>(sc));
             W {
                 v,
                 s: spread(e),
-                coef,
+                coef: sc,
             }
         }
     }

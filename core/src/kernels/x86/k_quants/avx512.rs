@@ -30,7 +30,8 @@ use core::arch::x86_64::*;
 use super::{k4_scales, q3_scales, sums32, KQuant};
 
 /// A super-block unpacked: values (unsigned), scale words, and the 16
-/// coefficients of the prepared activation sums.
+/// coefficients of the prepared activation sums (minimums; Q6_K: its scales
+/// times -32; Q3_K: its scales, the sums being prepared times -4).
 #[derive(Clone, Copy)]
 pub(in crate::kernels::x86) struct W {
     v: [__m512i; 4],
@@ -433,7 +434,7 @@ unsafe fn k2_pairs(qs: *const u8) -> [__m512i; 4] {
 
 /// Q3_K: bits `2j..2j + 2` of `qs`, plus 4 where bit `j` (values
 /// `32j + l`) or `4 + j` (values `128 + 32j + l`) of `hmask[l]` is set.
-/// Values `u - 4`.
+/// Values `u - 4`: the scales meet the prepared sums times -4.
 pub(in crate::kernels::x86) struct Q3K;
 
 impl KQuant for Q3K {
@@ -447,10 +448,7 @@ impl KQuant for Q3K {
     #[inline(always)]
     unsafe fn prep(q: *const i8, bsums: *const i16) -> A {
         // SAFETY: the caller's promise.
-        unsafe {
-            let sums = _mm256_loadu_si256(bsums as *const __m256i);
-            arrange(q, &K2_ORDER, sums)
-        }
+        unsafe { arrange(q, &K2_ORDER, super::minus4(bsums)) }
     }
 
     #[inline(always)]
@@ -476,12 +474,10 @@ impl KQuant for Q3K {
                 };
                 v[j] = _mm512_ternarylogic_epi32::<0xF8>(v[j], h, four);
             }
-            // -4 * scale, at most 128 in magnitude.
-            let coef = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16::<2>(sc));
             W {
                 v,
                 s: scale_vectors(&IDX_K2, sc),
-                coef,
+                coef: sc,
             }
         }
     }
