@@ -1,9 +1,11 @@
-//! The 256-bit kernels both x86-64 sets share: F32/F16 tiles, Q8_0/Q4_0
-//! groups of 8 blocks, and the Q8 activation quantizer. Every function is
-//! generic over the set ([`Isa`]): `#[inline(always)]` and without target
-//! features of its own, it is compiled into each set's `#[target_feature]`
-//! entry point with that set's instructions (its pair products and tile
-//! sizes).
+//! The 256-bit kernels both x86-64 sets share: F32/F16/BF16 tiles, groups
+//! of 8 blocks of the 32-wide quantized types, and the Q8 activation
+//! quantizer. Every function is generic over the set ([`Isa`]):
+//! `#[inline(always)]` and without target features of its own, it is
+//! compiled into each set's `#[target_feature]` entry point with that set's
+//! instructions (its pair products and tile sizes); the quantized kernels
+//! are also generic over the block format ([`Format`], implemented in
+//! [`super::legacy`]).
 //!
 //! Layout of the quantized kernels. A group of 8 blocks is processed at once:
 //! for each pair of blocks `(2p, 2p + 1)` one `__m256i` holds elements 0..16
@@ -112,7 +114,7 @@ pub(super) const BF16: FloatKind = 2;
 
 /// Eight bfloat16 values (16 bytes at `p`) as f32: the bits moved up.
 #[inline(always)]
-pub(super) unsafe fn bf16x8(p: *const u8) -> __m256 {
+unsafe fn bf16x8(p: *const u8) -> __m256 {
     // SAFETY: the caller vouches for 16 bytes at p; AVX2.
     unsafe {
         let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
@@ -244,7 +246,7 @@ pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
     unsafe { over_tiles::<I, _>(rmax, cmax, rows, n, &mut op) }
 }
 
-// ---- Q8_0 and Q4_0 ----
+// ---- the 32-wide quantized types ----
 
 /// The scales of 8 blocks `bb` bytes apart from `p`, in order `P`.
 #[inline(always)]
@@ -337,7 +339,8 @@ unsafe fn pair_acts(q: *const i8) -> (__m256i, __m256i) {
 /// One vector's activations for one group of 8 blocks, prepared for
 /// [`group`]: the pair layout of [`pair_acts`] for the four pairs, the
 /// scales in order `P` and the sums times the excess of the weights'
-/// encoding (`8` for Q4_0, `2^Q8_SHIFT` for Q8_0), in order `P`.
+/// encoding (`8` for Q4_0, `2^Q8_SHIFT` for Q8_0; the sums themselves for
+/// the formats with a minimum), in order `P`.
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub(super) struct Prep {
@@ -534,7 +537,7 @@ impl<I: Isa, F: Format> TileOp for QuantTiles<'_, '_, I, F> {
     }
 }
 
-/// Q8_0 or Q4_0 weights (the `MatFn` contract, arguments checked): vectors
+/// Weights of a 32-wide format `F` (the `MatFn` contract, arguments checked): vectors
 /// in chunks of `I::QC` (one at a time for a single vector), each chunk's
 /// activations prepared once when they fit, then every tile of rows (one
 /// row at a time for a single vector, see [`mat_float`]).

@@ -20,12 +20,15 @@
 //!   the sum of the activations over the sub-block, which Q8_K keeps per 16
 //!   values (`bsums`): one `vpmaddwd` of 16 coefficients by 16 sums.
 //!   Q6_K's values are `u - 32`, so `isum = sum_j sc_j dot(u, a)_j - sum_j
-//!   32 sc_j bsum_j`; Q3_K's are `u - 4`; Q2_K, Q4_K and Q5_K have no offset
-//!   and `msum = sum_j m_j bsum_j` (for Q4_K and Q5_K, the sums of each 32
-//!   are prepared with the activations).
+//!   32 sc_j bsum_j` (the coefficients `-32 sc_j`, at most 4096 in
+//!   magnitude); Q3_K's are `u - 4` (the sums are prepared times -4, at most
+//!   8128); Q2_K, Q4_K and Q5_K have no offset and `msum = sum_j m_j
+//!   bsum_j` (for Q4_K and Q5_K, the sums of each 32, at most 4064, are
+//!   prepared with the activations).
 //!
 //! Every step is exact integer arithmetic well inside `i32` (the largest,
-//! Q6_K's `isum`, is below `256 * 63 * 127 * 128 < 2^29`), so `isum` and
+//! Q6_K's `sum_j sc_j dot(u, a)_j`, is below `256 * 63 * 127 * 128 <
+//! 2^29`; a `vpmaddwd` of the sums at most `2 * 32 * 8128`), so `isum` and
 //! `msum` are the reference's integers, whatever the order of the additions.
 //! The floating-point part then is the reference's, operation for
 //! operation: `acc = acc + (d * d_a) * isum`, then `acc = acc - (dmin *
@@ -41,8 +44,9 @@
 //! needs.
 //!
 //! One vector ([`matvec`]): one row at a time (one sequential stream of
-//! weights, see [`super`]), two super-blocks reduced together to their four
-//! integers. A batch ([`matmul`]): each super-block of a row is unpacked
+//! weights, see [`super`]), prefetched 8 KB ahead, eight super-blocks
+//! reduced together to their sixteen integers ([`group`], AVX-512) or two
+//! (AVX2, whose 16 registers would spill). A batch ([`matmul`]): each super-block of a row is unpacked
 //! once and multiplied by up to eight vectors; their sums are reduced
 //! together, vector `c` in lane `c` of one float vector, where the running
 //! sums of the eight (row, vector) pairs advance side by side. Rows longer
