@@ -190,8 +190,8 @@ unsafe fn mat_q4_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 }
 
 /// The 4-bit 32-wide kernels: `$name` runs one vector through
-/// [`z4::matvec`] (512-bit), a batch (or rows too long for it) through the
-/// shared kernel.
+/// [`z4::matvec`] (512-bit; rows too long for it through the shared
+/// kernel), a batch through [`z4::matmul`].
 macro_rules! legacy_kernels {
     ($($name:ident: $f:ty,)*) => {$(
         /// 4-bit 32-wide weights (see [`legacy`] and [`z4`]).
@@ -202,10 +202,11 @@ macro_rules! legacy_kernels {
         unsafe fn $name(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
             // SAFETY: this function's contract.
             unsafe {
-                if a.n == 1 && z4::matvec::<$f>(w, a, out, rows).is_some() {
-                    return;
+                if a.n > 1 {
+                    z4::matmul::<$f>(w, a, out, rows)
+                } else if z4::matvec::<$f>(w, a, out, rows).is_none() {
+                    legacy::mat::<Avx512, $f>(w, a, out, rows)
                 }
-                legacy::mat::<Avx512, $f>(w, a, out, rows)
             }
         }
     )*};

@@ -1,7 +1,8 @@
-//! Matrix-vector products of the 4-bit 32-wide formats (Q4_0, Q4_1, Q5_0,
-//! Q5_1, IQ4_NL) with 512-bit vectors, for the `avx512` set: on AMD Zen 4
-//! and 5 the shared 256-bit kernel is bound by its instruction count, this
-//! one by memory.
+//! Matrix products of the 4-bit 32-wide formats (Q4_0, Q4_1, Q5_0, Q5_1,
+//! IQ4_NL) with 512-bit vectors, for the `avx512` set: on AMD Zen 4 and 5
+//! the shared 256-bit kernel is bound by its instruction count, these by
+//! memory ([`matvec`]) or by fewer instructions ([`matmul`]: a group of
+//! blocks unpacked once for several vectors).
 //!
 //! A group of 8 blocks is read with three 64-byte loads (bytes `0..128` and
 //! the group's last 64), and `vpermt2w` gathers each block's 16 bytes of
@@ -161,13 +162,13 @@ unsafe fn cat(x: __m256i, y: __m256i) -> __m512i {
     unsafe { _mm512_inserti64x4::<1>(_mm512_castsi256_si512(x), y) }
 }
 
-/// Prepares group `k` (of `nb` blocks) of vector 0 of `a`.
+/// Prepares group `k` (of `nb` blocks) of vector `b` of `a`.
 #[inline(always)]
-unsafe fn prep<F: Format>(a: &Acts, k: usize, nb: usize) -> Prep {
+unsafe fn prep<F: Format>(a: &Acts, b: usize, k: usize, nb: usize) -> Prep {
     // SAFETY: as `common::prep` (the same blocks, the same padding);
     // AVX-512F.
     unsafe {
-        let p = common::prep::<Avx512, F>(a, 0, k, nb);
+        let p = common::prep::<Avx512, F>(a, b, k, nb);
         // `prep` holds, for pair j: (elements 0..16 of blocks 2j, 2j+1),
         // (16..32 of them); scales and corrections in order P.
         let pinv = _mm256_loadu_si256(common::PINV.as_ptr() as *const __m256i);
@@ -216,11 +217,20 @@ unsafe fn add16(x: __m512i, bits: u64) -> __m512i {
     unsafe { _mm512_mask_add_epi8(x, bits, x, _mm512_set1_epi8(16)) }
 }
 
-/// One group of 8 blocks of `F` at `p` (its `8 * F::BYTES` bytes readable)
-/// times prepared activations: each block's term of the reference's
-/// partial sums, in lane order [`ORDER`].
+/// One group of 8 blocks unpacked: elements 0..16 and 16..32 of blocks
+/// 0..4 (a block per 128-bit lane), the same of blocks 4..8, as unsigned
+/// bytes for `vpdpbusd`; the scales (and minimums) in lane order [`ORDER`].
+#[derive(Clone, Copy)]
+struct Group {
+    v: [__m512i; 4],
+    d: __m256,
+    m: __m256,
+}
+
+/// Unpacks the group of 8 blocks of `F` at `p` (its `8 * F::BYTES` bytes
+/// readable).
 #[inline(always)]
-unsafe fn group<F: Format>(p: *const u8, a: &Prep) -> __m256 {
+unsafe fn unpack<F: Format>(p: *const u8) -> Group {
     // SAFETY: the three loads cover bytes 0..128 and 8 bb - 64..8 bb of
     // the group; AVX-512 BW, VL, VNNI and F16C.
     unsafe {
@@ -258,9 +268,29 @@ unsafe fn group<F: Format>(p: *const u8, a: &Prep) -> __m256 {
             lb = add16(lb, _mm_cvtsi128_si64(gb) as u64);
             hb = add16(hb, _mm_extract_epi64::<1>(gb) as u64);
         }
+        let d = scales(wa, wbv, &F::D_A, &F::D_B, scales_in_a(F::BYTES, 0));
+        let m = if F::MIN {
+            scales(wa, wbv, &F::M_A, &F::M_B, scales_in_a(F::BYTES, 2))
+        } else {
+            _mm256_setzero_ps()
+        };
+        Group {
+            v: [la, ha, lb, hb],
+            d,
+            m,
+        }
+    }
+}
+
+/// An unpacked group times prepared activations: each block's term of the
+/// reference's partial sums, in lane order [`ORDER`].
+#[inline(always)]
+unsafe fn dot<F: Format>(g: &Group, a: &Prep) -> __m256 {
+    // SAFETY: AVX-512 BW, VL and VNNI.
+    unsafe {
         let z = _mm512_setzero_si512();
-        let va = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, la, a.a[0]), ha, a.a[1]);
-        let vb = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, lb, a.a[2]), hb, a.a[3]);
+        let va = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, g.v[0], a.a[0]), g.v[1], a.a[1]);
+        let vb = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, g.v[2], a.a[2]), g.v[3], a.a[3]);
         // 128-bit lane k of va: block k, 4 partial sums; of vb: block
         // 4 + k. Interleave, add, and keep one sum of each.
         let mm = _mm512_add_epi32(_mm512_unpacklo_epi32(va, vb), _mm512_unpackhi_epi32(va, vb));
@@ -270,12 +300,10 @@ unsafe fn group<F: Format>(p: *const u8, a: &Prep) -> __m256 {
         if common::shift::<Avx512, F>() != 0 {
             dot = _mm256_sub_epi32(dot, a.corr);
         }
-        let dw = scales(wa, wbv, &F::D_A, &F::D_B, scales_in_a(F::BYTES, 0));
-        let mut prod = _mm256_mul_ps(_mm256_mul_ps(dw, a.da), _mm256_cvtepi32_ps(dot));
+        let mut prod = _mm256_mul_ps(_mm256_mul_ps(g.d, a.da), _mm256_cvtepi32_ps(dot));
         if F::MIN {
-            let mw = scales(wa, wbv, &F::M_A, &F::M_B, scales_in_a(F::BYTES, 2));
             let sum = _mm256_cvtepi32_ps(a.corr);
-            prod = _mm256_add_ps(prod, _mm256_mul_ps(_mm256_mul_ps(mw, a.da), sum));
+            prod = _mm256_add_ps(prod, _mm256_mul_ps(_mm256_mul_ps(g.m, a.da), sum));
         }
         prod
     }
@@ -301,7 +329,7 @@ pub(super) unsafe fn matvec<F: Format>(
     let mut buf = [const { MaybeUninit::<Prep>::uninit() }; GROUPS];
     for (k, b) in buf.iter_mut().take(groups).enumerate() {
         // SAFETY: vector 0 is in the checked batch.
-        b.write(unsafe { prep::<F>(a, k, nb) });
+        b.write(unsafe { prep::<F>(a, 0, k, nb) });
     }
     // SAFETY: the first `groups` entries were written above.
     let prepared = unsafe { core::slice::from_raw_parts(buf.as_ptr() as *const Prep, groups) };
@@ -332,10 +360,94 @@ pub(super) unsafe fn matvec<F: Format>(
                     _mm_prefetch::<_MM_HINT_T0>(f.wrapping_add(off));
                     off += 64;
                 }
-                acc = _mm256_add_ps(acc, group::<F>(g, pa));
+                acc = _mm256_add_ps(acc, dot::<F>(&unpack::<F>(g), pa));
             }
             *o = common::reduce8(_mm256_permutevar8x32_ps(acc, inv));
         }
     }
     Some(())
+}
+
+/// Vectors per tile of [`matmul`]: each group of a row is unpacked once
+/// for this many.
+const MC: usize = 8;
+/// Rows per tile of [`matmul`] (their running sums stay on the stack).
+const MR: usize = 16;
+/// Groups per segment of [`matmul`] (8 * 256 = 2048 columns): the
+/// activations of a segment are prepared once per tile (8 * 8 * 320
+/// bytes on the stack).
+const MG: usize = 8;
+
+/// Weights of a 4-bit format `F` times a batch (the `MatFn` contract,
+/// arguments checked): tiles of [`MR`] rows x [`MC`] vectors, each group of
+/// 8 blocks of a row unpacked once for the tile's vectors; the activations
+/// prepared once per tile and segment of [`MG`] groups. Lane for lane the
+/// arithmetic of [`matvec`], so each vector's results are its matvec's.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // (row, vector, group) indices read best here
+pub(super) unsafe fn matmul<F: Format>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    const { assert!(F::QS != 0 && F::BYTES >= 16 && F::BYTES <= 32 && F::BYTES % 2 == 0) };
+    let nb = a.cols / QK;
+    let groups = nb.div_ceil(8);
+    let bb = F::BYTES;
+    let rb = nb * bb;
+    let full = nb / 8;
+    let mut buf = [[const { MaybeUninit::<Prep>::uninit() }; MG]; MC];
+    let mut t = [0u8; 8 * 32 + 64];
+    let o = out.as_mut_ptr();
+    // SAFETY (whole body): vectors c0..c0 + nc are in the checked batch,
+    // rows r0..r0 + nr and their groups in the checked weights (the last
+    // partial group of a row is read from the zero-padded copy `t`),
+    // out[(c0 + c) * rows + r] in the checked output; buf[c][..ng] is
+    // written for c < nc before it is read. AVX (this function's contract).
+    unsafe {
+        let inv = _mm256_loadu_si256(INV.as_ptr() as *const __m256i);
+        let mut c0 = 0;
+        while c0 < a.n {
+            let nc = (a.n - c0).min(MC);
+            let mut r0 = 0;
+            while r0 < rows {
+                let nr = (rows - r0).min(MR);
+                let mut acc = [[_mm256_setzero_ps(); MC]; MR];
+                let mut k0 = 0;
+                while k0 < groups {
+                    let ng = (groups - k0).min(MG);
+                    for c in 0..nc {
+                        for k in 0..ng {
+                            buf[c][k].write(prep::<F>(a, c0 + c, k0 + k, nb));
+                        }
+                    }
+                    for r in 0..nr {
+                        let row = w.as_ptr().add((r0 + r) * rb);
+                        for k in k0..k0 + ng {
+                            let g = if k < full {
+                                row.add(8 * bb * k)
+                            } else {
+                                copy_nonoverlapping(
+                                    row.add(8 * bb * k),
+                                    t.as_mut_ptr(),
+                                    (nb - 8 * k) * bb,
+                                );
+                                t.as_ptr()
+                            };
+                            let wg = unpack::<F>(g);
+                            for c in 0..nc {
+                                let d = dot::<F>(&wg, buf[c][k - k0].assume_init_ref());
+                                acc[r][c] = _mm256_add_ps(acc[r][c], d);
+                            }
+                        }
+                    }
+                    k0 += ng;
+                }
+                for r in 0..nr {
+                    for c in 0..nc {
+                        let v = _mm256_permutevar8x32_ps(acc[r][c], inv);
+                        *o.add((c0 + c) * rows + r0 + r) = common::reduce8(v);
+                    }
+                }
+                r0 += nr;
+            }
+            c0 += nc;
+        }
+    }
 }
