@@ -16,11 +16,21 @@ use llamette::parallel::Inline;
 use llamette::tensor::TensorType;
 use llamette_bench::{Batch, Weights};
 
-const TYPES: [TensorType; 6] = [
+const TYPES: [TensorType; 16] = [
     TensorType::F32,
     TensorType::F16,
+    TensorType::BF16,
     TensorType::Q8_0,
     TensorType::Q4_0,
+    TensorType::Q4_1,
+    TensorType::Q5_0,
+    TensorType::Q5_1,
+    TensorType::IQ4_NL,
+    TensorType::Q2_K,
+    TensorType::Q3_K,
+    TensorType::Q4_K,
+    TensorType::Q5_K,
+    TensorType::Q6_K,
     TensorType::Q8_0x16,
     TensorType::Q4_0x16,
 ];
@@ -124,11 +134,25 @@ fn quantize(c: &mut Criterion) {
     g.finish();
 }
 
+fn quantize_k(c: &mut Criterion) {
+    let b = Batch::random(1, 5632, 3);
+    let x = b.acts(TensorType::F32).x;
+    let (mut d, mut s, mut q) = (vec![0f32; 22], vec![0i16; 352], vec![0i8; 5632]);
+    let mut g = c.benchmark_group("quantize_q8k/5632");
+    g.throughput(Throughput::Elements(5632));
+    for k in kernels::available() {
+        g.bench_function(k.name, |bch| {
+            bch.iter(|| (k.quantize_k)(black_box(x), &mut d, &mut s, &mut q))
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = matvec, matvec_rotation, matmul, quantize
+    targets = matvec, matvec_rotation, matmul, quantize, quantize_k
 }
 criterion_main!(benches);

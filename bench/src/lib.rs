@@ -265,6 +265,25 @@ pub fn time<T>(f: impl FnOnce() -> T) -> (f64, T) {
     (t.elapsed().as_secs_f64(), r)
 }
 
+/// Seconds of CPU time the calling thread has used.
+pub fn thread_cpu_time() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// CPU seconds the calling thread spent in `f` (on a shared machine, the
+/// time it actually ran; only meaningful when `f` runs on this thread).
+pub fn cpu_time<T>(f: impl FnOnce() -> T) -> (f64, T) {
+    let t = thread_cpu_time();
+    let r = f();
+    (thread_cpu_time() - t, r)
+}
+
 /// The median of `v` (sorted in place).
 pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());

@@ -7,19 +7,36 @@
 //! ```text
 //! cargo run --release -p llamette-bench --bin kernel-table [-- --rounds N] [--quick]
 //! ```
+//!
+//! On a machine shared with other busy processes, `--cpu-time` (with
+//! `--quick`: one thread) times by the thread's CPU time instead of the
+//! wall clock: what the kernels (and the probe) reach while they run.
 
 use std::hint::black_box;
 
 use llamette::kernels::{self, Kernels};
 use llamette::parallel::{Inline, Parallel, ThreadPool};
 use llamette::tensor::TensorType;
-use llamette_bench::{median, read_all, time, Batch, HugeBuf, Weights, TINYLLAMA_MACS_PER_TOKEN};
+use llamette_bench::{
+    cpu_time, median, read_all, time, Batch, HugeBuf, Weights, TINYLLAMA_MACS_PER_TOKEN,
+};
 
-const TYPES: [TensorType; 6] = [
+/// Every type the table can run (`--types` picks some).
+const TYPES: [TensorType; 16] = [
     TensorType::F32,
     TensorType::F16,
+    TensorType::BF16,
     TensorType::Q8_0,
     TensorType::Q4_0,
+    TensorType::Q4_1,
+    TensorType::Q5_0,
+    TensorType::Q5_1,
+    TensorType::IQ4_NL,
+    TensorType::Q2_K,
+    TensorType::Q3_K,
+    TensorType::Q4_K,
+    TensorType::Q5_K,
+    TensorType::Q6_K,
     TensorType::Q8_0x16,
     TensorType::Q4_0x16,
 ];
@@ -39,10 +56,22 @@ fn short_name(t: TensorType) -> String {
     }
 }
 
+/// Whether to time by the thread's CPU time (`--cpu-time`).
+static CPU_TIME: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Seconds taken by `f`: wall clock, or CPU time with `--cpu-time`.
+fn timed<T>(f: impl FnOnce() -> T) -> (f64, T) {
+    if CPU_TIME.load(std::sync::atomic::Ordering::Relaxed) {
+        cpu_time(f)
+    } else {
+        time(f)
+    }
+}
+
 /// Repeats `f` until about `min_s` seconds have passed; seconds per call.
 fn per_call(min_s: f64, mut f: impl FnMut()) -> f64 {
     let mut calls = 0usize;
-    let (t, _) = time(|| {
+    let (t, _) = timed(|| {
         let start = std::time::Instant::now();
         while start.elapsed().as_secs_f64() < min_s || calls == 0 {
             f();
@@ -75,6 +104,7 @@ fn main() {
         match a.as_str() {
             "--rounds" => opts.rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(9),
             "--quick" => opts.quick = true,
+            "--cpu-time" => CPU_TIME.store(true, std::sync::atomic::Ordering::Relaxed),
             "--matvec" => opts.matmul = false,
             "--matmul" => opts.matvec = false,
             "--types" => {
@@ -96,11 +126,18 @@ fn main() {
             _ => {
                 eprintln!(
                     "usage: kernel-table [--rounds N] [--quick (1 thread only)] [--matvec | --matmul]\n\
-                     \x20      [--types f32,f16,q8_0,q4_0,q8_0x16,q4_0x16] [--sets scalar,avx2,...]"
+                     \x20      [--cpu-time (with --quick: time by this thread's CPU time)]\n\
+                     \x20      [--types f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1,iq4_nl,q2_k,q3_k,q4_k,q5_k,q6_k,\n\
+                     \x20               q8_0x16,q4_0x16] [--sets scalar,avx2,...]"
                 );
                 std::process::exit(2);
             }
         }
+    }
+    let cpu = CPU_TIME.load(std::sync::atomic::Ordering::Relaxed);
+    if cpu && !opts.quick {
+        eprintln!("--cpu-time times this thread only: running with --quick");
+        opts.quick = true;
     }
     let sets: Vec<&'static Kernels> = kernels::available()
         .filter(|k| {
@@ -130,7 +167,7 @@ fn main() {
     let mut probe_gbs = |samples: &mut Vec<f64>| {
         let b = &probe[probe_at % 4];
         probe_at += 1;
-        let (t, s) = time(|| read_all(b.bytes()));
+        let (t, s) = timed(|| read_all(b.bytes()));
         black_box(s);
         samples.push(b.bytes().len() as f64 / t / 1e9);
     };
@@ -139,25 +176,32 @@ fn main() {
         probe_gbs(&mut probe_samples);
     }
     let bw = median(&mut probe_samples);
-    println!("read bandwidth probe (1 thread, 4 x 32 MB in turn): {bw:.1} GB/s (median)");
-    // Two threads, each reading half of every buffer.
-    let mut two = Vec::new();
-    for i in 0..8 {
-        let b = probe[i % 4].bytes();
-        let (lo, hi) = b.split_at(b.len() / 2);
-        let (t, s) = time(|| {
-            std::thread::scope(|sc| {
-                let h = sc.spawn(|| read_all(hi));
-                read_all(lo).wrapping_add(h.join().unwrap())
-            })
-        });
-        black_box(s);
-        two.push(b.len() as f64 / t / 1e9);
-    }
     println!(
-        "read bandwidth probe (2 threads, halves of the same buffers): {:.1} GB/s (median)\n",
-        median(&mut two)
+        "read bandwidth probe (1 thread, 4 x 32 MB in turn): {bw:.1} GB/s (median){}",
+        if cpu { ", by CPU time" } else { "" }
     );
+    if !cpu {
+        // Two threads, each reading half of every buffer.
+        let mut two = Vec::new();
+        for i in 0..8 {
+            let b = probe[i % 4].bytes();
+            let (lo, hi) = b.split_at(b.len() / 2);
+            let (t, s) = time(|| {
+                std::thread::scope(|sc| {
+                    let h = sc.spawn(|| read_all(hi));
+                    read_all(lo).wrapping_add(h.join().unwrap())
+                })
+            });
+            black_box(s);
+            two.push(b.len() as f64 / t / 1e9);
+        }
+        println!(
+            "read bandwidth probe (2 threads, halves of the same buffers): {:.1} GB/s (median)\n",
+            median(&mut two)
+        );
+    } else {
+        println!();
+    }
 
     let pool2 = ThreadPool::new(2);
     let pars: Vec<(&str, &dyn Parallel)> = if opts.quick {

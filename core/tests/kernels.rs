@@ -1115,3 +1115,47 @@ fn weighted_sums_match_scalar_and_exact() {
         }
     }
 }
+
+/// The Q8_K quantizer on the cases its search and rounding must get right:
+/// equal magnitudes of both signs (the first one sets the sign of the
+/// scale), the largest value last, infinities, NaN first, rounding ties,
+/// values that clamp, and lengths of 0 to 9 super-blocks.
+#[test]
+fn quantize_q8k_edge_cases_of_every_length_match_scalar() {
+    let mut rng = Rng(909);
+    let mut x = rng.acts(9 * 256);
+    x[3] = -5.0;
+    x[10] = 5.0;
+    x[256 + 255] = 100.0;
+    x[512] = f32::INFINITY;
+    x[512 + 1] = f32::NEG_INFINITY;
+    x[768] = f32::NAN;
+    x[768 + 1] = -2.0;
+    // Ties: with a largest value of 127 the scale is -1 and every x is
+    // rounded as it is.
+    for (i, v) in x[1024..1280].iter_mut().enumerate() {
+        *v = if i == 7 {
+            127.0
+        } else {
+            (i as f32 - 128.0) * 0.5
+        };
+    }
+    for v in &mut x[1280..1536] {
+        *v *= 1.0e30;
+    }
+    x[1536..1792].fill(-0.0);
+    x[1792 + 100] = 1.0e-40;
+    for n in 0..=9 {
+        let x = &x[..256 * n];
+        let (mut d0, mut b0, mut q0) = (vec![0f32; n], vec![0i16; 16 * n], vec![0i8; 256 * n]);
+        k_quants::quantize_q8k(x, &mut d0, &mut b0, &mut q0);
+        for k in sets() {
+            let (mut d, mut b, mut q) = (vec![1f32; n], vec![1i16; 16 * n], vec![1i8; 256 * n]);
+            (k.quantize_k)(x, &mut d, &mut b, &mut q);
+            assert_eq!(q, q0, "{}: q, {n} super-blocks", k.name);
+            assert_eq!(b, b0, "{}: sums, {n} super-blocks", k.name);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&d), bits(&d0), "{}: scales, {n} super-blocks", k.name);
+        }
+    }
+}

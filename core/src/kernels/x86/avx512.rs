@@ -1,23 +1,26 @@
 //! The `avx512` set: products by VNNI's `vpdpbusd` on 256-bit vectors (with
 //! AVX-512VL's 32 registers, hence larger tiles), which takes unsigned x
 //! signed bytes: Q8_0 weights are offset by 128 (`w ^ 0x80`) and the excess
-//! `128 * sum(a)` is subtracted per block. Two kernels use 512-bit vectors:
-//! the Q4_0 matrix-vector product ([`q4_matvec`]), which takes it from
-//! compute-bound to memory-bound on AMD Zen 4, and the F16 batched products
-//! ([`f16_mat`], prefill), where one `__m512` holds exactly the sixteen
-//! partial sums of a (row, vector).
+//! `128 * sum(a)` is subtracted per block. 512-bit vectors serve the
+//! matrix-vector products of the 4-bit 32-wide formats ([`z4`]), which they
+//! take from compute-bound to memory-bound on AMD Zen 4 and 5, the K-quants
+//! ([`kq::avx512`]), and the F16 and BF16 batched products ([`f16_mat`],
+//! prefill), where one `__m512` holds exactly the sixteen partial sums of a
+//! (row, vector).
 //!
 //! The AVX-512 intrinsics are stable since Rust 1.89, the crate's
 //! `rust-version`.
 
 use core::arch::x86_64::*;
-use core::mem::MaybeUninit;
-use core::ptr::copy_nonoverlapping;
 
 use super::common::{self, TileOp};
-use super::{avx512_supported as supported, run, run_kv_scores, run_quantize, x16, Isa};
+use super::k_quants as kq;
+use super::legacy;
+use super::{
+    avx512_supported as supported, run, run_kv_scores, run_quantize, run_quantize_k, x16, z4, Isa,
+};
 use crate::kernels::acts::Acts;
-use crate::kernels::types::{k_quants, TensorType, QK};
+use crate::kernels::types::TensorType;
 use crate::kernels::{Kernels, MatFn, ValueRows};
 
 /// The AVX-512 (F, BW, VL, VNNI) kernel set.
@@ -26,7 +29,7 @@ pub(in crate::kernels) static AVX512: Kernels = Kernels {
     kernel_for,
     fast_interleaved: true,
     quantize,
-    quantize_k: k_quants::quantize_q8k,
+    quantize_k,
     weighted_sum,
     kv_scores_q8_0,
 };
@@ -37,10 +40,20 @@ fn kernel_for(ty: TensorType) -> Option<MatFn> {
     Some(match ty {
         F32 => |w, a, o| run(F32, supported, mat_f32, w, a, o),
         F16 => |w, a, o| run(F16, supported, mat_f16, w, a, o),
+        BF16 => |w, a, o| run(BF16, supported, mat_bf16, w, a, o),
         Q8_0 => |w, a, o| run(Q8_0, supported, mat_q8_0, w, a, o),
         Q4_0 => |w, a, o| run(Q4_0, supported, mat_q4_0, w, a, o),
         Q8_0x16 => |w, a, o| run(Q8_0x16, supported, mat_q8_0x16, w, a, o),
         Q4_0x16 => |w, a, o| run(Q4_0x16, supported, mat_q4_0x16, w, a, o),
+        Q4_1 => |w, a, o| run(Q4_1, supported, mat_q4_1, w, a, o),
+        Q5_0 => |w, a, o| run(Q5_0, supported, mat_q5_0, w, a, o),
+        Q5_1 => |w, a, o| run(Q5_1, supported, mat_q5_1, w, a, o),
+        IQ4_NL => |w, a, o| run(IQ4_NL, supported, mat_iq4_nl, w, a, o),
+        Q2_K => |w, a, o| run(Q2_K, supported, mat_q2_k, w, a, o),
+        Q3_K => |w, a, o| run(Q3_K, supported, mat_q3_k, w, a, o),
+        Q4_K => |w, a, o| run(Q4_K, supported, mat_q4_k, w, a, o),
+        Q5_K => |w, a, o| run(Q5_K, supported, mat_q5_k, w, a, o),
+        Q6_K => |w, a, o| run(Q6_K, supported, mat_q6_k, w, a, o),
         _ => return None,
     })
 }
@@ -81,6 +94,13 @@ impl Isa for Avx512 {
         }
     }
 
+    /// A byte mask: 16 added where set.
+    #[inline(always)]
+    unsafe fn add16(x: __m256i, bits: u32) -> __m256i {
+        // SAFETY: AVX-512 BW and VL (the caller's promise).
+        unsafe { _mm256_mask_add_epi8(x, bits, x, _mm256_set1_epi8(16)) }
+    }
+
     #[inline(always)]
     unsafe fn dispatch<T: TileOp>(op: &mut T, nr: usize, nc: usize, r0: usize, c0: usize) {
         // SAFETY: the caller's promise, for the tile it names.
@@ -110,7 +130,7 @@ impl Isa for Avx512 {
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn mat_f32(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
-    unsafe { common::mat_float::<Avx512, false>(w, a, out, rows) }
+    unsafe { common::mat_float::<Avx512, { common::F32 }>(w, a, out, rows) }
 }
 
 /// F16 weights: a batch through [`f16_mat`], one vector through the
@@ -122,8 +142,22 @@ unsafe fn mat_f32(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 unsafe fn mat_f16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe {
-        if f16_mat(w, a, out, rows).is_none() {
-            common::mat_float::<Avx512, true>(w, a, out, rows)
+        if f16_mat::<false>(w, a, out, rows).is_none() {
+            common::mat_float::<Avx512, { common::F16 }>(w, a, out, rows)
+        }
+    }
+}
+
+/// BF16 weights: as [`mat_f16`].
+///
+/// # Safety
+/// As [`mat_f32`].
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn mat_bf16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe {
+        if f16_mat::<true>(w, a, out, rows).is_none() {
+            common::mat_float::<Avx512, { common::BF16 }>(w, a, out, rows)
         }
     }
 }
@@ -135,23 +169,7 @@ unsafe fn mat_f16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
-    unsafe { common::mat_quant::<Avx512, false>(w, a, out, rows) }
-}
-
-/// Q4_0 weights: one vector through [`q4_matvec`] (512-bit), a batch
-/// through the shared kernel.
-///
-/// # Safety
-/// As [`mat_f32`].
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn mat_q4_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
-    // SAFETY: this function's contract.
-    unsafe {
-        if a.n == 1 && q4_matvec(w, a, out, rows).is_some() {
-            return;
-        }
-        common::mat_quant::<Avx512, true>(w, a, out, rows)
-    }
+    unsafe { legacy::mat::<Avx512, legacy::Q8_0>(w, a, out, rows) }
 }
 
 /// Interleaved Q8_0 weights.
@@ -174,6 +192,60 @@ unsafe fn mat_q4_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     unsafe { x16::mat::<true>(w, a, out, rows) }
 }
 
+/// The 4-bit 32-wide kernels: `$name` runs one vector through
+/// [`z4::matvec`] (512-bit; rows too long for it through the shared
+/// kernel), a batch through [`z4::matmul`].
+macro_rules! legacy_kernels {
+    ($($name:ident: $f:ty,)*) => {$(
+        /// 4-bit 32-wide weights (see [`legacy`] and [`z4`]).
+        ///
+        /// # Safety
+        /// The set's CPU features; checked arguments (see [`run`]).
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $name(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+            // SAFETY: this function's contract.
+            unsafe {
+                if a.n > 1 {
+                    z4::matmul::<$f>(w, a, out, rows)
+                } else if z4::matvec::<$f>(w, a, out, rows).is_none() {
+                    legacy::mat::<Avx512, $f>(w, a, out, rows)
+                }
+            }
+        }
+    )*};
+}
+
+legacy_kernels! {
+    mat_q4_0: legacy::Q4_0,
+    mat_q4_1: legacy::Q4_1,
+    mat_q5_0: legacy::Q5_0,
+    mat_q5_1: legacy::Q5_1,
+    mat_iq4_nl: legacy::Iq4Nl,
+}
+
+/// The K-quant kernels: `$name` runs `kq::mat` for `$k`.
+macro_rules! k_quant_kernels {
+    ($($name:ident: $k:ty,)*) => {$(
+        /// K-quant weights (see [`kq`]).
+        ///
+        /// # Safety
+        /// The set's CPU features; checked arguments (see [`run`]).
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $name(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+            // SAFETY: this function's contract.
+            unsafe { kq::mat::<$k>(w, a, out, rows) }
+        }
+    )*};
+}
+
+k_quant_kernels! {
+    mat_q2_k: kq::avx512::Q2K,
+    mat_q3_k: kq::avx512::Q3K,
+    mat_q4_k: kq::avx512::Q4K,
+    mat_q5_k: kq::avx512::Q5K,
+    mat_q6_k: kq::avx512::Q6K,
+}
+
 /// The Q8 activation quantizer.
 fn quantize(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]) {
     /// # Safety
@@ -186,6 +258,18 @@ fn quantize(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]) {
     run_quantize(supported, imp, x, d, sum, q)
 }
 
+/// The Q8_K activation quantizer.
+fn quantize_k(x: &[f32], d: &mut [f32], bsums: &mut [i16], q: &mut [i8]) {
+    /// # Safety
+    /// The set's CPU features; lengths checked.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn imp(x: &[f32], d: &mut [f32], bsums: &mut [i16], q: &mut [i8]) {
+        // SAFETY: this function's contract.
+        unsafe { kq::quantize_q8k(x, d, bsums, q) }
+    }
+    run_quantize_k(supported, imp, x, d, bsums, q)
+}
+
 /// The scalar weighted sum, compiled for AVX-512.
 fn weighted_sum(att: &[f32], v: ValueRows, out: &mut [f32]) {
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -196,200 +280,6 @@ fn weighted_sum(att: &[f32], v: ValueRows, out: &mut [f32]) {
     // SAFETY: the table holding this function is handed out only on CPUs
     // with the set's features; the body is safe code (it checks its slices).
     unsafe { imp(att, v, out) }
-}
-
-// ---- Q4_0 matrix-vector product with 512-bit vectors ----
-
-/// Word indices (`vpermt2w`) of Q4_0 blocks 0..4 values in 128 bytes
-/// from the group start: block `k`'s 8 words start at word `9k + 1`.
-static Z4_QS_A: [u16; 32] = {
-    let mut t = [0u16; 32];
-    let mut i = 0;
-    while i < 32 {
-        t[i] = (9 * (i / 8) + 1 + i % 8) as u16;
-        i += 1;
-    }
-    t
-};
-
-/// The same for blocks 4..8, from the loads at bytes 64 (words
-/// 32..64, indices 0..32) and 80 (words 40..72, indices 32..64).
-static Z4_QS_B: [u16; 32] = {
-    let mut t = [0u16; 32];
-    let mut i = 0;
-    while i < 32 {
-        let w = 9 * (4 + i / 8) + 1 + i % 8;
-        t[i] = if w < 64 { w - 32 } else { 32 + w - 40 } as u16;
-        i += 1;
-    }
-    t
-};
-
-/// Word indices of the 8 scales, in order `Z4_ORDER`.
-static Z4_SCALES: [u16; 32] = {
-    let mut t = [0u16; 32];
-    let mut j = 0;
-    while j < 8 {
-        t[j] = 9 * Z4_ORDER[j] as u16;
-        j += 1;
-    }
-    t
-};
-
-/// Bytes ahead of the current group that [`q4_matvec`] prefetches.
-const Z4_PREFETCH: usize = 4096;
-
-/// The block order of the reduced sums of [`z4_group`].
-const Z4_ORDER: [usize; 8] = [0, 4, 1, 5, 2, 6, 3, 7];
-/// Its inverse.
-const Z4_INV: [i32; 8] = [0, 2, 4, 6, 1, 3, 5, 7];
-
-/// One vector's activations for one group, laid out for
-/// [`z4_group`]: elements 0..16 of blocks 0..4, 16..32 of blocks
-/// 0..4, the same for blocks 4..8; scales and `8 * sum` in order
-/// `Z4_ORDER`.
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct Z4Prep {
-    a: [__m512i; 4],
-    da: __m256,
-    corr: __m256i,
-}
-
-/// Prepares group `k` of vector `b` for [`z4_group`].
-///
-/// # Safety
-/// As `prep`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn z4_prep(a: &Acts, b: usize, k: usize, nb: usize) -> Z4Prep {
-    // SAFETY: as `prep` (the same blocks, the same padding).
-    unsafe {
-        let p = common::prep::<Avx512, true>(a, b, k, nb);
-        // `prep` holds, for pair j: (elements 0..16 of blocks 2j,
-        // 2j+1), (16..32 of them); order P scales.
-        let lo = |j: usize| p.a[j].0;
-        let hi = |j: usize| p.a[j].1;
-        let cat = |x: __m256i, y: __m256i| _mm512_inserti64x4::<1>(_mm512_castsi256_si512(x), y);
-        // Scales and corrections: order P to natural to Z4_ORDER.
-        let pinv = _mm256_loadu_si256(common::PINV.as_ptr() as *const __m256i);
-        let nat_d = _mm256_permutevar8x32_ps(p.da, pinv);
-        let nat_c = _mm256_permutevar8x32_epi32(p.corr, pinv);
-        let z = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-        Z4Prep {
-            a: [
-                cat(lo(0), lo(1)),
-                cat(hi(0), hi(1)),
-                cat(lo(2), lo(3)),
-                cat(hi(2), hi(3)),
-            ],
-            da: _mm256_permutevar8x32_ps(nat_d, z),
-            corr: _mm256_permutevar8x32_epi32(nat_c, z),
-        }
-    }
-}
-
-/// The 8 block dot products (order `Z4_ORDER`) of one Q4_0 group at
-/// `p` (144 readable bytes) with prepared activations.
-///
-/// # Safety
-/// The CPU has the set's features; the group is readable.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn z4_group(p: *const u8, a: &Z4Prep) -> (__m256i, __m256) {
-    // SAFETY: the three loads cover bytes 0..144 of the group.
-    unsafe {
-        let ld = |o: usize| _mm512_loadu_si512(p.add(o) as *const _);
-        let idx = |t: &[u16; 32]| _mm512_loadu_si512(t.as_ptr() as *const _);
-        let (z0, z1, z2) = (ld(0), ld(64), ld(80));
-        // Blocks 0..4 and 4..8: the 16 value bytes of each, in the
-        // order of [`prep`]'s halves... as pairs (0, 1), (2, 3) of
-        // each 256-bit half.
-        let xa = _mm512_permutex2var_epi16(z0, idx(&Z4_QS_A), z1);
-        let xb = _mm512_permutex2var_epi16(z1, idx(&Z4_QS_B), z2);
-        let m = _mm512_set1_epi8(0x0f);
-        let nib = |x: __m512i| {
-            (
-                _mm512_and_si512(x, m),
-                _mm512_and_si512(_mm512_srli_epi16::<4>(x), m),
-            )
-        };
-        let (la, ha) = nib(xa);
-        let (lb, hb) = nib(xb);
-        let z = _mm512_setzero_si512();
-        let va = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, la, a.a[0]), ha, a.a[1]);
-        let vb = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, lb, a.a[2]), hb, a.a[3]);
-        // 128-bit chunk k of va: block k, 4 partial sums; of vb:
-        // block 4 + k.
-        let mm = _mm512_add_epi32(_mm512_unpacklo_epi32(va, vb), _mm512_unpackhi_epi32(va, vb));
-        let t = _mm512_add_epi32(mm, _mm512_shuffle_epi32::<0b01_00_11_10>(mm));
-        let pick = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 0, 0, 0, 0, 0, 0, 0, 0);
-        let d = _mm512_castsi512_si256(_mm512_permutexvar_epi32(pick, t));
-        let dw = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(
-            z0,
-            idx(&Z4_SCALES),
-            z1,
-        )));
-        (d, dw)
-    }
-}
-
-/// Q4_0 matrix-vector product, one row at a time, 512-bit vectors;
-/// `None` when the row is too long for the prepared activations.
-///
-/// # Safety
-/// The CPU has the set's features; `check_mat` accepted the
-/// arguments and `a.n == 1`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn q4_matvec(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) -> Option<()> {
-    let nb = a.cols / QK;
-    let groups = nb.div_ceil(8);
-    if groups > common::PREP_GROUPS / 2 {
-        return None;
-    }
-    let mut buf = [MaybeUninit::<Z4Prep>::uninit(); common::PREP_GROUPS / 2];
-    for (k, b) in buf.iter_mut().take(groups).enumerate() {
-        // SAFETY: vector 0 is in the checked batch.
-        b.write(unsafe { z4_prep(a, 0, k, nb) });
-    }
-    // SAFETY: the first `groups` entries were written above.
-    let prepared = unsafe { core::slice::from_raw_parts(buf.as_ptr() as *const Z4Prep, groups) };
-    let rb = nb * 18;
-    let full = nb / 8;
-    let inv = _mm256_setr_epi32(
-        Z4_INV[0], Z4_INV[1], Z4_INV[2], Z4_INV[3], Z4_INV[4], Z4_INV[5], Z4_INV[6], Z4_INV[7],
-    );
-    for (r, o) in out.iter_mut().enumerate().take(rows) {
-        let mut acc = _mm256_setzero_ps();
-        // SAFETY: row r is inside the checked weights; the last
-        // partial group is read from a zero-padded copy.
-        unsafe {
-            let row = w.as_ptr().add(r * rb);
-            let mut t = [0u8; 8 * 18 + 64];
-            for (k, pa) in prepared.iter().enumerate() {
-                let g = if k < full {
-                    row.add(144 * k)
-                } else {
-                    copy_nonoverlapping(row.add(144 * k), t.as_mut_ptr(), (nb - 8 * k) * 18);
-                    t.as_ptr()
-                };
-                if Z4_PREFETCH > 0 {
-                    let f = (g as *const i8).wrapping_add(Z4_PREFETCH);
-                    _mm_prefetch::<_MM_HINT_T0>(f);
-                    _mm_prefetch::<_MM_HINT_T0>(f.wrapping_add(64));
-                    _mm_prefetch::<_MM_HINT_T0>(f.wrapping_add(128));
-                }
-                let (d, dw) = z4_group(g, pa);
-                let dot = _mm256_sub_epi32(d, pa.corr);
-                let s = _mm256_mul_ps(dw, pa.da);
-                acc = _mm256_add_ps(acc, _mm256_mul_ps(s, _mm256_cvtepi32_ps(dot)));
-            }
-        }
-        // SAFETY: AVX (this function's contract).
-        *o = unsafe { common::reduce8(_mm256_permutevar8x32_ps(acc, inv)) };
-    }
-    Some(())
 }
 
 // ---- F16 with 512-bit vectors ----
@@ -410,7 +300,7 @@ const ZC: usize = 6;
 /// in bounds.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn z16_tile<const R: usize, const C: usize>(
+unsafe fn z16_tile<const R: usize, const C: usize, const BF: bool>(
     w: *const u8,
     rb: usize,
     x: *const f32,
@@ -433,7 +323,7 @@ unsafe fn z16_tile<const R: usize, const C: usize>(
             }
             for (r, acc) in acc.iter_mut().enumerate() {
                 let p = w.add(r * rb + 32 * i) as *const __m256i;
-                let wv = _mm512_cvtph_ps(_mm256_loadu_si256(p));
+                let wv = widen::<BF>(_mm256_loadu_si256(p));
                 for (acc, &xv) in acc.iter_mut().zip(&xv) {
                     *acc = _mm512_fmadd_ps(wv, xv, *acc);
                 }
@@ -450,7 +340,7 @@ unsafe fn z16_tile<const R: usize, const C: usize>(
             }
             for (r, acc) in acc.iter_mut().enumerate() {
                 let p = w.add(r * rb + 32 * n16) as *const i16;
-                let wv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+                let wv = widen::<BF>(_mm256_maskz_loadu_epi16(m, p));
                 for (acc, &xv) in acc.iter_mut().zip(&xv) {
                     *acc = _mm512_mask3_fmadd_ps(wv, xv, *acc, m);
                 }
@@ -469,7 +359,20 @@ unsafe fn z16_tile<const R: usize, const C: usize>(
     }
 }
 
-/// F16 weights times a batch with 512-bit vectors (the `MatFn`
+/// Sixteen F16 (or, with `BF`, BF16) values as f32.
+#[inline(always)]
+unsafe fn widen<const BF: bool>(h: __m256i) -> __m512 {
+    // SAFETY: AVX-512F (the caller's promise).
+    unsafe {
+        if BF {
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+        } else {
+            _mm512_cvtph_ps(h)
+        }
+    }
+}
+
+/// F16 (or, with `BF`, BF16) weights times a batch with 512-bit vectors (the `MatFn`
 /// contract): tiles of up to `ZR` rows x `ZC` vectors, the rows
 /// outermost (a tile's rows stay in L1 while the vectors pass).
 /// `None` for one vector: the generic path reads one row at a time,
@@ -481,7 +384,7 @@ unsafe fn z16_tile<const R: usize, const C: usize>(
 /// The CPU has the set's features; `check_mat` accepted the arguments.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn f16_mat(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) -> Option<()> {
+unsafe fn f16_mat<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) -> Option<()> {
     if a.n == 1 {
         return None;
     }
@@ -504,7 +407,7 @@ unsafe fn f16_mat(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) -> Option<()
             macro_rules! go {
                 ($r:literal, $c:literal) => {
                     // SAFETY: the tile is inside the checked arguments.
-                    unsafe { z16_tile::<$r, $c>(wp, rb, xp, a.cols, op, rows) }
+                    unsafe { z16_tile::<$r, $c, BF>(wp, rb, xp, a.cols, op, rows) }
                 };
             }
             macro_rules! by_cols {

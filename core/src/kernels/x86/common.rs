@@ -1,9 +1,11 @@
-//! The 256-bit kernels both x86-64 sets share: F32/F16 tiles, Q8_0/Q4_0
-//! groups of 8 blocks, and the Q8 activation quantizer. Every function is
-//! generic over the set ([`Isa`]): `#[inline(always)]` and without target
-//! features of its own, it is compiled into each set's `#[target_feature]`
-//! entry point with that set's instructions (its pair products and tile
-//! sizes).
+//! The 256-bit kernels both x86-64 sets share: F32/F16/BF16 tiles, groups
+//! of 8 blocks of the 32-wide quantized types, and the Q8 activation
+//! quantizer. Every function is generic over the set ([`Isa`]):
+//! `#[inline(always)]` and without target features of its own, it is
+//! compiled into each set's `#[target_feature]` entry point with that set's
+//! instructions (its pair products and tile sizes); the quantized kernels
+//! are also generic over the block format ([`Format`], implemented in
+//! [`super::legacy`]).
 //!
 //! Layout of the quantized kernels. A group of 8 blocks is processed at once:
 //! for each pair of blocks `(2p, 2p + 1)` one `__m256i` holds elements 0..16
@@ -85,15 +87,15 @@ pub(super) unsafe fn reduce8(v: __m256) -> f32 {
     }
 }
 
-// ---- F32 and F16 ----
+// ---- F32, F16 and BF16 ----
 
-/// `acc + w * x`: fused (one rounding) for F16 weights, a rounded product
+/// `acc + w * x`: fused (one rounding) for F16 and BF16 weights, a rounded product
 /// then a rounded sum for F32 (as the scalar reference).
 #[inline(always)]
-unsafe fn madd<const FUSED: bool>(acc: __m256, w: __m256, x: __m256) -> __m256 {
+unsafe fn madd<const K: FloatKind>(acc: __m256, w: __m256, x: __m256) -> __m256 {
     // SAFETY: AVX and FMA (the caller's promise).
     unsafe {
-        if FUSED {
+        if K != F32 {
             _mm256_fmadd_ps(w, x, acc)
         } else {
             _mm256_add_ps(acc, _mm256_mul_ps(w, x))
@@ -101,13 +103,32 @@ unsafe fn madd<const FUSED: bool>(acc: __m256, w: __m256, x: __m256) -> __m256 {
     }
 }
 
+/// The float weight types: [`F32`], [`F16`] or [`BF16`].
+pub(super) type FloatKind = u8;
+/// IEEE single precision weights.
+pub(super) const F32: FloatKind = 0;
+/// IEEE half precision weights.
+pub(super) const F16: FloatKind = 1;
+/// bfloat16 weights.
+pub(super) const BF16: FloatKind = 2;
+
+/// Eight bfloat16 values (16 bytes at `p`) as f32: the bits moved up.
+#[inline(always)]
+unsafe fn bf16x8(p: *const u8) -> __m256 {
+    // SAFETY: the caller vouches for 16 bytes at p; AVX2.
+    unsafe {
+        let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(h))
+    }
+}
+
 /// One tile of the float kernels: `R` rows from `w` (row `r` at
 /// `w + r * rb`, `cols` elements) times `C` vectors (vector `c` at
-/// `x + c * cols`); `out(r, c)` is stored at `o + c * ldo + r`. `F16`
+/// `x + c * cols`); `out(r, c)` is stored at `o + c * ldo + r`. `K`
 /// selects the weight type. Sixteen partial sums per (row, vector): lanes
 /// 0..8 in one register, 8..16 in another.
 #[inline(always)]
-unsafe fn tile_float<const R: usize, const C: usize, const F16: bool>(
+unsafe fn tile_float<const R: usize, const C: usize, const K: FloatKind>(
     w: *const u8,
     rb: usize,
     x: *const f32,
@@ -120,11 +141,13 @@ unsafe fn tile_float<const R: usize, const C: usize, const F16: bool>(
     // unaligned loads.
     unsafe {
         let load_w = |p: *const u8| -> (__m256, __m256) {
-            if F16 {
+            if K == F16 {
                 (
                     _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)),
                     _mm256_cvtph_ps(_mm_loadu_si128(p.add(16) as *const __m128i)),
                 )
+            } else if K == BF16 {
+                (bf16x8(p), bf16x8(p.add(16)))
             } else {
                 (
                     _mm256_loadu_ps(p as *const f32),
@@ -132,7 +155,7 @@ unsafe fn tile_float<const R: usize, const C: usize, const F16: bool>(
                 )
             }
         };
-        let eb = if F16 { 2 } else { 4 };
+        let eb = if K == F32 { 4 } else { 2 };
         let z = _mm256_setzero_ps();
         let mut acc = [[(z, z); C]; R];
         let n16 = cols / 16;
@@ -145,8 +168,8 @@ unsafe fn tile_float<const R: usize, const C: usize, const F16: bool>(
             for (r, acc) in acc.iter_mut().enumerate() {
                 let (w0, w1) = load_w(w.add(r * rb + 16 * eb * i));
                 for (acc, xv) in acc.iter_mut().zip(&xv) {
-                    acc.0 = madd::<F16>(acc.0, w0, xv.0);
-                    acc.1 = madd::<F16>(acc.1, w1, xv.1);
+                    acc.0 = madd::<K>(acc.0, w0, xv.0);
+                    acc.1 = madd::<K>(acc.1, w1, xv.1);
                 }
             }
         }
@@ -165,8 +188,8 @@ unsafe fn tile_float<const R: usize, const C: usize, const F16: bool>(
                 for (acc, xt) in acc.iter_mut().zip(&xt) {
                     let x0 = _mm256_loadu_ps(xt.as_ptr());
                     let x1 = _mm256_loadu_ps(xt.as_ptr().add(8));
-                    acc.0 = madd::<F16>(acc.0, w0, x0);
-                    acc.1 = madd::<F16>(acc.1, w1, x1);
+                    acc.0 = madd::<K>(acc.0, w0, x0);
+                    acc.1 = madd::<K>(acc.1, w1, x1);
                 }
             }
         }
@@ -179,21 +202,21 @@ unsafe fn tile_float<const R: usize, const C: usize, const F16: bool>(
 }
 
 /// The float kernels' tiles over checked arguments.
-struct FloatTiles<'a, 'b, const F16: bool> {
+struct FloatTiles<'a, 'b, const K: FloatKind> {
     w: &'a [u8],
     a: &'a Acts<'b>,
     out: &'a mut [f32],
     rows: usize,
 }
 
-impl<const F16: bool> TileOp for FloatTiles<'_, '_, F16> {
+impl<const K: FloatKind> TileOp for FloatTiles<'_, '_, K> {
     #[inline(always)]
     unsafe fn run<const R: usize, const C: usize>(&mut self, r0: usize, c0: usize) {
         let cols = self.a.cols;
-        let rb = cols * if F16 { 2 } else { 4 };
+        let rb = cols * if K == F32 { 4 } else { 2 };
         // SAFETY: the tile lies inside the checked slices.
         unsafe {
-            tile_float::<R, C, F16>(
+            tile_float::<R, C, K>(
                 self.w.as_ptr().add(r0 * rb),
                 rb,
                 self.a.x.as_ptr().add(c0 * cols),
@@ -208,13 +231,13 @@ impl<const F16: bool> TileOp for FloatTiles<'_, '_, F16> {
 /// The longest row [`mat_float`] reads four at a time for one vector.
 const SHORT_ROW: usize = 512;
 
-/// F32 or F16 weights (the `MatFn` contract, arguments checked): one row
+/// F32, F16 or BF16 weights (the `MatFn` contract, arguments checked): one row
 /// at a time for one vector (a single sequential stream of weights, which
 /// the hardware prefetcher follows at full bandwidth; four short rows at a
 /// time), tiles of up to
 /// `I::FR` x `I::FC` for a batch.
 #[inline(always)]
-pub(super) unsafe fn mat_float<I: Isa, const F16: bool>(
+pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
     w: &[u8],
     a: &Acts,
     out: &mut [f32],
@@ -228,12 +251,12 @@ pub(super) unsafe fn mat_float<I: Isa, const F16: bool>(
         1 => (1, 1),
         _ => (I::FR, I::FC),
     };
-    let mut op = FloatTiles::<F16> { w, a, out, rows };
+    let mut op = FloatTiles::<K> { w, a, out, rows };
     // SAFETY: every tile is inside the checked arguments.
     unsafe { over_tiles::<I, _>(rmax, cmax, rows, n, &mut op) }
 }
 
-// ---- Q8_0 and Q4_0 ----
+// ---- the 32-wide quantized types ----
 
 /// The scales of 8 blocks `bb` bytes apart from `p`, in order `P`.
 #[inline(always)]
@@ -264,36 +287,52 @@ unsafe fn merge2(a: __m256i, b: __m256i) -> __m256i {
     unsafe { _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b)) }
 }
 
-/// The weights of blocks `k` and `k + 1` (`bb` bytes each, values from
-/// byte 2): elements 0..16 of both, then 16..32 of both.
+/// A 32-wide block format of the quantized kernels (Q8_0, Q4_0 and the
+/// others of [`super::legacy`]): where its values are and what has to be
+/// done to the products of the pair instructions to get the reference's
+/// block sums.
+///
+/// # Safety
+/// [`Format::values`] needs the CPU features of `I` and two readable
+/// blocks.
+pub(super) trait Format {
+    /// Bytes per block (at most 34).
+    const BYTES: usize;
+    /// Whether [`Format::values`] gives signed bytes, multiplied by
+    /// [`Isa::pair_q8`] (after [`Isa::prep_q8`], which `values` applies),
+    /// else unsigned ones, multiplied by [`Isa::pair_q4`].
+    const SIGNED: bool;
+    /// For unsigned values `u`: the value is `u - (1 << SHIFT)` (0: `u`).
+    const SHIFT: i32;
+    /// Whether the block has a minimum `m` (f16 at byte 2): the reference
+    /// adds `(m * d_a) * sum(a)` to each block's scaled sum.
+    const MIN: bool;
+    /// For the 4-bit formats: the offset of their 16 bytes of nibbles
+    /// (element `j` low, `j + 16` high); 0 for Q8_0.
+    const QS: usize;
+    /// For Q5_0 and Q5_1: the offset of the fifth bits (a little-endian
+    /// `u32`, bit `i` for element `i`); else 0.
+    const QH: usize;
+    /// Whether the nibbles index IQ4_NL's table.
+    const LOOKUP: bool;
+    /// The values of blocks `k` and `k + 1` at `p` and `p + bb`: elements
+    /// 0..16 of both (block `k` in the low 128 bits), then 16..32 of both.
+    unsafe fn values<I: Isa>(p: *const u8, bb: usize) -> (__m256i, __m256i);
+}
+
+/// `k` such that the pair products of `F` on `I` summed over a block exceed
+/// the true block sum by `sum(a) << k` (0: no excess).
 #[inline(always)]
-unsafe fn pair_weights<I: Isa, const Q4: bool>(p: *const u8, bb: usize) -> (__m256i, __m256i) {
-    // SAFETY: the caller vouches for both blocks and the CPU features.
-    unsafe {
-        if Q4 {
-            let lo = _mm_loadu_si128(p.add(2) as *const __m128i);
-            let hi = _mm_loadu_si128(p.add(bb + 2) as *const __m128i);
-            let y = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
-            let m = _mm256_set1_epi8(0x0f);
-            (
-                _mm256_and_si256(y, m),
-                _mm256_and_si256(_mm256_srli_epi16::<4>(y), m),
-            )
-        } else {
-            let l0 = _mm_loadu_si128(p.add(2) as *const __m128i);
-            let l1 = _mm_loadu_si128(p.add(bb + 2) as *const __m128i);
-            let h0 = _mm_loadu_si128(p.add(18) as *const __m128i);
-            let h1 = _mm_loadu_si128(p.add(bb + 18) as *const __m128i);
-            (
-                I::prep_q8(_mm256_inserti128_si256::<1>(_mm256_castsi128_si256(l0), l1)),
-                I::prep_q8(_mm256_inserti128_si256::<1>(_mm256_castsi128_si256(h0), h1)),
-            )
-        }
+pub(super) fn shift<I: Isa, F: Format>() -> i32 {
+    if F::SIGNED {
+        I::Q8_SHIFT
+    } else {
+        F::SHIFT
     }
 }
 
 /// The activations of blocks `2p` and `2p + 1` of a group at `q`, laid out
-/// as [`pair_weights`] lays out the weights.
+/// as [`Format::values`] lays out the weights.
 #[inline(always)]
 unsafe fn pair_acts(q: *const i8) -> (__m256i, __m256i) {
     // SAFETY: the caller vouches for the two blocks and the CPU features.
@@ -310,7 +349,8 @@ unsafe fn pair_acts(q: *const i8) -> (__m256i, __m256i) {
 /// One vector's activations for one group of 8 blocks, prepared for
 /// [`group`]: the pair layout of [`pair_acts`] for the four pairs, the
 /// scales in order `P` and the sums times the excess of the weights'
-/// encoding (`8` for Q4_0, `2^Q8_SHIFT` for Q8_0), in order `P`.
+/// encoding (`8` for Q4_0, `2^Q8_SHIFT` for Q8_0; the sums themselves for
+/// the formats with a minimum), in order `P`.
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub(super) struct Prep {
@@ -327,7 +367,7 @@ pub(super) const PREP_GROUPS: usize = 96;
 /// Prepares group `k` (of `nb` blocks per vector) of vector `b`; `a` holds
 /// the quantized vector `b` (checked by `check_mat`).
 #[inline(always)]
-pub(super) unsafe fn prep<I: Isa, const Q4: bool>(a: &Acts, b: usize, k: usize, nb: usize) -> Prep {
+pub(super) unsafe fn prep<I: Isa, F: Format>(a: &Acts, b: usize, k: usize, nb: usize) -> Prep {
     let first = b * nb + 8 * k;
     let n = (nb - 8 * k).min(8);
     // SAFETY (whole body): blocks first..first + n of the checked
@@ -348,8 +388,8 @@ pub(super) unsafe fn prep<I: Isa, const Q4: bool>(a: &Acts, b: usize, k: usize, 
             (qt.as_ptr(), dt.as_ptr(), st.as_ptr())
         };
         let perm = _mm256_loadu_si256(P.as_ptr() as *const __m256i);
-        let shift = if Q4 { 3 } else { I::Q8_SHIFT };
-        let corr = if shift != 0 {
+        let shift = shift::<I, F>();
+        let corr = if shift != 0 || F::MIN {
             let s = _mm256_loadu_si256(s as *const __m256i);
             _mm256_sll_epi32(
                 _mm256_permutevar8x32_epi32(s, perm),
@@ -376,7 +416,7 @@ pub(super) unsafe fn prep<I: Isa, const Q4: bool>(a: &Acts, b: usize, k: usize, 
 /// `bb` bytes.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // (row, vector) indices read best here
-unsafe fn group<I: Isa, const R: usize, const C: usize, const Q4: bool>(
+unsafe fn group<I: Isa, const R: usize, const C: usize, F: Format>(
     w: &[*const u8; R],
     acts: &[*const Prep; C],
     bb: usize,
@@ -385,20 +425,20 @@ unsafe fn group<I: Isa, const R: usize, const C: usize, const Q4: bool>(
     // SAFETY (whole body): all reads are within the 8 blocks the caller
     // vouches for.
     unsafe {
-        let shift = if Q4 { 3 } else { I::Q8_SHIFT };
+        let shift = shift::<I, F>();
         let mut half = [[[_mm256_setzero_si256(); C]; R]; 2];
         for h in 0..2 {
             let mut v = [[[_mm256_setzero_si256(); C]; R]; 2];
             for j in 0..2 {
                 let p = 2 * h + j;
                 for r in 0..R {
-                    let (x1, x2) = pair_weights::<I, Q4>(w[r].add(2 * p * bb), bb);
+                    let (x1, x2) = F::values::<I>(w[r].add(2 * p * bb), bb);
                     for c in 0..C {
                         let (a1, a2) = (*acts[c]).a[p];
-                        v[j][r][c] = if Q4 {
-                            I::pair_q4(x1, x2, a1, a2)
-                        } else {
+                        v[j][r][c] = if F::SIGNED {
                             I::pair_q8(x1, x2, a1, a2)
+                        } else {
+                            I::pair_q4(x1, x2, a1, a2)
                         };
                     }
                 }
@@ -411,13 +451,25 @@ unsafe fn group<I: Isa, const R: usize, const C: usize, const Q4: bool>(
         }
         for r in 0..R {
             let dw = scales8(w[r], bb);
+            let mw = if F::MIN {
+                scales8(w[r].add(2), bb)
+            } else {
+                _mm256_setzero_ps()
+            };
             for c in 0..C {
                 let mut dot = merge2(half[0][r][c], half[1][r][c]);
                 if shift != 0 {
                     dot = _mm256_sub_epi32(dot, (*acts[c]).corr);
                 }
                 let s = _mm256_mul_ps(dw, (*acts[c]).da);
-                let prod = _mm256_mul_ps(s, _mm256_cvtepi32_ps(dot));
+                let mut prod = _mm256_mul_ps(s, _mm256_cvtepi32_ps(dot));
+                if F::MIN {
+                    // (m * d_a) * sum(a), added to the block's term before
+                    // the partial sum (the reference's order).
+                    let m = _mm256_mul_ps(mw, (*acts[c]).da);
+                    let sum = _mm256_cvtepi32_ps((*acts[c]).corr);
+                    prod = _mm256_add_ps(prod, _mm256_mul_ps(m, sum));
+                }
                 acc[r][c] = _mm256_add_ps(acc[r][c], prod);
             }
         }
@@ -427,19 +479,20 @@ unsafe fn group<I: Isa, const R: usize, const C: usize, const Q4: bool>(
 /// The quantized kernels' tiles over checked arguments; `prepared`, if not
 /// empty, holds every group of the current vectors `c0..` (group `k` of
 /// vector `c0 + c` at `c * groups + k`).
-struct QuantTiles<'a, 'b, I, const Q4: bool> {
+struct QuantTiles<'a, 'b, I, F> {
     w: &'a [u8],
     a: &'a Acts<'b>,
     out: &'a mut [f32],
     rows: usize,
     prepared: &'a [Prep],
-    isa: core::marker::PhantomData<I>,
+    isa: core::marker::PhantomData<(I, F)>,
 }
 
-impl<I: Isa, const Q4: bool> TileOp for QuantTiles<'_, '_, I, Q4> {
+impl<I: Isa, F: Format> TileOp for QuantTiles<'_, '_, I, F> {
     #[inline(always)]
     unsafe fn run<const R: usize, const C: usize>(&mut self, r0: usize, c0: usize) {
-        let bb = if Q4 { 18 } else { 34 };
+        const { assert!(F::BYTES <= 34) };
+        let bb = F::BYTES;
         let a = self.a;
         let nb = a.cols / QK;
         let groups = nb.div_ceil(8);
@@ -470,7 +523,7 @@ impl<I: Isa, const Q4: bool> TileOp for QuantTiles<'_, '_, I, Q4> {
                 }
                 if prepared.is_empty() {
                     for (c, l) in local.iter_mut().enumerate() {
-                        *l = prep::<I, Q4>(a, c0 + c, k, nb);
+                        *l = prep::<I, F>(a, c0 + c, k, nb);
                     }
                 }
                 let mut ap = [core::ptr::null::<Prep>(); C];
@@ -481,7 +534,7 @@ impl<I: Isa, const Q4: bool> TileOp for QuantTiles<'_, '_, I, Q4> {
                         prepared.as_ptr().add(c * groups + k)
                     };
                 }
-                group::<I, R, C, Q4>(&wr, &ap, bb, &mut acc);
+                group::<I, R, C, F>(&wr, &ap, bb, &mut acc);
             }
             let pinv = _mm256_loadu_si256(PINV.as_ptr() as *const __m256i);
             let o = self.out.as_mut_ptr().add(c0 * self.rows + r0);
@@ -494,12 +547,12 @@ impl<I: Isa, const Q4: bool> TileOp for QuantTiles<'_, '_, I, Q4> {
     }
 }
 
-/// Q8_0 or Q4_0 weights (the `MatFn` contract, arguments checked): vectors
+/// Weights of a 32-wide format `F` (the `MatFn` contract, arguments checked): vectors
 /// in chunks of `I::QC` (one at a time for a single vector), each chunk's
 /// activations prepared once when they fit, then every tile of rows (one
 /// row at a time for a single vector, see [`mat_float`]).
 #[inline(always)]
-pub(super) unsafe fn mat_quant<I: Isa, const Q4: bool>(
+pub(super) unsafe fn mat_quant<I: Isa, F: Format>(
     w: &[u8],
     a: &Acts,
     out: &mut [f32],
@@ -516,7 +569,7 @@ pub(super) unsafe fn mat_quant<I: Isa, const Q4: bool>(
             for c in 0..nc {
                 for k in 0..groups {
                     // SAFETY: vector c0 + c is in the checked batch.
-                    buf[c * groups + k].write(unsafe { prep::<I, Q4>(a, c0 + c, k, nb) });
+                    buf[c * groups + k].write(unsafe { prep::<I, F>(a, c0 + c, k, nb) });
                 }
             }
             // SAFETY: the first nc * groups entries were written above.
@@ -524,7 +577,7 @@ pub(super) unsafe fn mat_quant<I: Isa, const Q4: bool>(
         } else {
             &[]
         };
-        let mut op = QuantTiles::<I, Q4> {
+        let mut op = QuantTiles::<I, F> {
             w,
             a,
             out: &mut *out,
@@ -663,7 +716,7 @@ pub(super) unsafe fn kv_scores<I: Isa>(
                     }
                     (tmp.as_ptr(), 34)
                 };
-                group::<I, 1, 1, false>(&[w], &[&prep as *const Prep], bb, &mut acc);
+                group::<I, 1, 1, super::legacy::Q8_0>(&[w], &[&prep as *const Prep], bb, &mut acc);
             }
             let mut lanes = [0f32; 8];
             _mm256_storeu_ps(

@@ -1,12 +1,16 @@
 //! x86-64 kernel sets: `avx2` (AVX2, FMA, F16C) and `avx512` (AVX-512 F,
 //! BW, VL and VNNI).
 //!
-//! - [`common`]: the 256-bit kernels both sets share (F32/F16 tiles,
-//!   Q8_0/Q4_0 groups, the Q8 quantizer), generic over the set's [`Isa`]:
-//!   its pair products and tile sizes;
+//! - [`common`]: the 256-bit kernels both sets share (F32/F16/BF16 tiles,
+//!   groups of 8 blocks of the 32-wide types, the Q8 quantizer), generic
+//!   over the set's [`Isa`] (its pair products and tile sizes) and, for the
+//!   32-wide types, over their block format ([`legacy`]);
+//! - [`k_quants`]: the K-quants (Q2_K..Q6_K) and the Q8_K quantizer: one
+//!   driver, and each set's unpacking of the five types;
 //! - [`avx2`] and [`avx512`]: each set's inner products, its table, and
-//!   (AVX-512) the kernels only it has: a 512-bit Q4_0 matrix-vector
-//!   product and 512-bit F16 batched products;
+//!   (AVX-512) the kernels only it has: 512-bit matrix-vector products of
+//!   the 4-bit 32-wide types ([`z4`]) and 512-bit F16/BF16 batched
+//!   products;
 //! - [`x16`]: the interleaved Q8_0/Q4_0 kernels of both sets.
 //!
 //! Matrix-vector products (one activation vector) run one row at a time:
@@ -15,7 +19,8 @@
 //! several rows are several short streams, which it does not: on this
 //! machine 4-row tiles reached only a third of the memory bandwidth on
 //! matrices larger than the caches. Batched products (prefill) use tiles of
-//! up to 4 rows x 3 vectors.
+//! up to 4 rows x 3 vectors (K-quants: a row x 8 vectors, each super-block
+//! unpacked once for the 8).
 //!
 //! Every kernel is reached through a safe entry point ([`run`]) that checks
 //! its arguments; the tables are handed out by [`super::available`] /
@@ -32,7 +37,10 @@ use super::types::TensorType;
 mod avx2;
 mod avx512;
 mod common;
+mod k_quants;
+mod legacy;
 mod x16;
+mod z4;
 
 pub(super) use avx2::AVX2;
 pub(super) use avx512::AVX512;
@@ -58,8 +66,10 @@ trait Isa {
     /// The eight `i32` sums of `x1 * a1 + x2 * a2` over groups of four
     /// bytes (Q8_0 weights, after [`Isa::prep_q8`]).
     unsafe fn pair_q8(x1: __m256i, x2: __m256i, a1: __m256i, a2: __m256i) -> __m256i;
-    /// The same for Q4_0 weights (nibbles `0..=15`).
+    /// The same for unsigned weights of at most 31 (nibbles, five bits).
     unsafe fn pair_q4(x1: __m256i, x2: __m256i, a1: __m256i, a2: __m256i) -> __m256i;
+    /// `x` plus 16 in every byte `i` whose bit `i` of `bits` is set.
+    unsafe fn add16(x: __m256i, bits: u32) -> __m256i;
     /// Runs `op.run::<R, C>(r0, c0)` for the tile shape `(nr, nc)` (every
     /// shape up to the set's largest).
     unsafe fn dispatch<T: common::TileOp>(op: &mut T, nr: usize, nc: usize, r0: usize, c0: usize);
@@ -178,4 +188,35 @@ fn run_kv_scores(
     debug_assert!(supported());
     // SAFETY: as in `run`; the lengths are checked above.
     unsafe { imp(keys, nb, qd, qsum, qs, out) }
+}
+
+/// A Q8_K activation quantizer's implementation (lengths checked); needs
+/// its set's CPU features.
+type QuantizeKImp = unsafe fn(x: &[f32], d: &mut [f32], bsums: &mut [i16], q: &mut [i8]);
+
+/// The safe entry point of a Q8_K activation quantizer: checks the
+/// lengths (as the reference does), then runs `imp`.
+#[inline(always)]
+fn run_quantize_k(
+    supported: fn() -> bool,
+    imp: QuantizeKImp,
+    x: &[f32],
+    d: &mut [f32],
+    bsums: &mut [i16],
+    q: &mut [i8],
+) {
+    use super::types::QK_K;
+    assert_eq!(
+        x.len() % QK_K,
+        0,
+        "quantize_q8k: length is not a multiple of 256"
+    );
+    let nb = x.len() / QK_K;
+    assert!(
+        d.len() >= nb && bsums.len() >= 16 * nb && q.len() >= x.len(),
+        "quantize_q8k: scratch too short"
+    );
+    debug_assert!(supported());
+    // SAFETY: as in `run`; the lengths are checked above.
+    unsafe { imp(x, d, bsums, q) }
 }
