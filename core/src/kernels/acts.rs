@@ -3,7 +3,12 @@
 //! 32-wide types, Q8_K super-blocks of 256 for the K-quants; a batch may
 //! carry both when its matrices are of both kinds).
 
-use super::types::{QK, QK_K};
+/// Elements per block of the 32-wide types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+/// IQ4_NL) and of the Q8 activation blocks.
+pub const QK: usize = 32;
+
+/// Elements per super-block of the K-quants and of the Q8_K activations.
+pub const QK_K: usize = 256;
 
 /// The Q8_K quantization of activations: per super-block of 256 values a
 /// scale `d`, the int8 values `q` (`-127..=127`) and the sums of each 16 of

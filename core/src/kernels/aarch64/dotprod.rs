@@ -203,7 +203,7 @@ unsafe fn mat<K: Kernel>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn mat_q8_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
-    unsafe { x16::mat::<false>(w, a, out, rows) }
+    unsafe { x16::mat::<DotProd, false>(w, a, out, rows) }
 }
 
 /// Interleaved Q4_0 weights.
@@ -213,7 +213,7 @@ unsafe fn mat_q8_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn mat_q4_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
-    unsafe { x16::mat::<true>(w, a, out, rows) }
+    unsafe { x16::mat::<DotProd, true>(w, a, out, rows) }
 }
 
 /// The Q8 activation quantizer.

@@ -6,13 +6,14 @@
 //! scalar reference's (`acc + (d_w * d_a) * dot`, `dot` exact).
 //!
 //! Plain NEON (no `sdot`) would need another byte order, so the `neon` set
-//! keeps the scalar reference for these types.
+//! keeps the scalar reference for these types. The functions take the
+//! set's [`ArmIsa`] as a type parameter (always `dotprod::DotProd`), so
+//! that this file does not import the set that calls it.
 
 use core::arch::aarch64::*;
 use core::ptr::read_unaligned;
 
 use super::common::f16x8;
-use super::dotprod::DotProd;
 use super::ArmIsa;
 use crate::kernels::acts::Acts;
 use crate::kernels::interleave::{for_each_band, BAND};
@@ -27,7 +28,12 @@ const NC: usize = 2;
 /// The CPU has NEON and the dot product extension; `check_mat` accepted the
 /// arguments; `rows` is a multiple of 16.
 #[target_feature(enable = "neon,dotprod")]
-pub(super) unsafe fn mat<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+pub(super) unsafe fn mat<I: ArmIsa, const Q4: bool>(
+    w: &[u8],
+    a: &Acts,
+    out: &mut [f32],
+    rows: usize,
+) {
     let nb = a.cols / QK;
     let bb = if Q4 { 18 } else { 34 };
     for_each_band(w, a, out, rows, bb, NC, |band, c0, nc, o| {
@@ -36,9 +42,9 @@ pub(super) unsafe fn mat<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], ro
         // function's contract).
         unsafe {
             if nc == 1 {
-                tile::<1, Q4>(band, nb, a, c0, o, rows);
+                tile::<I, 1, Q4>(band, nb, a, c0, o, rows);
             } else {
-                tile::<2, Q4>(band, nb, a, c0, o, rows);
+                tile::<I, 2, Q4>(band, nb, a, c0, o, rows);
             }
         }
     });
@@ -52,7 +58,7 @@ pub(super) unsafe fn mat<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], ro
 /// checked arguments.
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn tile<const C: usize, const Q4: bool>(
+unsafe fn tile<I: ArmIsa, const C: usize, const Q4: bool>(
     band: *const u8,
     nb: usize,
     a: &Acts,
@@ -87,12 +93,12 @@ unsafe fn tile<const C: usize, const Q4: bool>(
                             // Low nibbles: elements 4c.., high: 16 + 4c...
                             let lo = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0f)));
                             let hi = vreinterpretq_s8_u8(vshrq_n_u8::<4>(v));
-                            dot = DotProd::dot16(dot, lo, group(c));
-                            dot = DotProd::dot16(dot, hi, group(4 + c));
+                            dot = I::dot16(dot, lo, group(c));
+                            dot = I::dot16(dot, hi, group(4 + c));
                         } else {
                             // Stored as q + 128: flip back to q.
                             let s = vreinterpretq_s8_u8(veorq_u8(v, vdupq_n_u8(0x80)));
-                            dot = DotProd::dot16(dot, s, group(c));
+                            dot = I::dot16(dot, s, group(c));
                         }
                     }
                     let s = vmulq_f32(dw[quarter], da);

@@ -35,12 +35,8 @@ pub mod q4_0;
 pub mod q8_0;
 pub mod split;
 
-/// Elements per block of the 32-wide types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
-/// IQ4_NL) and of the Q8 activation blocks.
-pub const QK: usize = 32;
-
-/// Elements per super-block of the K-quants and of the Q8_K activations.
-pub const QK_K: usize = 256;
+// The block lengths are the activations' (which the weight types follow).
+pub use super::acts::{QK, QK_K};
 
 /// The storage type of a tensor (variants named as ggml names them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -289,7 +289,7 @@ fn kv_scores_q8_0(keys: &[u8], nb: usize, qd: &[f32], qsum: &[i32], qs: &[i8], o
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn imp(keys: &[u8], nb: usize, qd: &[f32], qsum: &[i32], qs: &[i8], out: &mut [f32]) {
         // SAFETY: this function's contract.
-        unsafe { common::kv_scores::<Avx2>(keys, nb, qd, qsum, qs, out) }
+        unsafe { legacy::kv_scores::<Avx2>(keys, nb, qd, qsum, qs, out) }
     }
     run_kv_scores(supported, imp, keys, nb, qd, qsum, qs, out)
 }

@@ -206,8 +206,8 @@ macro_rules! legacy_kernels {
             // SAFETY: this function's contract.
             unsafe {
                 if a.n > 1 {
-                    z4::matmul::<$f>(w, a, out, rows)
-                } else if z4::matvec::<$f>(w, a, out, rows).is_none() {
+                    z4::matmul::<Avx512, $f>(w, a, out, rows)
+                } else if z4::matvec::<Avx512, $f>(w, a, out, rows).is_none() {
                     legacy::mat::<Avx512, $f>(w, a, out, rows)
                 }
             }
@@ -442,7 +442,7 @@ fn kv_scores_q8_0(keys: &[u8], nb: usize, qd: &[f32], qsum: &[i32], qs: &[i8], o
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn imp(keys: &[u8], nb: usize, qd: &[f32], qsum: &[i32], qs: &[i8], out: &mut [f32]) {
         // SAFETY: this function's contract.
-        unsafe { common::kv_scores::<Avx512>(keys, nb, qd, qsum, qs, out) }
+        unsafe { legacy::kv_scores::<Avx512>(keys, nb, qd, qsum, qs, out) }
     }
     run_kv_scores(supported, imp, keys, nb, qd, qsum, qs, out)
 }

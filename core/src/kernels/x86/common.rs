@@ -416,7 +416,7 @@ pub(super) unsafe fn prep<I: Isa, F: Format>(a: &Acts, b: usize, k: usize, nb: u
 /// `bb` bytes.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // (row, vector) indices read best here
-unsafe fn group<I: Isa, const R: usize, const C: usize, F: Format>(
+pub(super) unsafe fn group<I: Isa, const R: usize, const C: usize, F: Format>(
     w: &[*const u8; R],
     acts: &[*const Prep; C],
     bb: usize,
@@ -658,73 +658,6 @@ pub(super) unsafe fn quantize(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut
             _mm256_storeu_si256(q.as_mut_ptr().add(b * QK) as *mut __m256i, pk);
             d[b] = scale;
             sum[b] = _mm_cvtsi128_si32(s1);
-        }
-    }
-}
-
-// ---- attention against a Q8_0 key cache ----
-
-/// Attention scores against a Q8_0 key cache (the reference is
-/// `scalar::kv_scores_q8_0`; lengths checked by the caller): 8 key rows at
-/// a time through [`group`], one row per lane: the group's "8 blocks" are
-/// block `b` of 8 consecutive rows (`nb * 34` bytes apart), and the query's
-/// block `b` is the activation of every lane. Lane `t` accumulates
-/// `acc + (d_k * d_q) * dot` block after block, as the reference does.
-#[inline(always)]
-pub(super) unsafe fn kv_scores<I: Isa>(
-    keys: &[u8],
-    nb: usize,
-    qd: &[f32],
-    qsum: &[i32],
-    qs: &[i8],
-    out: &mut [f32],
-) {
-    let rb = nb * 34;
-    // SAFETY (whole body): the CPU features are the caller's promise; rows
-    // t0..t0 + n of `keys` and the query's nb blocks are inside the checked
-    // slices; partial groups read zero-padded copies.
-    unsafe {
-        let pinv = _mm256_loadu_si256(PINV.as_ptr() as *const __m256i);
-        let mut t0 = 0;
-        while t0 < out.len() {
-            let n = (out.len() - t0).min(8);
-            let mut acc = [[_mm256_setzero_ps(); 1]; 1];
-            let mut tmp = [0u8; 8 * 34];
-            for b in 0..nb {
-                let v = _mm256_loadu_si256(qs.as_ptr().add(32 * b) as *const __m256i);
-                let pair = (
-                    _mm256_permute2x128_si256::<0x00>(v, v),
-                    _mm256_permute2x128_si256::<0x11>(v, v),
-                );
-                let corr = if I::Q8_SHIFT != 0 {
-                    _mm256_set1_epi32(qsum[b] << I::Q8_SHIFT)
-                } else {
-                    _mm256_setzero_si256()
-                };
-                let prep = Prep {
-                    a: [pair; 4],
-                    da: _mm256_set1_ps(qd[b]),
-                    corr,
-                };
-                let first = keys.as_ptr().add(t0 * rb + 34 * b);
-                let (w, bb) = if n == 8 {
-                    (first, rb)
-                } else {
-                    // Zero blocks have scale 0: their lanes stay +0.
-                    for k in 0..n {
-                        copy_nonoverlapping(first.add(k * rb), tmp.as_mut_ptr().add(34 * k), 34);
-                    }
-                    (tmp.as_ptr(), 34)
-                };
-                group::<I, 1, 1, super::legacy::Q8_0>(&[w], &[&prep as *const Prep], bb, &mut acc);
-            }
-            let mut lanes = [0f32; 8];
-            _mm256_storeu_ps(
-                lanes.as_mut_ptr(),
-                _mm256_permutevar8x32_ps(acc[0][0], pinv),
-            );
-            out[t0..t0 + n].copy_from_slice(&lanes[..n]);
-            t0 += n;
         }
     }
 }

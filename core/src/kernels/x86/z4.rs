@@ -18,6 +18,9 @@
 //! ([`common::mat_quant`]), lane for lane: the eight partial sums of the
 //! reference, in the lane order [`ORDER`].
 //!
+//! The functions take the set's [`Isa`] as a type parameter `I` (always
+//! `avx512::Avx512`), so that this file does not import the set that calls it.
+//!
 //! # Safety
 //! Every `unsafe fn` here requires the `avx512` set's CPU features and
 //! arguments that passed `check_mat`.
@@ -26,8 +29,8 @@ use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 use core::ptr::copy_nonoverlapping;
 
-use super::avx512::Avx512;
 use super::common::{self, Format};
+use super::Isa;
 use crate::kernels::acts::Acts;
 use crate::kernels::types::legacy::IQ4NL_VALUES;
 use crate::kernels::types::QK;
@@ -164,11 +167,11 @@ unsafe fn cat(x: __m256i, y: __m256i) -> __m512i {
 
 /// Prepares group `k` (of `nb` blocks) of vector `b` of `a`.
 #[inline(always)]
-unsafe fn prep<F: Format>(a: &Acts, b: usize, k: usize, nb: usize) -> Prep {
+unsafe fn prep<I: Isa, F: Format>(a: &Acts, b: usize, k: usize, nb: usize) -> Prep {
     // SAFETY: as `common::prep` (the same blocks, the same padding);
     // AVX-512F.
     unsafe {
-        let p = common::prep::<Avx512, F>(a, b, k, nb);
+        let p = common::prep::<I, F>(a, b, k, nb);
         // `prep` holds, for pair j: (elements 0..16 of blocks 2j, 2j+1),
         // (16..32 of them); scales and corrections in order P.
         let pinv = _mm256_loadu_si256(common::PINV.as_ptr() as *const __m256i);
@@ -285,7 +288,7 @@ unsafe fn unpack<F: Format>(p: *const u8) -> Group {
 /// An unpacked group times prepared activations: each block's term of the
 /// reference's partial sums, in lane order [`ORDER`].
 #[inline(always)]
-unsafe fn dot<F: Format>(g: &Group, a: &Prep) -> __m256 {
+unsafe fn dot<I: Isa, F: Format>(g: &Group, a: &Prep) -> __m256 {
     // SAFETY: AVX-512 BW, VL and VNNI.
     unsafe {
         let z = _mm512_setzero_si512();
@@ -297,7 +300,7 @@ unsafe fn dot<F: Format>(g: &Group, a: &Prep) -> __m256 {
         let t = _mm512_add_epi32(mm, _mm512_shuffle_epi32::<0b01_00_11_10>(mm));
         let pick = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 0, 0, 0, 0, 0, 0, 0, 0);
         let mut dot = _mm512_castsi512_si256(_mm512_permutexvar_epi32(pick, t));
-        if common::shift::<Avx512, F>() != 0 {
+        if common::shift::<I, F>() != 0 {
             dot = _mm256_sub_epi32(dot, a.corr);
         }
         let mut prod = _mm256_mul_ps(_mm256_mul_ps(g.d, a.da), _mm256_cvtepi32_ps(dot));
@@ -313,7 +316,7 @@ unsafe fn dot<F: Format>(g: &Group, a: &Prep) -> __m256 {
 /// checked), one row at a time; `None` (nothing done) when the rows are
 /// too long for the prepared activations.
 #[inline(always)]
-pub(super) unsafe fn matvec<F: Format>(
+pub(super) unsafe fn matvec<I: Isa, F: Format>(
     w: &[u8],
     a: &Acts,
     out: &mut [f32],
@@ -329,7 +332,7 @@ pub(super) unsafe fn matvec<F: Format>(
     let mut buf = [const { MaybeUninit::<Prep>::uninit() }; GROUPS];
     for (k, b) in buf.iter_mut().take(groups).enumerate() {
         // SAFETY: vector 0 is in the checked batch.
-        b.write(unsafe { prep::<F>(a, 0, k, nb) });
+        b.write(unsafe { prep::<I, F>(a, 0, k, nb) });
     }
     // SAFETY: the first `groups` entries were written above.
     let prepared = unsafe { core::slice::from_raw_parts(buf.as_ptr() as *const Prep, groups) };
@@ -360,7 +363,7 @@ pub(super) unsafe fn matvec<F: Format>(
                     _mm_prefetch::<_MM_HINT_T0>(f.wrapping_add(off));
                     off += 64;
                 }
-                acc = _mm256_add_ps(acc, dot::<F>(&unpack::<F>(g), pa));
+                acc = _mm256_add_ps(acc, dot::<I, F>(&unpack::<F>(g), pa));
             }
             *o = common::reduce8(_mm256_permutevar8x32_ps(acc, inv));
         }
@@ -385,7 +388,7 @@ const MG: usize = 8;
 /// arithmetic of [`matvec`], so each vector's results are its matvec's.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // (row, vector, group) indices read best here
-pub(super) unsafe fn matmul<F: Format>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+pub(super) unsafe fn matmul<I: Isa, F: Format>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     const { assert!(F::QS != 0 && F::BYTES >= 16 && F::BYTES <= 32 && F::BYTES % 2 == 0) };
     let nb = a.cols / QK;
     let groups = nb.div_ceil(8);
@@ -414,7 +417,7 @@ pub(super) unsafe fn matmul<F: Format>(w: &[u8], a: &Acts, out: &mut [f32], rows
                     let ng = (groups - k0).min(MG);
                     for c in 0..nc {
                         for k in 0..ng {
-                            buf[c][k].write(prep::<F>(a, c0 + c, k0 + k, nb));
+                            buf[c][k].write(prep::<I, F>(a, c0 + c, k0 + k, nb));
                         }
                     }
                     for r in 0..nr {
@@ -432,7 +435,7 @@ pub(super) unsafe fn matmul<F: Format>(w: &[u8], a: &Acts, out: &mut [f32], rows
                             };
                             let wg = unpack::<F>(g);
                             for c in 0..nc {
-                                let d = dot::<F>(&wg, buf[c][k - k0].assume_init_ref());
+                                let d = dot::<I, F>(&wg, buf[c][k - k0].assume_init_ref());
                                 acc[r][c] = _mm256_add_ps(acc[r][c], d);
                             }
                         }
