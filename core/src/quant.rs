@@ -34,7 +34,7 @@ pub use k_quants::{quantize_q2_k, quantize_q3_k, quantize_q4_k, quantize_q5_k, q
 pub use legacy::{quantize_q4_1, quantize_q5_0, quantize_q5_1};
 
 use crate::error::{Error, Result};
-use crate::tensor::{TensorType, QK};
+use crate::kernels::{TensorType, QK};
 
 /// Bytes that `n` elements take as `ty` (`n` a multiple of the block length).
 pub fn row_bytes(ty: TensorType, n: usize) -> Result<usize> {

@@ -18,6 +18,7 @@
 
 use crate::error::Result;
 use crate::format::gguf::{self, Gguf, TensorInfo};
+#[doc(hidden)]
 pub use crate::kernels::interleave::interleave;
 use crate::kernels::interleave::{interleave_rows, BAND, MAX_BLOCKS};
 use crate::kernels::types::{TensorType, GGML_Q4_0X16, GGML_Q8_0X16, QK};

@@ -8,8 +8,8 @@
 //! [`TensorType::Q8Split`].
 
 use crate::error::{Error, Name, Result};
-pub use crate::kernels::interleave::BAND;
-pub use crate::kernels::types::{ggml_type_name, TensorType, GGML_Q4_0X16, GGML_Q8_0X16, QK};
+use crate::kernels::interleave::BAND;
+pub use crate::kernels::types::{ggml_type_name, TensorType};
 
 /// A borrowed `rows` x `cols` matrix (a vector is one row).
 #[derive(Debug, Clone, Copy)]
