@@ -152,7 +152,7 @@ pub fn bench(path: &Path, o: &BenchOptions) -> Result<(), CliError> {
     let prefill = start.elapsed().as_secs_f64();
 
     let mut step_times = Vec::with_capacity(gen_tokens);
-    let mut greedy = llamette::Sampler::new(llamette::SamplerParams::greedy());
+    let mut greedy = llamette::Sampler::new(llamette::SamplerParams::greedy(), 0);
     let decode_start = Instant::now();
     for _ in 0..gen_tokens {
         let t0 = Instant::now();

@@ -133,7 +133,7 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(), CliError> {
         }
         if seed == 0 {
             // Continue the saved sampler, not a new clock seed.
-            seed = gen.sampler().params.seed;
+            seed = gen.seed().unwrap_or(0);
         }
         eprintln!(
             "llamette: resumed {} messages ({} positions) from {name}",
@@ -146,9 +146,9 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(), CliError> {
     let sampler = SamplerParams {
         temperature: a.temperature,
         top_p: a.top_p,
-        seed: crate::seed_or_clock(seed),
         ..Default::default()
     };
+    let seed = crate::seed_or_clock(seed);
     sampler
         .validate()
         .map_err(|e| CliError::new("sampler", e))?;
@@ -205,6 +205,7 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(), CliError> {
         let prefill = start.elapsed();
         let gp = GenerateParams {
             sampler,
+            seed,
             max_tokens: a.max_tokens,
             ..Default::default()
         };

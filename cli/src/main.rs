@@ -389,7 +389,6 @@ fn generate_with(
         min_p: a.min_p,
         repeat_penalty: a.repeat_penalty,
         repeat_last_n: 64,
-        seed: seed_or_clock(a.seed),
     };
     sampler
         .validate()
@@ -434,6 +433,7 @@ fn generate_with(
     if n_prompt <= steps {
         let gp = GenerateParams {
             sampler,
+            seed: seed_or_clock(a.seed),
             max_tokens: 0,
             stop_at_eos: false,
             stop_at_bos: true,

@@ -70,8 +70,11 @@ pub enum StopReason {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GenerateParams<'p> {
     /// The sampler's settings (checked with [`SamplerParams::validate`]).
-    /// The generator reseeds when `seed` differs from the last step's.
     pub sampler: SamplerParams,
+    /// The seed of the sampler's random generator: it is seeded at the
+    /// first step, and again whenever `seed` differs from the last step's
+    /// (0 is replaced by a fixed non-zero constant).
+    pub seed: u64,
     /// Most tokens to generate; 0 means no limit (up to the context).
     pub max_tokens: usize,
     /// Stop when the model produces EOS (`</s>`).
@@ -91,6 +94,7 @@ impl Default for GenerateParams<'_> {
     fn default() -> Self {
         GenerateParams {
             sampler: SamplerParams::default(),
+            seed: 0,
             max_tokens: 0,
             stop_at_eos: true,
             stop_at_bos: true,
@@ -180,7 +184,7 @@ impl<'t, 'a> Generator<'t, 'a> {
             tok,
             mode,
             decoder: tok.map(|t| t.decoder()),
-            sampler: Sampler::new(SamplerParams::greedy()),
+            sampler: Sampler::new(SamplerParams::greedy(), 0),
             seeded: None,
             pending: None,
             held: [0; MAX_STOP_BYTES],
@@ -196,6 +200,12 @@ impl<'t, 'a> Generator<'t, 'a> {
     /// The sampler (its settings are those of the last step).
     pub fn sampler(&self) -> &Sampler {
         &self.sampler
+    }
+
+    /// The seed the sampler was last seeded with (`None` before the first
+    /// step, or after [`Generator::reset`]).
+    pub fn seed(&self) -> Option<u64> {
+        self.seeded
     }
 
     /// Whether token `id` ends a generation with `params`.
@@ -276,13 +286,12 @@ impl<'t, 'a> Generator<'t, 'a> {
         Ok(())
     }
 
-    /// Seeds the sampler when the seed changed, else updates its settings.
-    fn configure(&mut self, p: &SamplerParams) {
+    /// Takes the sampler settings; reseeds when the seed changed.
+    fn configure(&mut self, p: &GenerateParams) {
+        self.sampler.params = p.sampler;
         if self.seeded != Some(p.seed) {
-            self.sampler = Sampler::new(*p);
+            self.sampler.reseed(p.seed);
             self.seeded = Some(p.seed);
-        } else {
-            self.sampler.params = *p;
         }
     }
 
@@ -309,7 +318,7 @@ impl<'t, 'a> Generator<'t, 'a> {
             return Err(Error::NothingToSample);
         }
         self.feed_pending(session)?;
-        self.configure(&params.sampler);
+        self.configure(params);
         let prev = session.tokens().last().copied();
         let token = session.sample_adjusted(&mut self.sampler, |l| adjust(l))?;
         self.pending = Some(token);
@@ -426,7 +435,7 @@ impl<'t, 'a> Generator<'t, 'a> {
     pub(crate) fn restore(&mut self, s: &SavedGenerator) {
         self.pending = s.pending;
         self.seeded = s.seeded;
-        self.sampler = Sampler::new(s.sampler);
+        self.sampler = Sampler::new(s.sampler, 0);
         self.sampler.set_rng_state(s.rng);
         self.n_held = 0;
         if let (Some(t), Some(d)) = (self.tok, &mut self.decoder) {

@@ -27,9 +27,6 @@ pub struct SamplerParams {
     pub repeat_penalty: f32,
     /// How many recent tokens the penalty looks at.
     pub repeat_last_n: usize,
-    /// Seed of the random generator; 0 is replaced by a fixed constant (the
-    /// generator would be stuck at 0).
-    pub seed: u64,
 }
 
 impl Default for SamplerParams {
@@ -42,7 +39,6 @@ impl Default for SamplerParams {
             min_p: 0.0,
             repeat_penalty: 1.0,
             repeat_last_n: 64,
-            seed: 0,
         }
     }
 }
@@ -97,15 +93,22 @@ pub struct Sampler {
     rng: u64,
 }
 
+/// What a zero seed or state becomes (xorshift would be stuck at 0).
+const ZERO_SEED: u64 = 0x853c_49e6_748f_ea9b;
+
 impl Sampler {
-    /// A sampler seeded with `params.seed`.
-    pub fn new(params: SamplerParams) -> Sampler {
-        let rng = if params.seed == 0 {
-            0x853c_49e6_748f_ea9b
-        } else {
-            params.seed
-        };
-        Sampler { params, rng }
+    /// A sampler with settings `params`, its random generator seeded with
+    /// `seed` (llama2.c's: the same seed gives run.c's draws; 0 is replaced
+    /// by a fixed non-zero constant).
+    pub fn new(params: SamplerParams, seed: u64) -> Sampler {
+        let mut s = Sampler { params, rng: 0 };
+        s.reseed(seed);
+        s
+    }
+
+    /// Restarts the random generator from `seed` (as [`Sampler::new`]).
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = if seed == 0 { ZERO_SEED } else { seed };
     }
 
     /// The random generator's state (to save a session and continue it
@@ -117,11 +120,7 @@ impl Sampler {
     /// Sets the random generator's state (as [`Sampler::rng_state`] gave it;
     /// 0 is replaced as in [`Sampler::new`]).
     pub fn set_rng_state(&mut self, state: u64) {
-        self.rng = if state == 0 {
-            0x853c_49e6_748f_ea9b
-        } else {
-            state
-        };
+        self.reseed(state);
     }
 
     /// llama2.c's xorshift*: the next 32 random bits.
@@ -321,10 +320,12 @@ mod tests {
     #[test]
     fn xorshift_matches_llama2c() {
         // run.c: state = 42; random_u32 computed by hand from its definition.
-        let mut s = Sampler::new(SamplerParams {
-            seed: 42,
-            ..Default::default()
-        });
+        let mut s = Sampler::new(
+            SamplerParams {
+                ..Default::default()
+            },
+            42,
+        );
         let mut state: u64 = 42;
         for _ in 0..1000 {
             state ^= state >> 12;
@@ -415,8 +416,27 @@ mod tests {
     }
 
     #[test]
+    fn reseed_restarts_the_draws() {
+        let mut a = Sampler::new(SamplerParams::default(), 42);
+        let first: [u32; 4] = core::array::from_fn(|_| a.random_u32());
+        a.reseed(42);
+        let again: [u32; 4] = core::array::from_fn(|_| a.random_u32());
+        assert_eq!(first, again);
+        a.reseed(43);
+        let other: [u32; 4] = core::array::from_fn(|_| a.random_u32());
+        assert_ne!(first, other);
+        // Zero is the fixed constant, as in `new`.
+        let (mut z, mut n) = (
+            Sampler::new(SamplerParams::default(), 7),
+            Sampler::new(SamplerParams::default(), 0),
+        );
+        z.reseed(0);
+        assert_eq!(z.random_u32(), n.random_u32());
+    }
+
+    #[test]
     fn adjust_hook_bans_a_token() {
-        let mut s = Sampler::new(SamplerParams::greedy());
+        let mut s = Sampler::new(SamplerParams::greedy(), 0);
         let logits = [1.0, 3.0, 2.0];
         let (mut p, mut c) = ([0f32; 3], [0u64; 3]);
         let t = s.sample_adjusted(&logits, |l| l[1] = f32::NEG_INFINITY, &[], &mut p, &mut c);
@@ -426,7 +446,7 @@ mod tests {
 
     #[test]
     fn greedy_picks_first_max() {
-        let mut s = Sampler::new(SamplerParams::greedy());
+        let mut s = Sampler::new(SamplerParams::greedy(), 0);
         let logits = [1.0, 3.0, 3.0, -1.0];
         let (mut p, mut c) = ([0f32; 4], [0u64; 4]);
         assert_eq!(s.sample(&logits, &[], &mut p, &mut c), 1);
@@ -434,11 +454,13 @@ mod tests {
 
     #[test]
     fn top_k_one_is_greedy() {
-        let mut s = Sampler::new(SamplerParams {
-            top_k: 1,
-            seed: 7,
-            ..Default::default()
-        });
+        let mut s = Sampler::new(
+            SamplerParams {
+                top_k: 1,
+                ..Default::default()
+            },
+            7,
+        );
         let logits = [0.5, 0.1, 2.0, 1.9];
         let (mut p, mut c) = ([0f32; 4], [0u64; 4]);
         for _ in 0..50 {
@@ -448,12 +470,14 @@ mod tests {
 
     #[test]
     fn min_p_drops_unlikely() {
-        let mut s = Sampler::new(SamplerParams {
-            min_p: 0.5,
-            top_p: 1.0,
-            seed: 3,
-            ..Default::default()
-        });
+        let mut s = Sampler::new(
+            SamplerParams {
+                min_p: 0.5,
+                top_p: 1.0,
+                ..Default::default()
+            },
+            3,
+        );
         // Token 0 is e^4 times more likely than the rest.
         let logits = [4.0, 0.0, 0.0, 0.0];
         let (mut p, mut c) = ([0f32; 4], [0u64; 4]);
@@ -464,10 +488,13 @@ mod tests {
 
     #[test]
     fn repetition_penalty_changes_greedy_choice() {
-        let mut s = Sampler::new(SamplerParams {
-            repeat_penalty: 2.0,
-            ..SamplerParams::greedy()
-        });
+        let mut s = Sampler::new(
+            SamplerParams {
+                repeat_penalty: 2.0,
+                ..SamplerParams::greedy()
+            },
+            0,
+        );
         let logits = [1.0, 1.5, 0.2];
         let (mut p, mut c) = ([0f32; 3], [0u64; 3]);
         assert_eq!(s.sample(&logits, &[], &mut p, &mut c), 1);
@@ -478,11 +505,13 @@ mod tests {
 
     #[test]
     fn temperature_sampling_follows_distribution() {
-        let mut s = Sampler::new(SamplerParams {
-            top_p: 1.0,
-            seed: 11,
-            ..Default::default()
-        });
+        let mut s = Sampler::new(
+            SamplerParams {
+                top_p: 1.0,
+                ..Default::default()
+            },
+            11,
+        );
         // p = [0.5, 0.25, 0.25]
         let logits = [2f32.ln(), 0.0, 0.0];
         let (mut p, mut c) = ([0f32; 3], [0u64; 3]);

@@ -381,7 +381,6 @@ fn check(session: &Session, blob: &[u8]) -> Result<Header> {
         min_p: f(84),
         repeat_penalty: f(88),
         repeat_last_n: u32_at(blob, 92) as usize,
-        seed: u64_at(blob, 56),
     };
     if sampler.validate().is_err() {
         return bad("sampler settings out of range");
@@ -398,7 +397,7 @@ fn check(session: &Session, blob: &[u8]) -> Result<Header> {
         flags,
         gen: SavedGenerator {
             pending,
-            seeded: (flags & FLAG_SEEDED != 0).then_some(sampler.seed),
+            seeded: (flags & FLAG_SEEDED != 0).then_some(u64_at(blob, 56)),
             rng: u64_at(blob, 64),
             sampler,
             decoder_bytes,

@@ -73,7 +73,7 @@ fn greedy_tokens_match_llama2c() {
     let mut buf = session_buf(&model, &params);
     let mut s = Session::new(&model, params, as_bytes(&mut buf)).unwrap();
     let ids = greedy_ids();
-    let mut sampler = Sampler::new(SamplerParams::greedy());
+    let mut sampler = Sampler::new(SamplerParams::greedy(), 0);
     s.feed(&ids[..1]).unwrap();
     for (pos, &want) in ids.iter().enumerate().skip(1) {
         let next = s.sample(&mut sampler).unwrap();
@@ -97,10 +97,7 @@ fn results_do_not_depend_on_thread_count() {
         let mut buf = session_buf(&model, &params);
         let mut s = Session::new(&model, params, as_bytes(&mut buf)).unwrap();
         s.set_parallel(&pool);
-        let mut sampler = Sampler::new(SamplerParams {
-            seed: 5,
-            ..Default::default()
-        });
+        let mut sampler = Sampler::new(SamplerParams::default(), 5);
         let mut logit_bits = Vec::new();
         s.feed(&[1, 403, 407]).unwrap();
         while s.pos() < 100 {
@@ -143,7 +140,7 @@ fn batched_prefill_matches_token_by_token() {
             s.feed(prompt).unwrap();
         }
         let mut bits: Vec<u32> = s.logits().unwrap().iter().map(|l| l.to_bits()).collect();
-        let mut sampler = Sampler::new(SamplerParams::greedy());
+        let mut sampler = Sampler::new(SamplerParams::greedy(), 0);
         for _ in 0..20 {
             let t = s.sample(&mut sampler).unwrap();
             s.feed(&[t]).unwrap();

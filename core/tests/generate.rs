@@ -27,7 +27,7 @@ fn files() -> Files {
 fn run_c(
     f: &Files,
     prompt: &str,
-    sampler: SamplerParams,
+    sampler: (SamplerParams, u64),
     steps: usize,
     stops: &[&str],
 ) -> (Vec<u8>, StopReason) {
@@ -50,7 +50,8 @@ fn run_c(
     let mut g = Generator::new(Some(&tok), TextMode::Llama2c);
     g.feed(&mut s, &work[..n]).unwrap();
     let gp = GenerateParams {
-        sampler,
+        sampler: sampler.0,
+        seed: sampler.1,
         stop_at_eos: false,
         stop_strings: stops,
         ..Default::default()
@@ -70,16 +71,15 @@ fn run_c(
 #[test]
 fn llama2c_mode_prints_run_c_text() {
     let f = files();
-    let (out, reason) = run_c(&f, "", SamplerParams::greedy(), 256, &[]);
+    let (out, reason) = run_c(&f, "", (SamplerParams::greedy(), 0), 256, &[]);
     assert_eq!(out, shared("testdata/stories260K.greedy.txt"));
     assert_eq!(reason, StopReason::ContextFull);
     let sampler = SamplerParams {
         temperature: 0.8,
         top_p: 0.9,
-        seed: 42,
         ..Default::default()
     };
-    let (out, _) = run_c(&f, "Tom and his dog", sampler, 200, &[]);
+    let (out, _) = run_c(&f, "Tom and his dog", (sampler, 42), 200, &[]);
     assert_eq!(
         out,
         shared("testdata/stories260K.t0.8-p0.9-s42.tom-and-his-dog.txt")
@@ -93,7 +93,7 @@ fn stop_strings_cut_run_c_text_before_the_match() {
     let text = String::from_utf8_lossy(&reference).into_owned();
     // Stop strings found in the reference text, some spanning tokens.
     for stop in ["Lily", "the park", ". He", "!\"", "xyz never"] {
-        let (out, reason) = run_c(&f, "", SamplerParams::greedy(), 256, &[stop]);
+        let (out, reason) = run_c(&f, "", (SamplerParams::greedy(), 0), 256, &[stop]);
         match text.find(stop) {
             Some(at) => {
                 assert_eq!(reason, StopReason::StopString, "{stop:?}");
@@ -110,7 +110,6 @@ fn sampler() -> SamplerParams {
         top_p: 0.95,
         top_k: 40,
         repeat_penalty: 1.1,
-        seed: 7,
         ..Default::default()
     }
 }
@@ -119,6 +118,7 @@ fn sampler() -> SamplerParams {
 fn continue_for(g: &mut Generator, s: &mut Session, n: usize) -> Vec<u32> {
     let p = GenerateParams {
         sampler: sampler(),
+        seed: 7,
         max_tokens: n,
         stop_at_bos: false,
         stop_at_eos: false,

@@ -875,7 +875,7 @@ fn greedy_tokens_match_llama2c_with_every_set() {
                 .div_ceil(8)
         ];
         let mut s = Session::new(&model, params, bytemuck::cast_slice_mut(&mut buf)).unwrap();
-        let mut sampler = Sampler::new(SamplerParams::greedy());
+        let mut sampler = Sampler::new(SamplerParams::greedy(), 0);
         let mut logit_bits = Vec::new();
         s.feed(&ids[..1]).unwrap();
         for (pos, &want) in ids.iter().enumerate().skip(1) {

@@ -19,7 +19,7 @@ fn tokens_matching(model: &Model, kv_type: KvType, batch: usize) -> usize {
     };
     let mut buf = session_buf(model, &params);
     let mut s = Session::new(model, params, as_bytes(&mut buf)).unwrap();
-    let mut sampler = Sampler::new(SamplerParams::greedy());
+    let mut sampler = Sampler::new(SamplerParams::greedy(), 0);
     s.feed(&ids[..1]).unwrap();
     for (pos, &want) in ids.iter().enumerate().skip(1) {
         let next = s.sample(&mut sampler).unwrap();

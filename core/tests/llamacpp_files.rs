@@ -125,7 +125,7 @@ fn every_kernel_set_gives_the_same_bits() {
             };
             let mut buf = session_buf(&model, &params);
             let mut s = Session::new(&model, params, as_bytes(&mut buf)).unwrap();
-            let mut sampler = Sampler::new(SamplerParams::greedy());
+            let mut sampler = Sampler::new(SamplerParams::greedy(), 0);
             s.feed(&prompt()[..20]).unwrap();
             let mut bits: Vec<u32> = s.logits().unwrap().iter().map(|l| l.to_bits()).collect();
             let mut tokens = Vec::new();

@@ -1784,7 +1784,7 @@ fn greedy_run(bytes: &[u8], steps: usize) -> (Vec<u32>, Vec<f32>) {
     };
     let mut buf = aligned_buf(Session::required_bytes(&model, &params).unwrap());
     let mut s = Session::new(&model, params, as_bytes(&mut buf)).unwrap();
-    let mut sampler = llamette::Sampler::new(llamette::SamplerParams::greedy());
+    let mut sampler = llamette::Sampler::new(llamette::SamplerParams::greedy(), 0);
     let (mut tokens, mut logits) = (vec![1u32], Vec::new());
     s.feed(&[1]).unwrap();
     for _ in 0..steps {

@@ -87,18 +87,22 @@ fn no_allocation_after_session_creation() {
         let mut s = Session::new(&model, params, as_bytes(&mut buf)).unwrap();
         s.set_parallel(pool);
         let mut samplers = [
-            Sampler::new(SamplerParams {
-                seed: 42,
-                ..Default::default()
-            }),
-            Sampler::new(SamplerParams {
-                seed: 7,
-                top_k: 40,
-                min_p: 0.05,
-                repeat_penalty: 1.1,
-                ..Default::default()
-            }),
-            Sampler::new(SamplerParams::greedy()),
+            Sampler::new(
+                SamplerParams {
+                    ..Default::default()
+                },
+                42,
+            ),
+            Sampler::new(
+                SamplerParams {
+                    top_k: 40,
+                    min_p: 0.05,
+                    repeat_penalty: 1.1,
+                    ..Default::default()
+                },
+                7,
+            ),
+            Sampler::new(SamplerParams::greedy(), 0),
         ];
         let mut text_out = [0u8; 4096];
 

@@ -23,7 +23,7 @@ fn run(model: &Model, kv_type: KvType, threads: usize) -> Vec<u32> {
     s.set_parallel(&pool);
     s.feed(&greedy_ids()[..100]).unwrap();
     let mut bits: Vec<u32> = s.logits().unwrap().iter().map(|l| l.to_bits()).collect();
-    let mut sampler = Sampler::new(SamplerParams::greedy());
+    let mut sampler = Sampler::new(SamplerParams::greedy(), 0);
     for _ in 0..20 {
         let t = s.sample(&mut sampler).unwrap();
         s.feed(&[t]).unwrap();

@@ -112,7 +112,6 @@ impl From<&llamette_sampler_params> for SamplerParams {
             min_p: p.min_p,
             repeat_penalty: p.repeat_penalty,
             repeat_last_n: p.repeat_last_n as usize,
-            seed: p.seed,
         }
     }
 }
@@ -826,12 +825,15 @@ fn adjust(
 /// # Safety
 ///
 /// `params` is NULL or readable.
-unsafe fn sampler_params(params: *const llamette_sampler_params) -> Result<SamplerParams, Fail> {
+unsafe fn sampler_params(
+    params: *const llamette_sampler_params,
+) -> Result<(SamplerParams, u64), Fail> {
     let params = non_null(params, "params")?;
     // SAFETY: non-NULL, readable (the caller's contract).
-    let sp = SamplerParams::from(unsafe { &*params });
+    let p = unsafe { &*params };
+    let sp = SamplerParams::from(p);
     sp.validate().map_err(|e| Fail::core("params", e))?;
-    Ok(sp)
+    Ok((sp, p.seed))
 }
 
 /// Runs the model over `tokens` (the prompt, or any further input) at the
@@ -928,11 +930,12 @@ pub unsafe extern "C" fn llamette_session_step(
     // SAFETY: the caller's contract.
     unsafe {
         with_session(session, false, |c, s| {
-            let sp = sampler_params(params)?;
+            let (sp, seed) = sampler_params(params)?;
             let out = non_null_mut(out_result, "out_result")?;
             check_cancel(s)?;
             let gp = GenerateParams {
                 sampler: sp,
+                seed,
                 ..Default::default()
             };
             let (bias, hook) = (&c.bias, c.hook);
@@ -1131,7 +1134,7 @@ pub unsafe extern "C" fn llamette_session_generate_ex(
     // SAFETY: the caller's contract.
     unsafe {
         with_session(session, false, |c, s| {
-            let sp = sampler_params(params)?;
+            let (sp, seed) = sampler_params(params)?;
             let Some(callback) = callback else {
                 return Err(Fail::null("callback"));
             };
@@ -1150,6 +1153,7 @@ pub unsafe extern "C" fn llamette_session_generate_ex(
             let n_stops = stop_strings(stop_bytes, &mut stops)?;
             let gp = GenerateParams {
                 sampler: sp,
+                seed,
                 max_tokens: o.max_tokens as usize,
                 stop_at_eos: o.flags & LLAMETTE_GENERATE_NO_STOP_AT_EOS == 0,
                 stop_at_bos: o.flags & LLAMETTE_GENERATE_NO_STOP_AT_BOS == 0,
@@ -1626,7 +1630,7 @@ pub unsafe extern "C" fn llamette_sampler_params_default(
                 min_p: d.min_p,
                 repeat_penalty: d.repeat_penalty,
                 repeat_last_n: d.repeat_last_n as u32,
-                seed: d.seed,
+                seed: 0,
             })
         };
         Ok(())
