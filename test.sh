@@ -51,7 +51,7 @@ chat_runs() {
     out=$(printf 'Hello\nTell me more\n' | "$bin" chat "$synth" -n 8 --system "Be brief.") || return 1
     [ "$(grep -c '' <<<"$out")" -ge 2 ]
 }
-step "llamette chat: two turns on the embedded model and on a synthetic Llama 2 vocabulary model" chat_runs
+step "llamette chat: two turns on the embedded model and on a synthetic model (synth's built-in vocabulary)" chat_runs
 step "aarch64 kernels under qemu" scripts/test-aarch64.sh
 step "C ABI: header, exports, C/C++ tests (valgrind, ASan+UBSan), Windows DLL under Wine, mobile static libs" \
     env LLAMETTE_REQUIRE_WINE=1 bindings/c/test.sh
