@@ -71,6 +71,20 @@ step "C# binding under Mono: run.c's texts, cancellation, errors, lifetimes, thr
     bindings/csharp/test.sh
 step "Swift binding: SwiftPM package, XCTest via swift test (Debian 13 chroot with swiftlang when swift is not on PATH)" \
     bindings/swift/test.sh
+# Miri over the core's unsafe code: the parallel and kernel unit tests, the
+# tokenizer's, and tests/miri.rs end to end (session carving, the forward pass
+# over every KV type, inline and on threads, saved states). libm's
+# soft-float code runs under Miri (core/Cargo.toml), so the forward pass can
+# be checked. (kv's and the tokenizer heap's unit tests take Miri minutes
+# each: the KV types run end to end in tests/miri.rs instead.)
+miri_leg() {
+    cargo +nightly miri test -p llamette --test miri &&
+        cargo +nightly miri test -p llamette --lib -- parallel:: kernels:: \
+            tokenizer::tests::decoder tokenizer::tests::merges
+}
+step "Miri: parallel regions, session carving, forward pass, KV types, saved states, tokenizer" miri_leg
+step "fuzz: every cargo-fuzz target for ${FUZZ_SECONDS:-30} s (fuzz/run.sh)" \
+    env LLAMETTE_BIN="$PWD/$bin" fuzz/run.sh "${FUZZ_SECONDS:-30}"
 step "README's main command prints the reference text" \
     bash -c "cmp <($bin generate -t 0 -n 256 2>/dev/null) ../shared/testdata/stories260K.greedy.txt"
 

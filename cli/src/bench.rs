@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use llamette::parallel::ThreadPool;
 use llamette::session::KvType;
-use llamette::{Model, Session, SessionParams};
+use llamette::{Session, SessionParams};
 
 use crate::files::{CliError, Input};
 
@@ -111,7 +111,7 @@ pub fn bench(path: &Path, o: &BenchOptions) -> Result<(), CliError> {
         let done = llamette::repack::repack_in_place(bytes).map_err(|e| CliError::new(&name, e))?;
         interleaved = Some((done, t0.elapsed().as_secs_f64()));
     }
-    let model = Model::load(&input.bytes).map_err(|e| input.err(e))?;
+    let model = crate::load_model(&input)?;
     let c = model.config;
     if prompt_tokens == 0 || prompt_tokens + gen_tokens + 1 > c.seq_len {
         return Err(input.err(format!(
@@ -126,7 +126,7 @@ pub fn bench(path: &Path, o: &BenchOptions) -> Result<(), CliError> {
     }
     std::hint::black_box(sum);
 
-    let pool = ThreadPool::new(threads);
+    let pool = ThreadPool::try_new(threads).map_err(|e| CliError::new("--threads", e))?;
     let params = SessionParams {
         context: prompt_tokens + gen_tokens + 1,
         kv_type,
@@ -212,9 +212,10 @@ pub fn bench(path: &Path, o: &BenchOptions) -> Result<(), CliError> {
             println!("read bandwidth probe: could not map its 1 GiB buffer");
             return Ok(());
         }
+        let n = pool_threads(&pool);
         println!(
-            "read bandwidth probe ({} threads): {:.2} GB/s; decode reaches {:.0}% of it",
-            pool_threads(&pool),
+            "read bandwidth probe ({n} thread{}): {:.2} GB/s; decode reaches {:.0}% of it",
+            if n == 1 { "" } else { "s" },
             bw,
             100.0 * per_token * decode_tps / 1e9 / bw
         );

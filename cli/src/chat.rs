@@ -10,14 +10,15 @@ use llamette::chat_template::{self, ChatFormat};
 use llamette::parallel::ThreadPool;
 use llamette::state;
 use llamette::{
-    Event, GenerateParams, Generator, Model, SamplerParams, Session, SessionParams, StopReason,
-    TextMode, Tokenizer,
+    Event, GenerateParams, Generator, SamplerParams, Session, SessionParams, StopReason, TextMode,
+    Tokenizer,
 };
 
 use crate::files::{self, CliError, Input};
 use crate::{session_buffer, tokenizer_file, KvArg, TokenizerData};
 
 #[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 pub(crate) struct ChatArgs {
     /// A .gguf or llama2.c .bin model; the embedded stories260K when absent.
     model: Option<PathBuf>,
@@ -95,8 +96,16 @@ pub(crate) fn encode_json_dialog(
 }
 
 pub(crate) fn chat(a: ChatArgs) -> Result<(), CliError> {
+    // Flags first: a bad value is refused before any file is read.
+    SamplerParams {
+        temperature: a.temperature,
+        top_p: a.top_p,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(crate::sampler_error)?;
     let model_in = files::open_or(a.model.as_ref(), Input::default_model)?;
-    let model = Model::load(&model_in.bytes).map_err(|e| model_in.err(e))?;
+    let model = crate::load_model(&model_in)?;
     let vocab = model.config.vocab_size as u32;
     let tok_file = tokenizer_file(a.tokenizer.as_ref(), a.model.as_ref(), &model_in)?;
     let tok_src = tok_file.as_ref().unwrap_or(&model_in);
@@ -112,7 +121,7 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(), CliError> {
     };
     let bytes = Session::required_bytes(&model, &params).map_err(|e| model_in.err(e))?;
     let mut buf = session_buffer(bytes);
-    let pool = ThreadPool::new(a.threads);
+    let pool = ThreadPool::try_new(a.threads).map_err(|e| CliError::new("--threads", e))?;
     let mut session = Session::new(&model, params, bytemuck::cast_slice_mut(&mut buf))
         .map_err(|e| model_in.err(e))?;
     session.set_parallel(&pool);
@@ -149,9 +158,7 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(), CliError> {
         ..Default::default()
     };
     let seed = crate::seed_or_clock(seed);
-    sampler
-        .validate()
-        .map_err(|e| CliError::new("sampler", e))?;
+    sampler.validate().map_err(crate::sampler_error)?;
     let reserve = a.max_tokens.clamp(1, session.context() / 2);
     let opts = ChatOptions {
         allow_special_tags: false,

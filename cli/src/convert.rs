@@ -301,7 +301,7 @@ pub fn quantize(
         ));
     }
     let src = Input::open(input)?;
-    let model = Model::load(&src.bytes).map_err(|e| src.err(e))?;
+    let model = crate::load_model(&src)?;
     let c = model.config;
     let name = input
         .file_stem()
@@ -496,12 +496,70 @@ impl Rng {
     }
 }
 
+/// The vocabulary `synth` writes without `--vocab`: the embedded tok512's
+/// 512 tokens (`<unk>`, `<s>`, `</s>`, the 256 byte tokens, 253 merges;
+/// MIT, shipped with the binary), then `▁` followed by letter strings, in
+/// decreasing score, up to `n` tokens. Not Llama 2's vocabulary (whose
+/// licence keeps it out of this repository), but any text tokenizes with
+/// it, which is all a random-weight model needs.
+fn builtin_vocab(n: u32) -> Result<Vec<(String, Meta<'static>)>, CliError> {
+    let bytes = crate::files::DEFAULT_TOKENIZER;
+    let err = |e| CliError::new("<embedded tok512.bin>", e);
+    let base = Tokenizer::llama2c_token_count(bytes).map_err(err)?;
+    let mut index = vec![0u32; Tokenizer::index_len(base)];
+    let tok = Tokenizer::from_llama2c(bytes, None, &mut index).map_err(err)?;
+    let mut meta = tokenizer_meta(&tok, base.min(n)).map_err(err)?;
+    let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+    let mut low = f32::INFINITY;
+    for (k, v) in &meta {
+        match (k.as_str(), v) {
+            ("tokenizer.ggml.tokens", Meta::StrArray(t)) => seen.extend(t.iter().cloned()),
+            ("tokenizer.ggml.scores", Meta::F32Array(sc)) => {
+                low = sc.iter().copied().fold(low, f32::min)
+            }
+            _ => {}
+        }
+    }
+    let mut extra = Vec::new();
+    let mut i = 0u64;
+    while (base as usize + extra.len()) < n as usize {
+        // Bijective base 26: a, b, ..., z, aa, ab, ...
+        let (mut k, mut word) = (i, Vec::new());
+        loop {
+            word.insert(0, b'a' + (k % 26) as u8);
+            if k < 26 {
+                break;
+            }
+            k = k / 26 - 1;
+        }
+        i += 1;
+        let mut piece = "\u{2581}".as_bytes().to_vec();
+        piece.extend_from_slice(&word);
+        if seen.insert(piece.clone()) {
+            extra.push(piece);
+        }
+    }
+    for (k, v) in meta.iter_mut() {
+        match (k.as_str(), v) {
+            ("tokenizer.ggml.tokens", Meta::StrArray(t)) => t.extend(extra.iter().cloned()),
+            ("tokenizer.ggml.scores", Meta::F32Array(sc)) => {
+                sc.extend((1..=extra.len()).map(|j| low.min(0.0) - j as f32))
+            }
+            ("tokenizer.ggml.token_type", Meta::I32Array(t)) => {
+                t.extend(std::iter::repeat_n(1, extra.len()))
+            }
+            _ => {}
+        }
+    }
+    Ok(meta)
+}
+
 /// `llamette synth --shape S --type T OUT`: a random-weight model.
 pub fn synth(
     shape: Shape,
     ty: WeightType,
     output: &Path,
-    vocab: &Path,
+    vocab: Option<&Path>,
     seed: u64,
     context: Option<usize>,
 ) -> Result<(), CliError> {
@@ -512,30 +570,38 @@ pub fn synth(
         }
         c.seq_len = n;
     }
-    let vocab_in = Input::open(vocab)?;
-    let g = Gguf::parse(&vocab_in.bytes).map_err(|e| vocab_in.err(e))?;
+    let vocab_in = vocab.map(Input::open).transpose()?;
+    let g = match &vocab_in {
+        Some(v) => Some(Gguf::parse(&v.bytes).map_err(|e| v.err(e))?),
+        None => None,
+    };
     let mut meta = llama_meta(&c, &format!("llamette-synth-{shape:?}").to_lowercase());
     meta.push((
         "general.file_type".into(),
         Meta::U32(ty.file_type().number()),
     ));
     meta.push(("general.quantization_version".into(), Meta::U32(2)));
-    let mut n_tokens = 0;
-    for (k, v) in g.metadata() {
-        if k.starts_with(b"tokenizer.") {
-            if k == b"tokenizer.ggml.tokens" {
-                if let Value::Array(a) = v {
-                    n_tokens = a.len;
+    match (&g, &vocab_in) {
+        (Some(g), Some(vocab_in)) => {
+            let mut n_tokens = 0;
+            for (k, v) in g.metadata() {
+                if k.starts_with(b"tokenizer.") {
+                    if k == b"tokenizer.ggml.tokens" {
+                        if let Value::Array(a) = v {
+                            n_tokens = a.len;
+                        }
+                    }
+                    meta.push((String::from_utf8_lossy(k).into_owned(), Meta::Copy(v)));
                 }
             }
-            meta.push((String::from_utf8_lossy(k).into_owned(), Meta::Copy(v)));
+            if n_tokens != c.vocab_size as u64 {
+                return Err(vocab_in.err(format!(
+                    "has {n_tokens} tokens; the {shape:?} shape needs {}",
+                    c.vocab_size
+                )));
+            }
         }
-    }
-    if n_tokens != c.vocab_size as u64 {
-        return Err(vocab_in.err(format!(
-            "has {n_tokens} tokens; the {shape:?} shape needs {}",
-            c.vocab_size
-        )));
+        _ => meta.extend(builtin_vocab(c.vocab_size as u32)?),
     }
 
     let (dim, hidden, kv) = (c.dim as u64, c.hidden_dim as u64, c.kv_dim() as u64);

@@ -35,13 +35,15 @@ impl std::ops::Deref for Bytes {
     }
 }
 
-/// An error that names the file it is about.
+/// An error that names the file (or flag) it is about.
 #[derive(Debug)]
 pub struct CliError {
-    /// The file, or a description such as "<embedded model>".
+    /// The file, or a description such as "<embedded model>", or a flag.
     pub file: String,
     /// What is wrong.
     pub message: String,
+    /// The exit status: 2 for a usage error (a flag's value), 1 otherwise.
+    pub code: u8,
 }
 
 impl fmt::Display for CliError {
@@ -56,8 +58,67 @@ impl CliError {
         CliError {
             file: file.to_string(),
             message: message.to_string(),
+            code: 1,
         }
     }
+
+    /// A usage error about `flag` (exit status 2, as clap's own).
+    pub fn usage(flag: impl fmt::Display, message: impl fmt::Display) -> CliError {
+        CliError {
+            code: 2,
+            ..CliError::new(flag, message)
+        }
+    }
+}
+
+/// What a file that is not what was expected looks like it is, for
+/// messages: `None` when it looks like a model (GGUF with tensors, or
+/// llama2.c) or nothing recognisable.
+pub fn identify(bytes: &[u8]) -> Option<&'static str> {
+    let u32_at = |o: usize| {
+        bytes
+            .get(o..o + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    };
+    if bytes.starts_with(b"GGUF") {
+        // A vocabulary-only GGUF: no tensors (the count follows the version).
+        let tensors = bytes
+            .get(8..16)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()));
+        return (tensors == Some(0)).then_some(
+            "a vocabulary-only GGUF (a tokenizer without weights): pass it as the tokenizer (-z) of a model",
+        );
+    }
+    // llama2.c tokenizer.bin: max_token_length, then <unk>'s record.
+    if u32_at(8) == Some(5) && bytes.get(12..17) == Some(b"<unk>") {
+        return Some("a llama2.c tokenizer (tokenizer.bin), not a model");
+    }
+    // SentencePiece .model: a protobuf whose first field is a piece
+    // message (tag 0x0A) holding a string (tag 0x0A).
+    if bytes.first() == Some(&0x0A)
+        && bytes
+            .get(..64)
+            .is_some_and(|h| h.windows(5).any(|w| w == b"<unk>"))
+    {
+        return Some(
+            "a SentencePiece .model file (protobuf), which llamette does not read: use the model's GGUF vocabulary, or a llama2.c tokenizer.bin (llama2.c's tokenizer.py writes one)",
+        );
+    }
+    // safetensors: a u64 header length, then a JSON object.
+    if bytes.len() > 9 && bytes[8] == b'{' {
+        return Some(
+            "a safetensors file, which llamette does not read: convert the model to GGUF (llama.cpp's convert_hf_to_gguf.py)",
+        );
+    }
+    // PyTorch checkpoints: a zip archive (torch.save) or a bare pickle.
+    if bytes.starts_with(b"PK\x03\x04")
+        || (bytes.first() == Some(&0x80) && bytes.get(1).is_some_and(|v| (2..=5).contains(v)))
+    {
+        return Some(
+            "a PyTorch checkpoint (a zip or pickle), which llamette does not read: convert it to GGUF (llama.cpp's convert scripts) or to llama2.c's format (llama2.c's export.py)",
+        );
+    }
+    None
 }
 
 /// A named input: where its bytes came from, for messages.

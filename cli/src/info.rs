@@ -7,14 +7,14 @@ use llamette::format::gguf::Gguf;
 use llamette::quant::FileType;
 use llamette::session::KvType;
 use llamette::tensor::Tensor;
-use llamette::{Model, Session, SessionParams};
+use llamette::{Session, SessionParams};
 
 use crate::files::{CliError, Input};
 
 /// Prints the description of the model in `path`.
 pub fn info(path: &Path) -> Result<(), CliError> {
     let input = Input::open(path)?;
-    let model = Model::load(&input.bytes).map_err(|e| input.err(e))?;
+    let model = crate::load_model(&input)?;
     let c = &model.config;
     let mut o = String::new();
     let _ = writeln!(o, "file: {} ({} bytes)", input.name, input.bytes.len());

@@ -95,9 +95,11 @@ struct SynthArgs {
     ty: convert::WeightType,
     /// Where to write the GGUF.
     output: PathBuf,
-    /// A GGUF whose tokenizer.* metadata is copied (the Llama 2 vocabulary).
-    #[arg(long, default_value = "../shared/models/ggml-vocab-llama-spm.gguf")]
-    vocab: PathBuf,
+    /// A GGUF whose tokenizer.* metadata is copied (e.g. the Llama 2
+    /// vocabulary); without it, a built-in vocabulary of 32 000 pieces
+    /// (not Llama 2's, but any text tokenizes).
+    #[arg(long)]
+    vocab: Option<PathBuf>,
     /// Seed of the weights.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -164,6 +166,7 @@ impl KvArg {
 }
 
 #[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 struct GenerateArgs {
     /// A .gguf or llama2.c .bin model; the embedded stories260K when absent.
     model: Option<PathBuf>,
@@ -235,6 +238,15 @@ struct InfoArgs {
 }
 
 fn main() -> ExitCode {
+    // A closed stdout or stderr (`llamette ... | head`) ends the program
+    // quietly, as other Unix tools: killed by SIGPIPE (status 141 in a
+    // shell), not a panic (Rust ignores SIGPIPE, so writes would fail).
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to the default, before any
+    // thread is started; no handler runs Rust code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(a) => generate(a),
@@ -242,7 +254,14 @@ fn main() -> ExitCode {
         Command::Chat(a) => chat::chat(a),
         Command::Info(a) => info::info(&a.model),
         Command::Quantize(a) => convert::quantize(&a.input, &a.output, a.ty, a.tokenizer.as_ref()),
-        Command::Synth(a) => convert::synth(a.shape, a.ty, &a.output, &a.vocab, a.seed, a.context),
+        Command::Synth(a) => convert::synth(
+            a.shape,
+            a.ty,
+            &a.output,
+            a.vocab.as_deref(),
+            a.seed,
+            a.context,
+        ),
         Command::Bench(a) => bench::bench(
             &a.model,
             &bench::BenchOptions {
@@ -262,7 +281,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = std::io::stdout().flush();
             eprintln!("llamette: {e}");
-            ExitCode::from(1)
+            ExitCode::from(e.code)
         }
     }
 }
@@ -283,6 +302,27 @@ impl<'b> TokenizerData<'b> {
         bytes: &'b [u8],
         n_tokens: Option<u32>,
     ) -> Result<TokenizerData<'b>, CliError> {
+        check_tokenizer_kind(name, bytes)?;
+        if let Some(model) = n_tokens {
+            // A tokenizer of another size belongs to another model: its ids
+            // would mean other pieces (llama2.c's run.c would read the first
+            // `model` records and print gibberish).
+            let count = if bytes.starts_with(b"GGUF") {
+                llamette::format::gguf::Gguf::parse(bytes)
+                    .and_then(|g| Tokenizer::gguf_token_count(&g))
+                    .ok()
+            } else {
+                Tokenizer::llama2c_token_count(bytes).ok()
+            };
+            if let Some(n) = count.filter(|&n| n != model) {
+                return Err(CliError::new(
+                    name,
+                    format!(
+                        "the tokenizer has {n} tokens but the model's vocabulary has {model}: they do not belong together (pass the model's own tokenizer with -z)"
+                    ),
+                ));
+            }
+        }
         let len = Tokenizer::load_index_len(bytes, n_tokens).map_err(|e| CliError::new(name, e))?;
         Ok(TokenizerData {
             name,
@@ -298,12 +338,64 @@ impl<'b> TokenizerData<'b> {
     }
 }
 
+/// Refuses files that are not tokenizers, saying what they are.
+pub(crate) fn check_tokenizer_kind(name: &str, bytes: &[u8]) -> Result<(), CliError> {
+    let expected = "expected a tokenizer (a GGUF with a vocabulary, or a llama2.c tokenizer.bin)";
+    match files::identify(bytes) {
+        Some(kind) if kind.starts_with("a vocabulary-only GGUF") => Ok(()),
+        Some(kind) if kind.starts_with("a llama2.c tokenizer") => Ok(()),
+        Some(kind) => Err(CliError::new(name, format!("this is {kind}; {expected}"))),
+        None if !bytes.starts_with(b"GGUF") && Model::load(bytes).is_ok() => Err(CliError::new(
+            name,
+            format!("this is a llama2.c model, not a tokenizer; {expected}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Loads the model in `input`; a file of another kind is named as such.
+pub(crate) fn load_model(input: &Input) -> Result<Model<'_>, CliError> {
+    Model::load(&input.bytes).map_err(|e| match files::identify(&input.bytes) {
+        Some(kind) => input.err(format!(
+            "this is {kind}; expected a model (a GGUF with weights, or a llama2.c .bin checkpoint)"
+        )),
+        None => input.err(e),
+    })
+}
+
+/// A sampler setting out of range, as a usage error naming its flag.
+pub(crate) fn sampler_error(e: llamette::Error) -> CliError {
+    let flag = match e {
+        llamette::Error::InvalidParameter { name, .. } => match name {
+            "temperature" => "-t/--temperature",
+            "top_p" => "-p/--top-p",
+            "min_p" => "--min-p",
+            "repeat_penalty" => "--repeat-penalty",
+            "top_k" => "--top-k",
+            _ => name,
+        },
+        _ => "sampler",
+    };
+    CliError::usage(flag, e)
+}
+
 /// A session buffer: 8-byte aligned, as `Session::ALIGN` asks.
 pub(crate) fn session_buffer(bytes: usize) -> Vec<u64> {
     vec![0u64; bytes.div_ceil(8)]
 }
 
 fn generate(a: GenerateArgs) -> Result<(), CliError> {
+    // Flags first: a bad value is refused before any file is read.
+    let seed = seed_or_clock(a.seed);
+    let sampler = SamplerParams {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        min_p: a.min_p,
+        repeat_penalty: a.repeat_penalty,
+        repeat_last_n: 64,
+    };
+    sampler.validate().map_err(sampler_error)?;
     let mut model_in = match (&a.model, a.repack) {
         (Some(p), true) => Input::open_in_huge_pages(p)?,
         _ => files::open_or(a.model.as_ref(), Input::default_model)?,
@@ -317,13 +409,14 @@ fn generate(a: GenerateArgs) -> Result<(), CliError> {
             eprintln!("interleaved {} matrices", done.tensors);
         }
     }
-    let model = Model::load(&model_in.bytes).map_err(|e| model_in.err(e))?;
+    let model = load_model(&model_in)?;
     let vocab = model.config.vocab_size as u32;
     let tok_file = tokenizer_file(a.tokenizer.as_ref(), a.model.as_ref(), &model_in)?;
     let tok_src = tok_file.as_ref().unwrap_or(&model_in);
     let mut tok_data = TokenizerData::new(&tok_src.name, &tok_src.bytes, Some(vocab))?;
+    let index_len = tok_data.index.len();
     let tok = tok_data.tokenizer(Some(vocab))?;
-    generate_with(&a, &model_in, &model, &tok)
+    generate_with(&a, sampler, seed, &model_in, &model, &tok, index_len)
 }
 
 /// The tokenizer file: -z, else the model's own vocabulary (GGUF, `None`),
@@ -351,9 +444,12 @@ pub(crate) fn tokenizer_file(
 
 fn generate_with(
     a: &GenerateArgs,
+    sampler: SamplerParams,
+    seed: u64,
     model_in: &Input,
     model: &Model,
     tok: &Tokenizer,
+    index_len: usize,
 ) -> Result<(), CliError> {
     // run.c: 0 or more than the context means the whole context.
     let seq_len = model.config.seq_len;
@@ -369,6 +465,18 @@ fn generate_with(
         .encode(&a.prompt, true, &mut work)
         .map_err(|e| CliError::new("prompt", e))?;
     let prompt = &work[..n_prompt];
+    if n_prompt > steps {
+        // run.c's behaviour (it runs `steps` positions, prompt or not), but
+        // never silently.
+        let why = if a.steps == 0 || a.steps >= seq_len {
+            format!("the model's context is {seq_len} positions")
+        } else {
+            format!("-n is {steps} (the context allows up to {seq_len})")
+        };
+        eprintln!(
+            "llamette: warning: the prompt is {n_prompt} tokens (BOS included) but {why}: only its first {steps} tokens are run and nothing is generated"
+        );
+    }
 
     let params = SessionParams {
         context: steps,
@@ -377,22 +485,10 @@ fn generate_with(
     };
     let session_bytes = Session::required_bytes(model, &params).map_err(|e| model_in.err(e))?;
     let mut buf = session_buffer(session_bytes);
-    let pool = ThreadPool::new(a.threads);
+    let pool = ThreadPool::try_new(a.threads).map_err(|e| CliError::new("--threads", e))?;
     let mut session = Session::new(model, params, bytemuck::cast_slice_mut(&mut buf))
         .map_err(|e| model_in.err(e))?;
     session.set_parallel(&pool);
-
-    let sampler = SamplerParams {
-        temperature: a.temperature,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        min_p: a.min_p,
-        repeat_penalty: a.repeat_penalty,
-        repeat_last_n: 64,
-    };
-    sampler
-        .validate()
-        .map_err(|e| CliError::new("sampler", e))?;
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -433,7 +529,7 @@ fn generate_with(
     if n_prompt <= steps {
         let gp = GenerateParams {
             sampler,
-            seed: seed_or_clock(a.seed),
+            seed,
             max_tokens: 0,
             stop_at_eos: false,
             stop_at_bos: true,
@@ -454,24 +550,33 @@ fn generate_with(
         return Err(CliError::new("stdout", e));
     }
     drop(out);
-    let pos = session.pos() + usize::from(gen.pending().is_some());
+    // Positions run through the model: the prompt's, then each sampled
+    // token fed back (the last one sampled is printed, never run: run.c's
+    // loop too).
+    let run = session.pos();
+    let fed_back = run - n_feed.min(run);
 
     let total = start.elapsed().as_secs_f64();
     let decode_time = total - prefill_time.as_secs_f64();
     eprintln!(
-        "llamette: {} positions ({} prompt, {} sampled) in {:.3} s: {:.1} tok/s overall, {:.1} tok/s decoding; \
+        "llamette: {run} positions run ({} prompt + {fed_back} sampled tokens fed back); {generated} tokens sampled; \
+         {:.3} s: {:.1} tok/s overall, {:.1} tok/s decoding; \
          session memory {} bytes, tokenizer index {} bytes, weights {} bytes ({})",
-        pos,
-        n_feed,
-        generated,
+        n_feed.min(run),
         total,
-        pos as f64 / total,
+        run as f64 / total,
         generated as f64 / decode_time.max(1e-9),
         session_bytes,
-        Tokenizer::index_len(tok.n_tokens()) * 4,
+        index_len * 4,
         model.weight_bytes(),
         model_in.name,
     );
+    if a.seed == 0 && a.temperature > 0.0 {
+        eprintln!(
+            "llamette: seed {} (from the clock; -s {} repeats this run)",
+            seed, seed
+        );
+    }
     if let Some(m) = mem::report() {
         eprintln!("llamette: {m}");
     }

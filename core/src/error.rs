@@ -235,6 +235,15 @@ pub enum Error {
         /// What this session has (or, for a version, the newest read).
         expected: u64,
     },
+    /// The operating system refused to start a thread (a thread pool asked
+    /// for more threads than it may have).
+    ThreadSpawn {
+        /// Threads asked for (the calling thread included).
+        requested: usize,
+        /// Threads running when the system refused (the calling thread
+        /// included); they were stopped again.
+        started: usize,
+    },
     /// A chat template could not be rendered (syntax error, an exception
     /// raised by the template, an unknown filter).
     Template {
@@ -362,6 +371,10 @@ impl fmt::Display for Error {
                 "saved state does not fit this session: {what} is {found} in the state, {expected} here"
             ),
             Error::Template { message } => write!(f, "chat template: {message}"),
+            Error::ThreadSpawn { requested, started } => write!(
+                f,
+                "the system refused to start a thread: {started} of the {requested} threads asked for were running"
+            ),
         }
     }
 }

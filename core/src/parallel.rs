@@ -216,6 +216,7 @@ pub use pool::ThreadPool;
 #[cfg(feature = "std")]
 mod pool {
     use super::Parallel;
+    use crate::error::Error;
     use std::panic::{catch_unwind, AssertUnwindSafe};
     use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
     use std::sync::{Arc, Condvar, Mutex};
@@ -233,7 +234,7 @@ mod pool {
     // while `parallel_for` (which owns the borrow) waits for the region to end.
     unsafe impl Send for TaskRef {}
 
-    struct Shared {
+    pub(crate) struct Shared {
         /// Bumped for every parallel region; workers wait for a change.
         generation: AtomicU64,
         /// The current region: its generation, task and size.
@@ -294,7 +295,7 @@ mod pool {
 
     /// A persistent pool of worker threads; the calling thread works too.
     ///
-    /// `ThreadPool::new(n)` starts `n - 1` threads. Regions from several
+    /// `ThreadPool::try_new(n)` starts `n - 1` threads. Regions from several
     /// threads are serialised. Dropping the pool stops and joins its threads.
     pub struct ThreadPool {
         shared: Arc<Shared>,
@@ -314,13 +315,87 @@ mod pool {
     impl ThreadPool {
         /// A pool of `n_threads` threads in all (the caller included);
         /// 0 means one per available core.
+        ///
+        /// Errors: [`Error::ThreadSpawn`] if the system refuses a thread;
+        /// the threads already started are stopped and joined first, so
+        /// nothing is left behind.
+        pub fn try_new(n_threads: usize) -> Result<ThreadPool, Error> {
+            ThreadPool::start(n_threads, true, spawn_worker)
+        }
+
+        /// Like [`ThreadPool::try_new`], but never fails: when the system
+        /// refuses a thread, the pool keeps the threads that did start (at
+        /// least the calling thread, which always works), and
+        /// [`Parallel::n_threads`] says how many that is. It never panics,
+        /// so it cannot poison the caller's state; results do not depend
+        /// on the thread count.
         pub fn new(n_threads: usize) -> ThreadPool {
+            // Without `all_or_nothing` a refusal only stops the spawning.
+            ThreadPool::start(n_threads, false, spawn_worker)
+                .unwrap_or_else(|_| ThreadPool::from_parts(Arc::new(Shared::new()), Vec::new()))
+        }
+
+        /// Starts the workers with `spawn`; on a refusal, fails (stopping
+        /// those started) when `all_or_nothing`, else keeps those started.
+        fn start(
+            n_threads: usize,
+            all_or_nothing: bool,
+            mut spawn: impl FnMut(usize, Arc<Shared>) -> std::io::Result<JoinHandle<()>>,
+        ) -> Result<ThreadPool, Error> {
             let n = if n_threads == 0 {
                 std::thread::available_parallelism().map_or(1, |n| n.get())
             } else {
                 n_threads
             };
-            let shared = Arc::new(Shared {
+            let shared = Arc::new(Shared::new());
+            let mut workers = Vec::new();
+            for i in 1..n {
+                match spawn(i, Arc::clone(&shared)) {
+                    Ok(w) => workers.push(w),
+                    Err(_) if all_or_nothing => {
+                        let started = workers.len() + 1;
+                        // Dropping the pool stops and joins the workers.
+                        drop(ThreadPool::from_parts(shared, workers));
+                        return Err(Error::ThreadSpawn {
+                            requested: n,
+                            started,
+                        });
+                    }
+                    Err(_) => break,
+                }
+            }
+            Ok(ThreadPool::from_parts(shared, workers))
+        }
+
+        /// [`ThreadPool::start`] for the tests, which refuse threads.
+        #[cfg(test)]
+        pub(crate) fn start_for_test(
+            n_threads: usize,
+            all_or_nothing: bool,
+            spawn: impl FnMut(usize, Arc<Shared>) -> std::io::Result<JoinHandle<()>>,
+        ) -> Result<ThreadPool, Error> {
+            ThreadPool::start(n_threads, all_or_nothing, spawn)
+        }
+
+        fn from_parts(shared: Arc<Shared>, workers: Vec<JoinHandle<()>>) -> ThreadPool {
+            // Wait until every worker runs: a thread's start-up allocates
+            // (its name, thread-locals), and that must not happen later,
+            // during inference.
+            while shared.started.load(Ordering::Acquire) < workers.len() {
+                std::thread::yield_now();
+            }
+            ThreadPool {
+                n_threads: workers.len() + 1,
+                shared,
+                workers,
+                region: Mutex::new(()),
+            }
+        }
+    }
+
+    impl Shared {
+        fn new() -> Shared {
+            Shared {
                 generation: AtomicU64::new(0),
                 job: Mutex::new(None),
                 next: AtomicU64::new(0),
@@ -330,29 +405,15 @@ mod pool {
                 started: AtomicUsize::new(0),
                 sleep: Mutex::new(0),
                 wake: Condvar::new(),
-            });
-            let workers = (1..n)
-                .map(|i| {
-                    let shared = Arc::clone(&shared);
-                    std::thread::Builder::new()
-                        .name(std::format!("llamette-{i}"))
-                        .spawn(move || worker(&shared))
-                        .expect("spawn a llamette worker thread")
-                })
-                .collect();
-            // Wait until every worker runs: a thread's start-up allocates
-            // (its name, thread-locals), and that must not happen later,
-            // during inference.
-            while shared.started.load(Ordering::Acquire) < n - 1 {
-                std::thread::yield_now();
-            }
-            ThreadPool {
-                shared,
-                workers,
-                n_threads: n,
-                region: Mutex::new(()),
             }
         }
+    }
+
+    /// Starts worker `i`.
+    pub(crate) fn spawn_worker(i: usize, shared: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name(std::format!("llamette-{i}"))
+            .spawn(move || worker(&shared))
     }
 
     fn worker(s: &Shared) {
@@ -455,5 +516,40 @@ mod pool {
                 let _ = w.join();
             }
         }
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_refused_thread_is_an_error_or_a_smaller_pool() {
+        // The system refuses the fourth worker.
+        let refuse = |i: usize, shared| {
+            if i == 4 {
+                Err(std::io::Error::other("refused"))
+            } else {
+                pool::spawn_worker(i, shared)
+            }
+        };
+        let r = ThreadPool::start_for_test(8, true, refuse);
+        assert_eq!(
+            r.err(),
+            Some(crate::Error::ThreadSpawn {
+                requested: 8,
+                started: 4
+            })
+        );
+        let pool = ThreadPool::start_for_test(8, false, refuse).unwrap();
+        assert_eq!(pool.n_threads(), 4);
+        let hits: std::vec::Vec<AtomicUsize> = (0..100).map(|_| AtomicUsize::new(0)).collect();
+        pool.parallel_for(100, &|i| {
+            hits[i].fetch_add(1, Ordering::Relaxed);
+        });
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        assert_eq!(ThreadPool::try_new(3).unwrap().n_threads(), 3);
+        assert_eq!(ThreadPool::new(2).n_threads(), 2);
     }
 }

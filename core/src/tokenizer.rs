@@ -11,12 +11,15 @@
 //!
 //! - pieces and scores are read from the file bytes where they lie;
 //! - loading builds an *index* in caller memory, [`Tokenizer::index_len`]
-//!   `u32` entries (`n_tokens + 2^ceil(log2(2 * n_tokens)) + 256`: 97 792
-//!   entries, 382 KiB, for Llama 2's 32 000 tokens): one entry per token with
+//!   `u32` entries (`2 * n_tokens + 2^ceil(log2(n_tokens)) + 1 + 256`: 97 025
+//!   entries, 379 KiB, for Llama 2's 32 000 tokens): one entry per token with
 //!   its type (top 3 bits) and the offset of its record in the file (so pieces
-//!   stay in the file, and the vocabulary may take up to 512 MiB), an
-//!   open-addressing hash table of token ids by piece bytes (linear probing, at
-//!   most half full), and the id of the byte token of each of the 256 byte values;
+//!   stay in the file, and the vocabulary may take up to 512 MiB), the token
+//!   ids bucketed by a hash of their piece and sorted by piece inside each
+//!   bucket (with where each bucket starts), and the id of the byte token of
+//!   each of the 256 byte values; a GGUF vocabulary with USER_DEFINED pieces
+//!   adds an automaton that finds them, 5 entries per byte of those pieces
+//!   ([`Tokenizer::gguf_index_len`]);
 //! - [`Tokenizer::encode`] works in a caller buffer of
 //!   [`Tokenizer::encode_work_len`]`(text.len())` `u32` entries (`6 * (len + 1)`,
 //!   24 bytes per byte of text) and leaves the token ids in its prefix. With
@@ -48,10 +51,31 @@
 //! The merge loop keeps a binary heap of the adjacent pairs that spell a piece,
 //! keyed by that piece's score (then by position), with each symbol's place in
 //! the heap so that a pair can be removed; a merge only looks up its two new
-//! neighbouring pairs (one hash probe sequence each). Encoding `n` characters
-//! takes `O(n)` look-ups and `O(n log n)` heap work, independent of the
-//! vocabulary size: about 2 ms for 11 KB of English and under 5 ms for the worst
-//! 20 KB texts tried (all spaces) on this machine, release build.
+//! neighbouring pairs. Encoding `n` characters takes `O(n)` look-ups and
+//! `O(n log n)` heap work, independent of the vocabulary size: about 2.4 ms
+//! for 11 KB of English and under 5 ms for the worst 20 KB texts tried (all
+//! spaces) on this machine, release build.
+//!
+//! # Hostile vocabularies
+//!
+//! Costs stay bounded whatever the file holds (`core/tests/bounded.rs`):
+//!
+//! - Loading is `O(S log n)` for `n` pieces of `S` bytes: ids are bucketed by
+//!   hash (a counting sort) and sorted by piece inside each bucket, so
+//!   identical pieces, or pieces crafted to share a hash, cost a comparison
+//!   sort, not a quadratic probe sequence (2.5 MB of identical pieces: 36 s
+//!   before, 26 ms now).
+//! - A look-up is a binary search inside its bucket: `O(log n)` comparisons
+//!   of at most the longest piece, even if every piece shares a bucket.
+//! - Duplicate pieces: the first wins (see [`Tokenizer::token_id`]).
+//! - USER_DEFINED pieces are found by an Aho-Corasick automaton run once
+//!   over the text, right to left: `O(len)` whatever their number and length
+//!   (a 20 KB piece against 4 000 bytes of text: 10 s before, 0.1 ms now).
+//! - A merge looks up the concatenation of two symbols, reading it at most
+//!   up to the longest piece `L`: encoding is `O(len * min(len, L))` in the
+//!   worst case (20 000 bytes against the pieces `a`, `aa`, ..., 1 000 `a`s,
+//!   a 500 KB file: 0.15 s), as in SentencePiece, and `O(len)` look-ups of
+//!   short pieces for real vocabularies.
 //!
 //! llama2.c's `tokenizer.bin` has no token types and its pieces have `'▁'`
 //! already replaced by `' '`: there ids 0, 1 and 2 are `<unk>`, `<s>` and
@@ -182,11 +206,19 @@ pub struct Tokenizer<'a> {
     source: Source<'a>,
     /// Per token: `type << TYPE_SHIFT | offset of its record in the source`.
     entries: &'a [u32],
-    /// Open-addressing hash table (linear probing, a power of two long, at
-    /// most half full) of token ids by piece bytes, filled in id order.
-    table: &'a [u32],
+    /// Token ids grouped by the hash bucket of their piece and sorted by
+    /// piece bytes (then id) inside a bucket; of identical pieces only the
+    /// first mergeable and the first reserved one are kept (see
+    /// [`Tokenizer::token_id`]).
+    order: &'a [u32],
+    /// Per bucket (a power of two of them, plus one): where its ids start
+    /// in `order`; bucket `b` is `order[buckets[b]..buckets[b + 1]]`.
+    buckets: &'a [u32],
     /// Per byte value: the id of its byte token, or `NONE`.
     byte_ids: &'a [u32],
+    /// The automaton that finds USER_DEFINED pieces in a text (empty if
+    /// the vocabulary has none).
+    user: UserMatcher<'a>,
     bos: u32,
     eos: u32,
     unk: u32,
@@ -197,8 +229,6 @@ pub struct Tokenizer<'a> {
     has_bytes: bool,
     /// Whether any piece is UNUSED (then final pieces may need re-segmenting).
     has_unused: bool,
-    /// Longest USER_DEFINED piece in bytes, 0 if there is none.
-    max_user_len: usize,
     /// Longest piece in bytes.
     max_piece_len: usize,
 }
@@ -235,12 +265,44 @@ struct Specials {
 
 impl<'a> Tokenizer<'a> {
     /// Number of `u32` entries of the index a vocabulary of `n_tokens` tokens
-    /// needs: `n_tokens`, plus the power of two at least `2 * n_tokens` (the
-    /// hash table), plus 256 (saturating). 97 792 entries for 32 000 tokens.
+    /// needs, without USER_DEFINED pieces: `2 * n_tokens` (the per-token
+    /// entries and the sorted ids), plus the power of two at least
+    /// `n_tokens` and one more (the bucket starts), plus 256 (saturating).
+    /// 97 025 entries for 32 000 tokens.
+    ///
+    /// This is the whole index of a llama2.c `tokenizer.bin` and of a GGUF
+    /// vocabulary without USER_DEFINED pieces; a GGUF vocabulary with them
+    /// needs [`Tokenizer::gguf_index_len`] (which [`Tokenizer::load_index_len`]
+    /// gives too).
     pub fn index_len(n_tokens: u32) -> usize {
         (n_tokens as usize)
-            .saturating_add(table_len(n_tokens))
+            .saturating_mul(2)
+            .saturating_add(bucket_count(n_tokens as usize))
+            .saturating_add(1)
             .saturating_add(BYTE_TABLE)
+    }
+
+    /// Number of `u32` entries of the index [`Tokenizer::from_gguf`] needs
+    /// for this GGUF's vocabulary: [`Tokenizer::index_len`] of its token
+    /// count, plus, when it has USER_DEFINED pieces, `5 * (u + 1) + 1`
+    /// where `u` is their total length in bytes (the automaton that finds
+    /// them in a text in linear time).
+    ///
+    /// Errors: those of [`Tokenizer::gguf_token_count`].
+    pub fn gguf_index_len(gguf: &Gguf<'a>) -> Result<usize> {
+        let n = Self::gguf_token_count(gguf)?;
+        let tokens = gguf
+            .get_array("tokenizer.ggml.tokens", ValueType::String)?
+            .ok_or(Error::MissingMetadata {
+                key: "tokenizer.ggml.tokens",
+            })?;
+        // A wrong type is reported by `from_gguf`; here it only means no
+        // USER_DEFINED piece can be read.
+        let types = gguf
+            .get_array("tokenizer.ggml.token_type", ValueType::I32)
+            .ok()
+            .flatten();
+        Ok(Self::index_len(n).saturating_add(user_matcher_len(tokens, types, n)))
     }
 
     /// Number of tokens in a GGUF file's vocabulary (the length of
@@ -367,7 +429,8 @@ impl<'a> Tokenizer<'a> {
             strings: tokens.data,
             scores,
         };
-        let (entries, rest) = split_index(index, n)?;
+        let user_len = user_matcher_len(tokens, types, n);
+        let (entries, rest) = split_index(index, n, user_len)?;
         let mut strings = tokens.strings();
         for (id, e) in entries.iter_mut().enumerate() {
             let offset = strings.position();
@@ -391,7 +454,7 @@ impl<'a> Tokenizer<'a> {
             };
             *e = pack(offset as u32, ty);
         }
-        Self::finish(source, entries, rest, specials)
+        Self::finish(source, entries, rest, specials, user_len)
     }
 
     /// The number of index entries [`Tokenizer::load`] needs for `bytes`
@@ -403,21 +466,20 @@ impl<'a> Tokenizer<'a> {
     /// to hold `n_tokens` records (8 bytes at least each),
     /// [`Error::TokenizerTooSmall`] before anything is sized by it.
     pub fn load_index_len(bytes: &[u8], n_tokens: Option<u32>) -> Result<usize> {
-        let count = if bytes.starts_with(b"GGUF") {
-            Tokenizer::gguf_token_count(&Gguf::parse(bytes)?)?
-        } else {
-            match n_tokens {
-                Some(n) => {
-                    if n as u64 * 8 > bytes.len() as u64 {
-                        return Err(Error::TokenizerTooSmall {
-                            tokenizer: (bytes.len() / 8) as u32,
-                            model: n,
-                        });
-                    }
-                    n
+        if bytes.starts_with(b"GGUF") {
+            return Tokenizer::gguf_index_len(&Gguf::parse(bytes)?);
+        }
+        let count = match n_tokens {
+            Some(n) => {
+                if n as u64 * 8 > bytes.len() as u64 {
+                    return Err(Error::TokenizerTooSmall {
+                        tokenizer: (bytes.len() / 8) as u32,
+                        model: n,
+                    });
                 }
-                None => Tokenizer::llama2c_token_count(bytes)?,
+                n
             }
+            None => Tokenizer::llama2c_token_count(bytes)?,
         };
         Ok(Tokenizer::index_len(count))
     }
@@ -507,7 +569,7 @@ impl<'a> Tokenizer<'a> {
                 index: n as u64,
             });
         }
-        let (entries, rest) = split_index(index, n)?;
+        let (entries, rest) = split_index(index, n, 0)?;
         let mut pos = header;
         for (id, e) in entries.iter_mut().enumerate() {
             if pos == bytes.len() as u64 {
@@ -534,21 +596,29 @@ impl<'a> Tokenizer<'a> {
             add_bos: true,
             add_eos: false,
         };
-        Self::finish(Source::Llama2c { bytes }, entries, rest, specials)
+        Self::finish(Source::Llama2c { bytes }, entries, rest, specials, 0)
     }
 
     /// Completes loading once `entries` hold the record offsets (and the types,
     /// if the file has them): infers missing types, checks BYTE pieces, fills
-    /// the byte table and the hash table.
+    /// the byte table, sorts the ids into the look-up index and builds the
+    /// USER_DEFINED automaton in the last `user_len` entries of `rest`.
+    ///
+    /// Time: `O(S log n)` for `n` pieces of `S` bytes in all, whatever they
+    /// hold (identical pieces, pieces whose hashes collide): the ids are
+    /// bucketed by hash with a counting sort, then sorted inside each bucket
+    /// by an `O(k log k)` comparison sort, where each comparison reads at
+    /// most the shorter piece.
     fn finish(
         source: Source<'a>,
         entries: &'a mut [u32],
         rest: &'a mut [u32],
         s: Specials,
+        user_len: usize,
     ) -> Result<Tokenizer<'a>> {
-        let n = entries.len() as u32;
+        let n = entries.len();
         for (what, id) in [("BOS", s.bos), ("EOS", s.eos), ("unknown", s.unk)] {
-            if id >= n {
+            if id as usize >= n {
                 return Err(Error::BadTokenizer {
                     reason: match what {
                         "BOS" => "the BOS token id is outside the vocabulary",
@@ -559,16 +629,21 @@ impl<'a> Tokenizer<'a> {
                 });
             }
         }
-        let (table, byte_ids) = rest.split_at_mut(table_len(n));
-        let byte_ids = &mut byte_ids[..BYTE_TABLE];
+        let n_buckets = bucket_count(n);
+        let (order, rest) = rest.split_at_mut(n);
+        let (buckets, rest) = rest.split_at_mut(n_buckets + 1);
+        let (byte_ids, rest) = rest.split_at_mut(BYTE_TABLE);
+        let user_area = &mut rest[..user_len];
         byte_ids.fill(NONE);
+        buckets.fill(0);
+        let mask = n_buckets - 1;
         let mut has_unused = false;
-        let mut max_user_len = 0usize;
         let mut max_piece_len = 0usize;
         for (id, e) in entries.iter_mut().enumerate() {
             let id = id as u32;
             let piece = piece_of(source, *e);
             max_piece_len = max_piece_len.max(piece.len());
+            buckets[hash(piece.iter().copied()) as usize & mask] += 1;
             let ty = if *e >> TYPE_SHIFT == UNTYPED {
                 // No types in the file: infer them as llama.cpp and llama2.c do.
                 let ty = if id == s.unk {
@@ -596,26 +671,79 @@ impl<'a> Tokenizer<'a> {
                     }
                 }
                 TokenType::Unused => has_unused = true,
-                TokenType::UserDefined => max_user_len = max_user_len.max(piece.len()),
                 _ => {}
             }
         }
-        table.fill(NONE);
-        let mask = table.len() - 1;
-        for (id, &e) in entries.iter().enumerate() {
-            let mut k = hash(piece_of(source, e).iter().copied()) as usize & mask;
-            // The table has more slots than tokens, so a free one is found.
-            while table[k] != NONE {
-                k = (k + 1) & mask;
-            }
-            table[k] = id as u32;
+        let entries: &'a [u32] = entries;
+        let piece = |id: u32| piece_of(source, entries[id as usize]);
+        let mergeable =
+            |id: u32| TokenType::from_code(entries[id as usize] >> TYPE_SHIFT).is_mergeable();
+
+        // Counting sort by bucket: `buckets[b]` becomes the end of bucket
+        // `b`, then (ids placed from the last) its start.
+        let mut end = 0u32;
+        for b in buckets[..n_buckets].iter_mut() {
+            end += *b;
+            *b = end;
         }
+        buckets[n_buckets] = n as u32;
+        for id in (0..n as u32).rev() {
+            let b = hash(piece(id).iter().copied()) as usize & mask;
+            buckets[b] -= 1;
+            order[buckets[b] as usize] = id;
+        }
+        // Sort each bucket by piece, then id; keep of identical pieces only
+        // the first mergeable and the first reserved one (first wins), so
+        // that a look-up meets at most two entries with its piece.
+        let mut kept = 0usize;
+        for b in 0..n_buckets {
+            let (start, stop) = (buckets[b] as usize, buckets[b + 1] as usize);
+            buckets[b] = kept as u32;
+            let ids = &mut order[start..stop];
+            if ids.len() > 1 {
+                ids.sort_unstable_by(|&x, &y| piece_order(piece(x), piece(y)).then(x.cmp(&y)));
+            }
+            let mut i = start;
+            while i < stop {
+                let p = piece(order[i]);
+                let (mut have_mergeable, mut have_reserved) = (false, false);
+                while i < stop && piece(order[i]) == p {
+                    let id = order[i];
+                    let have = if mergeable(id) {
+                        &mut have_mergeable
+                    } else {
+                        &mut have_reserved
+                    };
+                    if !*have {
+                        *have = true;
+                        // `kept <= i`: this moves entries down, never over unread ones.
+                        order[kept] = id;
+                        kept += 1;
+                    }
+                    i += 1;
+                }
+            }
+        }
+        buckets[n_buckets] = kept as u32;
+        order[kept..].fill(NONE);
+        let order: &'a [u32] = order;
+        let buckets: &'a [u32] = buckets;
+
+        let user = UserMatcher::build(
+            user_area,
+            order[..kept].iter().copied().filter(|&id| {
+                TokenType::from_code(entries[id as usize] >> TYPE_SHIFT) == TokenType::UserDefined
+            }),
+            piece,
+        );
         let has_bytes = byte_ids.iter().any(|&b| b != NONE);
         Ok(Tokenizer {
             source,
             entries,
-            table,
+            order,
+            buckets,
             byte_ids,
+            user,
             bos: s.bos,
             eos: s.eos,
             unk: s.unk,
@@ -624,7 +752,6 @@ impl<'a> Tokenizer<'a> {
             add_eos: s.add_eos,
             has_bytes,
             has_unused,
-            max_user_len,
             max_piece_len,
         })
     }
@@ -733,19 +860,16 @@ impl<'a> Tokenizer<'a> {
     /// The id of the token whose raw piece is exactly `piece` (any type; the
     /// lowest id if several), e.g. `token_id(b"<s>")`. Pieces of a GGUF
     /// vocabulary spell spaces `'▁'`, those of a llama2.c one `' '`.
+    ///
+    /// Duplicate pieces: the first wins. Of several tokens with the same
+    /// piece, encoding uses the lowest id among the NORMAL, USER_DEFINED and
+    /// UNUSED ones (and, where SentencePiece's `PieceToId` prefers reserved
+    /// pieces, the lowest CONTROL, UNKNOWN or BYTE one); the others still
+    /// decode, but no text encodes to them. (SentencePiece refuses such a
+    /// model; llama.cpp lets the last one win.)
     pub fn token_id(&self, piece: &[u8]) -> Option<u32> {
-        let mut k = hash(piece.iter().copied()) as usize;
-        loop {
-            k &= self.table.len().wrapping_sub(1);
-            let id = *self.table.get(k)?;
-            if id == NONE {
-                return None;
-            }
-            if self.piece_unchecked(id) == piece {
-                return Some(id);
-            }
-            k += 1;
-        }
+        let run = self.find(hash(piece.iter().copied()), |p| piece_order(p, piece));
+        run.first().copied()
     }
 
     fn entry(&self, id: u32) -> Result<u32> {
@@ -859,7 +983,15 @@ impl<'a> Tokenizer<'a> {
                 start,
                 next,
             };
-            self.split_symbols(&mut sy, prev);
+            // `key` is free until the agenda starts: it holds the USER_DEFINED matches.
+            let user: &[u32] = if self.user.is_empty() {
+                &[]
+            } else {
+                key.fill(0);
+                self.user_matches(&sy, key);
+                &*key
+            };
+            self.split_symbols(&mut sy, prev, user);
             count = sy.count;
             let mut agenda = Agenda {
                 heap,
@@ -903,20 +1035,28 @@ impl<'a> Tokenizer<'a> {
     }
 
     /// Splits the normalized text into initial symbols: the dummy prefix, then
-    /// one per character (or per USER_DEFINED piece, frozen).
-    fn split_symbols(&self, sy: &mut Symbols<'_, '_>, prev: &mut [u32]) {
+    /// one per character (or per USER_DEFINED piece, frozen). `user` holds,
+    /// per ext position, the normalized length of the longest USER_DEFINED
+    /// piece starting there (see [`Tokenizer::user_matches`]), or is empty
+    /// when the vocabulary has none.
+    fn split_symbols(&self, sy: &mut Symbols<'_, '_>, prev: &mut [u32], user: &[u32]) {
         let mut p: u32 = if self.add_space_prefix { 0 } else { 1 };
         let mut count = 0usize;
         while p < sy.ext_end {
-            let mut q = if p == 0 {
-                1
-            } else {
-                p + char_len(sy.text.get(p as usize - 1).copied().unwrap_or(0)) as u32
-            };
+            let mut q = self.next_char(sy, p).0;
             let mut flags = 0;
-            if self.max_user_len > 0 {
-                if let Some(m) = self.match_user_defined(sy, p) {
-                    q = m;
+            let want = user.get(p as usize).copied().unwrap_or(0) as usize;
+            if want > 0 {
+                // Walk to where the piece ends: each position is walked once,
+                // as the next symbol starts there.
+                let (mut end, mut len) = (p, 0usize);
+                while len < want && end < sy.ext_end {
+                    let (e, w) = self.next_char(sy, end);
+                    end = e;
+                    len += w;
+                }
+                if len == want {
+                    q = end;
                     flags = FROZEN;
                 }
             }
@@ -932,9 +1072,70 @@ impl<'a> Tokenizer<'a> {
         sy.count = count as u32;
     }
 
+    /// The ext position after the character at ext position `p`, and the
+    /// length of its normalized bytes.
+    fn next_char(&self, sy: &Symbols<'_, '_>, p: u32) -> (u32, usize) {
+        if p == 0 {
+            return (1, self.space().len());
+        }
+        let w = char_len(sy.text.get(p as usize - 1).copied().unwrap_or(0));
+        let ch = sy
+            .text
+            .get(p as usize - 1..p as usize - 1 + w)
+            .unwrap_or(&[]);
+        let norm = if ch == b" " || ch == SPACE_SYMBOL {
+            self.space().len()
+        } else {
+            w
+        };
+        (p + w as u32, norm)
+    }
+
+    /// Fills `best[p]`, for every ext position `p` where a character starts,
+    /// with the normalized length of the longest USER_DEFINED piece that
+    /// starts there (0 if none): one right-to-left pass of the automaton
+    /// over the normalized text, `O(len)` steps whatever the pieces.
+    fn user_matches(&self, sy: &Symbols<'_, '_>, best: &mut [u32]) {
+        let narrow = matches!(self.source, Source::Llama2c { .. });
+        let mut state = 0u32;
+        let mut i = sy.text.len();
+        while i > 0 {
+            let mut s = i - 1;
+            while s > 0 && sy.text[s] & 0xC0 == 0x80 {
+                s -= 1;
+            }
+            let ch = &sy.text[s..i];
+            let norm: &[u8] = if ch == b" " {
+                self.space()
+            } else if narrow && ch == SPACE_SYMBOL {
+                b" "
+            } else {
+                ch
+            };
+            for &b in norm.iter().rev() {
+                state = self.user.step(state, b);
+            }
+            if let Some(slot) = best.get_mut(s + 1) {
+                *slot = self.user.longest(state);
+            }
+            i = s;
+        }
+        if self.add_space_prefix {
+            for &b in self.space().iter().rev() {
+                state = self.user.step(state, b);
+            }
+            if let Some(slot) = best.get_mut(0) {
+                *slot = self.user.longest(state);
+            }
+        }
+    }
+
     /// The longest USER_DEFINED piece starting at ext position `p`, as the ext
-    /// position where it ends.
-    fn match_user_defined(&self, sy: &Symbols<'_, '_>, p: u32) -> Option<u32> {
+    /// position where it ends: the obvious way, `O(L^2)` per position for
+    /// pieces of up to `L` bytes; the reference [`Tokenizer::user_matches`]
+    /// is tested against.
+    #[cfg(all(test, feature = "std"))]
+    fn match_user_defined_naive(&self, sy: &Symbols<'_, '_>, p: u32) -> Option<u32> {
         let mut best = None;
         let mut q = p;
         let mut norm_len = 0usize;
@@ -957,7 +1158,7 @@ impl<'a> Tokenizer<'a> {
                 };
                 q += w as u32;
             }
-            if norm_len > self.max_user_len {
+            if norm_len > self.max_piece_len {
                 break;
             }
             if let Some(id) = self.lookup(sy, p, q, Lookup::Mergeable) {
@@ -1091,40 +1292,74 @@ impl<'a> Tokenizer<'a> {
             if n == LOOKUP_BUF {
                 // Only for vocabularies with pieces longer than the buffer.
                 let norm = || self.norm(sy, s, e);
-                return self.lookup_in(hash(norm()), |p| p.iter().copied().eq(norm()), how);
+                let len = norm().count();
+                return self.lookup_in(
+                    hash(norm()),
+                    |p| {
+                        p.len()
+                            .cmp(&len)
+                            .then_with(|| p.iter().copied().cmp(norm()))
+                    },
+                    how,
+                );
             }
             buf[n] = b;
             n += 1;
         }
         let key = &buf[..n];
-        self.lookup_in(hash(key.iter().copied()), |p| p == key, how)
+        self.lookup_in(hash(key.iter().copied()), |p| piece_order(p, key), how)
     }
 
-    /// Finds, among the pieces of hash `h` for which `eq` holds, the one `how` asks for.
-    fn lookup_in(&self, h: u32, eq: impl Fn(&[u8]) -> bool, how: Lookup) -> Option<u32> {
-        let mask = self.table.len().wrapping_sub(1);
-        let mut k = h as usize;
-        let mut mergeable = None;
-        loop {
-            k &= mask;
-            let id = match self.table.get(k) {
-                Some(&id) if id != NONE => id,
-                _ => return mergeable,
-            };
-            if eq(self.piece_unchecked(id)) {
-                let ty = self.type_unchecked(id);
-                if ty.is_mergeable() {
-                    if how == Lookup::Mergeable {
-                        return Some(id);
-                    }
-                    mergeable = mergeable.or(Some(id));
-                } else if how == Lookup::Final {
-                    // SentencePiece's PieceToId looks in the reserved pieces first.
-                    return Some(id);
-                }
-            }
-            k += 1;
+    /// Finds, among the pieces of hash `h` that `cmp` finds equal, the one
+    /// `how` asks for.
+    fn lookup_in(
+        &self,
+        h: u32,
+        cmp: impl Fn(&[u8]) -> core::cmp::Ordering,
+        how: Lookup,
+    ) -> Option<u32> {
+        let run = self.find(h, cmp);
+        let is_mergeable = |id: &u32| self.type_unchecked(*id).is_mergeable();
+        match how {
+            Lookup::Mergeable => run.iter().copied().find(is_mergeable),
+            // SentencePiece's PieceToId looks in the reserved pieces first.
+            Lookup::Final => run
+                .iter()
+                .copied()
+                .find(|id| !is_mergeable(id))
+                .or(run.first().copied()),
         }
+    }
+
+    /// The ids (at most two: the first mergeable and the first reserved
+    /// token) whose piece `cmp` finds equal (`cmp` orders pieces as
+    /// [`piece_order`]), in the bucket of hash `h`: a binary search,
+    /// `O(log n)` comparisons even when every piece fell into one bucket.
+    #[inline]
+    fn find(&self, h: u32, cmp: impl Fn(&[u8]) -> core::cmp::Ordering) -> &'a [u32] {
+        let b = h as usize & self.buckets.len().saturating_sub(2);
+        let (start, stop) = match (self.buckets.get(b), self.buckets.get(b + 1)) {
+            (Some(&s), Some(&e)) => (s as usize, e as usize),
+            _ => return &[],
+        };
+        let ids = self.order.get(start..stop).unwrap_or(&[]);
+        let lo = if ids.len() <= 4 {
+            // The usual bucket (fewer than one id on average): a scan.
+            match ids
+                .iter()
+                .position(|&id| !cmp(self.piece_unchecked(id)).is_lt())
+            {
+                Some(k) => k,
+                None => return &[],
+            }
+        } else {
+            ids.partition_point(|&id| cmp(self.piece_unchecked(id)).is_lt())
+        };
+        let mut hi = lo;
+        while hi < ids.len() && hi < lo + 2 && cmp(self.piece_unchecked(ids[hi])).is_eq() {
+            hi += 1;
+        }
+        &ids[lo..hi]
     }
 
     // ------------------------------------------------------------------
@@ -1617,13 +1852,19 @@ fn pack(offset: u32, ty: Option<TokenType>) -> u32 {
 /// Type code of an entry whose type is to be inferred.
 const UNTYPED: u32 = 7;
 
-/// Number of slots of the hash table for `n` tokens: the power of two at
-/// least `2 * n` (saturating).
-fn table_len(n: u32) -> usize {
-    (n as usize)
-        .saturating_mul(2)
+/// The order of pieces in a bucket: by length, then bytes (a length
+/// comparison settles most look-ups of text that is no piece).
+#[inline]
+fn piece_order(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// Number of hash buckets for `n` tokens: the power of two at least `n`
+/// (at least 1; saturating).
+fn bucket_count(n: usize) -> usize {
+    n.max(1)
         .checked_next_power_of_two()
-        .unwrap_or(usize::MAX)
+        .unwrap_or(1 << (usize::BITS - 1))
 }
 
 /// FNV-1a, with a final mix so that the low bits (the slot) depend on all bytes.
@@ -1653,10 +1894,11 @@ fn score_key(score: f32) -> u32 {
     }
 }
 
-/// Splits `index` into the per-token entries and the rest (hash table and
-/// byte table), checking its length.
-fn split_index(index: &mut [u32], n: u32) -> Result<(&mut [u32], &mut [u32])> {
-    let needed = Tokenizer::index_len(n);
+/// Splits `index` into the per-token entries and the rest (sorted ids,
+/// buckets, byte table and `user_len` entries for the USER_DEFINED
+/// automaton), checking its length.
+fn split_index(index: &mut [u32], n: u32, user_len: usize) -> Result<(&mut [u32], &mut [u32])> {
+    let needed = Tokenizer::index_len(n).saturating_add(user_len);
     if index.len() < needed {
         return Err(Error::BufferTooSmall {
             what: "tokenizer index (u32 entries)",
@@ -1665,6 +1907,201 @@ fn split_index(index: &mut [u32], n: u32) -> Result<(&mut [u32], &mut [u32])> {
         });
     }
     Ok(index[..needed].split_at_mut(n as usize))
+}
+
+/// Index entries the USER_DEFINED automaton of a GGUF vocabulary needs:
+/// 0 without USER_DEFINED pieces, else `5 * (u + 1) + 1` for `u` bytes of
+/// them (counting only the non-empty, valid UTF-8 ones: the others can
+/// never match a text).
+fn user_matcher_len(tokens: Array<'_>, types: Option<Array<'_>>, n: u32) -> usize {
+    let Some(types) = types else {
+        return 0;
+    };
+    let mut total = 0usize;
+    for (id, piece) in tokens.strings().take(n as usize).enumerate() {
+        if types.i32_at(id) == Some(4) && UserMatcher::eligible(piece) {
+            total = total.saturating_add(piece.len());
+        }
+    }
+    if total == 0 {
+        0
+    } else {
+        UserMatcher::area_len(total)
+    }
+}
+
+/// An Aho-Corasick automaton over the *reversed* USER_DEFINED pieces, in
+/// index memory: run right to left over a text, its state after position
+/// `p` gives the longest piece that starts at `p` (SentencePiece's
+/// `PrefixMatcher`, which walks a trie from every position, takes
+/// `O(len * L)` for pieces of `L` bytes; this takes `O(len)`).
+///
+/// Nodes are numbered breadth-first, so the children of node `v` are
+/// `child[v]..child[v + 1]`, sorted by their `label` byte. `fail[v]` is the
+/// node of the longest proper suffix of `v`'s string that is in the trie,
+/// `out[v]` the length of the longest piece that is a suffix of it.
+#[derive(Clone, Copy, Default)]
+struct UserMatcher<'a> {
+    child: &'a [u32],
+    label: &'a [u32],
+    fail: &'a [u32],
+    out: &'a [u32],
+}
+
+impl<'a> UserMatcher<'a> {
+    /// Entries the automaton needs for `total` bytes of pieces: at most
+    /// `total + 1` nodes, five arrays of that (one of them scratch for the
+    /// build) and one more child start.
+    fn area_len(total: usize) -> usize {
+        total.saturating_add(1).saturating_mul(5).saturating_add(1)
+    }
+
+    /// Whether a USER_DEFINED piece can ever match a text: a match starts
+    /// and ends at characters of a UTF-8 text, so it is non-empty UTF-8.
+    fn eligible(piece: &[u8]) -> bool {
+        !piece.is_empty() && core::str::from_utf8(piece).is_ok()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.child.is_empty()
+    }
+
+    /// Builds the automaton of the pieces of `ids` (distinct pieces, as
+    /// the deduplicated index gives them) in `area`, which
+    /// [`UserMatcher::area_len`] of their lengths sized. `O(u log u)` for
+    /// `u` bytes of pieces.
+    fn build(
+        area: &'a mut [u32],
+        ids: impl Iterator<Item = u32>,
+        piece: impl Fn(u32) -> &'a [u8],
+    ) -> UserMatcher<'a> {
+        if area.is_empty() {
+            return UserMatcher::default();
+        }
+        let cap = (area.len() - 1) / 5;
+        let (child, r) = area.split_at_mut(cap + 1);
+        let (label, r) = r.split_at_mut(cap);
+        let (fail, r) = r.split_at_mut(cap);
+        let (out, sorted) = r.split_at_mut(cap);
+        // The eligible pieces, sorted by their reversed bytes.
+        let mut k = 0usize;
+        for id in ids {
+            if UserMatcher::eligible(piece(id)) && k < sorted.len() {
+                sorted[k] = id;
+                k += 1;
+            }
+        }
+        let sorted = &mut sorted[..k];
+        sorted.sort_unstable_by(|&a, &b| piece(a).iter().rev().cmp(piece(b).iter().rev()));
+        let len = |i: u32| piece(sorted[i as usize]).len();
+        // Byte `d` of a reversed piece (`d < len`).
+        let rev = |i: u32, d: usize| {
+            let p = piece(sorted[i as usize]);
+            p[p.len() - 1 - d]
+        };
+        // Breadth-first: a node at depth `d` covers the sorted pieces
+        // `fail[v]..out[v]` (scratch use of those arrays) whose reversed
+        // bytes start with its string; its children split them by byte `d`.
+        fail[0] = 0;
+        out[0] = k as u32;
+        label[0] = 0;
+        let (mut next, mut v, mut depth, mut level_end) = (1usize, 0usize, 0usize, 1usize);
+        while v < next {
+            if v == level_end {
+                depth += 1;
+                level_end = next;
+            }
+            let (lo, hi) = (fail[v], out[v]);
+            child[v] = next as u32;
+            let mut i = lo;
+            // Pieces are distinct: at most one ends here, and sorts first.
+            let terminal = i < hi && len(i) == depth;
+            if terminal {
+                i += 1;
+            }
+            while i < hi && next < cap {
+                let c = rev(i, depth);
+                let mut j = i + 1;
+                while j < hi && rev(j, depth) == c {
+                    j += 1;
+                }
+                label[next] = c as u32;
+                fail[next] = i;
+                out[next] = j;
+                next += 1;
+                i = j;
+            }
+            fail[v] = 0;
+            out[v] = if terminal { depth as u32 } else { 0 };
+            v += 1;
+        }
+        child[next] = next as u32;
+        let nodes = next;
+        // Failure links, breadth-first: a node's comes from its parent's,
+        // whose depth is smaller, so it is final when needed.
+        for v in 0..nodes {
+            for c in child[v] as usize..child[v + 1] as usize {
+                let f = if v == 0 {
+                    0
+                } else {
+                    goto(child, label, fail, fail[v], label[c] as u8)
+                };
+                fail[c] = f;
+                if out[c] == 0 {
+                    out[c] = out[f as usize];
+                }
+            }
+        }
+        UserMatcher {
+            child: &child[..nodes + 1],
+            label: &label[..nodes],
+            fail: &fail[..nodes],
+            out: &out[..nodes],
+        }
+    }
+
+    /// The state after reading byte `b` (right to left) in state `v`.
+    #[inline]
+    fn step(&self, v: u32, b: u8) -> u32 {
+        goto(self.child, self.label, self.fail, v, b)
+    }
+
+    /// The length of the longest piece that ends the string of state `v`
+    /// (read right to left: that starts where the pass stands).
+    #[inline]
+    fn longest(&self, v: u32) -> u32 {
+        self.out.get(v as usize).copied().unwrap_or(0)
+    }
+}
+
+/// The child of node `v` labelled `b`, if any (binary search of the
+/// sorted labels).
+#[inline]
+fn child_of(child: &[u32], label: &[u32], v: u32, b: u8) -> Option<u32> {
+    let (lo, hi) = (
+        *child.get(v as usize)? as usize,
+        *child.get(v as usize + 1)? as usize,
+    );
+    let labels = label.get(lo..hi)?;
+    labels
+        .binary_search(&(b as u32))
+        .ok()
+        .map(|k| (lo + k) as u32)
+}
+
+/// The automaton's transition: follow failure links from `v` until a node
+/// has a child labelled `b` (the root has no failure).
+#[inline]
+fn goto(child: &[u32], label: &[u32], fail: &[u32], mut v: u32, b: u8) -> u32 {
+    loop {
+        if let Some(c) = child_of(child, label, v, b) {
+            return c;
+        }
+        if v == 0 {
+            return 0;
+        }
+        v = fail.get(v as usize).copied().unwrap_or(0);
+    }
 }
 
 /// The piece of an index entry (validated at load; empty if somehow not).
@@ -2030,6 +2467,140 @@ mod tests {
             // Control tokens print nothing.
             assert_eq!(dec(t, &[0, 1, 2]), "");
         });
+    }
+
+    /// A GGUF vocabulary: `(piece, score, GGUF token type)`; BOS 1, EOS 2, unk 0.
+    fn gguf_vocab(pieces: &[(Vec<u8>, f32, i32)]) -> Vec<u8> {
+        let mut v = b"GGUF".to_vec();
+        v.extend_from_slice(&3u32.to_le_bytes());
+        v.extend_from_slice(&0u64.to_le_bytes());
+        v.extend_from_slice(&3u64.to_le_bytes());
+        let s = |v: &mut Vec<u8>, b: &[u8]| {
+            v.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            v.extend_from_slice(b);
+        };
+        let arr = |v: &mut Vec<u8>, key: &str, ty: u32| {
+            s(v, key.as_bytes());
+            v.extend_from_slice(&9u32.to_le_bytes());
+            v.extend_from_slice(&ty.to_le_bytes());
+            v.extend_from_slice(&(pieces.len() as u64).to_le_bytes());
+        };
+        arr(&mut v, "tokenizer.ggml.tokens", 8);
+        for (p, _, _) in pieces {
+            s(&mut v, p);
+        }
+        arr(&mut v, "tokenizer.ggml.scores", 6);
+        for (_, sc, _) in pieces {
+            v.extend_from_slice(&sc.to_le_bytes());
+        }
+        arr(&mut v, "tokenizer.ggml.token_type", 5);
+        for (_, _, t) in pieces {
+            v.extend_from_slice(&t.to_le_bytes());
+        }
+        v
+    }
+
+    /// The look-ups and the USER_DEFINED automaton agree with the obvious
+    /// algorithms (a scan of every token; every end tried from every
+    /// start) on random small vocabularies, with duplicates, and texts.
+    #[test]
+    fn index_and_user_matches_agree_with_naive_search() {
+        let alphabet = ["a", "b", " ", "\u{2581}", "\u{e9}"];
+        let mut x = 0x2545_F491u32;
+        let mut rnd = move |n: u32| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x % n
+        };
+        for round in 0..300 {
+            let mut pieces: Vec<(Vec<u8>, f32, i32)> = vec![
+                (b"<unk>".to_vec(), 0.0, 2),
+                (b"<s>".to_vec(), 0.0, 3),
+                (b"</s>".to_vec(), 0.0, 3),
+            ];
+            for _ in 0..1 + rnd(40) {
+                let len = 1 + rnd(if round % 3 == 0 { 12 } else { 4 });
+                let mut p = Vec::new();
+                for _ in 0..len {
+                    let c = alphabet[rnd(alphabet.len() as u32) as usize];
+                    p.extend_from_slice(if c == " " { SPACE_SYMBOL } else { c.as_bytes() });
+                }
+                if rnd(5) == 0 {
+                    p.truncate(p.len() - 1); // sometimes not UTF-8, or empty
+                }
+                let ty = [1, 1, 4, 4, 3, 5][rnd(6) as usize];
+                pieces.push((p, -(rnd(100) as f32), ty));
+            }
+            for _ in 0..rnd(6) {
+                let k = rnd(pieces.len() as u32) as usize;
+                let mut dup = pieces[k].clone();
+                dup.2 = [1, 4, 3, 5][rnd(4) as usize];
+                pieces.push(dup);
+            }
+            let bytes = gguf_vocab(&pieces);
+            let g = Gguf::parse(&bytes).unwrap();
+            let mut index = vec![0u32; Tokenizer::gguf_index_len(&g).unwrap()];
+            let tok = Tokenizer::from_gguf(&g, &mut index).unwrap();
+            let ty = |id: usize| TokenType::from_gguf(pieces[id].2).unwrap();
+            for (p, _, _) in &pieces {
+                let naive_first = pieces.iter().position(|q| &q.0 == p).map(|i| i as u32);
+                assert_eq!(tok.token_id(p), naive_first, "round {round}");
+                let naive_mergeable = (0..pieces.len())
+                    .find(|&i| &pieces[i].0 == p && ty(i).is_mergeable())
+                    .map(|i| i as u32);
+                let naive_final = (0..pieces.len())
+                    .find(|&i| &pieces[i].0 == p && !ty(i).is_mergeable())
+                    .map(|i| i as u32)
+                    .or(naive_mergeable);
+                let h = hash(p.iter().copied());
+                assert_eq!(
+                    tok.lookup_in(h, |q| piece_order(q, p), Lookup::Mergeable),
+                    naive_mergeable
+                );
+                assert_eq!(
+                    tok.lookup_in(h, |q| piece_order(q, p), Lookup::Final),
+                    naive_final
+                );
+            }
+            for _ in 0..5 {
+                let mut text = String::new();
+                for _ in 0..rnd(30) {
+                    text.push_str(alphabet[rnd(alphabet.len() as u32) as usize]);
+                }
+                let n = text.len() + 1;
+                let (mut start, mut next) = (vec![0u32; n], vec![0u32; n]);
+                let sy = Symbols {
+                    text: text.as_bytes(),
+                    ext_end: n as u32,
+                    count: 0,
+                    start: &mut start,
+                    next: &mut next,
+                };
+                let mut best = vec![0u32; n];
+                tok.user_matches(&sy, &mut best);
+                let mut p = 0u32;
+                while p < sy.ext_end {
+                    let naive = tok.match_user_defined_naive(&sy, p);
+                    let fast = match best[p as usize] as usize {
+                        0 => None,
+                        want => {
+                            let (mut q, mut len) = (p, 0);
+                            while len < want {
+                                let (e, w) = tok.next_char(&sy, q);
+                                q = e;
+                                len += w;
+                            }
+                            Some(q)
+                        }
+                    };
+                    assert_eq!(fast, naive, "round {round}, text {text:?}, position {p}");
+                    p = tok.next_char(&sy, p).0;
+                }
+                // And encoding does not panic.
+                let _ = enc(&tok, &text);
+            }
+        }
     }
 
     #[test]

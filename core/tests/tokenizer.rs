@@ -503,7 +503,8 @@ fn bad_llama2c_values_error() {
     // A short index.
     let b = llama2c_bytes(6, &base);
     let need = Tokenizer::index_len(4);
-    assert_eq!(need, 4 + 8 + 256);
+    // Entries and sorted ids (4 + 4), 4 buckets and their end, the byte table.
+    assert_eq!(need, 4 + 4 + 4 + 1 + 256);
     let mut index = vec![0u32; need - 1];
     assert_eq!(
         Tokenizer::from_llama2c(&b, Some(4), &mut index).err(),
