@@ -32,6 +32,16 @@
  *   (llamette_session_set_threads).
  * - Versions: LLAMETTE_VERSION_* describe this header, llamette_version() the
  *   library linked.
+ * - Structs grow: every struct passed by pointer starts with
+ *   `size_t struct_size`, which the caller sets to sizeof the struct (the
+ *   LLAMETTE_*_INIT macros below do). The library reads an input struct and
+ *   writes an output struct only as far as struct_size covers (never the
+ *   struct_size field itself): fields are only ever appended, so a program
+ *   built against this header keeps working with a later library, and a
+ *   later program with this library (fields it does not know are not
+ *   read, and are left as the caller set them). A struct_size below the
+ *   struct's first version is LLAMETTE_STATUS_INVALID_ARGUMENT, reported
+ *   before the call does anything.
  */
 
 
@@ -43,6 +53,29 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+/*
+ * Initialisers of the structs: struct_size set, every other field at its
+ * default (zero, NULL, or llama2.c's sampler settings), e.g.
+ *
+ *     llamette_session_params params = LLAMETTE_SESSION_PARAMS_INIT;
+ *     llamette_model_info info = LLAMETTE_MODEL_INFO_INIT;
+ *
+ * Valid in C and C++ (they list every field, in order).
+ */
+#define LLAMETTE_MODEL_INFO_INIT \
+    {sizeof(llamette_model_info), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define LLAMETTE_SESSION_PARAMS_INIT {sizeof(llamette_session_params), 0, LLAMETTE_KV_F32, 0}
+/* llama2.c's defaults, as llamette_sampler_params_default writes them. */
+#define LLAMETTE_SAMPLER_PARAMS_INIT \
+    {sizeof(llamette_sampler_params), 1.0f, 0, 0.9f, 0.0f, 1.0f, 64, 0}
+#define LLAMETTE_STEP_RESULT_INIT {sizeof(llamette_step_result), 0, false, NULL, 0}
+#define LLAMETTE_GENERATE_RESULT_INIT {sizeof(llamette_generate_result), 0, 0}
+#define LLAMETTE_GENERATE_OPTIONS_INIT {sizeof(llamette_generate_options), 0, 0, NULL, 0}
+#define LLAMETTE_PARALLEL_INIT {sizeof(llamette_parallel), NULL, 0, NULL}
+#define LLAMETTE_CHAT_MESSAGE_INIT {sizeof(llamette_chat_message), 0, NULL, 0}
+#define LLAMETTE_CHAT_OPTIONS_INIT {sizeof(llamette_chat_options), 0, LLAMETTE_CONTEXT_ERROR, 0}
+#define LLAMETTE_CHAT_PREFILL_RESULT_INIT {sizeof(llamette_chat_prefill_result), 0, 0, 0, 0}
+
 
 /**
  * Major version of this header (and library).
@@ -199,8 +232,9 @@ typedef struct llamette_session llamette_session;
 typedef uint32_t llamette_status;
 
 /**
- * Options of the chat functions; NULL means all zero (the defaults). Set
- * `struct_size = sizeof(llamette_chat_options)`.
+ * Options of the chat functions; NULL means all zero (the defaults).
+ * Initialise it with `LLAMETTE_CHAT_OPTIONS_INIT` (or set `struct_size =
+ * sizeof(llamette_chat_options)`).
  */
 typedef struct llamette_chat_options {
     /**
@@ -223,9 +257,9 @@ typedef struct llamette_chat_options {
 } llamette_chat_options;
 
 /**
- * One message of a dialog. In an array, every element's `struct_size` is
- * `sizeof(llamette_chat_message)` (the library steps through the array by
- * the first element's size).
+ * One message of a dialog (`LLAMETTE_CHAT_MESSAGE_INIT`). In an array,
+ * every element's `struct_size` is `sizeof(llamette_chat_message)` (the
+ * library steps through the array by the first element's size).
  */
 typedef struct llamette_chat_message {
     /**
@@ -247,8 +281,9 @@ typedef struct llamette_chat_message {
 } llamette_chat_message;
 
 /**
- * What `llamette_chat_prefill` did. Set `struct_size` before the call; the
- * library writes only the fields that size covers.
+ * What `llamette_chat_prefill` did. Set `struct_size` before the call
+ * (`LLAMETTE_CHAT_PREFILL_RESULT_INIT`); the library writes only the
+ * fields that size covers.
  */
 typedef struct llamette_chat_prefill_result {
     /**
@@ -280,9 +315,14 @@ typedef uint32_t llamette_format;
 
 /**
  * What a model is: shapes, special tokens, sizes. Filled by
- * `llamette_model_get_info`.
+ * `llamette_model_get_info`: initialise it with
+ * `LLAMETTE_MODEL_INFO_INIT` (or set `struct_size`) first.
  */
 typedef struct llamette_model_info {
+    /**
+     * `sizeof(llamette_model_info)`, set by the caller.
+     */
+    size_t struct_size;
     /**
      * The file format, one of `LLAMETTE_FORMAT_*`.
      */
@@ -377,9 +417,15 @@ typedef struct llamette_model_info {
 typedef uint32_t llamette_kv_type;
 
 /**
- * How a session is sized.
+ * How a session is sized. Initialise it with
+ * `LLAMETTE_SESSION_PARAMS_INIT` (or set `struct_size`); also filled by
+ * `llamette_session_params_for_budget`.
  */
 typedef struct llamette_session_params {
+    /**
+     * `sizeof(llamette_session_params)`, set by the caller.
+     */
+    size_t struct_size;
     /**
      * Positions the session can hold (prompt and generated tokens); 0 means
      * the model's context length, which is also the maximum.
@@ -400,11 +446,17 @@ typedef struct llamette_session_params {
 
 /**
  * Sampler settings, used by `llamette_session_step` and
- * `llamette_session_generate`. `llamette_sampler_params_default` fills in
- * llama2.c's defaults. With `top_k = 0`, `min_p = 0` and
- * `repeat_penalty = 1` the sampler is llama2.c `run.c`'s, bit for bit.
+ * `llamette_session_generate`: llama2.c's defaults are
+ * `LLAMETTE_SAMPLER_PARAMS_INIT` (and what
+ * `llamette_sampler_params_default` writes). With `top_k = 0`,
+ * `min_p = 0` and `repeat_penalty = 1` the sampler is llama2.c
+ * `run.c`'s, bit for bit.
  */
 typedef struct llamette_sampler_params {
+    /**
+     * `sizeof(llamette_sampler_params)`, set by the caller.
+     */
+    size_t struct_size;
     /**
      * Divides the logits; 0 means greedy: always the most likely token.
      * Negative, NaN or infinite is `INVALID_ARGUMENT`.
@@ -445,9 +497,14 @@ typedef struct llamette_sampler_params {
 } llamette_sampler_params;
 
 /**
- * What one `llamette_session_step` produced.
+ * What one `llamette_session_step` produced. Set `struct_size`
+ * (`LLAMETTE_STEP_RESULT_INIT`) before the call.
  */
 typedef struct llamette_step_result {
+    /**
+     * `sizeof(llamette_step_result)`, set by the caller.
+     */
+    size_t struct_size;
     /**
      * The sampled token. It is not yet in the KV cache: the next prefill,
      * step or generate feeds it first.
@@ -493,9 +550,14 @@ typedef bool (*llamette_token_callback)(void *user_data,
 typedef uint32_t llamette_stop_reason;
 
 /**
- * What `llamette_session_generate` did.
+ * What `llamette_session_generate` did. Set `struct_size`
+ * (`LLAMETTE_GENERATE_RESULT_INIT`) before the call.
  */
 typedef struct llamette_generate_result {
+    /**
+     * `sizeof(llamette_generate_result)`, set by the caller.
+     */
+    size_t struct_size;
     /**
      * Tokens passed to the callback.
      */
@@ -507,10 +569,11 @@ typedef struct llamette_generate_result {
 } llamette_generate_result;
 
 /**
- * What `llamette_session_generate_ex` does beyond sampling. Set
- * `struct_size = sizeof(llamette_generate_options)`: the library reads
- * only the fields that size covers (later versions append fields; a zero
- * field keeps the default).
+ * What `llamette_session_generate_ex` does beyond sampling. Initialise
+ * it with `LLAMETTE_GENERATE_OPTIONS_INIT` (or set `struct_size =
+ * sizeof(llamette_generate_options)`): the library reads only the fields
+ * that size covers (later versions append fields; a zero field keeps the
+ * default).
  */
 typedef struct llamette_generate_options {
     /**
@@ -575,9 +638,15 @@ typedef void (*llamette_parallel_for_fn)(void *user_data,
                                          void *task_ctx);
 
 /**
- * A host thread pool, plugged into a session with `llamette_session_set_parallel`.
+ * A host thread pool, plugged into a session with
+ * `llamette_session_set_parallel`. Initialise it with
+ * `LLAMETTE_PARALLEL_INIT` (or set `struct_size`).
  */
 typedef struct llamette_parallel {
+    /**
+     * `sizeof(llamette_parallel)`, set by the caller.
+     */
+    size_t struct_size;
     /**
      * Passed to `parallel_for` as its first argument.
      */
@@ -1225,13 +1294,16 @@ llamette_status llamette_model_open_default(struct llamette_model **out_model);
 void llamette_model_free(struct llamette_model *model);
 
 /**
- * Writes the model's description to `*out_info`.
+ * Writes the model's description to `*out_info`: the fields its
+ * `struct_size` covers (set it first; `LLAMETTE_MODEL_INFO_INIT` does).
  *
- * Errors: `NULL_ARGUMENT`. Thread safety: any thread.
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a `struct_size` below the
+ * first version's). Thread safety: any thread.
  *
  * # Safety
  *
- * `model` is NULL or a live handle; `out_info` is NULL or writable.
+ * `model` is NULL or a live handle; `out_info` is NULL or writable for
+ * its `struct_size`.
  */
 llamette_status llamette_model_get_info(const struct llamette_model *model,
                                         struct llamette_model_info *out_info);
@@ -1300,12 +1372,13 @@ llamette_status llamette_model_token_to_piece(const struct llamette_model *model
  * `*out_bytes`: the size to give `llamette_session_init`.
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a context longer than the
- * model's, an unknown KV type). Thread safety: any thread.
+ * model's, an unknown KV type, a `struct_size` below the first
+ * version's). Thread safety: any thread.
  *
  * # Safety
  *
- * Pointers are NULL or valid: `model` a live handle, `params` readable,
- * `out_bytes` writable.
+ * Pointers are NULL or valid: `model` a live handle, `params` readable
+ * for its `struct_size`, `out_bytes` writable.
  */
 llamette_status llamette_session_required_bytes(const struct llamette_model *model,
                                                 const struct llamette_session_params *params,
@@ -1318,14 +1391,18 @@ llamette_status llamette_session_required_bytes(const struct llamette_model *mod
  * batch (up to the default 32) that fits with it. For a memory budget
  * rather than a context length: a phone's or a microcontroller's.
  *
- * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (an unknown KV type),
- * `BUFFER_TOO_SMALL` (not even one position with a batch of one fits; the
- * message names the bytes that would). Thread safety: any thread.
+ * `out_params->struct_size` must be set: the fields it covers are
+ * written (its own `struct_size` is left as it is).
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (an unknown KV type, a
+ * `struct_size` below the first version's), `BUFFER_TOO_SMALL` (not even
+ * one position with a batch of one fits; the message names the bytes
+ * that would). Thread safety: any thread.
  *
  * # Safety
  *
  * Pointers are NULL or valid: `model` a live handle, `out_params`
- * writable.
+ * writable for its `struct_size`.
  */
 llamette_status llamette_session_params_for_budget(const struct llamette_model *model,
                                                    llamette_kv_type kv_type,
@@ -1343,14 +1420,15 @@ llamette_status llamette_session_params_for_budget(const struct llamette_model *
  * it may be reused. The session keeps the model alive.
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a context longer than the
- * model's, an unknown KV type, a length over `PTRDIFF_MAX`),
- * `BUFFER_TOO_SMALL`, `MISALIGNED`. Thread safety: any thread; the model
+ * model's, an unknown KV type, a `struct_size` below the first version's,
+ * a length over `PTRDIFF_MAX`), `BUFFER_TOO_SMALL`, `MISALIGNED`. Thread safety: any thread; the model
  * may be in use by other threads.
  *
  * # Safety
  *
- * `model` is NULL or a live handle, `params` NULL or readable, `memory`
- * NULL or `memory_len` writable bytes, `out_session` NULL or writable.
+ * `model` is NULL or a live handle, `params` NULL or readable for its
+ * `struct_size`, `memory` NULL or `memory_len` writable bytes,
+ * `out_session` NULL or writable.
  */
 llamette_status llamette_session_init(const struct llamette_model *model,
                                       const struct llamette_session_params *params,
@@ -1369,8 +1447,8 @@ llamette_status llamette_session_init(const struct llamette_model *model,
  *
  * # Safety
  *
- * `model` is NULL or a live handle, `params` NULL or readable,
- * `out_session` NULL or writable.
+ * `model` is NULL or a live handle, `params` NULL or readable for its
+ * `struct_size`, `out_session` NULL or writable.
  */
 llamette_status llamette_session_new(const struct llamette_model *model,
                                      const struct llamette_session_params *params,
@@ -1425,7 +1503,8 @@ llamette_status llamette_session_prefill(struct llamette_session *session,
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a sampler setting out of
  * range: NaN or negative temperature, top_p or min_p outside [0, 1], a
- * repetition penalty not above 0; the message names it),
+ * repetition penalty not above 0, the message naming it; a `struct_size`
+ * of `params` or `out_result` below the first version's),
  * `NOTHING_TO_SAMPLE` (no prefill yet, or since a reset or a
  * cancellation), `CONTEXT_FULL`, `CANCELLED` (the previous token stays
  * pending), `BUSY`. Thread safety: one thread at a time per session.
@@ -1433,8 +1512,8 @@ llamette_status llamette_session_prefill(struct llamette_session *session,
  *
  * # Safety
  *
- * `session` is NULL or a live handle; `params` NULL or readable;
- * `out_result` NULL or writable.
+ * `session` is NULL or a live handle; `params` NULL or readable for its
+ * `struct_size`; `out_result` NULL or writable for its `struct_size`.
  */
 llamette_status llamette_session_step(struct llamette_session *session,
                                       const struct llamette_sampler_params *params,
@@ -1453,16 +1532,17 @@ llamette_status llamette_session_step(struct llamette_session *session,
  * strings and the choice of end tokens.
  *
  * Errors: `NULL_ARGUMENT` (a NULL callback too), `INVALID_ARGUMENT` (a
- * sampler setting out of range), `NOTHING_TO_SAMPLE`, `CONTEXT_FULL` (full
+ * sampler setting out of range, a `struct_size` below the first
+ * version's), `NOTHING_TO_SAMPLE`, `CONTEXT_FULL` (full
  * before the first token), `CANCELLED` (the tokens given to the callback
  * so far stay in the session), `BUSY`. Thread safety: one thread at a
  * time per session; the callback runs on this thread.
  *
  * # Safety
  *
- * `session` is NULL or a live handle; `params` NULL or readable;
- * `out_result` NULL or writable; `callback` is safe to call with
- * `user_data`.
+ * `session` is NULL or a live handle; `params` NULL or readable for its
+ * `struct_size`; `out_result` NULL or writable for its `struct_size`;
+ * `callback` is safe to call with `user_data`.
  */
 llamette_status llamette_session_generate(struct llamette_session *session,
                                           const struct llamette_sampler_params *params,
@@ -1664,13 +1744,14 @@ llamette_status llamette_session_set_threads(struct llamette_session *session, u
  * tasks, makes the call fail with `PANIC`.
  *
  * Errors: `NULL_ARGUMENT` (`session`, or a NULL `parallel_for`),
- * `INVALID_ARGUMENT` (`n_threads` 0 or more than 1024), `BUSY`. Thread
+ * `INVALID_ARGUMENT` (`n_threads` 0 or more than 1024, a `struct_size`
+ * below the first version's), `BUSY`. Thread
  * safety: one thread at a time per session.
  *
  * # Safety
  *
- * `session` is NULL or a live handle; `parallel` NULL or readable, its
- * function safe to call as documented.
+ * `session` is NULL or a live handle; `parallel` NULL or readable for its
+ * `struct_size`, its function safe to call as documented.
  */
 llamette_status llamette_session_set_parallel(struct llamette_session *session,
                                               const struct llamette_parallel *parallel);
@@ -1691,14 +1772,18 @@ const char *llamette_session_last_error(const struct llamette_session *session);
 
 /**
  * Fills `*out_params` with llama2.c's defaults: temperature 1, top-p 0.9,
- * top-k 0, min-p 0, repetition penalty 1 over 64 tokens, seed 0. Set
- * `temperature = 0` for greedy decoding.
+ * top-k 0, min-p 0, repetition penalty 1 over 64 tokens, seed 0 (the
+ * values of `LLAMETTE_SAMPLER_PARAMS_INIT`). Set `out_params->struct_size`
+ * first: the fields it covers are written. Set `temperature = 0` for
+ * greedy decoding.
  *
- * Errors: `NULL_ARGUMENT`.
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (`struct_size` below the
+ * first version's).
  *
  * # Safety
  *
- * `out_params` is NULL or writable.
+ * `out_params` is NULL, or its `struct_size` is set and that many bytes
+ * are writable.
  */
 llamette_status llamette_sampler_params_default(struct llamette_sampler_params *out_params);
 

@@ -38,6 +38,7 @@ mod error;
 mod model;
 mod parallel;
 mod session;
+mod sized;
 
 use core::ffi::c_char;
 

@@ -11,6 +11,7 @@ use llamette_core::{Model, Tokenizer};
 use memmap2::Mmap;
 
 use crate::error::*;
+use crate::sized::{Out, SizedStruct};
 
 /// A token id that is no token ("none"): `UINT32_MAX`.
 pub const LLAMETTE_NO_TOKEN: u32 = u32::MAX;
@@ -28,10 +29,13 @@ pub const LLAMETTE_FORMAT_LLAMA2C_V0: llamette_format = 3;
 pub const LLAMETTE_FORMAT_LLAMA2C_V2: llamette_format = 4;
 
 /// What a model is: shapes, special tokens, sizes. Filled by
-/// `llamette_model_get_info`.
+/// `llamette_model_get_info`: initialise it with
+/// `LLAMETTE_MODEL_INFO_INIT` (or set `struct_size`) first.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct llamette_model_info {
+    /// `sizeof(llamette_model_info)`, set by the caller.
+    pub struct_size: usize,
     /// The file format, one of `LLAMETTE_FORMAT_*`.
     pub format: llamette_format,
     /// Width of the residual stream.
@@ -76,6 +80,41 @@ pub struct llamette_model_info {
     pub rms_eps: f32,
     /// RoPE frequency base.
     pub rope_theta: f32,
+}
+
+impl Default for llamette_model_info {
+    /// As `LLAMETTE_MODEL_INFO_INIT`: zeros, `struct_size` set.
+    fn default() -> Self {
+        llamette_model_info {
+            struct_size: core::mem::size_of::<Self>(),
+            format: 0,
+            dim: 0,
+            hidden_dim: 0,
+            n_layers: 0,
+            n_heads: 0,
+            n_kv_heads: 0,
+            head_dim: 0,
+            vocab_size: 0,
+            context_length: 0,
+            tokenizer_tokens: 0,
+            bos_token: 0,
+            eos_token: 0,
+            unk_token: 0,
+            max_token_text_bytes: 0,
+            n_params: 0,
+            weight_bytes: 0,
+            file_bytes: 0,
+            tokenizer_file_bytes: 0,
+            bytes_per_token: 0,
+            rms_eps: 0.0,
+            rope_theta: 0.0,
+        }
+    }
+}
+
+// SAFETY: repr(C), `struct_size` first, plain numbers.
+unsafe impl SizedStruct for llamette_model_info {
+    const NAME: &'static str = "llamette_model_info";
 }
 
 /// Where bytes come from. Every variant gives the same address for as long
@@ -257,6 +296,7 @@ impl llamette_model {
             bytes_per_token: model.bytes_per_token(),
             rms_eps: c.rms_eps,
             rope_theta: c.rope_theta,
+            ..Default::default()
         };
         if let Some(t) = &tokenizer {
             info.tokenizer_tokens = t.n_tokens();
@@ -599,13 +639,16 @@ pub unsafe extern "C" fn llamette_model_free(model: *mut llamette_model) {
     })
 }
 
-/// Writes the model's description to `*out_info`.
+/// Writes the model's description to `*out_info`: the fields its
+/// `struct_size` covers (set it first; `LLAMETTE_MODEL_INFO_INIT` does).
 ///
-/// Errors: `NULL_ARGUMENT`. Thread safety: any thread.
+/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a `struct_size` below the
+/// first version's). Thread safety: any thread.
 ///
 /// # Safety
 ///
-/// `model` is NULL or a live handle; `out_info` is NULL or writable.
+/// `model` is NULL or a live handle; `out_info` is NULL or writable for
+/// its `struct_size`.
 #[no_mangle]
 pub unsafe extern "C" fn llamette_model_get_info(
     model: *const llamette_model,
@@ -614,9 +657,10 @@ pub unsafe extern "C" fn llamette_model_get_info(
     boundary(|| {
         // SAFETY: the caller's contract.
         let m = unsafe { model_ref(model, "model") }?;
-        let out = non_null_mut(out_info, "out_info")?;
-        // SAFETY: non-NULL and writable (the caller's contract).
-        unsafe { out.write(m.info) };
+        // SAFETY: NULL or writable for its size (the caller's contract).
+        let out = unsafe { Out::new(out_info, "out_info") }?;
+        // SAFETY: checked by `Out::new`.
+        unsafe { out.write(&m.info) };
         Ok(())
     })
 }

@@ -8,6 +8,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use llamette_core::parallel::{Parallel, ThreadPool};
 
+use crate::sized::SizedStruct;
+
 /// One task of a parallel region, given to the host's `parallel_for`: call
 /// it as `task(task_ctx, i)` once for every `i` in `0 .. n_tasks`.
 ///
@@ -35,10 +37,14 @@ pub type llamette_parallel_for_fn = Option<
     ),
 >;
 
-/// A host thread pool, plugged into a session with `llamette_session_set_parallel`.
+/// A host thread pool, plugged into a session with
+/// `llamette_session_set_parallel`. Initialise it with
+/// `LLAMETTE_PARALLEL_INIT` (or set `struct_size`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct llamette_parallel {
+    /// `sizeof(llamette_parallel)`, set by the caller.
+    pub struct_size: usize,
     /// Passed to `parallel_for` as its first argument.
     pub user_data: *mut c_void,
     /// How many tasks are worth creating per parallel region (usually the
@@ -46,6 +52,24 @@ pub struct llamette_parallel {
     pub n_threads: u32,
     /// The host's loop; must not be NULL.
     pub parallel_for: llamette_parallel_for_fn,
+}
+
+impl Default for llamette_parallel {
+    /// As `LLAMETTE_PARALLEL_INIT`: no pool yet.
+    fn default() -> Self {
+        llamette_parallel {
+            struct_size: core::mem::size_of::<Self>(),
+            user_data: core::ptr::null_mut(),
+            n_threads: 0,
+            parallel_for: None,
+        }
+    }
+}
+
+// SAFETY: repr(C), `struct_size` first, then a raw pointer, an integer and
+// a nullable function pointer: every bit pattern is a value.
+unsafe impl SizedStruct for llamette_parallel {
+    const NAME: &'static str = "llamette_parallel";
 }
 
 /// What a session runs its parallel regions on.

@@ -206,7 +206,7 @@ int main(int argc, char **argv) {
         CHECK(llamette::repack_in_place(&mb[0], mb.size()) == 0);
         (void)llamette::kernels_interleaved();
         auto m = llamette::model::open_memory(mb.data(), mb.size(), tb.data(), tb.size());
-        llamette::session s(m, llamette_session_params{256, LLAMETTE_KV_F32, 8});
+        llamette::session s(m, llamette::session_params(256, LLAMETTE_KV_F32, 8));
         CHECK(greedy_text(s) + "\n" == reference);
         // By steps.
         s.reset();
@@ -351,6 +351,41 @@ int main(int argc, char **argv) {
             });
         }
         CHECK(a == b && a.size() == 20);
+    }
+
+    // The C initialisers compile as C++ (every field listed) and agree with
+    // the wrappers; a struct_size too small is refused.
+    {
+        llamette_model_info info = LLAMETTE_MODEL_INFO_INIT;
+        llamette_sampler_params sp = LLAMETTE_SAMPLER_PARAMS_INIT;
+        llamette_session_params ps = LLAMETTE_SESSION_PARAMS_INIT;
+        llamette_step_result sr = LLAMETTE_STEP_RESULT_INIT;
+        llamette_generate_result gr = LLAMETTE_GENERATE_RESULT_INIT;
+        llamette_generate_options go = LLAMETTE_GENERATE_OPTIONS_INIT;
+        llamette_parallel par = LLAMETTE_PARALLEL_INIT;
+        llamette_chat_message cm = LLAMETTE_CHAT_MESSAGE_INIT;
+        llamette_chat_options co = LLAMETTE_CHAT_OPTIONS_INIT;
+        llamette_chat_prefill_result pr = LLAMETTE_CHAT_PREFILL_RESULT_INIT;
+        CHECK(info.struct_size == sizeof info && ps.struct_size == sizeof ps &&
+              sr.struct_size == sizeof sr && gr.struct_size == sizeof gr &&
+              go.struct_size == sizeof go && par.struct_size == sizeof par &&
+              cm.struct_size == sizeof cm && co.struct_size == sizeof co &&
+              pr.struct_size == sizeof pr);
+        llamette::sampler_params lib;
+        CHECK(lib.struct_size == sizeof sp && lib.temperature == sp.temperature &&
+              lib.top_p == sp.top_p && lib.top_k == sp.top_k && lib.min_p == sp.min_p &&
+              lib.repeat_penalty == sp.repeat_penalty && lib.repeat_last_n == sp.repeat_last_n &&
+              lib.seed == sp.seed);
+        CHECK(llamette::session_params(7).struct_size == sizeof ps);
+        CHECK(m.info().struct_size == sizeof info && m.info().dim == 64);
+        llamette::session s(m, 16);
+        s.prefill({1});
+        sp.struct_size = 4;
+        expect_error(LLAMETTE_STATUS_INVALID_ARGUMENT, [&] { s.step(sp); }, "struct_size 4");
+        ps.struct_size = 0;
+        expect_error(LLAMETTE_STATUS_INVALID_ARGUMENT, [&] { llamette::session(m, ps); },
+                     "session params struct_size 0");
+        std::cout << "struct sizes: initialisers and wrappers agree\n";
     }
 
     test_chat(models);

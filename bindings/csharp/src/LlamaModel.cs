@@ -494,8 +494,9 @@ namespace Llamette
     {
         internal static ModelInfo GetInfo(IntPtr model)
         {
-            NativeModelInfo i;
-            LlametteException.Check(Native.llamette_model_get_info(model, out i));
+            NativeModelInfo i = default(NativeModelInfo);
+            i.struct_size = StructSize.Of<NativeModelInfo>();
+            LlametteException.Check(Native.llamette_model_get_info(model, ref i));
             return new ModelInfo(i);
         }
 

@@ -39,6 +39,7 @@ namespace Llamette
             if (ContextLength < 0) throw new ArgumentOutOfRangeException("ContextLength");
             if (Batch < 0) throw new ArgumentOutOfRangeException("Batch");
             NativeSessionParams p;
+            p.struct_size = StructSize.Of<NativeSessionParams>();
             p.context_length = (uint)ContextLength;
             p.kv_type = (uint)KvCacheType;
             p.batch = (uint)Batch;
@@ -121,6 +122,7 @@ namespace Llamette
             if (RepeatLastN < 0) throw new ArgumentOutOfRangeException("RepeatLastN");
             if (MaxTokens < 0) throw new ArgumentOutOfRangeException("MaxTokens");
             NativeSamplerParams p;
+            p.struct_size = StructSize.Of<NativeSamplerParams>();
             p.temperature = Temperature;
             p.top_k = (uint)TopK;
             p.top_p = TopP;

@@ -168,12 +168,63 @@ namespace Llamette.Tests
             Console.WriteLine("struct layouts: " + mirrors.Count + " structs, " + checkedFields + " fields agree with the C compiler");
         }
 
+        [DllImport("llamette", CallingConvention = CallingConvention.Cdecl, EntryPoint = "llamette_model_get_info")]
+        private static extern uint GetInfoRaw(IntPtr model, IntPtr info);
+
+        /// <summary>
+        /// Every struct starts with struct_size: the library refuses one below the
+        /// first version's (and writes nothing), and fills a later binding's larger
+        /// struct as far as it knows it, leaving the rest alone.
+        /// </summary>
+        [Test]
+        public void StructSizesAreCheckedByTheLibrary()
+        {
+            using (LlamaModel m = LlamaModel.OpenDefault())
+            using (LlamaModel.Lease l = m.Acquire())
+            {
+                NativeModelInfo i = default(NativeModelInfo);
+                i.struct_size = new UIntPtr(4);
+                i.dim = 777;
+                Assert.AreEqual((uint)LlametteStatus.InvalidArgument, Native.llamette_model_get_info(l.Pointer, ref i));
+                StringAssert.Contains("struct_size", Utf8.FromCString(Native.llamette_last_error()));
+                Assert.AreEqual(777u, i.dim);
+
+                int size = Marshal.SizeOf(typeof(NativeModelInfo));
+                IntPtr mem = Marshal.AllocHGlobal(size + 16);
+                try
+                {
+                    for (int k = 0; k < size + 16; k++) Marshal.WriteByte(mem, k, 0xAB);
+                    Marshal.WriteIntPtr(mem, new IntPtr(size + 16));
+                    Assert.AreEqual(0u, GetInfoRaw(l.Pointer, mem));
+                    NativeModelInfo got = (NativeModelInfo)Marshal.PtrToStructure(mem, typeof(NativeModelInfo));
+                    Assert.AreEqual(64u, got.dim);
+                    Assert.AreEqual((ulong)(size + 16), got.struct_size.ToUInt64());
+                    for (int k = size; k < size + 16; k++) Assert.AreEqual(0xAB, Marshal.ReadByte(mem, k), "byte " + k);
+                }
+                finally
+                {
+                    Marshal.FreeHGlobal(mem);
+                }
+
+                NativeSamplerParams sp = GenerateOptions.Greedy().ToNative();
+                sp.struct_size = new UIntPtr(8);
+                NativeSessionParams p = new SessionOptions().ToNative();
+                p.struct_size = UIntPtr.Zero;
+                UIntPtr need;
+                Assert.AreEqual((uint)LlametteStatus.InvalidArgument, Native.llamette_session_required_bytes(l.Pointer, ref p, out need));
+                sp.struct_size = UIntPtr.Zero;
+                Assert.AreEqual((uint)LlametteStatus.InvalidArgument, Native.llamette_sampler_params_default(ref sp));
+            }
+        }
+
         [Test]
         public void SamplerDefaultsAreTheLibrarys()
         {
             Type native = typeof(Library).Assembly.GetType("Llamette.Native", true);
             Type spType = typeof(Library).Assembly.GetType("Llamette.NativeSamplerParams", true);
-            object[] args = { null };
+            object sized = Activator.CreateInstance(spType);
+            spType.GetField("struct_size").SetValue(sized, new UIntPtr((uint)Marshal.SizeOf(spType)));
+            object[] args = { sized };
             Assert.AreEqual(0u, native.GetMethod("llamette_sampler_params_default", BindingFlags.Static | BindingFlags.NonPublic).Invoke(null, args));
             object ours = typeof(GenerateOptions).GetMethod("ToNative", BindingFlags.Instance | BindingFlags.NonPublic)
                 .Invoke(new GenerateOptions(), null);

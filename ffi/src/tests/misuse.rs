@@ -15,6 +15,7 @@ fn step_result() -> llamette_step_result {
         is_end: false,
         text: ptr::null(),
         text_len: 0,
+        ..Default::default()
     }
 }
 
@@ -146,6 +147,7 @@ fn huge_and_zero_lengths() {
             context_length: u32::MAX,
             kv_type: LLAMETTE_KV_F32,
             batch: 0,
+            ..Default::default()
         };
         assert_eq!(
             llamette_session_required_bytes(m, &huge, &mut sz),
@@ -235,6 +237,7 @@ fn panics_become_a_status_and_poison_until_reset() {
             user_data: ptr::null_mut(),
             n_threads: 2,
             parallel_for: Some(f),
+            ..Default::default()
         };
         unsafe {
             assert_eq!(llamette_session_set_parallel(s, &par), LLAMETTE_STATUS_OK);
@@ -300,6 +303,7 @@ fn cancel_from_another_thread_stops_generation() {
     let mut r = llamette_generate_result {
         n_tokens: 5555,
         stop_reason: 5555,
+        ..Default::default()
     };
     let st = unsafe {
         llamette_session_generate(
@@ -376,6 +380,7 @@ fn cancellation_takes_effect_within_a_layer() {
         user_data: &mut r as *mut Regions as *mut c_void,
         n_threads: 2,
         parallel_for: Some(counting_for),
+        ..Default::default()
     };
     unsafe {
         assert_eq!(llamette_session_set_parallel(s, &par), LLAMETTE_STATUS_OK);

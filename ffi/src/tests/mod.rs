@@ -11,4 +11,5 @@ mod generate;
 mod misuse;
 mod no_alloc;
 mod repack;
+mod sized;
 mod template;

@@ -67,6 +67,7 @@ fn session_on_caller_memory_allocates_nothing() {
         is_end: false,
         text: ptr::null(),
         text_len: 0,
+        ..Default::default()
     };
     let mut gr = llamette_generate_result::default();
 

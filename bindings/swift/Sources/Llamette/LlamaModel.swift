@@ -40,6 +40,7 @@ public final class LlamaModel: @unchecked Sendable {
         self.ownedBytes = ownedBytes
         self.interleavedMatrices = interleavedMatrices
         var raw = llamette_model_info()
+        raw.struct_size = MemoryLayout<llamette_model_info>.size  // every C struct starts with its size
         let status = llamette_model_get_info(handle, &raw)
         self.info = ModelInfo(raw)
         try check(status)
