@@ -626,6 +626,9 @@ typedef void (*llamette_task_fn)(void *task_ctx, uint32_t index);
  * The host's parallel loop: runs `task(task_ctx, i)` for every `i` in
  * `0 .. n_tasks`, possibly in parallel, and returns only after every call has
  * returned (GCD's `dispatch_apply`, .NET's `Parallel.For`, an RTOS task group).
+ * Every index exactly once: a loop that skips one, calls one twice or out
+ * of range is detected (the library then runs each index once itself)
+ * and the session call returns `LLAMETTE_STATUS_BAD_PARALLEL_FOR`.
  *
  * Arguments: `user_data` (from `llamette_parallel`), `n_tasks` (at least 2),
  * `task`, `task_ctx`. It is called on the thread that called the session
@@ -793,6 +796,17 @@ typedef struct llamette_parallel {
  * takes no system message). Nothing changed.
  */
 #define LLAMETTE_STATUS_TEMPLATE 22
+
+/**
+ * The host's `parallel_for` (`llamette_session_set_parallel`) broke its
+ * contract: it skipped a task index, called one twice, or called one out
+ * of range. The library ran every index exactly once itself, so nothing
+ * was computed wrong, and stopped the call as a cancellation stops it
+ * (what `LLAMETTE_STATUS_CANCELLED` keeps is kept); the message says what
+ * the host did. The session stays usable: fix the pool, or go back to the
+ * calling thread with `llamette_session_set_parallel(session, NULL)`.
+ */
+#define LLAMETTE_STATUS_BAD_PARALLEL_FOR 23
 
 /**
  * GGUF version 2.
@@ -1740,8 +1754,10 @@ llamette_status llamette_session_set_threads(struct llamette_session *session, u
  * `llamette_parallel_for_fn`). The struct is copied; `user_data` must stay
  * valid until the session is freed or another setting replaces it, and be
  * safe to use from the threads the host runs tasks on. NULL returns to the
- * calling thread alone. A task that panics, or a `parallel_for` that skips
- * tasks, makes the call fail with `PANIC`.
+ * calling thread alone. A `parallel_for` that skips a task index, calls
+ * one twice or out of range makes the call that ran it stop (as a
+ * cancellation stops it) and return `BAD_PARALLEL_FOR`; the library runs
+ * every index exactly once itself meanwhile, and the session stays usable.
  *
  * Errors: `NULL_ARGUMENT` (`session`, or a NULL `parallel_for`),
  * `INVALID_ARGUMENT` (`n_threads` 0 or more than 1024, a `struct_size`

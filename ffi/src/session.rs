@@ -474,20 +474,26 @@ unsafe fn construct(
     // SAFETY: the model lives in the `Arc` allocation, which the handle keeps
     // alive until after `core` (field order).
     let m: &'static Model<'static> = unsafe { &*(&arc.model as *const Model<'static>) };
-    // SAFETY: `p` is aligned and writable; these fields need no drop when the
-    // construction fails below (an atomic, and `Dispatch::Inline`).
+    // SAFETY: `p` is aligned and writable; `cancel` needs no drop when the
+    // construction fails below, `dispatch` is dropped there. The cancel
+    // flag and the dispatch are fields of the handle: the flag outlives the
+    // dispatch that raises it.
     unsafe {
         addr_of_mut!((*p).cancel).write(AtomicBool::new(false));
         addr_of_mut!((*p).dispatch).write(DispatchCell::new());
+        (*addr_of!((*p).dispatch)).set_stop_flag(addr_of!((*p).cancel));
     }
     // SAFETY: aligned and writable; dropped below on failure.
     unsafe { addr_of_mut!((*p).calls).write(Mutex::new(CancelState::default())) };
     let mut session = match Session::new(m, params, buf) {
         Ok(s) => s,
         Err(e) => {
-            // SAFETY: written above; nothing else refers to it. `dispatch`
-            // and `cancel` need no drop.
-            unsafe { core::ptr::drop_in_place(addr_of_mut!((*p).calls)) };
+            // SAFETY: written above; nothing else refers to them. `cancel`
+            // needs no drop.
+            unsafe {
+                core::ptr::drop_in_place(addr_of_mut!((*p).calls));
+                core::ptr::drop_in_place(addr_of_mut!((*p).dispatch));
+            }
             return Err(Fail::core("session", e));
         }
     };
@@ -842,15 +848,22 @@ unsafe fn with_session(
             f(c, s)
         }));
         drop(call);
+        // A host pool that broke its contract stopped the call (through the
+        // cancel flag) whatever it returned: the session is as a cancelled
+        // call leaves it, and usable.
+        let fault = s.dispatch.take_fault();
         // SAFETY: as above; the closure's borrow has ended.
         let c = unsafe { &mut *core };
-        let fail = match r {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(fail)) => fail,
-            Err(payload) => {
+        let fail = match (r, fault) {
+            (Err(payload), _) => {
                 c.poisoned = true;
                 Fail::panic(&*payload)
             }
+            (Ok(_), Some(fault)) => {
+                Fail::new(LLAMETTE_STATUS_BAD_PARALLEL_FOR, format_args!("{fault}"))
+            }
+            (Ok(Ok(())), None) => return Ok(()),
+            (Ok(Err(fail)), None) => fail,
         };
         c.error = fail.message.clone();
         Err(fail)
@@ -1519,7 +1532,11 @@ pub unsafe extern "C" fn llamette_session_cancel(
 fn clear_cancel(s: &llamette_session) {
     let mut c = s.calls.lock().unwrap_or_else(|e| e.into_inner());
     c.target = None;
-    s.cancel.store(false, Ordering::Release);
+    // The flag also stops a call whose host pool broke its contract: that
+    // stop is not the host's to withdraw.
+    if !s.dispatch.has_fault() {
+        s.cancel.store(false, Ordering::Release);
+    }
 }
 
 /// Withdraws a cancellation request not acted upon yet: one made between
@@ -1587,8 +1604,10 @@ pub unsafe extern "C" fn llamette_session_set_threads(
 /// `llamette_parallel_for_fn`). The struct is copied; `user_data` must stay
 /// valid until the session is freed or another setting replaces it, and be
 /// safe to use from the threads the host runs tasks on. NULL returns to the
-/// calling thread alone. A task that panics, or a `parallel_for` that skips
-/// tasks, makes the call fail with `PANIC`.
+/// calling thread alone. A `parallel_for` that skips a task index, calls
+/// one twice or out of range makes the call that ran it stop (as a
+/// cancellation stops it) and return `BAD_PARALLEL_FOR`; the library runs
+/// every index exactly once itself meanwhile, and the session stays usable.
 ///
 /// Errors: `NULL_ARGUMENT` (`session`, or a NULL `parallel_for`),
 /// `INVALID_ARGUMENT` (`n_threads` 0 or more than 1024, a `struct_size`

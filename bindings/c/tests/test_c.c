@@ -107,7 +107,7 @@ static void test_version(void) {
              LLAMETTE_VERSION_PATCH);
     CHECK(strcmp(llamette_version_string(), want) == 0);
     CHECK(strcmp(llamette_status_str(LLAMETTE_STATUS_OK), "ok") == 0);
-    for (uint32_t s = 0; s <= LLAMETTE_STATUS_ERROR; s++) {
+    for (uint32_t s = 0; s <= LLAMETTE_STATUS_BAD_PARALLEL_FOR; s++) {
         const char *t = llamette_status_str(s);
         CHECK(t != NULL && t[0] != '\0' && strcmp(t, "unknown status code") != 0);
     }
@@ -877,34 +877,92 @@ static void test_threads(void) {
     free(other);
 }
 
-/* ---------------------------------------------------------------- panic */
+/* ---------------------------------------------------------------- a broken host pool */
 
-/* A broken host pool: skips task 0. */
+/* Host pools that break the parallel_for contract, each in its own way. */
 static void skipping_for(void *user, uint32_t n, llamette_task_fn task, void *ctx) {
     (void)user;
-    for (uint32_t i = 1; i < n; i++) task(ctx, i);
+    for (uint32_t i = 1; i < n; i++) task(ctx, i); /* never task 0 */
+}
+static void repeating_for(void *user, uint32_t n, llamette_task_fn task, void *ctx) {
+    (void)user;
+    for (uint32_t i = 0; i < n; i++) {
+        task(ctx, i);
+        task(ctx, i); /* every task twice */
+    }
+}
+static void out_of_range_for(void *user, uint32_t n, llamette_task_fn task, void *ctx) {
+    (void)user;
+    for (uint32_t i = 0; i <= n; i++) task(ctx, i); /* and task n */
+    task(ctx, UINT32_MAX);
+}
+/* Two threads that split the work wrongly: both take index 0, nobody n-1. */
+typedef struct {
+    llamette_task_fn task;
+    void *ctx;
+    uint32_t from, to;
+} half_job;
+static void *half_main(void *arg) {
+    half_job *h = (half_job *)arg;
+    for (uint32_t i = h->from; i < h->to; i++) h->task(h->ctx, i);
+    return NULL;
+}
+static void overlapping_threads_for(void *user, uint32_t n, llamette_task_fn task, void *ctx) {
+    (void)user;
+    half_job a = {task, ctx, 0, n / 2}, b = {task, ctx, 0, n - 1};
+    lt_thread t;
+    if (lt_spawn(&t, half_main, &b) != 0) return;
+    half_main(&a);
+    lt_join(&t);
 }
 
-static void test_panic(void) {
+static void test_bad_pool(void) {
     llamette_model *m = NULL;
     CHECK_OK(llamette_model_open_default(&m));
     llamette_session_params p = ctx(256);
     llamette_session *s = NULL;
     CHECK_OK(llamette_session_new(m, &p, &s));
-    llamette_parallel par = {sizeof(llamette_parallel), NULL, 2, skipping_for};
-    CHECK_OK(llamette_session_set_parallel(s, &par));
-    uint32_t bos = 1;
-    CHECK_STATUS(llamette_session_prefill(s, &bos, 1), LLAMETTE_STATUS_PANIC);
-    CHECK(strstr(llamette_session_last_error(s), "parallel_for") != NULL);
-    printf("panic: caught as status %u: %s\n", (unsigned)LLAMETTE_STATUS_PANIC,
-           llamette_session_last_error(s));
-    /* The session refuses work until reset. */
-    CHECK_STATUS(llamette_session_prefill(s, &bos, 1), LLAMETTE_STATUS_PANIC);
-    CHECK_OK(llamette_session_reset(s));
-    CHECK_OK(llamette_session_set_parallel(s, NULL));
     collector *c = (collector *)calloc(1, sizeof *c);
-    run_greedy(s, c);
-    CHECK(matches_reference(c));
+    static const struct {
+        llamette_parallel_for_fn f;
+        const char *name, *says;
+    } pools[] = {
+        {skipping_for, "skips task 0", "skipped 1 indices"},
+        {repeating_for, "runs each task twice", "skipped 0 indices, repeated"},
+        {out_of_range_for, "calls n and UINT32_MAX", "made 2 calls out of range"},
+        {overlapping_threads_for, "two threads overlap", "parallel_for"},
+    };
+    uint32_t bos = 1, pos = 99;
+    for (size_t i = 0; i < sizeof pools / sizeof pools[0]; i++) {
+        llamette_parallel par = {sizeof(llamette_parallel), NULL, 2, pools[i].f};
+        CHECK_OK(llamette_session_reset(s));
+        CHECK_OK(llamette_session_set_parallel(s, &par));
+        CHECK_STATUS(llamette_session_prefill(s, &bos, 1), LLAMETTE_STATUS_BAD_PARALLEL_FOR);
+        CHECK(strstr(llamette_session_last_error(s), pools[i].says) != NULL);
+        CHECK(strcmp(llamette_last_error(), llamette_session_last_error(s)) == 0);
+        if (i == 0)
+            printf("bad pool: status %u (%s): %s\n", (unsigned)LLAMETTE_STATUS_BAD_PARALLEL_FOR,
+                   llamette_status_str(LLAMETTE_STATUS_BAD_PARALLEL_FOR),
+                   llamette_session_last_error(s));
+        /* Stopped as a cancellation stops (nothing kept of a one-token
+         * prefill), and not poisoned: calls go on, and work with a good pool. */
+        CHECK_OK(llamette_session_position(s, &pos));
+        CHECK(pos == 0);
+        CHECK_STATUS(llamette_session_prefill(s, &bos, 1), LLAMETTE_STATUS_BAD_PARALLEL_FOR);
+        CHECK_OK(llamette_session_set_parallel(s, NULL));
+        CHECK_OK(llamette_session_prefill(s, &bos, 1));
+        /* In a generation: the tokens before the breach stay, the rest goes on. */
+        CHECK_OK(llamette_session_set_parallel(s, &par));
+        llamette_generate_result gr = LLAMETTE_GENERATE_RESULT_INIT;
+        memset(c, 0, sizeof *c);
+        CHECK_STATUS(llamette_session_generate(s, &greedy, 0, collect, c, &gr),
+                     LLAMETTE_STATUS_BAD_PARALLEL_FOR);
+        CHECK(gr.n_tokens == 0); /* untouched */
+        CHECK_OK(llamette_session_set_parallel(s, NULL));
+        run_greedy(s, c);
+        CHECK(matches_reference(c));
+        printf("bad pool that %s: BAD_PARALLEL_FOR, then run.c's text\n", pools[i].name);
+    }
     free(c);
     llamette_session_free(s);
     llamette_model_free(m);
@@ -1317,7 +1375,8 @@ static void test_chat(void) {
 
     /* The status of a template failure has a name. */
     CHECK(strcmp(llamette_status_str(LLAMETTE_STATUS_TEMPLATE), "unknown status code") != 0);
-    CHECK(strcmp(llamette_status_str(LLAMETTE_STATUS_TEMPLATE + 1), "unknown status code") == 0);
+    CHECK(strcmp(llamette_status_str(LLAMETTE_STATUS_BAD_PARALLEL_FOR), "unknown status code") != 0);
+    CHECK(strcmp(llamette_status_str(LLAMETTE_STATUS_BAD_PARALLEL_FOR + 1), "unknown status code") == 0);
 
     free(blob);
     llamette_session_free(s8);
@@ -1354,7 +1413,7 @@ int main(int argc, char **argv) {
     test_misuse();
     test_cancel();
     test_threads();
-    test_panic();
+    test_bad_pool();
     test_chat();
     if (shared_models_dir)
         test_gguf();

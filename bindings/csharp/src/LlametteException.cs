@@ -59,6 +59,11 @@ namespace Llamette
         Refused = 21,
         /// <summary>The model's chat template could not be rendered (<see cref="ChatTemplateException"/>).</summary>
         Template = 22,
+        /// <summary>
+        /// A host thread pool's parallel_for skipped, repeated or invented task indices:
+        /// the call stopped as a cancelled one does; the session stays usable.
+        /// </summary>
+        BadParallelFor = 23,
     }
 
     /// <summary>

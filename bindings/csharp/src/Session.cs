@@ -864,7 +864,7 @@ namespace Llamette
 
         // The library's parallel_for, on the thread running the session call.
         // Must not unwind: a failure leaves tasks undone, which the library
-        // reports as PANIC.
+        // runs itself and reports as BadParallelFor (the session stays usable).
         [MonoPInvokeCallback(typeof(NativeParallelForFn))]
         private static void OnParallelFor(IntPtr userData, uint nTasks, IntPtr task, IntPtr taskCtx)
         {
