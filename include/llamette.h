@@ -63,7 +63,7 @@
  * Valid in C and C++ (they list every field, in order).
  */
 #define LLAMETTE_MODEL_INFO_INIT \
-    {sizeof(llamette_model_info), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+    {sizeof(llamette_model_info), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 #define LLAMETTE_SESSION_PARAMS_INIT {sizeof(llamette_session_params), 0, LLAMETTE_KV_F32, 0}
 /* llama2.c's defaults, as llamette_sampler_params_default writes them. */
 #define LLAMETTE_SAMPLER_PARAMS_INIT \
@@ -163,6 +163,26 @@
  * A token id that is no token ("none"): `UINT32_MAX`.
  */
 #define LLAMETTE_NO_TOKEN UINT32_MAX
+
+/**
+ * `llamette_model_open_file_ex` flag: load for speed, at the cost of
+ * memory. The model file is copied into memory the library owns (on Linux
+ * aligned and advised for transparent huge pages: fewer TLB misses while
+ * the weights stream) and, where the kernels have fast paths for them
+ * (`llamette_kernels_interleaved()`: x86-64 with AVX2 or AVX-512, aarch64
+ * with the dot product extension), a GGUF file's Q8_0 and Q4_0 matrices
+ * are interleaved in that copy (`llamette_repack_in_place`): about twice
+ * the prompt speed and faster decoding. Where the kernels have no such
+ * paths (plain NEON, the scalar kernels) the matrices keep the file's
+ * layout (interleaved ones would be slower there); the copy is then made
+ * on Linux only (for its huge pages), and elsewhere the file is mapped as
+ * without the flag. So is it when a copy would gain nothing (no matrix to
+ * interleave, no huge pages). `llamette_model_info.owned_bytes` says what
+ * the copy costs (0: mapped), `interleaved_matrices` what was rewritten.
+ * Logits differ from the mapped file's in their last bits (another
+ * summation order).
+ */
+#define LLAMETTE_OPEN_FOR_SPEED 1
 
 /**
  * The memory given to `llamette_session_init` must be aligned to this many
@@ -314,9 +334,12 @@ typedef struct llamette_chat_prefill_result {
 typedef uint32_t llamette_format;
 
 /**
- * What a model is: shapes, special tokens, sizes. Filled by
- * `llamette_model_get_info`: initialise it with
- * `LLAMETTE_MODEL_INFO_INIT` (or set `struct_size`) first.
+ * What a model is: shapes, special tokens, sizes, the memory it holds.
+ * Filled by `llamette_model_get_info`: initialise it with
+ * `LLAMETTE_MODEL_INFO_INIT` (or set `struct_size`) first. Its first
+ * version ended at `rope_theta`: a `struct_size` of
+ * `offsetof(llamette_model_info, owned_bytes)` is accepted (the fields
+ * appended since are then not written).
  */
 typedef struct llamette_model_info {
     /**
@@ -409,6 +432,20 @@ typedef struct llamette_model_info {
      * RoPE frequency base.
      */
     float rope_theta;
+    /**
+     * Bytes of memory the library allocated to hold the model file (with
+     * `LLAMETTE_OPEN_FOR_SPEED`: the file's size); 0 when the model reads
+     * a mapped file, the caller's memory or the embedded model. Freed with
+     * the last handle using the model. (The tokenizer's index, a few
+     * hundred KiB at most, is not counted.)
+     */
+    uint64_t owned_bytes;
+    /**
+     * Matrices stored interleaved for the SIMD kernels (the layout
+     * `llamette_repack_in_place` writes): those `LLAMETTE_OPEN_FOR_SPEED`
+     * rewrote, or that the caller's bytes held already; 0 for a plain file.
+     */
+    uint32_t interleaved_matrices;
 } llamette_model_info;
 
 /**
@@ -1195,7 +1232,8 @@ void llamette_decoder_free(struct llamette_decoder *decoder);
  * On success `*out_model` receives a new handle, to be released with
  * `llamette_model_free`. The files are mapped until the last handle using
  * them (the model, its sessions and decoders) is freed; they must not be
- * truncated or modified meanwhile.
+ * truncated or modified meanwhile. (`llamette_model_open_file_ex` with
+ * `LLAMETTE_OPEN_FOR_SPEED` loads the model for speed instead.)
  *
  * Errors: `NULL_ARGUMENT`, `IO` (cannot open or map), `BAD_FILE`,
  * `UNSUPPORTED`, `BAD_TOKENIZER`, `OUT_OF_MEMORY`, `INVALID_UTF8` (path, on
@@ -1208,6 +1246,30 @@ void llamette_decoder_free(struct llamette_decoder *decoder);
 llamette_status llamette_model_open_file(const char *model_path,
                                          const char *tokenizer_path,
                                          struct llamette_model **out_model);
+
+/**
+ * Opens a model file as `llamette_model_open_file` does, the way `flags`
+ * says: 0 maps it read-only, nothing copied (the same as
+ * `llamette_model_open_file`: the least memory, pages shared with other
+ * processes mapping the file); `LLAMETTE_OPEN_FOR_SPEED` loads it for
+ * speed, into memory the library owns (its size in
+ * `llamette_model_info.owned_bytes`, freed with the last handle using the
+ * model; see the flag for what it does on which CPU). The file may then
+ * change or go once this returns, unless it was mapped after all
+ * (`owned_bytes` 0). The tokenizer file, if any, is mapped either way.
+ *
+ * Errors: as `llamette_model_open_file`, and `INVALID_ARGUMENT` (unknown
+ * flags), `OUT_OF_MEMORY` (no memory for the copy). Thread safety: any
+ * thread.
+ *
+ * # Safety
+ *
+ * The paths are NULL or NUL-terminated strings; `out_model` is NULL or writable.
+ */
+llamette_status llamette_model_open_file_ex(const char *model_path,
+                                            const char *tokenizer_path,
+                                            uint32_t flags,
+                                            struct llamette_model **out_model);
 
 /**
  * Opens a model from caller memory, zero-copy: the weights are read where

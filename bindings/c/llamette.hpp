@@ -169,10 +169,15 @@ inline std::vector<message> saved_dialog(const void *data, std::size_t len) {
 class model {
 public:
     /// Memory-maps a GGUF or llama2.c file; `tokenizer_path` may be empty.
-    static model open_file(const std::string &path, const std::string &tokenizer_path = {}) {
+    /// With `flags = LLAMETTE_OPEN_FOR_SPEED` the library loads it for speed
+    /// instead (a copy in its own memory, matrices interleaved where this
+    /// CPU's kernels gain from it: see `llamette_model_open_file_ex`;
+    /// `info().owned_bytes` is what it costs).
+    static model open_file(const std::string &path, const std::string &tokenizer_path = {},
+                           std::uint32_t flags = 0) {
         llamette_model *m = nullptr;
-        detail::check(llamette_model_open_file(
-            path.c_str(), tokenizer_path.empty() ? nullptr : tokenizer_path.c_str(), &m));
+        detail::check(llamette_model_open_file_ex(
+            path.c_str(), tokenizer_path.empty() ? nullptr : tokenizer_path.c_str(), flags, &m));
         return model(m);
     }
 

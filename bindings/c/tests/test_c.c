@@ -2,14 +2,15 @@
  * test_c.c: the C ABI from C11, against the shared library, the static
  * library and (cross-built) the Windows DLL.
  *
- *   test_c MODELS_DIR GREEDY_TXT [SHARED_MODELS_DIR]
+ *   test_c MODELS_DIR GREEDY_TXT [SHARED_MODELS_DIR [Q8_0_GGUF]]
  *
  * MODELS_DIR holds stories260K.bin and tok512.bin (the repository's models/),
  * SHARED_MODELS_DIR (../shared/models) stories260K.gguf and the vocabulary-only
  * ggml-vocab-llama-spm.gguf for the GGUF tests (skipped without it),
  * GREEDY_TXT is ../shared/testdata/stories260K.greedy.txt: run.c's output for
  * `-t 0 -n 256`, which the library's text plus one final newline (run.c's)
- * must equal byte for byte.
+ * must equal byte for byte. Q8_0_GGUF is stories260K quantized to Q8_0
+ * (llamette quantize), for the load-for-speed test (skipped without it).
  *
  * Prints one line per group and "test_c: N checks, M failed"; exits 1 on
  * any failure.
@@ -968,6 +969,85 @@ static void test_bad_pool(void) {
     llamette_model_free(m);
 }
 
+/* ---------------------------------------------------------------- load for speed */
+
+/* The greedy tokens of a 256-position session on `m` into `c`. */
+static void greedy_tokens(llamette_model *m, collector *c) {
+    llamette_session_params p = ctx(256);
+    llamette_session *s = NULL;
+    CHECK_OK(llamette_session_new(m, &p, &s));
+    uint32_t bos = 1;
+    llamette_generate_result r = LLAMETTE_GENERATE_RESULT_INIT;
+    memset(c, 0, sizeof *c);
+    CHECK_OK(llamette_session_prefill(s, &bos, 1));
+    CHECK_OK(llamette_session_generate(s, &greedy, 0, collect, c, &r));
+    llamette_session_free(s);
+}
+
+/* stories260K quantized to Q8_0 (test.sh makes it with llamette quantize),
+ * mapped and loaded for speed: the same greedy tokens; owned_bytes says
+ * what the copy costs, and the copy goes with the last handle (valgrind,
+ * ASan: the model is freed before its session and decoder here). */
+static void test_fast_load(const char *q8_path) {
+    size_t file_len = 0;
+    unsigned char *file = lt_read_file(q8_path, &file_len);
+    CHECK(file != NULL && file_len > 0);
+    free(file);
+    collector *a = (collector *)calloc(1, sizeof *a), *b = (collector *)calloc(1, sizeof *b);
+    llamette_model *mapped = NULL, *fast = NULL;
+    llamette_model_info mi = LLAMETTE_MODEL_INFO_INIT, fi = LLAMETTE_MODEL_INFO_INIT;
+    CHECK_OK(llamette_model_open_file_ex(q8_path, NULL, 0, &mapped));
+    CHECK_OK(llamette_model_get_info(mapped, &mi));
+    CHECK(mi.owned_bytes == 0 && mi.interleaved_matrices == 0);
+    CHECK_OK(llamette_model_open_file_ex(q8_path, NULL, LLAMETTE_OPEN_FOR_SPEED, &fast));
+    CHECK_OK(llamette_model_get_info(fast, &fi));
+    CHECK(fi.file_bytes == file_len);
+    if (llamette_kernels_interleaved()) {
+        CHECK(fi.owned_bytes == file_len && fi.interleaved_matrices > 0);
+    } else {
+        CHECK(fi.interleaved_matrices == 0);
+        CHECK(fi.owned_bytes == 0 || fi.owned_bytes == file_len);
+    }
+    greedy_tokens(mapped, a);
+    greedy_tokens(fast, b);
+    CHECK(a->n > 100 && a->n == b->n && memcmp(a->tokens, b->tokens, a->n * 4) == 0);
+    CHECK(a->len == b->len && memcmp(a->text, b->text, a->len) == 0);
+    printf("load for speed: Q8_0 stories260K, %llu bytes owned, %u matrices interleaved, the "
+           "mapped model's %zu tokens\n",
+           (unsigned long long)fi.owned_bytes, fi.interleaved_matrices, a->n);
+
+    /* The model freed first: its session and decoder keep the copy. */
+    llamette_session_params p = ctx(64);
+    llamette_session *s = NULL;
+    llamette_decoder *d = NULL;
+    CHECK_OK(llamette_session_new(fast, &p, &s));
+    CHECK_OK(llamette_decoder_new(fast, &d));
+    llamette_model_free(fast);
+    uint32_t bos = 1;
+    llamette_generate_result r = LLAMETTE_GENERATE_RESULT_INIT;
+    memset(b, 0, sizeof *b);
+    CHECK_OK(llamette_session_prefill(s, &bos, 1));
+    CHECK_OK(llamette_session_generate(s, &greedy, 16, collect, b, &r));
+    CHECK(b->n == 16 && memcmp(a->tokens, b->tokens, 16 * 4) == 0);
+    char piece[64];
+    size_t len = 0;
+    CHECK_OK(llamette_decoder_push(d, b->tokens[0], piece, sizeof piece, &len));
+    llamette_session_free(s);
+    llamette_decoder_free(d); /* the last handle: the copy goes */
+    llamette_model_free(mapped);
+
+    /* Unknown flags; the output untouched. */
+    llamette_model *sentinel = (llamette_model *)&bos, *m2 = sentinel;
+    CHECK_STATUS(llamette_model_open_file_ex(q8_path, NULL, 0x80, &m2),
+                 LLAMETTE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(llamette_model_open_file_ex(NULL, NULL, 0, &m2), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(llamette_model_open_file_ex("/nonexistent/x.gguf", NULL, LLAMETTE_OPEN_FOR_SPEED, &m2),
+                 LLAMETTE_STATUS_IO);
+    CHECK(m2 == sentinel);
+    free(a);
+    free(b);
+}
+
 /* ---------------------------------------------------------------- GGUF */
 
 static void test_gguf(void) {
@@ -1390,13 +1470,13 @@ static void test_chat(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3 && argc != 4) {
-        fprintf(stderr, "usage: test_c MODELS_DIR GREEDY_TXT [SHARED_MODELS_DIR]\n");
+    if (argc < 3 || argc > 5) {
+        fprintf(stderr, "usage: test_c MODELS_DIR GREEDY_TXT [SHARED_MODELS_DIR [Q8_0_GGUF]]\n");
         return 2;
     }
     setvbuf(stdout, NULL, _IONBF, 0);
     models_dir = argv[1];
-    shared_models_dir = argc == 4 ? argv[3] : NULL;
+    shared_models_dir = argc >= 4 ? argv[3] : NULL;
     ref = lt_read_file(argv[2], &ref_len);
     if (!ref) {
         fprintf(stderr, "test_c: cannot read %s\n", argv[2]);
@@ -1419,6 +1499,10 @@ int main(int argc, char **argv) {
         test_gguf();
     else
         printf("GGUF: skipped (no SHARED_MODELS_DIR)\n");
+    if (argc == 5)
+        test_fast_load(argv[4]);
+    else
+        printf("load for speed: skipped (no Q8_0_GGUF)\n");
 
     free(ref);
     printf("test_c: %d checks, %d failed\n", lt_checks, lt_failures);

@@ -174,8 +174,8 @@ static void test_chat(const std::string &models) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        std::cerr << "usage: test_cpp MODELS_DIR GREEDY_TXT\n";
+    if (argc != 3 && argc != 4) {
+        std::cerr << "usage: test_cpp MODELS_DIR GREEDY_TXT [Q8_0_GGUF]\n";
         return 2;
     }
     const std::string models = argv[1];
@@ -386,6 +386,28 @@ int main(int argc, char **argv) {
         expect_error(LLAMETTE_STATUS_INVALID_ARGUMENT, [&] { llamette::session(m, ps); },
                      "session params struct_size 0");
         std::cout << "struct sizes: initialisers and wrappers agree\n";
+    }
+
+    // Loaded for speed (Q8_0 stories260K, made by test.sh): the mapped
+    // model's tokens; the copy is the library's, counted in owned_bytes.
+    if (argc == 4) {
+        const std::string q8 = argv[3];
+        std::vector<std::uint32_t> mapped_ids, fast_ids;
+        auto mapped = llamette::model::open_file(q8);
+        auto fast = llamette::model::open_file(q8, {}, LLAMETTE_OPEN_FOR_SPEED);
+        CHECK(mapped.info().owned_bytes == 0);
+        CHECK(!llamette::kernels_interleaved() ||
+              (fast.info().owned_bytes == read_file(q8).size() && fast.info().interleaved_matrices > 0));
+        {
+            llamette::session a(mapped, 256), b(fast, 256);
+            greedy_text(a, &mapped_ids);
+            greedy_text(b, &fast_ids);
+        }
+        CHECK(mapped_ids.size() > 100 && mapped_ids == fast_ids);
+        expect_error(LLAMETTE_STATUS_INVALID_ARGUMENT, [&] { llamette::model::open_file(q8, {}, 0x40); },
+                     "unknown flags");
+        std::cout << "load for speed: " << fast.info().owned_bytes << " bytes owned, "
+                  << fast.info().interleaved_matrices << " matrices interleaved, the mapped tokens\n";
     }
 
     test_chat(models);

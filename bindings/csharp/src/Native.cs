@@ -62,6 +62,8 @@ namespace Llamette
         public ulong bytes_per_token;
         public float rms_eps;
         public float rope_theta;
+        public ulong owned_bytes;
+        public uint interleaved_matrices;
     }
 
     /// <summary>Mirrors <c>llamette_session_params</c>.</summary>
@@ -231,6 +233,13 @@ namespace Llamette
         [DllImport(Library, CallingConvention = Cdecl)]
         internal static extern uint llamette_model_open_file(
             byte[] modelPath, byte[] tokenizerPath, out IntPtr outModel);
+
+        /// <summary><c>LLAMETTE_OPEN_FOR_SPEED</c>.</summary>
+        internal const uint OpenForSpeed = 1;
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_model_open_file_ex(
+            byte[] modelPath, byte[] tokenizerPath, uint flags, out IntPtr outModel);
 
         [DllImport(Library, CallingConvention = Cdecl)]
         internal static extern uint llamette_model_open_memory(

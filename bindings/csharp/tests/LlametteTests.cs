@@ -1237,11 +1237,17 @@ namespace Llamette.Tests
             }
             Assert.AreEqual(original, gguf, "the caller's array is left as it was");
 
+            long ggufLength = new FileInfo(Paths.Gguf).Length;
             foreach (ModelLoad load in new[] { ModelLoad.Mapped, ModelLoad.InMemory, ModelLoad.InMemoryInterleaved })
             {
                 using (LlamaModel model = LlamaModel.FromFile(Paths.Gguf, null, load))
                 {
                     Assert.AreEqual(0, model.InterleavedMatrices, load.ToString());
+                    // Only the library's own copy counts (on Linux it copies an F32
+                    // model for its huge pages; elsewhere it maps it).
+                    long owned = model.Info.OwnedBytes;
+                    if (load == ModelLoad.InMemoryInterleaved) Assert.That(owned == 0 || owned == ggufLength, load + ": " + owned);
+                    else Assert.AreEqual(0, owned, load.ToString());
                     Assert.AreEqual(plainText, TextAndTokens(model, out tokens), load.ToString());
                     Assert.AreEqual(plainTokens, tokens, load.ToString());
                 }
@@ -1255,6 +1261,50 @@ namespace Llamette.Tests
             }
             Console.WriteLine("stories260K.gguf with interleave (kernels interleaved: " + Library.InterleavedKernels
                 + "): 0 matrices rewritten, the plain open's " + plainTokens.Length + " tokens");
+        }
+
+        /// <summary>
+        /// A quantized model (stories260K as Q8_0, made by test.sh with llamette
+        /// quantize) loaded for speed by the library gives the mapped model's greedy
+        /// tokens, its matrices interleaved where this CPU's kernels gain from it,
+        /// and reports the copy's size.
+        /// </summary>
+        [Test]
+        public void LoadedForSpeedGivesTheMappedTokens()
+        {
+            string q8 = Environment.GetEnvironmentVariable("LLAMETTE_Q8_GGUF");
+            if (string.IsNullOrEmpty(q8)) Assert.Ignore("LLAMETTE_Q8_GGUF not set (test.sh makes it with llamette quantize)");
+            long length = new FileInfo(q8).Length;
+            int[] mappedTokens, fastTokens;
+            string mappedText, fastText;
+            using (LlamaModel mapped = LlamaModel.FromFile(q8))
+            {
+                Assert.AreEqual(0, mapped.Info.OwnedBytes);
+                Assert.AreEqual(0, mapped.InterleavedMatrices);
+                mappedText = TextAndTokens(mapped, out mappedTokens);
+            }
+            long owned;
+            long matrices;
+            using (LlamaModel fast = LlamaModel.FromFile(q8, null, ModelLoad.InMemoryInterleaved))
+            {
+                owned = fast.Info.OwnedBytes;
+                matrices = fast.InterleavedMatrices;
+                if (Library.InterleavedKernels)
+                {
+                    Assert.AreEqual(length, owned);
+                    Assert.Greater(matrices, 0);
+                }
+                else
+                {
+                    Assert.AreEqual(0, matrices);
+                }
+                fastText = TextAndTokens(fast, out fastTokens);
+            }
+            Assert.Greater(mappedTokens.Length, 100);
+            Assert.AreEqual(mappedTokens, fastTokens, "the same greedy tokens");
+            Assert.AreEqual(mappedText, fastText);
+            Console.WriteLine("Q8_0 stories260K, InMemoryInterleaved: " + owned + " bytes owned by the library, "
+                + matrices + " matrices interleaved, the mapped model's " + mappedTokens.Length + " tokens");
         }
 
         [Test]

@@ -36,6 +36,8 @@ int main(void) {
     F(llamette_model_info, bytes_per_token);
     F(llamette_model_info, rms_eps);
     F(llamette_model_info, rope_theta);
+    F(llamette_model_info, owned_bytes);
+    F(llamette_model_info, interleaved_matrices);
     S(llamette_session_params);
     F(llamette_session_params, struct_size);
     F(llamette_session_params, context_length);

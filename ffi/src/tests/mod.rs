@@ -7,6 +7,7 @@
 mod budget;
 mod chat;
 mod common;
+mod fast_load;
 mod generate;
 mod misuse;
 mod no_alloc;

@@ -56,7 +56,8 @@ fn model_info_sizes() {
     let want = info(m);
     assert_eq!(want.struct_size, size_of::<llamette_model_info>());
     // Too small: refused, nothing written.
-    for size in [0, 8, size_of::<llamette_model_info>() - 1] {
+    let first_version = core::mem::offset_of!(llamette_model_info, owned_bytes);
+    for size in [0, 8, first_version - 1] {
         let mut i = with_size(
             llamette_model_info {
                 dim: 777,
