@@ -487,7 +487,8 @@ typedef struct llamette_session_params {
  * `LLAMETTE_SAMPLER_PARAMS_INIT` (and what
  * `llamette_sampler_params_default` writes). With `top_k = 0`,
  * `min_p = 0` and `repeat_penalty = 1` the sampler is llama2.c
- * `run.c`'s, bit for bit.
+ * `run.c`'s, bit for bit. `llamette_sampler_params_validate` checks the
+ * settings as the functions that sample do.
  */
 typedef struct llamette_sampler_params {
     /**
@@ -1864,6 +1865,25 @@ const char *llamette_session_last_error(const struct llamette_session *session);
  * are writable.
  */
 llamette_status llamette_sampler_params_default(struct llamette_sampler_params *out_params);
+
+/**
+ * Checks sampler settings as `llamette_session_step` and the generate
+ * functions do, without a session: for hosts that check their options
+ * before they feed a prompt (the C# and Swift bindings do).
+ *
+ * Errors: `NULL_ARGUMENT`; `INVALID_ARGUMENT` for a `struct_size` below
+ * the first version's, or a setting out of range (NaN, infinite or
+ * negative `temperature`; `top_p` or `min_p` outside [0, 1] or NaN;
+ * `repeat_penalty` not above 0 or not finite). The message of an out of
+ * range setting reads `invalid <field> <value>: it must be <range>`,
+ * `<field>` being the field's name in this header (`temperature`,
+ * `top_p`, `min_p`, `repeat_penalty`). Thread safety: any thread.
+ *
+ * # Safety
+ *
+ * `params` is NULL or readable for its `struct_size`.
+ */
+llamette_status llamette_sampler_params_validate(const struct llamette_sampler_params *params);
 
 #ifdef __cplusplus
 }  // extern "C"

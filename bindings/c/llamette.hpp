@@ -90,6 +90,9 @@ struct sampler_params : llamette_sampler_params {
         p.temperature = 0.0f;
         return p;
     }
+    /// Throws llamette::error (INVALID_ARGUMENT, the message naming the
+    /// field) for a setting out of range, as a step or generate would.
+    void validate() const { detail::check(llamette_sampler_params_validate(this)); }
     /// Temperature and nucleus sampling with a seed (run.c's -t -p -s).
     static sampler_params sample(float temperature, float top_p, std::uint64_t seed) {
         sampler_params p;

@@ -99,7 +99,8 @@ unsafe impl SizedStruct for llamette_session_params {
 /// `LLAMETTE_SAMPLER_PARAMS_INIT` (and what
 /// `llamette_sampler_params_default` writes). With `top_k = 0`,
 /// `min_p = 0` and `repeat_penalty = 1` the sampler is llama2.c
-/// `run.c`'s, bit for bit.
+/// `run.c`'s, bit for bit. `llamette_sampler_params_validate` checks the
+/// settings as the functions that sample do.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct llamette_sampler_params {
@@ -1700,6 +1701,34 @@ pub unsafe extern "C" fn llamette_sampler_params_default(
         // SAFETY: checked by `Out::new`.
         unsafe { out.write(&llamette_sampler_params::default()) };
         Ok(())
+    })
+}
+
+/// Checks sampler settings as `llamette_session_step` and the generate
+/// functions do, without a session: for hosts that check their options
+/// before they feed a prompt (the C# and Swift bindings do).
+///
+/// Errors: `NULL_ARGUMENT`; `INVALID_ARGUMENT` for a `struct_size` below
+/// the first version's, or a setting out of range (NaN, infinite or
+/// negative `temperature`; `top_p` or `min_p` outside [0, 1] or NaN;
+/// `repeat_penalty` not above 0 or not finite). The message of an out of
+/// range setting reads `invalid <field> <value>: it must be <range>`,
+/// `<field>` being the field's name in this header (`temperature`,
+/// `top_p`, `min_p`, `repeat_penalty`). Thread safety: any thread.
+///
+/// # Safety
+///
+/// `params` is NULL or readable for its `struct_size`.
+#[no_mangle]
+pub unsafe extern "C" fn llamette_sampler_params_validate(
+    params: *const llamette_sampler_params,
+) -> llamette_status {
+    boundary(|| {
+        // SAFETY: NULL or readable for its size (the caller's contract).
+        let p = unsafe { read_in(params, "params") }?;
+        SamplerParams::from(&p)
+            .validate()
+            .map_err(|e| Fail::core("", e))
     })
 }
 

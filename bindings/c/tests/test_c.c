@@ -242,6 +242,37 @@ static void test_struct_sizes(void) {
     CHECK_STATUS(llamette_sampler_params_default(&g), LLAMETTE_STATUS_INVALID_ARGUMENT);
     CHECK(g.temperature == 3.0f);
 
+    /* Sampler settings out of range: refused by validate and by a step,
+     * the field named first in the message; the session unchanged. */
+    static const struct {
+        const char *field;
+        float temperature, top_p, min_p, repeat_penalty;
+    } bad[] = {
+        {"temperature", NAN, 0.9f, 0.0f, 1.0f},     {"temperature", -0.5f, 0.9f, 0.0f, 1.0f},
+        {"top_p", 1.0f, 1.5f, 0.0f, 1.0f},          {"top_p", 1.0f, NAN, 0.0f, 1.0f},
+        {"min_p", 1.0f, 0.9f, 2.0f, 1.0f},          {"repeat_penalty", 1.0f, 0.9f, 0.0f, 0.0f},
+        {"repeat_penalty", 1.0f, 0.9f, 0.0f, -1.0f},
+    };
+    CHECK_OK(llamette_sampler_params_validate(&smp));
+    CHECK_OK(llamette_session_position(s, &pos));
+    uint32_t pos_before = pos;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        llamette_sampler_params b = LLAMETTE_SAMPLER_PARAMS_INIT;
+        b.temperature = bad[i].temperature;
+        b.top_p = bad[i].top_p;
+        b.min_p = bad[i].min_p;
+        b.repeat_penalty = bad[i].repeat_penalty;
+        char want[64];
+        snprintf(want, sizeof want, "invalid %s ", bad[i].field);
+        CHECK_STATUS(llamette_sampler_params_validate(&b), LLAMETTE_STATUS_INVALID_ARGUMENT);
+        CHECK(strncmp(llamette_last_error(), want, strlen(want)) == 0);
+        CHECK_STATUS(llamette_session_step(s, &b, &bs.s), LLAMETTE_STATUS_INVALID_ARGUMENT);
+        CHECK(strstr(llamette_session_last_error(s), want) != NULL);
+    }
+    CHECK_OK(llamette_session_position(s, &pos));
+    CHECK(pos == pos_before);
+    CHECK_STATUS(llamette_sampler_params_validate(NULL), LLAMETTE_STATUS_NULL_ARGUMENT);
+
     /* A host pool struct too small. */
     par.struct_size = sizeof par - 1;
     par.n_threads = 2;

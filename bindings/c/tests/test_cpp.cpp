@@ -4,6 +4,7 @@
 //
 // Prints "test_cpp: N checks, M failed"; exits 1 on any failure.
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <iostream>
@@ -380,6 +381,10 @@ int main(int argc, char **argv) {
         CHECK(m.info().struct_size == sizeof info && m.info().dim == 64);
         llamette::session s(m, 16);
         s.prefill({1});
+        lib.validate();
+        auto nan_temperature = llamette::sampler_params::sample(NAN, 0.9f, 1);
+        expect_error(LLAMETTE_STATUS_INVALID_ARGUMENT, [&] { nan_temperature.validate(); }, "NaN temperature");
+        expect_error(LLAMETTE_STATUS_INVALID_ARGUMENT, [&] { s.step(nan_temperature); }, "NaN temperature, step");
         sp.struct_size = 4;
         expect_error(LLAMETTE_STATUS_INVALID_ARGUMENT, [&] { s.step(sp); }, "struct_size 4");
         ps.struct_size = 0;

@@ -158,6 +158,40 @@ namespace Llamette
         }
     }
 
+    /// <summary>
+    /// A setting of <see cref="GenerateOptions"/> out of its range (status
+    /// InvalidArgument), found before anything ran: a NaN, infinite or negative
+    /// Temperature, TopP or MinP outside [0, 1], a RepeatPenalty not above 0 (the
+    /// library's checks, <c>llamette_sampler_params_validate</c>), or a negative
+    /// TopK, RepeatLastN or MaxTokens. Nothing is clamped or ignored.
+    /// </summary>
+    [Serializable]
+    public class InvalidParameterException : LlametteException
+    {
+        /// <summary>Makes the exception for <paramref name="parameterName"/> with the library's (or the binding's) message.</summary>
+        public InvalidParameterException(string parameterName, string nativeMessage)
+            : base(LlametteStatus.InvalidArgument, nativeMessage)
+        {
+            ParameterName = parameterName;
+        }
+
+        /// <summary>For deserialization.</summary>
+        protected InvalidParameterException(SerializationInfo info, StreamingContext context) : base(info, context)
+        {
+            ParameterName = info.GetString("ParameterName");
+        }
+
+        /// <summary>The <see cref="GenerateOptions"/> property: "Temperature", "TopP", "MinP", "RepeatPenalty", "TopK", "RepeatLastN" or "MaxTokens".</summary>
+        public string ParameterName { get; private set; }
+
+        /// <inheritdoc/>
+        public override void GetObjectData(SerializationInfo info, StreamingContext context)
+        {
+            base.GetObjectData(info, context);
+            info.AddValue("ParameterName", ParameterName);
+        }
+    }
+
     /// <summary>The session's context has no room (status ContextFull); nothing changed.</summary>
     [Serializable]
     public class ContextFullException : LlametteException

@@ -390,5 +390,8 @@ namespace Llamette
 
         [DllImport(Library, CallingConvention = Cdecl)]
         internal static extern uint llamette_sampler_params_default(ref NativeSamplerParams outParams);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_sampler_params_validate(ref NativeSamplerParams parameters);
     }
 }

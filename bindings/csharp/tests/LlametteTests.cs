@@ -673,6 +673,62 @@ namespace Llamette.Tests
     [TestFixture]
     public class Errors
     {
+        /// <summary>
+        /// Sampler settings out of range are InvalidParameterException naming the
+        /// property (the library's check: nothing clamped), thrown before anything
+        /// runs: the session and the chat stay as they were.
+        /// </summary>
+        [Test]
+        public void InvalidSamplerSettingsAreTypedErrors()
+        {
+            GenerateOptions[] bad =
+            {
+                new GenerateOptions { Temperature = float.NaN },
+                new GenerateOptions { Temperature = -0.5f },
+                new GenerateOptions { Temperature = float.PositiveInfinity },
+                new GenerateOptions { TopP = 1.5f },
+                new GenerateOptions { TopP = float.NaN },
+                new GenerateOptions { MinP = 2.0f },
+                new GenerateOptions { RepeatPenalty = 0.0f },
+                new GenerateOptions { RepeatPenalty = -1.0f },
+                new GenerateOptions { TopK = -1 },
+                new GenerateOptions { RepeatLastN = -3 },
+                new GenerateOptions { MaxTokens = -1 },
+            };
+            string[] names = { "Temperature", "Temperature", "Temperature", "TopP", "TopP", "MinP", "RepeatPenalty",
+                               "RepeatPenalty", "TopK", "RepeatLastN", "MaxTokens" };
+            using (LlamaModel model = LlamaModel.OpenDefault())
+            using (Session s = new Session(model, Helpers.Ctx(64)))
+            using (ChatSession chat = new ChatSession(model, null, Helpers.Ctx(256)))
+            {
+                for (int i = 0; i < bad.Length; i++)
+                {
+                    GenerateOptions o = bad[i];
+                    InvalidParameterException e = Assert.Throws<InvalidParameterException>(() => s.Generate("Once upon a time", o));
+                    Assert.AreEqual(names[i], e.ParameterName);
+                    Assert.AreEqual(LlametteStatus.InvalidArgument, e.Status);
+                    Assert.IsInstanceOf<LlametteException>(e);
+                    StringAssert.StartsWith("invalid ", e.NativeMessage);
+                    if (i == 0) Console.WriteLine("NaN temperature: " + e.Message);
+                    Assert.Throws<InvalidParameterException>(() => s.GenerateTokens("Once", o));
+                    Assert.Throws<InvalidParameterException>(() => s.Generate("Once", o, (t, x) => true));
+                    Assert.Throws<InvalidParameterException>(() => s.Step(o));
+                    Assert.AreEqual(0, s.Position, names[i] + ": nothing fed");
+                    chat.GenerateOptions = o;
+                    Assert.Throws<InvalidParameterException>(() => chat.Send("Hello").ToList());
+                    Assert.Throws<InvalidParameterException>(() => chat.Send("Hello", (t, x) => true));
+                    Assert.AreEqual(0, chat.Messages.Count, names[i] + ": the turn did not happen");
+                    Assert.AreEqual(0, chat.Session.Position);
+                }
+                // Valid settings at the edges of the ranges work.
+                GenerateOptions edge = new GenerateOptions { Temperature = 0, TopP = 1, MinP = 1, RepeatPenalty = 0.5f, MaxTokens = 3 };
+                Assert.AreEqual(3, s.GenerateTokens("Once", edge).Count());
+                chat.GenerateOptions = edge;
+                Assert.IsNotNull(chat.Send("Hello", (t, x) => true));
+                Assert.AreEqual(2, chat.Messages.Count);
+            }
+        }
+
         [Test]
         public void MissingFileThrowsWithTheLibrarysMessage()
         {

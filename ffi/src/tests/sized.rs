@@ -389,3 +389,45 @@ fn every_struct_starts_with_its_size() {
     check::<llamette_chat_options>();
     check::<llamette_chat_prefill_result>();
 }
+
+/// `llamette_sampler_params_validate`: the checks of the sampling
+/// functions, the field named first in the message.
+#[test]
+fn sampler_params_validate_names_the_field() {
+    let ok = llamette_sampler_params::default();
+    assert_eq!(
+        unsafe { llamette_sampler_params_validate(&ok) },
+        LLAMETTE_STATUS_OK
+    );
+    let cases: [(&str, fn(&mut llamette_sampler_params)); 9] = [
+        ("temperature", |p| p.temperature = f32::NAN),
+        ("temperature", |p| p.temperature = -0.5),
+        ("temperature", |p| p.temperature = f32::INFINITY),
+        ("top_p", |p| p.top_p = 1.5),
+        ("top_p", |p| p.top_p = f32::NAN),
+        ("min_p", |p| p.min_p = 2.0),
+        ("min_p", |p| p.min_p = -0.1),
+        ("repeat_penalty", |p| p.repeat_penalty = 0.0),
+        ("repeat_penalty", |p| p.repeat_penalty = -1.0),
+    ];
+    for (field, set) in cases {
+        let mut p = llamette_sampler_params::default();
+        set(&mut p);
+        assert_eq!(
+            unsafe { llamette_sampler_params_validate(&p) },
+            LLAMETTE_STATUS_INVALID_ARGUMENT,
+            "{field}"
+        );
+        let e = last_error();
+        assert!(e.starts_with(&format!("invalid {field} ")), "{field}: {e}");
+    }
+    assert_eq!(
+        unsafe { llamette_sampler_params_validate(ptr::null()) },
+        LLAMETTE_STATUS_NULL_ARGUMENT
+    );
+    let small = with_size(ok, 4);
+    assert_invalid_size(
+        unsafe { llamette_sampler_params_validate(&small) },
+        "validate",
+    );
+}
