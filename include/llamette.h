@@ -32,6 +32,16 @@
  *   (llamette_session_set_threads).
  * - Versions: LLAMETTE_VERSION_* describe this header, llamette_version() the
  *   library linked.
+ * - Structs grow: every struct passed by pointer starts with
+ *   `size_t struct_size`, which the caller sets to sizeof the struct (the
+ *   LLAMETTE_*_INIT macros below do). The library reads an input struct and
+ *   writes an output struct only as far as struct_size covers (never the
+ *   struct_size field itself): fields are only ever appended, so a program
+ *   built against this header keeps working with a later library, and a
+ *   later program with this library (fields it does not know are not
+ *   read, and are left as the caller set them). A struct_size below the
+ *   struct's first version is LLAMETTE_STATUS_INVALID_ARGUMENT, reported
+ *   before the call does anything.
  */
 
 
@@ -43,6 +53,29 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+/*
+ * Initialisers of the structs: struct_size set, every other field at its
+ * default (zero, NULL, or llama2.c's sampler settings), e.g.
+ *
+ *     llamette_session_params params = LLAMETTE_SESSION_PARAMS_INIT;
+ *     llamette_model_info info = LLAMETTE_MODEL_INFO_INIT;
+ *
+ * Valid in C and C++ (they list every field, in order).
+ */
+#define LLAMETTE_MODEL_INFO_INIT \
+    {sizeof(llamette_model_info), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define LLAMETTE_SESSION_PARAMS_INIT {sizeof(llamette_session_params), 0, LLAMETTE_KV_F32, 0}
+/* llama2.c's defaults, as llamette_sampler_params_default writes them. */
+#define LLAMETTE_SAMPLER_PARAMS_INIT \
+    {sizeof(llamette_sampler_params), 1.0f, 0, 0.9f, 0.0f, 1.0f, 64, 0}
+#define LLAMETTE_STEP_RESULT_INIT {sizeof(llamette_step_result), 0, false, NULL, 0}
+#define LLAMETTE_GENERATE_RESULT_INIT {sizeof(llamette_generate_result), 0, 0}
+#define LLAMETTE_GENERATE_OPTIONS_INIT {sizeof(llamette_generate_options), 0, 0, NULL, 0}
+#define LLAMETTE_PARALLEL_INIT {sizeof(llamette_parallel), NULL, 0, NULL}
+#define LLAMETTE_CHAT_MESSAGE_INIT {sizeof(llamette_chat_message), 0, NULL, 0}
+#define LLAMETTE_CHAT_OPTIONS_INIT {sizeof(llamette_chat_options), 0, LLAMETTE_CONTEXT_ERROR, 0}
+#define LLAMETTE_CHAT_PREFILL_RESULT_INIT {sizeof(llamette_chat_prefill_result), 0, 0, 0, 0}
+
 
 /**
  * Major version of this header (and library).
@@ -132,6 +165,26 @@
 #define LLAMETTE_NO_TOKEN UINT32_MAX
 
 /**
+ * `llamette_model_open_file_ex` flag: load for speed, at the cost of
+ * memory. The model file is copied into memory the library owns (on Linux
+ * aligned and advised for transparent huge pages: fewer TLB misses while
+ * the weights stream) and, where the kernels have fast paths for them
+ * (`llamette_kernels_interleaved()`: x86-64 with AVX2 or AVX-512, aarch64
+ * with the dot product extension), a GGUF file's Q8_0 and Q4_0 matrices
+ * are interleaved in that copy (`llamette_repack_in_place`): about twice
+ * the prompt speed and faster decoding. Where the kernels have no such
+ * paths (plain NEON, the scalar kernels) the matrices keep the file's
+ * layout (interleaved ones would be slower there); the copy is then made
+ * on Linux only (for its huge pages), and elsewhere the file is mapped as
+ * without the flag. So is it when a copy would gain nothing (no matrix to
+ * interleave, no huge pages). `llamette_model_info.owned_bytes` says what
+ * the copy costs (0: mapped), `interleaved_matrices` what was rewritten.
+ * Logits differ from the mapped file's in their last bits (another
+ * summation order).
+ */
+#define LLAMETTE_OPEN_FOR_SPEED 1
+
+/**
  * The memory given to `llamette_session_init` must be aligned to this many
  * bytes (64 is best: every region then starts on a cache line).
  */
@@ -199,8 +252,9 @@ typedef struct llamette_session llamette_session;
 typedef uint32_t llamette_status;
 
 /**
- * Options of the chat functions; NULL means all zero (the defaults). Set
- * `struct_size = sizeof(llamette_chat_options)`.
+ * Options of the chat functions; NULL means all zero (the defaults).
+ * Initialise it with `LLAMETTE_CHAT_OPTIONS_INIT` (or set `struct_size =
+ * sizeof(llamette_chat_options)`).
  */
 typedef struct llamette_chat_options {
     /**
@@ -223,9 +277,9 @@ typedef struct llamette_chat_options {
 } llamette_chat_options;
 
 /**
- * One message of a dialog. In an array, every element's `struct_size` is
- * `sizeof(llamette_chat_message)` (the library steps through the array by
- * the first element's size).
+ * One message of a dialog (`LLAMETTE_CHAT_MESSAGE_INIT`). In an array,
+ * every element's `struct_size` is `sizeof(llamette_chat_message)` (the
+ * library steps through the array by the first element's size).
  */
 typedef struct llamette_chat_message {
     /**
@@ -247,8 +301,9 @@ typedef struct llamette_chat_message {
 } llamette_chat_message;
 
 /**
- * What `llamette_chat_prefill` did. Set `struct_size` before the call; the
- * library writes only the fields that size covers.
+ * What `llamette_chat_prefill` did. Set `struct_size` before the call
+ * (`LLAMETTE_CHAT_PREFILL_RESULT_INIT`); the library writes only the
+ * fields that size covers.
  */
 typedef struct llamette_chat_prefill_result {
     /**
@@ -279,10 +334,18 @@ typedef struct llamette_chat_prefill_result {
 typedef uint32_t llamette_format;
 
 /**
- * What a model is: shapes, special tokens, sizes. Filled by
- * `llamette_model_get_info`.
+ * What a model is: shapes, special tokens, sizes, the memory it holds.
+ * Filled by `llamette_model_get_info`: initialise it with
+ * `LLAMETTE_MODEL_INFO_INIT` (or set `struct_size`) first. Its first
+ * version ended at `rope_theta`: a `struct_size` of
+ * `offsetof(llamette_model_info, owned_bytes)` is accepted (the fields
+ * appended since are then not written).
  */
 typedef struct llamette_model_info {
+    /**
+     * `sizeof(llamette_model_info)`, set by the caller.
+     */
+    size_t struct_size;
     /**
      * The file format, one of `LLAMETTE_FORMAT_*`.
      */
@@ -369,6 +432,20 @@ typedef struct llamette_model_info {
      * RoPE frequency base.
      */
     float rope_theta;
+    /**
+     * Bytes of memory the library allocated to hold the model file (with
+     * `LLAMETTE_OPEN_FOR_SPEED`: the file's size); 0 when the model reads
+     * a mapped file, the caller's memory or the embedded model. Freed with
+     * the last handle using the model. (The tokenizer's index, a few
+     * hundred KiB at most, is not counted.)
+     */
+    uint64_t owned_bytes;
+    /**
+     * Matrices stored interleaved for the SIMD kernels (the layout
+     * `llamette_repack_in_place` writes): those `LLAMETTE_OPEN_FOR_SPEED`
+     * rewrote, or that the caller's bytes held already; 0 for a plain file.
+     */
+    uint32_t interleaved_matrices;
 } llamette_model_info;
 
 /**
@@ -377,9 +454,15 @@ typedef struct llamette_model_info {
 typedef uint32_t llamette_kv_type;
 
 /**
- * How a session is sized.
+ * How a session is sized. Initialise it with
+ * `LLAMETTE_SESSION_PARAMS_INIT` (or set `struct_size`); also filled by
+ * `llamette_session_params_for_budget`.
  */
 typedef struct llamette_session_params {
+    /**
+     * `sizeof(llamette_session_params)`, set by the caller.
+     */
+    size_t struct_size;
     /**
      * Positions the session can hold (prompt and generated tokens); 0 means
      * the model's context length, which is also the maximum.
@@ -400,11 +483,18 @@ typedef struct llamette_session_params {
 
 /**
  * Sampler settings, used by `llamette_session_step` and
- * `llamette_session_generate`. `llamette_sampler_params_default` fills in
- * llama2.c's defaults. With `top_k = 0`, `min_p = 0` and
- * `repeat_penalty = 1` the sampler is llama2.c `run.c`'s, bit for bit.
+ * `llamette_session_generate`: llama2.c's defaults are
+ * `LLAMETTE_SAMPLER_PARAMS_INIT` (and what
+ * `llamette_sampler_params_default` writes). With `top_k = 0`,
+ * `min_p = 0` and `repeat_penalty = 1` the sampler is llama2.c
+ * `run.c`'s, bit for bit. `llamette_sampler_params_validate` checks the
+ * settings as the functions that sample do.
  */
 typedef struct llamette_sampler_params {
+    /**
+     * `sizeof(llamette_sampler_params)`, set by the caller.
+     */
+    size_t struct_size;
     /**
      * Divides the logits; 0 means greedy: always the most likely token.
      * Negative, NaN or infinite is `INVALID_ARGUMENT`.
@@ -445,9 +535,14 @@ typedef struct llamette_sampler_params {
 } llamette_sampler_params;
 
 /**
- * What one `llamette_session_step` produced.
+ * What one `llamette_session_step` produced. Set `struct_size`
+ * (`LLAMETTE_STEP_RESULT_INIT`) before the call.
  */
 typedef struct llamette_step_result {
+    /**
+     * `sizeof(llamette_step_result)`, set by the caller.
+     */
+    size_t struct_size;
     /**
      * The sampled token. It is not yet in the KV cache: the next prefill,
      * step or generate feeds it first.
@@ -493,9 +588,14 @@ typedef bool (*llamette_token_callback)(void *user_data,
 typedef uint32_t llamette_stop_reason;
 
 /**
- * What `llamette_session_generate` did.
+ * What `llamette_session_generate` did. Set `struct_size`
+ * (`LLAMETTE_GENERATE_RESULT_INIT`) before the call.
  */
 typedef struct llamette_generate_result {
+    /**
+     * `sizeof(llamette_generate_result)`, set by the caller.
+     */
+    size_t struct_size;
     /**
      * Tokens passed to the callback.
      */
@@ -507,10 +607,11 @@ typedef struct llamette_generate_result {
 } llamette_generate_result;
 
 /**
- * What `llamette_session_generate_ex` does beyond sampling. Set
- * `struct_size = sizeof(llamette_generate_options)`: the library reads
- * only the fields that size covers (later versions append fields; a zero
- * field keeps the default).
+ * What `llamette_session_generate_ex` does beyond sampling. Initialise
+ * it with `LLAMETTE_GENERATE_OPTIONS_INIT` (or set `struct_size =
+ * sizeof(llamette_generate_options)`): the library reads only the fields
+ * that size covers (later versions append fields; a zero field keeps the
+ * default).
  */
 typedef struct llamette_generate_options {
     /**
@@ -563,6 +664,9 @@ typedef void (*llamette_task_fn)(void *task_ctx, uint32_t index);
  * The host's parallel loop: runs `task(task_ctx, i)` for every `i` in
  * `0 .. n_tasks`, possibly in parallel, and returns only after every call has
  * returned (GCD's `dispatch_apply`, .NET's `Parallel.For`, an RTOS task group).
+ * Every index exactly once: a loop that skips one, calls one twice or out
+ * of range is detected (the library then runs each index once itself)
+ * and the session call returns `LLAMETTE_STATUS_BAD_PARALLEL_FOR`.
  *
  * Arguments: `user_data` (from `llamette_parallel`), `n_tasks` (at least 2),
  * `task`, `task_ctx`. It is called on the thread that called the session
@@ -575,9 +679,15 @@ typedef void (*llamette_parallel_for_fn)(void *user_data,
                                          void *task_ctx);
 
 /**
- * A host thread pool, plugged into a session with `llamette_session_set_parallel`.
+ * A host thread pool, plugged into a session with
+ * `llamette_session_set_parallel`. Initialise it with
+ * `LLAMETTE_PARALLEL_INIT` (or set `struct_size`).
  */
 typedef struct llamette_parallel {
+    /**
+     * `sizeof(llamette_parallel)`, set by the caller.
+     */
+    size_t struct_size;
     /**
      * Passed to `parallel_for` as its first argument.
      */
@@ -724,6 +834,17 @@ typedef struct llamette_parallel {
  * takes no system message). Nothing changed.
  */
 #define LLAMETTE_STATUS_TEMPLATE 22
+
+/**
+ * The host's `parallel_for` (`llamette_session_set_parallel`) broke its
+ * contract: it skipped a task index, called one twice, or called one out
+ * of range. The library ran every index exactly once itself, so nothing
+ * was computed wrong, and stopped the call as a cancellation stops it
+ * (what `LLAMETTE_STATUS_CANCELLED` keeps is kept); the message says what
+ * the host did. The session stays usable: fix the pool, or go back to the
+ * calling thread with `llamette_session_set_parallel(session, NULL)`.
+ */
+#define LLAMETTE_STATUS_BAD_PARALLEL_FOR 23
 
 /**
  * GGUF version 2.
@@ -1112,7 +1233,8 @@ void llamette_decoder_free(struct llamette_decoder *decoder);
  * On success `*out_model` receives a new handle, to be released with
  * `llamette_model_free`. The files are mapped until the last handle using
  * them (the model, its sessions and decoders) is freed; they must not be
- * truncated or modified meanwhile.
+ * truncated or modified meanwhile. (`llamette_model_open_file_ex` with
+ * `LLAMETTE_OPEN_FOR_SPEED` loads the model for speed instead.)
  *
  * Errors: `NULL_ARGUMENT`, `IO` (cannot open or map), `BAD_FILE`,
  * `UNSUPPORTED`, `BAD_TOKENIZER`, `OUT_OF_MEMORY`, `INVALID_UTF8` (path, on
@@ -1125,6 +1247,30 @@ void llamette_decoder_free(struct llamette_decoder *decoder);
 llamette_status llamette_model_open_file(const char *model_path,
                                          const char *tokenizer_path,
                                          struct llamette_model **out_model);
+
+/**
+ * Opens a model file as `llamette_model_open_file` does, the way `flags`
+ * says: 0 maps it read-only, nothing copied (the same as
+ * `llamette_model_open_file`: the least memory, pages shared with other
+ * processes mapping the file); `LLAMETTE_OPEN_FOR_SPEED` loads it for
+ * speed, into memory the library owns (its size in
+ * `llamette_model_info.owned_bytes`, freed with the last handle using the
+ * model; see the flag for what it does on which CPU). The file may then
+ * change or go once this returns, unless it was mapped after all
+ * (`owned_bytes` 0). The tokenizer file, if any, is mapped either way.
+ *
+ * Errors: as `llamette_model_open_file`, and `INVALID_ARGUMENT` (unknown
+ * flags), `OUT_OF_MEMORY` (no memory for the copy). Thread safety: any
+ * thread.
+ *
+ * # Safety
+ *
+ * The paths are NULL or NUL-terminated strings; `out_model` is NULL or writable.
+ */
+llamette_status llamette_model_open_file_ex(const char *model_path,
+                                            const char *tokenizer_path,
+                                            uint32_t flags,
+                                            struct llamette_model **out_model);
 
 /**
  * Opens a model from caller memory, zero-copy: the weights are read where
@@ -1225,13 +1371,16 @@ llamette_status llamette_model_open_default(struct llamette_model **out_model);
 void llamette_model_free(struct llamette_model *model);
 
 /**
- * Writes the model's description to `*out_info`.
+ * Writes the model's description to `*out_info`: the fields its
+ * `struct_size` covers (set it first; `LLAMETTE_MODEL_INFO_INIT` does).
  *
- * Errors: `NULL_ARGUMENT`. Thread safety: any thread.
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a `struct_size` below the
+ * first version's). Thread safety: any thread.
  *
  * # Safety
  *
- * `model` is NULL or a live handle; `out_info` is NULL or writable.
+ * `model` is NULL or a live handle; `out_info` is NULL or writable for
+ * its `struct_size`.
  */
 llamette_status llamette_model_get_info(const struct llamette_model *model,
                                         struct llamette_model_info *out_info);
@@ -1300,12 +1449,13 @@ llamette_status llamette_model_token_to_piece(const struct llamette_model *model
  * `*out_bytes`: the size to give `llamette_session_init`.
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a context longer than the
- * model's, an unknown KV type). Thread safety: any thread.
+ * model's, an unknown KV type, a `struct_size` below the first
+ * version's). Thread safety: any thread.
  *
  * # Safety
  *
- * Pointers are NULL or valid: `model` a live handle, `params` readable,
- * `out_bytes` writable.
+ * Pointers are NULL or valid: `model` a live handle, `params` readable
+ * for its `struct_size`, `out_bytes` writable.
  */
 llamette_status llamette_session_required_bytes(const struct llamette_model *model,
                                                 const struct llamette_session_params *params,
@@ -1318,14 +1468,18 @@ llamette_status llamette_session_required_bytes(const struct llamette_model *mod
  * batch (up to the default 32) that fits with it. For a memory budget
  * rather than a context length: a phone's or a microcontroller's.
  *
- * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (an unknown KV type),
- * `BUFFER_TOO_SMALL` (not even one position with a batch of one fits; the
- * message names the bytes that would). Thread safety: any thread.
+ * `out_params->struct_size` must be set: the fields it covers are
+ * written (its own `struct_size` is left as it is).
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (an unknown KV type, a
+ * `struct_size` below the first version's), `BUFFER_TOO_SMALL` (not even
+ * one position with a batch of one fits; the message names the bytes
+ * that would). Thread safety: any thread.
  *
  * # Safety
  *
  * Pointers are NULL or valid: `model` a live handle, `out_params`
- * writable.
+ * writable for its `struct_size`.
  */
 llamette_status llamette_session_params_for_budget(const struct llamette_model *model,
                                                    llamette_kv_type kv_type,
@@ -1343,14 +1497,15 @@ llamette_status llamette_session_params_for_budget(const struct llamette_model *
  * it may be reused. The session keeps the model alive.
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a context longer than the
- * model's, an unknown KV type, a length over `PTRDIFF_MAX`),
- * `BUFFER_TOO_SMALL`, `MISALIGNED`. Thread safety: any thread; the model
+ * model's, an unknown KV type, a `struct_size` below the first version's,
+ * a length over `PTRDIFF_MAX`), `BUFFER_TOO_SMALL`, `MISALIGNED`. Thread safety: any thread; the model
  * may be in use by other threads.
  *
  * # Safety
  *
- * `model` is NULL or a live handle, `params` NULL or readable, `memory`
- * NULL or `memory_len` writable bytes, `out_session` NULL or writable.
+ * `model` is NULL or a live handle, `params` NULL or readable for its
+ * `struct_size`, `memory` NULL or `memory_len` writable bytes,
+ * `out_session` NULL or writable.
  */
 llamette_status llamette_session_init(const struct llamette_model *model,
                                       const struct llamette_session_params *params,
@@ -1369,8 +1524,8 @@ llamette_status llamette_session_init(const struct llamette_model *model,
  *
  * # Safety
  *
- * `model` is NULL or a live handle, `params` NULL or readable,
- * `out_session` NULL or writable.
+ * `model` is NULL or a live handle, `params` NULL or readable for its
+ * `struct_size`, `out_session` NULL or writable.
  */
 llamette_status llamette_session_new(const struct llamette_model *model,
                                      const struct llamette_session_params *params,
@@ -1425,7 +1580,8 @@ llamette_status llamette_session_prefill(struct llamette_session *session,
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a sampler setting out of
  * range: NaN or negative temperature, top_p or min_p outside [0, 1], a
- * repetition penalty not above 0; the message names it),
+ * repetition penalty not above 0, the message naming it; a `struct_size`
+ * of `params` or `out_result` below the first version's),
  * `NOTHING_TO_SAMPLE` (no prefill yet, or since a reset or a
  * cancellation), `CONTEXT_FULL`, `CANCELLED` (the previous token stays
  * pending), `BUSY`. Thread safety: one thread at a time per session.
@@ -1433,8 +1589,8 @@ llamette_status llamette_session_prefill(struct llamette_session *session,
  *
  * # Safety
  *
- * `session` is NULL or a live handle; `params` NULL or readable;
- * `out_result` NULL or writable.
+ * `session` is NULL or a live handle; `params` NULL or readable for its
+ * `struct_size`; `out_result` NULL or writable for its `struct_size`.
  */
 llamette_status llamette_session_step(struct llamette_session *session,
                                       const struct llamette_sampler_params *params,
@@ -1453,16 +1609,17 @@ llamette_status llamette_session_step(struct llamette_session *session,
  * strings and the choice of end tokens.
  *
  * Errors: `NULL_ARGUMENT` (a NULL callback too), `INVALID_ARGUMENT` (a
- * sampler setting out of range), `NOTHING_TO_SAMPLE`, `CONTEXT_FULL` (full
+ * sampler setting out of range, a `struct_size` below the first
+ * version's), `NOTHING_TO_SAMPLE`, `CONTEXT_FULL` (full
  * before the first token), `CANCELLED` (the tokens given to the callback
  * so far stay in the session), `BUSY`. Thread safety: one thread at a
  * time per session; the callback runs on this thread.
  *
  * # Safety
  *
- * `session` is NULL or a live handle; `params` NULL or readable;
- * `out_result` NULL or writable; `callback` is safe to call with
- * `user_data`.
+ * `session` is NULL or a live handle; `params` NULL or readable for its
+ * `struct_size`; `out_result` NULL or writable for its `struct_size`;
+ * `callback` is safe to call with `user_data`.
  */
 llamette_status llamette_session_generate(struct llamette_session *session,
                                           const struct llamette_sampler_params *params,
@@ -1660,17 +1817,20 @@ llamette_status llamette_session_set_threads(struct llamette_session *session, u
  * `llamette_parallel_for_fn`). The struct is copied; `user_data` must stay
  * valid until the session is freed or another setting replaces it, and be
  * safe to use from the threads the host runs tasks on. NULL returns to the
- * calling thread alone. A task that panics, or a `parallel_for` that skips
- * tasks, makes the call fail with `PANIC`.
+ * calling thread alone. A `parallel_for` that skips a task index, calls
+ * one twice or out of range makes the call that ran it stop (as a
+ * cancellation stops it) and return `BAD_PARALLEL_FOR`; the library runs
+ * every index exactly once itself meanwhile, and the session stays usable.
  *
  * Errors: `NULL_ARGUMENT` (`session`, or a NULL `parallel_for`),
- * `INVALID_ARGUMENT` (`n_threads` 0 or more than 1024), `BUSY`. Thread
+ * `INVALID_ARGUMENT` (`n_threads` 0 or more than 1024, a `struct_size`
+ * below the first version's), `BUSY`. Thread
  * safety: one thread at a time per session.
  *
  * # Safety
  *
- * `session` is NULL or a live handle; `parallel` NULL or readable, its
- * function safe to call as documented.
+ * `session` is NULL or a live handle; `parallel` NULL or readable for its
+ * `struct_size`, its function safe to call as documented.
  */
 llamette_status llamette_session_set_parallel(struct llamette_session *session,
                                               const struct llamette_parallel *parallel);
@@ -1691,16 +1851,39 @@ const char *llamette_session_last_error(const struct llamette_session *session);
 
 /**
  * Fills `*out_params` with llama2.c's defaults: temperature 1, top-p 0.9,
- * top-k 0, min-p 0, repetition penalty 1 over 64 tokens, seed 0. Set
- * `temperature = 0` for greedy decoding.
+ * top-k 0, min-p 0, repetition penalty 1 over 64 tokens, seed 0 (the
+ * values of `LLAMETTE_SAMPLER_PARAMS_INIT`). Set `out_params->struct_size`
+ * first: the fields it covers are written. Set `temperature = 0` for
+ * greedy decoding.
  *
- * Errors: `NULL_ARGUMENT`.
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (`struct_size` below the
+ * first version's).
  *
  * # Safety
  *
- * `out_params` is NULL or writable.
+ * `out_params` is NULL, or its `struct_size` is set and that many bytes
+ * are writable.
  */
 llamette_status llamette_sampler_params_default(struct llamette_sampler_params *out_params);
+
+/**
+ * Checks sampler settings as `llamette_session_step` and the generate
+ * functions do, without a session: for hosts that check their options
+ * before they feed a prompt (the C# and Swift bindings do).
+ *
+ * Errors: `NULL_ARGUMENT`; `INVALID_ARGUMENT` for a `struct_size` below
+ * the first version's, or a setting out of range (NaN, infinite or
+ * negative `temperature`; `top_p` or `min_p` outside [0, 1] or NaN;
+ * `repeat_penalty` not above 0 or not finite). The message of an out of
+ * range setting reads `invalid <field> <value>: it must be <range>`,
+ * `<field>` being the field's name in this header (`temperature`,
+ * `top_p`, `min_p`, `repeat_penalty`). Thread safety: any thread.
+ *
+ * # Safety
+ *
+ * `params` is NULL or readable for its `struct_size`.
+ */
+llamette_status llamette_sampler_params_validate(const struct llamette_sampler_params *params);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -60,8 +60,9 @@ int main(int argc, char **argv) {
     _setmode(_fileno(stdout), _O_BINARY); /* the text's bytes, no \r added */
 #endif
     const char *model_path = NULL, *tokenizer_path = NULL, *prompt = "";
-    llamette_sampler_params sp;
-    check(llamette_sampler_params_default(&sp), "sampler defaults");
+    /* Every struct starts with its size; the _INIT macros set it (and the
+     * defaults: llama2.c's sampler settings here). */
+    llamette_sampler_params sp = LLAMETTE_SAMPLER_PARAMS_INIT;
     unsigned long steps = 256, threads = 1;
     for (int i = 1; i < argc; i++) {
         if (argv[i][0] != '-') {
@@ -87,7 +88,7 @@ int main(int argc, char **argv) {
         check(llamette_model_open_file(model_path, tokenizer_path, &model), model_path);
     else
         check(llamette_model_open_default(&model), "embedded model");
-    llamette_model_info info;
+    llamette_model_info info = LLAMETTE_MODEL_INFO_INIT;
     check(llamette_model_get_info(model, &info), "model info");
     if (steps == 0 || steps > info.context_length) steps = info.context_length;
 
@@ -104,8 +105,8 @@ int main(int argc, char **argv) {
     if (n_prompt > steps) n_prompt = steps;
 
     /* A session sized for `steps` positions, in memory it allocates. */
-    llamette_session_params params = {.context_length = (uint32_t)steps,
-                                      .kv_type = LLAMETTE_KV_F32};
+    llamette_session_params params = LLAMETTE_SESSION_PARAMS_INIT;
+    params.context_length = (uint32_t)steps;
     llamette_session *session = NULL;
     check(llamette_session_new(model, &params, &session), "session");
     check(llamette_session_set_threads(session, (uint32_t)threads), "threads");
@@ -123,7 +124,7 @@ int main(int argc, char **argv) {
     }
 
     check(llamette_session_prefill(session, tokens, n_prompt), "prefill");
-    llamette_generate_result result;
+    llamette_generate_result result = LLAMETTE_GENERATE_RESULT_INIT;
     check(llamette_session_generate(session, &sp, 0, print_token, NULL, &result), "generate");
     printf("\n");
     fprintf(stderr, "example: %u tokens generated, stopped by %s\n", result.n_tokens,

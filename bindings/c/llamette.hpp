@@ -76,9 +76,12 @@ inline std::size_t repack_in_place(void *data, std::size_t len) {
 /// Whether this CPU's kernels gain from `repack_in_place`.
 inline bool kernels_interleaved() noexcept { return llamette_kernels_interleaved() != 0; }
 
-/// Sampler settings (llama2.c's defaults), with named constructors.
+/// Sampler settings (llama2.c's defaults, from the library), with named
+/// constructors. Every struct of the C ABI starts with its `struct_size`:
+/// the wrappers set it.
 struct sampler_params : llamette_sampler_params {
     sampler_params() : llamette_sampler_params() {
+        struct_size = sizeof(llamette_sampler_params);
         detail::check(llamette_sampler_params_default(this));
     }
     /// Always the most likely token.
@@ -87,6 +90,9 @@ struct sampler_params : llamette_sampler_params {
         p.temperature = 0.0f;
         return p;
     }
+    /// Throws llamette::error (INVALID_ARGUMENT, the message naming the
+    /// field) for a setting out of range, as a step or generate would.
+    void validate() const { detail::check(llamette_sampler_params_validate(this)); }
     /// Temperature and nucleus sampling with a seed (run.c's -t -p -s).
     static sampler_params sample(float temperature, float top_p, std::uint64_t seed) {
         sampler_params p;
@@ -104,6 +110,19 @@ struct message {
 
     bool operator==(const message &o) const { return role == o.role && content == o.content; }
     bool operator!=(const message &o) const { return !(*this == o); }
+};
+
+/// Session sizing (`llamette_session_params`), struct_size set: a context
+/// length (0: the model's), a KV cache type, a prompt batch (0: 32).
+struct session_params : llamette_session_params {
+    explicit session_params(std::uint32_t context = 0, llamette_kv_type kv = LLAMETTE_KV_F32,
+                            std::uint32_t batch_size = 0)
+        : llamette_session_params() {
+        struct_size = sizeof(llamette_session_params);
+        context_length = context;
+        kv_type = kv;
+        batch = batch_size;
+    }
 };
 
 /// Chat options (`llamette_chat_options`), struct_size set.
@@ -153,10 +172,15 @@ inline std::vector<message> saved_dialog(const void *data, std::size_t len) {
 class model {
 public:
     /// Memory-maps a GGUF or llama2.c file; `tokenizer_path` may be empty.
-    static model open_file(const std::string &path, const std::string &tokenizer_path = {}) {
+    /// With `flags = LLAMETTE_OPEN_FOR_SPEED` the library loads it for speed
+    /// instead (a copy in its own memory, matrices interleaved where this
+    /// CPU's kernels gain from it: see `llamette_model_open_file_ex`;
+    /// `info().owned_bytes` is what it costs).
+    static model open_file(const std::string &path, const std::string &tokenizer_path = {},
+                           std::uint32_t flags = 0) {
         llamette_model *m = nullptr;
-        detail::check(llamette_model_open_file(
-            path.c_str(), tokenizer_path.empty() ? nullptr : tokenizer_path.c_str(), &m));
+        detail::check(llamette_model_open_file_ex(
+            path.c_str(), tokenizer_path.empty() ? nullptr : tokenizer_path.c_str(), flags, &m));
         return model(m);
     }
 
@@ -193,6 +217,7 @@ public:
     /// Shapes, special tokens, sizes.
     llamette_model_info info() const {
         llamette_model_info i{};
+        i.struct_size = sizeof i;
         detail::check(llamette_model_get_info(m_, &i));
         return i;
     }
@@ -305,7 +330,7 @@ public:
         detail::check(llamette_session_new(m.get(), &params, &s_));
     }
     session(const model &m, std::uint32_t context_length = 0)
-        : session(m, llamette_session_params{context_length, LLAMETTE_KV_F32, 0}) {}
+        : session(m, session_params(context_length)) {}
     session(session &&o) noexcept
         : s_(std::exchange(o.s_, nullptr)), hook_(std::move(o.hook_)) {}
     session &operator=(session &&o) noexcept {
@@ -326,6 +351,7 @@ public:
 
     step_result step(const llamette_sampler_params &params) {
         llamette_step_result r{};
+        r.struct_size = sizeof r;
         check(llamette_session_step(s_, &params, &r));
         return {r.token, r.is_end, std::string_view(r.text, r.text_len)};
     }
@@ -352,6 +378,7 @@ public:
             }
         };
         llamette_generate_result r{};
+        r.struct_size = sizeof r;
         llamette_status st = llamette_session_generate(s_, &params, max_tokens, tramp, &ctx, &r);
         if (ctx.ex) std::rethrow_exception(ctx.ex);
         check(st);
@@ -391,6 +418,7 @@ public:
             }
         };
         llamette_generate_result r{};
+        r.struct_size = sizeof r;
         llamette_status st = llamette_session_generate_ex(s_, &params, &o, tramp, &ctx, &r);
         if (ctx.ex) std::rethrow_exception(ctx.ex);
         check(st);
@@ -495,7 +523,8 @@ public:
     /// The built-in pool: 1 (default) inline, 0 one per core, n threads.
     void set_threads(std::uint32_t n) { check(llamette_session_set_threads(s_, n)); }
 
-    /// A host thread pool (see llamette_parallel); nullptr for inline.
+    /// A host thread pool (see llamette_parallel: set its struct_size, or
+    /// start from LLAMETTE_PARALLEL_INIT); nullptr for inline.
     void set_parallel(const llamette_parallel *p) { check(llamette_session_set_parallel(s_, p)); }
 
     llamette_session *get() noexcept { return s_; }

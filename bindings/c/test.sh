@@ -61,11 +61,15 @@ rm -rf "$build"
 mkdir -p "$build"
 
 # ------------------------------------------------------------------ build
-step "cargo build --release -p llamette-ffi" cargo build --release -p llamette-ffi
+step "cargo build --release -p llamette-ffi -p llamette-cli" cargo build --release -p llamette-ffi -p llamette-cli
 if [ ! -f target/release/libllamette.so ] || [ ! -f target/release/libllamette.a ]; then
     echo "no libraries: stopping"
     finish
 fi
+# stories260K quantized to Q8_0, for the load-for-speed tests.
+q8=$build/stories260K-q8_0.gguf
+step "a quantized model (llamette quantize --type q8_0)" \
+    target/release/llamette quantize "$models/stories260K.bin" "$q8" --type q8_0 -z "$models/tok512.bin"
 
 # ------------------------------------------------------------------ header
 step "include/llamette.h equals a fresh cbindgen generation" scripts/ffi-header.sh --check
@@ -150,7 +154,7 @@ test_c_shared() {
     # shellcheck disable=SC2046
     cc -std=c11 $CWARN -g -pthread -I"$src/tests" "$src/tests/test_c.c" \
         $(pc "$shared" --cflags --libs) -o "$build/test_c" &&
-        LD_LIBRARY_PATH=$shared/lib run_checked "$build/test_c" "$models" "$greedy" "$shared_models"
+        LD_LIBRARY_PATH=$shared/lib run_checked "$build/test_c" "$models" "$greedy" "$shared_models" "$q8"
 }
 step "C test, shared library, valgrind" test_c_shared
 
@@ -158,7 +162,7 @@ test_c_static() {
     # shellcheck disable=SC2046
     cc -std=c11 $CWARN -g -pthread $san -I"$src/tests" "$src/tests/test_c.c" \
         $(pc "$static" --cflags --libs --static) -o "$build/test_c-static" &&
-        "$build/test_c-static" "$models" "$greedy" "$shared_models"
+        "$build/test_c-static" "$models" "$greedy" "$shared_models" "$q8"
 }
 step "C test, static library, ASan+UBSan" test_c_static
 
@@ -166,7 +170,7 @@ test_cpp_shared() {
     # shellcheck disable=SC2046
     c++ -std=c++17 $CWARN -g -pthread "$src/tests/test_cpp.cpp" \
         $(pc "$shared" --cflags --libs) -o "$build/test_cpp" &&
-        LD_LIBRARY_PATH=$shared/lib run_checked "$build/test_cpp" "$models" "$greedy"
+        LD_LIBRARY_PATH=$shared/lib run_checked "$build/test_cpp" "$models" "$greedy" "$q8"
 }
 step "C++ test, shared library, valgrind" test_cpp_shared
 
@@ -174,7 +178,7 @@ test_cpp_static() {
     # shellcheck disable=SC2046
     c++ -std=c++17 $CWARN -g -pthread $san "$src/tests/test_cpp.cpp" \
         $(pc "$static" --cflags --libs --static) -o "$build/test_cpp-static" &&
-        "$build/test_cpp-static" "$models" "$greedy"
+        "$build/test_cpp-static" "$models" "$greedy" "$q8"
 }
 step "C++ test, static library, ASan+UBSan" test_cpp_static
 
@@ -218,7 +222,7 @@ windows_test() {
     export WINEPREFIX=${WINEPREFIX:-/tmp/llamette-wine} WINEDEBUG=-all
     [ -d "$WINEPREFIX" ] || { echo "(first Wine start: creating $WINEPREFIX)"; wineboot -i >/dev/null 2>&1; }
     (cd "$win" && wine test_c.exe "$(winpath "$models")" "$(winpath "$greedy")" \
-        "$(winpath "$shared_models")")
+        "$(winpath "$shared_models")" "$(winpath "$q8")")
 }
 windows_example() {
     (cd "$win" && wine example.exe -t 0 -n 256 2>/dev/null) | cmp - "$greedy"

@@ -74,7 +74,7 @@ fi
 echo "$(mcs --version); $(mono --version | head -1); $nunit_fw"
 
 # ------------------------------------------------------------------ build
-step "cargo build --release -p llamette-ffi" cargo build --release -p llamette-ffi
+step "cargo build --release -p llamette-ffi -p llamette-cli" cargo build --release -p llamette-ffi -p llamette-cli
 if [ ! -f target/release/libllamette.so ]; then
     echo "no native library: stopping"
     finish
@@ -82,6 +82,9 @@ fi
 rm -rf "$build"
 mkdir -p "$build"
 cp target/release/libllamette.so "$build/"
+q8=$build/stories260K-q8_0.gguf
+step "a quantized model for the load-for-speed test (llamette quantize --type q8_0)" \
+    target/release/llamette quantize models/stories260K.bin "$q8" --type q8_0 -z models/tok512.bin
 
 MCS=(mcs -langversion:7.2 -warn:4 -warnaserror -debug -nologo)
 compile_binding() {
@@ -133,7 +136,7 @@ step "Example.exe with a missing model: exit 1 and the library's message" exampl
 
 # ------------------------------------------------------------------ NUnit
 nunit() {
-    (cd "$build" && LLAMETTE_ROOT=$root LLAMETTE_SHARED=$shared LLAMETTE_LAYOUT=$build/layout.txt \
+    (cd "$build" && LLAMETTE_ROOT=$root LLAMETTE_SHARED=$shared LLAMETTE_LAYOUT=$build/layout.txt LLAMETTE_Q8_GGUF=$q8 \
         nunit-console Llamette.Tests.dll -nologo -noshadow -labels -xml=TestResult.xml)
 }
 echo "==> NUnit: nunit-console Llamette.Tests.dll"

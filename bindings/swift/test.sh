@@ -64,6 +64,11 @@ if [ ! -s "$slow_model" ] || [ "$slow_model" -ot target/release/llamette ]; then
     fi
 fi
 
+q8_model=$out/stories260K-q8_0.gguf
+note "stories260K quantized to Q8_0 for the load-for-speed test"
+target/release/llamette quantize models/stories260K.bin "$q8_model" --type q8_0 -z models/tok512.bin ||
+    fail_step "llamette quantize"
+
 # ------------------------------------------------------------------ Apple static libraries
 note "Apple static libraries (scripts/build-xcframework.sh; the XCFramework itself needs a Mac)"
 "$pkg/scripts/build-xcframework.sh" --libs-only || fail_step "scripts/build-xcframework.sh --libs-only"
@@ -78,6 +83,7 @@ swift_env=(
     "LLAMETTE_TEST_MODELS=$root/models"
     "LLAMETTE_TEST_DATA=$shared/testdata"
     "LLAMETTE_TEST_SLOW_MODEL=$slow_model"
+    "LLAMETTE_TEST_Q8_MODEL=$q8_model"
 )
 case $mode in
 path) ;;

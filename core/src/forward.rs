@@ -137,9 +137,9 @@ fn project(par: &dyn Parallel, jobs: &mut [(&mut [f32], &Tensor)], a: &Acts) {
 /// `s.batch` of them), writing their keys and values into the cache; with
 /// `want_logits`, leaves the logits after the last token in `s.logits`.
 ///
-/// Returns [`Error::Cancelled`] (before the next layer) when `cancel` is
-/// set; the cache then holds partial entries for these positions, which
-/// the next run at the same positions overwrites.
+/// Returns [`Error::Cancelled`] (before the next layer, or at the end)
+/// when `cancel` is set; the cache then holds partial entries for these
+/// positions, which the next run at the same positions overwrites.
 pub(crate) fn forward(
     model: &Model,
     s: &mut State,
@@ -293,6 +293,13 @@ pub(crate) fn forward(
         );
         let a = acts(s.xb, 1, dim, &[&model.output], quant!());
         project(par, &mut [(s.logits, &model.output)], &a);
+    }
+    // A request that came during the last layer's feed-forward or the
+    // classifier stops the run too, so a raised flag always means a stopped
+    // run (the C ABI raises it when a host's parallel_for breaks its
+    // contract, and then reports the call as failed).
+    if cancelled() {
+        return Err(Error::Cancelled);
     }
     Ok(())
 }

@@ -9,7 +9,8 @@ use llamette_core::state;
 
 use crate::error::*;
 use crate::model::{llamette_model, model_ref};
-use crate::session::{llamette_session, read_sized, with_core, write_sized};
+use crate::session::{llamette_session, with_core};
+use crate::sized::{read_in, Out, SizedStruct};
 
 /// `llamette_chat_message.role`: the system prompt (first message only).
 pub const LLAMETTE_ROLE_SYSTEM: u32 = 0;
@@ -18,9 +19,9 @@ pub const LLAMETTE_ROLE_USER: u32 = 1;
 /// `llamette_chat_message.role`: the model.
 pub const LLAMETTE_ROLE_ASSISTANT: u32 = 2;
 
-/// One message of a dialog. In an array, every element's `struct_size` is
-/// `sizeof(llamette_chat_message)` (the library steps through the array by
-/// the first element's size).
+/// One message of a dialog (`LLAMETTE_CHAT_MESSAGE_INIT`). In an array,
+/// every element's `struct_size` is `sizeof(llamette_chat_message)` (the
+/// library steps through the array by the first element's size).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct llamette_chat_message {
@@ -35,14 +36,20 @@ pub struct llamette_chat_message {
 }
 
 impl Default for llamette_chat_message {
+    /// As `LLAMETTE_CHAT_MESSAGE_INIT`: an empty system message.
     fn default() -> Self {
         llamette_chat_message {
-            struct_size: 0,
+            struct_size: core::mem::size_of::<Self>(),
             role: 0,
             content: core::ptr::null(),
             content_len: 0,
         }
     }
+}
+
+// SAFETY: repr(C), `struct_size` first, integers and a raw pointer.
+unsafe impl SizedStruct for llamette_chat_message {
+    const NAME: &'static str = "llamette_chat_message";
 }
 
 /// `llamette_chat_options.flags`: accept messages that contain the format's
@@ -76,10 +83,11 @@ pub const LLAMETTE_CONTEXT_ERROR: u32 = 0;
 /// that overflows.
 pub const LLAMETTE_CONTEXT_KEEP_SYSTEM_AND_LATEST: u32 = 1;
 
-/// Options of the chat functions; NULL means all zero (the defaults). Set
-/// `struct_size = sizeof(llamette_chat_options)`.
+/// Options of the chat functions; NULL means all zero (the defaults).
+/// Initialise it with `LLAMETTE_CHAT_OPTIONS_INIT` (or set `struct_size =
+/// sizeof(llamette_chat_options)`).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct llamette_chat_options {
     /// `sizeof(llamette_chat_options)`, set by the caller.
     pub struct_size: usize,
@@ -92,10 +100,28 @@ pub struct llamette_chat_options {
     pub reserve: u32,
 }
 
-/// What `llamette_chat_prefill` did. Set `struct_size` before the call; the
-/// library writes only the fields that size covers.
+impl Default for llamette_chat_options {
+    /// As `LLAMETTE_CHAT_OPTIONS_INIT`: the defaults.
+    fn default() -> Self {
+        llamette_chat_options {
+            struct_size: core::mem::size_of::<Self>(),
+            flags: 0,
+            context_policy: LLAMETTE_CONTEXT_ERROR,
+            reserve: 0,
+        }
+    }
+}
+
+// SAFETY: repr(C), `struct_size` first, plain integers.
+unsafe impl SizedStruct for llamette_chat_options {
+    const NAME: &'static str = "llamette_chat_options";
+}
+
+/// What `llamette_chat_prefill` did. Set `struct_size` before the call
+/// (`LLAMETTE_CHAT_PREFILL_RESULT_INIT`); the library writes only the
+/// fields that size covers.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct llamette_chat_prefill_result {
     /// `sizeof(llamette_chat_prefill_result)`, set by the caller.
     pub struct_size: usize,
@@ -109,6 +135,24 @@ pub struct llamette_chat_prefill_result {
     pub format: u32,
 }
 
+impl Default for llamette_chat_prefill_result {
+    /// As `LLAMETTE_CHAT_PREFILL_RESULT_INIT`.
+    fn default() -> Self {
+        llamette_chat_prefill_result {
+            struct_size: core::mem::size_of::<Self>(),
+            reused: 0,
+            fed: 0,
+            dropped: 0,
+            format: 0,
+        }
+    }
+}
+
+// SAFETY: repr(C), `struct_size` first, plain integers.
+unsafe impl SizedStruct for llamette_chat_prefill_result {
+    const NAME: &'static str = "llamette_chat_prefill_result";
+}
+
 /// Reads the options (NULL: defaults).
 ///
 /// # Safety
@@ -119,7 +163,7 @@ unsafe fn options(p: *const llamette_chat_options) -> Result<(ChatOptions, bool)
         llamette_chat_options::default()
     } else {
         // SAFETY: the caller's contract.
-        unsafe { read_sized(p, "options") }?
+        unsafe { read_in(p, "options") }?
     };
     if o.flags & !(LLAMETTE_CHAT_ALLOW_SPECIAL_TAGS | LLAMETTE_CHAT_LLAMA2_FORMAT) != 0 {
         fail!(
@@ -212,7 +256,7 @@ unsafe fn messages<'m>(
     let base = non_null(messages, "messages")?;
     // SAFETY: the first element is readable (the contract).
     let stride = unsafe { base.cast::<usize>().read_unaligned() };
-    if stride < core::mem::size_of::<llamette_chat_message>() {
+    if stride < llamette_chat_message::MIN_SIZE {
         fail!(
             LLAMETTE_STATUS_INVALID_ARGUMENT,
             "messages[0].struct_size is {stride}: set it to sizeof(llamette_chat_message)"
@@ -224,11 +268,11 @@ unsafe fn messages<'m>(
         // SAFETY: element `i` lies at `i * stride` (checked to fit in
         // isize above), readable by the contract.
         let m = unsafe {
-            read_sized(
+            read_in(
                 base.cast::<u8>()
                     .add(i * stride)
                     .cast::<llamette_chat_message>(),
-                "message",
+                "messages[]",
             )
         }?;
         if m.struct_size != stride {
@@ -389,9 +433,11 @@ pub unsafe extern "C" fn llamette_chat_prefill(
             let msgs = messages(messages_ptr, n_messages)?;
             let (opts, force) = options(options_ptr)?;
             let tok = model.tok()?;
-            if !out_result.is_null() {
-                read_sized(out_result.cast_const(), "out_result")?;
-            }
+            let out = if out_result.is_null() {
+                None
+            } else {
+                Some(Out::new(out_result, "out_result")?)
+            };
             let format = format_of(model, force);
             let mut w = match format {
                 ChatFormat::Llama2 => work(chat::dialog_work_len(&msgs))?,
@@ -420,15 +466,14 @@ pub unsafe extern "C" fn llamette_chat_prefill(
                 ),
                 e => Fail::core("dialog", e),
             })?;
-            if !out_result.is_null() {
-                let r = llamette_chat_prefill_result {
-                    struct_size: 0,
+            if let Some(out) = out {
+                out.write(&llamette_chat_prefill_result {
                     reused: p.reused as u32,
                     fed: p.fed as u32,
                     dropped: p.dropped as u32,
                     format: format_code(format),
-                };
-                write_sized(out_result, &r, "out_result")?;
+                    ..Default::default()
+                });
             }
             Ok(())
         })
@@ -595,11 +640,10 @@ pub unsafe extern "C" fn llamette_chat_state_message(
     out_message: *mut llamette_chat_message,
 ) -> llamette_status {
     boundary(|| {
-        let out = non_null_mut(out_message, "out_message")?;
+        // SAFETY: NULL or writable for its size (the caller's contract).
+        let out = unsafe { Out::new(out_message, "out_message") }?;
         // SAFETY: the caller's contract.
         let blob = unsafe { input_slice(data.cast::<u8>(), len, "data") }?;
-        // SAFETY: non-NULL, readable for its size.
-        unsafe { read_sized(out.cast_const(), "out_message") }?;
         let extra = state::extra_of(blob).map_err(|e| Fail::core("", e))?;
         let (count, mut it) = if extra.is_empty() {
             (0, None)
@@ -614,7 +658,6 @@ pub unsafe extern "C" fn llamette_chat_state_message(
             );
         };
         let r = llamette_chat_message {
-            struct_size: 0,
             role: match m.role {
                 Role::System => LLAMETTE_ROLE_SYSTEM,
                 Role::User => LLAMETTE_ROLE_USER,
@@ -622,9 +665,11 @@ pub unsafe extern "C" fn llamette_chat_state_message(
             },
             content: m.content.as_ptr().cast(),
             content_len: m.content.len(),
+            ..Default::default()
         };
-        // SAFETY: writable for its size.
-        unsafe { write_sized(out, &r, "out_message") }
+        // SAFETY: checked by `Out::new`, writable for its size.
+        unsafe { out.write(&r) };
+        Ok(())
     })
 }
 

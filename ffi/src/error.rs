@@ -76,9 +76,17 @@ pub const LLAMETTE_STATUS_REFUSED: llamette_status = 21;
 /// exception the template raised (a role it does not accept: Mistral's
 /// takes no system message). Nothing changed.
 pub const LLAMETTE_STATUS_TEMPLATE: llamette_status = 22;
+/// The host's `parallel_for` (`llamette_session_set_parallel`) broke its
+/// contract: it skipped a task index, called one twice, or called one out
+/// of range. The library ran every index exactly once itself, so nothing
+/// was computed wrong, and stopped the call as a cancellation stops it
+/// (what `LLAMETTE_STATUS_CANCELLED` keeps is kept); the message says what
+/// the host did. The session stays usable: fix the pool, or go back to the
+/// calling thread with `llamette_session_set_parallel(session, NULL)`.
+pub const LLAMETTE_STATUS_BAD_PARALLEL_FOR: llamette_status = 23;
 
 /// Static, NUL-terminated descriptions, indexed by status.
-static STATUS_TEXT: [&str; 23] = [
+static STATUS_TEXT: [&str; 24] = [
     "ok\0",
     "a required pointer argument is NULL\0",
     "invalid argument\0",
@@ -102,6 +110,7 @@ static STATUS_TEXT: [&str; 23] = [
     "the saved state belongs to another model, KV type or version\0",
     "refused: a message contains the chat format's own tags\0",
     "the model's chat template could not be rendered\0",
+    "the host's parallel_for skipped, repeated or invented task indices\0",
 ];
 
 /// The static text of a status code.
@@ -355,7 +364,10 @@ mod tests {
         for s in 0..STATUS_TEXT.len() as u32 {
             assert!(status_text(s).ends_with('\0'));
         }
-        assert_eq!(STATUS_TEXT.len() as u32, LLAMETTE_STATUS_TEMPLATE + 1);
+        assert_eq!(
+            STATUS_TEXT.len() as u32,
+            LLAMETTE_STATUS_BAD_PARALLEL_FOR + 1
+        );
     }
 
     #[test]

@@ -3,14 +3,18 @@
 
 use core::ffi::c_char;
 use core::ptr::NonNull;
+use std::alloc::Layout;
 use std::sync::Arc;
 
 use llamette_core::chat_template::ChatFormat;
+use llamette_core::format::gguf::Gguf;
 use llamette_core::model::Format;
+use llamette_core::tensor::TensorType;
 use llamette_core::{Model, Tokenizer};
 use memmap2::Mmap;
 
 use crate::error::*;
+use crate::sized::{Out, SizedStruct};
 
 /// A token id that is no token ("none"): `UINT32_MAX`.
 pub const LLAMETTE_NO_TOKEN: u32 = u32::MAX;
@@ -27,11 +31,17 @@ pub const LLAMETTE_FORMAT_LLAMA2C_V0: llamette_format = 3;
 /// llama2.c "version 2" checkpoint (Q8_0, `runq.c`).
 pub const LLAMETTE_FORMAT_LLAMA2C_V2: llamette_format = 4;
 
-/// What a model is: shapes, special tokens, sizes. Filled by
-/// `llamette_model_get_info`.
+/// What a model is: shapes, special tokens, sizes, the memory it holds.
+/// Filled by `llamette_model_get_info`: initialise it with
+/// `LLAMETTE_MODEL_INFO_INIT` (or set `struct_size`) first. Its first
+/// version ended at `rope_theta`: a `struct_size` of
+/// `offsetof(llamette_model_info, owned_bytes)` is accepted (the fields
+/// appended since are then not written).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct llamette_model_info {
+    /// `sizeof(llamette_model_info)`, set by the caller.
+    pub struct_size: usize,
     /// The file format, one of `LLAMETTE_FORMAT_*`.
     pub format: llamette_format,
     /// Width of the residual stream.
@@ -76,7 +86,74 @@ pub struct llamette_model_info {
     pub rms_eps: f32,
     /// RoPE frequency base.
     pub rope_theta: f32,
+    /// Bytes of memory the library allocated to hold the model file (with
+    /// `LLAMETTE_OPEN_FOR_SPEED`: the file's size); 0 when the model reads
+    /// a mapped file, the caller's memory or the embedded model. Freed with
+    /// the last handle using the model. (The tokenizer's index, a few
+    /// hundred KiB at most, is not counted.)
+    pub owned_bytes: u64,
+    /// Matrices stored interleaved for the SIMD kernels (the layout
+    /// `llamette_repack_in_place` writes): those `LLAMETTE_OPEN_FOR_SPEED`
+    /// rewrote, or that the caller's bytes held already; 0 for a plain file.
+    pub interleaved_matrices: u32,
 }
+
+impl Default for llamette_model_info {
+    /// As `LLAMETTE_MODEL_INFO_INIT`: zeros, `struct_size` set.
+    fn default() -> Self {
+        llamette_model_info {
+            struct_size: core::mem::size_of::<Self>(),
+            format: 0,
+            dim: 0,
+            hidden_dim: 0,
+            n_layers: 0,
+            n_heads: 0,
+            n_kv_heads: 0,
+            head_dim: 0,
+            vocab_size: 0,
+            context_length: 0,
+            tokenizer_tokens: 0,
+            bos_token: 0,
+            eos_token: 0,
+            unk_token: 0,
+            max_token_text_bytes: 0,
+            n_params: 0,
+            weight_bytes: 0,
+            file_bytes: 0,
+            tokenizer_file_bytes: 0,
+            bytes_per_token: 0,
+            rms_eps: 0.0,
+            rope_theta: 0.0,
+            owned_bytes: 0,
+            interleaved_matrices: 0,
+        }
+    }
+}
+
+// SAFETY: repr(C), `struct_size` first, plain numbers; the first version
+// is a prefix of this one.
+unsafe impl SizedStruct for llamette_model_info {
+    const NAME: &'static str = "llamette_model_info";
+    const MIN_SIZE: usize = core::mem::offset_of!(llamette_model_info, owned_bytes);
+}
+
+/// `llamette_model_open_file_ex` flag: load for speed, at the cost of
+/// memory. The model file is copied into memory the library owns (on Linux
+/// aligned and advised for transparent huge pages: fewer TLB misses while
+/// the weights stream) and, where the kernels have fast paths for them
+/// (`llamette_kernels_interleaved()`: x86-64 with AVX2 or AVX-512, aarch64
+/// with the dot product extension), a GGUF file's Q8_0 and Q4_0 matrices
+/// are interleaved in that copy (`llamette_repack_in_place`): about twice
+/// the prompt speed and faster decoding. Where the kernels have no such
+/// paths (plain NEON, the scalar kernels) the matrices keep the file's
+/// layout (interleaved ones would be slower there); the copy is then made
+/// on Linux only (for its huge pages), and elsewhere the file is mapped as
+/// without the flag. So is it when a copy would gain nothing (no matrix to
+/// interleave, no huge pages). `llamette_model_info.owned_bytes` says what
+/// the copy costs (0: mapped), `interleaved_matrices` what was rewritten.
+/// Logits differ from the mapped file's in their last bits (another
+/// summation order).
+pub const LLAMETTE_OPEN_FOR_SPEED: u32 = 1;
 
 /// Where bytes come from. Every variant gives the same address for as long
 /// as it lives, even when moved.
@@ -87,6 +164,70 @@ pub(crate) enum Bytes {
     Borrowed(*const u8, usize),
     /// Compiled into the library, or empty.
     Static(&'static [u8]),
+    /// A copy in memory the library allocated (`LLAMETTE_OPEN_FOR_SPEED`).
+    Owned(OwnedBytes),
+}
+
+/// Memory the library allocated for a model file's bytes.
+pub(crate) struct OwnedBytes {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+// SAFETY: plain owned memory; written only before the model that reads it
+// is built and shared, read-only afterwards.
+unsafe impl Send for OwnedBytes {}
+// SAFETY: as above.
+unsafe impl Sync for OwnedBytes {}
+
+impl OwnedBytes {
+    /// Where huge pages start (x86-64 and aarch64 Linux with 4 KiB pages).
+    const HUGE_PAGE: usize = 2 << 20;
+
+    /// A copy of `src` (not empty) in fresh memory: on Linux, a copy of at
+    /// least 2 MiB starts on a 2 MiB boundary and is advised for
+    /// transparent huge pages before it is first touched.
+    fn copy_of(src: &[u8], name: &std::path::Path) -> Result<OwnedBytes, Fail> {
+        let huge = cfg!(target_os = "linux") && src.len() >= OwnedBytes::HUGE_PAGE;
+        let align = if huge { OwnedBytes::HUGE_PAGE } else { 64 };
+        let oom = || {
+            Fail::new(
+                LLAMETTE_STATUS_OUT_OF_MEMORY,
+                format_args!(
+                    "{}: cannot allocate {} bytes to load it for speed",
+                    name.display(),
+                    src.len()
+                ),
+            )
+        };
+        let layout = Layout::from_size_align(src.len().max(1), align).map_err(|_| oom())?;
+        // SAFETY: the size is not zero.
+        let ptr = NonNull::new(unsafe { std::alloc::alloc(layout) }).ok_or_else(oom)?;
+        #[cfg(target_os = "linux")]
+        if huge {
+            // SAFETY: the range is this allocation, starting on a page
+            // boundary; the advice only changes how it is backed (a failure,
+            // such as huge pages turned off, changes nothing).
+            let _ = unsafe { libc::madvise(ptr.as_ptr().cast(), src.len(), libc::MADV_HUGEPAGE) };
+        }
+        // SAFETY: `src.len()` bytes, writable, and not overlapping `src`.
+        unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), ptr.as_ptr(), src.len()) };
+        Ok(OwnedBytes { ptr, layout })
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the whole allocation, initialised by `copy_of`, borrowed
+        // mutably through `self`.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl Drop for OwnedBytes {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `copy_of` with this layout; the model that
+        // read it has been dropped (field order in `llamette_model`).
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+    }
 }
 
 // SAFETY: `Borrowed` memory is read-only and, by the caller's contract,
@@ -111,6 +252,11 @@ impl Bytes {
             // memory valid; non-NULL and size-checked at open.
             Bytes::Borrowed(p, n) => unsafe { core::slice::from_raw_parts(*p, *n) },
             Bytes::Static(s) => s,
+            // SAFETY: the allocation lives until `self` is dropped (the
+            // caller's promise), initialised by `copy_of`.
+            Bytes::Owned(o) => unsafe {
+                core::slice::from_raw_parts(o.ptr.as_ptr(), o.layout.size())
+            },
         }
     }
 
@@ -119,6 +265,7 @@ impl Bytes {
             Bytes::Mapped(m) => m.len(),
             Bytes::Borrowed(_, n) => *n,
             Bytes::Static(s) => s.len(),
+            Bytes::Owned(o) => o.layout.size(),
         }
     }
 }
@@ -257,6 +404,12 @@ impl llamette_model {
             bytes_per_token: model.bytes_per_token(),
             rms_eps: c.rms_eps,
             rope_theta: c.rope_theta,
+            owned_bytes: match &bytes {
+                Bytes::Owned(o) => o.layout.size() as u64,
+                _ => 0,
+            },
+            interleaved_matrices: interleaved_matrices(data),
+            ..Default::default()
         };
         if let Some(t) = &tokenizer {
             info.tokenizer_tokens = t.n_tokens();
@@ -357,6 +510,43 @@ unsafe fn path_arg(p: *const c_char, name: &str) -> Result<std::path::PathBuf, F
     }
 }
 
+/// How many matrices of a GGUF file are in the interleaved layout.
+fn interleaved_matrices(data: &[u8]) -> u32 {
+    let Ok(g) = Gguf::parse(data) else {
+        return 0; // a llama2.c file
+    };
+    g.tensors()
+        .filter_map(Result::ok)
+        .filter(|t| matches!(t.ty, Some(TensorType::Q8_0x16 | TensorType::Q4_0x16)))
+        .count() as u32
+}
+
+/// Reads a model file for speed (`LLAMETTE_OPEN_FOR_SPEED`): a copy in
+/// memory the library owns, its matrices interleaved where the kernels
+/// gain from it; the mapped file where a copy would gain nothing.
+fn load_for_speed(path: &std::path::Path) -> Result<Bytes, Fail> {
+    let mapped = map_file(path)?;
+    let Bytes::Mapped(map) = &mapped else {
+        return Ok(mapped); // an empty file
+    };
+    let interleave = llamette_core::kernels::active().fast_interleaved;
+    let huge_pages = cfg!(target_os = "linux");
+    if !interleave && !huge_pages {
+        return Ok(mapped);
+    }
+    let mut copy = OwnedBytes::copy_of(map, path)?;
+    let mut rewritten = 0;
+    if interleave {
+        rewritten = llamette_core::repack::repack_in_place(copy.as_mut_slice())
+            .map_err(|e| Fail::core("model", e))?
+            .tensors;
+    }
+    if rewritten == 0 && !huge_pages {
+        return Ok(mapped); // nothing to interleave: the copy buys nothing
+    }
+    Ok(Bytes::Owned(copy))
+}
+
 /// Memory-maps `path` read-only.
 fn map_file(path: &std::path::Path) -> Result<Bytes, Fail> {
     let io =
@@ -389,7 +579,8 @@ fn map_file(path: &std::path::Path) -> Result<Bytes, Fail> {
 /// On success `*out_model` receives a new handle, to be released with
 /// `llamette_model_free`. The files are mapped until the last handle using
 /// them (the model, its sessions and decoders) is freed; they must not be
-/// truncated or modified meanwhile.
+/// truncated or modified meanwhile. (`llamette_model_open_file_ex` with
+/// `LLAMETTE_OPEN_FOR_SPEED` loads the model for speed instead.)
 ///
 /// Errors: `NULL_ARGUMENT`, `IO` (cannot open or map), `BAD_FILE`,
 /// `UNSUPPORTED`, `BAD_TOKENIZER`, `OUT_OF_MEMORY`, `INVALID_UTF8` (path, on
@@ -404,9 +595,44 @@ pub unsafe extern "C" fn llamette_model_open_file(
     tokenizer_path: *const c_char,
     out_model: *mut *mut llamette_model,
 ) -> llamette_status {
+    // SAFETY: the caller's contract.
+    unsafe { llamette_model_open_file_ex(model_path, tokenizer_path, 0, out_model) }
+}
+
+/// Opens a model file as `llamette_model_open_file` does, the way `flags`
+/// says: 0 maps it read-only, nothing copied (the same as
+/// `llamette_model_open_file`: the least memory, pages shared with other
+/// processes mapping the file); `LLAMETTE_OPEN_FOR_SPEED` loads it for
+/// speed, into memory the library owns (its size in
+/// `llamette_model_info.owned_bytes`, freed with the last handle using the
+/// model; see the flag for what it does on which CPU). The file may then
+/// change or go once this returns, unless it was mapped after all
+/// (`owned_bytes` 0). The tokenizer file, if any, is mapped either way.
+///
+/// Errors: as `llamette_model_open_file`, and `INVALID_ARGUMENT` (unknown
+/// flags), `OUT_OF_MEMORY` (no memory for the copy). Thread safety: any
+/// thread.
+///
+/// # Safety
+///
+/// The paths are NULL or NUL-terminated strings; `out_model` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn llamette_model_open_file_ex(
+    model_path: *const c_char,
+    tokenizer_path: *const c_char,
+    flags: u32,
+    out_model: *mut *mut llamette_model,
+) -> llamette_status {
     boundary(|| {
         let model_path = non_null(model_path, "model_path")?;
         let out = non_null_mut(out_model, "out_model")?;
+        if flags & !LLAMETTE_OPEN_FOR_SPEED != 0 {
+            fail!(
+                LLAMETTE_STATUS_INVALID_ARGUMENT,
+                "flags {flags:#x}: unknown flags {:#x} (LLAMETTE_OPEN_FOR_SPEED is {LLAMETTE_OPEN_FOR_SPEED})",
+                flags & !LLAMETTE_OPEN_FOR_SPEED
+            );
+        }
         // SAFETY: non-NULL; the caller's contract says NUL-terminated.
         let path = unsafe { path_arg(model_path, "model_path") }?;
         let tok_path = if tokenizer_path.is_null() {
@@ -415,7 +641,11 @@ pub unsafe extern "C" fn llamette_model_open_file(
             // SAFETY: as above.
             Some(unsafe { path_arg(tokenizer_path, "tokenizer_path") }?)
         };
-        let bytes = map_file(&path)?;
+        let bytes = if flags & LLAMETTE_OPEN_FOR_SPEED != 0 {
+            load_for_speed(&path)?
+        } else {
+            map_file(&path)?
+        };
         let tok = tok_path.as_deref().map(map_file).transpose()?;
         let m = llamette_model::open(bytes, tok)?;
         publish(m, out);
@@ -599,13 +829,16 @@ pub unsafe extern "C" fn llamette_model_free(model: *mut llamette_model) {
     })
 }
 
-/// Writes the model's description to `*out_info`.
+/// Writes the model's description to `*out_info`: the fields its
+/// `struct_size` covers (set it first; `LLAMETTE_MODEL_INFO_INIT` does).
 ///
-/// Errors: `NULL_ARGUMENT`. Thread safety: any thread.
+/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a `struct_size` below the
+/// first version's). Thread safety: any thread.
 ///
 /// # Safety
 ///
-/// `model` is NULL or a live handle; `out_info` is NULL or writable.
+/// `model` is NULL or a live handle; `out_info` is NULL or writable for
+/// its `struct_size`.
 #[no_mangle]
 pub unsafe extern "C" fn llamette_model_get_info(
     model: *const llamette_model,
@@ -614,9 +847,10 @@ pub unsafe extern "C" fn llamette_model_get_info(
     boundary(|| {
         // SAFETY: the caller's contract.
         let m = unsafe { model_ref(model, "model") }?;
-        let out = non_null_mut(out_info, "out_info")?;
-        // SAFETY: non-NULL and writable (the caller's contract).
-        unsafe { out.write(m.info) };
+        // SAFETY: NULL or writable for its size (the caller's contract).
+        let out = unsafe { Out::new(out_info, "out_info") }?;
+        // SAFETY: checked by `Out::new`.
+        unsafe { out.write(&m.info) };
         Ok(())
     })
 }

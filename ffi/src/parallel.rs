@@ -3,10 +3,13 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
 
 use llamette_core::parallel::{Parallel, ThreadPool};
+
+use crate::sized::SizedStruct;
 
 /// One task of a parallel region, given to the host's `parallel_for`: call
 /// it as `task(task_ctx, i)` once for every `i` in `0 .. n_tasks`.
@@ -20,6 +23,9 @@ pub type llamette_task_fn = Option<unsafe extern "C" fn(task_ctx: *mut c_void, i
 /// The host's parallel loop: runs `task(task_ctx, i)` for every `i` in
 /// `0 .. n_tasks`, possibly in parallel, and returns only after every call has
 /// returned (GCD's `dispatch_apply`, .NET's `Parallel.For`, an RTOS task group).
+/// Every index exactly once: a loop that skips one, calls one twice or out
+/// of range is detected (the library then runs each index once itself)
+/// and the session call returns `LLAMETTE_STATUS_BAD_PARALLEL_FOR`.
 ///
 /// Arguments: `user_data` (from `llamette_parallel`), `n_tasks` (at least 2),
 /// `task`, `task_ctx`. It is called on the thread that called the session
@@ -35,10 +41,14 @@ pub type llamette_parallel_for_fn = Option<
     ),
 >;
 
-/// A host thread pool, plugged into a session with `llamette_session_set_parallel`.
+/// A host thread pool, plugged into a session with
+/// `llamette_session_set_parallel`. Initialise it with
+/// `LLAMETTE_PARALLEL_INIT` (or set `struct_size`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct llamette_parallel {
+    /// `sizeof(llamette_parallel)`, set by the caller.
+    pub struct_size: usize,
     /// Passed to `parallel_for` as its first argument.
     pub user_data: *mut c_void,
     /// How many tasks are worth creating per parallel region (usually the
@@ -46,6 +56,24 @@ pub struct llamette_parallel {
     pub n_threads: u32,
     /// The host's loop; must not be NULL.
     pub parallel_for: llamette_parallel_for_fn,
+}
+
+impl Default for llamette_parallel {
+    /// As `LLAMETTE_PARALLEL_INIT`: no pool yet.
+    fn default() -> Self {
+        llamette_parallel {
+            struct_size: core::mem::size_of::<Self>(),
+            user_data: core::ptr::null_mut(),
+            n_threads: 0,
+            parallel_for: None,
+        }
+    }
+}
+
+// SAFETY: repr(C), `struct_size` first, then a raw pointer, an integer and
+// a nullable function pointer: every bit pattern is a value.
+unsafe impl SizedStruct for llamette_parallel {
+    const NAME: &'static str = "llamette_parallel";
 }
 
 /// What a session runs its parallel regions on.
@@ -62,9 +90,44 @@ pub(crate) enum Dispatch {
     Pool(ThreadPool),
 }
 
+/// How a host's `parallel_for` broke its contract in a call (the first
+/// region where it did).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct HostFault {
+    /// Tasks of the region.
+    pub(crate) n_tasks: u32,
+    /// Indices the host never called (the library ran them itself).
+    pub(crate) skipped: u32,
+    /// Calls with an index already run (ignored).
+    pub(crate) repeated: u32,
+    /// Calls with an index outside `0..n_tasks` (ignored).
+    pub(crate) out_of_range: u32,
+}
+
+impl core::fmt::Display for HostFault {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "the host's parallel_for broke its contract (call task(ctx, i) exactly once for every i in 0..n_tasks): \
+             in a region of {} tasks it skipped {} indices, repeated {} calls and made {} calls \
+             out of range; the library ran every index once itself and stopped the call as a \
+             cancellation stops it",
+            self.n_tasks, self.skipped, self.repeated, self.out_of_range
+        )
+    }
+}
+
 /// A `Dispatch` that can be replaced between calls while the session holds a
-/// shared reference to it.
-pub(crate) struct DispatchCell(UnsafeCell<Dispatch>);
+/// shared reference to it, and what its host did wrong during a call.
+pub(crate) struct DispatchCell {
+    dispatch: UnsafeCell<Dispatch>,
+    /// The first contract breach of the host's `parallel_for` in the
+    /// current call (the session takes it when the call ends).
+    fault: Mutex<Option<HostFault>>,
+    /// The session's cancel flag, raised on a breach so that the call
+    /// stops within one layer (null until `set_stop_flag`).
+    stop: AtomicPtr<AtomicBool>,
+}
 
 // SAFETY: the contents are replaced only by `set`, which the session calls
 // while no call on the session runs (its busy flag is held and the contract
@@ -76,7 +139,50 @@ unsafe impl Send for DispatchCell {}
 
 impl DispatchCell {
     pub(crate) fn new() -> DispatchCell {
-        DispatchCell(UnsafeCell::new(Dispatch::Inline))
+        DispatchCell {
+            dispatch: UnsafeCell::new(Dispatch::Inline),
+            fault: Mutex::new(None),
+            stop: AtomicPtr::new(core::ptr::null_mut()),
+        }
+    }
+
+    /// The flag to raise when the host breaks its contract: the session's
+    /// cancel flag, which the core polls once per layer.
+    ///
+    /// # Safety
+    ///
+    /// `flag` outlives `self` (both are fields of the session handle).
+    pub(crate) unsafe fn set_stop_flag(&self, flag: *const AtomicBool) {
+        self.stop.store(flag.cast_mut(), Ordering::Release);
+    }
+
+    /// The host's contract breach in the call that just ended, if any
+    /// (cleared: the next call starts afresh).
+    pub(crate) fn take_fault(&self) -> Option<HostFault> {
+        self.fault.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Whether the call running has met a breach.
+    pub(crate) fn has_fault(&self) -> bool {
+        self.fault
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Records a breach (the first of a call is kept) and stops the call.
+    fn report(&self, f: HostFault) {
+        let mut g = self.fault.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            *g = Some(f);
+        }
+        drop(g);
+        let stop = self.stop.load(Ordering::Acquire);
+        if !stop.is_null() {
+            // SAFETY: the session's cancel flag, alive as long as `self`
+            // (`set_stop_flag`'s contract).
+            unsafe { (*stop).store(true, Ordering::Release) };
+        }
     }
 
     /// Replaces the dispatch (the old pool, if any, is stopped and joined).
@@ -86,13 +192,13 @@ impl DispatchCell {
     /// No `parallel_for` or `n_threads` call on `self` runs meanwhile.
     pub(crate) unsafe fn set(&self, d: Dispatch) {
         // SAFETY: exclusive by the caller's promise.
-        let old = core::mem::replace(unsafe { &mut *self.0.get() }, d);
+        let old = core::mem::replace(unsafe { &mut *self.dispatch.get() }, d);
         drop(old);
     }
 
     fn get(&self) -> &Dispatch {
         // SAFETY: only `set` writes, never while a reader runs (see `Sync`).
-        unsafe { &*self.0.get() }
+        unsafe { &*self.dispatch.get() }
     }
 }
 
@@ -111,8 +217,10 @@ struct TaskCtx<'a> {
     /// Task calls that have started and not yet returned.
     running: AtomicUsize,
     panicked: AtomicBool,
-    /// The host broke its contract: an index out of range, twice, or never.
-    misbehaved: AtomicBool,
+    /// Calls with an index already claimed.
+    repeated: AtomicU32,
+    /// Calls with an index outside `0..n_tasks`.
+    out_of_range: AtomicU32,
 }
 
 impl TaskCtx<'_> {
@@ -144,10 +252,12 @@ unsafe extern "C" fn run_task(task_ctx: *mut c_void, index: u32) {
     let i = index as usize;
     // Each index runs at most once, whatever the host does: a task writes
     // memory no other task may touch at the same time.
-    if i < ctx.n_tasks && ctx.claim(i) {
+    if i >= ctx.n_tasks {
+        ctx.out_of_range.fetch_add(1, Ordering::Relaxed);
+    } else if ctx.claim(i) {
         ctx.run(i);
     } else {
-        ctx.misbehaved.store(true, Ordering::Release);
+        ctx.repeated.fetch_add(1, Ordering::Relaxed);
     }
     ctx.running.fetch_sub(1, Ordering::AcqRel);
 }
@@ -155,7 +265,9 @@ unsafe extern "C" fn run_task(task_ctx: *mut c_void, index: u32) {
 // SAFETY: the pool and inline dispatches call every index once (the core's
 // implementations); the host dispatch runs an index only after claiming it
 // (at most once), runs every index the host skipped itself after the host
-// returns, and returns only when no task call is still running.
+// returns, and returns only when no task call is still running. A host
+// that breaks its contract is reported (`take_fault`) and the call stopped
+// through the cancel flag: wrong use never becomes wrong memory access.
 unsafe impl Parallel for DispatchCell {
     fn n_threads(&self) -> usize {
         match self.get() {
@@ -190,7 +302,8 @@ unsafe impl Parallel for DispatchCell {
                     claimed: [const { AtomicU64::new(0) }; MAX_HOST_TASKS / 64],
                     running: AtomicUsize::new(0),
                     panicked: AtomicBool::new(false),
-                    misbehaved: AtomicBool::new(false),
+                    repeated: AtomicU32::new(0),
+                    out_of_range: AtomicU32::new(0),
                 };
                 // SAFETY: the host's function pointer, called as documented;
                 // `ctx` outlives the call, which returns only after every task
@@ -209,20 +322,29 @@ unsafe impl Parallel for DispatchCell {
                 }
                 // The indices the host skipped run here, so that every
                 // index runs exactly once whatever the host did.
+                let mut skipped = 0u32;
                 for i in 0..n_tasks {
                     if ctx.claim(i) {
-                        ctx.misbehaved.store(true, Ordering::Release);
+                        skipped += 1;
                         ctx.run(i);
                     }
                 }
-                // These panics reach the export's boundary: LLAMETTE_STATUS_PANIC.
+                // A task's panic is a bug of the library: it reaches the
+                // export's boundary (LLAMETTE_STATUS_PANIC).
                 if ctx.panicked.load(Ordering::Acquire) {
                     panic!("a task run by the host's parallel_for panicked");
                 }
-                if ctx.misbehaved.load(Ordering::Acquire) {
-                    panic!(
-                        "the host's parallel_for did not call every task index in 0..{n_tasks} exactly once"
-                    );
+                let fault = HostFault {
+                    n_tasks: n_tasks as u32,
+                    skipped,
+                    repeated: ctx.repeated.load(Ordering::Acquire),
+                    out_of_range: ctx.out_of_range.load(Ordering::Acquire),
+                };
+                if fault.skipped + fault.repeated + fault.out_of_range > 0 {
+                    // The host broke its contract: the region's results are
+                    // right (every index ran once), but the call stops at
+                    // its next cancellation check and reports it.
+                    self.report(fault);
                 }
             }
         }

@@ -32,6 +32,7 @@ use llamette_core::{
 use crate::error::*;
 use crate::model::{llamette_model, model_arc, model_ref, LLAMETTE_NO_TOKEN};
 use crate::parallel::{llamette_parallel, Dispatch, DispatchCell};
+use crate::sized::{read_in, Out, SizedStruct};
 
 /// The memory given to `llamette_session_init` must be aligned to this many
 /// bytes (64 is best: every region then starts on a cache line).
@@ -55,10 +56,14 @@ pub const LLAMETTE_KV_F16: llamette_kv_type = 1;
 /// values, about a quarter of F32.
 pub const LLAMETTE_KV_Q8_0: llamette_kv_type = 2;
 
-/// How a session is sized.
+/// How a session is sized. Initialise it with
+/// `LLAMETTE_SESSION_PARAMS_INIT` (or set `struct_size`); also filled by
+/// `llamette_session_params_for_budget`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct llamette_session_params {
+    /// `sizeof(llamette_session_params)`, set by the caller.
+    pub struct_size: usize,
     /// Positions the session can hold (prompt and generated tokens); 0 means
     /// the model's context length, which is also the maximum.
     pub context_length: u32,
@@ -71,13 +76,36 @@ pub struct llamette_session_params {
     pub batch: u32,
 }
 
+impl Default for llamette_session_params {
+    /// As `LLAMETTE_SESSION_PARAMS_INIT`: the model's context, an F32 KV
+    /// cache, the default batch.
+    fn default() -> Self {
+        llamette_session_params {
+            struct_size: core::mem::size_of::<Self>(),
+            context_length: 0,
+            kv_type: LLAMETTE_KV_F32,
+            batch: 0,
+        }
+    }
+}
+
+// SAFETY: repr(C), `struct_size` first, plain integers.
+unsafe impl SizedStruct for llamette_session_params {
+    const NAME: &'static str = "llamette_session_params";
+}
+
 /// Sampler settings, used by `llamette_session_step` and
-/// `llamette_session_generate`. `llamette_sampler_params_default` fills in
-/// llama2.c's defaults. With `top_k = 0`, `min_p = 0` and
-/// `repeat_penalty = 1` the sampler is llama2.c `run.c`'s, bit for bit.
+/// `llamette_session_generate`: llama2.c's defaults are
+/// `LLAMETTE_SAMPLER_PARAMS_INIT` (and what
+/// `llamette_sampler_params_default` writes). With `top_k = 0`,
+/// `min_p = 0` and `repeat_penalty = 1` the sampler is llama2.c
+/// `run.c`'s, bit for bit. `llamette_sampler_params_validate` checks the
+/// settings as the functions that sample do.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct llamette_sampler_params {
+    /// `sizeof(llamette_sampler_params)`, set by the caller.
+    pub struct_size: usize,
     /// Divides the logits; 0 means greedy: always the most likely token.
     /// Negative, NaN or infinite is `INVALID_ARGUMENT`.
     pub temperature: f32,
@@ -103,6 +131,28 @@ pub struct llamette_sampler_params {
     pub seed: u64,
 }
 
+impl Default for llamette_sampler_params {
+    /// As `LLAMETTE_SAMPLER_PARAMS_INIT`: llama2.c's defaults.
+    fn default() -> Self {
+        let d = SamplerParams::default();
+        llamette_sampler_params {
+            struct_size: core::mem::size_of::<Self>(),
+            temperature: d.temperature,
+            top_k: d.top_k as u32,
+            top_p: d.top_p,
+            min_p: d.min_p,
+            repeat_penalty: d.repeat_penalty,
+            repeat_last_n: d.repeat_last_n as u32,
+            seed: 0,
+        }
+    }
+}
+
+// SAFETY: repr(C), `struct_size` first, plain numbers.
+unsafe impl SizedStruct for llamette_sampler_params {
+    const NAME: &'static str = "llamette_sampler_params";
+}
+
 impl From<&llamette_sampler_params> for SamplerParams {
     fn from(p: &llamette_sampler_params) -> SamplerParams {
         SamplerParams {
@@ -116,10 +166,13 @@ impl From<&llamette_sampler_params> for SamplerParams {
     }
 }
 
-/// What one `llamette_session_step` produced.
+/// What one `llamette_session_step` produced. Set `struct_size`
+/// (`LLAMETTE_STEP_RESULT_INIT`) before the call.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct llamette_step_result {
+    /// `sizeof(llamette_step_result)`, set by the caller.
+    pub struct_size: usize,
     /// The sampled token. It is not yet in the KV cache: the next prefill,
     /// step or generate feeds it first.
     pub token: u32,
@@ -133,6 +186,25 @@ pub struct llamette_step_result {
     pub text: *const c_char,
     /// Bytes of `text`, the NUL not counted.
     pub text_len: usize,
+}
+
+impl Default for llamette_step_result {
+    /// As `LLAMETTE_STEP_RESULT_INIT`.
+    fn default() -> Self {
+        llamette_step_result {
+            struct_size: core::mem::size_of::<Self>(),
+            token: 0,
+            is_end: false,
+            text: core::ptr::null(),
+            text_len: 0,
+        }
+    }
+}
+
+// SAFETY: repr(C), `struct_size` first. It has a `bool`, but the library
+// only writes this struct (`Out`), never reads one from the caller.
+unsafe impl SizedStruct for llamette_step_result {
+    const NAME: &'static str = "llamette_step_result";
 }
 
 /// Why `llamette_session_generate` stopped.
@@ -160,10 +232,11 @@ pub const LLAMETTE_MAX_STOP_STRINGS: u32 = 8;
 /// The longest stop string, in bytes.
 pub const LLAMETTE_MAX_STOP_BYTES: u32 = 64;
 
-/// What `llamette_session_generate_ex` does beyond sampling. Set
-/// `struct_size = sizeof(llamette_generate_options)`: the library reads
-/// only the fields that size covers (later versions append fields; a zero
-/// field keeps the default).
+/// What `llamette_session_generate_ex` does beyond sampling. Initialise
+/// it with `LLAMETTE_GENERATE_OPTIONS_INIT` (or set `struct_size =
+/// sizeof(llamette_generate_options)`): the library reads only the fields
+/// that size covers (later versions append fields; a zero field keeps the
+/// default).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct llamette_generate_options {
@@ -185,15 +258,21 @@ pub struct llamette_generate_options {
 }
 
 impl Default for llamette_generate_options {
+    /// As `LLAMETTE_GENERATE_OPTIONS_INIT`.
     fn default() -> Self {
         llamette_generate_options {
-            struct_size: 0,
+            struct_size: core::mem::size_of::<Self>(),
             max_tokens: 0,
             flags: 0,
             stop_strings: core::ptr::null(),
             stop_strings_len: 0,
         }
     }
+}
+
+// SAFETY: repr(C), `struct_size` first, integers and a raw pointer.
+unsafe impl SizedStruct for llamette_generate_options {
+    const NAME: &'static str = "llamette_generate_options";
 }
 
 /// Adjusts the logits before each sampling (`llamette_session_set_logits_hook`):
@@ -205,14 +284,33 @@ impl Default for llamette_generate_options {
 pub type llamette_logits_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, logits: *mut f32, n_logits: usize)>;
 
-/// What `llamette_session_generate` did.
+/// What `llamette_session_generate` did. Set `struct_size`
+/// (`LLAMETTE_GENERATE_RESULT_INIT`) before the call.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct llamette_generate_result {
+    /// `sizeof(llamette_generate_result)`, set by the caller.
+    pub struct_size: usize,
     /// Tokens passed to the callback.
     pub n_tokens: u32,
     /// Why it stopped, one of `LLAMETTE_STOP_*`.
     pub stop_reason: llamette_stop_reason,
+}
+
+impl Default for llamette_generate_result {
+    /// As `LLAMETTE_GENERATE_RESULT_INIT`.
+    fn default() -> Self {
+        llamette_generate_result {
+            struct_size: core::mem::size_of::<Self>(),
+            n_tokens: 0,
+            stop_reason: 0,
+        }
+    }
+}
+
+// SAFETY: repr(C), `struct_size` first, plain integers.
+unsafe impl SizedStruct for llamette_generate_result {
+    const NAME: &'static str = "llamette_generate_result";
 }
 
 /// Receives each generated token: `user_data` (as given to
@@ -376,20 +474,26 @@ unsafe fn construct(
     // SAFETY: the model lives in the `Arc` allocation, which the handle keeps
     // alive until after `core` (field order).
     let m: &'static Model<'static> = unsafe { &*(&arc.model as *const Model<'static>) };
-    // SAFETY: `p` is aligned and writable; these fields need no drop when the
-    // construction fails below (an atomic, and `Dispatch::Inline`).
+    // SAFETY: `p` is aligned and writable; `cancel` needs no drop when the
+    // construction fails below, `dispatch` is dropped there. The cancel
+    // flag and the dispatch are fields of the handle: the flag outlives the
+    // dispatch that raises it.
     unsafe {
         addr_of_mut!((*p).cancel).write(AtomicBool::new(false));
         addr_of_mut!((*p).dispatch).write(DispatchCell::new());
+        (*addr_of!((*p).dispatch)).set_stop_flag(addr_of!((*p).cancel));
     }
     // SAFETY: aligned and writable; dropped below on failure.
     unsafe { addr_of_mut!((*p).calls).write(Mutex::new(CancelState::default())) };
     let mut session = match Session::new(m, params, buf) {
         Ok(s) => s,
         Err(e) => {
-            // SAFETY: written above; nothing else refers to it. `dispatch`
-            // and `cancel` need no drop.
-            unsafe { core::ptr::drop_in_place(addr_of_mut!((*p).calls)) };
+            // SAFETY: written above; nothing else refers to them. `cancel`
+            // needs no drop.
+            unsafe {
+                core::ptr::drop_in_place(addr_of_mut!((*p).calls));
+                core::ptr::drop_in_place(addr_of_mut!((*p).dispatch));
+            }
             return Err(Fail::core("session", e));
         }
     };
@@ -428,12 +532,13 @@ unsafe fn construct(
 /// `*out_bytes`: the size to give `llamette_session_init`.
 ///
 /// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a context longer than the
-/// model's, an unknown KV type). Thread safety: any thread.
+/// model's, an unknown KV type, a `struct_size` below the first
+/// version's). Thread safety: any thread.
 ///
 /// # Safety
 ///
-/// Pointers are NULL or valid: `model` a live handle, `params` readable,
-/// `out_bytes` writable.
+/// Pointers are NULL or valid: `model` a live handle, `params` readable
+/// for its `struct_size`, `out_bytes` writable.
 #[no_mangle]
 pub unsafe extern "C" fn llamette_session_required_bytes(
     model: *const llamette_model,
@@ -443,10 +548,10 @@ pub unsafe extern "C" fn llamette_session_required_bytes(
     boundary(|| {
         // SAFETY: the caller's contract.
         let m = unsafe { model_ref(model, "model") }?;
-        let params = non_null(params, "params")?;
+        // SAFETY: NULL or readable for its size (the caller's contract).
+        let params = unsafe { read_in(params, "params") }?;
         let out = non_null_mut(out_bytes, "out_bytes")?;
-        // SAFETY: non-NULL and readable (the caller's contract).
-        let sp = session_params(unsafe { &*params })?;
+        let sp = session_params(&params)?;
         let l = mem_layout(m, &sp)?;
         // SAFETY: non-NULL and writable.
         unsafe { out.write(l.total) };
@@ -460,14 +565,18 @@ pub unsafe extern "C" fn llamette_session_required_bytes(
 /// batch (up to the default 32) that fits with it. For a memory budget
 /// rather than a context length: a phone's or a microcontroller's.
 ///
-/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (an unknown KV type),
-/// `BUFFER_TOO_SMALL` (not even one position with a batch of one fits; the
-/// message names the bytes that would). Thread safety: any thread.
+/// `out_params->struct_size` must be set: the fields it covers are
+/// written (its own `struct_size` is left as it is).
+///
+/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (an unknown KV type, a
+/// `struct_size` below the first version's), `BUFFER_TOO_SMALL` (not even
+/// one position with a batch of one fits; the message names the bytes
+/// that would). Thread safety: any thread.
 ///
 /// # Safety
 ///
 /// Pointers are NULL or valid: `model` a live handle, `out_params`
-/// writable.
+/// writable for its `struct_size`.
 #[no_mangle]
 pub unsafe extern "C" fn llamette_session_params_for_budget(
     model: *const llamette_model,
@@ -478,11 +587,13 @@ pub unsafe extern "C" fn llamette_session_params_for_budget(
     boundary(|| {
         // SAFETY: the caller's contract.
         let m = unsafe { model_ref(model, "model") }?;
-        let out = non_null_mut(out_params, "out_params")?;
+        // SAFETY: NULL, or writable for its size (the caller's contract).
+        let out = unsafe { Out::new(out_params, "out_params") }?;
         let probe = llamette_session_params {
             context_length: 1,
             kv_type,
             batch: 1,
+            ..Default::default()
         };
         let sp = session_params(&probe)?;
         // What the handle and its text buffer add to the core session.
@@ -503,9 +614,10 @@ pub unsafe extern "C" fn llamette_session_params_for_budget(
             context_length: p.context as u32,
             kv_type,
             batch: p.batch as u32,
+            ..Default::default()
         };
-        // SAFETY: non-NULL and writable.
-        unsafe { out.write(params) };
+        // SAFETY: checked by `Out::new`, still writable.
+        unsafe { out.write(&params) };
         Ok(())
     })
 }
@@ -520,14 +632,15 @@ pub unsafe extern "C" fn llamette_session_params_for_budget(
 /// it may be reused. The session keeps the model alive.
 ///
 /// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a context longer than the
-/// model's, an unknown KV type, a length over `PTRDIFF_MAX`),
-/// `BUFFER_TOO_SMALL`, `MISALIGNED`. Thread safety: any thread; the model
+/// model's, an unknown KV type, a `struct_size` below the first version's,
+/// a length over `PTRDIFF_MAX`), `BUFFER_TOO_SMALL`, `MISALIGNED`. Thread safety: any thread; the model
 /// may be in use by other threads.
 ///
 /// # Safety
 ///
-/// `model` is NULL or a live handle, `params` NULL or readable, `memory`
-/// NULL or `memory_len` writable bytes, `out_session` NULL or writable.
+/// `model` is NULL or a live handle, `params` NULL or readable for its
+/// `struct_size`, `memory` NULL or `memory_len` writable bytes,
+/// `out_session` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn llamette_session_init(
     model: *const llamette_model,
@@ -539,12 +652,12 @@ pub unsafe extern "C" fn llamette_session_init(
     boundary(|| {
         // SAFETY: the caller's contract.
         let m = unsafe { model_ref(model, "model") }?;
-        let params = non_null(params, "params")?;
+        // SAFETY: NULL or readable for its size (the caller's contract).
+        let params = unsafe { read_in(params, "params") }?;
         let mem = non_null_mut(memory, "memory")?.cast::<u8>();
         let out = non_null_mut(out_session, "out_session")?;
         check_len::<u8>(memory_len, "memory_len")?;
-        // SAFETY: non-NULL and readable.
-        let sp = session_params(unsafe { &*params })?;
+        let sp = session_params(&params)?;
         let l = mem_layout(m, &sp)?;
         if memory_len < l.total {
             fail!(
@@ -578,8 +691,8 @@ pub unsafe extern "C" fn llamette_session_init(
 ///
 /// # Safety
 ///
-/// `model` is NULL or a live handle, `params` NULL or readable,
-/// `out_session` NULL or writable.
+/// `model` is NULL or a live handle, `params` NULL or readable for its
+/// `struct_size`, `out_session` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn llamette_session_new(
     model: *const llamette_model,
@@ -589,10 +702,10 @@ pub unsafe extern "C" fn llamette_session_new(
     boundary(|| {
         // SAFETY: the caller's contract.
         let m = unsafe { model_ref(model, "model") }?;
-        let params = non_null(params, "params")?;
+        // SAFETY: NULL or readable for its size (the caller's contract).
+        let params = unsafe { read_in(params, "params") }?;
         let out = non_null_mut(out_session, "out_session")?;
-        // SAFETY: non-NULL and readable.
-        let sp = session_params(unsafe { &*params })?;
+        let sp = session_params(&params)?;
         let l = mem_layout(m, &sp)?;
         let layout = Layout::from_size_align(l.total, REGION_ALIGN).map_err(|_| {
             Fail::new(
@@ -735,15 +848,22 @@ unsafe fn with_session(
             f(c, s)
         }));
         drop(call);
+        // A host pool that broke its contract stopped the call (through the
+        // cancel flag) whatever it returned: the session is as a cancelled
+        // call leaves it, and usable.
+        let fault = s.dispatch.take_fault();
         // SAFETY: as above; the closure's borrow has ended.
         let c = unsafe { &mut *core };
-        let fail = match r {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(fail)) => fail,
-            Err(payload) => {
+        let fail = match (r, fault) {
+            (Err(payload), _) => {
                 c.poisoned = true;
                 Fail::panic(&*payload)
             }
+            (Ok(_), Some(fault)) => {
+                Fail::new(LLAMETTE_STATUS_BAD_PARALLEL_FOR, format_args!("{fault}"))
+            }
+            (Ok(Ok(())), None) => return Ok(()),
+            (Ok(Err(fail)), None) => fail,
         };
         c.error = fail.message.clone();
         Err(fail)
@@ -828,10 +948,9 @@ fn adjust(
 unsafe fn sampler_params(
     params: *const llamette_sampler_params,
 ) -> Result<(SamplerParams, u64), Fail> {
-    let params = non_null(params, "params")?;
-    // SAFETY: non-NULL, readable (the caller's contract).
-    let p = unsafe { &*params };
-    let sp = SamplerParams::from(p);
+    // SAFETY: NULL or readable for its size (the caller's contract).
+    let p = unsafe { read_in(params, "params") }?;
+    let sp = SamplerParams::from(&p);
     sp.validate().map_err(|e| Fail::core("params", e))?;
     Ok((sp, p.seed))
 }
@@ -911,7 +1030,8 @@ pub unsafe extern "C" fn llamette_session_prefill(
 ///
 /// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a sampler setting out of
 /// range: NaN or negative temperature, top_p or min_p outside [0, 1], a
-/// repetition penalty not above 0; the message names it),
+/// repetition penalty not above 0, the message naming it; a `struct_size`
+/// of `params` or `out_result` below the first version's),
 /// `NOTHING_TO_SAMPLE` (no prefill yet, or since a reset or a
 /// cancellation), `CONTEXT_FULL`, `CANCELLED` (the previous token stays
 /// pending), `BUSY`. Thread safety: one thread at a time per session.
@@ -919,8 +1039,8 @@ pub unsafe extern "C" fn llamette_session_prefill(
 ///
 /// # Safety
 ///
-/// `session` is NULL or a live handle; `params` NULL or readable;
-/// `out_result` NULL or writable.
+/// `session` is NULL or a live handle; `params` NULL or readable for its
+/// `struct_size`; `out_result` NULL or writable for its `struct_size`.
 #[no_mangle]
 pub unsafe extern "C" fn llamette_session_step(
     session: *mut llamette_session,
@@ -931,7 +1051,7 @@ pub unsafe extern "C" fn llamette_session_step(
     unsafe {
         with_session(session, false, |c, s| {
             let (sp, seed) = sampler_params(params)?;
-            let out = non_null_mut(out_result, "out_result")?;
+            let out = Out::new(out_result, "out_result")?;
             check_cancel(s)?;
             let gp = GenerateParams {
                 sampler: sp,
@@ -964,11 +1084,12 @@ pub unsafe extern "C" fn llamette_session_step(
                 Step::End(t) => (t, true),
                 Step::Token(t) | Step::StopString(t) => (t, false),
             };
-            out.write(llamette_step_result {
+            out.write(&llamette_step_result {
                 token,
                 is_end,
                 text: c.text.as_ptr().cast(),
                 text_len: n,
+                ..Default::default()
             });
             Ok(())
         })
@@ -987,16 +1108,17 @@ pub unsafe extern "C" fn llamette_session_step(
 /// strings and the choice of end tokens.
 ///
 /// Errors: `NULL_ARGUMENT` (a NULL callback too), `INVALID_ARGUMENT` (a
-/// sampler setting out of range), `NOTHING_TO_SAMPLE`, `CONTEXT_FULL` (full
+/// sampler setting out of range, a `struct_size` below the first
+/// version's), `NOTHING_TO_SAMPLE`, `CONTEXT_FULL` (full
 /// before the first token), `CANCELLED` (the tokens given to the callback
 /// so far stay in the session), `BUSY`. Thread safety: one thread at a
 /// time per session; the callback runs on this thread.
 ///
 /// # Safety
 ///
-/// `session` is NULL or a live handle; `params` NULL or readable;
-/// `out_result` NULL or writable; `callback` is safe to call with
-/// `user_data`.
+/// `session` is NULL or a live handle; `params` NULL or readable for its
+/// `struct_size`; `out_result` NULL or writable for its `struct_size`;
+/// `callback` is safe to call with `user_data`.
 #[no_mangle]
 pub unsafe extern "C" fn llamette_session_generate(
     session: *mut llamette_session,
@@ -1007,7 +1129,6 @@ pub unsafe extern "C" fn llamette_session_generate(
     out_result: *mut llamette_generate_result,
 ) -> llamette_status {
     let options = llamette_generate_options {
-        struct_size: core::mem::size_of::<llamette_generate_options>(),
         max_tokens,
         ..Default::default()
     };
@@ -1015,58 +1136,6 @@ pub unsafe extern "C" fn llamette_session_generate(
     unsafe {
         llamette_session_generate_ex(session, params, &options, callback, user_data, out_result)
     }
-}
-
-/// Reads a caller struct whose first field is its `struct_size`: only the
-/// bytes that size covers, the rest as `T::default()`.
-///
-/// # Safety
-///
-/// `p` is non-NULL and points to at least `struct_size` readable bytes.
-pub(crate) unsafe fn read_sized<T: Copy + Default>(p: *const T, name: &str) -> Result<T, Fail> {
-    // SAFETY: the first field is a readable usize (the caller's contract).
-    let size = unsafe { p.cast::<usize>().read_unaligned() };
-    if size < core::mem::size_of::<usize>() {
-        fail!(
-            LLAMETTE_STATUS_INVALID_ARGUMENT,
-            "{name}->struct_size is {size}: set it to sizeof the struct"
-        );
-    }
-    let mut out = T::default();
-    let n = size.min(core::mem::size_of::<T>());
-    // SAFETY: `n` bytes are readable at `p` (the caller's size) and
-    // writable in `out`; T is plain data of the C ABI.
-    unsafe { core::ptr::copy_nonoverlapping(p.cast::<u8>(), (&mut out as *mut T).cast::<u8>(), n) };
-    Ok(out)
-}
-
-/// Writes the first `struct_size` bytes (at most `size_of::<T>()`) of `v`
-/// to a caller struct whose first field is its size (already set there).
-///
-/// # Safety
-///
-/// `p` is non-NULL, its first field readable, `struct_size` bytes writable.
-pub(crate) unsafe fn write_sized<T: Copy>(p: *mut T, v: &T, name: &str) -> Result<(), Fail> {
-    // SAFETY: the first field is a readable usize (the caller's contract).
-    let size = unsafe { p.cast::<usize>().read_unaligned() };
-    if size < core::mem::size_of::<usize>() {
-        fail!(
-            LLAMETTE_STATUS_INVALID_ARGUMENT,
-            "{name}->struct_size is {size}: set it to sizeof the struct"
-        );
-    }
-    let n = size.min(core::mem::size_of::<T>());
-    // SAFETY: after the size field, `n - size_of(usize)` bytes are
-    // writable (the caller's size); the size field is left as it is.
-    unsafe {
-        let skip = core::mem::size_of::<usize>();
-        core::ptr::copy_nonoverlapping(
-            (v as *const T).cast::<u8>().add(skip),
-            p.cast::<u8>().add(skip),
-            n - skip,
-        )
-    };
-    Ok(())
 }
 
 /// Splits NUL-ended stop strings.
@@ -1138,11 +1207,11 @@ pub unsafe extern "C" fn llamette_session_generate_ex(
             let Some(callback) = callback else {
                 return Err(Fail::null("callback"));
             };
-            let out = non_null_mut(out_result, "out_result")?;
+            let out = Out::new(out_result, "out_result")?;
             let o = if options.is_null() {
                 llamette_generate_options::default()
             } else {
-                read_sized(options, "options")?
+                read_in(options, "options")?
             };
             let stop_bytes = input_slice(
                 o.stop_strings.cast::<u8>(),
@@ -1210,9 +1279,10 @@ pub unsafe extern "C" fn llamette_session_generate_ex(
                     c.session.pos()
                 ),
             };
-            out.write(llamette_generate_result {
+            out.write(&llamette_generate_result {
                 n_tokens: outcome.n_tokens as u32,
                 stop_reason: reason,
+                ..Default::default()
             });
             Ok(())
         })
@@ -1467,7 +1537,11 @@ pub unsafe extern "C" fn llamette_session_cancel(
 fn clear_cancel(s: &llamette_session) {
     let mut c = s.calls.lock().unwrap_or_else(|e| e.into_inner());
     c.target = None;
-    s.cancel.store(false, Ordering::Release);
+    // The flag also stops a call whose host pool broke its contract: that
+    // stop is not the host's to withdraw.
+    if !s.dispatch.has_fault() {
+        s.cancel.store(false, Ordering::Release);
+    }
 }
 
 /// Withdraws a cancellation request not acted upon yet: one made between
@@ -1535,17 +1609,20 @@ pub unsafe extern "C" fn llamette_session_set_threads(
 /// `llamette_parallel_for_fn`). The struct is copied; `user_data` must stay
 /// valid until the session is freed or another setting replaces it, and be
 /// safe to use from the threads the host runs tasks on. NULL returns to the
-/// calling thread alone. A task that panics, or a `parallel_for` that skips
-/// tasks, makes the call fail with `PANIC`.
+/// calling thread alone. A `parallel_for` that skips a task index, calls
+/// one twice or out of range makes the call that ran it stop (as a
+/// cancellation stops it) and return `BAD_PARALLEL_FOR`; the library runs
+/// every index exactly once itself meanwhile, and the session stays usable.
 ///
 /// Errors: `NULL_ARGUMENT` (`session`, or a NULL `parallel_for`),
-/// `INVALID_ARGUMENT` (`n_threads` 0 or more than 1024), `BUSY`. Thread
+/// `INVALID_ARGUMENT` (`n_threads` 0 or more than 1024, a `struct_size`
+/// below the first version's), `BUSY`. Thread
 /// safety: one thread at a time per session.
 ///
 /// # Safety
 ///
-/// `session` is NULL or a live handle; `parallel` NULL or readable, its
-/// function safe to call as documented.
+/// `session` is NULL or a live handle; `parallel` NULL or readable for its
+/// `struct_size`, its function safe to call as documented.
 #[no_mangle]
 pub unsafe extern "C" fn llamette_session_set_parallel(
     session: *mut llamette_session,
@@ -1557,8 +1634,8 @@ pub unsafe extern "C" fn llamette_session_set_parallel(
             let d = if parallel.is_null() {
                 Dispatch::Inline
             } else {
-                // SAFETY: non-NULL, readable.
-                let p = *parallel;
+                // SAFETY: non-NULL, readable for its size (the contract).
+                let p = read_in(parallel, "parallel")?;
                 let Some(f) = p.parallel_for else {
                     return Err(Fail::null("parallel->parallel_for"));
                 };
@@ -1606,34 +1683,56 @@ pub unsafe extern "C" fn llamette_session_last_error(
 }
 
 /// Fills `*out_params` with llama2.c's defaults: temperature 1, top-p 0.9,
-/// top-k 0, min-p 0, repetition penalty 1 over 64 tokens, seed 0. Set
-/// `temperature = 0` for greedy decoding.
+/// top-k 0, min-p 0, repetition penalty 1 over 64 tokens, seed 0 (the
+/// values of `LLAMETTE_SAMPLER_PARAMS_INIT`). Set `out_params->struct_size`
+/// first: the fields it covers are written. Set `temperature = 0` for
+/// greedy decoding.
 ///
-/// Errors: `NULL_ARGUMENT`.
+/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (`struct_size` below the
+/// first version's).
 ///
 /// # Safety
 ///
-/// `out_params` is NULL or writable.
+/// `out_params` is NULL, or its `struct_size` is set and that many bytes
+/// are writable.
 #[no_mangle]
 pub unsafe extern "C" fn llamette_sampler_params_default(
     out_params: *mut llamette_sampler_params,
 ) -> llamette_status {
     boundary(|| {
-        let out = non_null_mut(out_params, "out_params")?;
-        let d = SamplerParams::default();
-        // SAFETY: non-NULL, writable.
-        unsafe {
-            out.write(llamette_sampler_params {
-                temperature: d.temperature,
-                top_k: d.top_k as u32,
-                top_p: d.top_p,
-                min_p: d.min_p,
-                repeat_penalty: d.repeat_penalty,
-                repeat_last_n: d.repeat_last_n as u32,
-                seed: 0,
-            })
-        };
+        // SAFETY: NULL, or writable for its size (the caller's contract).
+        let out = unsafe { Out::new(out_params, "out_params") }?;
+        // SAFETY: checked by `Out::new`.
+        unsafe { out.write(&llamette_sampler_params::default()) };
         Ok(())
+    })
+}
+
+/// Checks sampler settings as `llamette_session_step` and the generate
+/// functions do, without a session: for hosts that check their options
+/// before they feed a prompt (the C# and Swift bindings do).
+///
+/// Errors: `NULL_ARGUMENT`; `INVALID_ARGUMENT` for a `struct_size` below
+/// the first version's, or a setting out of range (NaN, infinite or
+/// negative `temperature`; `top_p` or `min_p` outside [0, 1] or NaN;
+/// `repeat_penalty` not above 0 or not finite). The message of an out of
+/// range setting reads `invalid <field> <value>: it must be <range>`,
+/// `<field>` being the field's name in this header (`temperature`,
+/// `top_p`, `min_p`, `repeat_penalty`). Thread safety: any thread.
+///
+/// # Safety
+///
+/// `params` is NULL or readable for its `struct_size`.
+#[no_mangle]
+pub unsafe extern "C" fn llamette_sampler_params_validate(
+    params: *const llamette_sampler_params,
+) -> llamette_status {
+    boundary(|| {
+        // SAFETY: NULL or readable for its size (the caller's contract).
+        let p = unsafe { read_in(params, "params") }?;
+        SamplerParams::from(&p)
+            .validate()
+            .map_err(|e| Fail::core("", e))
     })
 }
 

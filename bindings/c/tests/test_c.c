@@ -2,14 +2,15 @@
  * test_c.c: the C ABI from C11, against the shared library, the static
  * library and (cross-built) the Windows DLL.
  *
- *   test_c MODELS_DIR GREEDY_TXT [SHARED_MODELS_DIR]
+ *   test_c MODELS_DIR GREEDY_TXT [SHARED_MODELS_DIR [Q8_0_GGUF]]
  *
  * MODELS_DIR holds stories260K.bin and tok512.bin (the repository's models/),
  * SHARED_MODELS_DIR (../shared/models) stories260K.gguf and the vocabulary-only
  * ggml-vocab-llama-spm.gguf for the GGUF tests (skipped without it),
  * GREEDY_TXT is ../shared/testdata/stories260K.greedy.txt: run.c's output for
  * `-t 0 -n 256`, which the library's text plus one final newline (run.c's)
- * must equal byte for byte.
+ * must equal byte for byte. Q8_0_GGUF is stories260K quantized to Q8_0
+ * (llamette quantize), for the load-for-speed test (skipped without it).
  *
  * Prints one line per group and "test_c: N checks, M failed"; exits 1 on
  * any failure.
@@ -59,7 +60,7 @@ static bool collect(void *user_data, uint32_t token, const char *text, size_t le
         while (!atomic_load(c->wait_for)) lt_yield();
     if (c->cancel_at && c->n == c->cancel_at) llamette_session_cancel(c->session);
     if (c->try_reentry && c->n == 3) {
-        llamette_step_result r;
+        llamette_step_result r = LLAMETTE_STEP_RESULT_INIT;
         c->reentry_status = llamette_session_step(c->session, &greedy, &r);
         llamette_session_free(c->session); /* refused while busy */
     }
@@ -74,7 +75,7 @@ static int matches_reference(const collector *c) {
 
 /* run.c's greedy run on a fresh (or reset) session of context 256. */
 static llamette_generate_result run_greedy(llamette_session *s, collector *c) {
-    llamette_generate_result r = {0, 0};
+    llamette_generate_result r = LLAMETTE_GENERATE_RESULT_INIT;
     uint32_t bos = 1;
     memset(c, 0, sizeof *c);
     CHECK_OK(llamette_session_reset(s));
@@ -91,7 +92,8 @@ static char *path_join(const char *dir, const char *name) {
 }
 
 static llamette_session_params ctx(uint32_t n) {
-    llamette_session_params p = {n, LLAMETTE_KV_F32, 0};
+    llamette_session_params p = LLAMETTE_SESSION_PARAMS_INIT;
+    p.context_length = n;
     return p;
 }
 
@@ -106,13 +108,180 @@ static void test_version(void) {
              LLAMETTE_VERSION_PATCH);
     CHECK(strcmp(llamette_version_string(), want) == 0);
     CHECK(strcmp(llamette_status_str(LLAMETTE_STATUS_OK), "ok") == 0);
-    for (uint32_t s = 0; s <= LLAMETTE_STATUS_ERROR; s++) {
+    for (uint32_t s = 0; s <= LLAMETTE_STATUS_BAD_PARALLEL_FOR; s++) {
         const char *t = llamette_status_str(s);
         CHECK(t != NULL && t[0] != '\0' && strcmp(t, "unknown status code") != 0);
     }
     CHECK(strcmp(llamette_status_str(999), "unknown status code") == 0);
     CHECK(strcmp(llamette_status_str(UINT32_MAX), "unknown status code") == 0);
     printf("version: %s (%u)\n", llamette_version_string(), llamette_version());
+}
+
+/* ---------------------------------------------------------------- struct sizes */
+
+/* Each struct as a later header would declare it: 16 bytes of fields this
+ * library does not know after it. */
+#define NEWER(T)                                                                        \
+    struct {                                                                            \
+        T s;                                                                            \
+        unsigned char extra[16];                                                        \
+    }
+
+static int untouched(const unsigned char *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0xAB) return 0;
+    return 1;
+}
+
+static void reverse_for(void *user, uint32_t n, llamette_task_fn task, void *ctx);
+
+static void test_struct_sizes(void) {
+    /* The initialisers: every field listed (-Wmissing-field-initializers
+     * would fail this file otherwise), struct_size set, the defaults. */
+    llamette_model_info info = LLAMETTE_MODEL_INFO_INIT;
+    llamette_session_params sp = LLAMETTE_SESSION_PARAMS_INIT;
+    llamette_sampler_params smp = LLAMETTE_SAMPLER_PARAMS_INIT;
+    llamette_step_result step = LLAMETTE_STEP_RESULT_INIT;
+    llamette_generate_result gr = LLAMETTE_GENERATE_RESULT_INIT;
+    llamette_generate_options go = LLAMETTE_GENERATE_OPTIONS_INIT;
+    llamette_parallel par = LLAMETTE_PARALLEL_INIT;
+    llamette_chat_message cm = LLAMETTE_CHAT_MESSAGE_INIT;
+    llamette_chat_options co = LLAMETTE_CHAT_OPTIONS_INIT;
+    llamette_chat_prefill_result pr = LLAMETTE_CHAT_PREFILL_RESULT_INIT;
+    CHECK(info.struct_size == sizeof info && sp.struct_size == sizeof sp &&
+          smp.struct_size == sizeof smp && step.struct_size == sizeof step &&
+          gr.struct_size == sizeof gr && go.struct_size == sizeof go &&
+          par.struct_size == sizeof par && cm.struct_size == sizeof cm &&
+          co.struct_size == sizeof co && pr.struct_size == sizeof pr);
+    CHECK(sp.context_length == 0 && sp.kv_type == LLAMETTE_KV_F32 && sp.batch == 0);
+    llamette_sampler_params lib;
+    memset(&lib, 0x55, sizeof lib);
+    lib.struct_size = sizeof lib;
+    CHECK_OK(llamette_sampler_params_default(&lib));
+    CHECK(lib.temperature == smp.temperature && lib.top_k == smp.top_k && lib.top_p == smp.top_p &&
+          lib.min_p == smp.min_p && lib.repeat_penalty == smp.repeat_penalty &&
+          lib.repeat_last_n == smp.repeat_last_n && lib.seed == smp.seed);
+
+    llamette_model *m = NULL;
+    CHECK_OK(llamette_model_open_default(&m));
+    /* Too small: INVALID_ARGUMENT naming struct_size, nothing written. */
+    info.struct_size = 4;
+    info.dim = 777;
+    CHECK_STATUS(llamette_model_get_info(m, &info), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(llamette_last_error(), "struct_size") != NULL);
+    CHECK(info.struct_size == 4 && info.dim == 777);
+    /* A later header's larger struct: the fields this library knows, the
+     * rest untouched. */
+    NEWER(llamette_model_info) bi;
+    memset(&bi, 0xAB, sizeof bi);
+    bi.s.struct_size = sizeof bi;
+    CHECK_OK(llamette_model_get_info(m, &bi.s));
+    CHECK(bi.s.struct_size == sizeof bi && bi.s.dim == 64 && bi.s.vocab_size == 512);
+    CHECK(untouched(bi.extra, sizeof bi.extra));
+
+    /* Session parameters, in and out. */
+    size_t need = 0, n = 0;
+    llamette_session *s = NULL;
+    sp.context_length = 32;
+    CHECK_OK(llamette_session_required_bytes(m, &sp, &need));
+    sp.struct_size = sizeof sp - 1;
+    CHECK_STATUS(llamette_session_required_bytes(m, &sp, &n), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(llamette_session_new(m, &sp, &s), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    CHECK(s == NULL);
+    NEWER(llamette_session_params) bp;
+    memset(&bp, 0xAB, sizeof bp);
+    bp.s = sp;
+    bp.s.struct_size = sizeof bp;
+    CHECK_OK(llamette_session_required_bytes(m, &bp.s, &n));
+    CHECK(n == need);
+    memset(&bp, 0xAB, sizeof bp);
+    bp.s.struct_size = sizeof bp;
+    CHECK_OK(llamette_session_params_for_budget(m, LLAMETTE_KV_F32, 1 << 20, &bp.s));
+    CHECK(bp.s.context_length > 0 && bp.s.kv_type == LLAMETTE_KV_F32 && untouched(bp.extra, 16));
+    sp.struct_size = 0;
+    CHECK_STATUS(llamette_session_params_for_budget(m, LLAMETTE_KV_F32, 1 << 20, &sp),
+                 LLAMETTE_STATUS_INVALID_ARGUMENT);
+    CHECK(sp.context_length == 32);
+    sp.struct_size = sizeof sp;
+    CHECK_OK(llamette_session_new(m, &sp, &s));
+
+    /* Sampler parameters, step and generate results: checked before the
+     * call does anything (the position does not move). */
+    uint32_t bos = 1, pos = 0;
+    CHECK_OK(llamette_session_prefill(s, &bos, 1));
+    llamette_sampler_params g = greedy;
+    g.struct_size = 8;
+    CHECK_STATUS(llamette_session_step(s, &g, &step), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(llamette_session_last_error(s), "struct_size") != NULL);
+    step.struct_size = 8;
+    CHECK_STATUS(llamette_session_step(s, &greedy, &step), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    gr.struct_size = 0;
+    collector *c = (collector *)calloc(1, sizeof *c);
+    CHECK_STATUS(llamette_session_generate(s, &greedy, 4, collect, c, &gr),
+                 LLAMETTE_STATUS_INVALID_ARGUMENT);
+    CHECK(c->n == 0);
+    CHECK_OK(llamette_session_position(s, &pos));
+    CHECK(pos == 1);
+    NEWER(llamette_sampler_params) bg;
+    memset(&bg, 0xAB, sizeof bg);
+    bg.s = greedy;
+    bg.s.struct_size = sizeof bg;
+    NEWER(llamette_step_result) bs;
+    memset(&bs, 0xAB, sizeof bs);
+    bs.s.struct_size = sizeof bs;
+    CHECK_OK(llamette_session_step(s, &bg.s, &bs.s));
+    CHECK(bs.s.text != NULL && untouched(bs.extra, 16));
+    NEWER(llamette_generate_result) bgr;
+    memset(&bgr, 0xAB, sizeof bgr);
+    bgr.s.struct_size = sizeof bgr;
+    CHECK_OK(llamette_session_generate(s, &bg.s, 4, collect, c, &bgr.s));
+    CHECK(bgr.s.n_tokens == 4 && c->n == 4 && untouched(bgr.extra, 16));
+    /* The sampler defaults: too small a size writes nothing. */
+    g.struct_size = 0;
+    g.temperature = 3.0f;
+    CHECK_STATUS(llamette_sampler_params_default(&g), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    CHECK(g.temperature == 3.0f);
+
+    /* Sampler settings out of range: refused by validate and by a step,
+     * the field named first in the message; the session unchanged. */
+    static const struct {
+        const char *field;
+        float temperature, top_p, min_p, repeat_penalty;
+    } bad[] = {
+        {"temperature", NAN, 0.9f, 0.0f, 1.0f},     {"temperature", -0.5f, 0.9f, 0.0f, 1.0f},
+        {"top_p", 1.0f, 1.5f, 0.0f, 1.0f},          {"top_p", 1.0f, NAN, 0.0f, 1.0f},
+        {"min_p", 1.0f, 0.9f, 2.0f, 1.0f},          {"repeat_penalty", 1.0f, 0.9f, 0.0f, 0.0f},
+        {"repeat_penalty", 1.0f, 0.9f, 0.0f, -1.0f},
+    };
+    CHECK_OK(llamette_sampler_params_validate(&smp));
+    CHECK_OK(llamette_session_position(s, &pos));
+    uint32_t pos_before = pos;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        llamette_sampler_params b = LLAMETTE_SAMPLER_PARAMS_INIT;
+        b.temperature = bad[i].temperature;
+        b.top_p = bad[i].top_p;
+        b.min_p = bad[i].min_p;
+        b.repeat_penalty = bad[i].repeat_penalty;
+        char want[64];
+        snprintf(want, sizeof want, "invalid %s ", bad[i].field);
+        CHECK_STATUS(llamette_sampler_params_validate(&b), LLAMETTE_STATUS_INVALID_ARGUMENT);
+        CHECK(strncmp(llamette_last_error(), want, strlen(want)) == 0);
+        CHECK_STATUS(llamette_session_step(s, &b, &bs.s), LLAMETTE_STATUS_INVALID_ARGUMENT);
+        CHECK(strstr(llamette_session_last_error(s), want) != NULL);
+    }
+    CHECK_OK(llamette_session_position(s, &pos));
+    CHECK(pos == pos_before);
+    CHECK_STATUS(llamette_sampler_params_validate(NULL), LLAMETTE_STATUS_NULL_ARGUMENT);
+
+    /* A host pool struct too small. */
+    par.struct_size = sizeof par - 1;
+    par.n_threads = 2;
+    par.parallel_for = reverse_for;
+    CHECK_STATUS(llamette_session_set_parallel(s, &par), LLAMETTE_STATUS_INVALID_ARGUMENT);
+    llamette_session_free(s);
+    llamette_model_free(m);
+    free(c);
+    printf("struct sizes: initialisers, too small refused, a later header's larger structs work\n");
 }
 
 /* ---------------------------------------------------------------- greedy */
@@ -123,7 +292,7 @@ static void test_greedy(void) {
     /* 1. The embedded model, a session the library allocates. */
     llamette_model *m = NULL;
     CHECK_OK(llamette_model_open_default(&m));
-    llamette_model_info info;
+    llamette_model_info info = LLAMETTE_MODEL_INFO_INIT;
     CHECK_OK(llamette_model_get_info(m, &info));
     CHECK(info.format == LLAMETTE_FORMAT_LLAMA2C_V0);
     CHECK(info.dim == 64 && info.n_layers == 5 && info.n_heads == 8 && info.n_kv_heads == 4);
@@ -148,7 +317,7 @@ static void test_greedy(void) {
     CHECK_OK(llamette_session_reset(s));
     CHECK_OK(llamette_session_prefill(s, &bos, 1));
     memset(c, 0, sizeof *c);
-    llamette_step_result step;
+    llamette_step_result step = LLAMETTE_STEP_RESULT_INIT;
     llamette_status st;
     while ((st = llamette_session_step(s, &greedy, &step)) == LLAMETTE_STATUS_OK) {
         CHECK(!step.is_end);
@@ -207,7 +376,7 @@ static void test_greedy(void) {
 static void test_tokenizer(void) {
     llamette_model *m = NULL;
     CHECK_OK(llamette_model_open_default(&m));
-    llamette_model_info info;
+    llamette_model_info info = LLAMETTE_MODEL_INFO_INIT;
     CHECK_OK(llamette_model_get_info(m, &info));
 
     const char *text = "Once upon a time, there was a little dog.";
@@ -318,7 +487,7 @@ static void test_tokenizer(void) {
     llamette_decoder *d2 = NULL;
     CHECK_STATUS(llamette_decoder_new(bare, &d2), LLAMETTE_STATUS_NO_TOKENIZER);
     CHECK(d2 == NULL);
-    llamette_model_info bi;
+    llamette_model_info bi = LLAMETTE_MODEL_INFO_INIT;
     CHECK_OK(llamette_model_get_info(bare, &bi));
     CHECK(bi.bos_token == LLAMETTE_NO_TOKEN && bi.tokenizer_tokens == 0);
     llamette_model_free(bare);
@@ -343,9 +512,9 @@ static void test_misuse(void) {
     uint32_t ids[64], u32 = 0;
     size_t sz = 0;
     char buf[64];
-    llamette_model_info info;
-    llamette_step_result step;
-    llamette_generate_result gr;
+    llamette_model_info info = LLAMETTE_MODEL_INFO_INIT;
+    llamette_step_result step = LLAMETTE_STEP_RESULT_INIT;
+    llamette_generate_result gr = LLAMETTE_GENERATE_RESULT_INIT;
     llamette_sampler_params sp = greedy;
     collector *c = (collector *)calloc(1, sizeof *c);
 
@@ -407,7 +576,7 @@ static void test_misuse(void) {
     CHECK_STATUS(llamette_session_cancel(NULL), N);
     CHECK_STATUS(llamette_session_set_threads(NULL, 2), N);
     CHECK_STATUS(llamette_session_set_parallel(NULL, NULL), N);
-    llamette_parallel bad_par = {NULL, 2, NULL};
+    llamette_parallel bad_par = {sizeof(llamette_parallel), NULL, 2, NULL};
     CHECK_STATUS(llamette_session_set_parallel(s, &bad_par), N);
     CHECK_STATUS(llamette_sampler_params_default(NULL), N);
     CHECK(strstr(llamette_last_error(), "out_params") != NULL);
@@ -430,7 +599,8 @@ static void test_misuse(void) {
     CHECK_STATUS(llamette_session_prefill(s, ids, 0), I);
     CHECK_STATUS(llamette_session_prefill(s, ids, SIZE_MAX), LLAMETTE_STATUS_CONTEXT_FULL);
     CHECK_STATUS(llamette_session_set_threads(s, 100000), I);
-    llamette_session_params big = ctx(UINT32_MAX), badkv = {16, 7, 0};
+    llamette_session_params big = ctx(UINT32_MAX), badkv = ctx(16);
+    badkv.kv_type = 7;
     CHECK_STATUS(llamette_session_required_bytes(m, &big, &sz), I);
     CHECK_STATUS(llamette_session_new(m, &badkv, &s2), I);
     CHECK(strstr(llamette_last_error(), "kv_type") != NULL);
@@ -561,14 +731,14 @@ static void test_cancel(void) {
     llamette_session *s = NULL;
     CHECK_OK(llamette_session_new(m, &p, &s));
     collector *c = (collector *)calloc(1, sizeof *c);
-    llamette_generate_result gr = {0, 0};
+    llamette_generate_result gr = LLAMETTE_GENERATE_RESULT_INIT;
     uint32_t bos = 1, pos = 0;
 
     /* From the callback: the generation stops after the 5th token. */
     CHECK_OK(llamette_session_prefill(s, &bos, 1));
     c->session = s;
     c->cancel_at = 5;
-    llamette_generate_result untouched = {77, 77};
+    llamette_generate_result untouched = {sizeof(llamette_generate_result), 77, 77};
     gr = untouched;
     CHECK_STATUS(llamette_session_generate(s, &greedy, 0, collect, c, &gr),
                  LLAMETTE_STATUS_CANCELLED);
@@ -608,10 +778,10 @@ static void test_cancel(void) {
     uint32_t ids[200];
     ids[0] = 1;
     for (int i = 1; i < 200; i++) ids[i] = (uint32_t)(260 + i % 200);
-    llamette_model_info info;
+    llamette_model_info info = LLAMETTE_MODEL_INFO_INIT;
     CHECK_OK(llamette_model_get_info(m, &info));
     cancel_pool cp = {s, 0, -1, 0};
-    llamette_parallel par = {&cp, 2, cancel_pool_for};
+    llamette_parallel par = {sizeof(llamette_parallel), &cp, 2, cancel_pool_for};
     CHECK_OK(llamette_session_reset(s));
     CHECK_OK(llamette_session_set_parallel(s, &par));
     CHECK_OK(llamette_session_prefill(s, ids, 32)); /* one batch: regions of all layers */
@@ -627,7 +797,7 @@ static void test_cancel(void) {
     printf("cancel: mid-prefill cancel stopped after %d more parallel regions (a layer has "
            "%d), at position %u\n",
            cp.after, per_layer, pos);
-    CHECK_STATUS(llamette_session_step(s, &greedy, &(llamette_step_result){0}),
+    CHECK_STATUS(llamette_session_step(s, &greedy, &(llamette_step_result)LLAMETTE_STEP_RESULT_INIT),
                  LLAMETTE_STATUS_NOTHING_TO_SAMPLE);
     /* Prefill the rest: the session goes on. */
     cp.at = -1;
@@ -672,6 +842,7 @@ static void *worker_main(void *arg) {
         mem = malloc(need);
         if (llamette_session_init(w->m, &p, mem, need, &s) != LLAMETTE_STATUS_OK) return NULL;
     }
+    w->r.struct_size = sizeof w->r;
     /* The model handle is used no more: the main thread may free it. */
     atomic_fetch_add(w->created, 1);
     while (!atomic_load(w->go)) lt_yield();
@@ -700,7 +871,7 @@ static void test_threads(void) {
     CHECK_OK(llamette_session_set_threads(s, 2));
     run_greedy(s, other);
     CHECK(other->n == one->n && memcmp(other->tokens, one->tokens, one->n * 4) == 0);
-    llamette_parallel par = {NULL, 4, reverse_for};
+    llamette_parallel par = {sizeof(llamette_parallel), NULL, 4, reverse_for};
     CHECK_OK(llamette_session_set_parallel(s, &par));
     run_greedy(s, other);
     CHECK(other->n == one->n && memcmp(other->tokens, one->tokens, one->n * 4) == 0);
@@ -738,37 +909,174 @@ static void test_threads(void) {
     free(other);
 }
 
-/* ---------------------------------------------------------------- panic */
+/* ---------------------------------------------------------------- a broken host pool */
 
-/* A broken host pool: skips task 0. */
+/* Host pools that break the parallel_for contract, each in its own way. */
 static void skipping_for(void *user, uint32_t n, llamette_task_fn task, void *ctx) {
     (void)user;
-    for (uint32_t i = 1; i < n; i++) task(ctx, i);
+    for (uint32_t i = 1; i < n; i++) task(ctx, i); /* never task 0 */
+}
+static void repeating_for(void *user, uint32_t n, llamette_task_fn task, void *ctx) {
+    (void)user;
+    for (uint32_t i = 0; i < n; i++) {
+        task(ctx, i);
+        task(ctx, i); /* every task twice */
+    }
+}
+static void out_of_range_for(void *user, uint32_t n, llamette_task_fn task, void *ctx) {
+    (void)user;
+    for (uint32_t i = 0; i <= n; i++) task(ctx, i); /* and task n */
+    task(ctx, UINT32_MAX);
+}
+/* Two threads that split the work wrongly: both take index 0, nobody n-1. */
+typedef struct {
+    llamette_task_fn task;
+    void *ctx;
+    uint32_t from, to;
+} half_job;
+static void *half_main(void *arg) {
+    half_job *h = (half_job *)arg;
+    for (uint32_t i = h->from; i < h->to; i++) h->task(h->ctx, i);
+    return NULL;
+}
+static void overlapping_threads_for(void *user, uint32_t n, llamette_task_fn task, void *ctx) {
+    (void)user;
+    half_job a = {task, ctx, 0, n / 2}, b = {task, ctx, 0, n - 1};
+    lt_thread t;
+    if (lt_spawn(&t, half_main, &b) != 0) return;
+    half_main(&a);
+    lt_join(&t);
 }
 
-static void test_panic(void) {
+static void test_bad_pool(void) {
     llamette_model *m = NULL;
     CHECK_OK(llamette_model_open_default(&m));
     llamette_session_params p = ctx(256);
     llamette_session *s = NULL;
     CHECK_OK(llamette_session_new(m, &p, &s));
-    llamette_parallel par = {NULL, 2, skipping_for};
-    CHECK_OK(llamette_session_set_parallel(s, &par));
-    uint32_t bos = 1;
-    CHECK_STATUS(llamette_session_prefill(s, &bos, 1), LLAMETTE_STATUS_PANIC);
-    CHECK(strstr(llamette_session_last_error(s), "parallel_for") != NULL);
-    printf("panic: caught as status %u: %s\n", (unsigned)LLAMETTE_STATUS_PANIC,
-           llamette_session_last_error(s));
-    /* The session refuses work until reset. */
-    CHECK_STATUS(llamette_session_prefill(s, &bos, 1), LLAMETTE_STATUS_PANIC);
-    CHECK_OK(llamette_session_reset(s));
-    CHECK_OK(llamette_session_set_parallel(s, NULL));
     collector *c = (collector *)calloc(1, sizeof *c);
-    run_greedy(s, c);
-    CHECK(matches_reference(c));
+    static const struct {
+        llamette_parallel_for_fn f;
+        const char *name, *says;
+    } pools[] = {
+        {skipping_for, "skips task 0", "skipped 1 indices"},
+        {repeating_for, "runs each task twice", "skipped 0 indices, repeated"},
+        {out_of_range_for, "calls n and UINT32_MAX", "made 2 calls out of range"},
+        {overlapping_threads_for, "two threads overlap", "parallel_for"},
+    };
+    uint32_t bos = 1, pos = 99;
+    for (size_t i = 0; i < sizeof pools / sizeof pools[0]; i++) {
+        llamette_parallel par = {sizeof(llamette_parallel), NULL, 2, pools[i].f};
+        CHECK_OK(llamette_session_reset(s));
+        CHECK_OK(llamette_session_set_parallel(s, &par));
+        CHECK_STATUS(llamette_session_prefill(s, &bos, 1), LLAMETTE_STATUS_BAD_PARALLEL_FOR);
+        CHECK(strstr(llamette_session_last_error(s), pools[i].says) != NULL);
+        CHECK(strcmp(llamette_last_error(), llamette_session_last_error(s)) == 0);
+        if (i == 0)
+            printf("bad pool: status %u (%s): %s\n", (unsigned)LLAMETTE_STATUS_BAD_PARALLEL_FOR,
+                   llamette_status_str(LLAMETTE_STATUS_BAD_PARALLEL_FOR),
+                   llamette_session_last_error(s));
+        /* Stopped as a cancellation stops (nothing kept of a one-token
+         * prefill), and not poisoned: calls go on, and work with a good pool. */
+        CHECK_OK(llamette_session_position(s, &pos));
+        CHECK(pos == 0);
+        CHECK_STATUS(llamette_session_prefill(s, &bos, 1), LLAMETTE_STATUS_BAD_PARALLEL_FOR);
+        CHECK_OK(llamette_session_set_parallel(s, NULL));
+        CHECK_OK(llamette_session_prefill(s, &bos, 1));
+        /* In a generation: the tokens before the breach stay, the rest goes on. */
+        CHECK_OK(llamette_session_set_parallel(s, &par));
+        llamette_generate_result gr = LLAMETTE_GENERATE_RESULT_INIT;
+        memset(c, 0, sizeof *c);
+        CHECK_STATUS(llamette_session_generate(s, &greedy, 0, collect, c, &gr),
+                     LLAMETTE_STATUS_BAD_PARALLEL_FOR);
+        CHECK(gr.n_tokens == 0); /* untouched */
+        CHECK_OK(llamette_session_set_parallel(s, NULL));
+        run_greedy(s, c);
+        CHECK(matches_reference(c));
+        printf("bad pool that %s: BAD_PARALLEL_FOR, then run.c's text\n", pools[i].name);
+    }
     free(c);
     llamette_session_free(s);
     llamette_model_free(m);
+}
+
+/* ---------------------------------------------------------------- load for speed */
+
+/* The greedy tokens of a 256-position session on `m` into `c`. */
+static void greedy_tokens(llamette_model *m, collector *c) {
+    llamette_session_params p = ctx(256);
+    llamette_session *s = NULL;
+    CHECK_OK(llamette_session_new(m, &p, &s));
+    uint32_t bos = 1;
+    llamette_generate_result r = LLAMETTE_GENERATE_RESULT_INIT;
+    memset(c, 0, sizeof *c);
+    CHECK_OK(llamette_session_prefill(s, &bos, 1));
+    CHECK_OK(llamette_session_generate(s, &greedy, 0, collect, c, &r));
+    llamette_session_free(s);
+}
+
+/* stories260K quantized to Q8_0 (test.sh makes it with llamette quantize),
+ * mapped and loaded for speed: the same greedy tokens; owned_bytes says
+ * what the copy costs, and the copy goes with the last handle (valgrind,
+ * ASan: the model is freed before its session and decoder here). */
+static void test_fast_load(const char *q8_path) {
+    size_t file_len = 0;
+    unsigned char *file = lt_read_file(q8_path, &file_len);
+    CHECK(file != NULL && file_len > 0);
+    free(file);
+    collector *a = (collector *)calloc(1, sizeof *a), *b = (collector *)calloc(1, sizeof *b);
+    llamette_model *mapped = NULL, *fast = NULL;
+    llamette_model_info mi = LLAMETTE_MODEL_INFO_INIT, fi = LLAMETTE_MODEL_INFO_INIT;
+    CHECK_OK(llamette_model_open_file_ex(q8_path, NULL, 0, &mapped));
+    CHECK_OK(llamette_model_get_info(mapped, &mi));
+    CHECK(mi.owned_bytes == 0 && mi.interleaved_matrices == 0);
+    CHECK_OK(llamette_model_open_file_ex(q8_path, NULL, LLAMETTE_OPEN_FOR_SPEED, &fast));
+    CHECK_OK(llamette_model_get_info(fast, &fi));
+    CHECK(fi.file_bytes == file_len);
+    if (llamette_kernels_interleaved()) {
+        CHECK(fi.owned_bytes == file_len && fi.interleaved_matrices > 0);
+    } else {
+        CHECK(fi.interleaved_matrices == 0);
+        CHECK(fi.owned_bytes == 0 || fi.owned_bytes == file_len);
+    }
+    greedy_tokens(mapped, a);
+    greedy_tokens(fast, b);
+    CHECK(a->n > 100 && a->n == b->n && memcmp(a->tokens, b->tokens, a->n * 4) == 0);
+    CHECK(a->len == b->len && memcmp(a->text, b->text, a->len) == 0);
+    printf("load for speed: Q8_0 stories260K, %llu bytes owned, %u matrices interleaved, the "
+           "mapped model's %zu tokens\n",
+           (unsigned long long)fi.owned_bytes, fi.interleaved_matrices, a->n);
+
+    /* The model freed first: its session and decoder keep the copy. */
+    llamette_session_params p = ctx(64);
+    llamette_session *s = NULL;
+    llamette_decoder *d = NULL;
+    CHECK_OK(llamette_session_new(fast, &p, &s));
+    CHECK_OK(llamette_decoder_new(fast, &d));
+    llamette_model_free(fast);
+    uint32_t bos = 1;
+    llamette_generate_result r = LLAMETTE_GENERATE_RESULT_INIT;
+    memset(b, 0, sizeof *b);
+    CHECK_OK(llamette_session_prefill(s, &bos, 1));
+    CHECK_OK(llamette_session_generate(s, &greedy, 16, collect, b, &r));
+    CHECK(b->n == 16 && memcmp(a->tokens, b->tokens, 16 * 4) == 0);
+    char piece[64];
+    size_t len = 0;
+    CHECK_OK(llamette_decoder_push(d, b->tokens[0], piece, sizeof piece, &len));
+    llamette_session_free(s);
+    llamette_decoder_free(d); /* the last handle: the copy goes */
+    llamette_model_free(mapped);
+
+    /* Unknown flags; the output untouched. */
+    llamette_model *sentinel = (llamette_model *)&bos, *m2 = sentinel;
+    CHECK_STATUS(llamette_model_open_file_ex(q8_path, NULL, 0x80, &m2),
+                 LLAMETTE_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(llamette_model_open_file_ex(NULL, NULL, 0, &m2), LLAMETTE_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(llamette_model_open_file_ex("/nonexistent/x.gguf", NULL, LLAMETTE_OPEN_FOR_SPEED, &m2),
+                 LLAMETTE_STATUS_IO);
+    CHECK(m2 == sentinel);
+    free(a);
+    free(b);
 }
 
 /* ---------------------------------------------------------------- GGUF */
@@ -778,7 +1086,7 @@ static void test_gguf(void) {
     char *gp = path_join(shared_models_dir, "stories260K.gguf");
     llamette_model *m = NULL;
     CHECK_OK(llamette_model_open_file(gp, NULL, &m));
-    llamette_model_info info;
+    llamette_model_info info = LLAMETTE_MODEL_INFO_INIT;
     CHECK_OK(llamette_model_get_info(m, &info));
     CHECK(info.format == LLAMETTE_FORMAT_GGUF_V3 && info.vocab_size == 512);
     CHECK(info.tokenizer_tokens == 512 && info.tokenizer_file_bytes == 0);
@@ -864,7 +1172,7 @@ static llamette_generate_options gen_options(uint32_t max_tokens) {
 static size_t chat_turn(llamette_session *s, const llamette_chat_message *dialog, size_t n,
                         const llamette_sampler_params *sp, uint32_t max_tokens, collector *c) {
     llamette_generate_options go = gen_options(max_tokens);
-    llamette_generate_result r;
+    llamette_generate_result r = LLAMETTE_GENERATE_RESULT_INIT;
     memset(c, 0, sizeof *c);
     CHECK_OK(llamette_chat_prefill(s, dialog, n, NULL, NULL));
     CHECK_OK(llamette_session_generate_ex(s, sp, &go, collect, c, &r));
@@ -885,7 +1193,7 @@ static void test_chat(void) {
     collector *c2 = (collector *)calloc(1, sizeof *c2);
     llamette_model *m = NULL;
     CHECK_OK(llamette_model_open_default(&m));
-    llamette_sampler_params sampled;
+    llamette_sampler_params sampled = LLAMETTE_SAMPLER_PARAMS_INIT;
     CHECK_OK(llamette_sampler_params_default(&sampled));
     sampled.temperature = 0.8f;
     sampled.seed = 42;
@@ -963,7 +1271,7 @@ static void test_chat(void) {
     CHECK_OK(llamette_chat_prefill(s, dialog, 2, NULL, &pr));
     CHECK(pr.reused == 0 && pr.fed == need && pr.dropped == 0 && pr.format == LLAMETTE_CHAT_FORMAT_LLAMA2);
     llamette_generate_options go = gen_options(16);
-    llamette_generate_result gr;
+    llamette_generate_result gr = LLAMETTE_GENERATE_RESULT_INIT;
     memset(c, 0, sizeof *c);
     CHECK_OK(llamette_session_generate_ex(s, &sampled, &go, collect, c, &gr));
     CHECK(gr.stop_reason == LLAMETTE_STOP_MAX_TOKENS && gr.n_tokens == 16 && c->len > 0);
@@ -1178,7 +1486,8 @@ static void test_chat(void) {
 
     /* The status of a template failure has a name. */
     CHECK(strcmp(llamette_status_str(LLAMETTE_STATUS_TEMPLATE), "unknown status code") != 0);
-    CHECK(strcmp(llamette_status_str(LLAMETTE_STATUS_TEMPLATE + 1), "unknown status code") == 0);
+    CHECK(strcmp(llamette_status_str(LLAMETTE_STATUS_BAD_PARALLEL_FOR), "unknown status code") != 0);
+    CHECK(strcmp(llamette_status_str(LLAMETTE_STATUS_BAD_PARALLEL_FOR + 1), "unknown status code") == 0);
 
     free(blob);
     llamette_session_free(s8);
@@ -1192,33 +1501,39 @@ static void test_chat(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3 && argc != 4) {
-        fprintf(stderr, "usage: test_c MODELS_DIR GREEDY_TXT [SHARED_MODELS_DIR]\n");
+    if (argc < 3 || argc > 5) {
+        fprintf(stderr, "usage: test_c MODELS_DIR GREEDY_TXT [SHARED_MODELS_DIR [Q8_0_GGUF]]\n");
         return 2;
     }
     setvbuf(stdout, NULL, _IONBF, 0);
     models_dir = argv[1];
-    shared_models_dir = argc == 4 ? argv[3] : NULL;
+    shared_models_dir = argc >= 4 ? argv[3] : NULL;
     ref = lt_read_file(argv[2], &ref_len);
     if (!ref) {
         fprintf(stderr, "test_c: cannot read %s\n", argv[2]);
         return 2;
     }
+    greedy.struct_size = sizeof greedy;
     CHECK_OK(llamette_sampler_params_default(&greedy));
     greedy.temperature = 0.0f;
 
     test_version();
+    test_struct_sizes();
     test_greedy();
     test_tokenizer();
     test_misuse();
     test_cancel();
     test_threads();
-    test_panic();
+    test_bad_pool();
     test_chat();
     if (shared_models_dir)
         test_gguf();
     else
         printf("GGUF: skipped (no SHARED_MODELS_DIR)\n");
+    if (argc == 5)
+        test_fast_load(argv[4]);
+    else
+        printf("load for speed: skipped (no Q8_0_GGUF)\n");
 
     free(ref);
     printf("test_c: %d checks, %d failed\n", lt_checks, lt_failures);

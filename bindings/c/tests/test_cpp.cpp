@@ -4,6 +4,7 @@
 //
 // Prints "test_cpp: N checks, M failed"; exits 1 on any failure.
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <iostream>
@@ -174,8 +175,8 @@ static void test_chat(const std::string &models) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        std::cerr << "usage: test_cpp MODELS_DIR GREEDY_TXT\n";
+    if (argc != 3 && argc != 4) {
+        std::cerr << "usage: test_cpp MODELS_DIR GREEDY_TXT [Q8_0_GGUF]\n";
         return 2;
     }
     const std::string models = argv[1];
@@ -206,7 +207,7 @@ int main(int argc, char **argv) {
         CHECK(llamette::repack_in_place(&mb[0], mb.size()) == 0);
         (void)llamette::kernels_interleaved();
         auto m = llamette::model::open_memory(mb.data(), mb.size(), tb.data(), tb.size());
-        llamette::session s(m, llamette_session_params{256, LLAMETTE_KV_F32, 8});
+        llamette::session s(m, llamette::session_params(256, LLAMETTE_KV_F32, 8));
         CHECK(greedy_text(s) + "\n" == reference);
         // By steps.
         s.reset();
@@ -351,6 +352,67 @@ int main(int argc, char **argv) {
             });
         }
         CHECK(a == b && a.size() == 20);
+    }
+
+    // The C initialisers compile as C++ (every field listed) and agree with
+    // the wrappers; a struct_size too small is refused.
+    {
+        llamette_model_info info = LLAMETTE_MODEL_INFO_INIT;
+        llamette_sampler_params sp = LLAMETTE_SAMPLER_PARAMS_INIT;
+        llamette_session_params ps = LLAMETTE_SESSION_PARAMS_INIT;
+        llamette_step_result sr = LLAMETTE_STEP_RESULT_INIT;
+        llamette_generate_result gr = LLAMETTE_GENERATE_RESULT_INIT;
+        llamette_generate_options go = LLAMETTE_GENERATE_OPTIONS_INIT;
+        llamette_parallel par = LLAMETTE_PARALLEL_INIT;
+        llamette_chat_message cm = LLAMETTE_CHAT_MESSAGE_INIT;
+        llamette_chat_options co = LLAMETTE_CHAT_OPTIONS_INIT;
+        llamette_chat_prefill_result pr = LLAMETTE_CHAT_PREFILL_RESULT_INIT;
+        CHECK(info.struct_size == sizeof info && ps.struct_size == sizeof ps &&
+              sr.struct_size == sizeof sr && gr.struct_size == sizeof gr &&
+              go.struct_size == sizeof go && par.struct_size == sizeof par &&
+              cm.struct_size == sizeof cm && co.struct_size == sizeof co &&
+              pr.struct_size == sizeof pr);
+        llamette::sampler_params lib;
+        CHECK(lib.struct_size == sizeof sp && lib.temperature == sp.temperature &&
+              lib.top_p == sp.top_p && lib.top_k == sp.top_k && lib.min_p == sp.min_p &&
+              lib.repeat_penalty == sp.repeat_penalty && lib.repeat_last_n == sp.repeat_last_n &&
+              lib.seed == sp.seed);
+        CHECK(llamette::session_params(7).struct_size == sizeof ps);
+        CHECK(m.info().struct_size == sizeof info && m.info().dim == 64);
+        llamette::session s(m, 16);
+        s.prefill({1});
+        lib.validate();
+        auto nan_temperature = llamette::sampler_params::sample(NAN, 0.9f, 1);
+        expect_error(LLAMETTE_STATUS_INVALID_ARGUMENT, [&] { nan_temperature.validate(); }, "NaN temperature");
+        expect_error(LLAMETTE_STATUS_INVALID_ARGUMENT, [&] { s.step(nan_temperature); }, "NaN temperature, step");
+        sp.struct_size = 4;
+        expect_error(LLAMETTE_STATUS_INVALID_ARGUMENT, [&] { s.step(sp); }, "struct_size 4");
+        ps.struct_size = 0;
+        expect_error(LLAMETTE_STATUS_INVALID_ARGUMENT, [&] { llamette::session(m, ps); },
+                     "session params struct_size 0");
+        std::cout << "struct sizes: initialisers and wrappers agree\n";
+    }
+
+    // Loaded for speed (Q8_0 stories260K, made by test.sh): the mapped
+    // model's tokens; the copy is the library's, counted in owned_bytes.
+    if (argc == 4) {
+        const std::string q8 = argv[3];
+        std::vector<std::uint32_t> mapped_ids, fast_ids;
+        auto mapped = llamette::model::open_file(q8);
+        auto fast = llamette::model::open_file(q8, {}, LLAMETTE_OPEN_FOR_SPEED);
+        CHECK(mapped.info().owned_bytes == 0);
+        CHECK(!llamette::kernels_interleaved() ||
+              (fast.info().owned_bytes == read_file(q8).size() && fast.info().interleaved_matrices > 0));
+        {
+            llamette::session a(mapped, 256), b(fast, 256);
+            greedy_text(a, &mapped_ids);
+            greedy_text(b, &fast_ids);
+        }
+        CHECK(mapped_ids.size() > 100 && mapped_ids == fast_ids);
+        expect_error(LLAMETTE_STATUS_INVALID_ARGUMENT, [&] { llamette::model::open_file(q8, {}, 0x40); },
+                     "unknown flags");
+        std::cout << "load for speed: " << fast.info().owned_bytes << " bytes owned, "
+                  << fast.info().interleaved_matrices << " matrices interleaved, the mapped tokens\n";
     }
 
     test_chat(models);

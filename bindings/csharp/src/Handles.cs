@@ -27,6 +27,7 @@ namespace Llamette
     {
         private IntPtr ownedMemory;
         private long ownedBytes;
+        private long libraryBytes;
         private Action onReleased;
 
         internal ModelHandle() : base(IntPtr.Zero, true) { }
@@ -46,11 +47,26 @@ namespace Llamette
             SetHandle(model);
         }
 
+        /// <summary>
+        /// Tells the GC about memory the library allocated for the model
+        /// (ModelInfo.OwnedBytes), given back when the model is freed.
+        /// </summary>
+        internal void AddPressure(long bytes)
+        {
+            GC.AddMemoryPressure(bytes);
+            libraryBytes += bytes;
+        }
+
         protected override bool ReleaseHandle()
         {
             // Only runs when no session or decoder holds a reference: the
-            // library frees the model (and unmaps its file) now.
+            // library frees the model (and unmaps its file, or frees its copy) now.
             Native.llamette_model_free(handle);
+            if (libraryBytes > 0)
+            {
+                GC.RemoveMemoryPressure(libraryBytes);
+                libraryBytes = 0;
+            }
             if (ownedMemory != IntPtr.Zero)
             {
                 Marshal.FreeHGlobal(ownedMemory);

@@ -48,6 +48,8 @@ namespace Llamette
             BytesPerToken = (long)i.bytes_per_token;
             RmsEps = i.rms_eps;
             RopeTheta = i.rope_theta;
+            OwnedBytes = (long)i.owned_bytes;
+            InterleavedMatrices = (int)i.interleaved_matrices;
         }
 
         /// <summary>The file format.</summary>
@@ -92,6 +94,16 @@ namespace Llamette
         public float RmsEps { get; private set; }
         /// <summary>RoPE frequency base.</summary>
         public float RopeTheta { get; private set; }
+        /// <summary>
+        /// Bytes of memory the library allocated to hold the model file (a model
+        /// loaded with <see cref="ModelLoad.InMemoryInterleaved"/>: the file's size);
+        /// 0 when it reads a mapped file, memory given to it, or the embedded model.
+        /// (A copy made by this binding, <see cref="ModelLoad.InMemory"/> or
+        /// <see cref="LlamaModel.FromBytes"/>, is the binding's, not counted here.)
+        /// </summary>
+        public long OwnedBytes { get; private set; }
+        /// <summary>Matrices stored interleaved for the SIMD kernels (<c>llamette_repack_in_place</c>'s layout).</summary>
+        public int InterleavedMatrices { get; private set; }
         /// <summary>Whether the model has a tokenizer (text in and out), not only token ids.</summary>
         public bool HasTokenizer { get { return TokenizerTokens > 0; } }
 
@@ -119,12 +131,18 @@ namespace Llamette
         /// </summary>
         InMemory = 1,
         /// <summary>
-        /// <see cref="InMemory"/>, then, where <see cref="Library.InterleavedKernels"/>
-        /// is true, the GGUF file's Q8_0 and Q4_0 matrices are interleaved in that
-        /// memory (<c>llamette_repack_in_place</c>) for the SIMD kernels: about twice
-        /// the prompt speed, and faster generation. Elsewhere it is
-        /// <see cref="InMemory"/>. Logits differ from the file's in the last bits
-        /// (another summation order).
+        /// Loaded for speed by the library (<c>llamette_model_open_file_ex</c> with
+        /// <c>LLAMETTE_OPEN_FOR_SPEED</c>): copied into memory the library owns (on
+        /// Linux backed by transparent huge pages) and, where
+        /// <see cref="Library.InterleavedKernels"/> is true, the GGUF file's Q8_0
+        /// and Q4_0 matrices interleaved there for the SIMD kernels: about twice the
+        /// prompt speed, and faster generation. Where the kernels have no fast paths
+        /// for interleaved matrices they keep the file's layout, and the copy is made
+        /// on Linux only (for its huge pages); elsewhere, or when the copy would gain
+        /// nothing, the file is mapped as <see cref="Mapped"/> does.
+        /// <see cref="ModelInfo.OwnedBytes"/> says what it costs (0: mapped),
+        /// <see cref="LlamaModel.InterleavedMatrices"/> what was rewritten. Logits
+        /// differ from the file's in the last bits (another summation order).
         /// </summary>
         InMemoryInterleaved = 2,
     }
@@ -140,13 +158,11 @@ namespace Llamette
         public const int NoToken = -1;
 
         private readonly ModelHandle handle;
-        private readonly long interleavedMatrices;
         private ModelInfo info;
 
-        private LlamaModel(ModelHandle handle, long interleavedMatrices = 0)
+        private LlamaModel(ModelHandle handle)
         {
             this.handle = handle;
-            this.interleavedMatrices = interleavedMatrices;
         }
 
         internal ModelHandle Handle { get { return handle; } }
@@ -169,25 +185,34 @@ namespace Llamette
         /// <exception cref="LlametteException">Io (missing or unreadable), BadFile, Unsupported, BadTokenizer, ...</exception>
         public static LlamaModel FromFile(string path, string tokenizerPath = null)
         {
+            return OpenFile(path, tokenizerPath, 0);
+        }
+
+        private static LlamaModel OpenFile(string path, string tokenizerPath, uint flags)
+        {
             if (path == null) throw new ArgumentNullException("path");
             byte[] p = Utf8.ToCString(path, "path");
             byte[] t = Utf8.ToCString(tokenizerPath, "tokenizerPath");
             ModelHandle h = new ModelHandle();
             IntPtr raw;
-            LlametteException.Check(Native.llamette_model_open_file(p, t, out raw));
+            LlametteException.Check(Native.llamette_model_open_file_ex(p, t, flags, out raw));
             h.Attach(raw, IntPtr.Zero, 0, null);
-            return new LlamaModel(h);
+            LlamaModel m = new LlamaModel(h);
+            // The library's copy, when it made one, weighs on the GC's decisions too.
+            long owned = m.Info.OwnedBytes;
+            if (owned > 0) h.AddPressure(owned);
+            return m;
         }
 
         /// <summary>
         /// Opens a model file the way <paramref name="load"/> says: memory-mapped
         /// (<see cref="ModelLoad.Mapped"/>, the same as
-        /// <see cref="FromFile(string, string)"/>), or read into unmanaged memory
-        /// the model owns (<see cref="ModelLoad.InMemory"/>), its quantized matrices
-        /// interleaved for this CPU's kernels when they have fast paths for them
-        /// (<see cref="ModelLoad.InMemoryInterleaved"/>: about twice the prompt
-        /// speed). Read into memory, the files are read once, straight into
-        /// unmanaged memory (no managed array), and may change afterwards.
+        /// <see cref="FromFile(string, string)"/>), read into unmanaged memory
+        /// the model owns (<see cref="ModelLoad.InMemory"/>: read once, straight into
+        /// unmanaged memory, no managed array; the files may change afterwards), or
+        /// loaded for speed by the library (<see cref="ModelLoad.InMemoryInterleaved"/>:
+        /// its quantized matrices interleaved for this CPU's kernels when they have
+        /// fast paths for them, about twice the prompt speed; see there).
         /// </summary>
         /// <param name="path">A GGUF or llama2.c <c>.bin</c> model file.</param>
         /// <param name="tokenizerPath">A tokenizer file, or null (see <see cref="FromFile(string, string)"/>).</param>
@@ -200,8 +225,9 @@ namespace Llamette
             {
                 case ModelLoad.Mapped:
                     return FromFile(path, tokenizerPath);
-                case ModelLoad.InMemory:
                 case ModelLoad.InMemoryInterleaved:
+                    return OpenFile(path, tokenizerPath, Native.OpenForSpeed);
+                case ModelLoad.InMemory:
                     break;
                 default:
                     throw new ArgumentOutOfRangeException("load");
@@ -210,7 +236,7 @@ namespace Llamette
             using (FileStream t = tokenizerPath == null ? null : OpenRead(tokenizerPath))
             {
                 long modelLength = m.Length, tokenizerLength = t == null ? -1 : t.Length;
-                return OpenCopy(modelLength, tokenizerLength, load == ModelLoad.InMemoryInterleaved, (mem, tok) =>
+                return OpenCopy(modelLength, tokenizerLength, false, (mem, tok) =>
                 {
                     ReadInto(m, path, mem, modelLength);
                     if (t != null) ReadInto(t, tokenizerPath, tok, tokenizerLength);
@@ -282,12 +308,13 @@ namespace Llamette
         }
 
         /// <summary>
-        /// How many matrices were interleaved for the SIMD kernels when the model
-        /// was opened (<see cref="FromBytes"/> with <c>interleave</c>,
-        /// <see cref="ModelLoad.InMemoryInterleaved"/>); 0 otherwise, and for a
-        /// model without Q8_0 or Q4_0 matrices.
+        /// How many matrices are stored interleaved for the SIMD kernels: those
+        /// interleaved when the model was opened (<see cref="FromBytes"/> with
+        /// <c>interleave</c>, <see cref="ModelLoad.InMemoryInterleaved"/>), or that the
+        /// bytes held already (<see cref="ModelInfo.InterleavedMatrices"/>); 0 for a
+        /// plain file, and for a model without Q8_0 or Q4_0 matrices.
         /// </summary>
-        public long InterleavedMatrices { get { return interleavedMatrices; } }
+        public long InterleavedMatrices { get { return Info.InterleavedMatrices; } }
 
         // Allocates unmanaged memory for a model (and a tokenizer, when
         // tokenizerLength >= 0) right after it, lets fill write them, interleaves
@@ -299,12 +326,11 @@ namespace Llamette
             IntPtr mem = Marshal.AllocHGlobal(new IntPtr(Math.Max(total, 1)));
             ModelHandle h;
             IntPtr raw;
-            long interleaved = 0;
             try
             {
                 IntPtr tok = tokenizerLength < 0 ? IntPtr.Zero : new IntPtr(mem.ToInt64() + modelLength);
                 fill(mem, tok);
-                if (interleave && Library.InterleavedKernels) interleaved = RepackInPlace(mem, modelLength);
+                if (interleave && Library.InterleavedKernels) RepackInPlace(mem, modelLength);
                 h = new ModelHandle();
                 uint st = Native.llamette_model_open_memory(mem, new UIntPtr((ulong)modelLength), tok,
                     new UIntPtr(tokenizerLength < 0 ? 0UL : (ulong)tokenizerLength), out raw);
@@ -317,7 +343,7 @@ namespace Llamette
             }
             if (total > 0) GC.AddMemoryPressure(total);
             h.Attach(raw, mem, total, null);
-            return new LlamaModel(h, interleaved);
+            return new LlamaModel(h);
         }
 
         // File errors as the library reports them: LlametteException(Io) naming the file.
@@ -494,8 +520,9 @@ namespace Llamette
     {
         internal static ModelInfo GetInfo(IntPtr model)
         {
-            NativeModelInfo i;
-            LlametteException.Check(Native.llamette_model_get_info(model, out i));
+            NativeModelInfo i = default(NativeModelInfo);
+            i.struct_size = StructSize.Of<NativeModelInfo>();
+            LlametteException.Check(Native.llamette_model_get_info(model, ref i));
             return new ModelInfo(i);
         }
 

@@ -59,6 +59,11 @@ namespace Llamette
         Refused = 21,
         /// <summary>The model's chat template could not be rendered (<see cref="ChatTemplateException"/>).</summary>
         Template = 22,
+        /// <summary>
+        /// A host thread pool's parallel_for skipped, repeated or invented task indices:
+        /// the call stopped as a cancelled one does; the session stays usable.
+        /// </summary>
+        BadParallelFor = 23,
     }
 
     /// <summary>
@@ -150,6 +155,40 @@ namespace Llamette
                 case LlametteStatus.Template: return new ChatTemplateException(nativeMessage);
                 default: return new LlametteException(status, nativeMessage);
             }
+        }
+    }
+
+    /// <summary>
+    /// A setting of <see cref="GenerateOptions"/> out of its range (status
+    /// InvalidArgument), found before anything ran: a NaN, infinite or negative
+    /// Temperature, TopP or MinP outside [0, 1], a RepeatPenalty not above 0 (the
+    /// library's checks, <c>llamette_sampler_params_validate</c>), or a negative
+    /// TopK, RepeatLastN or MaxTokens. Nothing is clamped or ignored.
+    /// </summary>
+    [Serializable]
+    public class InvalidParameterException : LlametteException
+    {
+        /// <summary>Makes the exception for <paramref name="parameterName"/> with the library's (or the binding's) message.</summary>
+        public InvalidParameterException(string parameterName, string nativeMessage)
+            : base(LlametteStatus.InvalidArgument, nativeMessage)
+        {
+            ParameterName = parameterName;
+        }
+
+        /// <summary>For deserialization.</summary>
+        protected InvalidParameterException(SerializationInfo info, StreamingContext context) : base(info, context)
+        {
+            ParameterName = info.GetString("ParameterName");
+        }
+
+        /// <summary>The <see cref="GenerateOptions"/> property: "Temperature", "TopP", "MinP", "RepeatPenalty", "TopK", "RepeatLastN" or "MaxTokens".</summary>
+        public string ParameterName { get; private set; }
+
+        /// <inheritdoc/>
+        public override void GetObjectData(SerializationInfo info, StreamingContext context)
+        {
+            base.GetObjectData(info, context);
+            info.AddValue("ParameterName", ParameterName);
         }
     }
 

@@ -19,15 +19,28 @@
 //   Session use a model whose LlamaModel was disposed. Session and decoder
 //   functions take their SafeHandle, which the marshaller references for
 //   the duration of the call.
+// - Every struct starts with `struct_size` (size_t), set to
+//   StructSize.Of<T>() before the struct goes to the library, inputs and
+//   outputs alike; outputs are passed `ref` so that the library reads it.
 using System;
 using System.Runtime.InteropServices;
 
 namespace Llamette
 {
-    /// <summary>Mirrors <c>llamette_model_info</c> (104 bytes).</summary>
+    /// <summary>The <c>struct_size</c> of a struct mirror: its marshalled size.</summary>
+    internal static class StructSize
+    {
+        internal static UIntPtr Of<T>() where T : struct
+        {
+            return new UIntPtr((uint)Marshal.SizeOf(typeof(T)));
+        }
+    }
+
+    /// <summary>Mirrors <c>llamette_model_info</c>.</summary>
     [StructLayout(LayoutKind.Sequential)]
     internal struct NativeModelInfo
     {
+        public UIntPtr struct_size;
         public uint format;
         public uint dim;
         public uint hidden_dim;
@@ -49,21 +62,25 @@ namespace Llamette
         public ulong bytes_per_token;
         public float rms_eps;
         public float rope_theta;
+        public ulong owned_bytes;
+        public uint interleaved_matrices;
     }
 
     /// <summary>Mirrors <c>llamette_session_params</c>.</summary>
     [StructLayout(LayoutKind.Sequential)]
     internal struct NativeSessionParams
     {
+        public UIntPtr struct_size;
         public uint context_length;
         public uint kv_type;
         public uint batch;
     }
 
-    /// <summary>Mirrors <c>llamette_sampler_params</c> (32 bytes).</summary>
+    /// <summary>Mirrors <c>llamette_sampler_params</c>.</summary>
     [StructLayout(LayoutKind.Sequential)]
     internal struct NativeSamplerParams
     {
+        public UIntPtr struct_size;
         public float temperature;
         public uint top_k;
         public float top_p;
@@ -77,6 +94,7 @@ namespace Llamette
     [StructLayout(LayoutKind.Sequential)]
     internal struct NativeStepResult
     {
+        public UIntPtr struct_size;
         public uint token;
         public byte is_end;
         public IntPtr text;
@@ -87,6 +105,7 @@ namespace Llamette
     [StructLayout(LayoutKind.Sequential)]
     internal struct NativeGenerateResult
     {
+        public UIntPtr struct_size;
         public uint n_tokens;
         public uint stop_reason;
     }
@@ -95,6 +114,7 @@ namespace Llamette
     [StructLayout(LayoutKind.Sequential)]
     internal struct NativeParallel
     {
+        public UIntPtr struct_size;
         public IntPtr user_data;
         public uint n_threads;
         public IntPtr parallel_for;
@@ -214,6 +234,13 @@ namespace Llamette
         internal static extern uint llamette_model_open_file(
             byte[] modelPath, byte[] tokenizerPath, out IntPtr outModel);
 
+        /// <summary><c>LLAMETTE_OPEN_FOR_SPEED</c>.</summary>
+        internal const uint OpenForSpeed = 1;
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_model_open_file_ex(
+            byte[] modelPath, byte[] tokenizerPath, uint flags, out IntPtr outModel);
+
         [DllImport(Library, CallingConvention = Cdecl)]
         internal static extern uint llamette_model_open_memory(
             IntPtr data, UIntPtr len, IntPtr tokenizerData, UIntPtr tokenizerLen, out IntPtr outModel);
@@ -231,7 +258,7 @@ namespace Llamette
         internal static extern void llamette_model_free(IntPtr model);
 
         [DllImport(Library, CallingConvention = Cdecl)]
-        internal static extern uint llamette_model_get_info(IntPtr model, out NativeModelInfo outInfo);
+        internal static extern uint llamette_model_get_info(IntPtr model, ref NativeModelInfo outInfo);
 
         [DllImport(Library, CallingConvention = Cdecl)]
         internal static extern uint llamette_model_tokenize(
@@ -249,7 +276,7 @@ namespace Llamette
 
         [DllImport(Library, CallingConvention = Cdecl)]
         internal static extern uint llamette_session_params_for_budget(
-            IntPtr model, uint kvType, UIntPtr budgetBytes, out NativeSessionParams outParams);
+            IntPtr model, uint kvType, UIntPtr budgetBytes, ref NativeSessionParams outParams);
 
         // llamette_session_init (a session in caller memory) is deliberately not
         // bound: managed memory would have to stay pinned for the session's
@@ -268,17 +295,17 @@ namespace Llamette
 
         [DllImport(Library, CallingConvention = Cdecl)]
         internal static extern uint llamette_session_step(
-            SessionHandle session, ref NativeSamplerParams parameters, out NativeStepResult outResult);
+            SessionHandle session, ref NativeSamplerParams parameters, ref NativeStepResult outResult);
 
         [DllImport(Library, CallingConvention = Cdecl)]
         internal static extern uint llamette_session_generate(
             SessionHandle session, ref NativeSamplerParams parameters, uint maxTokens,
-            NativeTokenCallback callback, IntPtr userData, out NativeGenerateResult outResult);
+            NativeTokenCallback callback, IntPtr userData, ref NativeGenerateResult outResult);
 
         [DllImport(Library, CallingConvention = Cdecl)]
         internal static extern uint llamette_session_generate_ex(
             SessionHandle session, ref NativeSamplerParams parameters, ref NativeGenerateOptions options,
-            NativeTokenCallback callback, IntPtr userData, out NativeGenerateResult outResult);
+            NativeTokenCallback callback, IntPtr userData, ref NativeGenerateResult outResult);
 
         [DllImport(Library, CallingConvention = Cdecl)]
         internal static extern uint llamette_session_truncate(SessionHandle session, uint position);
@@ -362,6 +389,9 @@ namespace Llamette
         internal static extern IntPtr llamette_session_last_error(SessionHandle session);
 
         [DllImport(Library, CallingConvention = Cdecl)]
-        internal static extern uint llamette_sampler_params_default(out NativeSamplerParams outParams);
+        internal static extern uint llamette_sampler_params_default(ref NativeSamplerParams outParams);
+
+        [DllImport(Library, CallingConvention = Cdecl)]
+        internal static extern uint llamette_sampler_params_validate(ref NativeSamplerParams parameters);
     }
 }

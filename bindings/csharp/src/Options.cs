@@ -39,6 +39,7 @@ namespace Llamette
             if (ContextLength < 0) throw new ArgumentOutOfRangeException("ContextLength");
             if (Batch < 0) throw new ArgumentOutOfRangeException("Batch");
             NativeSessionParams p;
+            p.struct_size = StructSize.Of<NativeSessionParams>();
             p.context_length = (uint)ContextLength;
             p.kv_type = (uint)KvCacheType;
             p.batch = (uint)Batch;
@@ -55,22 +56,31 @@ namespace Llamette
     /// </summary>
     public sealed class GenerateOptions
     {
-        /// <summary>Divides the logits; 0 (or less) means greedy: always the most likely token.</summary>
+        /// <summary>
+        /// Divides the logits; 0 means greedy: always the most likely token. Negative,
+        /// NaN or infinite is refused (<see cref="InvalidParameterException"/>).
+        /// </summary>
         public float Temperature { get; set; } = 1.0f;
 
-        /// <summary>Keep only the TopK most likely tokens; 0 keeps all.</summary>
+        /// <summary>Keep only the TopK most likely tokens; 0 keeps all; negative is refused.</summary>
         public int TopK { get; set; }
 
-        /// <summary>Nucleus sampling: the most likely tokens whose mass first exceeds TopP; outside (0, 1) keeps all.</summary>
+        /// <summary>
+        /// Nucleus sampling: the most likely tokens whose mass first exceeds TopP; 0 and 1
+        /// keep all; outside [0, 1] (or NaN) is refused.
+        /// </summary>
         public float TopP { get; set; } = 0.9f;
 
-        /// <summary>Drop tokens less likely than MinP times the most likely; 0 keeps all.</summary>
+        /// <summary>Drop tokens less likely than MinP times the most likely; 0 keeps all; outside [0, 1] is refused.</summary>
         public float MinP { get; set; }
 
-        /// <summary>Penalise the last RepeatLastN tokens (positive logits divided, negative multiplied); 1 is off.</summary>
+        /// <summary>
+        /// Penalise the last RepeatLastN tokens (positive logits divided, negative multiplied);
+        /// 1 is off; not above 0 (or not finite) is refused.
+        /// </summary>
         public float RepeatPenalty { get; set; } = 1.0f;
 
-        /// <summary>How many recent tokens the penalty looks at.</summary>
+        /// <summary>How many recent tokens the penalty looks at; negative is refused.</summary>
         public int RepeatLastN { get; set; } = 64;
 
         /// <summary>
@@ -80,7 +90,7 @@ namespace Llamette
         /// </summary>
         public ulong Seed { get; set; }
 
-        /// <summary>Most tokens one generation produces; 0 (the default) means no limit but the context.</summary>
+        /// <summary>Most tokens one generation produces; 0 (the default) means no limit but the context; negative is refused.</summary>
         public int MaxTokens { get; set; }
 
         /// <summary>
@@ -115,12 +125,53 @@ namespace Llamette
             return new GenerateOptions { Temperature = temperature, TopP = topP, Seed = seed };
         }
 
+        /// <summary>
+        /// The C struct, checked as the library checks it when it samples (so that a
+        /// bad setting is an <see cref="InvalidParameterException"/> before a prompt is
+        /// fed or a chat turn begins).
+        /// </summary>
         internal NativeSamplerParams ToNative()
         {
-            if (TopK < 0) throw new ArgumentOutOfRangeException("TopK");
-            if (RepeatLastN < 0) throw new ArgumentOutOfRangeException("RepeatLastN");
-            if (MaxTokens < 0) throw new ArgumentOutOfRangeException("MaxTokens");
+            if (TopK < 0) throw Negative("TopK", TopK);
+            if (RepeatLastN < 0) throw Negative("RepeatLastN", RepeatLastN);
+            if (MaxTokens < 0) throw Negative("MaxTokens", MaxTokens);
+            NativeSamplerParams p = Unchecked();
+            uint st = Native.llamette_sampler_params_validate(ref p);
+            if (st == (uint)LlametteStatus.InvalidArgument)
+            {
+                string message = Utf8.FromCString(Native.llamette_last_error());
+                throw new InvalidParameterException(PropertyOf(message), message);
+            }
+            LlametteException.Check(st);
+            return p;
+        }
+
+        private static InvalidParameterException Negative(string name, int value)
+        {
+            return new InvalidParameterException(name, "invalid " + name + " " + value + ": it must not be negative");
+        }
+
+        // The library's message reads "invalid <field> <value>: ...", <field> as in llamette.h.
+        private static string PropertyOf(string message)
+        {
+            string[] w = message.Split(' ');
+            string field = w.Length > 1 && w[0] == "invalid" ? w[1] : "";
+            switch (field)
+            {
+                case "temperature": return "Temperature";
+                case "top_p": return "TopP";
+                case "min_p": return "MinP";
+                case "repeat_penalty": return "RepeatPenalty";
+                case "top_k": return "TopK";
+                case "repeat_last_n": return "RepeatLastN";
+                default: return field;
+            }
+        }
+
+        private NativeSamplerParams Unchecked()
+        {
             NativeSamplerParams p;
+            p.struct_size = StructSize.Of<NativeSamplerParams>();
             p.temperature = Temperature;
             p.top_k = (uint)TopK;
             p.top_p = TopP;

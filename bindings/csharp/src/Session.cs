@@ -106,10 +106,11 @@ namespace Llamette
         {
             if (model == null) throw new ArgumentNullException("model");
             if (budgetBytes < 0) throw new ArgumentOutOfRangeException("budgetBytes");
-            NativeSessionParams p;
+            NativeSessionParams p = default(NativeSessionParams);
+            p.struct_size = StructSize.Of<NativeSessionParams>();
             using (LlamaModel.Lease l = model.Acquire())
                 LlametteException.Check(Native.llamette_session_params_for_budget(
-                    l.Pointer, (uint)kvCache, new UIntPtr((ulong)budgetBytes), out p));
+                    l.Pointer, (uint)kvCache, new UIntPtr((ulong)budgetBytes), ref p));
             return new SessionOptions
             {
                 ContextLength = (int)p.context_length,
@@ -188,6 +189,7 @@ namespace Llamette
             if (tasks < 1 || tasks > 1024) throw new ArgumentOutOfRangeException("tasks", "1 to 1024");
             GCHandle pool = GCHandle.Alloc(new ManagedPool());
             NativeParallel p;
+            p.struct_size = StructSize.Of<NativeParallel>();
             p.user_data = GCHandle.ToIntPtr(pool);
             p.n_threads = (uint)tasks;
             p.parallel_for = Marshal.GetFunctionPointerForDelegate(ParallelForCallback);
@@ -608,8 +610,9 @@ namespace Llamette
             CancellationTokenRegistration reg = BeginCall(ct);
             try
             {
-                NativeStepResult r;
-                st = Native.llamette_session_step(handle, ref sp, out r);
+                NativeStepResult r = default(NativeStepResult);
+                r.struct_size = StructSize.Of<NativeStepResult>();
+                st = Native.llamette_session_step(handle, ref sp, ref r);
                 if (st == 0)
                 {
                     // The text is the session's, valid until its next call: copy it now.
@@ -642,12 +645,13 @@ namespace Llamette
             go.stop_strings = stops != null ? pinned.AddrOfPinnedObject() : IntPtr.Zero;
             go.stop_strings_len = new UIntPtr(stops != null ? (uint)stops.Length : 0u);
             NativeGenerateResult r = default(NativeGenerateResult);
+            r.struct_size = StructSize.Of<NativeGenerateResult>();
             uint st = NoCall;
             LlametteException error = null;
             CancellationTokenRegistration reg = BeginCall(ct);
             try
             {
-                st = Native.llamette_session_generate_ex(handle, ref sp, ref go, TokenCallback, GCHandle.ToIntPtr(gch), out r);
+                st = Native.llamette_session_generate_ex(handle, ref sp, ref go, TokenCallback, GCHandle.ToIntPtr(gch), ref r);
                 if (st != 0) error = LlametteException.FromLastError(st);
             }
             finally
@@ -860,7 +864,7 @@ namespace Llamette
 
         // The library's parallel_for, on the thread running the session call.
         // Must not unwind: a failure leaves tasks undone, which the library
-        // reports as PANIC.
+        // runs itself and reports as BadParallelFor (the session stays usable).
         [MonoPInvokeCallback(typeof(NativeParallelForFn))]
         private static void OnParallelFor(IntPtr userData, uint nTasks, IntPtr task, IntPtr taskCtx)
         {

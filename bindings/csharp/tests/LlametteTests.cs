@@ -168,12 +168,63 @@ namespace Llamette.Tests
             Console.WriteLine("struct layouts: " + mirrors.Count + " structs, " + checkedFields + " fields agree with the C compiler");
         }
 
+        [DllImport("llamette", CallingConvention = CallingConvention.Cdecl, EntryPoint = "llamette_model_get_info")]
+        private static extern uint GetInfoRaw(IntPtr model, IntPtr info);
+
+        /// <summary>
+        /// Every struct starts with struct_size: the library refuses one below the
+        /// first version's (and writes nothing), and fills a later binding's larger
+        /// struct as far as it knows it, leaving the rest alone.
+        /// </summary>
+        [Test]
+        public void StructSizesAreCheckedByTheLibrary()
+        {
+            using (LlamaModel m = LlamaModel.OpenDefault())
+            using (LlamaModel.Lease l = m.Acquire())
+            {
+                NativeModelInfo i = default(NativeModelInfo);
+                i.struct_size = new UIntPtr(4);
+                i.dim = 777;
+                Assert.AreEqual((uint)LlametteStatus.InvalidArgument, Native.llamette_model_get_info(l.Pointer, ref i));
+                StringAssert.Contains("struct_size", Utf8.FromCString(Native.llamette_last_error()));
+                Assert.AreEqual(777u, i.dim);
+
+                int size = Marshal.SizeOf(typeof(NativeModelInfo));
+                IntPtr mem = Marshal.AllocHGlobal(size + 16);
+                try
+                {
+                    for (int k = 0; k < size + 16; k++) Marshal.WriteByte(mem, k, 0xAB);
+                    Marshal.WriteIntPtr(mem, new IntPtr(size + 16));
+                    Assert.AreEqual(0u, GetInfoRaw(l.Pointer, mem));
+                    NativeModelInfo got = (NativeModelInfo)Marshal.PtrToStructure(mem, typeof(NativeModelInfo));
+                    Assert.AreEqual(64u, got.dim);
+                    Assert.AreEqual((ulong)(size + 16), got.struct_size.ToUInt64());
+                    for (int k = size; k < size + 16; k++) Assert.AreEqual(0xAB, Marshal.ReadByte(mem, k), "byte " + k);
+                }
+                finally
+                {
+                    Marshal.FreeHGlobal(mem);
+                }
+
+                NativeSamplerParams sp = GenerateOptions.Greedy().ToNative();
+                sp.struct_size = new UIntPtr(8);
+                NativeSessionParams p = new SessionOptions().ToNative();
+                p.struct_size = UIntPtr.Zero;
+                UIntPtr need;
+                Assert.AreEqual((uint)LlametteStatus.InvalidArgument, Native.llamette_session_required_bytes(l.Pointer, ref p, out need));
+                sp.struct_size = UIntPtr.Zero;
+                Assert.AreEqual((uint)LlametteStatus.InvalidArgument, Native.llamette_sampler_params_default(ref sp));
+            }
+        }
+
         [Test]
         public void SamplerDefaultsAreTheLibrarys()
         {
             Type native = typeof(Library).Assembly.GetType("Llamette.Native", true);
             Type spType = typeof(Library).Assembly.GetType("Llamette.NativeSamplerParams", true);
-            object[] args = { null };
+            object sized = Activator.CreateInstance(spType);
+            spType.GetField("struct_size").SetValue(sized, new UIntPtr((uint)Marshal.SizeOf(spType)));
+            object[] args = { sized };
             Assert.AreEqual(0u, native.GetMethod("llamette_sampler_params_default", BindingFlags.Static | BindingFlags.NonPublic).Invoke(null, args));
             object ours = typeof(GenerateOptions).GetMethod("ToNative", BindingFlags.Instance | BindingFlags.NonPublic)
                 .Invoke(new GenerateOptions(), null);
@@ -622,6 +673,62 @@ namespace Llamette.Tests
     [TestFixture]
     public class Errors
     {
+        /// <summary>
+        /// Sampler settings out of range are InvalidParameterException naming the
+        /// property (the library's check: nothing clamped), thrown before anything
+        /// runs: the session and the chat stay as they were.
+        /// </summary>
+        [Test]
+        public void InvalidSamplerSettingsAreTypedErrors()
+        {
+            GenerateOptions[] bad =
+            {
+                new GenerateOptions { Temperature = float.NaN },
+                new GenerateOptions { Temperature = -0.5f },
+                new GenerateOptions { Temperature = float.PositiveInfinity },
+                new GenerateOptions { TopP = 1.5f },
+                new GenerateOptions { TopP = float.NaN },
+                new GenerateOptions { MinP = 2.0f },
+                new GenerateOptions { RepeatPenalty = 0.0f },
+                new GenerateOptions { RepeatPenalty = -1.0f },
+                new GenerateOptions { TopK = -1 },
+                new GenerateOptions { RepeatLastN = -3 },
+                new GenerateOptions { MaxTokens = -1 },
+            };
+            string[] names = { "Temperature", "Temperature", "Temperature", "TopP", "TopP", "MinP", "RepeatPenalty",
+                               "RepeatPenalty", "TopK", "RepeatLastN", "MaxTokens" };
+            using (LlamaModel model = LlamaModel.OpenDefault())
+            using (Session s = new Session(model, Helpers.Ctx(64)))
+            using (ChatSession chat = new ChatSession(model, null, Helpers.Ctx(256)))
+            {
+                for (int i = 0; i < bad.Length; i++)
+                {
+                    GenerateOptions o = bad[i];
+                    InvalidParameterException e = Assert.Throws<InvalidParameterException>(() => s.Generate("Once upon a time", o));
+                    Assert.AreEqual(names[i], e.ParameterName);
+                    Assert.AreEqual(LlametteStatus.InvalidArgument, e.Status);
+                    Assert.IsInstanceOf<LlametteException>(e);
+                    StringAssert.StartsWith("invalid ", e.NativeMessage);
+                    if (i == 0) Console.WriteLine("NaN temperature: " + e.Message);
+                    Assert.Throws<InvalidParameterException>(() => s.GenerateTokens("Once", o));
+                    Assert.Throws<InvalidParameterException>(() => s.Generate("Once", o, (t, x) => true));
+                    Assert.Throws<InvalidParameterException>(() => s.Step(o));
+                    Assert.AreEqual(0, s.Position, names[i] + ": nothing fed");
+                    chat.GenerateOptions = o;
+                    Assert.Throws<InvalidParameterException>(() => chat.Send("Hello").ToList());
+                    Assert.Throws<InvalidParameterException>(() => chat.Send("Hello", (t, x) => true));
+                    Assert.AreEqual(0, chat.Messages.Count, names[i] + ": the turn did not happen");
+                    Assert.AreEqual(0, chat.Session.Position);
+                }
+                // Valid settings at the edges of the ranges work.
+                GenerateOptions edge = new GenerateOptions { Temperature = 0, TopP = 1, MinP = 1, RepeatPenalty = 0.5f, MaxTokens = 3 };
+                Assert.AreEqual(3, s.GenerateTokens("Once", edge).Count());
+                chat.GenerateOptions = edge;
+                Assert.IsNotNull(chat.Send("Hello", (t, x) => true));
+                Assert.AreEqual(2, chat.Messages.Count);
+            }
+        }
+
         [Test]
         public void MissingFileThrowsWithTheLibrarysMessage()
         {
@@ -1186,11 +1293,17 @@ namespace Llamette.Tests
             }
             Assert.AreEqual(original, gguf, "the caller's array is left as it was");
 
+            long ggufLength = new FileInfo(Paths.Gguf).Length;
             foreach (ModelLoad load in new[] { ModelLoad.Mapped, ModelLoad.InMemory, ModelLoad.InMemoryInterleaved })
             {
                 using (LlamaModel model = LlamaModel.FromFile(Paths.Gguf, null, load))
                 {
                     Assert.AreEqual(0, model.InterleavedMatrices, load.ToString());
+                    // Only the library's own copy counts (on Linux it copies an F32
+                    // model for its huge pages; elsewhere it maps it).
+                    long owned = model.Info.OwnedBytes;
+                    if (load == ModelLoad.InMemoryInterleaved) Assert.That(owned == 0 || owned == ggufLength, load + ": " + owned);
+                    else Assert.AreEqual(0, owned, load.ToString());
                     Assert.AreEqual(plainText, TextAndTokens(model, out tokens), load.ToString());
                     Assert.AreEqual(plainTokens, tokens, load.ToString());
                 }
@@ -1204,6 +1317,50 @@ namespace Llamette.Tests
             }
             Console.WriteLine("stories260K.gguf with interleave (kernels interleaved: " + Library.InterleavedKernels
                 + "): 0 matrices rewritten, the plain open's " + plainTokens.Length + " tokens");
+        }
+
+        /// <summary>
+        /// A quantized model (stories260K as Q8_0, made by test.sh with llamette
+        /// quantize) loaded for speed by the library gives the mapped model's greedy
+        /// tokens, its matrices interleaved where this CPU's kernels gain from it,
+        /// and reports the copy's size.
+        /// </summary>
+        [Test]
+        public void LoadedForSpeedGivesTheMappedTokens()
+        {
+            string q8 = Environment.GetEnvironmentVariable("LLAMETTE_Q8_GGUF");
+            if (string.IsNullOrEmpty(q8)) Assert.Ignore("LLAMETTE_Q8_GGUF not set (test.sh makes it with llamette quantize)");
+            long length = new FileInfo(q8).Length;
+            int[] mappedTokens, fastTokens;
+            string mappedText, fastText;
+            using (LlamaModel mapped = LlamaModel.FromFile(q8))
+            {
+                Assert.AreEqual(0, mapped.Info.OwnedBytes);
+                Assert.AreEqual(0, mapped.InterleavedMatrices);
+                mappedText = TextAndTokens(mapped, out mappedTokens);
+            }
+            long owned;
+            long matrices;
+            using (LlamaModel fast = LlamaModel.FromFile(q8, null, ModelLoad.InMemoryInterleaved))
+            {
+                owned = fast.Info.OwnedBytes;
+                matrices = fast.InterleavedMatrices;
+                if (Library.InterleavedKernels)
+                {
+                    Assert.AreEqual(length, owned);
+                    Assert.Greater(matrices, 0);
+                }
+                else
+                {
+                    Assert.AreEqual(0, matrices);
+                }
+                fastText = TextAndTokens(fast, out fastTokens);
+            }
+            Assert.Greater(mappedTokens.Length, 100);
+            Assert.AreEqual(mappedTokens, fastTokens, "the same greedy tokens");
+            Assert.AreEqual(mappedText, fastText);
+            Console.WriteLine("Q8_0 stories260K, InMemoryInterleaved: " + owned + " bytes owned by the library, "
+                + matrices + " matrices interleaved, the mapped model's " + mappedTokens.Length + " tokens");
         }
 
         [Test]

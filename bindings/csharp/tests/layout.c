@@ -14,6 +14,7 @@
 
 int main(void) {
     S(llamette_model_info);
+    F(llamette_model_info, struct_size);
     F(llamette_model_info, format);
     F(llamette_model_info, dim);
     F(llamette_model_info, hidden_dim);
@@ -35,11 +36,15 @@ int main(void) {
     F(llamette_model_info, bytes_per_token);
     F(llamette_model_info, rms_eps);
     F(llamette_model_info, rope_theta);
+    F(llamette_model_info, owned_bytes);
+    F(llamette_model_info, interleaved_matrices);
     S(llamette_session_params);
+    F(llamette_session_params, struct_size);
     F(llamette_session_params, context_length);
     F(llamette_session_params, kv_type);
     F(llamette_session_params, batch);
     S(llamette_sampler_params);
+    F(llamette_sampler_params, struct_size);
     F(llamette_sampler_params, temperature);
     F(llamette_sampler_params, top_k);
     F(llamette_sampler_params, top_p);
@@ -48,14 +53,17 @@ int main(void) {
     F(llamette_sampler_params, repeat_last_n);
     F(llamette_sampler_params, seed);
     S(llamette_step_result);
+    F(llamette_step_result, struct_size);
     F(llamette_step_result, token);
     F(llamette_step_result, is_end);
     F(llamette_step_result, text);
     F(llamette_step_result, text_len);
     S(llamette_generate_result);
+    F(llamette_generate_result, struct_size);
     F(llamette_generate_result, n_tokens);
     F(llamette_generate_result, stop_reason);
     S(llamette_parallel);
+    F(llamette_parallel, struct_size);
     F(llamette_parallel, user_data);
     F(llamette_parallel, n_threads);
     F(llamette_parallel, parallel_for);

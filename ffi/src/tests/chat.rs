@@ -174,7 +174,7 @@ fn chat_turns_state_round_trip_and_bad_blobs() {
         );
         let mut p = greedy();
         p.temperature = f32::NAN;
-        let mut step = std::mem::MaybeUninit::<llamette_step_result>::uninit();
+        let mut step = std::mem::MaybeUninit::new(llamette_step_result::default());
         assert_eq!(
             llamette_session_step(s2, &p, step.as_mut_ptr()),
             LLAMETTE_STATUS_INVALID_ARGUMENT

@@ -34,12 +34,19 @@ pub fn info(m: *const llamette_model) -> llamette_model_info {
 }
 
 pub fn greedy() -> llamette_sampler_params {
-    let mut p = std::mem::MaybeUninit::uninit();
+    // Only the size set: the library fills in the rest.
+    let mut p = std::mem::MaybeUninit::<llamette_sampler_params>::zeroed();
+    unsafe {
+        p.as_mut_ptr()
+            .cast::<usize>()
+            .write(std::mem::size_of::<llamette_sampler_params>())
+    };
     assert_eq!(
         unsafe { llamette_sampler_params_default(p.as_mut_ptr()) },
         LLAMETTE_STATUS_OK
     );
     let mut p = unsafe { p.assume_init() };
+    assert_eq!(p, llamette_sampler_params::default());
     p.temperature = 0.0;
     p
 }
@@ -49,6 +56,7 @@ pub fn params(context: u32) -> llamette_session_params {
         context_length: context,
         kv_type: LLAMETTE_KV_F32,
         batch: 0,
+        ..Default::default()
     }
 }
 

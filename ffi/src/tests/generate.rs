@@ -189,6 +189,7 @@ fn thread_count_and_host_pool_do_not_change_tokens() {
         user_data: ptr::null_mut(),
         n_threads: 2,
         parallel_for: Some(two_thread_for),
+        ..Default::default()
     };
     let t = greedy_tokens(m, |s| {
         assert_eq!(
@@ -217,6 +218,7 @@ fn steps_equal_generate_and_seeded_sampling_repeats() {
         is_end: false,
         text: ptr::null(),
         text_len: 0,
+        ..Default::default()
     };
     while unsafe { llamette_session_step(s, &g, &mut r) } == LLAMETTE_STATUS_OK {
         toks.push(r.token);

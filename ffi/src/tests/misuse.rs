@@ -15,6 +15,7 @@ fn step_result() -> llamette_step_result {
         is_end: false,
         text: ptr::null(),
         text_len: 0,
+        ..Default::default()
     }
 }
 
@@ -146,6 +147,7 @@ fn huge_and_zero_lengths() {
             context_length: u32::MAX,
             kv_type: LLAMETTE_KV_F32,
             batch: 0,
+            ..Default::default()
         };
         assert_eq!(
             llamette_session_required_bytes(m, &huge, &mut sz),
@@ -205,63 +207,222 @@ fn step_before_prefill_and_context_overflow() {
     }
 }
 
-unsafe extern "C" fn skip_first_task(
-    _u: *mut c_void,
+/// A host pool that breaks its contract at one region (`bad_at`, counted
+/// from 1; 0: every region) in one of the ways below, and runs the other
+/// regions as it should.
+struct BadPool {
+    mode: Breach,
+    bad_at: usize,
+    regions: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Breach {
+    /// Never calls index 0.
+    Skip,
+    /// Calls every index twice.
+    Repeat,
+    /// Calls index `n_tasks` too (and all the others).
+    OutOfRange,
+    /// Calls index 1 instead of index 0 (a repeat and a skip).
+    Duplicate,
+}
+
+unsafe extern "C" fn bad_pool_for(
+    user: *mut c_void,
     n: u32,
     task: llamette_task_fn,
     ctx: *mut c_void,
 ) {
-    for i in 1..n {
-        unsafe { task.unwrap()(ctx, i) };
+    let p = unsafe { &mut *(user as *mut BadPool) };
+    p.regions += 1;
+    let task = task.unwrap();
+    if p.bad_at != 0 && p.regions != p.bad_at {
+        for i in 0..n {
+            unsafe { task(ctx, i) };
+        }
+        return;
+    }
+    let calls: Vec<u32> = match p.mode {
+        Breach::Skip => (1..n).collect(),
+        Breach::Repeat => (0..n).chain(0..n).collect(),
+        Breach::OutOfRange => (0..=n).chain([u32::MAX]).collect(),
+        Breach::Duplicate => std::iter::once(1).chain(1..n).collect(),
+    };
+    for i in calls {
+        unsafe { task(ctx, i) };
     }
 }
 
-unsafe extern "C" fn bad_index(_u: *mut c_void, n: u32, task: llamette_task_fn, ctx: *mut c_void) {
-    for i in 0..=n {
-        unsafe { task.unwrap()(ctx, i) };
-    }
-}
-
-#[test]
-fn panics_become_a_status_and_poison_until_reset() {
-    let m = default_model();
-    let s = new_session(m, 64);
-    let bos = 1u32;
-    for f in [
-        skip_first_task as unsafe extern "C" fn(_, _, _, _),
-        bad_index,
-    ] {
-        let par = llamette_parallel {
-            user_data: ptr::null_mut(),
+/// The pool, reached only through the returned pointer from here on (the
+/// library calls it too); freed by the caller with `Box::from_raw`.
+fn bad_pool(mode: Breach, bad_at: usize) -> (*mut BadPool, llamette_parallel) {
+    let p = Box::into_raw(Box::new(BadPool {
+        mode,
+        bad_at,
+        regions: 0,
+    }));
+    (
+        p,
+        llamette_parallel {
+            user_data: p.cast(),
             n_threads: 2,
-            parallel_for: Some(f),
-        };
+            parallel_for: Some(bad_pool_for),
+            ..Default::default()
+        },
+    )
+}
+
+/// Every kind of breach: the call that ran it returns BAD_PARALLEL_FOR
+/// with a message saying what the host did, it stopped as a cancelled call
+/// stops (a one-token prefill keeps nothing), and the session is not
+/// poisoned: the same prefill works with a good pool and the text is
+/// run.c's.
+#[test]
+fn a_broken_host_pool_is_reported_and_the_session_stays_usable() {
+    let m = default_model();
+    let s = new_session(m, 256);
+    let bos = 1u32;
+    let mut pos = 0u32;
+    let mut want = greedy_reference();
+    want.pop();
+    for (mode, says) in [
+        (
+            Breach::Skip,
+            "skipped 1 indices, repeated 0 calls and made 0 calls out of range",
+        ),
+        // The first region has one task per kv head (4).
+        (
+            Breach::Repeat,
+            "of 4 tasks it skipped 0 indices, repeated 4 calls and made 0 calls",
+        ),
+        (
+            Breach::OutOfRange,
+            "skipped 0 indices, repeated 0 calls and made 2 calls out of range",
+        ),
+        (
+            Breach::Duplicate,
+            "skipped 1 indices, repeated 1 calls and made 0 calls out of range",
+        ),
+    ] {
+        let (p, par) = bad_pool(mode, 0);
         unsafe {
+            assert_eq!(llamette_session_reset(s), LLAMETTE_STATUS_OK);
             assert_eq!(llamette_session_set_parallel(s, &par), LLAMETTE_STATUS_OK);
-            assert_eq!(llamette_session_prefill(s, &bos, 1), LLAMETTE_STATUS_PANIC);
-            assert!(
-                session_error(s).contains("panicked"),
-                "{}",
-                session_error(s)
-            );
             assert_eq!(
                 llamette_session_prefill(s, &bos, 1),
-                LLAMETTE_STATUS_PANIC,
-                "poisoned"
+                LLAMETTE_STATUS_BAD_PARALLEL_FOR,
+                "{mode:?}"
             );
-            assert_eq!(llamette_session_reset(s), LLAMETTE_STATUS_OK);
+            let e = session_error(s);
+            assert!(
+                e.contains("parallel_for") && e.contains(says),
+                "{mode:?}: {e}"
+            );
+            assert_eq!(last_error(), e);
+            assert_eq!(llamette_session_position(s, &mut pos), LLAMETTE_STATUS_OK);
+            assert_eq!(pos, 0, "{mode:?}: stopped as a cancellation stops");
+            // Stopped within a layer: the pool saw at most one layer's
+            // regions after the breach (5 per layer here, 5 layers).
+            assert!((*p).regions <= 1 + 5, "{mode:?}: {} regions", (*p).regions);
+            // Not poisoned: the next call runs (the pool still breaks it).
+            assert_eq!(
+                llamette_session_prefill(s, &bos, 1),
+                LLAMETTE_STATUS_BAD_PARALLEL_FOR
+            );
             assert_eq!(
                 llamette_session_set_parallel(s, ptr::null()),
                 LLAMETTE_STATUS_OK
             );
-            assert_eq!(llamette_session_prefill(s, &bos, 1), LLAMETTE_STATUS_OK);
-            assert_eq!(llamette_session_reset(s), LLAMETTE_STATUS_OK);
+            drop(Box::from_raw(p));
         }
+        let (c, _) = run_greedy(s, bos);
+        assert_eq!(c.text, want, "{mode:?}");
     }
+    assert_ne!(
+        unsafe { std::ffi::CStr::from_ptr(llamette_status_str(LLAMETTE_STATUS_BAD_PARALLEL_FOR)) }
+            .to_bytes(),
+        b"unknown status code"
+    );
     unsafe {
         llamette_session_free(s);
         llamette_model_free(m);
     }
+}
+
+/// A breach in the last region of a step (the classifier, after the last
+/// layer's check): the step still fails and leaves its token pending, as
+/// a cancelled step does, so that the next steps give the uninterrupted
+/// tokens.
+#[test]
+fn a_breach_in_the_last_region_of_a_step_keeps_the_pending_token() {
+    let m = default_model();
+    let good = greedy_tokens_by_steps(m, 6, |_| {});
+    let s = new_session(m, 64);
+    let g = greedy();
+    let bos = 1u32;
+    let mut r = llamette_step_result::default();
+    let mut tokens = Vec::new();
+    let (p, par) = bad_pool(Breach::Skip, usize::MAX);
+    unsafe {
+        assert_eq!(llamette_session_set_parallel(s, &par), LLAMETTE_STATUS_OK);
+        assert_eq!(llamette_session_prefill(s, &bos, 1), LLAMETTE_STATUS_OK);
+        let per_forward = (*p).regions;
+        assert!(per_forward > 1);
+        // The first step samples from the prefill's logits (no forward).
+        assert_eq!(llamette_session_step(s, &g, &mut r), LLAMETTE_STATUS_OK);
+        tokens.push(r.token);
+        // The second feeds that token: break its last region.
+        (*p).regions = 0;
+        (*p).bad_at = per_forward;
+        let before = r;
+        assert_eq!(
+            llamette_session_step(s, &g, &mut r),
+            LLAMETTE_STATUS_BAD_PARALLEL_FOR,
+            "{}",
+            session_error(s)
+        );
+        assert_eq!(
+            (*p).regions,
+            per_forward,
+            "the breach was in the last region"
+        );
+        assert_eq!((r.token, r.text), (before.token, before.text), "no output");
+        let mut pos = 0u32;
+        assert_eq!(llamette_session_position(s, &mut pos), LLAMETTE_STATUS_OK);
+        assert_eq!(pos, 1, "the sampled token is still pending, not fed");
+        (*p).bad_at = usize::MAX;
+        while tokens.len() < 6 {
+            assert_eq!(llamette_session_step(s, &g, &mut r), LLAMETTE_STATUS_OK);
+            tokens.push(r.token);
+        }
+        llamette_session_free(s);
+        llamette_model_free(m);
+        drop(Box::from_raw(p));
+    }
+    assert_eq!(tokens, good);
+}
+
+/// The first `n` greedy tokens after BOS, by steps.
+fn greedy_tokens_by_steps(
+    m: *const llamette_model,
+    n: usize,
+    setup: impl FnOnce(*mut llamette_session),
+) -> Vec<u32> {
+    let s = new_session(m, 64);
+    setup(s);
+    let g = greedy();
+    let mut r = llamette_step_result::default();
+    let mut tokens = Vec::new();
+    unsafe {
+        assert_eq!(llamette_session_prefill(s, &1, 1), LLAMETTE_STATUS_OK);
+        while tokens.len() < n {
+            assert_eq!(llamette_session_step(s, &g, &mut r), LLAMETTE_STATUS_OK);
+            tokens.push(r.token);
+        }
+        llamette_session_free(s);
+    }
+    tokens
 }
 
 struct Slow(Collected, std::time::Duration);
@@ -300,6 +461,7 @@ fn cancel_from_another_thread_stops_generation() {
     let mut r = llamette_generate_result {
         n_tokens: 5555,
         stop_reason: 5555,
+        ..Default::default()
     };
     let st = unsafe {
         llamette_session_generate(
@@ -376,6 +538,7 @@ fn cancellation_takes_effect_within_a_layer() {
         user_data: &mut r as *mut Regions as *mut c_void,
         n_threads: 2,
         parallel_for: Some(counting_for),
+        ..Default::default()
     };
     unsafe {
         assert_eq!(llamette_session_set_parallel(s, &par), LLAMETTE_STATUS_OK);

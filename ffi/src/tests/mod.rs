@@ -7,8 +7,10 @@
 mod budget;
 mod chat;
 mod common;
+mod fast_load;
 mod generate;
 mod misuse;
 mod no_alloc;
 mod repack;
+mod sized;
 mod template;

@@ -14,31 +14,44 @@ struct Counting;
 
 thread_local! {
     static ALLOCS: Cell<usize> = const { Cell::new(0) };
+    /// Bytes allocated minus bytes freed by this thread.
+    static LIVE: Cell<isize> = const { Cell::new(0) };
 }
 
 fn allocs() -> usize {
     ALLOCS.with(Cell::get)
 }
 
-fn count() {
-    // `try_with`: no counting while the thread-local is being torn down.
-    let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+/// Bytes this thread allocated and has not freed (what another thread
+/// frees is counted there).
+pub(super) fn live_bytes() -> isize {
+    LIVE.with(Cell::get)
+}
+
+fn count(bytes: isize) {
+    // `try_with`: no counting while the thread-locals are being torn down.
+    if bytes > 0 {
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+    }
+    let _ = LIVE.try_with(|a| a.set(a.get() + bytes));
 }
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        count();
+        count(l.size() as isize);
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        count(-(l.size() as isize));
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        count();
+        count(l.size() as isize);
         unsafe { System.alloc_zeroed(l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        count();
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        let _ = LIVE.try_with(|a| a.set(a.get() + n as isize - l.size() as isize));
         unsafe { System.realloc(p, l, n) }
     }
 }
@@ -67,6 +80,7 @@ fn session_on_caller_memory_allocates_nothing() {
         is_end: false,
         text: ptr::null(),
         text_len: 0,
+        ..Default::default()
     };
     let mut gr = llamette_generate_result::default();
 

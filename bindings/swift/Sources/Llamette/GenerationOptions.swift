@@ -43,6 +43,7 @@ public struct GenerationOptions: Sendable, Hashable {
     ) {
         self.stopStrings = stopStrings
         var d = llamette_sampler_params()
+        d.struct_size = MemoryLayout<llamette_sampler_params>.size
         _ = llamette_sampler_params_default(&d)
         self.maxTokens = maxTokens
         self.temperature = temperature ?? d.temperature
@@ -60,6 +61,7 @@ public struct GenerationOptions: Sendable, Hashable {
     var samplerParams: llamette_sampler_params {
         func u32(_ v: Int) -> UInt32 { UInt32(clamping: v) }
         return llamette_sampler_params(
+            struct_size: MemoryLayout<llamette_sampler_params>.size,
             temperature: temperature, top_k: u32(topK), top_p: topP, min_p: minP,
             repeat_penalty: repeatPenalty, repeat_last_n: u32(repeatLastN), seed: seed)
     }

@@ -28,18 +28,18 @@ public final class LlamaModel: @unchecked Sendable {
     /// Shapes, special tokens, sizes.
     public let info: ModelInfo
 
-    /// How many matrices were interleaved for the SIMD kernels when the
-    /// model was opened (with `interleave: true`, where
-    /// ``interleavedKernels`` is true); 0 otherwise, and for a model without
-    /// Q8_0 or Q4_0 matrices.
-    public let interleavedMatrices: Int
+    /// How many matrices are stored interleaved for the SIMD kernels: those
+    /// interleaved when the model was opened (with `interleave: true`, where
+    /// ``interleavedKernels`` is true), or that the bytes held already
+    /// (``ModelInfo/interleavedMatrices``); 0 otherwise, and for a model
+    /// without Q8_0 or Q4_0 matrices.
+    public var interleavedMatrices: Int { info.interleavedMatrices }
 
-    private init(handle: OpaquePointer, ownedBytes: [UnsafeMutableRawBufferPointer] = [],
-                 interleavedMatrices: Int = 0) throws {
+    private init(handle: OpaquePointer, ownedBytes: [UnsafeMutableRawBufferPointer] = []) throws {
         self.handle = handle
         self.ownedBytes = ownedBytes
-        self.interleavedMatrices = interleavedMatrices
         var raw = llamette_model_info()
+        raw.struct_size = MemoryLayout<llamette_model_info>.size  // every C struct starts with its size
         let status = llamette_model_get_info(handle, &raw)
         self.info = ModelInfo(raw)
         try check(status)
@@ -55,39 +55,39 @@ public final class LlamaModel: @unchecked Sendable {
     /// Opens a model file, memory-mapped read-only (the file must not change
     /// while the model or a session of it is alive).
     ///
-    /// With `interleave: true`, on a CPU where ``interleavedKernels`` is
-    /// true, the files are read into memory the model owns instead, and a
-    /// GGUF model's Q8_0 and Q4_0 matrices are interleaved there for the SIMD
+    /// With `interleave: true` the library loads the model for speed
+    /// (`llamette_model_open_file_ex` with `LLAMETTE_OPEN_FOR_SPEED`): on a
+    /// CPU where ``interleavedKernels`` is true (Apple silicon, x86-64 with
+    /// AVX2), the file is copied into memory the library owns and a GGUF
+    /// model's Q8_0 and Q4_0 matrices are interleaved there for the SIMD
     /// kernels: about twice the prompt speed, and faster generation, for the
-    /// cost of the model's size in memory (see
-    /// ``init(data:tokenizerData:interleave:)``). On other CPUs the file is
-    /// mapped as without it.
+    /// cost of the model's size in memory (``ModelInfo/ownedBytes``). On
+    /// other CPUs the matrices keep the file's layout; the library then
+    /// copies the file on Linux only (for transparent huge pages) and maps
+    /// it elsewhere, as without `interleave`.
     ///
     /// - Parameters:
     ///   - url: a file URL: a GGUF model, or a llama2.c `.bin` checkpoint.
     ///   - tokenizer: a llama2.c `tokenizer.bin` or a GGUF vocabulary; nil
     ///     for a GGUF model's own vocabulary (a llama2.c model then has no
     ///     tokenizer and works on token ids only).
-    ///   - interleave: read the model into memory and interleave its
-    ///     quantized matrices, where that pays.
+    ///   - interleave: load the model for speed: a copy in the library's
+    ///     memory, its quantized matrices interleaved, where that pays.
     /// - Throws: ``LlametteError`` (`.io` for a missing file, `.badFile` for
     ///   a corrupt one, `.unsupported`, `.badTokenizer`, ...).
     public convenience init(contentsOf url: URL, tokenizer: URL? = nil, interleave: Bool = false) throws {
         for u in [url, tokenizer].compactMap({ $0 }) where !u.isFileURL {
             throw LlametteError(code: .invalidArgument, message: "not a file URL: \(u)")
         }
-        if interleave && LlamaModel.interleavedKernels {
-            try self.init(data: LlamaModel.read(url), tokenizerData: tokenizer.map(LlamaModel.read), interleave: true)
-            return
-        }
+        let flags = interleave ? UInt32(LLAMETTE_OPEN_FOR_SPEED) : 0
         var model: OpaquePointer?
         try url.withUnsafeFileSystemRepresentation { path in
             if let tokenizer {
                 try tokenizer.withUnsafeFileSystemRepresentation { tpath in
-                    try check(llamette_model_open_file(path, tpath, &model))
+                    try check(llamette_model_open_file_ex(path, tpath, flags, &model))
                 }
             } else {
-                try check(llamette_model_open_file(path, nil, &model))
+                try check(llamette_model_open_file_ex(path, nil, flags, &model))
             }
         }
         try self.init(handle: model!)
@@ -119,9 +119,9 @@ public final class LlamaModel: @unchecked Sendable {
         let tokBytes = tokenizerData.map(LlamaModel.copy)
         let base = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
         var model: OpaquePointer?
-        var matrices = 0
         var status = UInt32(LLAMETTE_STATUS_OK)
         if interleave && LlamaModel.interleavedKernels {
+            var matrices = 0
             status = llamette_repack_in_place(base, data.count, &matrices)
         }
         if status == UInt32(LLAMETTE_STATUS_OK) {
@@ -136,8 +136,7 @@ public final class LlamaModel: @unchecked Sendable {
             tokBytes?.deallocate()
             throw error
         }
-        try self.init(handle: model!, ownedBytes: [bytes] + (tokBytes.map { [$0] } ?? []),
-                      interleavedMatrices: matrices)
+        try self.init(handle: model!, ownedBytes: [bytes] + (tokBytes.map { [$0] } ?? []))
     }
 
     /// Opens a model from bytes; see ``init(data:tokenizerData:interleave:)``.
@@ -167,15 +166,6 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// The library linked at run time, "MAJOR.MINOR.PATCH".
     public static var libraryVersion: String { String(cString: llamette_version_string()) }
-
-    /// A file's bytes (mapped, to be copied once), failures as `.io`.
-    private static func read(_ url: URL) throws -> Data {
-        do {
-            return try Data(contentsOf: url, options: .alwaysMapped)
-        } catch {
-            throw LlametteError(code: .io, message: "\(url.path): \(error.localizedDescription)")
-        }
-    }
 
     private static func copy(_ data: Data) -> UnsafeMutableRawBufferPointer {
         // At least one byte, so that the pointer is never NULL (the library
@@ -240,6 +230,13 @@ public struct ModelInfo: Sendable, Hashable {
     public var bytesPerToken: UInt64
     public var rmsEpsilon: Float
     public var ropeTheta: Float
+    /// Bytes of memory the library allocated to hold the model file (a model
+    /// opened with `interleave: true` from a file: its size); 0 when it
+    /// reads a mapped file or bytes given to it (a copy this binding made,
+    /// ``LlamaModel/init(data:tokenizerData:interleave:)``, is not counted).
+    public var ownedBytes: UInt64
+    /// Matrices stored interleaved for the SIMD kernels.
+    public var interleavedMatrices: Int
 
     /// Whether the model has a tokenizer (text in and out), or works on
     /// token ids only.
@@ -268,6 +265,8 @@ public struct ModelInfo: Sendable, Hashable {
         bytesPerToken = i.bytes_per_token
         rmsEpsilon = i.rms_eps
         ropeTheta = i.rope_theta
+        ownedBytes = i.owned_bytes
+        interleavedMatrices = Int(i.interleaved_matrices)
     }
 }
 

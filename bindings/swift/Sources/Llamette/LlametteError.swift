@@ -58,6 +58,10 @@ public struct LlametteError: Error, Sendable, Hashable, CustomStringConvertible 
         /// The model's chat template could not be rendered (a syntax error,
         /// or an exception it raised: a role it does not accept).
         public static let template = Code(rawValue: UInt32(LLAMETTE_STATUS_TEMPLATE))
+        /// A host thread pool's `parallel_for` skipped, repeated or invented
+        /// task indices: the call stopped as a cancelled one does, and the
+        /// session stays usable.
+        public static let badParallelFor = Code(rawValue: UInt32(LLAMETTE_STATUS_BAD_PARALLEL_FOR))
 
         /// The library's short name for the code ("bad file", ...).
         public var name: String { String(cString: llamette_status_str(rawValue)) }

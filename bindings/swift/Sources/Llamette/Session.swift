@@ -74,6 +74,7 @@ public final class Session: @unchecked Sendable {
         threads: Int = 1
     ) throws {
         var params = llamette_session_params(
+            struct_size: MemoryLayout<llamette_session_params>.size,
             context_length: UInt32(clamping: max(contextLength ?? 0, 0)),
             kv_type: kvCache.rawValue,
             batch: UInt32(clamping: max(batch ?? 0, 0)))
@@ -424,6 +425,7 @@ final class Run: @unchecked Sendable {
 
         var params = options.samplerParams
         var result = llamette_generate_result()
+        result.struct_size = MemoryLayout<llamette_generate_result>.size
         let context = Unmanaged.passUnretained(self).toOpaque()
         try call(session) {
             llamette_session_generate(h, &params, options.maxTokensParam, { user, token, text, length in
@@ -457,6 +459,7 @@ final class Run: @unchecked Sendable {
             stops.append(0)
         }
         var gr = llamette_generate_result()
+        gr.struct_size = MemoryLayout<llamette_generate_result>.size
         let context = Unmanaged.passUnretained(self).toOpaque()
         let maxTokens = self.options.maxTokensParam
         do {

@@ -136,15 +136,34 @@ final class CancellationTests: XCTestCase {
         try await assertReference(session)
     }
 
-    /// A stream dropped before it is read, or a task cancelled before it
-    /// reads, runs nothing (or stops at once).
+    /// A stream dropped before it is read stops its generation; a task
+    /// cancelled before it reads gets nothing from its stream (generation
+    /// started at once and ran a few tokens ahead: those are dropped), and
+    /// its generation stops.
+    ///
+    /// "Before it reads" is made sure of: a `Task {}` may start, and read a
+    /// piece, before `task.cancel()` runs on the test's thread (an earlier
+    /// form of this test asserted that race and failed on a busy machine).
     func testStreamsThatAreNeverReadStop() async throws {
         let session = try Session(model: try Fixtures.model())
-        _ = session.generate("Once upon a time")
-        let task = Task { try await collect(session.generate("Once upon a time")) }
+        let prompt = "Once upon a time"
+        _ = session.generate(prompt)
+        let cancelled = Signal()
+        let task = Task {
+            let stream = session.generate(prompt)
+            await cancelled.wait()  // the task is cancelled by now
+            return try await collect(stream)
+        }
         task.cancel()
+        cancelled.fire()
         let pieces = try await task.value
         XCTAssertEqual(pieces, [])
+        // Both generations stopped within their look-ahead (a context of
+        // 512 would have been filled otherwise).
+        let promptTokens = try session.model.tokenizer.encode(prompt).count
+        let position = try session.position()
+        print("two unread streams: position \(position)")
+        XCTAssertLessThanOrEqual(position, 2 * (promptTokens + Run.lookahead + 2))
         try await assertReference(session)
     }
 

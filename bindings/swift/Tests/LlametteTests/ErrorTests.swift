@@ -1,3 +1,4 @@
+import CLlamette
 import Foundation
 import XCTest
 
@@ -40,6 +41,32 @@ final class ErrorTests: XCTestCase {
         assertThrows(.invalidArgument, "not a file URL") {
             try LlamaModel(contentsOf: URL(string: "https://example.com/model.gguf")!)
         }
+    }
+
+    /// Every C struct starts with its `struct_size`: the library refuses one
+    /// below the first version's and writes nothing; a larger one (a later
+    /// header's) is filled as far as the library knows it.
+    func testStructSizesAreChecked() throws {
+        let model = try Fixtures.model()
+        var info = llamette_model_info()
+        info.struct_size = 4
+        info.dim = 777
+        XCTAssertEqual(llamette_model_get_info(model.handle, &info), UInt32(LLAMETTE_STATUS_INVALID_ARGUMENT))
+        XCTAssert(String(cString: llamette_last_error()).contains("struct_size"))
+        XCTAssertEqual(info.dim, 777)
+        let size = MemoryLayout<llamette_model_info>.size
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: size + 16, alignment: 16)
+        defer { raw.deallocate() }
+        raw.initializeMemory(as: UInt8.self, repeating: 0xAB, count: size + 16)
+        raw.storeBytes(of: size + 16, as: Int.self)
+        XCTAssertEqual(llamette_model_get_info(model.handle, raw.assumingMemoryBound(to: llamette_model_info.self)),
+                       UInt32(LLAMETTE_STATUS_OK))
+        XCTAssertEqual(raw.load(as: llamette_model_info.self).dim, UInt32(model.info.dim))
+        XCTAssertEqual((size..<size + 16).map { raw.load(fromByteOffset: $0, as: UInt8.self) },
+                       Array(repeating: 0xAB, count: 16))
+        var sp = GenerationOptions.greedy.samplerParams
+        sp.struct_size = 0
+        XCTAssertEqual(llamette_sampler_params_default(&sp), UInt32(LLAMETTE_STATUS_INVALID_ARGUMENT))
     }
 
     func testCorruptModelThrows() throws {

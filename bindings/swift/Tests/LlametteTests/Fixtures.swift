@@ -39,6 +39,15 @@ enum Fixtures {
         return URL(fileURLWithPath: path)
     }
 
+    /// stories260K quantized to Q8_0 (LLAMETTE_TEST_Q8_MODEL, made by test.sh
+    /// with `llamette quantize`).
+    static func q8Model() throws -> URL {
+        guard let path = env["LLAMETTE_TEST_Q8_MODEL"], FileManager.default.fileExists(atPath: path) else {
+            throw XCTSkip("LLAMETTE_TEST_Q8_MODEL is not set (test.sh makes it with `llamette quantize`)")
+        }
+        return URL(fileURLWithPath: path)
+    }
+
     /// stories260K from its files, memory-mapped.
     static func model() throws -> LlamaModel {
         try LlamaModel(contentsOf: stories260K, tokenizer: tok512)

@@ -54,4 +54,31 @@ final class InterleaveTests: XCTestCase {
         print("stories260K.gguf with interleave (interleaved kernels: \(LlamaModel.interleavedKernels)):",
               "0 matrices rewritten, the plain open's \(plainTokens.count) tokens")
     }
+
+    /// A quantized model (stories260K as Q8_0, made by test.sh with
+    /// `llamette quantize`) opened from its file with `interleave: true` is
+    /// loaded for speed by the library: the mapped model's greedy tokens, its
+    /// matrices interleaved and the copy's size reported where the kernels
+    /// gain from it.
+    func testLoadedForSpeedGivesTheMappedTokens() async throws {
+        let url = try Fixtures.q8Model()
+        let size = UInt64(try Data(contentsOf: url).count)
+        let mapped = try LlamaModel(contentsOf: url)
+        XCTAssertEqual(mapped.info.ownedBytes, 0)
+        XCTAssertEqual(mapped.interleavedMatrices, 0)
+        let fast = try LlamaModel(contentsOf: url, interleave: true)
+        if LlamaModel.interleavedKernels {
+            XCTAssertEqual(fast.info.ownedBytes, size)
+            XCTAssertGreaterThan(fast.interleavedMatrices, 0)
+        } else {
+            XCTAssertEqual(fast.interleavedMatrices, 0)
+        }
+        let (want, wantText) = try await greedy(mapped)
+        let (got, gotText) = try await greedy(fast)
+        XCTAssertGreaterThan(want.count, 100)
+        XCTAssertEqual(got, want)
+        XCTAssertEqual(gotText, wantText)
+        print("Q8_0 stories260K, interleave: \(fast.info.ownedBytes) bytes owned by the library,",
+              "\(fast.interleavedMatrices) matrices interleaved, the mapped model's \(want.count) tokens")
+    }
 }
