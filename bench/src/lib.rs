@@ -14,6 +14,17 @@ use llamette::tensor::{Tensor, TensorType};
 /// Bytes of a huge page (x86-64 and most aarch64 Linux).
 const HUGE: usize = 2 << 20;
 
+/// Where [`Weights::random`] puts its weights: in 4 KiB pages (advised
+/// not to use huge pages, starting 2688 bytes into a page, as the tensors
+/// of a memory-mapped GGUF file whose page cache is not backed by huge
+/// folios) when set, else in huge pages. `kernel-table --small-pages`.
+pub static SMALL_PAGES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The offset into a page of [`SMALL_PAGES`] weights (that of the
+/// tensors of the tinyllama-shaped GGUF files llama.cpp writes: 64-byte
+/// aligned, not page-aligned).
+const SMALL_OFFSET: usize = 2688;
+
 /// A zeroed buffer aligned to 2 MiB and advised to use transparent huge
 /// pages before its first touch (fewer TLB misses: streaming reaches the
 /// machine's bandwidth).
@@ -27,7 +38,16 @@ pub struct HugeBuf {
 impl HugeBuf {
     /// A buffer of `len` bytes.
     pub fn new(len: usize) -> HugeBuf {
-        let map_len = len.max(1).next_multiple_of(HUGE) + HUGE;
+        HugeBuf::with_pages(len, false)
+    }
+
+    /// A buffer of `len` bytes: in huge pages as [`HugeBuf::new`], or with
+    /// `small`, in 4 KiB pages (`MADV_NOHUGEPAGE`), starting
+    /// [`SMALL_OFFSET`] bytes into a page.
+    pub fn with_pages(len: usize, small: bool) -> HugeBuf {
+        let offset = if small { SMALL_OFFSET } else { 0 };
+        let size = (len.max(1) + offset).next_multiple_of(HUGE);
+        let map_len = size + HUGE;
         // SAFETY: an anonymous private mapping; checked below.
         let map = unsafe {
             libc::mmap(
@@ -42,13 +62,20 @@ impl HugeBuf {
         assert!(map != libc::MAP_FAILED, "mmap failed");
         let map = map as *mut u8;
         let ptr = map.wrapping_add(map.align_offset(HUGE));
-        let size = len.max(1).next_multiple_of(HUGE);
+        let advice = if small {
+            libc::MADV_NOHUGEPAGE
+        } else {
+            libc::MADV_HUGEPAGE
+        };
         // SAFETY: the range is inside our mapping. (Advice only: failure
         // is harmless.)
-        unsafe { libc::madvise(ptr.cast(), size, libc::MADV_HUGEPAGE) };
-        // First touch after the advice, so that the pages fault in huge.
+        unsafe { libc::madvise(ptr.cast(), size, advice) };
+        // First touch after the advice, so that the pages fault in huge
+        // (or not).
         // SAFETY: the range is inside our mapping.
         unsafe { std::ptr::write_bytes(ptr, 0, size) };
+        // `offset + len <= size`: inside the touched range.
+        let ptr = ptr.wrapping_add(offset);
         HugeBuf {
             map,
             map_len,
@@ -116,7 +143,8 @@ impl Weights {
     /// Random `rows` x `cols` weights of type `ty`.
     pub fn random(ty: TensorType, rows: usize, cols: usize, seed: u64) -> Weights {
         let n = ty.bytes_for(rows * cols).unwrap();
-        let mut buf = HugeBuf::new(n);
+        let small = SMALL_PAGES.load(std::sync::atomic::Ordering::Relaxed);
+        let mut buf = HugeBuf::with_pages(n, small);
         let mut rng = Rng(seed);
         let b = buf.bytes_mut();
         let scale = |rng: &mut Rng| 0x2000u16 | (rng.next_u64() & 0x3ff) as u16; // ~2^-7

@@ -11,6 +11,11 @@
 //! On a machine shared with other busy processes, `--cpu-time` (with
 //! `--quick`: one thread) times by the thread's CPU time instead of the
 //! wall clock: what the kernels (and the probe) reach while they run.
+//!
+//! `--small-pages` puts the weights in 4 KiB pages, 2688 bytes into a page
+//! (as the tensors of a memory-mapped GGUF file whose page cache is not
+//! backed by huge folios); the probe still reads huge pages, the ceiling
+//! to aim at.
 
 use std::hint::black_box;
 
@@ -105,6 +110,9 @@ fn main() {
             "--rounds" => opts.rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(9),
             "--quick" => opts.quick = true,
             "--cpu-time" => CPU_TIME.store(true, std::sync::atomic::Ordering::Relaxed),
+            "--small-pages" => {
+                llamette_bench::SMALL_PAGES.store(true, std::sync::atomic::Ordering::Relaxed)
+            }
             "--matvec" => opts.matmul = false,
             "--matmul" => opts.matvec = false,
             "--types" => {
@@ -127,6 +135,7 @@ fn main() {
                 eprintln!(
                     "usage: kernel-table [--rounds N] [--quick (1 thread only)] [--matvec | --matmul]\n\
                      \x20      [--cpu-time (with --quick: time by this thread's CPU time)]\n\
+                     \x20      [--small-pages (weights in 4 KiB pages, as a memory-mapped file's)]\n\
                      \x20      [--types f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1,iq4_nl,q2_k,q3_k,q4_k,q5_k,q6_k,\n\
                      \x20               q8_0x16,q4_0x16] [--sets scalar,avx2,...]"
                 );
@@ -180,6 +189,9 @@ fn main() {
         "read bandwidth probe (1 thread, 4 x 32 MB in turn): {bw:.1} GB/s (median){}",
         if cpu { ", by CPU time" } else { "" }
     );
+    if llamette_bench::SMALL_PAGES.load(std::sync::atomic::Ordering::Relaxed) {
+        println!("weights in 4 KiB pages (--small-pages); the probe reads huge pages");
+    }
     if !cpu {
         // Two threads, each reading half of every buffer.
         let mut two = Vec::new();
