@@ -1797,11 +1797,8 @@ fn greedy_run(bytes: &[u8], steps: usize) -> (Vec<u32>, Vec<f32>) {
 }
 
 /// A quantized model interleaved in place gives the plain model's greedy
-/// tokens and logits. In general the logits differ in their last bits (one
-/// running sum per row instead of eight partial sums), but stories260K's
-/// rows are 2 blocks long, where both orders add the same two products in
-/// one rounding: here they must be bit-identical, so any misplaced byte of
-/// the layout shows.
+/// tokens and logits, bit for bit (the interleaved kernels add the blocks
+/// in the plain types' order), so any misplaced byte of the layout shows.
 #[test]
 fn repacked_quantized_model_matches_the_plain_one() {
     use llamette::tensor::TensorType;

@@ -25,15 +25,16 @@
 //!
 //! # Numbers
 //!
-//! An interleaved row sums its blocks in order into one float
-//! (`acc + (d_w * d_a) * dot`), where the plain types use eight partial
-//! sums: the logits differ in their last bits from the same model before
-//! interleaving; every kernel set gives the same bits for the interleaved
-//! types, for any thread count, one token or a batch ([`mat_x16`] is the
-//! reference).
+//! An interleaved row sums its blocks exactly as the plain Q8_0 and Q4_0
+//! rows do: block `k`'s exact integer dot product, scaled by `d_w * d_a`,
+//! goes to partial sum `k % 8`, and the eight sums are combined by
+//! [`reduce8`]. So interleaving changes no bit of the logits: a model
+//! gives the same numbers (and the same text) plain or interleaved, with
+//! every kernel set, any thread count, one token or a batch ([`mat_x16`]
+//! is the reference).
 
 use super::acts::Acts;
-use super::types::{f16_le, TensorType, QK};
+use super::types::{f16_le, reduce8, TensorType, QK};
 use crate::error::{Error, Result};
 
 /// Rows per band of the interleaved types.
@@ -175,8 +176,9 @@ pub(crate) fn dequantize_row(data: &[u8], q4: bool, r: usize, out: &mut [f32]) {
 
 /// The reference for interleaved Q8_0 ([`TensorType::Q8_0x16`]) or Q4_0
 /// weights (`rows` whole bands) times Q8 activations (the `MatFn`
-/// contract): row `r` sums its blocks in order, `acc + (d_w * d_a) * dot`,
-/// with `dot` the block's exact dot product (values `byte - 128` for Q8_0,
+/// contract): row `r` adds block `k`'s `(d_w * d_a) * dot` to partial sum
+/// `k % 8`, then [`reduce8`] (the plain types' order), with `dot` the
+/// block's exact dot product (values `byte - 128` for Q8_0,
 /// `nibble - 8` for Q4_0, the offset taken out as `offset * sum(q)`).
 pub fn mat_x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize, q4: bool) {
     assert!(
@@ -191,7 +193,7 @@ pub fn mat_x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize, q4: bool) {
         let out = &mut out[c * rows..(c + 1) * rows];
         for (band, out) in w.chunks_exact(nb * ub).zip(out.chunks_exact_mut(BAND)) {
             for (r, o) in out.iter_mut().enumerate() {
-                let mut acc = 0f32;
+                let mut acc = [0f32; 8];
                 for (k, unit) in band.chunks_exact(ub).enumerate() {
                     let d = f16_le([unit[2 * r], unit[2 * r + 1]]);
                     let q = &act.q[k * QK..(k + 1) * QK];
@@ -205,9 +207,9 @@ pub fn mat_x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize, q4: bool) {
                             dot += v * q[i] as i32;
                         }
                     }
-                    acc += (d * act.d[k]) * dot as f32;
+                    acc[k % 8] += (d * act.d[k]) * dot as f32;
                 }
-                *o = acc;
+                *o = reduce8(acc);
             }
         }
     }

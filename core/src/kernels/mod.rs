@@ -52,7 +52,8 @@
 //! - the K-quants: per super-block of 256, exact `i32` sums of the
 //!   sub-blocks times their integer scales, then one running f32 sum per
 //!   row (see [`types::k_quants`]);
-//! - interleaved Q8_0 and Q4_0 ([`interleave`]): one running sum per row;
+//! - interleaved Q8_0 and Q4_0 ([`interleave`]): as plain Q8_0 and Q4_0
+//!   (partial sum `block % 8`), so interleaving changes no bit;
 //! - quantizing activations rounds as the scalar code does.
 //!
 //! So the logits do not depend on the CPU, on the kernel set, on the thread

@@ -3,7 +3,8 @@
 //! per lane; `sdot` adds, in each lane, the 4 products of that row's 4 bytes
 //! of a chunk with the activations' 4-byte group broadcast to every lane.
 //! Nothing is reduced across lanes. The arithmetic, lane by lane, is the
-//! scalar reference's (`acc + (d_w * d_a) * dot`, `dot` exact).
+//! scalar reference's (block `k`'s `(d_w * d_a) * dot`, `dot` exact, into
+//! partial sum `k % 8`, then `reduce8`): the plain types' numbers.
 //!
 //! Plain NEON (no `sdot`) would need another byte order, so the `neon` set
 //! keeps the scalar reference for these types. The functions take the
@@ -68,11 +69,13 @@ unsafe fn tile<I: ArmIsa, const C: usize, const Q4: bool>(
 ) {
     let ub = BAND * if Q4 { 18 } else { 34 };
     let chunks = if Q4 { 4 } else { 8 };
-    let mut acc = [[vdupq_n_f32(0.0); 4]; C];
-    // SAFETY (whole body): unit k of the band, and block k of each vector
-    // (32 values, a scale and a sum), are inside the checked arguments.
-    unsafe {
-        for k in 0..nb {
+    // Block k goes to partial sum k % 8, as the plain types add them.
+    let mut acc = [[[vdupq_n_f32(0.0); 4]; 8]; C];
+    let block = |k: usize, u: usize, acc: &mut [[[float32x4_t; 4]; 8]; C]| {
+        // SAFETY: unit k of the band, and block k of each vector (32
+        // values, a scale and a sum), are inside the checked arguments;
+        // the CPU has the features (the caller's contract).
+        unsafe {
             let unit = band.add(k * ub);
             let (d0, d1) = f16x8(vld1q_u16(unit as *const u16));
             let (d2, d3) = f16x8(vld1q_u16(unit.add(16) as *const u16));
@@ -85,7 +88,7 @@ unsafe fn tile<I: ArmIsa, const C: usize, const Q4: bool>(
                 let group = |g: usize| vreinterpretq_s8_s32(vdupq_n_s32(read_unaligned(q.add(g))));
                 let da = vdupq_n_f32(*a.d.as_ptr().add(blk));
                 let offset = if Q4 { -8 * *a.sum.as_ptr().add(blk) } else { 0 };
-                for (quarter, acc) in acc.iter_mut().enumerate() {
+                for (quarter, acc) in acc[u].iter_mut().enumerate() {
                     let mut dot = vdupq_n_s32(offset);
                     for c in 0..chunks {
                         let v = vals(c, quarter);
@@ -106,10 +109,28 @@ unsafe fn tile<I: ArmIsa, const C: usize, const Q4: bool>(
                 }
             }
         }
-        for (j, acc) in acc.iter().enumerate() {
-            for (quarter, acc) in acc.iter().enumerate() {
-                vst1q_f32(out.add(j * rows + 4 * quarter), *acc);
-            }
+    };
+    let mut k = 0;
+    while k + 8 <= nb {
+        for u in 0..8 {
+            block(k + u, u, &mut acc);
+        }
+        k += 8;
+    }
+    for u in 0..nb - k {
+        block(k + u, u, &mut acc);
+    }
+    for (j, acc) in acc.iter().enumerate() {
+        for quarter in 0..4 {
+            // reduce8, lane by lane.
+            let p = |u: usize| acc[u][quarter];
+            let s = vaddq_f32(
+                vaddq_f32(vaddq_f32(p(0), p(4)), vaddq_f32(p(1), p(5))),
+                vaddq_f32(vaddq_f32(p(2), p(6)), vaddq_f32(p(3), p(7))),
+            );
+            // SAFETY: rows 4 * quarter.. of the band for vector c0 + j are
+            // inside the checked arguments.
+            unsafe { vst1q_f32(out.add(j * rows + 4 * quarter), s) };
         }
     }
 }

@@ -3,7 +3,8 @@
 //! are 8 `vpdpbusd` (each adds 4 products per row) with the activations'
 //! 4-byte groups broadcast, and its scaling is one vector multiply; there
 //! is no reduction across lanes at all. The arithmetic, lane by lane, is
-//! the scalar reference's (`acc + (d_w * d_a) * dot`, `dot` exact).
+//! the scalar reference's (block `k`'s `(d_w * d_a) * dot`, `dot` exact,
+//! into partial sum `k % 8`, then `reduce8`): the plain types' numbers.
 
 use core::arch::x86_64::*;
 use core::ptr::read_unaligned;
@@ -60,12 +61,15 @@ unsafe fn tile<const C: usize, const Q4: bool>(
     let ub = BAND * if Q4 { 18 } else { 34 };
     let offset = if Q4 { -8 } else { -128 };
     let mask = _mm512_set1_epi8(0x0f);
-    let mut acc = [_mm512_setzero_ps(); C];
-    // SAFETY (whole body): unit k of the band, and block k of each
-    // vector (32 values, a scale and a sum), are inside the checked
-    // arguments.
-    unsafe {
-        for k in 0..nb {
+    // Eight partial sums per vector: block k goes to sum k % 8, as the
+    // plain types add them (and eight chains hide the add's latency).
+    let mut acc = [[_mm512_setzero_ps(); 8]; C];
+    // Block k's scaled dot products into partial sums `u`.
+    let block = |k: usize, u: usize, acc: &mut [[__m512; 8]; C]| {
+        // SAFETY: unit k of the band, and block k of each vector (32
+        // values, a scale and a sum), are inside the checked arguments;
+        // the CPU has the features (the caller's contract).
+        unsafe {
             let unit = band.add(k * ub);
             let dw = _mm512_cvtph_ps(_mm256_loadu_si256(unit as *const __m256i));
             let vals = |c: usize| _mm512_loadu_si512(unit.add(32 + 64 * c) as *const _);
@@ -101,12 +105,29 @@ unsafe fn tile<const C: usize, const Q4: bool>(
                 }
                 let dot = _mm512_cvtepi32_ps(_mm512_add_epi32(d0, d1));
                 let s = _mm512_mul_ps(dw, _mm512_set1_ps(*a.d.as_ptr().add(blk)));
-                *acc = _mm512_add_ps(*acc, _mm512_mul_ps(s, dot));
+                acc[u] = _mm512_add_ps(acc[u], _mm512_mul_ps(s, dot));
             }
         }
-        for (j, acc) in acc.iter().enumerate() {
-            _mm512_storeu_ps(out.add(j * rows), *acc);
+    };
+    let mut k = 0;
+    while k + 8 <= nb {
+        for u in 0..8 {
+            block(k + u, u, &mut acc);
         }
+        k += 8;
+    }
+    for u in 0..nb - k {
+        block(k + u, u, &mut acc);
+    }
+    for (j, acc) in acc.iter().enumerate() {
+        // reduce8, lane by lane.
+        let s = _mm512_add_ps(
+            _mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[1], acc[5])),
+            _mm512_add_ps(_mm512_add_ps(acc[2], acc[6]), _mm512_add_ps(acc[3], acc[7])),
+        );
+        // SAFETY: row 0 of the band for vector c0 + j, 16 outputs, is
+        // inside the checked arguments.
+        unsafe { _mm512_storeu_ps(out.add(j * rows), s) };
     }
 }
 
@@ -180,12 +201,13 @@ pub(super) mod avx2 {
         let ub = BAND * if Q4 { 18 } else { 34 };
         let mask = _mm256_set1_epi8(0x0f);
         let ones = _mm256_set1_epi16(1);
-        let mut acc = [_mm256_setzero_ps(); C];
-        // SAFETY (whole body): unit k of the band, and block k of each
-        // vector (32 values, a scale and a sum), are inside the checked
-        // arguments.
-        unsafe {
-            for k in 0..nb {
+        // Block k goes to partial sum k % 8, as the plain types add them.
+        let mut acc = [[_mm256_setzero_ps(); 8]; C];
+        let block = |k: usize, u: usize, acc: &mut [[__m256; 8]; C]| {
+            // SAFETY: unit k of the band, and block k of each vector (32
+            // values, a scale and a sum), are inside the checked
+            // arguments; the CPU has the features (the caller's contract).
+            unsafe {
                 let unit = band.add(k * ub);
                 let dw = _mm256_cvtph_ps(_mm_loadu_si128(unit.add(16 * half) as *const __m128i));
                 let vals =
@@ -225,12 +247,29 @@ pub(super) mod avx2 {
                         s32
                     };
                     let s = _mm256_mul_ps(dw, _mm256_set1_ps(*a.d.as_ptr().add(blk)));
-                    *acc = _mm256_add_ps(*acc, _mm256_mul_ps(s, _mm256_cvtepi32_ps(dot)));
+                    acc[u] = _mm256_add_ps(acc[u], _mm256_mul_ps(s, _mm256_cvtepi32_ps(dot)));
                 }
             }
-            for (j, acc) in acc.iter().enumerate() {
-                _mm256_storeu_ps(out.add(j * rows), *acc);
+        };
+        let mut k = 0;
+        while k + 8 <= nb {
+            for u in 0..8 {
+                block(k + u, u, &mut acc);
             }
+            k += 8;
+        }
+        for u in 0..nb - k {
+            block(k + u, u, &mut acc);
+        }
+        for (j, acc) in acc.iter().enumerate() {
+            // reduce8, lane by lane.
+            let s = _mm256_add_ps(
+                _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[1], acc[5])),
+                _mm256_add_ps(_mm256_add_ps(acc[2], acc[6]), _mm256_add_ps(acc[3], acc[7])),
+            );
+            // SAFETY: rows 8 * half.. of the band for vector c0 + j are
+            // inside the checked arguments.
+            unsafe { _mm256_storeu_ps(out.add(j * rows), s) };
         }
     }
 }
