@@ -179,8 +179,8 @@
  * without the flag. So is it when a copy would gain nothing (no matrix to
  * interleave, no huge pages). `llamette_model_info.owned_bytes` says what
  * the copy costs (0: mapped), `interleaved_matrices` what was rewritten.
- * Logits differ from the mapped file's in their last bits (another
- * summation order).
+ * The logits are the mapped file's, bit for bit (the interleaved kernels
+ * add in the plain types' order).
  */
 #define LLAMETTE_OPEN_FOR_SPEED 1
 
@@ -1314,8 +1314,8 @@ llamette_status llamette_model_open_memory(const uint8_t *data,
  * them; the header marks the rewritten matrices). The call is idempotent;
  * a llama2.c file is left as it is; on an error nothing is changed.
  * Worth it only where `llamette_kernels_interleaved()` is non-zero (elsewhere
- * the rewritten matrices are slower). Logits differ from the original
- * file's in the last bits (another summation order).
+ * the rewritten matrices are slower). The logits stay the original file's,
+ * bit for bit (the interleaved kernels add in the plain types' order).
  *
  * `*out_matrices` (if not NULL) receives the number of matrices rewritten.
  *

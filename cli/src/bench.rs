@@ -7,7 +7,7 @@ use llamette::parallel::ThreadPool;
 use llamette::session::KvType;
 use llamette::{Session, SessionParams};
 
-use crate::files::{CliError, Input};
+use crate::files::{open_model, CliError, Layout};
 
 /// Best-of-3 read bandwidth of `threads` threads summing a 1 GiB buffer, in
 /// GB/s. The buffer is anonymous memory advised to use transparent huge
@@ -66,18 +66,16 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// What `llamette bench` runs.
 pub struct BenchOptions {
-    /// Threads (0: one per core).
-    pub threads: usize,
+    /// Threads (0: one per core; `None`: chosen by the model's size).
+    pub threads: Option<usize>,
     /// Prompt length to prefill.
     pub prompt_tokens: usize,
     /// Tokens to generate after the prompt.
     pub gen_tokens: usize,
     /// Run the read-bandwidth probe after.
     pub probe: bool,
-    /// Copy the weights into huge pages.
-    pub huge_pages: bool,
-    /// Interleave the quantized matrices (implies `huge_pages`).
-    pub repack: bool,
+    /// How the weights are held.
+    pub layout: Layout,
     /// The KV cache type.
     pub kv_type: KvType,
 }
@@ -89,29 +87,14 @@ pub fn bench(path: &Path, o: &BenchOptions) -> Result<(), CliError> {
         prompt_tokens,
         gen_tokens,
         probe,
-        huge_pages,
-        repack,
+        layout,
         kv_type,
     } = *o;
-    let huge_pages = huge_pages || repack;
-    let mut input = if huge_pages {
-        Input::open_in_huge_pages(path)?
-    } else {
-        let input = Input::open(path)?;
-        input.advise_hugepages();
-        input
-    };
-    let mut interleaved = None;
-    if repack {
-        let t0 = Instant::now();
-        let name = input.name.clone();
-        let bytes = input
-            .bytes_mut()
-            .ok_or_else(|| CliError::new(&name, "no writable copy to interleave"))?;
-        let done = llamette::repack::repack_in_place(bytes).map_err(|e| CliError::new(&name, e))?;
-        interleaved = Some((done, t0.elapsed().as_secs_f64()));
-    }
+    let loaded = open_model(Some(&path.to_path_buf()), layout, true)?;
+    let (input, huge_pages, interleaved) = (loaded.input, loaded.copied, loaded.interleaved);
+    input.advise_hugepages();
     let model = crate::load_model(&input)?;
+    crate::files::say(&loaded.note);
     let c = model.config;
     if prompt_tokens == 0 || prompt_tokens + gen_tokens + 1 > c.seq_len {
         return Err(input.err(format!(
@@ -126,7 +109,7 @@ pub fn bench(path: &Path, o: &BenchOptions) -> Result<(), CliError> {
     }
     std::hint::black_box(sum);
 
-    let pool = ThreadPool::try_new(threads).map_err(|e| CliError::new("--threads", e))?;
+    let pool = crate::thread_pool(threads, &model)?;
     let params = SessionParams {
         context: prompt_tokens + gen_tokens + 1,
         kv_type,

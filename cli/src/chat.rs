@@ -7,14 +7,13 @@ use std::time::Instant;
 
 use llamette::chat::{self, ChatOptions, ContextPolicy, Message, Role};
 use llamette::chat_template::{self, ChatFormat};
-use llamette::parallel::ThreadPool;
 use llamette::state;
 use llamette::{
     Event, GenerateParams, Generator, SamplerParams, Session, SessionParams, StopReason, TextMode,
     Tokenizer,
 };
 
-use crate::files::{self, CliError, Input};
+use crate::files::{self, CliError};
 use crate::{session_buffer, tokenizer_file, KvArg, TokenizerData};
 
 #[derive(clap::Args)]
@@ -48,9 +47,20 @@ pub(crate) struct ChatArgs {
     /// KV cache element type.
     #[arg(long = "kv", value_enum, default_value_t = KvArg::F32)]
     kv: KvArg,
-    /// Threads for the matrix products (0: one per core).
-    #[arg(long = "threads", default_value_t = 1)]
-    threads: usize,
+    /// Threads for the matrix products (0: one per core; default: 1 for
+    /// small models, one per core for large ones).
+    #[arg(long = "threads")]
+    threads: Option<usize>,
+    /// Copy the model into memory (huge pages) and interleave its quantized
+    /// matrices for the SIMD kernels, whatever its size. The default when
+    /// the file takes at most half of the available memory (with --state:
+    /// copied but not interleaved, so that saved conversations stay valid
+    /// with --mmap).
+    #[arg(long, conflicts_with = "mmap")]
+    repack: bool,
+    /// Map the model file read-only instead of copying it.
+    #[arg(long)]
+    mmap: bool,
 }
 
 /// Parses `[{"role": ..., "content": ...}]`.
@@ -104,8 +114,16 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(), CliError> {
     }
     .validate()
     .map_err(crate::sampler_error)?;
-    let model_in = files::open_or(a.model.as_ref(), Input::default_model)?;
+    // A saved state names its model by the bytes of its header, which
+    // interleaving rewrites: with --state, only --repack interleaves.
+    let layout = files::Layout::from_flags(a.mmap, a.repack);
+    let files::LoadedModel {
+        input: model_in,
+        note,
+        ..
+    } = files::open_model(a.model.as_ref(), layout, a.state.is_none())?;
     let model = crate::load_model(&model_in)?;
+    files::say(&note);
     let vocab = model.config.vocab_size as u32;
     let tok_file = tokenizer_file(a.tokenizer.as_ref(), a.model.as_ref(), &model_in)?;
     let tok_src = tok_file.as_ref().unwrap_or(&model_in);
@@ -121,7 +139,7 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(), CliError> {
     };
     let bytes = Session::required_bytes(&model, &params).map_err(|e| model_in.err(e))?;
     let mut buf = session_buffer(bytes);
-    let pool = ThreadPool::try_new(a.threads).map_err(|e| CliError::new("--threads", e))?;
+    let pool = crate::thread_pool(a.threads, &model)?;
     let mut session = Session::new(&model, params, bytemuck::cast_slice_mut(&mut buf))
         .map_err(|e| model_in.err(e))?;
     session.set_parallel(&pool);

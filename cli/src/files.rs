@@ -221,10 +221,169 @@ impl Input {
     }
 }
 
-/// Optional path argument helper.
-pub fn open_or(path: Option<&PathBuf>, default: fn() -> Input) -> Result<Input, CliError> {
-    match path {
-        Some(p) => Input::open(p),
-        None => Ok(default()),
+/// How a model file's weights are held in memory.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Layout {
+    /// The fast layout ([`Layout::Repacked`]) when the file takes at most
+    /// half of the memory available, else [`Layout::Mapped`].
+    Auto,
+    /// The file mapped read-only: no copy, shared with the page cache
+    /// (`--mmap`).
+    Mapped,
+    /// Copied into anonymous memory backed by huge pages (bench's
+    /// `--huge-pages`).
+    HugePages,
+    /// Copied into huge pages and its Q8_0/Q4_0 matrices interleaved for
+    /// the SIMD kernels (`--repack`).
+    Repacked,
+}
+
+impl Layout {
+    /// The layout the flags ask for: `--mmap`, `--repack` or neither.
+    pub fn from_flags(mmap: bool, repack: bool) -> Layout {
+        match (mmap, repack) {
+            (true, _) => Layout::Mapped,
+            (false, true) => Layout::Repacked,
+            (false, false) => Layout::Auto,
+        }
     }
+}
+
+/// A model opened by [`open_model`].
+pub struct LoadedModel {
+    /// Its bytes.
+    pub input: Input,
+    /// Whether the bytes are a private copy (huge pages).
+    pub copied: bool,
+    /// Matrices interleaved, their bytes, and the seconds it took.
+    pub interleaved: Option<(llamette::repack::Repacked, f64)>,
+    /// What was done, for stderr once the model loaded (so that a file
+    /// that is no model gets its one-line error alone).
+    pub note: Option<String>,
+}
+
+/// Prints [`LoadedModel::note`] on stderr.
+pub fn say(note: &Option<String>) {
+    if let Some(n) = note {
+        eprintln!("llamette: {n}");
+    }
+}
+
+/// `MemAvailable` of `/proc/meminfo`, in bytes (`None` where unknown).
+pub fn mem_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line["MemAvailable:".len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+fn mib(bytes: u64) -> u64 {
+    bytes.div_ceil(1 << 20)
+}
+
+/// Opens the model at `path` (the embedded model when `None`, which is
+/// read-only and stays as it is) in `layout`, with a note of how (none
+/// when the flags asked for the mapped file) for [`say`].
+///
+/// [`Layout::Auto`] copies and interleaves when the file's size is at most
+/// half of `MemAvailable` (the copy then costs memory the user can spare),
+/// and maps it otherwise, or when the available memory is unknown. With
+/// `interleave_auto` false, the automatic copy is not interleaved (`chat
+/// --state`: a saved conversation names its model by the bytes of its
+/// header, which interleaving changes). Interleaving changes no bit of the
+/// numbers (the kernels add in the plain types' order), so the text printed
+/// is the same in every layout.
+pub fn open_model(
+    path: Option<&PathBuf>,
+    layout: Layout,
+    interleave_auto: bool,
+) -> Result<LoadedModel, CliError> {
+    let Some(path) = path else {
+        return Ok(LoadedModel {
+            input: Input::default_model(),
+            copied: false,
+            interleaved: None,
+            note: None,
+        });
+    };
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let avail = match layout {
+        Layout::Auto => mem_available(),
+        _ => None,
+    };
+    let mut note = None;
+    let (copy, interleave) = match layout {
+        Layout::Mapped => (false, false),
+        Layout::HugePages => (true, false),
+        Layout::Repacked => (true, true),
+        Layout::Auto => {
+            let fits = avail.is_some_and(|a| size <= a / 2);
+            if !fits {
+                let why = match avail {
+                    Some(a) => format!(
+                        "its {} MiB are more than half of the {} MiB available",
+                        mib(size),
+                        mib(a)
+                    ),
+                    None => "the available memory is unknown".into(),
+                };
+                note = Some(format!(
+                    "mapped the model file ({why}); --repack copies and interleaves it anyway"
+                ));
+            }
+            let fast = interleave_auto && llamette::kernels::active().fast_interleaved;
+            (fits, fits && fast)
+        }
+    };
+    if !copy {
+        return Ok(LoadedModel {
+            input: Input::open(path)?,
+            copied: false,
+            interleaved: None,
+            note,
+        });
+    }
+    let mut input = Input::open_in_huge_pages(path)?;
+    let name = input.name.clone();
+    let mut interleaved = None;
+    if interleave {
+        if let Some(bytes) = input.bytes_mut() {
+            let t0 = std::time::Instant::now();
+            match llamette::repack::repack_in_place(bytes) {
+                Ok(done) => interleaved = Some((done, t0.elapsed().as_secs_f64())),
+                Err(e) if layout == Layout::Repacked => return Err(CliError::new(&name, e)),
+                // A file that does not parse is left as it is, for
+                // `Model::load` to say what it is.
+                Err(_) => {}
+            }
+        }
+    }
+    let what = match interleaved {
+        Some((done, _)) if done.tensors > 0 => {
+            format!("copied and interleaved {} matrices", done.tensors)
+        }
+        Some(_) => "copied into huge pages, no Q8_0/Q4_0 matrix to interleave".into(),
+        None => "copied into huge pages".into(),
+    };
+    let note = match layout {
+        Layout::Auto => {
+            let avail = avail.map_or(String::new(), |a| format!(" of {} MiB available", mib(a)));
+            format!(
+                "loaded for speed: {what} ({} MiB{avail}); --mmap maps the file instead",
+                mib(size)
+            )
+        }
+        _ => format!("{what} ({} MiB)", mib(size)),
+    };
+    Ok(LoadedModel {
+        input,
+        copied: true,
+        interleaved,
+        note: Some(note),
+    })
 }

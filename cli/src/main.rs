@@ -112,9 +112,10 @@ struct SynthArgs {
 struct BenchArgs {
     /// The model (GGUF or llama2.c .bin).
     model: PathBuf,
-    /// Threads (0: one per core).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    /// Threads (0: one per core; default: 1 for small models, one per core
+    /// for large ones).
+    #[arg(long)]
+    threads: Option<usize>,
     /// Prompt length to prefill.
     #[arg(long = "prompt-tokens", default_value_t = 128)]
     prompt_tokens: usize,
@@ -124,14 +125,19 @@ struct BenchArgs {
     /// Skip the memory bandwidth probe.
     #[arg(long = "no-probe")]
     no_probe: bool,
-    /// Copy the weights into anonymous memory backed by huge pages instead
-    /// of mapping the file (costs the model's size in RAM).
-    #[arg(long = "huge-pages")]
+    /// Copy the weights into anonymous memory backed by huge pages, without
+    /// interleaving them (costs the model's size in RAM).
+    #[arg(long = "huge-pages", conflicts_with_all = ["mmap", "repack"])]
     huge_pages: bool,
-    /// Interleave the quantized matrices for the SIMD kernels (implies
-    /// --huge-pages: the copy is rewritten in place; see `llamette::repack`).
-    #[arg(long)]
+    /// Copy the weights into huge pages and interleave the quantized
+    /// matrices for the SIMD kernels (see `llamette::repack`), whatever the
+    /// model's size. The default when the file takes at most half of the
+    /// available memory.
+    #[arg(long, conflicts_with = "mmap")]
     repack: bool,
+    /// Map the model file read-only instead of copying it.
+    #[arg(long)]
+    mmap: bool,
     /// KV cache element type.
     #[arg(long = "kv", value_enum, default_value_t = KvArg::F32)]
     kv: KvArg,
@@ -205,16 +211,23 @@ struct GenerateArgs {
     /// How to turn tokens into text.
     #[arg(long = "decode", value_enum, default_value_t = Decode::Llama2c)]
     decode: Decode,
-    /// Threads for the matrix products (0: one per core).
-    #[arg(long = "threads", default_value_t = 1)]
-    threads: usize,
+    /// Threads for the matrix products (0: one per core; default: 1 for
+    /// small models, one per core for large ones).
+    #[arg(long = "threads")]
+    threads: Option<usize>,
     /// Prompt tokens run together per weight pass (0: the library's default).
     #[arg(long = "batch", default_value_t = 0)]
     batch: usize,
     /// Copy the model into memory (huge pages) and interleave its quantized
-    /// matrices for the SIMD kernels (see `llamette::repack`).
-    #[arg(long)]
+    /// matrices for the SIMD kernels (see `llamette::repack`), whatever its
+    /// size. The default when the file takes at most half of the available
+    /// memory.
+    #[arg(long, conflicts_with = "mmap")]
     repack: bool,
+    /// Map the model file read-only instead of copying it (no memory beyond
+    /// the page cache; slower).
+    #[arg(long)]
+    mmap: bool,
 }
 
 #[derive(clap::Args)]
@@ -269,8 +282,11 @@ fn main() -> ExitCode {
                 prompt_tokens: a.prompt_tokens,
                 gen_tokens: a.gen_tokens,
                 probe: !a.no_probe,
-                huge_pages: a.huge_pages,
-                repack: a.repack,
+                layout: if a.huge_pages {
+                    files::Layout::HugePages
+                } else {
+                    files::Layout::from_flags(a.mmap, a.repack)
+                },
                 kv_type: a.kv.kv_type(),
             },
         ),
@@ -396,20 +412,14 @@ fn generate(a: GenerateArgs) -> Result<(), CliError> {
         repeat_last_n: 64,
     };
     sampler.validate().map_err(sampler_error)?;
-    let mut model_in = match (&a.model, a.repack) {
-        (Some(p), true) => Input::open_in_huge_pages(p)?,
-        _ => files::open_or(a.model.as_ref(), Input::default_model)?,
-    };
-    if a.repack {
-        let name = model_in.name.clone();
-        // The embedded model is read-only, and has no quantized matrix.
-        if let Some(bytes) = model_in.bytes_mut() {
-            let done =
-                llamette::repack::repack_in_place(bytes).map_err(|e| CliError::new(&name, e))?;
-            eprintln!("interleaved {} matrices", done.tensors);
-        }
-    }
+    let layout = files::Layout::from_flags(a.mmap, a.repack);
+    let files::LoadedModel {
+        input: model_in,
+        note,
+        ..
+    } = files::open_model(a.model.as_ref(), layout, true)?;
     let model = load_model(&model_in)?;
+    files::say(&note);
     let vocab = model.config.vocab_size as u32;
     let tok_file = tokenizer_file(a.tokenizer.as_ref(), a.model.as_ref(), &model_in)?;
     let tok_src = tok_file.as_ref().unwrap_or(&model_in);
@@ -485,7 +495,7 @@ fn generate_with(
     };
     let session_bytes = Session::required_bytes(model, &params).map_err(|e| model_in.err(e))?;
     let mut buf = session_buffer(session_bytes);
-    let pool = ThreadPool::try_new(a.threads).map_err(|e| CliError::new("--threads", e))?;
+    let pool = thread_pool(a.threads, model)?;
     let mut session = Session::new(model, params, bytemuck::cast_slice_mut(&mut buf))
         .map_err(|e| model_in.err(e))?;
     session.set_parallel(&pool);
@@ -581,6 +591,53 @@ fn generate_with(
         eprintln!("llamette: {m}");
     }
     Ok(())
+}
+
+/// Weight bytes read per token from which a second thread pays: below, the
+/// per-token work is so short that waking and waiting for another thread
+/// costs more than it saves (measured on 2 cores: see README, "Speed").
+const PARALLEL_BYTES_PER_TOKEN: u64 = 64 << 20;
+
+/// Most threads chosen automatically (more rarely pay for decode, which is
+/// bound by memory bandwidth).
+const MAX_AUTO_THREADS: usize = 8;
+
+/// The thread pool: `--threads` when given (0: one per core), else 1 for
+/// a model that reads less than [`PARALLEL_BYTES_PER_TOKEN`] per token and
+/// one per core (at most [`MAX_AUTO_THREADS`]) for larger ones, said on
+/// stderr.
+pub(crate) fn thread_pool(flag: Option<usize>, model: &Model) -> Result<ThreadPool, CliError> {
+    let n = match flag {
+        Some(n) => n,
+        None => {
+            let per_token = model.bytes_per_token();
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let (n, why) = if per_token < PARALLEL_BYTES_PER_TOKEN {
+                (
+                    1,
+                    format!(
+                        "a small model: {:.1} MiB of weights per token",
+                        per_token as f64 / (1u64 << 20) as f64
+                    ),
+                )
+            } else {
+                let n = cores.min(MAX_AUTO_THREADS);
+                (
+                    n,
+                    format!(
+                        "{:.0} MiB of weights per token, {cores} cores",
+                        per_token as f64 / (1u64 << 20) as f64
+                    ),
+                )
+            };
+            eprintln!(
+                "llamette: {n} thread{} ({why}); --threads N to choose",
+                if n == 1 { "" } else { "s" }
+            );
+            n
+        }
+    };
+    ThreadPool::try_new(n).map_err(|e| CliError::new("--threads", e))
 }
 
 /// The seed, or the clock's seconds for 0 (run.c's rule).

@@ -378,35 +378,69 @@ fn quantize_writes_what_llama_quantize_writes() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// `--repack` interleaves the quantized matrices in memory: the greedy text
-/// of a quantized stories260K stays the same (the logits differ only in
-/// their last bits).
+/// The default layout (a model that fits in half the available memory is
+/// copied and its quantized matrices interleaved) and `--repack` print
+/// exactly what the mapped file (`--mmap`) prints: the interleaved kernels
+/// add in the plain types' order. stderr says which layout was taken.
 #[test]
-fn repacked_quantized_model_tells_the_same_story() {
+fn every_layout_tells_the_same_story() {
     let dir = temp_dir("repack");
     let model = shared("models/stories260K.gguf");
     for ty in ["q8_0", "q4_0"] {
         let file = dir.join(format!("s-{ty}.gguf"));
         run_ok(&["quantize", path(&model), path(&file), "--type", ty]);
         let args = ["generate", path(&file), "-t", "0", "-n", "256"];
-        let plain = run_ok(&args);
-        let out = llamette(&[&args[..], &["--repack"]].concat(), b"");
+        let mapped = llamette(&[&args[..], &["--mmap"]].concat(), b"");
+        let err = String::from_utf8_lossy(&mapped.stderr);
+        assert!(mapped.status.success(), "{err}");
         assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            !err.contains("interleaved") && !err.contains("loaded for speed"),
+            "{ty}: {err}"
         );
-        let err = String::from_utf8_lossy(&out.stderr);
         // Every quantized matrix with a multiple of 16 rows: the embedding,
         // the classifier, and q, k, v, o of 5 layers (w1 and w3 have 172).
-        assert!(err.contains("interleaved 22 matrices"), "{ty}: {err}");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&plain),
-            "{ty}"
-        );
+        for (flag, needle) in [
+            (None, "loaded for speed: copied and interleaved 22 matrices"),
+            (Some("--repack"), "copied and interleaved 22 matrices"),
+        ] {
+            let out = llamette(&[&args[..], flag.as_slice()].concat(), b"");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{err}");
+            // This machine's memory may be short: then the file is mapped,
+            // and says so.
+            assert!(
+                err.contains(needle) || (flag.is_none() && err.contains("mapped the model file")),
+                "{ty} {flag:?}: {err}"
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&mapped.stdout),
+                "{ty} {flag:?}"
+            );
+        }
     }
+    // --mmap and --repack contradict each other.
+    let file = dir.join("s-q8_0.gguf");
+    let out = llamette(&["generate", path(&file), "--mmap", "--repack"], b"");
+    assert_eq!(out.status.code(), Some(2));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Without `--threads`, the thread count is chosen by the model's size
+/// and said on stderr; with it, nothing is said.
+#[test]
+fn the_thread_count_is_chosen_and_said() {
+    let out = llamette(&["generate", "-t", "0", "-n", "16"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("llamette: 1 thread (a small model") && err.contains("--threads N to choose"),
+        "{err}"
+    );
+    let out = llamette(&["generate", "-t", "0", "-n", "16", "--threads", "2"], b"");
+    let two = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{two}");
+    assert!(!two.contains("to choose"), "{two}");
 }
 
 #[test]
@@ -475,6 +509,20 @@ fn synth_and_bench_run_on_a_small_shape() {
     .unwrap();
     // 6 layers x 7 matrices, the embedding and the classifier.
     for needle in ["interleaved 44 matrices", "decode: 8 tokens"] {
+        assert!(report.contains(needle), "{report}");
+    }
+    let report = String::from_utf8(run_ok(&[
+        "bench",
+        path(&out),
+        "--prompt-tokens",
+        "8",
+        "--gen-tokens",
+        "8",
+        "--no-probe",
+        "--mmap",
+    ]))
+    .unwrap();
+    for needle in ["memory-mapped", "decode: 8 tokens"] {
         assert!(report.contains(needle), "{report}");
     }
     std::fs::remove_dir_all(&dir).unwrap();

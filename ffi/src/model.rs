@@ -151,8 +151,8 @@ unsafe impl SizedStruct for llamette_model_info {
 /// without the flag. So is it when a copy would gain nothing (no matrix to
 /// interleave, no huge pages). `llamette_model_info.owned_bytes` says what
 /// the copy costs (0: mapped), `interleaved_matrices` what was rewritten.
-/// Logits differ from the mapped file's in their last bits (another
-/// summation order).
+/// The logits are the mapped file's, bit for bit (the interleaved kernels
+/// add in the plain types' order).
 pub const LLAMETTE_OPEN_FOR_SPEED: u32 = 1;
 
 /// Where bytes come from. Every variant gives the same address for as long
@@ -713,8 +713,8 @@ pub unsafe extern "C" fn llamette_model_open_memory(
 /// them; the header marks the rewritten matrices). The call is idempotent;
 /// a llama2.c file is left as it is; on an error nothing is changed.
 /// Worth it only where `llamette_kernels_interleaved()` is non-zero (elsewhere
-/// the rewritten matrices are slower). Logits differ from the original
-/// file's in the last bits (another summation order).
+/// the rewritten matrices are slower). The logits stay the original file's,
+/// bit for bit (the interleaved kernels add in the plain types' order).
 ///
 /// `*out_matrices` (if not NULL) receives the number of matrices rewritten.
 ///

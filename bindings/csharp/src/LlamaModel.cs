@@ -141,8 +141,8 @@ namespace Llamette
         /// on Linux only (for its huge pages); elsewhere, or when the copy would gain
         /// nothing, the file is mapped as <see cref="Mapped"/> does.
         /// <see cref="ModelInfo.OwnedBytes"/> says what it costs (0: mapped),
-        /// <see cref="LlamaModel.InterleavedMatrices"/> what was rewritten. Logits
-        /// differ from the file's in the last bits (another summation order).
+        /// <see cref="LlamaModel.InterleavedMatrices"/> what was rewritten. The
+        /// logits are the file's, bit for bit.
         /// </summary>
         InMemoryInterleaved = 2,
     }
@@ -262,7 +262,7 @@ namespace Llamette
         /// about twice the prompt speed and faster generation. The arrays passed in
         /// are not changed. Elsewhere, and for F32 or llama2.c models, the model is
         /// opened as it is (<see cref="InterleavedMatrices"/> says how many matrices
-        /// were rewritten). Logits differ from the plain model's in the last bits.
+        /// were rewritten). The logits are the plain model's, bit for bit.
         /// </para>
         /// <para>
         /// The fast path for a file on disk:

@@ -105,8 +105,8 @@ public final class LlamaModel: @unchecked Sendable {
     /// faster (about twice the prompt speed, and faster generation). `data`
     /// itself is not changed. Elsewhere, and for F32 or llama2.c models, the
     /// model is opened as it is; ``interleavedMatrices`` says how many
-    /// matrices were rewritten. Logits differ from the plain model's in the
-    /// last bits (another summation order).
+    /// matrices were rewritten. The logits are the plain model's, bit for
+    /// bit.
     ///
     /// The fast path for a quantized model in a file:
     /// `try LlamaModel(contentsOf: url, interleave: true)`, or
