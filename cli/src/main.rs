@@ -593,10 +593,15 @@ fn generate_with(
     Ok(())
 }
 
-/// Weight bytes read per token from which a second thread pays: below, the
-/// per-token work is so short that waking and waiting for another thread
-/// costs more than it saves (measured on 2 cores: see README, "Speed").
-const PARALLEL_BYTES_PER_TOKEN: u64 = 64 << 20;
+/// Weight bytes read per token from which a second thread pays: below,
+/// the per-token work is so short that waking and waiting for another
+/// thread costs as much as it saves. Measured on a quiet 2-core machine
+/// (greedy decode, medians, 1 / 2 threads): stories260K (1 MiB per token)
+/// 27 400 / 27 200 tok/s; the 15M shape in Q4_0 (about 9 MiB) 4 300 /
+/// 5 500; in F32 (58 MiB) 400 / 625; 110M in F16 (209 MiB) 143 / 188.
+/// (With another process busy on the second core, 2 threads lose instead:
+/// `--threads 1`.)
+const PARALLEL_BYTES_PER_TOKEN: u64 = 4 << 20;
 
 /// Most threads chosen automatically (more rarely pay for decode, which is
 /// bound by memory bandwidth).
