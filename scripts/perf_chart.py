@@ -10,7 +10,7 @@ import csv
 import sys
 from collections import OrderedDict
 
-COLORS = {"llama.cpp": "#9e9e9e", "llamette": "#64b5f6", "llamette (--repack)": "#1565c0"}
+COLORS = {"llama.cpp": "#9e9e9e", "llamette --mmap": "#64b5f6", "llamette (default)": "#1565c0"}
 
 
 def main(src, dst):
