@@ -33,13 +33,13 @@ const MM_ACTS: usize = 24;
 /// The least work (weights times vectors) per task of a parallel product:
 /// below it, waking a thread and waiting for it costs more than it saves.
 /// Measured on a quiet 2-core machine (greedy, 256 steps, 2 threads,
-/// medians): at 4096 stories260K ran at 24 400 tok/s with 2 threads
-/// against 26 000 with 1; at 65 536 both are 27 200-27 400 (its matrices,
-/// 64 x 64 to 64 x 512, run inline), while the 15M shape keeps 2 threads'
-/// gain (625 tok/s, 652 at 4096, 520 at 2^18 where most of its matrices
-/// no longer split). TinyLlama's matrices (4M weights and more) split as
-/// before.
-const MIN_TASK_WORK: usize = 1 << 16;
+/// medians): stories260K runs at 24 400 tok/s with 2 threads against
+/// 26 000 with 1 (at 65 536, where its matrices run inline, 27 200 with
+/// both), the 15M shape at 652 against 400 (625 at 65 536, 520 at 2^18).
+/// It stays at 4096: the CLI gives stories260K one thread anyway (below
+/// 4 MiB of weights per token), and the C ABI's tests of a misbehaving host
+/// pool rely on stories260K's products being split.
+const MIN_TASK_WORK: usize = 4096;
 
 /// How a product of `w` with `n` vectors is split on `par`: rows per task
 /// and tasks. Small products are not worth waking threads for.
