@@ -581,6 +581,43 @@ fn chat_state_resumes_across_processes() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `chat --state` with a quantized model file: the default layout copies
+/// it without interleaving (a saved state names its model by the header
+/// bytes that interleaving rewrites), so a conversation saved by default
+/// resumes with `--mmap`, and prints what one process prints.
+#[test]
+fn chat_state_saved_by_default_resumes_with_mmap() {
+    let dir = temp_dir("chat-layout");
+    let file = dir.join("s-q8_0.gguf");
+    run_ok(&[
+        "quantize",
+        path(&shared("models/stories260K.gguf")),
+        path(&file),
+        "--type",
+        "q8_0",
+    ]);
+    let st = dir.join("conv.state");
+    let args = ["chat", path(&file), "-t", "0.8", "-s", "9", "-n", "24"];
+    let one = llamette(&args, b"Hello\nTell me more\n");
+    assert!(one.status.success());
+    let mut with_state = args.to_vec();
+    with_state.extend(["--state", path(&st)]);
+    let a = llamette(&with_state, b"Hello\n");
+    let err = String::from_utf8_lossy(&a.stderr);
+    assert!(a.status.success(), "{err}");
+    assert!(!err.contains("interleaved"), "{err}");
+    with_state.push("--mmap");
+    let b = llamette(&with_state, b"Tell me more\n");
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let mut two = a.stdout.clone();
+    two.extend_from_slice(&b.stdout);
+    assert_eq!(
+        String::from_utf8_lossy(&two),
+        String::from_utf8_lossy(&one.stdout)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// `tokenize --chat`: a refused dialog is one line on stderr and exit 1.
 #[test]
 fn tokenize_chat_refuses_special_tags() {
