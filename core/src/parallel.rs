@@ -537,7 +537,7 @@ mod tests {
         let r = ThreadPool::start_for_test(8, true, refuse);
         assert_eq!(
             r.err(),
-            Some(crate::Error::ThreadSpawn {
+            Some(crate::error::Error::ThreadSpawn {
                 requested: 8,
                 started: 4
             })
