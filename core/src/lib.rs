@@ -94,4 +94,4 @@ pub use parallel::{Inline, Parallel};
 pub use sampler::{Sampler, SamplerParams};
 pub use session::{Session, SessionParams};
 pub use tensor::Tensor;
-pub use tokenizer::{Decoder, TokenType, Tokenizer};
+pub use tokenizer::{Bos, Decoder, TokenType, Tokenizer};
