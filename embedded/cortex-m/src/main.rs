@@ -162,6 +162,8 @@ fn generate(
     // run.c's loop: stop at BOS (EOS's piece prints) or a full context.
     let params = GenerateParams {
         sampler: SamplerParams::greedy(),
+        // Greedy draws nothing at random.
+        seed: 0,
         max_tokens: 0,
         stop_at_eos: false,
         stop_at_bos: true,
