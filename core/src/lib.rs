@@ -50,6 +50,12 @@
 #![no_std]
 #![deny(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
+// A host must never see a panic it did not cause: library code returns typed
+// errors (the few deliberate panics are annotated where they are).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;

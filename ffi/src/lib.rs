@@ -43,6 +43,13 @@
 //! a second package in every build command.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+// No panic may reach the host: library code returns a status (the few
+// deliberate panics are annotated where they are, and every export runs
+// inside the panic boundary anyway).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 #![allow(non_camel_case_types)]
 // `Fail` carries its message inline (512 bytes) so that a failing call
 // allocates nothing; failures are rare and cheap enough to move.
