@@ -69,7 +69,7 @@ unsafe fn tile<I: ArmIsa, const C: usize, const Q4: bool>(
     let ub = BAND * if Q4 { 18 } else { 34 };
     let chunks = if Q4 { 4 } else { 8 };
     let mut acc = [[vdupq_n_f32(0.0); 4]; C];
-    // SAFETY (whole body): unit k of the band, and block k of each vector
+    // SAFETY: (for the whole body) unit k of the band, and block k of each vector
     // (32 values, a scale and a sum), are inside the checked arguments.
     unsafe {
         for k in 0..nb {

@@ -61,7 +61,7 @@ unsafe fn tile<const C: usize, const Q4: bool>(
     let offset = if Q4 { -8 } else { -128 };
     let mask = _mm512_set1_epi8(0x0f);
     let mut acc = [_mm512_setzero_ps(); C];
-    // SAFETY (whole body): unit k of the band, and block k of each
+    // SAFETY: (for the whole body) unit k of the band, and block k of each
     // vector (32 values, a scale and a sum), are inside the checked
     // arguments.
     unsafe {
@@ -181,7 +181,7 @@ pub(super) mod avx2 {
         let mask = _mm256_set1_epi8(0x0f);
         let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); C];
-        // SAFETY (whole body): unit k of the band, and block k of each
+        // SAFETY: (for the whole body) unit k of the band, and block k of each
         // vector (32 values, a scale and a sum), are inside the checked
         // arguments.
         unsafe {
