@@ -31,33 +31,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 // README begin
-use llamette::{Bos, Model, Sampler, SamplerParams, Session, SessionParams, Tokenizer};
+use llamette::{
+    Bos, Event, GenerateParams, Generator, Model, Session, SessionParams, TextMode, Tokenizer,
+};
 
-/// `model` and `vocab`: a GGUF's bytes (both the same), or a llama2.c
-/// checkpoint's and its tokenizer.bin's (from an mmap, include_bytes!, flash...).
+/// `model`, `vocab`: a GGUF's bytes (both the same), or a llama2.c checkpoint's
+/// and its tokenizer.bin's (from an mmap, include_bytes!, flash ...).
 fn generate(model: &[u8], vocab: &[u8], prompt: &str) -> llamette::Result<()> {
     let model = Model::load(model)?; // zero-copy views of the weights
     let mut index = vec![0u32; Tokenizer::index_len_for(vocab)?];
     let tok = Tokenizer::load(vocab, &mut index)?; // either format, recognised
-
-    let params = SessionParams::default(); // the model's whole context; `context` sets less
+    let params = SessionParams::default(); // the model's whole context
     let mut memory = vec![0u8; Session::required_bytes(&model, &params)?]; // any alignment
-    let mut session = Session::new(&model, params, &mut memory)?;
-    // From here on the library allocates nothing.
+    let mut session = Session::new(&model, params, &mut memory)?; // no allocation from here on
     let mut work = vec![0u32; Tokenizer::encode_work_len(prompt.len())];
-    session.feed(tok.encode(prompt, Bos::Add, &mut work)?)?;
-    let mut sampler = Sampler::new(SamplerParams::default(), 42); // llama2.c's defaults, seed 42
-    let mut text = tok.decoder(); // whole UTF-8 characters, streamed
+    let mut gen = Generator::new(Some(&tok), TextMode::Utf8); // sampler, UTF-8 text, stops
+    gen.feed(&mut session, tok.encode(prompt, Bos::Add, &mut work)?)?;
+    let params = GenerateParams {
+        seed: 42,
+        max_tokens: 100,
+        ..Default::default()
+    };
     print!("{prompt}");
-    for _ in 0..100 {
-        let next = session.sample(&mut sampler)?;
-        if tok.is_control(next) {
-            break; // BOS or EOS: the story is over
+    gen.generate(&mut session, &params, &mut |_logits| {}, &mut |e| {
+        if let Event::Text(t) = e {
+            print!("{}", String::from_utf8_lossy(t)); // whole characters
         }
-        text.push(next, |s| print!("{s}"))?;
-        session.feed(&[next])?;
-    }
-    text.flush(|s| print!("{s}"));
+        true // false stops
+    })?;
     Ok(())
 }
 // README end
