@@ -71,6 +71,10 @@ step "C# binding under Mono: run.c's texts, cancellation, errors, lifetimes, thr
     bindings/csharp/test.sh
 step "Swift binding: SwiftPM package, XCTest via swift test (Debian 13 chroot with swiftlang when swift is not on PATH)" \
     bindings/swift/test.sh
+# Their cancellation and streaming tests race with the generating thread:
+# once more with a busy loop on every core, as apps run beside other work.
+step "C# and Swift suites again under load (a busy loop on every core)" \
+    scripts/under-load.sh bash -c "bindings/csharp/test.sh && bindings/swift/test.sh"
 # Miri over the core's unsafe code: the parallel and kernel unit tests, the
 # tokenizer's, and tests/miri.rs end to end (session carving, the forward pass
 # over every KV type, inline and on threads, saved states). libm's

@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use llamette::parallel::ThreadPool;
 use llamette::session::KvType;
 use llamette::{
-    Event, GenerateParams, Generator, Model, SamplerParams, Session, SessionParams, TextMode,
+    Bos, Event, GenerateParams, Generator, Model, SamplerParams, Session, SessionParams, TextMode,
     Tokenizer,
 };
 
@@ -323,13 +323,7 @@ impl<'b> TokenizerData<'b> {
             // A tokenizer of another size belongs to another model: its ids
             // would mean other pieces (llama2.c's run.c would read the first
             // `model` records and print gibberish).
-            let count = if bytes.starts_with(b"GGUF") {
-                llamette::format::gguf::Gguf::parse(bytes)
-                    .and_then(|g| Tokenizer::gguf_token_count(&g))
-                    .ok()
-            } else {
-                Tokenizer::llama2c_token_count(bytes).ok()
-            };
+            let count = Tokenizer::token_count_for(bytes).ok();
             if let Some(n) = count.filter(|&n| n != model) {
                 return Err(CliError::new(
                     name,
@@ -339,7 +333,11 @@ impl<'b> TokenizerData<'b> {
                 ));
             }
         }
-        let len = Tokenizer::load_index_len(bytes, n_tokens).map_err(|e| CliError::new(name, e))?;
+        let len = match n_tokens {
+            Some(n) => Tokenizer::index_len_for_vocab(bytes, n),
+            None => Tokenizer::index_len_for(bytes),
+        }
+        .map_err(|e| CliError::new(name, e))?;
         Ok(TokenizerData {
             name,
             bytes,
@@ -349,8 +347,11 @@ impl<'b> TokenizerData<'b> {
 
     /// The tokenizer, checked to cover a vocabulary of `n_tokens` when given.
     pub(crate) fn tokenizer(&mut self, n_tokens: Option<u32>) -> Result<Tokenizer<'_>, CliError> {
-        Tokenizer::load(self.bytes, n_tokens, &mut self.index)
-            .map_err(|e| CliError::new(self.name, e))
+        match n_tokens {
+            Some(n) => Tokenizer::load_for_vocab(self.bytes, n, &mut self.index),
+            None => Tokenizer::load(self.bytes, &mut self.index),
+        }
+        .map_err(|e| CliError::new(self.name, e))
     }
 }
 
@@ -471,10 +472,10 @@ fn generate_with(
 
     // The prompt, with BOS, as run.c encodes it.
     let mut work = vec![0u32; Tokenizer::encode_work_len(a.prompt.len())];
-    let n_prompt = tok
-        .encode(&a.prompt, true, &mut work)
+    let prompt = tok
+        .encode(&a.prompt, Bos::Add, &mut work)
         .map_err(|e| CliError::new("prompt", e))?;
-    let prompt = &work[..n_prompt];
+    let n_prompt = prompt.len();
     if n_prompt > steps {
         // run.c's behaviour (it runs `steps` positions, prompt or not), but
         // never silently.
@@ -672,11 +673,10 @@ fn tokenize(a: TokenizeArgs) -> Result<(), CliError> {
         chat::encode_json_dialog(&tok, format, &text)?
     } else {
         let mut work = vec![0u32; Tokenizer::encode_work_len(text.len())];
-        let n = tok
-            .encode(&text, a.bos, &mut work)
-            .map_err(|e| CliError::new("stdin", e))?;
-        work.truncate(n);
-        work
+        let bos = if a.bos { Bos::Add } else { Bos::None };
+        tok.encode(&text, bos, &mut work)
+            .map_err(|e| CliError::new("stdin", e))?
+            .to_vec()
     };
     let line: Vec<String> = ids.iter().map(|t| t.to_string()).collect();
     println!("{}", line.join(" "));

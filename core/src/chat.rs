@@ -42,7 +42,7 @@
 use crate::error::{Error, Result};
 use crate::generate::Generator;
 use crate::session::Session;
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::{Bos, Tokenizer};
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -288,8 +288,9 @@ fn encode(tok: &Tokenizer, d: &Dialog, work: &mut [u32]) -> Result<usize> {
         let s = core::str::from_utf8(&text[..len]).map_err(|_| Error::InvalidArgument {
             what: "chat text is not UTF-8",
         })?;
-        let k = tok.encode(s, true, scratch)?;
-        ids[n..n + k].copy_from_slice(&scratch[..k]);
+        let piece = tok.encode(s, Bos::Add, scratch)?;
+        let k = piece.len();
+        ids[n..n + k].copy_from_slice(piece);
         n += k;
         if d.turns.get(2 * p + 1).is_some() {
             ids[n] = tok.eos();

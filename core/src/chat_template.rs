@@ -191,7 +191,7 @@ mod render {
     use crate::error::{Error, Name, Result};
     use crate::generate::Generator;
     use crate::session::Session;
-    use crate::tokenizer::{TokenType, Tokenizer};
+    use crate::tokenizer::{Bos, TokenType, Tokenizer};
 
     /// Instructions a template may run per byte of its input (and a floor):
     /// generous for any real template, finite for a hostile one.
@@ -293,8 +293,7 @@ mod render {
                 return Ok(());
             }
             work.resize(Tokenizer::encode_work_len(s.len()), 0);
-            let n = tok.encode(s, false, &mut work)?;
-            ids.extend_from_slice(&work[..n]);
+            ids.extend_from_slice(tok.encode(s, Bos::None, &mut work)?);
             Ok(())
         };
         let mut rest = text;

@@ -6,7 +6,9 @@
 //! The API, in the order a program uses it:
 //! - [`Model::load`]: a GGUF or llama2.c file's bytes into a [`Model`]
 //!   (zero-copy views; [`format`] reads the files' metadata);
-//! - [`Tokenizer`]: SentencePiece BPE over the file's vocabulary;
+//! - [`Tokenizer::load`]: SentencePiece BPE over a GGUF's or a llama2.c
+//!   `tokenizer.bin`'s vocabulary (an index in caller memory);
+//!   [`Tokenizer::encode`] with [`Bos`], [`Tokenizer::decode`];
 //! - [`Session`]: the KV cache and scratch carved from one caller buffer,
 //!   with [`Session::required_bytes`] telling its exact size;
 //! - [`repack`]: optionally, interleave a writable GGUF's quantized matrices
@@ -20,6 +22,10 @@
 //!   templates of GGUF files that are not Llama 2's (feature `std`);
 //! - [`state`]: saving a session into caller bytes and restoring it;
 //! - [`parallel`]: the threads a session may use (its own pool, or the host's).
+//!
+//! Two complete programs: `core/examples/generate.rs` (the README's
+//! example) and `core/examples/no_std_static.rs` (no `std`, no allocator,
+//! static buffers).
 //!
 //! ## The rooms, and which way they import
 //!
@@ -50,6 +56,12 @@
 #![no_std]
 #![deny(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
+// A host must never see a panic it did not cause: library code returns typed
+// errors (the few deliberate panics are annotated where they are).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
@@ -94,4 +106,4 @@ pub use parallel::{Inline, Parallel};
 pub use sampler::{Sampler, SamplerParams};
 pub use session::{Session, SessionParams};
 pub use tensor::Tensor;
-pub use tokenizer::{Decoder, TokenType, Tokenizer};
+pub use tokenizer::{Bos, Decoder, TokenType, Tokenizer};

@@ -452,6 +452,14 @@ mod pool {
         }
     }
 
+    /// Re-raises a task's panic on the thread that called `parallel_for`,
+    /// as `std::thread::scope` does (the C ABI's boundary catches it).
+    #[cold]
+    #[allow(clippy::panic)] // deliberate: the panic of a task, passed on
+    fn worker_panicked() -> ! {
+        panic!("a llamette worker task panicked");
+    }
+
     // SAFETY: a task index is handed out only by a successful claim of
     // `next` (a compare-and-swap that increments it), so each index of the
     // region runs exactly once; `parallel_for` returns only after `done`
@@ -470,7 +478,7 @@ mod pool {
             }
             let _region = self.region.lock().unwrap_or_else(|e| e.into_inner());
             let s = &*self.shared;
-            // SAFETY (lifetime erasure): the pointer is used only until this
+            // SAFETY: lifetime erasure; the pointer is used only until this
             // function returns; it waits below until every task is done and
             // clears the job before returning.
             let task_ref = TaskRef(unsafe {
@@ -500,7 +508,7 @@ mod pool {
             // Late workers may still read the job; their claims fail.
             *s.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
             if s.panicked.load(Ordering::Acquire) {
-                panic!("a llamette worker task panicked");
+                worker_panicked();
             }
         }
     }
@@ -537,7 +545,7 @@ mod tests {
         let r = ThreadPool::start_for_test(8, true, refuse);
         assert_eq!(
             r.err(),
-            Some(crate::Error::ThreadSpawn {
+            Some(crate::error::Error::ThreadSpawn {
                 requested: 8,
                 started: 4
             })

@@ -198,8 +198,9 @@ enum Source<'a> {
 /// A SentencePiece BPE vocabulary borrowed from a GGUF or llama2.c file, with
 /// its look-up index in caller memory.
 ///
-/// Build it with [`Tokenizer::from_gguf`] or [`Tokenizer::from_llama2c`];
-/// encode with [`Tokenizer::encode`], decode with [`Tokenizer::decoder`] or
+/// Build it with [`Tokenizer::load`] (either format, recognised by its
+/// magic number; [`Tokenizer::from_gguf`] and [`Tokenizer::from_llama2c`]
+/// read one format); encode with [`Tokenizer::encode`], decode with [`Tokenizer::decoder`] or
 /// [`Tokenizer::decode`]. It is `Copy`: it only holds borrowed slices.
 #[derive(Clone, Copy)]
 pub struct Tokenizer<'a> {
@@ -253,6 +254,23 @@ impl fmt::Debug for Tokenizer<'_> {
     }
 }
 
+/// Whether [`Tokenizer::encode`] puts the BOS token (`<s>`) in front of the
+/// text's tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bos {
+    /// Begin with BOS, as a prompt that starts a sequence does (llama2.c's
+    /// `run.c` and SentencePiece's `add_bos`).
+    Add,
+    /// Only the text's own tokens (a piece that continues a sequence).
+    None,
+}
+
+/// Whether `bytes` start with GGUF's magic number (else they are read as a
+/// llama2.c `tokenizer.bin`, which has none).
+fn is_gguf(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"GGUF")
+}
+
 /// Special ids and flags read before the index is finished.
 struct Specials {
     bos: u32,
@@ -272,7 +290,7 @@ impl<'a> Tokenizer<'a> {
     ///
     /// This is the whole index of a llama2.c `tokenizer.bin` and of a GGUF
     /// vocabulary without USER_DEFINED pieces; a GGUF vocabulary with them
-    /// needs [`Tokenizer::gguf_index_len`] (which [`Tokenizer::load_index_len`]
+    /// needs [`Tokenizer::gguf_index_len`] (which [`Tokenizer::index_len_for`]
     /// gives too).
     pub fn index_len(n_tokens: u32) -> usize {
         (n_tokens as usize)
@@ -457,61 +475,110 @@ impl<'a> Tokenizer<'a> {
         Self::finish(source, entries, rest, specials, user_len)
     }
 
-    /// The number of index entries [`Tokenizer::load`] needs for `bytes`
-    /// (a GGUF with a vocabulary, or a llama2.c `tokenizer.bin` read for
-    /// `n_tokens` tokens, or to its end when `None`).
+    /// The number of `u32` entries of the index [`Tokenizer::load`] needs
+    /// for `bytes`: a GGUF file with a vocabulary (a whole model or a
+    /// vocabulary-only file), or a llama2.c `tokenizer.bin` read to its
+    /// end. The format is recognised by the magic number, as
+    /// [`crate::Model::load`] does.
     ///
-    /// Errors: as [`Tokenizer::gguf_token_count`] and
-    /// [`Tokenizer::llama2c_token_count`]; for a `tokenizer.bin` too short
-    /// to hold `n_tokens` records (8 bytes at least each),
-    /// [`Error::TokenizerTooSmall`] before anything is sized by it.
-    pub fn load_index_len(bytes: &[u8], n_tokens: Option<u32>) -> Result<usize> {
-        if bytes.starts_with(b"GGUF") {
-            return Tokenizer::gguf_index_len(&Gguf::parse(bytes)?);
+    /// Errors: [`Error::Truncated`], [`Error::BadMagic`] and the other
+    /// errors of [`Gguf::parse`] for a damaged GGUF, and those of
+    /// [`Tokenizer::gguf_index_len`] and [`Tokenizer::llama2c_token_count`].
+    pub fn index_len_for(bytes: &[u8]) -> Result<usize> {
+        if is_gguf(bytes) {
+            Tokenizer::gguf_index_len(&Gguf::parse(bytes)?)
+        } else {
+            Ok(Tokenizer::index_len(Tokenizer::llama2c_token_count(bytes)?))
         }
-        let count = match n_tokens {
-            Some(n) => {
-                if n as u64 * 8 > bytes.len() as u64 {
-                    return Err(Error::TokenizerTooSmall {
-                        tokenizer: (bytes.len() / 8) as u32,
-                        model: n,
-                    });
-                }
-                n
-            }
-            None => Tokenizer::llama2c_token_count(bytes)?,
-        };
-        Ok(Tokenizer::index_len(count))
     }
 
     /// Reads a tokenizer from the bytes of a GGUF file (its
-    /// `tokenizer.ggml.*` vocabulary) or of a llama2.c `tokenizer.bin`,
-    /// recognised by the magic number as [`crate::Model::load`] does; the
-    /// index needs [`Tokenizer::load_index_len`] entries.
+    /// `tokenizer.ggml.*` vocabulary) or of a llama2.c `tokenizer.bin`
+    /// (read to its end), recognised by the magic number as
+    /// [`crate::Model::load`] does. `index` needs
+    /// [`Tokenizer::index_len_for`]`(bytes)` entries (extra ones are left
+    /// alone).
     ///
-    /// `n_tokens` is the model's vocabulary size when known: a llama2.c file
-    /// is read for that many tokens, and a tokenizer with fewer tokens is
-    /// [`Error::TokenizerTooSmall`].
+    /// ```no_run
+    /// # fn main() -> llamette::Result<()> {
+    /// # let bytes: &[u8] = &[];
+    /// use llamette::Tokenizer;
+    /// let mut index = vec![0u32; Tokenizer::index_len_for(bytes)?];
+    /// let tok = Tokenizer::load(bytes, &mut index)?;
+    /// # let _ = tok; Ok(()) }
+    /// ```
     ///
-    /// Errors: those of [`Tokenizer::from_gguf`] and
-    /// [`Tokenizer::from_llama2c`], and [`Error::TokenizerTooSmall`].
-    pub fn load(
+    /// To check the tokenizer against a model's vocabulary (and read a
+    /// llama2.c file for exactly that many tokens, as llama2.c's `run.c`
+    /// does), use [`Tokenizer::load_for_vocab`].
+    ///
+    /// Errors: those of [`Tokenizer::index_len_for`], [`Tokenizer::from_gguf`]
+    /// and [`Tokenizer::from_llama2c`]; never a panic, whatever the bytes.
+    pub fn load(bytes: &'a [u8], index: &'a mut [u32]) -> Result<Tokenizer<'a>> {
+        if is_gguf(bytes) {
+            Self::from_gguf(&Gguf::parse(bytes)?, index)
+        } else {
+            Self::from_llama2c(bytes, None, index)
+        }
+    }
+
+    /// The number of tokens in the vocabulary of `bytes` (a GGUF file or a
+    /// llama2.c `tokenizer.bin` read to its end), recognised as
+    /// [`Tokenizer::load`] does: to compare with a model's vocabulary size
+    /// before loading.
+    ///
+    /// Errors: as [`Tokenizer::index_len_for`].
+    pub fn token_count_for(bytes: &[u8]) -> Result<u32> {
+        if is_gguf(bytes) {
+            Tokenizer::gguf_token_count(&Gguf::parse(bytes)?)
+        } else {
+            Tokenizer::llama2c_token_count(bytes)
+        }
+    }
+
+    /// The number of index entries [`Tokenizer::load_for_vocab`] needs for
+    /// `bytes` and a model of `n_tokens` tokens: as
+    /// [`Tokenizer::index_len_for`], except that a llama2.c file is sized
+    /// for `n_tokens` records.
+    ///
+    /// Errors: as [`Tokenizer::index_len_for`]; for a `tokenizer.bin` too
+    /// short to hold `n_tokens` records (8 bytes at least each),
+    /// [`Error::TokenizerTooSmall`] before anything is sized by it.
+    pub fn index_len_for_vocab(bytes: &[u8], n_tokens: u32) -> Result<usize> {
+        if is_gguf(bytes) {
+            return Tokenizer::gguf_index_len(&Gguf::parse(bytes)?);
+        }
+        if n_tokens as u64 * 8 > bytes.len() as u64 {
+            return Err(Error::TokenizerTooSmall {
+                tokenizer: (bytes.len() / 8) as u32,
+                model: n_tokens,
+            });
+        }
+        Ok(Tokenizer::index_len(n_tokens))
+    }
+
+    /// [`Tokenizer::load`] for a model whose vocabulary has `n_tokens`
+    /// tokens: a llama2.c file is read for exactly that many tokens (bytes
+    /// after them are ignored, as llama2.c's `run.c` does), and a tokenizer
+    /// with fewer tokens is [`Error::TokenizerTooSmall`]. `index` needs
+    /// [`Tokenizer::index_len_for_vocab`]`(bytes, n_tokens)` entries.
+    ///
+    /// Errors: those of [`Tokenizer::load`], and [`Error::TokenizerTooSmall`].
+    pub fn load_for_vocab(
         bytes: &'a [u8],
-        n_tokens: Option<u32>,
+        n_tokens: u32,
         index: &'a mut [u32],
     ) -> Result<Tokenizer<'a>> {
-        let t = if bytes.starts_with(b"GGUF") {
+        let t = if is_gguf(bytes) {
             Self::from_gguf(&Gguf::parse(bytes)?, index)?
         } else {
-            Self::from_llama2c(bytes, n_tokens, index)?
+            Self::from_llama2c(bytes, Some(n_tokens), index)?
         };
-        if let Some(n) = n_tokens {
-            if t.n_tokens() < n {
-                return Err(Error::TokenizerTooSmall {
-                    tokenizer: t.n_tokens(),
-                    model: n,
-                });
-            }
+        if t.n_tokens() < n_tokens {
+            return Err(Error::TokenizerTooSmall {
+                tokenizer: t.n_tokens(),
+                model: n_tokens,
+            });
         }
         Ok(t)
     }
@@ -936,16 +1003,22 @@ impl<'a> Tokenizer<'a> {
     }
 
     /// Encodes `text` as SentencePiece does (see the module documentation),
-    /// with `bos` in front if asked, and returns the number of ids written to
-    /// the start of `work`: the tokens are `&work[..n]`. The rest of `work` is
-    /// scratch space.
+    /// with the BOS token in front for [`Bos::Add`], and returns the ids:
+    /// they are written to the start of `work` (the rest of `work` is
+    /// scratch space), and the slice returned is that prefix.
     ///
     /// An empty text gives no tokens (only the BOS if asked).
     ///
     /// Errors: [`Error::BufferTooSmall`] if `work` has fewer than
     /// [`Tokenizer::encode_work_len`]`(text.len())` entries;
     /// [`Error::InvalidArgument`] for a text of 2 GiB or more.
-    pub fn encode(&self, text: &str, bos: bool, work: &mut [u32]) -> Result<usize> {
+    pub fn encode<'w>(&self, text: &str, bos: Bos, work: &'w mut [u32]) -> Result<&'w [u32]> {
+        let n = self.encode_into(text, bos == Bos::Add, work)?;
+        Ok(&work[..n])
+    }
+
+    /// [`Tokenizer::encode`], returning the number of ids at the start of `work`.
+    fn encode_into(&self, text: &str, bos: bool, work: &mut [u32]) -> Result<usize> {
         let len = text.len();
         let needed = Self::encode_work_len(len);
         if work.len() < needed {
@@ -2222,9 +2295,7 @@ mod tests {
 
     fn enc(tok: &Tokenizer<'_>, text: &str) -> Vec<u32> {
         let mut work = vec![0u32; Tokenizer::encode_work_len(text.len())];
-        let n = tok.encode(text, false, &mut work).unwrap();
-        work.truncate(n);
-        work
+        tok.encode(text, Bos::None, &mut work).unwrap().to_vec()
     }
 
     fn dec(tok: &Tokenizer<'_>, ids: &[u32]) -> String {

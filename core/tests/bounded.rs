@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use llamette::Tokenizer;
+use llamette::{Bos, Tokenizer};
 
 /// Counts the allocations a thread makes while its `COUNTING` is set.
 struct Counting;
@@ -95,7 +95,7 @@ fn gguf(pieces: &[(Vec<u8>, f32, i32)]) -> Vec<u8> {
 /// between the caller's buffers being made and the results; returns the
 /// time of each of the three steps and the ids.
 fn run(bytes: &[u8], text: &str) -> (Duration, Duration, Duration, Vec<u32>) {
-    let index_len = Tokenizer::load_index_len(bytes, None).unwrap();
+    let index_len = Tokenizer::index_len_for(bytes).unwrap();
     // The index is linear in the file: at most 24 bytes per byte (the
     // USER_DEFINED automaton's 20), plus the byte table.
     assert!(
@@ -109,16 +109,16 @@ fn run(bytes: &[u8], text: &str) -> (Duration, Duration, Duration, Vec<u32>) {
     ALLOCATIONS.with(|a| a.set(0));
     COUNTING.with(|c| c.set(true));
     let t0 = Instant::now();
-    let tok = Tokenizer::load(bytes, None, &mut index).unwrap();
+    let tok = Tokenizer::load(bytes, &mut index).unwrap();
     let t1 = Instant::now();
-    let n = tok.encode(text, false, &mut work).unwrap();
+    let ids = tok.encode(text, Bos::None, &mut work).unwrap();
     let t2 = Instant::now();
-    let decoded_len = tok.decode(&work[..n], &mut out).map(|s| s.len());
+    let decoded_len = tok.decode(ids, &mut out).map(|s| s.len());
     let t3 = Instant::now();
     COUNTING.with(|c| c.set(false));
     assert_eq!(ALLOCATIONS.with(Cell::get), 0, "allocations");
     decoded_len.unwrap();
-    (t1 - t0, t2 - t1, t3 - t2, work[..n].to_vec())
+    (t1 - t0, t2 - t1, t3 - t2, ids.to_vec())
 }
 
 fn check(what: &str, took: Duration, bound_ms: u64) {

@@ -44,8 +44,8 @@ fn dialogs_encode_as_the_reference_and_refusals_refuse() {
         "models/llama2-tokenizer.bin",
     ] {
         let bytes = shared(file);
-        let mut index = vec![0u32; Tokenizer::load_index_len(&bytes, None).unwrap()];
-        let tok = Tokenizer::load(&bytes, None, &mut index).unwrap();
+        let mut index = vec![0u32; Tokenizer::index_len_for(&bytes).unwrap()];
+        let tok = Tokenizer::load(&bytes, &mut index).unwrap();
         let (mut refused, mut encoded) = (0, 0);
         for case in cases.as_array().unwrap() {
             let dialog: Vec<Message> = case["dialog"]
@@ -85,8 +85,8 @@ fn dialogs_encode_as_the_reference_and_refusals_refuse() {
 #[test]
 fn the_guard_can_be_turned_off_and_typed_control_tokens_stay_text() {
     let bytes = shared("models/ggml-vocab-llama-spm.gguf");
-    let mut index = vec![0u32; Tokenizer::load_index_len(&bytes, None).unwrap()];
-    let tok = Tokenizer::load(&bytes, None, &mut index).unwrap();
+    let mut index = vec![0u32; Tokenizer::index_len_for(&bytes).unwrap()];
+    let tok = Tokenizer::load(&bytes, &mut index).unwrap();
     let d = [Message::new(Role::User, "x [/INST] </s><s> y")];
     assert_eq!(
         encode(&tok, &d, &ChatOptions::default()),
@@ -151,8 +151,8 @@ fn answer(g: &mut Generator, s: &mut Session, max: usize) -> (String, StopReason
 fn turn_by_turn_logits_equal_whole_dialog_logits() {
     let st = Stories::new();
     let model = Model::load(&st.bytes).unwrap();
-    let mut index = vec![0u32; Tokenizer::load_index_len(&st.tok_bytes, Some(512)).unwrap()];
-    let tok = Tokenizer::load(&st.tok_bytes, Some(512), &mut index).unwrap();
+    let mut index = vec![0u32; Tokenizer::index_len_for_vocab(&st.tok_bytes, 512).unwrap()];
+    let tok = Tokenizer::load_for_vocab(&st.tok_bytes, 512, &mut index).unwrap();
     for kv_type in [KvType::F32, KvType::F16, KvType::Q8_0] {
         let params = SessionParams {
             context: 512,
@@ -249,8 +249,8 @@ fn turn_by_turn_logits_equal_whole_dialog_logits() {
 fn context_policy_keeps_system_and_latest_turns() {
     let st = Stories::new();
     let model = Model::load(&st.bytes).unwrap();
-    let mut index = vec![0u32; Tokenizer::load_index_len(&st.tok_bytes, Some(512)).unwrap()];
-    let tok = Tokenizer::load(&st.tok_bytes, Some(512), &mut index).unwrap();
+    let mut index = vec![0u32; Tokenizer::index_len_for_vocab(&st.tok_bytes, 512).unwrap()];
+    let tok = Tokenizer::load_for_vocab(&st.tok_bytes, 512, &mut index).unwrap();
     let params = SessionParams {
         context: 160,
         ..Default::default()

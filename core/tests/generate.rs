@@ -7,7 +7,7 @@ use common::{as_bytes, session_buf, shared};
 use llamette::session::KvType;
 use llamette::state;
 use llamette::{
-    Error, Event, GenerateParams, Generator, Model, SamplerParams, Session, SessionParams,
+    Bos, Error, Event, GenerateParams, Generator, Model, SamplerParams, Session, SessionParams,
     StopReason, TextMode, Tokenizer,
 };
 
@@ -32,8 +32,8 @@ fn run_c(
     stops: &[&str],
 ) -> (Vec<u8>, StopReason) {
     let model = Model::load(&f.model).unwrap();
-    let mut index = vec![0u32; Tokenizer::load_index_len(&f.tok, Some(512)).unwrap()];
-    let tok = Tokenizer::load(&f.tok, Some(512), &mut index).unwrap();
+    let mut index = vec![0u32; Tokenizer::index_len_for_vocab(&f.tok, 512).unwrap()];
+    let tok = Tokenizer::load_for_vocab(&f.tok, 512, &mut index).unwrap();
     let params = SessionParams {
         context: steps,
         ..Default::default()
@@ -41,14 +41,14 @@ fn run_c(
     let mut buf = session_buf(&model, &params);
     let mut s = Session::new(&model, params, as_bytes(&mut buf)).unwrap();
     let mut work = vec![0u32; Tokenizer::encode_work_len(prompt.len())];
-    let n = tok.encode(prompt, true, &mut work).unwrap();
+    let ids = tok.encode(prompt, Bos::Add, &mut work).unwrap();
     let mut out = Vec::new();
-    for p in 0..n - 1 {
-        tok.llama2c_piece(work[p], work[p + 1], |b| out.extend_from_slice(b))
+    for p in ids.windows(2) {
+        tok.llama2c_piece(p[0], p[1], |b| out.extend_from_slice(b))
             .unwrap();
     }
     let mut g = Generator::new(Some(&tok), TextMode::Llama2c);
-    g.feed(&mut s, &work[..n]).unwrap();
+    g.feed(&mut s, ids).unwrap();
     let gp = GenerateParams {
         sampler: sampler.0,
         seed: sampler.1,
@@ -139,8 +139,8 @@ fn continue_for(g: &mut Generator, s: &mut Session, n: usize) -> Vec<u32> {
 fn saved_state_continues_bit_identically_and_bad_blobs_change_nothing() {
     let f = files();
     let model = Model::load(&f.model).unwrap();
-    let mut index = vec![0u32; Tokenizer::load_index_len(&f.tok, Some(512)).unwrap()];
-    let tok = Tokenizer::load(&f.tok, Some(512), &mut index).unwrap();
+    let mut index = vec![0u32; Tokenizer::index_len_for_vocab(&f.tok, 512).unwrap()];
+    let tok = Tokenizer::load_for_vocab(&f.tok, 512, &mut index).unwrap();
     for kv_type in [KvType::F32, KvType::F16, KvType::Q8_0] {
         let params = SessionParams {
             context: 300,

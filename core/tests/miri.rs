@@ -8,7 +8,8 @@
 use llamette::parallel::Parallel;
 use llamette::session::KvType;
 use llamette::{
-    state, Generator, Model, Sampler, SamplerParams, Session, SessionParams, TextMode, Tokenizer,
+    state, Bos, Generator, Model, Sampler, SamplerParams, Session, SessionParams, TextMode,
+    Tokenizer,
 };
 
 /// A tiny llama2.c (version 0) model, random weights: dim 16, hidden 32,
@@ -153,7 +154,7 @@ fn tokenizer_round_trips() {
     let tok = Tokenizer::from_llama2c(TOK, None, &mut index).unwrap();
     let text = "Once upon a time, caf\u{e9} \u{1F600}";
     let mut work = vec![0u32; Tokenizer::encode_work_len(text.len())];
-    let k = tok.encode(text, true, &mut work).unwrap();
+    let ids = tok.encode(text, Bos::Add, &mut work).unwrap();
     let mut out = vec![0u8; 64];
-    assert_eq!(tok.decode(&work[..k], &mut out).unwrap(), text);
+    assert_eq!(tok.decode(ids, &mut out).unwrap(), text);
 }

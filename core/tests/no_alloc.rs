@@ -7,7 +7,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use llamette::session::KvType;
-use llamette::{Model, Sampler, SamplerParams, Session, SessionParams};
+use llamette::{Bos, Model, Sampler, SamplerParams, Session, SessionParams};
 
 mod common;
 use common::as_bytes;
@@ -110,9 +110,9 @@ fn no_allocation_after_session_creation() {
         let before = allocations();
         for sampler in samplers.iter_mut() {
             s.reset();
-            let n = tok.encode(text, true, &mut work).unwrap();
-            assert!(n > 8, "the prompt spans several batches");
-            s.feed(&work[..n]).unwrap();
+            let ids = tok.encode(text, Bos::Add, &mut work).unwrap();
+            assert!(ids.len() > 8, "the prompt spans several batches");
+            s.feed(ids).unwrap();
             for _ in 0..200 {
                 let t = s.sample(sampler).unwrap();
                 s.feed(&[t]).unwrap();

@@ -4,7 +4,7 @@
 
 use llamette::error::Error;
 use llamette::format::gguf::Gguf;
-use llamette::tokenizer::{safe_printf_skips, TokenType, Tokenizer};
+use llamette::tokenizer::{safe_printf_skips, Bos, TokenType, Tokenizer};
 
 fn model_path(name: &str) -> String {
     format!(
@@ -40,10 +40,10 @@ fn llama2c_tokenizer(name: &str, n: Option<u32>) -> Tokenizer<'static> {
 
 fn encode(tok: &Tokenizer<'_>, text: &str, bos: bool) -> Vec<u32> {
     let mut work = vec![0u32; Tokenizer::encode_work_len(text.len())];
-    let n = tok.encode(text, bos, &mut work).unwrap();
-    assert!(n <= Tokenizer::max_tokens(text.len()));
-    work.truncate(n);
-    work
+    let bos = if bos { Bos::Add } else { Bos::None };
+    let ids = tok.encode(text, bos, &mut work).unwrap().to_vec();
+    assert!(ids.len() <= Tokenizer::max_tokens(text.len()));
+    ids
 }
 
 fn decode(tok: &Tokenizer<'_>, ids: &[u32]) -> String {
@@ -353,7 +353,7 @@ fn work_buffer_contract() {
         let need = Tokenizer::encode_work_len(text.len());
         let mut work = vec![0u32; need - 1];
         assert_eq!(
-            tok.encode(text, true, &mut work),
+            tok.encode(text, Bos::Add, &mut work),
             Err(Error::BufferTooSmall {
                 what: "tokenizer work buffer (u32 entries)",
                 needed: need,
@@ -417,7 +417,7 @@ fn try_llama2c(bytes: &[u8], n: Option<u32>) -> Result<u32, Error> {
     let tok = Tokenizer::from_llama2c(bytes, n, &mut index)?;
     // Whatever loads must encode and decode without trouble.
     let mut work = vec![0u32; Tokenizer::encode_work_len(12)];
-    tok.encode("hi there \u{e9}!", true, &mut work)?;
+    tok.encode("hi there \u{e9}!", Bos::Add, &mut work)?;
     Ok(tok.n_tokens())
 }
 
@@ -519,8 +519,8 @@ fn bad_llama2c_values_error() {
     let tok = Tokenizer::from_llama2c(&b, None, &mut index).unwrap();
     assert!(!tok.byte_fallback());
     let mut work = vec![0u32; Tokenizer::encode_work_len(8)];
-    let n = tok.encode("hxyhh h", false, &mut work).unwrap();
-    assert_eq!(&work[..n], [0, 3, 0, 3, 3, 0, 3]);
+    let ids = tok.encode("hxyhh h", Bos::None, &mut work).unwrap();
+    assert_eq!(ids, [0, 3, 0, 3, 3, 0, 3]);
 }
 
 /// A GGUF metadata value for the writer below.
@@ -592,7 +592,7 @@ fn try_gguf(bytes: &[u8]) -> Result<u32, Error> {
     let mut index = vec![0u32; Tokenizer::index_len(n)];
     let tok = Tokenizer::from_gguf(&g, &mut index)?;
     let mut work = vec![0u32; Tokenizer::encode_work_len(12)];
-    tok.encode("hi there \u{e9}!", true, &mut work)?;
+    tok.encode("hi there \u{e9}!", Bos::Add, &mut work)?;
     Ok(tok.n_tokens())
 }
 
@@ -774,15 +774,15 @@ fn small_gguf_vocabulary_encodes() {
     let tok = Tokenizer::from_gguf(&g, &mut index).unwrap();
     let mut work = vec![0u32; 64];
     // "hih" -> ▁h i h ; 'A' (not a piece) -> <0x41>; 'B' has no byte token -> <unk>.
-    let n = tok.encode("hih AB", true, &mut work).unwrap();
-    assert_eq!(&work[..n], [1, 7, 6, 5, 4, 3, 0]);
+    let ids = tok.encode("hih AB", Bos::Add, &mut work).unwrap();
+    assert_eq!(ids, [1, 7, 6, 5, 4, 3, 0]);
     // Without the space prefix.
     let bytes = small_vocab(|kv| set(kv, "tokenizer.ggml.add_space_prefix", V::Bool(false)));
     let g = Gguf::parse(&bytes).unwrap();
     let mut index = vec![0u32; Tokenizer::index_len(8)];
     let tok = Tokenizer::from_gguf(&g, &mut index).unwrap();
-    let n = tok.encode("h h", false, &mut work).unwrap();
-    assert_eq!(&work[..n], [5, 7]);
+    let ids = tok.encode("h h", Bos::None, &mut work).unwrap();
+    assert_eq!(ids, [5, 7]);
 }
 
 /// Prints the ids of stdin's text, space-separated, without BOS, for
@@ -802,17 +802,149 @@ fn tokenize_stdin() {
         .join("..")
         .join(path);
     let bytes: &'static [u8] = std::fs::read(&path).unwrap().leak();
-    let tok = if bytes.starts_with(b"GGUF") {
-        let g: &'static Gguf<'static> = Box::leak(Box::new(Gguf::parse(bytes).unwrap()));
-        let index =
-            vec![0u32; Tokenizer::index_len(Tokenizer::gguf_token_count(g).unwrap())].leak();
-        Tokenizer::from_gguf(g, index).unwrap()
-    } else {
-        let index =
-            vec![0u32; Tokenizer::index_len(Tokenizer::llama2c_token_count(bytes).unwrap())].leak();
-        Tokenizer::from_llama2c(bytes, None, index).unwrap()
-    };
+    let index = vec![0u32; Tokenizer::index_len_for(bytes).unwrap()].leak();
+    let tok = Tokenizer::load(bytes, index).unwrap();
     let ids = encode(&tok, &text, false);
     let s: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
     println!("ids:{}", s.join(" "));
+}
+
+/// `Tokenizer::load` over `bytes`, sized by `Tokenizer::index_len_for`;
+/// whatever loads must encode.
+fn try_load(bytes: &[u8]) -> Result<u32, Error> {
+    let mut index = vec![0u32; Tokenizer::index_len_for(bytes)?];
+    let tok = Tokenizer::load(bytes, &mut index)?;
+    assert_eq!(Tokenizer::token_count_for(bytes), Ok(tok.n_tokens()));
+    let mut work = vec![0u32; Tokenizer::encode_work_len(12)];
+    tok.encode("hi there \u{e9}!", Bos::Add, &mut work)?;
+    Ok(tok.n_tokens())
+}
+
+#[test]
+fn load_recognises_either_format() {
+    let bin: &[u8] = include_bytes!("../../models/tok512.bin");
+    let gguf = small_vocab(|_| {});
+    assert_eq!(try_load(bin), Ok(512));
+    assert_eq!(try_load(&gguf), Ok(8));
+    // The same index sizes and ids as the per-format loaders.
+    assert_eq!(Tokenizer::index_len_for(bin), Ok(Tokenizer::index_len(512)));
+    let g = Gguf::parse(&gguf).unwrap();
+    assert_eq!(
+        Tokenizer::index_len_for(&gguf),
+        Tokenizer::gguf_index_len(&g)
+    );
+    for (bytes, text) in [(bin, "Once upon a time"), (&gguf[..], "hih hi")] {
+        let mut index = vec![0u32; Tokenizer::index_len_for(bytes).unwrap()];
+        let tok = Tokenizer::load(bytes, &mut index).unwrap();
+        let mut index2 = vec![0u32; Tokenizer::index_len_for(bytes).unwrap()];
+        let tok2 = if bytes.starts_with(b"GGUF") {
+            Tokenizer::from_gguf(&g, &mut index2).unwrap()
+        } else {
+            Tokenizer::from_llama2c(bytes, None, &mut index2).unwrap()
+        };
+        let mut w1 = vec![0u32; Tokenizer::encode_work_len(text.len())];
+        let mut w2 = w1.clone();
+        for bos in [Bos::Add, Bos::None] {
+            assert_eq!(
+                tok.encode(text, bos, &mut w1).unwrap(),
+                tok2.encode(text, bos, &mut w2).unwrap()
+            );
+        }
+        assert_eq!(tok.encode(text, Bos::Add, &mut w1).unwrap()[0], tok.bos());
+        assert_ne!(tok.encode(text, Bos::None, &mut w1).unwrap()[0], tok.bos());
+    }
+    // A short index is a typed error.
+    let mut index = vec![0u32; Tokenizer::index_len(512) - 1];
+    assert!(matches!(
+        Tokenizer::load(bin, &mut index),
+        Err(Error::BufferTooSmall { .. })
+    ));
+}
+
+#[test]
+fn load_for_vocab_checks_the_model() {
+    let bin: &[u8] = include_bytes!("../../models/tok512.bin");
+    let mut index = vec![0u32; Tokenizer::index_len_for_vocab(bin, 512).unwrap()];
+    assert_eq!(
+        Tokenizer::load_for_vocab(bin, 512, &mut index).map(|t| t.n_tokens()),
+        Ok(512)
+    );
+    // Fewer asked: the rest is ignored (run.c's reading).
+    let mut index = vec![0u32; Tokenizer::index_len_for_vocab(bin, 300).unwrap()];
+    assert_eq!(
+        Tokenizer::load_for_vocab(bin, 300, &mut index).map(|t| t.n_tokens()),
+        Ok(300)
+    );
+    // More asked than the file holds.
+    let mut index = vec![0u32; Tokenizer::index_len(513)];
+    assert_eq!(
+        Tokenizer::load_for_vocab(bin, 513, &mut index).err(),
+        Some(Error::TokenizerTooSmall {
+            tokenizer: 512,
+            model: 513
+        })
+    );
+    // Far more than the bytes could hold: refused before sizing.
+    assert!(matches!(
+        Tokenizer::index_len_for_vocab(bin, u32::MAX),
+        Err(Error::TokenizerTooSmall { .. })
+    ));
+    // A GGUF vocabulary smaller than the model's.
+    let gguf = small_vocab(|_| {});
+    let mut index = vec![0u32; Tokenizer::index_len_for_vocab(&gguf, 9).unwrap()];
+    assert_eq!(
+        Tokenizer::load_for_vocab(&gguf, 9, &mut index).err(),
+        Some(Error::TokenizerTooSmall {
+            tokenizer: 8,
+            model: 9
+        })
+    );
+}
+
+#[test]
+fn load_refuses_truncated_and_garbage_input() {
+    let bin: &[u8] = include_bytes!("../../models/tok512.bin");
+    let gguf = small_vocab(|_| {});
+    // Every cut of the GGUF is an error (its header promises more).
+    for len in 0..gguf.len() {
+        let r = try_load(&gguf[..len]);
+        assert!(r.is_err(), "GGUF cut at {len}: {r:?}");
+    }
+    // A cut of tokenizer.bin loads the records before it when it falls on
+    // a record boundary, else is an error.
+    for len in 0..bin.len() {
+        match try_load(&bin[..len]) {
+            Ok(n) => assert!((3..512).contains(&n), "cut at {len}: {n} tokens"),
+            Err(Error::Truncated { .. }) | Err(Error::BadTokenizer { .. }) => {}
+            Err(e) => panic!("tokenizer.bin cut at {len}: {e:?}"),
+        }
+    }
+    assert!(try_load(&[]).is_err());
+    assert!(try_load(b"GGUF").is_err());
+    // Garbage, with and without GGUF's magic, and bit flips of real files:
+    // an error or a tokenizer, never a panic.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..2000 {
+        let len = (next() % 600) as usize;
+        let mut b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if round % 2 == 0 && len >= 8 {
+            b[..4].copy_from_slice(b"GGUF");
+            b[4..8].copy_from_slice(&3u32.to_le_bytes());
+        }
+        let _ = try_load(&b);
+        for src in [bin, &gguf[..]] {
+            let mut b = src.to_vec();
+            for _ in 0..1 + round % 4 {
+                let i = (next() % b.len() as u64) as usize;
+                b[i] ^= 1 << (next() % 8);
+            }
+            let _ = try_load(&b);
+        }
+    }
 }

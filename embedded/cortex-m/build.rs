@@ -1,7 +1,7 @@
 //! Puts `memory.x` where the linker finds it and sizes the firmware's
 //! static buffers exactly: the host build of `llamette` reads the same
 //! model and tokenizer bytes the firmware embeds and writes
-//! `Session::required_bytes` and `Tokenizer::load_index_len` into
+//! `Session::required_bytes` and `Tokenizer::index_len_for_vocab` into
 //! `$OUT_DIR/sizes.rs`. The firmware checks the figures again on the target.
 
 use std::{env, fs, path::PathBuf};
@@ -34,7 +34,7 @@ fn main() {
     };
     let (f32_bytes, q8_bytes) = (session(KvType::F32), session(KvType::Q8_0));
     let vocab = model.config.vocab_size as u32;
-    let index_len = Tokenizer::load_index_len(&tok_bytes, Some(vocab)).unwrap();
+    let index_len = Tokenizer::index_len_for_vocab(&tok_bytes, vocab).unwrap();
     fs::write(
         out.join("sizes.rs"),
         format!(

@@ -25,8 +25,31 @@
 //!   sessions; a session is used by one thread at a time
 //!   (`llamette_session_cancel` excepted); no thread is started unless asked
 //!   (`llamette_session_set_threads`).
+//!
+//! ## Names
+//!
+//! The package is `llamette-ffi`; its library target is named `llamette`
+//! because Cargo names the built file after it (`libllamette.so`, `.a`,
+//! `.dylib`, `llamette.dll`: what `-lllamette`, pkg-config, C#'s
+//! `DllImport("llamette")` and SwiftPM link), and Cargo has no separate
+//! setting for the file name. So, in this crate's Rust source, the core
+//! crate (also `llamette`) is imported as `llamette_core`, and `crate::`
+//! is this C ABI. Nothing else sees the clash: this crate builds no rlib
+//! (no Rust crate can depend on it, and its `.rlib` would collide with the
+//! core's), no rustdoc (`doc = false`; its documentation is the header),
+//! and its Rust tests are unit tests in `src/tests/`. Renaming the library
+//! target would rename the C library every host links; a thin cdylib crate
+//! re-exporting an `llamette_ffi` rlib would avoid the alias at the cost of
+//! a second package in every build command.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+// No panic may reach the host: library code returns a status (the few
+// deliberate panics are annotated where they are, and every export runs
+// inside the panic boundary anyway).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 #![allow(non_camel_case_types)]
 // `Fail` carries its message inline (512 bytes) so that a failing call
 // allocates nothing; failures are rare and cheap enough to move.

@@ -10,7 +10,7 @@ use llamette_core::chat_template::ChatFormat;
 use llamette_core::format::gguf::Gguf;
 use llamette_core::model::Format;
 use llamette_core::tensor::TensorType;
-use llamette_core::{Model, Tokenizer};
+use llamette_core::{Bos, Model, Tokenizer};
 use memmap2::Mmap;
 
 use crate::error::*;
@@ -357,7 +357,7 @@ impl llamette_model {
         let mut tokenizer = None;
         let mut chat_format = ChatFormat::Llama2;
         if let Some(t) = tok_data {
-            let len = match Tokenizer::load_index_len(t, Some(vocab)) {
+            let len = match Tokenizer::index_len_for_vocab(t, vocab) {
                 Ok(n) => Some(n),
                 // A GGUF model without a vocabulary has no tokenizer.
                 Err(llamette_core::Error::MissingMetadata { .. }) if own => None,
@@ -368,8 +368,8 @@ impl llamette_model {
                 // SAFETY: borrowed by `tokenizer`, stored beside `buf` and
                 // dropped before it.
                 let idx = unsafe { buf.as_static_mut() };
-                let tok =
-                    Tokenizer::load(t, Some(vocab), idx).map_err(|e| Fail::core("tokenizer", e))?;
+                let tok = Tokenizer::load_for_vocab(t, vocab, idx)
+                    .map_err(|e| Fail::core("tokenizer", e))?;
                 index = Some(buf);
                 tokenizer = Some(tok);
                 chat_format = ChatFormat::of_file(t).map_err(|e| Fail::core("tokenizer", e))?;
@@ -905,6 +905,7 @@ pub unsafe extern "C" fn llamette_model_tokenize(
             )
         })?;
         let tok = m.tok()?;
+        let bos = if add_bos { Bos::Add } else { Bos::None };
         let work_len = Tokenizer::encode_work_len(text.len());
         let n;
         if capacity >= work_len {
@@ -913,8 +914,9 @@ pub unsafe extern "C" fn llamette_model_tokenize(
             let out = unsafe { core::slice::from_raw_parts_mut(tokens, capacity) };
             // The ids land at the front; the rest is scratch (documented).
             n = tok
-                .encode(text, add_bos, out)
-                .map_err(|e| Fail::core("text", e))?;
+                .encode(text, bos, out)
+                .map_err(|e| Fail::core("text", e))?
+                .len();
         } else {
             let mut work: Vec<u32> = Vec::new();
             if work.try_reserve_exact(work_len).is_err() {
@@ -925,8 +927,9 @@ pub unsafe extern "C" fn llamette_model_tokenize(
             }
             work.resize(work_len, 0);
             n = tok
-                .encode(text, add_bos, &mut work)
-                .map_err(|e| Fail::core("text", e))?;
+                .encode(text, bos, &mut work)
+                .map_err(|e| Fail::core("text", e))?
+                .len();
             if n > capacity {
                 // SAFETY: checked non-NULL and writable.
                 unsafe { out_n.write(n) };

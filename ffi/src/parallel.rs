@@ -332,7 +332,7 @@ unsafe impl Parallel for DispatchCell {
                 // A task's panic is a bug of the library: it reaches the
                 // export's boundary (LLAMETTE_STATUS_PANIC).
                 if ctx.panicked.load(Ordering::Acquire) {
-                    panic!("a task run by the host's parallel_for panicked");
+                    task_panicked();
                 }
                 let fault = HostFault {
                     n_tasks: n_tasks as u32,
@@ -349,4 +349,12 @@ unsafe impl Parallel for DispatchCell {
             }
         }
     }
+}
+
+/// Re-raises a task's panic on the calling thread, where the export's
+/// boundary turns it into `LLAMETTE_STATUS_PANIC`.
+#[cold]
+#[allow(clippy::panic)] // deliberate: the panic of a task, passed on
+fn task_panicked() -> ! {
+    panic!("a task run by the host's parallel_for panicked");
 }

@@ -38,8 +38,10 @@ use crate::sized::{read_in, Out, SizedStruct};
 /// bytes (64 is best: every region then starts on a cache line).
 pub const LLAMETTE_SESSION_ALIGN: usize = 8;
 
-/// Every region of the session memory starts at a multiple of this.
-const REGION_ALIGN: usize = 64;
+/// Every region of the session memory starts at a multiple of this: the
+/// core session's own alignment, so that its part starts where it would
+/// align it anyway.
+const REGION_ALIGN: usize = Session::ALIGN;
 
 /// The most threads `llamette_session_set_threads` and `llamette_parallel`
 /// accept.

@@ -477,8 +477,17 @@ impl<'a> Reader<'a> {
     }
 
     fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N]> {
-        let s = self.take(N as u64, what)?;
-        Ok(s.try_into().expect("take returned N bytes"))
+        let (offset, len) = (self.pos, self.bytes.len() as u64);
+        // `take` returns exactly N bytes, so the `None` arm is never taken.
+        match self.take(N as u64, what)?.first_chunk::<N>() {
+            Some(a) => Ok(*a),
+            None => Err(Error::Truncated {
+                what,
+                offset,
+                needed: N as u64,
+                len,
+            }),
+        }
     }
 
     fn u32(&mut self, what: &'static str) -> Result<u32> {

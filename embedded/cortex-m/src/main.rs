@@ -29,7 +29,7 @@ use cortex_m_rt::{entry, exception, ExceptionFrame, STACK_PAINT_VALUE};
 use cortex_m_semihosting::{debug, hio};
 use llamette::session::KvType;
 use llamette::{
-    Event, GenerateParams, Generator, Model, SamplerParams, Session, SessionParams, TextMode,
+    Bos, Event, GenerateParams, Generator, Model, SamplerParams, Session, SessionParams, TextMode,
     Tokenizer,
 };
 use panic_semihosting as _;
@@ -151,8 +151,9 @@ fn generate(
     // The empty prompt with BOS, as run.c encodes it.
     let mut ids = [0u32; STEPS + 1];
     let n_prompt = tok
-        .encode("", true, &mut ids[..8])
-        .unwrap_or_else(|e| panic!("prompt: {e}"));
+        .encode("", Bos::Add, &mut ids[..8])
+        .unwrap_or_else(|e| panic!("prompt: {e}"))
+        .len();
     let mut n_ids = n_prompt;
     let start = ticks();
     let mut gen = Generator::new(Some(tok), TextMode::Llama2c);
@@ -161,6 +162,8 @@ fn generate(
     // run.c's loop: stop at BOS (EOS's piece prints) or a full context.
     let params = GenerateParams {
         sampler: SamplerParams::greedy(),
+        // Greedy draws nothing at random.
+        seed: 0,
         max_tokens: 0,
         stop_at_eos: false,
         stop_at_bos: true,
@@ -295,8 +298,8 @@ fn main() -> ! {
     let model = load_model();
     let vocab = model.config.vocab_size as u32;
     let index = TOKENIZER_INDEX.take();
-    let tok =
-        Tokenizer::load(TOKENIZER, Some(vocab), index).unwrap_or_else(|e| panic!("tokenizer: {e}"));
+    let tok = Tokenizer::load_for_vocab(TOKENIZER, vocab, index)
+        .unwrap_or_else(|e| panic!("tokenizer: {e}"));
     let session_memory = &mut SESSION_MEMORY.take().0;
     let _ = writeln!(
         out,

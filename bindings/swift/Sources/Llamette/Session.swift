@@ -100,6 +100,55 @@ public final class Session: @unchecked Sendable {
         self.contextLength = Int(n)
     }
 
+    /// Makes the session that fits `memoryBudget` bytes on `model`: the
+    /// largest context, then the largest prompt batch, that
+    /// ``fitting(model:memoryBudget:kvCache:)`` finds. For an app that
+    /// knows what memory it may use (a phone's) rather than a context.
+    public convenience init(
+        model: LlamaModel, memoryBudget: Int, kvCache: KVCacheType = .q8_0, threads: Int = 1
+    ) throws {
+        let fit = try Session.fitting(model: model, memoryBudget: memoryBudget, kvCache: kvCache)
+        try self.init(
+            model: model, contextLength: fit.contextLength, kvCache: kvCache, batch: fit.batch, threads: threads)
+    }
+
+    /// The bytes a session of these settings takes
+    /// (`llamette_session_required_bytes`): its KV cache, activations and
+    /// handle, exactly what ``init(model:contextLength:kvCache:batch:threads:)``
+    /// allocates.
+    public static func requiredBytes(
+        model: LlamaModel, contextLength: Int? = nil, kvCache: KVCacheType = .f32, batch: Int? = nil
+    ) throws -> Int {
+        if let contextLength, contextLength <= 0 {
+            throw LlametteError(code: .invalidArgument, message: "context length \(contextLength): must be positive")
+        }
+        var params = llamette_session_params(
+            struct_size: MemoryLayout<llamette_session_params>.size,
+            context_length: UInt32(clamping: max(contextLength ?? 0, 0)),
+            kv_type: kvCache.rawValue,
+            batch: UInt32(clamping: max(batch ?? 0, 0)))
+        var n = 0
+        try check(llamette_session_required_bytes(model.handle, &params, &n))
+        return n
+    }
+
+    /// The largest context, then the largest prompt batch (up to 32), whose
+    /// session on `model` with `kvCache` takes at most `memoryBudget` bytes
+    /// (`llamette_session_params_for_budget`). Throws
+    /// ``LlametteError/Code/bufferTooSmall`` when not even one position fits
+    /// (the message names the bytes that would).
+    public static func fitting(
+        model: LlamaModel, memoryBudget: Int, kvCache: KVCacheType = .q8_0
+    ) throws -> (contextLength: Int, batch: Int) {
+        if memoryBudget < 0 {
+            throw LlametteError(code: .invalidArgument, message: "memory budget \(memoryBudget): must not be negative")
+        }
+        var params = llamette_session_params()
+        params.struct_size = MemoryLayout<llamette_session_params>.size
+        try check(llamette_session_params_for_budget(model.handle, kvCache.rawValue, memoryBudget, &params))
+        return (Int(params.context_length), Int(params.batch))
+    }
+
     deinit {
         // A running generation holds the session, so none is running now.
         llamette_session_free(handle)

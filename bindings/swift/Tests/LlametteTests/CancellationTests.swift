@@ -43,7 +43,11 @@ final class CancellationTests: XCTestCase {
         let generated = position - promptTokens + 1
         print("cancel after 5 pieces: the loop ended in \(String(format: "%.3f", ended * 1000)) ms;",
               "\(received.value) pieces received, about \(generated) tokens generated (uncancelled: \(full))")
-        XCTAssertEqual(received.value, 5)
+        // The consumer may take a piece or two more between the fifth and
+        // the cancel (it runs on its own while this task wakes up): the
+        // bound that matters is on the tokens generated, below.
+        XCTAssertGreaterThanOrEqual(received.value, 5)
+        XCTAssertLessThanOrEqual(received.value, generated)
         XCTAssertGreaterThan(full, 100)
         XCTAssertLessThanOrEqual(generated, 5 + Run.lookahead + 2)
         try await assertReference(session)
@@ -115,7 +119,11 @@ final class CancellationTests: XCTestCase {
               "session free after \(String(format: "%.2f", idle * 1000)) ms,",
               "position \(position), \(session.libraryCancellations) cancellation in the library")
         XCTAssertEqual(session.libraryCancellations, 1)
-        XCTAssertLessThan(idle, perToken)
+        // Within a token's time, with a token's slack for the wake-up of
+        // the awaiting task on a loaded machine (CI runs the suites beside
+        // other work); a cancel that waited for the generation to end would
+        // take hundreds of tokens.
+        XCTAssertLessThan(idle, 2 * perToken)
         // Usable again: it continues after new input.
         let again = try await collect(session.generateTokens(" and", options: GenerationOptions(maxTokens: 3)))
         XCTAssertEqual(again.count, 3)

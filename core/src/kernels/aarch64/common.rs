@@ -170,7 +170,7 @@ unsafe fn float_at<I: ArmIsa, const R: usize, const C: usize, const KIND: u8>(
     let cols = a.cols;
     let eb = if KIND == F32 { 4 } else { 2 };
     let rb = cols * eb;
-    // SAFETY (whole body): the pointers stay within the tile's rows
+    // SAFETY: (for the whole body) the pointers stay within the tile's rows
     // and vectors, whose lengths `check_mat` checked; the weights are
     // read as bytes (no alignment needed).
     unsafe {
@@ -405,7 +405,7 @@ unsafe fn group<I: ArmIsa, const R: usize, const C: usize, B: Block32>(
     acc: &mut [[(float32x4_t, float32x4_t); C]; R],
 ) {
     let bb = B::BYTES;
-    // SAFETY (whole body): all reads are within the 8 blocks the
+    // SAFETY: (for the whole body) all reads are within the 8 blocks the
     // caller vouches for.
     unsafe {
         for r in 0..R {
@@ -461,7 +461,7 @@ unsafe fn quant_at<I: ArmIsa, const R: usize, const C: usize, B: Block32>(
     // SAFETY: NEON (the caller's promise).
     let z = unsafe { vdupq_n_f32(0.0) };
     let mut acc = [[(z, z); C]; R];
-    // SAFETY (whole body): the pointers walk the tile's rows and
+    // SAFETY: (for the whole body) the pointers walk the tile's rows and
     // vectors, whose lengths `check_mat` checked (the sums only for
     // the types with a minimum, the only ones to read them); the last
     // partial group reads zero-padded copies instead.
@@ -549,7 +549,7 @@ impl<B: Block32> Kernel for Quant32<B> {
 /// holds `x.len()` values.
 #[inline(always)]
 pub(super) unsafe fn quantize(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]) {
-    // SAFETY (whole body): NEON (the caller's promise); every block b is
+    // SAFETY: (for the whole body) NEON (the caller's promise); every block b is
     // inside `x` and `q` (lengths checked by the caller).
     unsafe {
         for b in 0..x.len() / QK {

@@ -188,7 +188,7 @@ unsafe fn rows_times<I: ArmIsa, K: SuperBlock, const C: usize>(
 ) {
     let nb = a.cols / QK_K;
     let rb = nb * K::BYTES;
-    // SAFETY (whole body): row `r` is inside `w` and super-block `s` of
+    // SAFETY: (for the whole body) row `r` is inside `w` and super-block `s` of
     // vector `c0 + c` inside the Q8_K activations (`check_mat` checked
     // `rows * rb` weight bytes, `n * cols` values, `n * cols / 256`
     // scales and `n * cols / 16` sums); `out` holds `n * rows` outputs.
@@ -788,7 +788,7 @@ impl SuperBlock for Q6K {
 /// 256` scales, `bsums` `x.len() / 16` sums and `q` `x.len()` values.
 #[inline(always)]
 pub(super) unsafe fn quantize_q8k(x: &[f32], d: &mut [f32], bsums: &mut [i16], q: &mut [i8]) {
-    // SAFETY (whole body): NEON (the caller's promise); super-block `s`
+    // SAFETY: (for the whole body) NEON (the caller's promise); super-block `s`
     // is inside `x`, `q`, `d` and `bsums` (lengths checked by the
     // caller).
     unsafe {

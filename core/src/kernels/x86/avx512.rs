@@ -308,7 +308,7 @@ unsafe fn z16_tile<const R: usize, const C: usize, const BF: bool>(
     o: *mut f32,
     ldo: usize,
 ) {
-    // SAFETY (whole body): offsets stay within the R rows of `rb`
+    // SAFETY: (for the whole body) offsets stay within the R rows of `rb`
     // bytes and the C vectors of `cols` values the caller vouches
     // for; the last partial chunk uses masked loads, which do not
     // touch the masked-off elements.

@@ -136,7 +136,7 @@ unsafe fn tile_float<const R: usize, const C: usize, const K: FloatKind>(
     o: *mut f32,
     ldo: usize,
 ) {
-    // SAFETY (whole body): offsets stay within the R rows of `rb` bytes and
+    // SAFETY: (for the whole body) offsets stay within the R rows of `rb` bytes and
     // the C vectors of `cols` values the caller vouches for; loads are
     // unaligned loads.
     unsafe {
@@ -370,7 +370,7 @@ pub(super) const PREP_GROUPS: usize = 96;
 pub(super) unsafe fn prep<I: Isa, F: Format>(a: &Acts, b: usize, k: usize, nb: usize) -> Prep {
     let first = b * nb + 8 * k;
     let n = (nb - 8 * k).min(8);
-    // SAFETY (whole body): blocks first..first + n of the checked
+    // SAFETY: (for the whole body) blocks first..first + n of the checked
     // activations; a partial group reads zero-padded copies.
     unsafe {
         let (mut qt, mut dt, mut st) = ([0i8; 8 * QK], [0f32; 8], [0i32; 8]);
@@ -422,7 +422,7 @@ pub(super) unsafe fn group<I: Isa, const R: usize, const C: usize, F: Format>(
     bb: usize,
     acc: &mut [[__m256; C]; R],
 ) {
-    // SAFETY (whole body): all reads are within the 8 blocks the caller
+    // SAFETY: (for the whole body) all reads are within the 8 blocks the caller
     // vouches for.
     unsafe {
         let shift = shift::<I, F>();
@@ -498,7 +498,7 @@ impl<I: Isa, F: Format> TileOp for QuantTiles<'_, '_, I, F> {
         let groups = nb.div_ceil(8);
         let rb = nb * bb;
         let prepared = self.prepared;
-        // SAFETY (whole body): the pointers walk the tile's rows, whose
+        // SAFETY: (for the whole body) the pointers walk the tile's rows, whose
         // lengths `check_mat` checked; the last partial group reads
         // zero-padded copies instead.
         unsafe {
@@ -602,7 +602,7 @@ pub(super) unsafe fn mat_quant<I: Isa, F: Format>(
 /// blocks and `q` holds `x.len()` values (checked by the caller).
 #[inline(always)]
 pub(super) unsafe fn quantize(x: &[f32], d: &mut [f32], sum: &mut [i32], q: &mut [i8]) {
-    // SAFETY (whole body): the CPU features are the caller's promise; every
+    // SAFETY: (for the whole body) the CPU features are the caller's promise; every
     // block b is inside `x` and `q` (lengths checked by the caller).
     unsafe {
         let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));

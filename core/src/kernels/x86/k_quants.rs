@@ -285,7 +285,7 @@ unsafe fn matvec<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     let (q, bs, da) = (a.k.q.as_ptr(), a.k.bsums.as_ptr(), a.k.d.as_ptr());
     let mut buf = [const { MaybeUninit::<K::A>::uninit() }; SEG];
     let mut s0 = 0;
-    // SAFETY (whole body): row r and super-block s are inside the checked
+    // SAFETY: (for the whole body) row r and super-block s are inside the checked
     // weights, super-block s of the vector inside its checked Q8_K values,
     // sums and scales; buf[..ns] is written before it is read.
     unsafe {
@@ -411,7 +411,7 @@ unsafe fn matmul<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     let o = out.as_mut_ptr();
     let mut buf = [[const { MaybeUninit::<K::A>::uninit() }; MSEG]; LANES];
     let mut c0 = 0;
-    // SAFETY (whole body): vectors c0..c0 + nc are in the checked batch,
+    // SAFETY: (for the whole body) vectors c0..c0 + nc are in the checked batch,
     // rows 0..rows and super-blocks 0..nsb in the checked weights, and
     // out[(c0 + c) * rows + r] in the checked output; buf[c][..ns] is
     // written for c < nc before it is read.
@@ -573,7 +573,7 @@ pub(super) unsafe fn q3_scales(b: *const u8) -> __m128i {
 /// magnitude gives the same value); lengths checked by the caller.
 #[inline(always)]
 pub(super) unsafe fn quantize_q8k(x: &[f32], d: &mut [f32], bsums: &mut [i16], q: &mut [i8]) {
-    // SAFETY (whole body): super-block s is inside x and q, its sums
+    // SAFETY: (for the whole body) super-block s is inside x and q, its sums
     // inside bsums and its scale inside d (checked by the caller); AVX2.
     unsafe {
         let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));

@@ -225,7 +225,7 @@ pub(super) unsafe fn kv_scores<I: Isa>(
     out: &mut [f32],
 ) {
     let rb = nb * 34;
-    // SAFETY (whole body): the CPU features are the caller's promise; rows
+    // SAFETY: (for the whole body) the CPU features are the caller's promise; rows
     // t0..t0 + n of `keys` and the query's nb blocks are inside the checked
     // slices; partial groups read zero-padded copies.
     unsafe {

@@ -398,7 +398,7 @@ pub(super) unsafe fn matmul<I: Isa, F: Format>(w: &[u8], a: &Acts, out: &mut [f3
     let mut buf = [[const { MaybeUninit::<Prep>::uninit() }; MG]; MC];
     let mut t = [0u8; 8 * 32 + 64];
     let o = out.as_mut_ptr();
-    // SAFETY (whole body): vectors c0..c0 + nc are in the checked batch,
+    // SAFETY: (for the whole body) vectors c0..c0 + nc are in the checked batch,
     // rows r0..r0 + nr and their groups in the checked weights (the last
     // partial group of a row is read from the zero-padded copy `t`),
     // out[(c0 + c) * rows + r] in the checked output; buf[c][..ng] is
