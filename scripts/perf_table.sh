@@ -7,7 +7,8 @@
 #
 # Usage: scripts/perf_table.sh LLAMETTE LLAMA_BENCH ROUNDS RAW.csv MODEL_DIR
 #   MODEL_DIR holds tl-Q4_0.gguf, tl-Q8_0.gguf, tl-f16.gguf
-#   (llamette synth --shape tinyllama-1.1b --type q4_0|q8_0|f16 ...).
+#   (llamette synth --shape tinyllama-1.1b --type q4_0|q8_0|f16 ...);
+#   TYPES="Q4_K_M Q6_K" measures tl-Q4_K_M.gguf and tl-Q6_K.gguf instead.
 # Appends engine,type,threads,test,round,tok_s rows to RAW.csv; then
 # scripts/perf_medians.py RAW.csv > docs/perf.csv takes the medians.
 set -euo pipefail
@@ -29,7 +30,7 @@ lc() { # type threads round
 }
 for r in $(seq "$R"); do
     jobs=()
-    for ty in Q4_0 Q8_0 F16; do
+    for ty in ${TYPES:-Q4_0 Q8_0 F16}; do
         f=$ty; [ "$ty" = F16 ] && f=f16
         for t in 1 2; do
             jobs+=("lm llamette $f $t $r" "lm llamette-mmap $f $t $r --mmap" "lc $f $t $r")

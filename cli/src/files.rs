@@ -156,19 +156,28 @@ impl Input {
     /// the weights, at the cost of a private copy (the file's size in RAM)
     /// and the time to read it. Page-cache pages of a mapped file are 4 KiB.
     pub fn open_in_huge_pages(path: &Path) -> Result<Input, CliError> {
-        let mapped = Input::open(path)?;
-        let len = mapped.bytes.len();
-        if len == 0 {
-            return Ok(mapped);
+        let name = path.display().to_string();
+        let mut file = File::open(path).map_err(|e| CliError::new(&name, e))?;
+        let meta = file.metadata().map_err(|e| CliError::new(&name, e))?;
+        if meta.is_dir() {
+            return Err(CliError::new(&name, "is a directory"));
         }
-        let name = mapped.name.clone();
+        let len = usize::try_from(meta.len()).map_err(|_| CliError::new(&name, "too large"))?;
+        if len == 0 {
+            return Ok(Input {
+                name,
+                bytes: Bytes::Owned(Vec::new()),
+            });
+        }
         let mut anon = memmap2::MmapMut::map_anon(len).map_err(|e| CliError::new(&name, e))?;
         #[cfg(target_os = "linux")]
         {
             // Before the first touch, so that the pages are allocated huge.
             let _ = anon.advise(memmap2::Advice::HugePage);
         }
-        anon.copy_from_slice(&mapped.bytes);
+        // Read, not mapped and copied: the file's pages then stay in the
+        // page cache only, so the process's peak memory is the copy alone.
+        std::io::Read::read_exact(&mut file, &mut anon).map_err(|e| CliError::new(&name, e))?;
         Ok(Input {
             name,
             bytes: Bytes::Anonymous(anon),
