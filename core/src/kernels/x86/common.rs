@@ -122,12 +122,52 @@ unsafe fn bf16x8(p: *const u8) -> __m256 {
     }
 }
 
+/// Iterations of a matrix-vector tile (`R` rows of `rb` bytes at `w`,
+/// `step` bytes of each row per iteration) that prefetch the next tile
+/// ([`prefetch_next`]), so that the prefetches stop at `end` (null: none).
+#[inline(always)]
+fn prefetch_iters<const R: usize>(w: *const u8, rb: usize, step: usize, end: *const u8) -> usize {
+    if end.is_null() {
+        return 0;
+    }
+    let next = w as usize + R * rb;
+    (end as usize).saturating_sub(next).div_ceil(R * step)
+}
+
+/// Prefetches into L2 the bytes of iteration `i` of the next tile (the
+/// `R * step` bytes at `w + R * rb + i * R * step`): the next `R` rows,
+/// contiguous, read as one sequential stream one tile ahead of the loads.
+///
+/// Why (F16, one vector, matrices larger than the caches, Zen 5, 1
+/// thread, `kernel-table` medians): one row at a time is a single stream,
+/// but its one chain of multiply-adds per lane cannot go faster than one
+/// 32-byte chunk per FMA latency, and with rows of 5632 values (the
+/// feed-forward's down projection) it read 53-59% of the probe; two rows
+/// at once read 42-46% (two streams a row apart, which the hardware
+/// prefetcher serves badly), and 91-100% with these prefetches. Into L1
+/// (`T0`) they measured slower than into L2 (`T1`) with two rows.
+#[inline(always)]
+unsafe fn prefetch_next<const R: usize>(w: *const u8, rb: usize, step: usize, i: usize) {
+    let q = w.wrapping_add(R * rb + i * R * step);
+    let mut off = 0;
+    while off < R * step {
+        // SAFETY: a prefetch is a hint: it never faults and changes no
+        // memory, whatever the address (computed without `add`'s
+        // in-bounds requirement); SSE (every x86-64).
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(q.wrapping_add(off) as *const i8) };
+        off += 64;
+    }
+}
+
 /// One tile of the float kernels: `R` rows from `w` (row `r` at
 /// `w + r * rb`, `cols` elements) times `C` vectors (vector `c` at
 /// `x + c * cols`); `out(r, c)` is stored at `o + c * ldo + r`. `K`
 /// selects the weight type. Sixteen partial sums per (row, vector): lanes
-/// 0..8 in one register, 8..16 in another.
+/// 0..8 in one register, 8..16 in another. With one vector and `pf_end`
+/// not null, the next tile (up to `pf_end`) is prefetched
+/// ([`prefetch_next`]).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile_float<const R: usize, const C: usize, const K: FloatKind>(
     w: *const u8,
     rb: usize,
@@ -135,6 +175,7 @@ unsafe fn tile_float<const R: usize, const C: usize, const K: FloatKind>(
     cols: usize,
     o: *mut f32,
     ldo: usize,
+    pf_end: *const u8,
 ) {
     // SAFETY: (for the whole body) offsets stay within the R rows of `rb` bytes and
     // the C vectors of `cols` values the caller vouches for; loads are
@@ -159,7 +200,15 @@ unsafe fn tile_float<const R: usize, const C: usize, const K: FloatKind>(
         let z = _mm256_setzero_ps();
         let mut acc = [[(z, z); C]; R];
         let n16 = cols / 16;
+        let pf = if C == 1 {
+            prefetch_iters::<R>(w, rb, 16 * eb, pf_end)
+        } else {
+            0
+        };
         for i in 0..n16 {
+            if i < pf {
+                prefetch_next::<R>(w, rb, 16 * eb, i);
+            }
             let mut xv = [(z, z); C];
             for (c, xv) in xv.iter_mut().enumerate() {
                 let p = x.add(c * cols + 16 * i);
@@ -207,6 +256,8 @@ struct FloatTiles<'a, 'b, const K: FloatKind> {
     a: &'a Acts<'b>,
     out: &'a mut [f32],
     rows: usize,
+    /// The end of the matrix if one-vector tiles prefetch the next, else null.
+    pf_end: *const u8,
 }
 
 impl<const K: FloatKind> TileOp for FloatTiles<'_, '_, K> {
@@ -223,6 +274,7 @@ impl<const K: FloatKind> TileOp for FloatTiles<'_, '_, K> {
                 cols,
                 self.out.as_mut_ptr().add(c0 * self.rows + r0),
                 self.rows,
+                self.pf_end,
             )
         }
     }
@@ -231,11 +283,12 @@ impl<const K: FloatKind> TileOp for FloatTiles<'_, '_, K> {
 /// The longest row [`mat_float`] reads four at a time for one vector.
 const SHORT_ROW: usize = 512;
 
-/// F32, F16 or BF16 weights (the `MatFn` contract, arguments checked): one row
-/// at a time for one vector (a single sequential stream of weights, which
-/// the hardware prefetcher follows at full bandwidth; four short rows at a
-/// time), tiles of up to
-/// `I::FR` x `I::FC` for a batch.
+/// F32, F16 or BF16 weights (the `MatFn` contract, arguments checked). For
+/// one vector: four short rows at a time; long F32 rows one at a time (a
+/// single sequential stream of weights, which the hardware prefetcher
+/// follows at full bandwidth); long F16 and BF16 rows two at a time, each
+/// pair prefetching the next ([`prefetch_next`]). Tiles of up to `I::FR` x
+/// `I::FC` for a batch.
 #[inline(always)]
 pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
     w: &[u8],
@@ -244,14 +297,28 @@ pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
     rows: usize,
 ) {
     let n = a.n;
-    let (rmax, cmax) = match n {
+    let (rmax, cmax, pf) = match n {
         // Short rows (a small model's, in cache): four at a time share
         // the loads of the vector and the loop (each row's sums as alone).
-        1 if a.cols <= SHORT_ROW => (4, 1),
-        1 => (1, 1),
-        _ => (I::FR, I::FC),
+        1 if a.cols <= SHORT_ROW => (4, 1, false),
+        // 64 bytes per chunk of 16: one row's two chains keep up.
+        1 if K == F32 => (1, 1, false),
+        // 32 bytes per chunk: two rows' chains (each row's sums as alone).
+        1 => (2, 1, true),
+        _ => (I::FR, I::FC, false),
     };
-    let mut op = FloatTiles::<K> { w, a, out, rows };
+    let pf_end = if pf {
+        w.as_ptr().wrapping_add(rows * a.cols * 2)
+    } else {
+        core::ptr::null()
+    };
+    let mut op = FloatTiles::<K> {
+        w,
+        a,
+        out,
+        rows,
+        pf_end,
+    };
     // SAFETY: every tile is inside the checked arguments.
     unsafe { over_tiles::<I, _>(rmax, cmax, rows, n, &mut op) }
 }
