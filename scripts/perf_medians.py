@@ -22,7 +22,7 @@ def main(raw, out):
         runs[(NAMES[r["engine"]], r["type"], r["threads"], r["test"])].append(float(r["tok_s"]))
     med = {k: statistics.median(v) for k, v in runs.items()}
     n = {k: len(v) for k, v in runs.items()}
-    groups = sorted({(k[1], k[2]) for k in med}, key=lambda g: (["q4_0", "q8_0", "f16", "q4_k_m", "q6_k"].index(g[0]), g[1]))
+    groups = sorted({(k[1], k[2]) for k in med}, key=lambda g: (["q4_0", "q8_0", "f16", "q4_k_m", "q6_k"].index(g[0]) if g[0] in ["q4_0", "q8_0", "f16", "q4_k_m", "q6_k"] else 9, g[1]))
     with open(out, "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["engine", "type", "threads", "test", "tok_s"])
