@@ -23,7 +23,7 @@ use core::arch::aarch64::{int16x8_t, int32x4_t, int8x16_t};
 
 use super::acts::Acts;
 use super::check_mat;
-use super::types::{TensorType, QK, QK_K};
+use super::types::{TensorType, QK};
 
 mod common;
 mod dotprod;
@@ -201,16 +201,7 @@ fn run_quantize_k(
     bsums: &mut [i16],
     q: &mut [i8],
 ) {
-    assert_eq!(
-        x.len() % QK_K,
-        0,
-        "quantize_q8k: length is not a multiple of 256"
-    );
-    let nb = x.len() / QK_K;
-    assert!(
-        d.len() >= nb && bsums.len() >= 16 * nb && q.len() >= x.len(),
-        "quantize_q8k: scratch too short"
-    );
+    super::types::k_quants::check_q8k_lengths(x, d, bsums, q);
     debug_assert!(supported());
     // SAFETY: as in `run`; the lengths are checked above.
     unsafe { imp(x, d, bsums, q) }

@@ -408,14 +408,10 @@ pub fn nearest_int(x: f32) -> i32 {
     (v.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
 }
 
-/// Quantizes activations to Q8_K super-blocks (ggml's
-/// `quantize_row_q8_K_ref`): per 256 values, `max` is the first value of
-/// largest magnitude, `q = round_half_even(-127 / max * x)` clamped to
-/// `-127..=127`, `d = 1 / (-127 / max)`, and `bsums` the sums of each 16
-/// `q`. A super-block of zeros (or NaNs) gets `d = 0` and zeros.
-/// `x.len()` must be a multiple of 256; `d` holds `x.len() / 256` scales,
-/// `bsums` `x.len() / 16` sums and `q` `x.len()` values.
-pub fn quantize_q8k(x: &[f32], d: &mut [f32], bsums: &mut [i16], q: &mut [i8]) {
+/// The length contract of every Q8_K quantizer (the reference and the SIMD
+/// ones): panics, as documented at [`quantize_q8k`], when it is broken.
+#[allow(clippy::panic)] // a documented contract of the callers' sizes
+pub(crate) fn check_q8k_lengths(x: &[f32], d: &[f32], bsums: &[i16], q: &[i8]) {
     assert_eq!(
         x.len() % QK_K,
         0,
@@ -426,6 +422,17 @@ pub fn quantize_q8k(x: &[f32], d: &mut [f32], bsums: &mut [i16], q: &mut [i8]) {
         d.len() >= nb && bsums.len() >= 16 * nb && q.len() >= x.len(),
         "quantize_q8k: scratch too short"
     );
+}
+
+/// Quantizes activations to Q8_K super-blocks (ggml's
+/// `quantize_row_q8_K_ref`): per 256 values, `max` is the first value of
+/// largest magnitude, `q = round_half_even(-127 / max * x)` clamped to
+/// `-127..=127`, `d = 1 / (-127 / max)`, and `bsums` the sums of each 16
+/// `q`. A super-block of zeros (or NaNs) gets `d = 0` and zeros.
+/// `x.len()` must be a multiple of 256; `d` holds `x.len() / 256` scales,
+/// `bsums` `x.len() / 16` sums and `q` `x.len()` values.
+pub fn quantize_q8k(x: &[f32], d: &mut [f32], bsums: &mut [i16], q: &mut [i8]) {
+    check_q8k_lengths(x, d, bsums, q);
     for (s, (xs, qs)) in x
         .chunks_exact(QK_K)
         .zip(q.chunks_exact_mut(QK_K))

@@ -205,17 +205,7 @@ fn run_quantize_k(
     bsums: &mut [i16],
     q: &mut [i8],
 ) {
-    use super::types::QK_K;
-    assert_eq!(
-        x.len() % QK_K,
-        0,
-        "quantize_q8k: length is not a multiple of 256"
-    );
-    let nb = x.len() / QK_K;
-    assert!(
-        d.len() >= nb && bsums.len() >= 16 * nb && q.len() >= x.len(),
-        "quantize_q8k: scratch too short"
-    );
+    super::types::k_quants::check_q8k_lengths(x, d, bsums, q);
     debug_assert!(supported());
     // SAFETY: as in `run`; the lengths are checked above.
     unsafe { imp(x, d, bsums, q) }
