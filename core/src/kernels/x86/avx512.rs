@@ -162,14 +162,39 @@ unsafe fn mat_bf16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     }
 }
 
-/// Q8_0 weights.
+/// Q8_0 weights: a batch of whole bands through the interleaved tiles
+/// ([`x16::mat_plain`]), anything else through the shared kernel.
 ///
 /// # Safety
 /// As [`mat_f32`].
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
-    unsafe { legacy::mat::<Avx512, legacy::Q8_0>(w, a, out, rows) }
+    unsafe {
+        if a.n == 1 || x16::mat_plain::<false>(w, a, out, rows).is_none() {
+            legacy::mat::<Avx512, legacy::Q8_0>(w, a, out, rows)
+        }
+    }
+}
+
+/// Q4_0 weights: a batch of whole bands through the interleaved tiles
+/// ([`x16::mat_plain`]), other batches through [`z4::matmul`], one vector
+/// through [`z4::matvec`].
+///
+/// # Safety
+/// As [`mat_f32`].
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn mat_q4_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe {
+        if a.n > 1 {
+            if x16::mat_plain::<true>(w, a, out, rows).is_none() {
+                z4::matmul::<Avx512, legacy::Q4_0>(w, a, out, rows)
+            }
+        } else if z4::matvec::<Avx512, legacy::Q4_0>(w, a, out, rows).is_none() {
+            legacy::mat::<Avx512, legacy::Q4_0>(w, a, out, rows)
+        }
+    }
 }
 
 /// Interleaved Q8_0 weights.
@@ -216,7 +241,6 @@ macro_rules! legacy_kernels {
 }
 
 legacy_kernels! {
-    mat_q4_0: legacy::Q4_0,
     mat_q4_1: legacy::Q4_1,
     mat_q5_0: legacy::Q5_0,
     mat_q5_1: legacy::Q5_1,

@@ -7,6 +7,7 @@
 //! into partial sum `k % 8`, then `reduce8`): the plain types' numbers.
 
 use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
 use core::ptr::read_unaligned;
 
 use crate::kernels::acts::Acts;
@@ -16,6 +17,9 @@ use crate::kernels::types::QK;
 /// Vectors per tile of a batch: each unit's nibbles, split once, serve
 /// this many vectors.
 const NC: usize = 4;
+
+/// The eight partial sums of a tile's `C` vectors, 16 rows per lane.
+type Sums<const C: usize> = [[__m512; 8]; C];
 
 /// `rows` (whole bands) times every vector of `a`.
 ///
@@ -32,25 +36,24 @@ pub(super) unsafe fn mat<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], ro
         // function's contract).
         unsafe {
             match nc {
-                1 => tile::<1, Q4>(band, nb, a, c0, o, rows),
-                2 => tile::<2, Q4>(band, nb, a, c0, o, rows),
-                3 => tile::<3, Q4>(band, nb, a, c0, o, rows),
-                _ => tile::<4, Q4>(band, nb, a, c0, o, rows),
+                1 => whole_band::<1, Q4>(band, nb, a, c0, o, rows),
+                2 => whole_band::<2, Q4>(band, nb, a, c0, o, rows),
+                3 => whole_band::<3, Q4>(band, nb, a, c0, o, rows),
+                _ => whole_band::<4, Q4>(band, nb, a, c0, o, rows),
             }
         }
     });
 }
 
-/// One band (16 rows of `nb` blocks at `band`) times vectors
-/// `c0..c0 + C` of `a`; row `r` of vector `c0 + j` goes to
-/// `out[j * rows + r]`.
+/// One band (16 rows of `nb` blocks at `band`) times vectors `c0..c0 + C`
+/// of `a`; row `r` of vector `c0 + j` goes to `out[j * rows + r]`.
 ///
 /// # Safety
 /// As [`mat`], and the band, the vectors and the outputs are inside the
 /// checked arguments.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile<const C: usize, const Q4: bool>(
+unsafe fn whole_band<const C: usize, const Q4: bool>(
     band: *const u8,
     nb: usize,
     a: &Acts,
@@ -58,19 +61,44 @@ unsafe fn tile<const C: usize, const Q4: bool>(
     out: *mut f32,
     rows: usize,
 ) {
+    let mut acc = [[_mm512_setzero_ps(); 8]; C];
+    // SAFETY: the caller's contract.
+    unsafe {
+        units::<C, Q4>(band, 0, nb, nb, a, c0, &mut acc);
+        store::<C>(&acc, out, rows);
+    }
+}
+
+/// Units `k0..k0 + n` of a band (unit `k0` at `units`; `k0` a multiple of
+/// 8) times vectors `c0..c0 + C` of `a` (rows of `nb` blocks), added to the
+/// partial sums `acc`: block `k` to sum `k % 8`, as the plain types add
+/// them (and eight chains hide the add's latency).
+///
+/// # Safety
+/// As [`mat`], and the units and the vectors' blocks are inside the
+/// checked arguments (or, for units, a buffer holding them).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn units<const C: usize, const Q4: bool>(
+    units: *const u8,
+    k0: usize,
+    n: usize,
+    nb: usize,
+    a: &Acts,
+    c0: usize,
+    acc: &mut Sums<C>,
+) {
+    debug_assert!(k0.is_multiple_of(8));
     let ub = BAND * if Q4 { 18 } else { 34 };
     let offset = if Q4 { -8 } else { -128 };
     let mask = _mm512_set1_epi8(0x0f);
-    // Eight partial sums per vector: block k goes to sum k % 8, as the
-    // plain types add them (and eight chains hide the add's latency).
-    let mut acc = [[_mm512_setzero_ps(); 8]; C];
-    // Block k's scaled dot products into partial sums `u`.
-    let block = |k: usize, u: usize, acc: &mut [[__m512; 8]; C]| {
-        // SAFETY: unit k of the band, and block k of each vector (32
-        // values, a scale and a sum), are inside the checked arguments;
-        // the CPU has the features (the caller's contract).
+    // Unit `i` (block k0 + i)'s scaled dot products into partial sums `u`.
+    let block = |i: usize, u: usize, acc: &mut Sums<C>| {
+        // SAFETY: unit i, and block k0 + i of each vector (32 values, a
+        // scale and a sum), are inside the checked arguments; the CPU has
+        // the features (the caller's contract).
         unsafe {
-            let unit = band.add(k * ub);
+            let unit = units.add(i * ub);
             let dw = _mm512_cvtph_ps(_mm256_loadu_si256(unit as *const __m256i));
             let vals = |c: usize| _mm512_loadu_si512(unit.add(32 + 64 * c) as *const _);
             // Q4_0: chunk c's low nibbles are elements 4c..4c+4 of each
@@ -85,7 +113,7 @@ unsafe fn tile<const C: usize, const Q4: bool>(
                 }
             }
             for (j, acc) in acc.iter_mut().enumerate() {
-                let blk = (c0 + j) * nb + k;
+                let blk = (c0 + j) * nb + k0 + i;
                 let q = a.q.as_ptr().add(blk * QK) as *const i32;
                 let group = |g: usize| _mm512_set1_epi32(read_unaligned(q.add(g)));
                 // Two chains of dot products, for the latency; the
@@ -109,25 +137,239 @@ unsafe fn tile<const C: usize, const Q4: bool>(
             }
         }
     };
-    let mut k = 0;
-    while k + 8 <= nb {
+    let mut i = 0;
+    while i + 8 <= n {
         for u in 0..8 {
-            block(k + u, u, &mut acc);
+            block(i + u, u, acc);
         }
-        k += 8;
+        i += 8;
     }
-    for u in 0..nb - k {
-        block(k + u, u, &mut acc);
+    for u in 0..n - i {
+        block(i + u, u, acc);
     }
+}
+
+/// The partial sums of `C` vectors reduced (`reduce8`, lane by lane) and
+/// stored: 16 rows of vector `j` at `out + j * rows`.
+///
+/// # Safety
+/// The outputs are inside the checked arguments; AVX-512F.
+#[inline(always)]
+unsafe fn store<const C: usize>(acc: &Sums<C>, out: *mut f32, rows: usize) {
     for (j, acc) in acc.iter().enumerate() {
-        // reduce8, lane by lane.
-        let s = _mm512_add_ps(
-            _mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[1], acc[5])),
-            _mm512_add_ps(_mm512_add_ps(acc[2], acc[6]), _mm512_add_ps(acc[3], acc[7])),
-        );
-        // SAFETY: row 0 of the band for vector c0 + j, 16 outputs, is
-        // inside the checked arguments.
-        unsafe { _mm512_storeu_ps(out.add(j * rows), s) };
+        // SAFETY: the caller's contract.
+        unsafe {
+            let s = _mm512_add_ps(
+                _mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[1], acc[5])),
+                _mm512_add_ps(_mm512_add_ps(acc[2], acc[6]), _mm512_add_ps(acc[3], acc[7])),
+            );
+            _mm512_storeu_ps(out.add(j * rows), s);
+        }
+    }
+}
+
+/// Bytes of interleaved units that [`mat_plain`] keeps on the stack.
+const SEGMENT_BYTES: usize = 18 << 10;
+/// Vectors whose partial sums [`mat_plain`] keeps on the stack (512 bytes
+/// each): the batch a kernel call gets from `matmul` (24) fits.
+const VC: usize = 24;
+
+/// Plain Q4_0 or Q8_0 rows times a batch (the `MatFn` contract), through
+/// the interleaved tiles: each band of 16 rows is interleaved a segment of
+/// blocks at a time into a buffer on the stack ([`interleave`]), and every
+/// vector of a chunk of [`VC`] passes the segment before the next is made.
+/// The interleaved layout changes no bit ([`crate::kernels::interleave`]):
+/// the numbers are the plain kernels'. `None` (nothing done) unless `rows`
+/// is a multiple of 16.
+///
+/// # Safety
+/// As [`mat`], but the weights plain and `rows` any number.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn mat_plain<const Q4: bool>(
+    w: &[u8],
+    a: &Acts,
+    out: &mut [f32],
+    rows: usize,
+) -> Option<()> {
+    if !rows.is_multiple_of(BAND) {
+        return None;
+    }
+    let bb = if Q4 { 18 } else { 34 };
+    let ub = BAND * bb;
+    // A multiple of 8 units, so that a segment starts a round of the
+    // partial sums.
+    let seg = SEGMENT_BYTES / ub / 8 * 8;
+    let nb = a.cols / QK;
+    let rb = nb * bb;
+    let mut buf = [const { MaybeUninit::<u8>::uninit() }; SEGMENT_BYTES];
+    let mut sums = [[[0f32; 16]; 8]; VC];
+    // SAFETY: (for the whole body) band b's rows (16 rows of rb bytes at
+    // w + 16 b rb) and vectors v0..v0 + nv are inside the checked
+    // arguments; the units `interleave` writes into `buf` (at most `seg`,
+    // SEGMENT_BYTES) are the only ones `units` reads; the partial sums go
+    // through `sums` as plain floats; outputs out[c * rows + 16 b + r]
+    // are inside the checked output. The CPU has the features.
+    unsafe {
+        for b in 0..rows / BAND {
+            let band = w.as_ptr().add(b * BAND * rb);
+            let mut v0 = 0;
+            while v0 < a.n {
+                let nv = (a.n - v0).min(VC);
+                for s in &mut sums[..nv] {
+                    *s = [[0.0; 16]; 8];
+                }
+                let mut k0 = 0;
+                while k0 < nb {
+                    let ns = (nb - k0).min(seg);
+                    let units_ptr = buf.as_mut_ptr() as *mut u8;
+                    for i in 0..ns {
+                        interleave::<Q4>(band.add((k0 + i) * bb), rb, units_ptr.add(i * ub));
+                    }
+                    let mut c = 0;
+                    while c < nv {
+                        let nc = (nv - c).min(NC);
+                        let sums = sums[c..].as_mut_ptr();
+                        let c0 = v0 + c;
+                        let units_ptr = units_ptr as *const u8;
+                        match nc {
+                            1 => segment::<1, Q4>(units_ptr, k0, ns, nb, a, c0, sums),
+                            2 => segment::<2, Q4>(units_ptr, k0, ns, nb, a, c0, sums),
+                            3 => segment::<3, Q4>(units_ptr, k0, ns, nb, a, c0, sums),
+                            _ => segment::<4, Q4>(units_ptr, k0, ns, nb, a, c0, sums),
+                        }
+                        c += nc;
+                    }
+                    k0 += ns;
+                }
+                for (j, s) in sums[..nv].iter().enumerate() {
+                    let acc = [s.map(|p| _mm512_loadu_ps(p.as_ptr()))];
+                    store::<1>(&acc, out.as_mut_ptr().add((v0 + j) * rows + b * BAND), rows);
+                }
+                v0 += nv;
+            }
+        }
+    }
+    Some(())
+}
+
+/// [`units`] with the partial sums of the `C` vectors loaded from and
+/// stored back to `sums` (`C` entries).
+///
+/// # Safety
+/// As [`units`], and `sums` has `C` entries.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn segment<const C: usize, const Q4: bool>(
+    units_ptr: *const u8,
+    k0: usize,
+    n: usize,
+    nb: usize,
+    a: &Acts,
+    c0: usize,
+    sums: *mut [[f32; 16]; 8],
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let mut acc: Sums<C> = core::array::from_fn(|j| {
+            let s = &*sums.add(j);
+            s.map(|p| _mm512_loadu_ps(p.as_ptr()))
+        });
+        units::<C, Q4>(units_ptr, k0, n, nb, a, c0, &mut acc);
+        for (j, acc) in acc.iter().enumerate() {
+            let s = &mut *sums.add(j);
+            for (p, &v) in s.iter_mut().zip(acc) {
+                _mm512_storeu_ps(p.as_mut_ptr(), v);
+            }
+        }
+    }
+}
+
+/// Writes the interleaved unit of one block column of 16 plain rows (row
+/// `r`'s block at `blk + r * rb`) to `unit` ([`crate::kernels::interleave`]:
+/// the 16 scales, then the values 4 bytes of a row at a time; Q8_0's
+/// values plus 128).
+///
+/// # Safety
+/// The 16 blocks are readable, `unit` has a unit's bytes writable; the CPU
+/// has AVX-512F.
+#[inline(always)]
+unsafe fn interleave<const Q4: bool>(blk: *const u8, rb: usize, unit: *mut u8) {
+    // SAFETY: every read is inside one of the 16 blocks (its bytes 0..2
+    // and 2..18, Q8_0 also 18..34); every write inside the unit.
+    unsafe {
+        for r in 0..BAND {
+            let d = read_unaligned(blk.add(r * rb) as *const u16);
+            core::ptr::write_unaligned(unit.add(2 * r) as *mut u16, d);
+        }
+        let halves = if Q4 { 1 } else { 2 };
+        for h in 0..halves {
+            let chunks = transpose(blk.add(2 + 16 * h), rb);
+            for (c, v) in chunks.into_iter().enumerate() {
+                let v = if Q4 {
+                    v
+                } else {
+                    _mm512_xor_si512(v, _mm512_set1_epi8(-128))
+                };
+                _mm512_storeu_si512(unit.add(32 + 64 * (4 * h + c)) as *mut _, v);
+            }
+        }
+    }
+}
+
+/// The 16 bytes at `p + r * rb` of 16 rows `r`, as four vectors: vector
+/// `c` holds bytes `4c..4c+4` of row 0, then of row 1, ... row 15.
+///
+/// # Safety
+/// The 16 x 16 bytes are readable; the CPU has AVX-512F.
+#[inline(always)]
+unsafe fn transpose(p: *const u8, rb: usize) -> [__m512i; 4] {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let row = |r: usize| _mm_loadu_si128(p.add(r * rb) as *const __m128i);
+        // z[i]: rows 4i..4i+4, one per 128-bit lane (dword 4j + c is row
+        // 4i + j's dword c).
+        let z: [__m512i; 4] = core::array::from_fn(|i| {
+            let v = _mm512_castsi128_si512(row(4 * i));
+            let v = _mm512_inserti32x4::<1>(v, row(4 * i + 1));
+            let v = _mm512_inserti32x4::<2>(v, row(4 * i + 2));
+            _mm512_inserti32x4::<3>(v, row(4 * i + 3))
+        });
+        // From two such vectors (rows 0..8 of 16), dwords c and c + 1 of
+        // the 8 rows: dword p is row p % 8's dword c + p / 8.
+        let pick = |c: i32| {
+            let s = |p: i32| (p % 8 / 4) * 16 + (p % 4) * 4 + c + p / 8;
+            _mm512_setr_epi32(
+                s(0),
+                s(1),
+                s(2),
+                s(3),
+                s(4),
+                s(5),
+                s(6),
+                s(7),
+                s(8),
+                s(9),
+                s(10),
+                s(11),
+                s(12),
+                s(13),
+                s(14),
+                s(15),
+            )
+        };
+        let (p01, p23) = (pick(0), pick(2));
+        let lo01 = _mm512_permutex2var_epi32(z[0], p01, z[1]);
+        let lo23 = _mm512_permutex2var_epi32(z[0], p23, z[1]);
+        let hi01 = _mm512_permutex2var_epi32(z[2], p01, z[3]);
+        let hi23 = _mm512_permutex2var_epi32(z[2], p23, z[3]);
+        // Chunk c: the 8 rows of `lo` then the 8 of `hi` (256-bit halves).
+        [
+            _mm512_shuffle_i64x2::<0b01_00_01_00>(lo01, hi01),
+            _mm512_shuffle_i64x2::<0b11_10_11_10>(lo01, hi01),
+            _mm512_shuffle_i64x2::<0b01_00_01_00>(lo23, hi23),
+            _mm512_shuffle_i64x2::<0b11_10_11_10>(lo23, hi23),
+        ]
     }
 }
 
