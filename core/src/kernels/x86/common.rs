@@ -134,7 +134,7 @@ fn prefetch_iters<const R: usize>(w: *const u8, rb: usize, step: usize, end: *co
     (end as usize).saturating_sub(next).div_ceil(R * step)
 }
 
-/// Prefetches into L2 the bytes of iteration `i` of the next tile (the
+/// Prefetches into L1 the bytes of iteration `i` of the next tile (the
 /// `R * step` bytes at `w + R * rb + i * R * step`): the next `R` rows,
 /// contiguous, read as one sequential stream one tile ahead of the loads.
 ///
@@ -145,7 +145,12 @@ fn prefetch_iters<const R: usize>(w: *const u8, rb: usize, step: usize, end: *co
 /// feed-forward's down projection) it read 53-59% of the probe; two rows
 /// at once read 42-46% (two streams a row apart, which the hardware
 /// prefetcher serves badly), and 91-100% with these prefetches. Into L1
-/// (`T0`) they measured slower than into L2 (`T1`) with two rows.
+/// (`T0`) rather than L2 (`T1`), measured on whole models (`llamette
+/// bench`, 48 tokens, 2026-12-05, 2 runs each): tinyllama-shaped F16 at 1
+/// thread 36.9 -> 39.6 GB/s in huge pages and 34.4 -> 37.2 in the 4 KiB
+/// pages of `--mmap` (2 threads: 69.5 -> 74.3, 60.5 -> 64-70), the 15M
+/// shape's F32 decode 590 -> 633 tok/s (1 thread), 1025 -> 1076 (2); a
+/// prefetch two or three tiles ahead was slower (33.6, 33.0 GB/s).
 #[inline(always)]
 unsafe fn prefetch_next<const R: usize>(w: *const u8, rb: usize, step: usize, i: usize) {
     let q = w.wrapping_add(R * rb + i * R * step);
@@ -154,7 +159,7 @@ unsafe fn prefetch_next<const R: usize>(w: *const u8, rb: usize, step: usize, i:
         // SAFETY: a prefetch is a hint: it never faults and changes no
         // memory, whatever the address (computed without `add`'s
         // in-bounds requirement); SSE (every x86-64).
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(q.wrapping_add(off) as *const i8) };
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(off) as *const i8) };
         off += 64;
     }
 }
