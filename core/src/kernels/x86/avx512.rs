@@ -421,11 +421,27 @@ unsafe fn f16_mat<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usi
         return None;
     }
     let rb = 2 * a.cols;
+    // The next tile's rows (those after this call's too: the matrix's next
+    // rows, which `matmul` hands to the next call) are prefetched while
+    // the vectors pass the current tile, spread over its steps: without,
+    // a tile's first vectors wait on memory, in 4 KiB pages most.
+    let steps = a.n.div_ceil(ZC);
+    let pf_step = (ZR * rb).div_ceil(steps).next_multiple_of(64);
     let mut r0 = 0;
     while r0 < rows {
         let nr = (rows - r0).min(ZR);
+        let next = w.as_ptr().wrapping_add((r0 + nr) * rb);
         let mut c0 = 0;
         while c0 < a.n {
+            let pf = next.wrapping_add(c0 / ZC * pf_step);
+            let mut off = 0;
+            while off < pf_step {
+                // A hint: it never faults and changes no memory, whatever
+                // the address (computed without `add`'s in-bounds
+                // requirement).
+                _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(off) as *const i8);
+                off += 64;
+            }
             let nc = (a.n - c0).min(ZC);
             // SAFETY: the tile (rows r0..r0 + nr, vectors c0..c0 +
             // nc) is inside the checked arguments.
