@@ -136,6 +136,7 @@ pub fn bench(path: &Path, o: &BenchOptions) -> Result<(), CliError> {
 
     let mut step_times = Vec::with_capacity(gen_tokens);
     let mut greedy = llamette::Sampler::new(llamette::SamplerParams::greedy(), 0);
+    let before_decode = pool.stats();
     let decode_start = Instant::now();
     for _ in 0..gen_tokens {
         let t0 = Instant::now();
@@ -144,6 +145,7 @@ pub fn bench(path: &Path, o: &BenchOptions) -> Result<(), CliError> {
         step_times.push(t0.elapsed().as_secs_f64());
     }
     let decode = decode_start.elapsed().as_secs_f64();
+    let after_decode = pool.stats();
 
     let per_token = model.bytes_per_token() as f64;
     let prompt_tps = prompt_tokens as f64 / prefill;
@@ -185,6 +187,15 @@ pub fn bench(path: &Path, o: &BenchOptions) -> Result<(), CliError> {
         per_token / 1e6,
         per_token * decode_tps / 1e9
     );
+    if pool_threads(&pool) > 1 {
+        let regions = after_decode.regions - before_decode.regions;
+        let waited = (after_decode.waited - before_decode.waited).as_secs_f64();
+        println!(
+            "decode: {:.1} parallel regions per token; the calling thread waited {:.1}% of the decode time at their ends",
+            regions as f64 / gen_tokens as f64,
+            100.0 * waited / decode.max(1e-12)
+        );
+    }
     println!("session memory: {bytes} bytes");
     if let Some(m) = crate::mem::report() {
         println!("{m}");

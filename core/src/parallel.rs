@@ -211,7 +211,7 @@ impl Strip<'_> {
 }
 
 #[cfg(feature = "std")]
-pub use pool::ThreadPool;
+pub use pool::{PoolStats, ThreadPool};
 
 #[cfg(feature = "std")]
 mod pool {
@@ -302,6 +302,24 @@ mod pool {
         workers: Vec<JoinHandle<()>>,
         n_threads: usize,
         region: Mutex<()>,
+        /// Parallel regions run on the threads so far.
+        regions: AtomicU64,
+        /// Nanoseconds the calling thread spent, at the ends of those
+        /// regions, waiting for the other threads' tasks.
+        waited_ns: AtomicU64,
+    }
+
+    /// What a [`ThreadPool`] counted since it was made
+    /// ([`ThreadPool::stats`]): how often it woke its threads, and how long
+    /// the calling thread then waited for them, its own tasks done (a
+    /// barrier's cost: a core idle while another finishes).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct PoolStats {
+        /// Parallel regions run on the threads (those of one task, or on a
+        /// pool of one thread, run inline and are not counted).
+        pub regions: u64,
+        /// Time the calling thread waited at the ends of those regions.
+        pub waited: std::time::Duration,
     }
 
     impl core::fmt::Debug for ThreadPool {
@@ -389,6 +407,17 @@ mod pool {
                 shared,
                 workers,
                 region: Mutex::new(()),
+                regions: AtomicU64::new(0),
+                waited_ns: AtomicU64::new(0),
+            }
+        }
+
+        /// The regions run and the calling thread's waits so far (two
+        /// clock reads per region, which is all they cost).
+        pub fn stats(&self) -> PoolStats {
+            PoolStats {
+                regions: self.regions.load(Ordering::Relaxed),
+                waited: std::time::Duration::from_nanos(self.waited_ns.load(Ordering::Relaxed)),
             }
         }
     }
@@ -502,9 +531,15 @@ mod pool {
                 }
             }
             s.run_tasks(g, task_ref, n_tasks);
-            while s.done.load(Ordering::Acquire) < n_tasks {
-                std::hint::spin_loop();
+            if s.done.load(Ordering::Acquire) < n_tasks {
+                let t0 = std::time::Instant::now();
+                while s.done.load(Ordering::Acquire) < n_tasks {
+                    std::hint::spin_loop();
+                }
+                let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                self.waited_ns.fetch_add(ns, Ordering::Relaxed);
             }
+            self.regions.fetch_add(1, Ordering::Relaxed);
             // Late workers may still read the job; their claims fail.
             *s.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
             if s.panicked.load(Ordering::Acquire) {
@@ -559,5 +594,28 @@ mod tests {
         assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
         assert_eq!(ThreadPool::try_new(3).unwrap().n_threads(), 3);
         assert_eq!(ThreadPool::new(2).n_threads(), 2);
+    }
+
+    #[test]
+    fn stats_count_regions_on_the_threads_and_the_wait_for_them() {
+        let pool = ThreadPool::try_new(2).unwrap();
+        assert_eq!(pool.stats(), PoolStats::default());
+        pool.parallel_for(1, &|_| {}); // one task: inline, not counted
+        assert_eq!(pool.stats().regions, 0);
+        // The calling thread's task is short, the other's sleeps: the
+        // caller waits for it (unless it ran both, then it slept itself).
+        let t0 = std::time::Instant::now();
+        pool.parallel_for(2, &|i| {
+            if i == 1 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        let wall = t0.elapsed();
+        let s = pool.stats();
+        assert_eq!(s.regions, 1);
+        assert!(s.waited <= wall, "{s:?} in {wall:?}");
+        let single = ThreadPool::try_new(1).unwrap();
+        single.parallel_for(4, &|_| {});
+        assert_eq!(single.stats(), PoolStats::default());
     }
 }
