@@ -90,7 +90,7 @@ pub fn bench(path: &Path, o: &BenchOptions) -> Result<(), CliError> {
         layout,
         kv_type,
     } = *o;
-    let loaded = open_model(Some(&path.to_path_buf()), layout, true)?;
+    let loaded = open_model(Some(&path.to_path_buf()), layout)?;
     let (input, huge_pages, interleaved) = (loaded.input, loaded.copied, loaded.interleaved);
     input.advise_hugepages();
     let model = crate::load_model(&input)?;

@@ -114,14 +114,12 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(), CliError> {
     }
     .validate()
     .map_err(crate::sampler_error)?;
-    // A saved state names its model by the bytes of its header, which
-    // interleaving rewrites: with --state, only --repack interleaves.
     let layout = files::Layout::from_flags(a.mmap, a.repack);
     let files::LoadedModel {
         input: model_in,
         note,
         ..
-    } = files::open_model(a.model.as_ref(), layout, a.state.is_none())?;
+    } = files::open_model(a.model.as_ref(), layout)?;
     let model = crate::load_model(&model_in)?;
     files::say(&note);
     let vocab = model.config.vocab_size as u32;

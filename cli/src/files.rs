@@ -301,17 +301,12 @@ fn mib(bytes: u64) -> u64 {
 ///
 /// [`Layout::Auto`] copies and interleaves when the file's size is at most
 /// half of `MemAvailable` (the copy then costs memory the user can spare),
-/// and maps it otherwise, or when the available memory is unknown. With
-/// `interleave_auto` false, the automatic copy is not interleaved (`chat
-/// --state`: a saved conversation names its model by the bytes of its
-/// header, which interleaving changes). Interleaving changes no bit of the
-/// numbers (the kernels add in the plain types' order), so the text printed
-/// is the same in every layout.
-pub fn open_model(
-    path: Option<&PathBuf>,
-    layout: Layout,
-    interleave_auto: bool,
-) -> Result<LoadedModel, CliError> {
+/// and maps it otherwise, or when the available memory is unknown.
+/// Interleaving changes no bit of the numbers (the kernels add in the plain
+/// types' order), so the text printed is the same in every layout, and a
+/// saved conversation (`chat --state`) names its model alike in every
+/// layout (`llamette::state::model_fingerprint`).
+pub fn open_model(path: Option<&PathBuf>, layout: Layout) -> Result<LoadedModel, CliError> {
     let Some(path) = path else {
         return Ok(LoadedModel {
             input: Input::default_model(),
@@ -345,7 +340,7 @@ pub fn open_model(
                     "mapped the model file ({why}); --repack copies and interleaves it anyway"
                 ));
             }
-            let fast = interleave_auto && llamette::kernels::active().fast_interleaved;
+            let fast = llamette::kernels::active().fast_interleaved;
             (fits, fits && fast)
         }
     };

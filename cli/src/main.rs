@@ -418,7 +418,7 @@ fn generate(a: GenerateArgs) -> Result<(), CliError> {
         input: model_in,
         note,
         ..
-    } = files::open_model(a.model.as_ref(), layout, true)?;
+    } = files::open_model(a.model.as_ref(), layout)?;
     let model = load_model(&model_in)?;
     files::say(&note);
     let vocab = model.config.vocab_size as u32;

@@ -582,9 +582,10 @@ fn chat_state_resumes_across_processes() {
 }
 
 /// `chat --state` with a quantized model file: the default layout copies
-/// it without interleaving (a saved state names its model by the header
-/// bytes that interleaving rewrites), so a conversation saved by default
-/// resumes with `--mmap`, and prints what one process prints.
+/// and interleaves it, `--mmap` maps the file as it is, and a saved state
+/// names its model alike in both (`state::model_fingerprint`), so a
+/// conversation saved by default resumes with `--mmap` and the reverse,
+/// and prints what one process prints.
 #[test]
 fn chat_state_saved_by_default_resumes_with_mmap() {
     let dir = temp_dir("chat-layout");
@@ -602,19 +603,23 @@ fn chat_state_saved_by_default_resumes_with_mmap() {
     assert!(one.status.success());
     let mut with_state = args.to_vec();
     with_state.extend(["--state", path(&st)]);
-    let a = llamette(&with_state, b"Hello\n");
-    let err = String::from_utf8_lossy(&a.stderr);
-    assert!(a.status.success(), "{err}");
-    assert!(!err.contains("interleaved"), "{err}");
-    with_state.push("--mmap");
-    let b = llamette(&with_state, b"Tell me more\n");
-    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
-    let mut two = a.stdout.clone();
-    two.extend_from_slice(&b.stdout);
-    assert_eq!(
-        String::from_utf8_lossy(&two),
-        String::from_utf8_lossy(&one.stdout)
-    );
+    let mut mapped = with_state.clone();
+    mapped.push("--mmap");
+    for (first, second) in [(&with_state, &mapped), (&mapped, &with_state)] {
+        let _ = std::fs::remove_file(&st);
+        let a = llamette(first, b"Hello\n");
+        let err = String::from_utf8_lossy(&a.stderr);
+        assert!(a.status.success(), "{err}");
+        assert_eq!(err.contains("interleaved"), first == &with_state, "{err}");
+        let b = llamette(second, b"Tell me more\n");
+        assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+        let mut two = a.stdout.clone();
+        two.extend_from_slice(&b.stdout);
+        assert_eq!(
+            String::from_utf8_lossy(&two),
+            String::from_utf8_lossy(&one.stdout)
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

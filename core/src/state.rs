@@ -39,6 +39,7 @@
 use crate::error::{Error, Result};
 use crate::format::gguf::Gguf;
 use crate::generate::{Generator, SavedGenerator};
+use crate::kernels::{interleave, TensorType};
 use crate::kv::Geometry;
 use crate::model::{Format, Model};
 use crate::sampler::SamplerParams;
@@ -89,24 +90,88 @@ pub fn saved_len(session: &Session, gen: &Generator, extra: usize) -> usize {
 /// (which tell apart two fine-tunes of one shape). Cheap: it reads neither
 /// the whole file nor any tensor beyond those 8 KiB.
 ///
+/// The same for a GGUF file and its copy interleaved by
+/// [`crate::repack::repack_in_place`]: the fingerprint reads the
+/// interleaved matrices' type numbers and bytes as they were plain, so a
+/// state saved with one layout restores with the other.
+///
 /// Errors: those of [`Gguf::parse`] (not for a model that loaded).
 pub fn model_fingerprint(model: &Model) -> Result<u64> {
     let bytes = model.bytes();
+    let mut h = Fnv::new();
     let header = match model.format {
-        Format::Gguf(_) => Gguf::parse(bytes)?.data_offset as usize,
-        Format::Llama2cV0 => 28,
-        Format::Llama2cV2 => 256,
+        Format::Gguf(_) => {
+            let g = Gguf::parse(bytes)?;
+            // The tensor records, type numbers as the plain types'.
+            let mut pos = 0;
+            for t in g.tensors() {
+                let t = t?;
+                if let Some(plain) = plain_type(t.raw_type) {
+                    let at = t.type_at as usize;
+                    h.write(&bytes[pos..at]);
+                    h.write(&plain.to_le_bytes());
+                    pos = at + 4;
+                }
+            }
+            let data = (g.data_offset as usize).min(bytes.len());
+            h.write(&bytes[pos.min(data)..data]);
+            data
+        }
+        Format::Llama2cV0 => {
+            h.write(&bytes[..28.min(bytes.len())]);
+            28
+        }
+        Format::Llama2cV2 => {
+            h.write(&bytes[..256.min(bytes.len())]);
+            256
+        }
     }
     .min(bytes.len());
-    let weights = &bytes[header..];
-    let head = &weights[..weights.len().min(4096)];
-    let tail = &weights[weights.len().saturating_sub(4096)..];
-    let mut h = Fnv::new();
-    h.write(&bytes[..header]);
     h.write(&(bytes.len() as u64).to_le_bytes());
-    h.write(head);
-    h.write(tail);
+    let weights = bytes.len() - header;
+    for start in [header, bytes.len() - weights.min(4096)] {
+        let len = (bytes.len() - start).min(4096);
+        let mut buf = [0u8; 4096];
+        buf[..len].copy_from_slice(&bytes[start..start + len]);
+        if let Format::Gguf(_) = model.format {
+            as_plain(bytes, start, &mut buf[..len])?;
+        }
+        h.write(&buf[..len]);
+    }
     Ok(h.0)
+}
+
+/// The plain type number of an interleaved type's, else `None`.
+fn plain_type(raw: u32) -> Option<u32> {
+    use crate::kernels::types::{GGML_Q4_0X16, GGML_Q8_0X16};
+    match raw {
+        GGML_Q4_0X16 => TensorType::Q4_0.ggml_type(),
+        GGML_Q8_0X16 => TensorType::Q8_0.ggml_type(),
+        _ => None,
+    }
+}
+
+/// Rewrites `buf`, the bytes of the GGUF file `bytes` from `start`, where
+/// it overlaps interleaved matrices, as the plain matrices' bytes.
+fn as_plain(bytes: &[u8], start: usize, buf: &mut [u8]) -> Result<()> {
+    let g = Gguf::parse(bytes)?;
+    for t in g.tensors() {
+        let t = t?;
+        let q4 = match t.ty {
+            Some(TensorType::Q4_0x16) => true,
+            Some(TensorType::Q8_0x16) => false,
+            _ => continue,
+        };
+        let (off, size) = (t.offset as usize, t.size as usize);
+        let lo = off.max(start);
+        let hi = (off + size).min(start + buf.len());
+        let data = &bytes[off.min(bytes.len())..(off + size).min(bytes.len())];
+        let nb = (t.dims[0] as usize) / crate::kernels::types::QK;
+        for i in lo..hi.min(off + data.len()) {
+            buf[i - start] = interleave::plain_byte(data, nb, q4, i - off);
+        }
+    }
+    Ok(())
 }
 
 struct Fnv(u64);

@@ -266,3 +266,65 @@ fn saved_state_continues_bit_identically_and_bad_blobs_change_nothing() {
         assert_eq!(got, expected, "{kv_type:?}");
     }
 }
+
+/// FNV-1a, 64 bits: the hash `state::model_fingerprint` is defined with.
+fn fnv(parts: &[&[u8]]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for &b in parts.iter().flat_map(|p| p.iter()) {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// A state saved with a plain Q4_0 GGUF file (llama.cpp's) restores into a
+/// session of its copy interleaved in memory, and the reverse, and both
+/// continue with the same tokens: the fingerprint reads interleaved
+/// matrices as plain ones. For the plain file it is what it always was (the
+/// definition, computed here): header, length, first and last 4 KiB of the
+/// weights.
+#[test]
+fn saved_state_names_the_model_whatever_its_layout() {
+    let plain = shared("testdata/llamacpp-quants/t256-Q4_0.gguf");
+    let mut packed = plain.clone();
+    let done = llamette::repack::repack_in_place(&mut packed).unwrap();
+    assert_eq!(done.tensors, 14);
+    let (a, b) = (Model::load(&plain).unwrap(), Model::load(&packed).unwrap());
+    let data = llamette::Gguf::parse(&plain).unwrap().data_offset as usize;
+    let len = plain.len();
+    let want = fnv(&[
+        &plain[..data],
+        &(len as u64).to_le_bytes(),
+        &plain[data..data + 4096],
+        &plain[len - 4096..],
+    ]);
+    // The interleaved bytes differ in the header and in the last 4 KiB.
+    assert_ne!(plain[..data], packed[..data]);
+    assert_ne!(plain[len - 4096..], packed[len - 4096..]);
+    assert_eq!(state::model_fingerprint(&a).unwrap(), want);
+    assert_eq!(state::model_fingerprint(&b).unwrap(), want);
+    let other_file = shared("testdata/llamacpp-quants/t256-Q4_1.gguf");
+    let other = Model::load(&other_file).unwrap();
+    assert_ne!(state::model_fingerprint(&other).unwrap(), want);
+
+    let params = SessionParams {
+        context: 64,
+        kv_type: KvType::F16,
+        batch: 0,
+    };
+    for (from, to) in [(&a, &b), (&b, &a)] {
+        let mut buf = session_buf(from, &params);
+        let mut s = Session::new(from, params, as_bytes(&mut buf)).unwrap();
+        let mut g = Generator::new(None, TextMode::Utf8);
+        g.feed(&mut s, &[1, 300, 301, 302]).unwrap();
+        continue_for(&mut g, &mut s, 8);
+        let mut blob = vec![0u8; state::saved_len(&s, &g, 0)];
+        state::save(&mut s, &g, &[], &mut blob).unwrap();
+        let expected = continue_for(&mut g, &mut s, 16);
+        let mut buf2 = session_buf(to, &params);
+        let mut s2 = Session::new(to, params, as_bytes(&mut buf2)).unwrap();
+        let mut g2 = Generator::new(None, TextMode::Utf8);
+        state::restore(&mut s2, &mut g2, &blob).unwrap();
+        assert_eq!(continue_for(&mut g2, &mut s2, 16), expected);
+    }
+}

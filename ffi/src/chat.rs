@@ -517,11 +517,12 @@ pub unsafe extern "C" fn llamette_chat_state_size(
 /// pending token, the sampler's and decoder's state) and `messages` (the
 /// dialog, to resume the chat) into `buf`: a versioned, checksummed blob
 /// that names its model (a fingerprint of the file's header and tensor
-/// table). `*out_len` receives its length; with too small a `capacity`,
+/// table, alike whether the file was opened for speed or mapped).
+/// `*out_len` receives its length; with too small a `capacity`,
 /// `BUFFER_TOO_SMALL` and the size needed in `*out_len`. Restore it with
 /// `llamette_chat_state_load` into a fresh session on the same model file
-/// and KV type, in any process: generation then continues with the same
-/// tokens as if it had never stopped.
+/// (opened either way) and KV type, in any process: generation then
+/// continues with the same tokens as if it had never stopped.
 ///
 /// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT`, `INVALID_UTF8`,
 /// `BUFFER_TOO_SMALL`, `BUSY`. Allocates nothing but the message list.

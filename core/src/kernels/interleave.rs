@@ -155,6 +155,21 @@ pub(crate) fn plain_block(unit: &[u8], r: usize, q4: bool, out: &mut [u8]) {
     }
 }
 
+/// Byte `i` of an interleaved matrix (`data` its bytes, rows of `nb`
+/// blocks) as it was plain: where rows follow one another and each block
+/// is its scale, then its values.
+pub(crate) fn plain_byte(data: &[u8], nb: usize, q4: bool, i: usize) -> u8 {
+    let bb = block_bytes(q4);
+    let (r, k, j) = (i / (nb * bb), i % (nb * bb) / bb, i % bb);
+    let unit = &data[(r / BAND * nb + k) * BAND * bb..];
+    if j < 2 {
+        unit[2 * (r % BAND) + j]
+    } else {
+        let flip = if q4 { 0 } else { 0x80 };
+        unit[value_at(r % BAND, j - 2)] ^ flip
+    }
+}
+
 /// Decodes row `r` of an interleaved matrix (`data` its bytes, rows of
 /// `out.len()` values) into `out`: the row's blocks gathered from the units
 /// of its band, decoded as the plain type.
@@ -264,6 +279,25 @@ mod tests {
             *b = (i * 7 + i / 251) as u8;
         }
         data
+    }
+
+    #[test]
+    fn plain_byte_reads_every_byte_back() {
+        for q4 in [false, true] {
+            for nb in [1, 7] {
+                let len = 2 * BAND * nb * block_bytes(q4);
+                let plain = plain_rows(2 * BAND, nb, q4);
+                let mut data = plain;
+                interleave_rows(&mut data[..len], nb, q4);
+                for i in 0..len {
+                    assert_eq!(
+                        plain_byte(&data[..len], nb, q4, i),
+                        plain[i],
+                        "q4 {q4} nb {nb} byte {i}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
