@@ -289,10 +289,10 @@ mod tests {
                 let plain = plain_rows(2 * BAND, nb, q4);
                 let mut data = plain;
                 interleave_rows(&mut data[..len], nb, q4);
-                for i in 0..len {
+                for (i, &want) in plain[..len].iter().enumerate() {
                     assert_eq!(
                         plain_byte(&data[..len], nb, q4, i),
-                        plain[i],
+                        want,
                         "q4 {q4} nb {nb} byte {i}"
                     );
                 }
