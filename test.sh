@@ -63,6 +63,8 @@ chat_runs() {
 }
 step "llamette chat: two turns on the embedded model, on a synthetic Llama 2 vocabulary model, and with TinyLlama-Chat's template" chat_runs
 step "aarch64 kernels under qemu" scripts/test-aarch64.sh
+step "clippy for aarch64 (the NEON kernels the host build does not compile)" \
+    cargo clippy -p llamette --target aarch64-unknown-linux-gnu --all-targets -- -D warnings
 step "microcontroller: stories260K on an emulated Cortex-M4F (QEMU mps2-an386), llama2.c's text with an F32 KV cache, the CLI's with Q8_0" \
     embedded/cortex-m/run.sh "$bin"
 step "C ABI: header, exports, C/C++ tests (valgrind, ASan+UBSan), Windows DLL under Wine, mobile static libs" \

@@ -121,6 +121,7 @@ unsafe fn tile<I: ArmIsa, const C: usize, const Q4: bool>(
         block(k + u, u, &mut acc);
     }
     for (j, acc) in acc.iter().enumerate() {
+        #[allow(clippy::needless_range_loop)] // a (sum, quarter) index reads best
         for quarter in 0..4 {
             // reduce8, lane by lane.
             let p = |u: usize| acc[u][quarter];
