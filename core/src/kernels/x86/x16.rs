@@ -382,14 +382,19 @@ unsafe fn transpose(p: *const u8, rb: usize) -> [__m512i; 4] {
 /// 2 * 128 * 127 = 32512 per pair), then widens at once.
 pub(super) mod avx2 {
     use core::arch::x86_64::*;
+    use core::mem::MaybeUninit;
     use core::ptr::read_unaligned;
 
+    use super::{SEGMENT_BYTES, VC};
     use crate::kernels::acts::Acts;
     use crate::kernels::interleave::{for_each_band, BAND};
     use crate::kernels::types::QK;
 
     /// Vectors per tile of a batch.
     const NC: usize = 2;
+
+    /// The eight partial sums of a tile's `C` vectors, 8 rows per lane.
+    type Sums<const C: usize> = [[__m256; 8]; C];
 
     /// `rows` (whole bands) times every vector of `a`.
     ///
@@ -414,43 +419,50 @@ pub(super) mod avx2 {
                 unsafe {
                     let o = o.add(8 * half);
                     if nc == 1 {
-                        tile::<1, Q4>(band, half, nb, a, c0, o, rows);
+                        let mut acc = [[_mm256_setzero_ps(); 8]; 1];
+                        units::<1, Q4>(band, half, 0, nb, nb, a, c0, &mut acc);
+                        store::<1>(&acc, o, rows);
                     } else {
-                        tile::<2, Q4>(band, half, nb, a, c0, o, rows);
+                        let mut acc = [[_mm256_setzero_ps(); 8]; 2];
+                        units::<2, Q4>(band, half, 0, nb, nb, a, c0, &mut acc);
+                        store::<2>(&acc, o, rows);
                     }
                 }
             }
         });
     }
 
-    /// Rows `8 * half..` of one band times vectors `c0..c0 + C` of `a`;
-    /// row `r` of the half, vector `c0 + j`, goes to `out[j * rows + r]`.
+    /// Rows `8 * half..` of units `k0..k0 + n` of a band (unit `k0` at
+    /// `units`; `k0` a multiple of 8) times vectors `c0..c0 + C` of `a`
+    /// (rows of `nb` blocks), added to the partial sums `acc`: block `k`
+    /// to sum `k % 8`, as the plain types add them.
     ///
     /// # Safety
-    /// As [`mat`], and the band, the vectors and the outputs are inside the
-    /// checked arguments.
+    /// As [`mat`], and the units and the vectors' blocks are inside the
+    /// checked arguments (or, for units, a buffer holding them).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn tile<const C: usize, const Q4: bool>(
-        band: *const u8,
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn units<const C: usize, const Q4: bool>(
+        units: *const u8,
         half: usize,
+        k0: usize,
+        n: usize,
         nb: usize,
         a: &Acts,
         c0: usize,
-        out: *mut f32,
-        rows: usize,
+        acc: &mut Sums<C>,
     ) {
+        debug_assert!(k0.is_multiple_of(8));
         let ub = BAND * if Q4 { 18 } else { 34 };
         let mask = _mm256_set1_epi8(0x0f);
         let ones = _mm256_set1_epi16(1);
-        // Block k goes to partial sum k % 8, as the plain types add them.
-        let mut acc = [[_mm256_setzero_ps(); 8]; C];
-        let block = |k: usize, u: usize, acc: &mut [[__m256; 8]; C]| {
-            // SAFETY: unit k of the band, and block k of each vector (32
-            // values, a scale and a sum), are inside the checked
-            // arguments; the CPU has the features (the caller's contract).
+        let block = |i: usize, u: usize, acc: &mut Sums<C>| {
+            // SAFETY: unit i, and block k0 + i of each vector (32 values,
+            // a scale and a sum), are inside the checked arguments; the
+            // CPU has the features (the caller's contract).
             unsafe {
-                let unit = band.add(k * ub);
+                let unit = units.add(i * ub);
                 let dw = _mm256_cvtph_ps(_mm_loadu_si128(unit.add(16 * half) as *const __m128i));
                 let vals =
                     |c: usize| _mm256_loadu_si256(unit.add(32 + 64 * c + 32 * half) as *const _);
@@ -464,7 +476,7 @@ pub(super) mod avx2 {
                     }
                 }
                 for (j, acc) in acc.iter_mut().enumerate() {
-                    let blk = (c0 + j) * nb + k;
+                    let blk = (c0 + j) * nb + k0 + i;
                     let q = a.q.as_ptr().add(blk * QK) as *const i32;
                     let group = |g: usize| _mm256_set1_epi32(read_unaligned(q.add(g)));
                     let dot = if Q4 {
@@ -493,25 +505,165 @@ pub(super) mod avx2 {
                 }
             }
         };
-        let mut k = 0;
-        while k + 8 <= nb {
+        let mut i = 0;
+        while i + 8 <= n {
             for u in 0..8 {
-                block(k + u, u, &mut acc);
+                block(i + u, u, acc);
             }
-            k += 8;
+            i += 8;
         }
-        for u in 0..nb - k {
-            block(k + u, u, &mut acc);
+        for u in 0..n - i {
+            block(i + u, u, acc);
         }
+    }
+
+    /// The partial sums of `C` vectors reduced (`reduce8`, lane by lane)
+    /// and stored: 8 rows of vector `j` at `out + j * rows`.
+    ///
+    /// # Safety
+    /// The outputs are inside the checked arguments; AVX.
+    #[inline(always)]
+    unsafe fn store<const C: usize>(acc: &Sums<C>, out: *mut f32, rows: usize) {
         for (j, acc) in acc.iter().enumerate() {
-            // reduce8, lane by lane.
-            let s = _mm256_add_ps(
-                _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[1], acc[5])),
-                _mm256_add_ps(_mm256_add_ps(acc[2], acc[6]), _mm256_add_ps(acc[3], acc[7])),
-            );
-            // SAFETY: rows 8 * half.. of the band for vector c0 + j are
-            // inside the checked arguments.
-            unsafe { _mm256_storeu_ps(out.add(j * rows), s) };
+            // SAFETY: the caller's contract.
+            unsafe {
+                let s = _mm256_add_ps(
+                    _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[1], acc[5])),
+                    _mm256_add_ps(_mm256_add_ps(acc[2], acc[6]), _mm256_add_ps(acc[3], acc[7])),
+                );
+                _mm256_storeu_ps(out.add(j * rows), s);
+            }
+        }
+    }
+
+    /// Plain Q4_0 or Q8_0 rows times a batch through the interleaved
+    /// tiles, as [`super::mat_plain`] (the units interleaved by scalar
+    /// copies of 4 bytes). The `avx2` set uses it for Q4_0 only. `None` (nothing done) unless `rows` is a
+    /// multiple of 16.
+    ///
+    /// # Safety
+    /// As [`mat`], but the weights plain and `rows` any number.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(in crate::kernels) unsafe fn mat_plain<const Q4: bool>(
+        w: &[u8],
+        a: &Acts,
+        out: &mut [f32],
+        rows: usize,
+    ) -> Option<()> {
+        if !rows.is_multiple_of(BAND) {
+            return None;
+        }
+        let bb = if Q4 { 18 } else { 34 };
+        let ub = BAND * bb;
+        let seg = SEGMENT_BYTES / ub / 8 * 8;
+        let nb = a.cols / QK;
+        let rb = nb * bb;
+        let mut buf = [const { MaybeUninit::<u8>::uninit() }; SEGMENT_BYTES];
+        let mut sums = [[[0f32; 16]; 8]; VC];
+        // SAFETY: (for the whole body) as in `super::mat_plain`; each half
+        // reads and writes its 8 lanes of `sums` (floats 8 * half..).
+        unsafe {
+            for b in 0..rows / BAND {
+                let band = w.as_ptr().add(b * BAND * rb);
+                let mut v0 = 0;
+                while v0 < a.n {
+                    let nv = (a.n - v0).min(VC);
+                    for s in &mut sums[..nv] {
+                        *s = [[0.0; 16]; 8];
+                    }
+                    let mut k0 = 0;
+                    while k0 < nb {
+                        let ns = (nb - k0).min(seg);
+                        let units_ptr = buf.as_mut_ptr() as *mut u8;
+                        for i in 0..ns {
+                            interleave::<Q4>(band.add((k0 + i) * bb), rb, units_ptr.add(i * ub));
+                        }
+                        let units_ptr = units_ptr as *const u8;
+                        for half in 0..2 {
+                            let mut c = 0;
+                            while c < nv {
+                                let nc = (nv - c).min(NC);
+                                let sums = sums[c..].as_mut_ptr();
+                                let c0 = v0 + c;
+                                if nc == 1 {
+                                    segment::<1, Q4>(units_ptr, half, k0, ns, nb, a, c0, sums);
+                                } else {
+                                    segment::<2, Q4>(units_ptr, half, k0, ns, nb, a, c0, sums);
+                                }
+                                c += nc;
+                            }
+                        }
+                        k0 += ns;
+                    }
+                    for (j, s) in sums[..nv].iter().enumerate() {
+                        for half in 0..2 {
+                            let acc = [s.map(|p| _mm256_loadu_ps(p.as_ptr().add(8 * half)))];
+                            let o = out.as_mut_ptr().add((v0 + j) * rows + b * BAND + 8 * half);
+                            store::<1>(&acc, o, rows);
+                        }
+                    }
+                    v0 += nv;
+                }
+            }
+        }
+        Some(())
+    }
+
+    /// [`units`] with the partial sums of the `C` vectors (lanes `8 *
+    /// half..`) loaded from and stored back to `sums` (`C` entries).
+    ///
+    /// # Safety
+    /// As [`units`], and `sums` has `C` entries.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn segment<const C: usize, const Q4: bool>(
+        units_ptr: *const u8,
+        half: usize,
+        k0: usize,
+        n: usize,
+        nb: usize,
+        a: &Acts,
+        c0: usize,
+        sums: *mut [[f32; 16]; 8],
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let mut acc: Sums<C> = core::array::from_fn(|j| {
+                let s = &*sums.add(j);
+                s.map(|p| _mm256_loadu_ps(p.as_ptr().add(8 * half)))
+            });
+            units::<C, Q4>(units_ptr, half, k0, n, nb, a, c0, &mut acc);
+            for (j, acc) in acc.iter().enumerate() {
+                let s = &mut *sums.add(j);
+                for (p, &v) in s.iter_mut().zip(acc) {
+                    _mm256_storeu_ps(p.as_mut_ptr().add(8 * half), v);
+                }
+            }
+        }
+    }
+
+    /// [`super::interleave`] by scalar copies: the scales, then each
+    /// row's values 4 bytes at a time (Q8_0's plus 128).
+    ///
+    /// # Safety
+    /// As [`super::interleave`] (no CPU feature needed).
+    #[inline(always)]
+    unsafe fn interleave<const Q4: bool>(blk: *const u8, rb: usize, unit: *mut u8) {
+        let chunks = if Q4 { 4 } else { 8 };
+        let flip = if Q4 { 0 } else { 0x8080_8080u32 };
+        // SAFETY: every read is inside one of the 16 blocks, every write
+        // inside the unit.
+        unsafe {
+            for r in 0..BAND {
+                let b = blk.add(r * rb);
+                let d = read_unaligned(b as *const u16);
+                core::ptr::write_unaligned(unit.add(2 * r) as *mut u16, d);
+                for c in 0..chunks {
+                    let v = read_unaligned(b.add(2 + 4 * c) as *const u32) ^ flip;
+                    core::ptr::write_unaligned(unit.add(32 + 64 * c + 4 * r) as *mut u32, v);
+                }
+            }
         }
     }
 }
