@@ -28,7 +28,7 @@ use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 use core::ptr::{copy_nonoverlapping, read_unaligned};
 
-use super::Isa;
+use super::{prefetch_bytes, Isa, Prefetch, AHEAD};
 use crate::kernels::acts::Acts;
 use crate::kernels::types::QK;
 
@@ -134,7 +134,7 @@ fn prefetch_iters<const R: usize>(w: *const u8, rb: usize, step: usize, end: *co
     (end as usize).saturating_sub(next).div_ceil(R * step)
 }
 
-/// Prefetches into L1 the bytes of iteration `i` of the next tile (the
+/// Prefetches (into L1 or L2: [`Prefetch`]) the bytes of iteration `i` of the next tile (the
 /// `R * step` bytes at `w + R * rb + i * R * step`): the next `R` rows,
 /// contiguous, read as one sequential stream one tile ahead of the loads.
 ///
@@ -144,24 +144,17 @@ fn prefetch_iters<const R: usize>(w: *const u8, rb: usize, step: usize, end: *co
 /// 32-byte chunk per FMA latency, and with rows of 5632 values (the
 /// feed-forward's down projection) it read 53-59% of the probe; two rows
 /// at once read 42-46% (two streams a row apart, which the hardware
-/// prefetcher serves badly), and 91-100% with these prefetches. Into L1
+/// prefetcher serves badly), and 91-100% with these prefetches. On AMD into L1
 /// (`T0`) rather than L2 (`T1`), measured on whole models (`llamette
 /// bench`, 48 tokens, 2026-12-05, 2 runs each): tinyllama-shaped F16 at 1
 /// thread 36.9 -> 39.6 GB/s in huge pages and 34.4 -> 37.2 in the 4 KiB
 /// pages of `--mmap` (2 threads: 69.5 -> 74.3, 60.5 -> 64-70), the 15M
 /// shape's F32 decode 590 -> 633 tok/s (1 thread), 1025 -> 1076 (2); a
-/// prefetch two or three tiles ahead was slower (33.6, 33.0 GB/s).
+/// prefetch two or three tiles ahead was slower (33.6, 33.0 GB/s). On
+/// Intel into L2 ([`Prefetch`]: F16 decode 6.7 -> 7.9 tok/s there).
 #[inline(always)]
-unsafe fn prefetch_next<const R: usize>(w: *const u8, rb: usize, step: usize, i: usize) {
-    let q = w.wrapping_add(R * rb + i * R * step);
-    let mut off = 0;
-    while off < R * step {
-        // SAFETY: a prefetch is a hint: it never faults and changes no
-        // memory, whatever the address (computed without `add`'s
-        // in-bounds requirement); SSE (every x86-64).
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(off) as *const i8) };
-        off += 64;
-    }
+fn prefetch_next<const R: usize>(w: *const u8, rb: usize, step: usize, i: usize, policy: Prefetch) {
+    prefetch_bytes(w.wrapping_add(R * rb + i * R * step), R * step, policy);
 }
 
 /// One tile of the float kernels: `R` rows from `w` (row `r` at
@@ -181,6 +174,7 @@ unsafe fn tile_float<const R: usize, const C: usize, const K: FloatKind>(
     o: *mut f32,
     ldo: usize,
     pf_end: *const u8,
+    policy: Prefetch,
 ) {
     // SAFETY: (for the whole body) offsets stay within the R rows of `rb` bytes and
     // the C vectors of `cols` values the caller vouches for; loads are
@@ -212,7 +206,7 @@ unsafe fn tile_float<const R: usize, const C: usize, const K: FloatKind>(
         };
         for i in 0..n16 {
             if i < pf {
-                prefetch_next::<R>(w, rb, 16 * eb, i);
+                prefetch_next::<R>(w, rb, 16 * eb, i, policy);
             }
             let mut xv = [(z, z); C];
             for (c, xv) in xv.iter_mut().enumerate() {
@@ -263,6 +257,8 @@ struct FloatTiles<'a, 'b, const K: FloatKind> {
     rows: usize,
     /// The end of the matrix if one-vector tiles prefetch the next, else null.
     pf_end: *const u8,
+    /// Where they prefetch it.
+    policy: Prefetch,
 }
 
 impl<const K: FloatKind> TileOp for FloatTiles<'_, '_, K> {
@@ -280,6 +276,7 @@ impl<const K: FloatKind> TileOp for FloatTiles<'_, '_, K> {
                 self.out.as_mut_ptr().add(c0 * self.rows + r0),
                 self.rows,
                 self.pf_end,
+                self.policy,
             )
         }
     }
@@ -334,6 +331,7 @@ pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
         out,
         rows,
         pf_end,
+        policy: super::prefetch(),
     };
     // SAFETY: every tile is inside the checked arguments.
     unsafe { over_tiles::<I, _>(rmax, cmax, rows, n, &mut op) }
@@ -581,6 +579,9 @@ impl<I: Isa, F: Format> TileOp for QuantTiles<'_, '_, I, F> {
         let groups = nb.div_ceil(8);
         let rb = nb * bb;
         let prepared = self.prepared;
+        // One vector: on Intel each group [`AHEAD`] bytes ahead into L2
+        // (mapped Q8_0 decode 10.1 -> 12.3 tok/s there); elsewhere none.
+        let policy = super::prefetch();
         // SAFETY: (for the whole body) the pointers walk the tile's rows, whose
         // lengths `check_mat` checked; the last partial group reads
         // zero-padded copies instead.
@@ -602,6 +603,11 @@ impl<I: Isa, F: Format> TileOp for QuantTiles<'_, '_, I, F> {
                         t.write_bytes(0, 8 * 34);
                         copy_nonoverlapping(wr[r], t, n * bb);
                         wr[r] = t;
+                    }
+                }
+                if C == 1 && policy == Prefetch::L2 {
+                    for w in &wr {
+                        prefetch_bytes(w.wrapping_add(AHEAD), 8 * bb, policy);
                     }
                 }
                 if prepared.is_empty() {
