@@ -354,6 +354,21 @@ fn long_rows_match_scalar() {
     }
 }
 
+/// F16 and BF16 batches larger than the 32 vectors whose sums the
+/// `avx512` set keeps per tile of 8 rows while it converts each segment
+/// of 256 columns once (on Intel), with rows, columns and vectors that are
+/// and are not multiples of those.
+#[test]
+fn float_batches_match_scalar() {
+    for ty in [TensorType::F16, TensorType::BF16] {
+        for cols in [16, 255, 256, 257, 513, 2048 + 9] {
+            for (rows, n) in [(8, 32), (17, 33), (9, 40), (3, 70)] {
+                compare_sets(ty, rows, cols, n, cols % 3, (cols * n) as u64);
+            }
+        }
+    }
+}
+
 /// Plain Q8_0 and Q4_0 batches of whole bands of 16 rows, which the
 /// `avx512` set interleaves segment by segment on the stack: rows shorter
 /// and longer than a segment (32 blocks of Q8_0, 64 of Q4_0) and not a

@@ -405,7 +405,7 @@ unsafe fn widen<const BF: bool>(h: __m256i) -> __m512 {
 }
 
 /// F16 (or, with `BF`, BF16) weights times a batch with 512-bit vectors (the `MatFn`
-/// contract): tiles of up to `ZR` rows x `ZC` vectors, the rows
+/// contract; on Intel through [`f16_conv`]): tiles of up to `ZR` rows x `ZC` vectors, the rows
 /// outermost (a tile's rows stay in L1 while the vectors pass).
 /// `None` for one vector: the generic path reads one row at a time,
 /// a single sequential stream, which the hardware prefetcher follows
@@ -419,6 +419,11 @@ unsafe fn widen<const BF: bool>(h: __m256i) -> __m512 {
 unsafe fn f16_mat<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) -> Option<()> {
     if a.n == 1 {
         return None;
+    }
+    if super::prefetch() == super::Prefetch::L2 {
+        // SAFETY: this function's contract.
+        unsafe { f16_conv::<BF>(w, a, out, rows) };
+        return Some(());
     }
     let rb = 2 * a.cols;
     // The next tile's rows (those after this call's too: the matrix's next
@@ -482,6 +487,192 @@ unsafe fn f16_mat<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usi
         r0 += nr;
     }
     Some(())
+}
+
+/// Columns of a segment of [`f16_conv`]: a row tile's segment converted
+/// to f32 takes `ZR * ZSEG * 4` = 8 KiB.
+const ZSEG: usize = 256;
+/// Vectors of a pass of [`f16_conv`] (the default prefill batch): their
+/// partial sums for a row tile, `ZR * ZV` registers' worth (16 KiB), wait
+/// on the stack between segments.
+const ZV: usize = 32;
+
+/// F16 (or BF16) weights times a batch, each row tile's weights converted
+/// to f32 once per segment of [`ZSEG`] columns for all the vectors of a
+/// pass (up to [`ZV`]), instead of once per tile of [`ZC`] vectors: the
+/// conversion takes the ports the multiply-adds need on Intel. Each
+/// (row, vector)'s sixteen partial sums take the same elements in the
+/// same order as in [`z16_tile`], so the results are its bits.
+///
+/// # Safety
+/// The CPU has the set's features; `check_mat` accepted the arguments.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn f16_conv<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    let cols = a.cols;
+    let rb = 2 * cols;
+    let z = _mm512_setzero_ps();
+    let mut wf = [[0f32; ZSEG]; ZR];
+    let mut sums = [[z; ZV]; ZR];
+    let mut v0 = 0;
+    while v0 < a.n {
+        let nv = (a.n - v0).min(ZV);
+        let mut r0 = 0;
+        while r0 < rows {
+            let nr = (rows - r0).min(ZR);
+            for s in sums.iter_mut().take(nr) {
+                s[..nv].fill(z);
+            }
+            let mut s0 = 0;
+            while s0 < cols {
+                let ns = (cols - s0).min(ZSEG);
+                // SAFETY: rows r0..r0 + nr, columns s0..s0 + ns are inside
+                // the checked weights (the last partial chunk by masked
+                // loads); the prefetched next segment is a hint.
+                unsafe {
+                    for (r, wf) in wf.iter_mut().enumerate().take(nr) {
+                        let row = w.as_ptr().add((r0 + r) * rb + 2 * s0);
+                        let next = if s0 + ns < cols {
+                            row.wrapping_add(2 * ns)
+                        } else {
+                            w.as_ptr().wrapping_add((r0 + nr + r) * rb)
+                        };
+                        let mut off = 0;
+                        while off < 2 * ZSEG {
+                            _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(off) as *const i8);
+                            off += 64;
+                        }
+                        let mut i = 0;
+                        while i + 16 <= ns {
+                            let h = _mm256_loadu_si256(row.add(2 * i) as *const __m256i);
+                            _mm512_storeu_ps(wf.as_mut_ptr().add(i), widen::<BF>(h));
+                            i += 16;
+                        }
+                        if i < ns {
+                            let m: __mmask16 = (1 << (ns - i)) - 1;
+                            let h = _mm256_maskz_loadu_epi16(m, row.add(2 * i) as *const i16);
+                            _mm512_storeu_ps(wf.as_mut_ptr().add(i), widen::<BF>(h));
+                        }
+                    }
+                }
+                let mut c0 = 0;
+                while c0 < nv {
+                    let nc = (nv - c0).min(ZC);
+                    // SAFETY: vectors v0 + c0.. and columns s0..s0 + ns are
+                    // inside the checked activations; `wf` and `sums` hold
+                    // the tile.
+                    let (wp, xp, sp) = unsafe {
+                        (
+                            wf.as_ptr() as *const f32,
+                            a.x.as_ptr().add((v0 + c0) * cols + s0),
+                            (sums.as_mut_ptr() as *mut __m512).add(c0),
+                        )
+                    };
+                    macro_rules! go {
+                        ($r:literal, $c:literal) => {
+                            // SAFETY: as above.
+                            unsafe { conv_tile::<$r, $c>(wp, xp, cols, ns, sp) }
+                        };
+                    }
+                    macro_rules! by_cols {
+                        ($r:literal) => {
+                            match nc {
+                                3 => go!($r, 3),
+                                2 => go!($r, 2),
+                                _ => go!($r, 1),
+                            }
+                        };
+                    }
+                    match nr {
+                        8 => by_cols!(8),
+                        7 => by_cols!(7),
+                        6 => by_cols!(6),
+                        5 => by_cols!(5),
+                        4 => by_cols!(4),
+                        3 => by_cols!(3),
+                        2 => by_cols!(2),
+                        _ => by_cols!(1),
+                    }
+                    c0 += nc;
+                }
+                s0 += ns;
+            }
+            for (r, s) in sums.iter().enumerate().take(nr) {
+                for (v, &acc) in s.iter().enumerate().take(nv) {
+                    // Lanes j + 8 onto lanes j (as `reduce16`), then the
+                    // tree of `reduce8`.
+                    let lo = _mm512_castps512_ps256(acc);
+                    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc)));
+                    // SAFETY: AVX (this function's contract).
+                    let sum = unsafe { common::reduce8(_mm256_add_ps(lo, hi)) };
+                    out[(v0 + v) * rows + r0 + r] = sum;
+                }
+            }
+            r0 += nr;
+        }
+        v0 += nv;
+    }
+}
+
+/// One tile of [`f16_conv`]: `R` converted rows of a segment (row `r` at
+/// `w + r * ZSEG`, `ns` columns) times `C` vectors (vector `c` at
+/// `x + c * cols`, from the segment's first column), added to the sums at
+/// `s + r * ZV + c`; the last partial chunk updates only its lanes.
+///
+/// # Safety
+/// The CPU has the set's features; the rows, vectors and sums are in
+/// bounds.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn conv_tile<const R: usize, const C: usize>(
+    w: *const f32,
+    x: *const f32,
+    cols: usize,
+    ns: usize,
+    s: *mut __m512,
+) {
+    // SAFETY: (for the whole body) offsets stay within the tile the caller
+    // vouches for; the last partial chunk uses masked loads.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); C]; R];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            for (c, acc) in acc.iter_mut().enumerate() {
+                *acc = *s.add(r * ZV + c);
+            }
+        }
+        let n16 = ns / 16;
+        for i in 0..n16 {
+            let mut xv = [_mm512_setzero_ps(); C];
+            for (c, xv) in xv.iter_mut().enumerate() {
+                *xv = _mm512_loadu_ps(x.add(c * cols + 16 * i));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let wv = _mm512_loadu_ps(w.add(r * ZSEG + 16 * i));
+                for (acc, &xv) in acc.iter_mut().zip(&xv) {
+                    *acc = _mm512_fmadd_ps(wv, xv, *acc);
+                }
+            }
+        }
+        let rem = ns % 16;
+        if rem != 0 {
+            let m: __mmask16 = (1 << rem) - 1;
+            let mut xv = [_mm512_setzero_ps(); C];
+            for (c, xv) in xv.iter_mut().enumerate() {
+                *xv = _mm512_maskz_loadu_ps(m, x.add(c * cols + 16 * n16));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let wv = _mm512_maskz_loadu_ps(m, w.add(r * ZSEG + 16 * n16));
+                for (acc, &xv) in acc.iter_mut().zip(&xv) {
+                    *acc = _mm512_mask3_fmadd_ps(wv, xv, *acc, m);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (c, &acc) in acc.iter().enumerate() {
+                *s.add(r * ZV + c) = acc;
+            }
+        }
+    }
 }
 
 /// Attention scores against a Q8_0 key cache.
