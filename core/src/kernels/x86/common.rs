@@ -28,7 +28,7 @@ use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 use core::ptr::{copy_nonoverlapping, read_unaligned};
 
-use super::{prefetch_bytes, Isa, Prefetch, AHEAD};
+use super::{prefetch_bytes, prefetch_line, Isa, Prefetch, AHEAD, PAGE_AHEAD};
 use crate::kernels::acts::Acts;
 use crate::kernels::types::QK;
 
@@ -608,6 +608,7 @@ impl<I: Isa, F: Format> TileOp for QuantTiles<'_, '_, I, F> {
                 if C == 1 && policy == Prefetch::L2 {
                     for w in &wr {
                         prefetch_bytes(w.wrapping_add(AHEAD), 8 * bb, policy);
+                        prefetch_line(w.wrapping_add(PAGE_AHEAD), policy);
                     }
                 }
                 if prepared.is_empty() {

@@ -30,7 +30,7 @@ use core::mem::MaybeUninit;
 use core::ptr::copy_nonoverlapping;
 
 use super::common::{self, Format};
-use super::{prefetch, prefetch_bytes, Isa, Prefetch, AHEAD};
+use super::{prefetch, prefetch_bytes, prefetch_line, Isa, Prefetch, AHEAD, PAGE_AHEAD};
 use crate::kernels::acts::Acts;
 use crate::kernels::types::legacy::IQ4NL_VALUES;
 use crate::kernels::types::QK;
@@ -365,6 +365,9 @@ pub(super) unsafe fn matvec<I: Isa, F: Format>(
                     t.as_ptr()
                 };
                 prefetch_bytes(g.wrapping_add(ahead), 8 * bb, policy);
+                if policy == Prefetch::L2 {
+                    prefetch_line(g.wrapping_add(PAGE_AHEAD), policy);
+                }
                 acc = _mm256_add_ps(acc, dot::<I, F>(&unpack::<F>(g), pa));
             }
             *o = common::reduce8(_mm256_permutevar8x32_ps(acc, inv));
