@@ -372,13 +372,13 @@ fn float_batches_match_scalar() {
 /// Plain Q8_0 and Q4_0 batches of whole bands of 16 rows, which the
 /// `avx512` set interleaves segment by segment on the stack: rows shorter
 /// and longer than a segment (32 blocks of Q8_0, 64 of Q4_0) and not a
-/// multiple of it or of 8 blocks, batches below, at and above the 24
+/// multiple of it or of 8 blocks, batches below, at and above the 32
 /// vectors whose sums it keeps, and a row count that is not whole bands.
 #[test]
 fn plain_bands_match_scalar() {
     for ty in [TensorType::Q8_0, TensorType::Q4_0] {
         for nb in [1, 7, 8, 9, 31, 33, 63, 64, 65, 130, 176] {
-            for (rows, n) in [(16, 2), (32, 5), (16, 24), (16, 29), (48, 3), (17, 4)] {
+            for (rows, n) in [(16, 2), (32, 5), (16, 32), (16, 37), (48, 3), (17, 4)] {
                 compare_sets(ty, rows, nb * 32, n, nb % 4, nb as u64 * 13 + n as u64);
             }
         }

@@ -191,8 +191,9 @@ unsafe fn store<const C: usize>(acc: &Sums<C>, out: *mut f32, rows: usize) {
 /// Bytes of interleaved units that [`mat_plain`] keeps on the stack.
 const SEGMENT_BYTES: usize = 18 << 10;
 /// Vectors whose partial sums [`mat_plain`] keeps on the stack (512 bytes
-/// each): the batch a kernel call gets from `matmul` (24) fits.
-const VC: usize = 24;
+/// each): the batch a kernel call gets from `matmul` (32) fits, so each
+/// band is interleaved once per batch.
+const VC: usize = 32;
 
 /// Plain Q4_0 or Q8_0 rows times a batch (the `MatFn` contract), through
 /// the interleaved tiles: each band of 16 rows is interleaved a segment of
