@@ -252,6 +252,23 @@ fn find(name: &str) -> Option<usize> {
         .position(|c| c.set.name == name && (c.supported)())
 }
 
+/// Makes the x86-64 kernels use the tuning measured on Intel CPUs
+/// (`true`: prefetches into L2, F16 batches converted once per pass) or
+/// the one measured on AMD (`false`), whatever the CPU, so that tests
+/// run both paths on any machine: the results are the same bits either
+/// way. Elsewhere it does nothing.
+#[doc(hidden)]
+pub fn force_intel_tuning(intel: bool) {
+    #[cfg(target_arch = "x86_64")]
+    x86::force_prefetch(if intel {
+        x86::Prefetch::L2
+    } else {
+        x86::Prefetch::L1
+    });
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = intel;
+}
+
 /// Makes the set called `name` the active one, for tests and benchmarks.
 /// Returns `false` (and changes nothing) if this CPU cannot run it or no set
 /// has that name. Matrix products already running finish with the set they

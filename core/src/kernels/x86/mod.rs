@@ -29,6 +29,7 @@
 //! ever executed.
 
 use core::arch::x86_64::__m256i;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use super::acts::Acts;
 use super::check_mat;
@@ -160,10 +161,24 @@ pub(super) const AHEAD: usize = 2560;
 /// (interleaved Q4_0 in huge pages -10%, F16 -5%, K-quants -7%).
 pub(super) const PAGE_AHEAD: usize = 8192;
 
+/// The policy in use: 0 before the first call of [`prefetch`], 1 for
+/// [`Prefetch::L1`], 2 for [`Prefetch::L2`].
+static POLICY: AtomicU8 = AtomicU8::new(0);
+
+/// Makes the kernels use `policy` whatever the CPU (for tests: both give
+/// the same bits, by different paths for the F16 batches).
+pub(super) fn force_prefetch(policy: Prefetch) {
+    POLICY.store(
+        match policy {
+            Prefetch::L1 => 1,
+            Prefetch::L2 => 2,
+        },
+        Ordering::Relaxed,
+    );
+}
+
 /// The policy for this CPU (see [`Prefetch`]): cached after the first call.
 pub(super) fn prefetch() -> Prefetch {
-    use core::sync::atomic::{AtomicU8, Ordering};
-    static POLICY: AtomicU8 = AtomicU8::new(0);
     match POLICY.load(Ordering::Relaxed) {
         1 => return Prefetch::L1,
         2 => return Prefetch::L2,
