@@ -320,6 +320,39 @@ fn weighted_sum(att: &[f32], v: ValueRows, out: &mut [f32]) {
 /// 88.3, 12 x 2 84.9 and 83.6.
 const ZR: usize = 8;
 const ZC: usize = 3;
+
+/// Calls the macro `$go!(R, C)` with the literals of an F16 tile of `$nr`
+/// rows (1 to [`ZR`]) and `$nc` vectors (1 to [`ZC`]).
+macro_rules! by_shape {
+    ($nr:expr, $nc:expr, $go:ident) => {
+        match ($nr, $nc) {
+            (8, 3) => $go!(8, 3),
+            (8, 2) => $go!(8, 2),
+            (8, _) => $go!(8, 1),
+            (7, 3) => $go!(7, 3),
+            (7, 2) => $go!(7, 2),
+            (7, _) => $go!(7, 1),
+            (6, 3) => $go!(6, 3),
+            (6, 2) => $go!(6, 2),
+            (6, _) => $go!(6, 1),
+            (5, 3) => $go!(5, 3),
+            (5, 2) => $go!(5, 2),
+            (5, _) => $go!(5, 1),
+            (4, 3) => $go!(4, 3),
+            (4, 2) => $go!(4, 2),
+            (4, _) => $go!(4, 1),
+            (3, 3) => $go!(3, 3),
+            (3, 2) => $go!(3, 2),
+            (3, _) => $go!(3, 1),
+            (2, 3) => $go!(2, 3),
+            (2, 2) => $go!(2, 2),
+            (2, _) => $go!(2, 1),
+            (_, 3) => $go!(1, 3),
+            (_, 2) => $go!(1, 2),
+            (_, _) => $go!(1, 1),
+        }
+    };
+}
 /// One F16 tile with 512-bit vectors: `R` rows from `w` (row `r` at
 /// `w + r * rb`, `cols` elements) times `C` vectors (vector `c` at
 /// `x + c * cols`); `out(r, c)` is stored at `o + c * ldo + r`. The
@@ -463,25 +496,7 @@ unsafe fn f16_mat<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usi
                     unsafe { z16_tile::<$r, $c, BF>(wp, rb, xp, a.cols, op, rows) }
                 };
             }
-            macro_rules! by_cols {
-                ($r:literal) => {
-                    match nc {
-                        3 => go!($r, 3),
-                        2 => go!($r, 2),
-                        _ => go!($r, 1),
-                    }
-                };
-            }
-            match nr {
-                8 => by_cols!(8),
-                7 => by_cols!(7),
-                6 => by_cols!(6),
-                5 => by_cols!(5),
-                4 => by_cols!(4),
-                3 => by_cols!(3),
-                2 => by_cols!(2),
-                _ => by_cols!(1),
-            }
+            by_shape!(nr, nc, go);
             c0 += nc;
         }
         r0 += nr;
@@ -574,25 +589,7 @@ unsafe fn f16_conv<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: us
                             unsafe { conv_tile::<$r, $c>(wp, xp, cols, ns, sp) }
                         };
                     }
-                    macro_rules! by_cols {
-                        ($r:literal) => {
-                            match nc {
-                                3 => go!($r, 3),
-                                2 => go!($r, 2),
-                                _ => go!($r, 1),
-                            }
-                        };
-                    }
-                    match nr {
-                        8 => by_cols!(8),
-                        7 => by_cols!(7),
-                        6 => by_cols!(6),
-                        5 => by_cols!(5),
-                        4 => by_cols!(4),
-                        3 => by_cols!(3),
-                        2 => by_cols!(2),
-                        _ => by_cols!(1),
-                    }
+                    by_shape!(nr, nc, go);
                     c0 += nc;
                 }
                 s0 += ns;
