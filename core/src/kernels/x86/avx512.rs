@@ -17,7 +17,8 @@ use super::common::{self, TileOp};
 use super::k_quants as kq;
 use super::legacy;
 use super::{
-    avx512_supported as supported, run, run_kv_scores, run_quantize, run_quantize_k, x16, z4, Isa,
+    avx512_supported as supported, prefetch, prefetch_bytes, run, run_kv_scores, run_quantize,
+    run_quantize_k, x16, z4, Isa, Prefetch,
 };
 use crate::kernels::acts::Acts;
 use crate::kernels::types::TensorType;
@@ -413,14 +414,24 @@ unsafe fn z16_tile<const R: usize, const C: usize, const BF: bool>(
         }
         for (r, acc) in acc.iter().enumerate() {
             for (c, &acc) in acc.iter().enumerate() {
-                // Lanes j + 8 onto lanes j (as `reduce16`), then
-                // the tree of `reduce8`.
-                let lo = _mm512_castps512_ps256(acc);
-                let hi = _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc));
-                let s = _mm256_add_ps(lo, _mm256_castpd_ps(hi));
-                *o.add(c * ldo + r) = common::reduce8(s);
+                *o.add(c * ldo + r) = reduce16(acc);
             }
         }
+    }
+}
+
+/// The sum of a (row, vector)'s sixteen partial sums: lanes `j + 8` onto
+/// lanes `j` (as the scalar `reduce16`), then the tree of `reduce8`.
+///
+/// # Safety
+/// AVX-512F.
+#[inline(always)]
+unsafe fn reduce16(acc: __m512) -> f32 {
+    // SAFETY: AVX-512F (the caller's promise).
+    unsafe {
+        let lo = _mm512_castps512_ps256(acc);
+        let hi = _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc));
+        common::reduce8(_mm256_add_ps(lo, _mm256_castpd_ps(hi)))
     }
 }
 
@@ -453,7 +464,7 @@ unsafe fn f16_mat<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usi
     if a.n == 1 {
         return None;
     }
-    if super::prefetch() == super::Prefetch::L2 {
+    if prefetch() == Prefetch::L2 {
         // SAFETY: this function's contract.
         unsafe { f16_conv::<BF>(w, a, out, rows) };
         return Some(());
@@ -471,15 +482,7 @@ unsafe fn f16_mat<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usi
         let next = w.as_ptr().wrapping_add((r0 + nr) * rb);
         let mut c0 = 0;
         while c0 < a.n {
-            let pf = next.wrapping_add(c0 / ZC * pf_step);
-            let mut off = 0;
-            while off < pf_step {
-                // A hint: it never faults and changes no memory, whatever
-                // the address (computed without `add`'s in-bounds
-                // requirement).
-                _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(off) as *const i8);
-                off += 64;
-            }
+            prefetch_bytes(next.wrapping_add(c0 / ZC * pf_step), pf_step, Prefetch::L1);
             let nc = (a.n - c0).min(ZC);
             // SAFETY: the tile (rows r0..r0 + nr, vectors c0..c0 +
             // nc) is inside the checked arguments.
@@ -552,11 +555,7 @@ unsafe fn f16_conv<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: us
                         } else {
                             w.as_ptr().wrapping_add((r0 + nr + r) * rb)
                         };
-                        let mut off = 0;
-                        while off < 2 * ZSEG {
-                            _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(off) as *const i8);
-                            off += 64;
-                        }
+                        prefetch_bytes(next, 2 * ZSEG, Prefetch::L1);
                         let mut i = 0;
                         while i + 16 <= ns {
                             let h = _mm256_loadu_si256(row.add(2 * i) as *const __m256i);
@@ -596,13 +595,8 @@ unsafe fn f16_conv<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: us
             }
             for (r, s) in sums.iter().enumerate().take(nr) {
                 for (v, &acc) in s.iter().enumerate().take(nv) {
-                    // Lanes j + 8 onto lanes j (as `reduce16`), then the
-                    // tree of `reduce8`.
-                    let lo = _mm512_castps512_ps256(acc);
-                    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc)));
-                    // SAFETY: AVX (this function's contract).
-                    let sum = unsafe { common::reduce8(_mm256_add_ps(lo, hi)) };
-                    out[(v0 + v) * rows + r0 + r] = sum;
+                    // SAFETY: AVX-512F (this function's contract).
+                    out[(v0 + v) * rows + r0 + r] = unsafe { reduce16(acc) };
                 }
             }
             r0 += nr;

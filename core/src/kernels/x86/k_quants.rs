@@ -69,7 +69,7 @@ use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 use core::ptr::read_unaligned;
 
-use super::{prefetch, prefetch_bytes, Prefetch, AHEAD};
+use super::{prefetch, prefetch_bytes};
 use crate::kernels::acts::Acts;
 use crate::kernels::types::QK_K;
 
@@ -201,8 +201,8 @@ unsafe fn step<K: KQuant>(acc: f32, p: __m128) -> f32 {
 
 /// Bytes ahead that [`matvec`] prefetches (measured: a few percent more of
 /// the memory bandwidth on matrices far larger than the caches, neutral on
-/// those in L2 or L3), into L1; on Intel [`AHEAD`] bytes into L2 instead
-/// ([`Prefetch`]: Q4_K_M decode 21.7 -> 22.6 tok/s, Q6_K 17.1 -> 17.8).
+/// those in L2 or L3), into L1; on Intel [`AHEAD`](super::AHEAD) bytes into L2 instead
+/// ([`Prefetch`](super::Prefetch): Q4_K_M decode 21.7 -> 22.6 tok/s, Q6_K 17.1 -> 17.8).
 const PF: usize = 8192;
 
 /// Super-blocks of one vector prepared at a time by [`matvec`] (32 * 256 =
@@ -287,10 +287,7 @@ unsafe fn matvec<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     let (q, bs, da) = (a.k.q.as_ptr(), a.k.bsums.as_ptr(), a.k.d.as_ptr());
     let mut buf = [const { MaybeUninit::<K::A>::uninit() }; SEG];
     let policy = prefetch();
-    let ahead = match policy {
-        Prefetch::L1 => PF,
-        Prefetch::L2 => AHEAD,
-    };
+    let ahead = policy.ahead(PF);
     let mut s0 = 0;
     // SAFETY: (for the whole body) row r and super-block s are inside the checked
     // weights, super-block s of the vector inside its checked Q8_K values,

@@ -148,6 +148,17 @@ pub(super) enum Prefetch {
     L2,
 }
 
+impl Prefetch {
+    /// How many bytes ahead a kernel prefetches: `l1`, its own distance
+    /// (0: none), under [`Prefetch::L1`]; [`AHEAD`] under [`Prefetch::L2`].
+    pub(super) fn ahead(self, l1: usize) -> usize {
+        match self {
+            Prefetch::L1 => l1,
+            Prefetch::L2 => AHEAD,
+        }
+    }
+}
+
 /// Bytes ahead of its loads that a kernel prefetches into L2 under
 /// [`Prefetch::L2`].
 pub(super) const AHEAD: usize = 2560;
@@ -188,7 +199,7 @@ pub(super) fn prefetch() -> Prefetch {
     let id = core::arch::x86_64::__cpuid(0);
     let intel = (id.ebx, id.edx, id.ecx) == (0x756e_6547, 0x4965_6e69, 0x6c65_746e);
     let p = if intel { Prefetch::L2 } else { Prefetch::L1 };
-    POLICY.store(if intel { 2 } else { 1 }, Ordering::Relaxed);
+    force_prefetch(p);
     p
 }
 

@@ -10,21 +10,18 @@ use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 use core::ptr::read_unaligned;
 
-use super::{prefetch, prefetch_bytes, Prefetch, AHEAD};
+use super::{prefetch, prefetch_bytes, Prefetch};
 use crate::kernels::acts::Acts;
 use crate::kernels::interleave::{for_each_band, BAND};
 use crate::kernels::types::QK;
 
 /// How far ahead the one pass over a band that streams it from memory
-/// prefetches its units: [`AHEAD`] bytes into L2 on Intel ([`Prefetch`]:
+/// prefetches its units: [`AHEAD`](super::AHEAD) bytes into L2 on Intel ([`Prefetch`]:
 /// whole-model decode with interleaved Q4_0 21.6 -> 25.2 tok/s at 1
 /// thread, Q8_0 13.2 -> 14.9; prompts 4-7% faster), 0 (none) elsewhere
 /// (on Zen 4 these kernels were faster from memory without).
 fn ahead() -> usize {
-    match prefetch() {
-        Prefetch::L2 => AHEAD,
-        Prefetch::L1 => 0,
-    }
+    prefetch().ahead(0)
 }
 
 /// Vectors per tile of a batch: each unit's nibbles, split once, serve
