@@ -884,6 +884,26 @@ fn dispatch_lists_and_forces_sets() {
     eprintln!("kernel sets available here: {names:?}");
 }
 
+/// On Linux, the `amx` set is offered exactly when the kernel says the CPU
+/// has AMX-TILE and AMX-INT8 (the flags of /proc/cpuinfo, which Linux
+/// lists only when it supports them) and the AVX-512 set is there: so the
+/// batch tests above run the AMX kernels on every machine that has them.
+#[test]
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn amx_is_offered_where_linux_lists_it() {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags: Vec<&str> = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    let names: Vec<_> = kernels::available().map(|k| k.name).collect();
+    let want =
+        names.contains(&"avx512") && flags.contains(&"amx_tile") && flags.contains(&"amx_int8");
+    assert_eq!(names.contains(&"amx"), want, "sets {names:?}");
+    eprintln!("amx set offered: {want}");
+}
+
 /// The stories260K greedy run reproduces llama2.c's tokens with every
 /// kernel set, and the logits are bit-identical across sets.
 #[test]

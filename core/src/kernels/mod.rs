@@ -11,7 +11,8 @@
 //!    [`interleave`]: the interleaved layout of Q8_0/Q4_0 matrices.
 //! 3. The kernel sets, each a [`Kernels`] table: [`scalar`] (every type's
 //!    reference applied row by row; the set every other one is tested
-//!    against), `x86` (`avx2`, `avx512`) and `aarch64` (`neon`, `dotprod`).
+//!    against), `x86` (`avx2`, `avx512`, `amx`) and `aarch64` (`neon`,
+//!    `dotprod`).
 //!    A SIMD set holds only the inner products it speeds up; for the other
 //!    types, [`Kernels::mat`] falls back to the scalar kernel.
 //! 4. This file: the table of the running CPU ([`active`]), and the entry
@@ -26,6 +27,7 @@
 //! | `scalar` | any | nothing |
 //! | `avx2` | x86-64 | AVX2, FMA, F16C |
 //! | `avx512` | x86-64 | AVX-512 F, BW, VL and VNNI (`vpdpbusd`) |
+//! | `amx` | x86-64 Linux | `avx512`'s, AMX-TILE and AMX-INT8, and the kernel's grant of the tile state |
 //! | `neon` | aarch64 | NEON (always present) |
 //! | `dotprod` | aarch64 | NEON and the dot product extension (`sdot`) |
 //!
@@ -33,7 +35,7 @@
 //! target features first, then (with the `std` feature) runtime detection,
 //! else scalar. The choice is made once and cached in an atomic. With `std`,
 //! the environment variable `LLAMETTE_KERNELS` (`scalar`, `avx2`, `avx512`,
-//! `neon` or `dotprod`) overrides the choice when it names a set this CPU
+//! `amx`, `neon` or `dotprod`) overrides the choice when it names a set this CPU
 //! can run; it is read at the first selection only. [`available`] lists the
 //! sets this CPU can run and [`force`] switches to one of them (for tests and
 //! benchmarks).
@@ -193,6 +195,11 @@ static CANDIDATES: &[Candidate] = &[
     Candidate {
         set: &x86::AVX512,
         supported: x86::avx512_supported,
+    },
+    #[cfg(target_arch = "x86_64")]
+    Candidate {
+        set: &x86::AMX,
+        supported: x86::amx_supported,
     },
     #[cfg(target_arch = "aarch64")]
     Candidate {

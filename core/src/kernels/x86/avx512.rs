@@ -25,7 +25,10 @@ use crate::kernels::types::TensorType;
 use crate::kernels::{Kernels, MatFn, ValueRows};
 
 /// The AVX-512 (F, BW, VL, VNNI) kernel set.
-pub(in crate::kernels) static AVX512: Kernels = Kernels {
+pub(in crate::kernels) static AVX512: Kernels = TABLE;
+
+/// [`AVX512`]'s table (the `amx` set starts from it).
+pub(super) const TABLE: Kernels = Kernels {
     name: "avx512",
     kernel_for,
     fast_interleaved: true,
@@ -169,10 +172,10 @@ unsafe fn mat_bf16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 /// # Safety
 /// As [`mat_f32`].
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+pub(super) unsafe fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe {
-        if a.n == 1 || x16::mat_plain::<false>(w, a, out, rows).is_none() {
+        if a.n == 1 || x16::mat_plain::<false, false>(w, a, out, rows).is_none() {
             legacy::mat::<Avx512, legacy::Q8_0>(w, a, out, rows)
         }
     }
@@ -185,11 +188,11 @@ unsafe fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 /// # Safety
 /// As [`mat_f32`].
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn mat_q4_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+pub(super) unsafe fn mat_q4_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe {
         if a.n > 1 {
-            if x16::mat_plain::<true>(w, a, out, rows).is_none() {
+            if x16::mat_plain::<true, false>(w, a, out, rows).is_none() {
                 z4::matmul::<Avx512, legacy::Q4_0>(w, a, out, rows)
             }
         } else if z4::matvec::<Avx512, legacy::Q4_0>(w, a, out, rows).is_none() {

@@ -1,5 +1,5 @@
-//! x86-64 kernel sets: `avx2` (AVX2, FMA, F16C) and `avx512` (AVX-512 F,
-//! BW, VL and VNNI).
+//! x86-64 kernel sets: `avx2` (AVX2, FMA, F16C), `avx512` (AVX-512 F,
+//! BW, VL and VNNI) and `amx` (`avx512` and AMX-INT8).
 //!
 //! - [`common`]: the 256-bit kernels both sets share (F32/F16/BF16 tiles,
 //!   groups of 8 blocks of the 32-wide types, the Q8 quantizer), generic
@@ -11,7 +11,9 @@
 //!   (AVX-512) the kernels only it has: 512-bit matrix-vector products of
 //!   the 4-bit 32-wide types ([`z4`]) and 512-bit F16/BF16 batched
 //!   products;
-//! - [`x16`]: the interleaved Q8_0/Q4_0 kernels of both sets.
+//! - [`x16`]: the interleaved Q8_0/Q4_0 kernels of both sets;
+//! - [`amx`]: the `amx` set, `avx512` with AMX tiles for batches of Q8_0
+//!   and Q4_0 weights (Linux, CPUs with AMX-INT8).
 //!
 //! Matrix-vector products (one activation vector) run one row at a time:
 //! the rows are contiguous, so the weights are read as a single sequential
@@ -35,6 +37,7 @@ use super::acts::Acts;
 use super::check_mat;
 use super::types::TensorType;
 
+mod amx;
 mod avx2;
 mod avx512;
 mod common;
@@ -43,6 +46,7 @@ mod legacy;
 mod x16;
 mod z4;
 
+pub(super) use amx::{supported as amx_supported, AMX};
 pub(super) use avx2::AVX2;
 pub(super) use avx512::AVX512;
 

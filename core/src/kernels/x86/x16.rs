@@ -10,7 +10,7 @@ use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 use core::ptr::read_unaligned;
 
-use super::{prefetch, prefetch_bytes, Prefetch};
+use super::{amx, prefetch, prefetch_bytes, Prefetch};
 use crate::kernels::acts::Acts;
 use crate::kernels::interleave::{for_each_band, BAND};
 use crate::kernels::types::QK;
@@ -198,12 +198,14 @@ const VC: usize = 32;
 /// vector of a chunk of [`VC`] passes the segment before the next is made.
 /// The interleaved layout changes no bit ([`crate::kernels::interleave`]):
 /// the numbers are the plain kernels'. `None` (nothing done) unless `rows`
-/// is a multiple of 16.
+/// is a multiple of 16. With `AMX`, the segments go through AMX tiles
+/// ([`amx::Tiles`]) instead of the 512-bit ones.
 ///
 /// # Safety
-/// As [`mat`], but the weights plain and `rows` any number.
+/// As [`mat`], but the weights plain and `rows` any number; with `AMX`,
+/// AMX is usable ([`amx::usable`]).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn mat_plain<const Q4: bool>(
+pub(super) unsafe fn mat_plain<const Q4: bool, const AMX: bool>(
     w: &[u8],
     a: &Acts,
     out: &mut [f32],
@@ -221,6 +223,7 @@ pub(super) unsafe fn mat_plain<const Q4: bool>(
     let rb = nb * bb;
     let mut buf = [const { MaybeUninit::<u8>::uninit() }; SEGMENT_BYTES];
     let mut sums = [[[0f32; 16]; 8]; VC];
+    let mut tiles = amx::Tiles::new();
     // SAFETY: (for the whole body) band b's rows (16 rows of rb bytes at
     // w + 16 b rb) and vectors v0..v0 + nv are inside the checked
     // arguments; the units `interleave` writes into `buf` (at most `seg`,
@@ -245,10 +248,16 @@ pub(super) unsafe fn mat_plain<const Q4: bool>(
                     }
                     let mut c = 0;
                     while c < nv {
-                        let nc = (nv - c).min(NC);
                         let sums = sums[c..].as_mut_ptr();
                         let c0 = v0 + c;
                         let units_ptr = units_ptr as *const u8;
+                        if AMX {
+                            let m = (nv - c).min(amx::M);
+                            tiles.units::<Q4>(units_ptr, k0, ns, nb, a, c0, m, sums, 0);
+                            c += m;
+                            continue;
+                        }
+                        let nc = (nv - c).min(NC);
                         match nc {
                             1 => segment::<1, Q4>(units_ptr, k0, ns, nb, a, c0, sums),
                             2 => segment::<2, Q4>(units_ptr, k0, ns, nb, a, c0, sums),
@@ -259,15 +268,83 @@ pub(super) unsafe fn mat_plain<const Q4: bool>(
                     }
                     k0 += ns;
                 }
-                for (j, s) in sums[..nv].iter().enumerate() {
-                    let acc = [s.map(|p| _mm512_loadu_ps(p.as_ptr()))];
-                    store::<1>(&acc, out.as_mut_ptr().add((v0 + j) * rows + b * BAND), rows);
-                }
+                store_sums(
+                    &sums[..nv],
+                    out.as_mut_ptr().add(v0 * rows + b * BAND),
+                    rows,
+                );
                 v0 += nv;
             }
         }
     }
     Some(())
+}
+
+/// The partial sums of vectors `0..sums.len()` (16 rows each) reduced
+/// and stored, vector `j`'s at `out + j * rows`.
+///
+/// # Safety
+/// The outputs are inside the checked arguments; AVX-512F.
+#[inline(always)]
+unsafe fn store_sums(sums: &[[[f32; 16]; 8]], out: *mut f32, rows: usize) {
+    for (j, s) in sums.iter().enumerate() {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let acc = [s.map(|p| _mm512_loadu_ps(p.as_ptr()))];
+            store::<1>(&acc, out.add(j * rows), rows);
+        }
+    }
+}
+
+/// Interleaved rows (whole bands) times a batch through AMX tiles
+/// ([`amx::Tiles`]): band by band, each unit's values multiplied by 16
+/// vectors at a time, chunks of [`VC`] vectors summed on the stack; the
+/// numbers are [`mat`]'s.
+///
+/// # Safety
+/// As [`mat`], and AMX is usable ([`amx::usable`]).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn mat_amx<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    let nb = a.cols / QK;
+    let band_bytes = nb * BAND * if Q4 { 18 } else { 34 };
+    assert!(
+        rows.is_multiple_of(BAND) && w.len() >= rows / BAND * band_bytes && out.len() >= a.n * rows,
+        "kernel: interleaved arguments out of range"
+    );
+    let mut sums = [[[0f32; 16]; 8]; VC];
+    let mut tiles = amx::Tiles::new();
+    // SAFETY: band b (band_bytes at w + b band_bytes), vectors v0..v0 + nv
+    // and the outputs out[c * rows + 16 b + r] are inside the arguments
+    // (asserted above and by `check_mat`); the partial sums go through
+    // `sums` (nv <= VC entries); AMX is usable and the CPU has the
+    // features (this function's contract).
+    unsafe {
+        for b in 0..rows / BAND {
+            let band = w.as_ptr().add(b * band_bytes);
+            let mut v0 = 0;
+            while v0 < a.n {
+                let nv = (a.n - v0).min(VC);
+                for s in &mut sums[..nv] {
+                    *s = [[0.0; 16]; 8];
+                }
+                let mut c = 0;
+                while c < nv {
+                    let m = (nv - c).min(amx::M);
+                    // The first pass streams the band from memory.
+                    let ahead = if c == 0 { ahead() } else { 0 };
+                    let s = sums[c..].as_mut_ptr();
+                    tiles.units::<Q4>(band, 0, nb, nb, a, v0 + c, m, s, ahead);
+                    c += m;
+                }
+                store_sums(
+                    &sums[..nv],
+                    out.as_mut_ptr().add(v0 * rows + b * BAND),
+                    rows,
+                );
+                v0 += nv;
+            }
+        }
+    }
 }
 
 /// [`units`] with the partial sums of the `C` vectors loaded from and
