@@ -390,6 +390,21 @@ fn plain_bands_match_scalar() {
     }
 }
 
+/// K-quant batches of whole bands of 16 rows, which the `amx` set runs
+/// through tiles band by band (one super-block prepared ahead): one to
+/// 22 super-blocks, batches of 2 to 37 vectors (below, at and above the 16
+/// of a tile), and rows that are not whole bands (the `avx512` kernel).
+#[test]
+fn k_quant_bands_match_scalar() {
+    for ty in [TensorType::Q4_K] {
+        for nsb in [1, 2, 3, 8, 22] {
+            for (rows, n) in [(16, 2), (32, 16), (16, 17), (48, 37), (17, 4)] {
+                compare_sets(ty, rows, nsb * 256, n, nsb % 3, nsb as u64 * 7 + n as u64);
+            }
+        }
+    }
+}
+
 /// Real row shapes: TinyLlama's 2048 and 5632 (quantized and F16) and
 /// stories260K's 64 and 172 (F32).
 #[test]

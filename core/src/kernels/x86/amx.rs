@@ -39,7 +39,8 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use super::{avx512, avx512_supported, prefetch_bytes, run, x16, Prefetch};
 use crate::kernels::acts::Acts;
 use crate::kernels::interleave::BAND;
-use crate::kernels::types::{TensorType, QK};
+use crate::kernels::types::k_quants::scale_min_k4;
+use crate::kernels::types::{TensorType, QK, QK_K};
 use crate::kernels::{Kernels, MatFn};
 
 /// The AMX kernel set: [`avx512::AVX512`]'s functions, with AMX tiles for
@@ -64,6 +65,7 @@ fn kernel_for(ty: TensorType) -> Option<MatFn> {
         Q4_0 => |w, a, o| run(Q4_0, supported, mat_q4_0, w, a, o),
         Q8_0x16 => |w, a, o| run(Q8_0x16, supported, mat_q8_0x16, w, a, o),
         Q4_0x16 => |w, a, o| run(Q4_0x16, supported, mat_q4_0x16, w, a, o),
+        Q4_K => |w, a, o| run(Q4_K, supported, mat_q4_k, w, a, o),
         _ => return (avx512::TABLE.kernel_for)(ty),
     })
 }
@@ -127,6 +129,170 @@ unsafe fn mat_q4_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
             x16::mat::<true>(w, a, out, rows)
         } else {
             x16::mat_amx::<true>(w, a, out, rows)
+        }
+    }
+}
+
+/// Q4_K weights: a batch of whole 16-row bands through the tiles
+/// ([`q4_k_bands`]), anything else as the `avx512` set.
+///
+/// # Safety
+/// As [`mat_q8_0`].
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn mat_q4_k(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe {
+        if a.n == 1 || !rows.is_multiple_of(BAND) {
+            avx512::mat_q4_k(w, a, out, rows)
+        } else {
+            q4_k_bands(w, a, out, rows)
+        }
+    }
+}
+
+/// Bytes of a Q4_K super-block.
+const Q4K_BYTES: usize = 144;
+
+/// One super-block of a band of 16 Q4_K rows, ready for the tiles: each
+/// sub-block's values in AMX's layout (row `g` of sub-block `j`: values
+/// `4g..4g+4` of each of the 16 rows), and the rows' scales, minimums and
+/// super-block scales, one lane per row.
+#[repr(C, align(64))]
+struct SuperBlock {
+    values: [[u8; 512]; 8],
+    sc: [[i32; 16]; 8],
+    m: [[i32; 16]; 8],
+    d: [f32; 16],
+    dmin: [f32; 16],
+}
+
+/// Prepares super-block `s` of the 16 rows at `band` (`rb` bytes apart)
+/// into `p`.
+///
+/// # Safety
+/// The 16 rows' super-block `s` is readable; AVX-512 F and BW.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn prepare_q4_k(band: *const u8, rb: usize, s: usize, p: &mut SuperBlock) {
+    // SAFETY: every read is inside one of the 16 rows' super-block `s`
+    // (144 bytes at band + r rb + 144 s); every write inside `p`.
+    unsafe {
+        let blk = band.add(s * Q4K_BYTES);
+        for r in 0..BAND {
+            let b = blk.add(r * rb);
+            let half =
+                |o: usize| half::f16::from_bits(u16::from_le_bytes([*b.add(o), *b.add(o + 1)]));
+            p.d[r] = half(0).to_f32();
+            p.dmin[r] = half(2).to_f32();
+            let scales: [u8; 12] = core::ptr::read_unaligned(b.add(4) as *const [u8; 12]);
+            for j in 0..8 {
+                let (sc, m) = scale_min_k4(j, &scales);
+                p.sc[j][r] = i32::from(sc);
+                p.m[j][r] = i32::from(m);
+            }
+        }
+        // Bytes 32t..32t+32 of the nibbles hold sub-block 2t (low) and
+        // 2t + 1 (high), value l in byte 32t + l.
+        let mask = _mm512_set1_epi8(0x0f);
+        for t in 0..4 {
+            for h in 0..2 {
+                let chunks = x16::transpose(blk.add(16 + 32 * t + 16 * h), rb);
+                for (c, v) in chunks.into_iter().enumerate() {
+                    let g = 4 * h + c;
+                    let lo = _mm512_and_si512(v, mask);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), mask);
+                    _mm512_store_si512(p.values[2 * t][64 * g..].as_mut_ptr() as *mut _, lo);
+                    _mm512_store_si512(p.values[2 * t + 1][64 * g..].as_mut_ptr() as *mut _, hi);
+                }
+            }
+        }
+    }
+}
+
+/// Q4_K rows (a multiple of 16) times a batch (`a.n >= 1`), band by band:
+/// each super-block of a band is prepared once ([`prepare_q4_k`], one
+/// super-block ahead of its use, for the reason of [`LEAD`]) for every
+/// vector; its eight sub-blocks' dot products come from eight tile
+/// products per 16 vectors, and the reference's integers and floats follow
+/// lane by lane (row `r` in lane `r`): `isum = sum_j sc_j dot_j` and `msum
+/// = sum_j m_j bsum_j` exact, then `acc = acc + (d * d_a) * isum`, `acc =
+/// acc - (dmin * d_a) * msum`, the running sums kept in `out`.
+///
+/// # Safety
+/// As [`mat_q8_0`], and `rows` is a multiple of 16.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q4_k_bands(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    let nsb = a.cols / QK_K;
+    let rb = nsb * Q4K_BYTES;
+    let cols = a.cols;
+    let mut tiles = Tiles::new();
+    let zero_block = || SuperBlock {
+        values: [[0; 512]; 8],
+        sc: [[0; 16]; 8],
+        m: [[0; 16]; 8],
+        d: [0.0; 16],
+        dmin: [0.0; 16],
+    };
+    let mut prepared = [zero_block(), zero_block()];
+    let mut dots = Aligned([[[0i32; 16]; M]; 8]);
+    // SAFETY: (for the whole body) band b's rows (16 rows of rb bytes at
+    // w + 16 b rb) and every vector's Q8_K values, scales and sums are
+    // inside the checked arguments; outputs out[v * rows + 16 b + r] too;
+    // the tile products read m rows of 32 activation bytes (`cols` apart)
+    // and a prepared sub-block (512 bytes), and write m rows of `dots[j]`.
+    // AMX is usable and the CPU has the features (the caller's contract).
+    unsafe {
+        for b in 0..rows / BAND {
+            let band = w.as_ptr().add(b * BAND * rb);
+            let out_band = out.as_mut_ptr().add(b * BAND);
+            for v in 0..a.n {
+                _mm512_storeu_ps(out_band.add(v * rows), _mm512_setzero_ps());
+            }
+            if nsb > 0 {
+                prepare_q4_k(band, rb, 0, &mut prepared[0]);
+            }
+            for s in 0..nsb {
+                if s + 1 < nsb {
+                    prepare_q4_k(band, rb, s + 1, &mut prepared[(s + 1) % 2]);
+                }
+                let p = &prepared[s % 2];
+                let d = _mm512_loadu_ps(p.d.as_ptr());
+                let dmin = _mm512_loadu_ps(p.dmin.as_ptr());
+                let mut c0 = 0;
+                while c0 < a.n {
+                    let m = (a.n - c0).min(M);
+                    for (j, dots) in dots.0.iter_mut().enumerate() {
+                        let q = a.k.q.as_ptr().add(c0 * cols + s * QK_K + 32 * j);
+                        let w = p.values[j].as_ptr();
+                        tiles.product::<false>(j % 2, m, q, cols, w, dots.as_mut_ptr());
+                    }
+                    for v in 0..m {
+                        let vv = c0 + v;
+                        let mut isum = _mm512_setzero_si512();
+                        let mut msum = _mm512_setzero_si512();
+                        let bsums = a.k.bsums.as_ptr().add(vv * (cols / 16) + s * 16);
+                        for j in 0..8 {
+                            let dot = _mm512_load_si512(dots.0[j][v].as_ptr() as *const _);
+                            let sc = _mm512_load_si512(p.sc[j].as_ptr() as *const _);
+                            isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dot, sc));
+                            let bsum =
+                                i32::from(*bsums.add(2 * j)) + i32::from(*bsums.add(2 * j + 1));
+                            let mins = _mm512_load_si512(p.m[j].as_ptr() as *const _);
+                            let t = _mm512_mullo_epi32(mins, _mm512_set1_epi32(bsum));
+                            msum = _mm512_add_epi32(msum, t);
+                        }
+                        let da = _mm512_set1_ps(*a.k.d.as_ptr().add(vv * nsb + s));
+                        let o = out_band.add(vv * rows);
+                        let mut acc = _mm512_loadu_ps(o);
+                        let x = _mm512_mul_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(isum));
+                        acc = _mm512_add_ps(acc, x);
+                        let y = _mm512_mul_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(msum));
+                        acc = _mm512_sub_ps(acc, y);
+                        _mm512_storeu_ps(o, acc);
+                    }
+                    c0 += m;
+                }
+            }
         }
     }
 }
@@ -238,6 +404,58 @@ impl Tiles {
         self.m = m;
     }
 
+    /// One tile product: `m` activation rows of 32 bytes at `q` (`stride`
+    /// apart) times the 512 bytes of weights at `w` (AMX's layout; signed
+    /// bytes if `SIGNED`, else unsigned), the `m` x 16 `i32` sums stored at
+    /// `dots` (64 bytes a row); by tile set `set` (0: tmm0-2, 1: tmm3-5),
+    /// so that two products can be in flight. Configures the tiles for `m`
+    /// if they are not.
+    ///
+    /// # Safety
+    /// AMX is usable; the bytes read and written are inside their
+    /// buffers; `1 <= m <= 16`.
+    #[inline(always)]
+    unsafe fn product<const SIGNED: bool>(
+        &mut self,
+        set: usize,
+        m: usize,
+        q: *const i8,
+        stride: usize,
+        w: *const u8,
+        dots: *mut [i32; 16],
+    ) {
+        macro_rules! product {
+            ($op:literal, $c:literal, $a:literal, $b:literal) => {
+                asm!(
+                    concat!("tileloadd ", $a, ", [{a} + {sa}*1]"),
+                    concat!("tileloadd ", $b, ", [{b} + {sb}*1]"),
+                    concat!("tilezero ", $c),
+                    concat!($op, " ", $c, ", ", $a, ", ", $b),
+                    concat!("tilestored [{c} + {sc}*1], ", $c),
+                    a = in(reg) q,
+                    sa = in(reg) stride,
+                    b = in(reg) w,
+                    sb = in(reg) 64usize,
+                    c = in(reg) dots,
+                    sc = in(reg) 64usize,
+                    options(nostack),
+                )
+            };
+        }
+        // SAFETY: the caller's contract.
+        unsafe {
+            if self.m != m {
+                self.configure(m);
+            }
+            match (SIGNED, set) {
+                (true, 0) => product!("tdpbssd", "tmm0", "tmm1", "tmm2"),
+                (true, _) => product!("tdpbssd", "tmm3", "tmm4", "tmm5"),
+                (false, 0) => product!("tdpbsud", "tmm0", "tmm1", "tmm2"),
+                (false, _) => product!("tdpbsud", "tmm3", "tmm4", "tmm5"),
+            }
+        }
+    }
+
     /// Units `k0..k0 + n` of a band (unit `k0` at `units`) times vectors
     /// `c0..c0 + m` of `a` (rows of `nb` blocks), added to the partial sums
     /// `sums` (`m` entries, 16 rows per inner array): block `k`'s scaled
@@ -297,7 +515,7 @@ impl Tiles {
         };
         // Unit i's m x 16 dot products into `dots[i % 2]`, by the tile set
         // i % 2 (tmm0-2 or tmm3-5), issued one unit ahead of the scaling.
-        let issue = |i: usize, dots: *mut [i32; 16]| {
+        let mut issue = |i: usize, dots: *mut [i32; 16]| {
             // SAFETY: the caller's contract: unit i and block k0 + i of
             // vectors c0..c0 + m (32 bytes each, `stride_a` apart) are
             // readable; the tile loads read exactly those bytes (m rows of
@@ -309,41 +527,11 @@ impl Tiles {
                     prefetch_bytes(unit.wrapping_add(ahead), ub, Prefetch::L2);
                 }
                 let q = a.q.as_ptr().add((c0 * nb + k0 + i) * QK);
-                macro_rules! product {
-                    ($op:literal, $c:literal, $a:literal, $b:literal, $w:expr) => {
-                        asm!(
-                            concat!("tileloadd ", $a, ", [{a} + {sa}*1]"),
-                            concat!("tileloadd ", $b, ", [{b} + {sb}*1]"),
-                            concat!("tilezero ", $c),
-                            concat!($op, " ", $c, ", ", $a, ", ", $b),
-                            concat!("tilestored [{c} + {sc}*1], ", $c),
-                            a = in(reg) q,
-                            sa = in(reg) stride_a,
-                            b = in(reg) $w,
-                            sb = in(reg) 64usize,
-                            c = in(reg) dots,
-                            sc = in(reg) 64usize,
-                            options(nostack),
-                        )
-                    };
-                }
-                match (Q4, i % 2) {
-                    (true, 0) => product!(
-                        "tdpbssd",
-                        "tmm0",
-                        "tmm1",
-                        "tmm2",
-                        ring.add(512 * (i % RING))
-                    ),
-                    (true, _) => product!(
-                        "tdpbssd",
-                        "tmm3",
-                        "tmm4",
-                        "tmm5",
-                        ring.add(512 * (i % RING))
-                    ),
-                    (false, 0) => product!("tdpbsud", "tmm0", "tmm1", "tmm2", unit.add(32)),
-                    (false, _) => product!("tdpbsud", "tmm3", "tmm4", "tmm5", unit.add(32)),
+                if Q4 {
+                    let w = ring.add(512 * (i % RING));
+                    self.product::<true>(i % 2, m, q, stride_a, w, dots);
+                } else {
+                    self.product::<false>(i % 2, m, q, stride_a, unit.add(32), dots);
                 }
             }
         };
@@ -352,9 +540,6 @@ impl Tiles {
         // are readable; `sums` has m entries; `dots[i % 2]` holds the m
         // rows `issue` stored.
         unsafe {
-            if self.m != m {
-                self.configure(m);
-            }
             if Q4 {
                 for i in 0..n.min(LEAD) {
                     unpack(i);

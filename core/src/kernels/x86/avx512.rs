@@ -259,7 +259,7 @@ macro_rules! k_quant_kernels {
         /// # Safety
         /// The set's CPU features; checked arguments (see [`run`]).
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-        unsafe fn $name(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+        pub(super) unsafe fn $name(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
             // SAFETY: this function's contract.
             unsafe { kq::mat::<$k>(w, a, out, rows) }
         }

@@ -418,7 +418,7 @@ unsafe fn interleave<const Q4: bool>(blk: *const u8, rb: usize, unit: *mut u8) {
 /// # Safety
 /// The 16 x 16 bytes are readable; the CPU has AVX-512F.
 #[inline(always)]
-unsafe fn transpose(p: *const u8, rb: usize) -> [__m512i; 4] {
+pub(super) unsafe fn transpose(p: *const u8, rb: usize) -> [__m512i; 4] {
     // SAFETY: the caller's contract.
     unsafe {
         let row = |r: usize| _mm_loadu_si128(p.add(r * rb) as *const __m128i);
