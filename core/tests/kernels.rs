@@ -396,7 +396,7 @@ fn plain_bands_match_scalar() {
 /// of a tile), and rows that are not whole bands (the `avx512` kernel).
 #[test]
 fn k_quant_bands_match_scalar() {
-    for ty in [TensorType::Q4_K] {
+    for ty in [TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K] {
         for nsb in [1, 2, 3, 8, 22] {
             for (rows, n) in [(16, 2), (32, 16), (16, 17), (48, 37), (17, 4)] {
                 compare_sets(ty, rows, nsb * 256, n, nsb % 3, nsb as u64 * 7 + n as u64);
