@@ -92,7 +92,6 @@ pub fn bench(path: &Path, o: &BenchOptions) -> Result<(), CliError> {
     } = *o;
     let loaded = open_model(Some(&path.to_path_buf()), layout)?;
     let (input, huge_pages, interleaved) = (loaded.input, loaded.copied, loaded.interleaved);
-    input.advise_hugepages();
     let model = crate::load_model(&input)?;
     crate::files::say(&loaded.note);
     let c = model.config;

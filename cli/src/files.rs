@@ -146,6 +146,13 @@ impl Input {
             // while mapped would fault, as with any mapped reader (llama.cpp
             // and llama2.c alike); that is documented in the README.
             let map = unsafe { Mmap::map(&file) }.map_err(|e| CliError::new(&name, e))?;
+            // Before the first touch: pages the kernel reads in for this
+            // mapping are then 2 MiB folios where it can (Linux 6.x, a
+            // file system with large folios, such as ext4 or xfs), mapped
+            // with 2 MiB entries: fewer TLB misses while streaming
+            // gigabytes of weights. Pages already cached keep their size.
+            #[cfg(target_os = "linux")]
+            let _ = map.advise(memmap2::Advice::HugePage);
             Bytes::Mapped(map)
         };
         Ok(Input { name, bytes })
@@ -154,7 +161,8 @@ impl Input {
     /// Reads `path` into anonymous memory that the kernel is asked to back
     /// with transparent huge pages (Linux): fewer TLB misses while streaming
     /// the weights, at the cost of a private copy (the file's size in RAM)
-    /// and the time to read it. Page-cache pages of a mapped file are 4 KiB.
+    /// and the time to read it. (A mapped file's pages are the page cache's:
+    /// 2 MiB only where the kernel read the file in for such a mapping.)
     pub fn open_in_huge_pages(path: &Path) -> Result<Input, CliError> {
         let name = path.display().to_string();
         let mut file = File::open(path).map_err(|e| CliError::new(&name, e))?;
@@ -212,16 +220,6 @@ impl Input {
     /// Wraps a library error with this input's name.
     pub fn err(&self, e: impl fmt::Display) -> CliError {
         CliError::new(&self.name, e)
-    }
-
-    /// Asks the kernel to back the mapping with huge pages where it can
-    /// (fewer TLB misses when streaming gigabytes of weights); a no-op
-    /// elsewhere.
-    pub fn advise_hugepages(&self) {
-        #[cfg(target_os = "linux")]
-        if let Bytes::Mapped(m) = &self.bytes {
-            let _ = m.advise(memmap2::Advice::HugePage);
-        }
     }
 
     /// Whether the bytes start with GGUF's magic.
