@@ -899,24 +899,42 @@ fn dispatch_lists_and_forces_sets() {
     eprintln!("kernel sets available here: {names:?}");
 }
 
-/// On Linux, the `amx` set is offered exactly when the kernel says the CPU
-/// has AMX-TILE and AMX-INT8 (the flags of /proc/cpuinfo, which Linux
-/// lists only when it supports them) and the AVX-512 set is there: so the
-/// batch tests above run the AMX kernels on every machine that has them.
+/// On Linux, the `amx` set is offered exactly when the CPU says it has
+/// AMX-TILE and AMX-INT8 (CPUID leaf 7) and the `avx512` set is there; and
+/// where Linux lists them in /proc/cpuinfo (it does only when it supports
+/// them), a batch through the set really gets the tile state granted and
+/// gives the scalar bits: so the batch tests run the AMX kernels on every
+/// machine that has them.
 #[test]
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-fn amx_is_offered_where_linux_lists_it() {
+fn amx_is_offered_and_granted_where_linux_lists_it() {
+    let _g = FORCED.lock().unwrap_or_else(|e| e.into_inner());
+    let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
+    let names: Vec<_> = kernels::available().map(|k| k.name).collect();
+    let cpu = leaf7.edx & (3 << 24) == 3 << 24;
+    assert_eq!(
+        names.contains(&"amx"),
+        names.contains(&"avx512") && cpu,
+        "sets {names:?}"
+    );
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let flags: Vec<&str> = cpuinfo
         .lines()
         .find(|l| l.starts_with("flags"))
         .map(|l| l.split_whitespace().collect())
         .unwrap_or_default();
-    let names: Vec<_> = kernels::available().map(|k| k.name).collect();
-    let want =
-        names.contains(&"avx512") && flags.contains(&"amx_tile") && flags.contains(&"amx_int8");
-    assert_eq!(names.contains(&"amx"), want, "sets {names:?}");
-    eprintln!("amx set offered: {want}");
+    let listed = flags.contains(&"amx_tile") && flags.contains(&"amx_int8");
+    if names.contains(&"amx") && listed {
+        compare_sets(TensorType::Q8_0, 16, 256, 4, 0, 99);
+        assert!(
+            kernels::amx_granted(),
+            "Linux lists AMX but the tiles were not granted"
+        );
+    }
+    eprintln!(
+        "amx set offered: {}, listed by Linux: {listed}",
+        names.contains(&"amx")
+    );
 }
 
 /// The stories260K greedy run reproduces llama2.c's tokens with every

@@ -276,6 +276,21 @@ pub fn force_intel_tuning(intel: bool) {
     let _ = intel;
 }
 
+/// Whether this process has been granted AMX's tile state and used it
+/// (the `amx` set asks Linux at its first batch; see its kernels). For
+/// tests; `false` off x86-64 Linux.
+#[doc(hidden)]
+pub fn amx_granted() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86::amx_granted_already()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Makes the set called `name` the active one, for tests and benchmarks.
 /// Returns `false` (and changes nothing) if this CPU cannot run it or no set
 /// has that name. Matrix products already running finish with the set they

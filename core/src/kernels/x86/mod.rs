@@ -46,7 +46,7 @@ mod legacy;
 mod x16;
 mod z4;
 
-pub(super) use amx::{supported as amx_supported, AMX};
+pub(super) use amx::{granted_already as amx_granted_already, supported as amx_supported, AMX};
 pub(super) use avx2::AVX2;
 pub(super) use avx512::AVX512;
 

@@ -203,7 +203,7 @@ const VC: usize = 32;
 ///
 /// # Safety
 /// As [`mat`], but the weights plain and `rows` any number; with `AMX`,
-/// AMX is usable ([`amx::usable`]).
+/// AMX is granted ([`amx::granted`]).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn mat_plain<const Q4: bool, const AMX: bool>(
     w: &[u8],
@@ -302,7 +302,7 @@ unsafe fn store_sums(sums: &[[[f32; 16]; 8]], out: *mut f32, rows: usize) {
 /// numbers are [`mat`]'s.
 ///
 /// # Safety
-/// As [`mat`], and AMX is usable ([`amx::usable`]).
+/// As [`mat`], and AMX is granted ([`amx::granted`]).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn mat_amx<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     let nb = a.cols / QK;
@@ -316,7 +316,7 @@ pub(super) unsafe fn mat_amx<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32]
     // SAFETY: band b (band_bytes at w + b band_bytes), vectors v0..v0 + nv
     // and the outputs out[c * rows + 16 b + r] are inside the arguments
     // (asserted above and by `check_mat`); the partial sums go through
-    // `sums` (nv <= VC entries); AMX is usable and the CPU has the
+    // `sums` (nv <= VC entries); AMX is granted and the CPU has the
     // features (this function's contract).
     unsafe {
         for b in 0..rows / BAND {

@@ -270,7 +270,7 @@ impl KTiles for Q6K {
 /// module documentation).
 ///
 /// # Safety
-/// AMX is usable ([`super::usable`]) and the CPU has the `avx512` set's
+/// AMX is granted ([`super::granted`]) and the CPU has the `avx512` set's
 /// features; `check_mat` accepted the arguments; `rows` is a multiple of
 /// 16.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -287,7 +287,7 @@ pub(super) unsafe fn bands<K: KTiles>(w: &[u8], a: &Acts, out: &mut [f32], rows:
     // inside the checked arguments, and so are the outputs out[v * rows +
     // 16 b + r]; each tile product reads m rows of `K::SUB` activation
     // bytes (`cols` apart) and a prepared sub-block (16 `K::SUB` bytes),
-    // and writes m rows of `dots[j]`. AMX is usable and the CPU has the
+    // and writes m rows of `dots[j]`. AMX is granted and the CPU has the
     // features (this function's contract).
     unsafe {
         for b in 0..rows / BAND {

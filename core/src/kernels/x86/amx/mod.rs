@@ -27,10 +27,18 @@
 //! memory bandwidth.
 //!
 //! Linux hands AMX's 8 KiB of tile state to a process only on request
-//! (`arch_prctl(ARCH_REQ_XCOMP_PERM)`); [`usable`] makes it once, the first
-//! time a set is chosen, and the set is offered only if the kernel granted
-//! it. Each kernel call loads its tile configuration and releases the tiles
-//! before it returns. `LLAMETTE_KERNELS=avx512` runs without AMX.
+//! (`arch_prctl(ARCH_REQ_XCOMP_PERM)`). The set is offered on CPUs that
+//! have AMX-TILE and AMX-INT8 (and the `avx512` set); the request is made
+//! by the first batch that would use the tiles ([`granted`], once per
+//! process), so a process that only decodes, or runs F16 weights, never
+//! makes it; if Linux refuses, every kernel runs as the `avx512` set's.
+//! Once granted, every signal frame of the process has room for the tile
+//! state (about 11 KiB in all), and Linux refuses an alternate signal
+//! stack smaller than that (`AT_MINSIGSTKSZ` says how large); a host
+//! program with small fixed-size alternate stacks should keep AMX off:
+//! `LLAMETTE_KERNELS=avx512` (or [`crate::kernels::force`]) runs without
+//! it. Each kernel call loads its tile configuration and releases the
+//! tiles before it returns.
 
 #[cfg(all(target_os = "linux", not(miri)))]
 use core::arch::{asm, x86_64::__cpuid_count};
@@ -55,9 +63,25 @@ pub(in crate::kernels) static AMX: Kernels = Kernels {
     ..avx512::TABLE
 };
 
-/// Whether this CPU and OS run the `amx` set.
+/// Whether this CPU and OS run the `amx` set: the `avx512` set's
+/// features, AMX-TILE and AMX-INT8 (CPUID leaf 7), Linux. Whether Linux
+/// grants the tile state is asked later, by [`granted`].
 pub(in crate::kernels) fn supported() -> bool {
-    avx512_supported() && usable()
+    avx512_supported() && has_amx()
+}
+
+/// Whether the CPU has AMX-TILE and AMX-INT8 and this is Linux (not Miri).
+fn has_amx() -> bool {
+    #[cfg(all(target_os = "linux", not(miri)))]
+    {
+        // CPUID leaf 7, sub-leaf 0: EDX bit 24 AMX-TILE, bit 25 AMX-INT8.
+        let leaf7 = __cpuid_count(7, 0);
+        leaf7.edx & (3 << 24) == 3 << 24
+    }
+    #[cfg(not(all(target_os = "linux", not(miri))))]
+    {
+        false
+    }
 }
 
 /// This set's kernel for weights of type `ty`: the `avx512` set's, but for
@@ -80,13 +104,12 @@ fn kernel_for(ty: TensorType) -> Option<MatFn> {
 /// ([`x16::mat_plain`]), anything else as the `avx512` set.
 ///
 /// # Safety
-/// The set's CPU features (and AMX granted: [`usable`]); checked
-/// arguments (see [`run`]).
+/// The set's CPU features; checked arguments (see [`run`]).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe {
-        if a.n == 1 || x16::mat_plain::<false, true>(w, a, out, rows).is_none() {
+        if a.n == 1 || !granted() || x16::mat_plain::<false, true>(w, a, out, rows).is_none() {
             avx512::mat_q8_0(w, a, out, rows)
         }
     }
@@ -100,7 +123,7 @@ unsafe fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 unsafe fn mat_q4_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe {
-        if a.n == 1 || x16::mat_plain::<true, true>(w, a, out, rows).is_none() {
+        if a.n == 1 || !granted() || x16::mat_plain::<true, true>(w, a, out, rows).is_none() {
             avx512::mat_q4_0(w, a, out, rows)
         }
     }
@@ -115,7 +138,7 @@ unsafe fn mat_q4_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 unsafe fn mat_q8_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe {
-        if a.n == 1 {
+        if a.n == 1 || !granted() {
             x16::mat::<false>(w, a, out, rows)
         } else {
             x16::mat_amx::<false>(w, a, out, rows)
@@ -131,7 +154,7 @@ unsafe fn mat_q8_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 unsafe fn mat_q4_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe {
-        if a.n == 1 {
+        if a.n == 1 || !granted() {
             x16::mat::<true>(w, a, out, rows)
         } else {
             x16::mat_amx::<true>(w, a, out, rows)
@@ -152,7 +175,7 @@ macro_rules! k_quant_kernels {
         unsafe fn $name(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
             // SAFETY: this function's contract.
             unsafe {
-                if a.n == 1 || !rows.is_multiple_of(BAND) {
+                if a.n == 1 || !rows.is_multiple_of(BAND) || !granted() {
                     avx512::$name(w, a, out, rows)
                 } else {
                     k_quants::bands::<$k>(w, a, out, rows)
@@ -172,10 +195,10 @@ k_quant_kernels! {
 /// (CPU, OS or kernel).
 static STATE: AtomicU8 = AtomicU8::new(0);
 
-/// Whether this process may run AMX int8 instructions: the CPU has
-/// AMX-TILE and AMX-INT8 (CPUID leaf 7), and Linux granted the tile state
-/// (asked once, the first time). Always `false` elsewhere and under Miri.
-pub(super) fn usable() -> bool {
+/// Whether this process may run AMX int8 instructions: the CPU has them
+/// ([`has_amx`]) and Linux granted the tile state (asked the first time,
+/// once per process). Always `false` elsewhere and under Miri.
+pub(super) fn granted() -> bool {
     match STATE.load(Ordering::Relaxed) {
         1 => true,
         0 => {
@@ -187,14 +210,17 @@ pub(super) fn usable() -> bool {
     }
 }
 
+/// Whether [`granted`] has been asked and said yes (it asks nothing).
+pub(in crate::kernels) fn granted_already() -> bool {
+    STATE.load(Ordering::Relaxed) == 1
+}
+
 /// Asks Linux for the AMX tile state if the CPU has AMX-TILE and
 /// AMX-INT8; whether it was granted.
 fn request() -> bool {
     #[cfg(all(target_os = "linux", not(miri)))]
     {
-        // CPUID leaf 7, sub-leaf 0: EDX bit 24 AMX-TILE, bit 25 AMX-INT8.
-        let leaf7 = __cpuid_count(7, 0);
-        if leaf7.edx & (3 << 24) != 3 << 24 {
+        if !has_amx() {
             return false;
         }
         /// `arch_prctl`'s system call number on x86-64.

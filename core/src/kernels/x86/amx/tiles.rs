@@ -40,7 +40,7 @@ impl Tiles {
     /// of `k` bytes (16 or 32).
     ///
     /// # Safety
-    /// AMX is usable ([`super::usable`]).
+    /// AMX is granted ([`super::granted`]).
     #[inline]
     unsafe fn configure(&mut self, m: usize, k: usize) {
         debug_assert!((1..=M).contains(&m) && (k == 16 || k == 32));
@@ -70,7 +70,7 @@ impl Tiles {
     /// and `k` if they are not.
     ///
     /// # Safety
-    /// AMX is usable; the bytes read and written are inside their
+    /// AMX is granted; the bytes read and written are inside their
     /// buffers; `1 <= m <= 16`, `k` is 16 or 32.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
@@ -124,7 +124,7 @@ impl Tiles {
     /// (0: none).
     ///
     /// # Safety
-    /// AMX is usable ([`super::usable`]) and the CPU has AVX-512 F, BW, VL; the
+    /// AMX is granted ([`super::granted`]) and the CPU has AVX-512 F, BW, VL; the
     /// units (plain rows' blocks interleaved, [`BAND`] per unit) and the
     /// vectors' blocks are inside the checked arguments or a buffer
     /// holding them; `1 <= m <= 16`; `sums` has `m` writable entries.
@@ -249,7 +249,7 @@ const LEAD: usize = 4;
 impl Drop for Tiles {
     fn drop(&mut self) {
         if self.m != 0 {
-            // SAFETY: the tiles were configured, so AMX is usable;
+            // SAFETY: the tiles were configured, so AMX is granted;
             // `tilerelease` only returns the tile state to its initial
             // (unused) state.
             unsafe { asm!("tilerelease", options(nostack, nomem)) };
