@@ -218,6 +218,8 @@ pub struct Batch {
     kd: Vec<f32>,
     kbsums: Vec<i16>,
     kq: Vec<i8>,
+    tq: Vec<i8>,
+    td: Vec<f32>,
     n: usize,
 }
 
@@ -228,8 +230,12 @@ impl Batch {
         let x: Vec<f32> = (0..n * cols).map(|_| rng.f32() * 3.0).collect();
         let nb = n * cols / 32;
         let (mut d, mut sum, mut q) = (vec![0f32; nb], vec![0i32; nb], vec![0i8; n * cols]);
+        // The transposed copy `quantize_batch` makes for the `amx` set.
+        let chunked = n.div_ceil(16) * 16 * cols;
+        let (mut tq, mut td) = (vec![0i8; chunked], vec![0f32; chunked / 32]);
         if cols.is_multiple_of(32) {
             q8_0::quantize(&x, &mut d, &mut sum, &mut q);
+            llamette::kernels::acts::transpose_q8(&q, &d, n, cols, &mut tq, &mut td);
         }
         let (mut kd, mut kbsums, mut kq) = (
             vec![0f32; n * cols / 256],
@@ -247,6 +253,8 @@ impl Batch {
             kd,
             kbsums,
             kq,
+            tq,
+            td,
             n,
         }
     }
@@ -260,6 +268,10 @@ impl Batch {
                 d: &self.d,
                 sum: &self.sum,
                 q: &self.q,
+                t: llamette::kernels::Q8T {
+                    q: &self.tq,
+                    d: &self.td,
+                },
                 ..a
             },
             ActType::Q8K => Acts {

@@ -58,6 +58,10 @@ pub(crate) struct State<'a> {
     pub quant_kd: &'a mut [f32],
     pub quant_kbsums: &'a mut [i16],
     pub quant_kq: &'a mut [i8],
+    /// The Q8 values transposed for the `amx` set (empty for batches of 1).
+    pub quant_tq: &'a mut [i8],
+    /// Their scales.
+    pub quant_td: &'a mut [f32],
 }
 
 /// Multiply-adds of a batch's attention scores above which its kv heads run
@@ -166,6 +170,8 @@ pub(crate) fn forward(
                 kd: &mut *s.quant_kd,
                 kbsums: &mut *s.quant_kbsums,
                 kq: &mut *s.quant_kq,
+                tq: &mut *s.quant_tq,
+                td: &mut *s.quant_td,
             }
         };
     }

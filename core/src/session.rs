@@ -209,6 +209,9 @@ fn carve<'a>(
     } else {
         0
     };
+    // Vectors of the transposed Q8 copy: the batch in whole chunks of 16,
+    // none for a batch of 1 (one vector never uses it).
+    let tn = if batch > 1 { nb.div_ceil(16) * 16 } else { 0 };
     let geo = Geometry::new(params.kv_type, c, context);
     let kv_mul = c.n_heads / c.n_kv_heads;
     let state = State {
@@ -239,6 +242,10 @@ fn carve<'a>(
         quant_kd: arena.take(nb * qkn / 256)?,
         quant_kbsums: arena.take(nb * qkn / 16)?,
         quant_kq: arena.take(nb * qkn)?,
+        // The Q8 values again, transposed for the `amx` set's tiles (whole
+        // chunks of 16 vectors): any CPU's session has the same size.
+        quant_tq: arena.take(tn * qn)?,
+        quant_td: arena.take(tn * qn / 32)?,
     };
     let tokens = arena.take(ctx)?;
     Ok((state, tokens))

@@ -12,7 +12,9 @@
 use std::sync::Mutex;
 
 use llamette::kernels::types::{k_quants, q8_0};
-use llamette::kernels::{self, scalar, ActType, Acts, Kernels, QuantScratch, ValueRows, Q8K};
+use llamette::kernels::{
+    self, acts, scalar, ActType, Acts, Kernels, QuantScratch, ValueRows, Q8K, Q8T,
+};
 use llamette::parallel::{Inline, Parallel, ThreadPool};
 use llamette::tensor::{Tensor, TensorType};
 use llamette::{Model, Sampler, SamplerParams, Session, SessionParams};
@@ -176,6 +178,8 @@ struct Batch {
     kd: Vec<f32>,
     kbsums: Vec<i16>,
     kq: Vec<i8>,
+    tq: Vec<i8>,
+    td: Vec<f32>,
     n: usize,
     cols: usize,
 }
@@ -191,12 +195,15 @@ impl Batch {
             kd: vec![0f32; len / 256],
             kbsums: vec![0i16; len / 16],
             kq: vec![0i8; len],
+            tq: vec![0i8; n.div_ceil(16) * 16 * cols],
+            td: vec![0f32; n.div_ceil(16) * 16 * (cols / 32)],
             x,
             n,
             cols,
         };
         if cols.is_multiple_of(32) {
             q8_0::quantize(&b.x, &mut b.d, &mut b.sum, &mut b.q);
+            acts::transpose_q8(&b.q, &b.d, n, cols, &mut b.tq, &mut b.td);
         }
         if cols.is_multiple_of(256) {
             k_quants::quantize_q8k(&b.x, &mut b.kd, &mut b.kbsums, &mut b.kq);
@@ -216,6 +223,10 @@ impl Batch {
                 d: &self.kd,
                 bsums: &self.kbsums,
                 q: &self.kq,
+            },
+            t: Q8T {
+                q: &self.tq,
+                d: &self.td,
             },
         }
     }
@@ -276,15 +287,23 @@ fn compare_sets_on(
     let a = batch.acts();
     let mut want = vec![0f32; rows * n];
     kernel(&scalar::KERNELS, ty)(w, &a, &mut want);
+    // With the transposed Q8 copy (the `amx` set's plain batches take it)
+    // and without (as a caller's own batch may come).
+    let bare = Acts {
+        t: Q8T::default(),
+        ..a
+    };
     for k in sets() {
-        let mut got = vec![f32::NAN; rows * n];
-        kernel(k, ty)(w, &a, &mut got);
-        let what = format!(
-            "{} {} rows={rows} cols={cols} n={n} misalign={misalign}",
-            k.name,
-            ty.name()
-        );
-        assert_same(&got, &want, &what);
+        for (a, t) in [(&a, "with"), (&bare, "without")] {
+            let mut got = vec![f32::NAN; rows * n];
+            kernel(k, ty)(w, a, &mut got);
+            let what = format!(
+                "{} {} rows={rows} cols={cols} n={n} misalign={misalign}, {t} the transposed copy",
+                k.name,
+                ty.name()
+            );
+            assert_same(&got, &want, &what);
+        }
     }
 }
 
@@ -663,10 +682,15 @@ struct Scratch {
     kd: Vec<f32>,
     kbsums: Vec<i16>,
     kq: Vec<i8>,
+    tq: Vec<i8>,
+    td: Vec<f32>,
 }
 
 impl Scratch {
-    fn new(len: usize) -> Scratch {
+    /// Room for `n` vectors of `cols` values.
+    fn new(n: usize, cols: usize) -> Scratch {
+        let len = n * cols;
+        let chunked = n.div_ceil(16) * 16 * cols;
         Scratch {
             d: vec![0f32; len / 32],
             sum: vec![0i32; len / 32],
@@ -674,6 +698,8 @@ impl Scratch {
             kd: vec![0f32; len / 256],
             kbsums: vec![0i16; len / 16],
             kq: vec![0i8; len],
+            tq: vec![0i8; chunked],
+            td: vec![0f32; chunked / 32],
         }
     }
 
@@ -685,6 +711,8 @@ impl Scratch {
             kd: &mut self.kd,
             kbsums: &mut self.kbsums,
             kq: &mut self.kq,
+            tq: &mut self.tq,
+            td: &mut self.td,
         }
     }
 }
@@ -702,13 +730,13 @@ fn quantize_batch_then_matmul_equals_per_vector() {
         let x = rng.acts(n * cols);
         for k in sets() {
             assert!(kernels::force(k.name));
-            let mut scratch = Scratch::new(n * cols);
+            let mut scratch = Scratch::new(n, cols);
             let acts = kernels::quantize_batch(&x, n, &[ty], scratch.get());
             let mut mm = vec![0f32; rows * n];
             llamette::matmul::matmul(&Inline, &mut mm, &w, &acts);
             for b in 0..n {
                 let xb = &x[b * cols..(b + 1) * cols];
-                let mut one = Scratch::new(cols);
+                let mut one = Scratch::new(1, cols);
                 let a = kernels::quantize_batch(xb, 1, &[ty], one.get());
                 let mut mv = vec![0f32; rows];
                 llamette::matmul::matvec(&Inline, &mut mv, &w, &a.get(0));
@@ -990,7 +1018,7 @@ fn forced_sets_agree_on_tiny_tensors() {
         let mut first: Option<Vec<f32>> = None;
         for k in sets() {
             assert!(kernels::force(k.name));
-            let mut scratch = Scratch::new(cols);
+            let mut scratch = Scratch::new(1, cols);
             let a = kernels::quantize_batch(&x, 1, &[ty], scratch.get());
             let mut out = vec![0f32; rows];
             llamette::matmul::matvec(&Inline, &mut out, &w, &a.get(0));

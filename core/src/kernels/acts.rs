@@ -37,6 +37,60 @@ impl<'a> Q8K<'a> {
     }
 }
 
+/// The Q8 values and scales of a batch again, transposed for the `amx`
+/// set's tile products: for each 16 vectors (a *chunk*; the last one
+/// padded with zeros) and each block `k` of 32 values, 512 bytes: row `g`
+/// (64 bytes) holds values `4g..4g+4` of block `k` of each of the 16
+/// vectors; and the chunk's 16 scales of block `k`. Made by
+/// [`super::quantize_batch`] when the kernel set asks for it and the
+/// caller gave room; empty otherwise (the kernels then do without).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Q8T<'a> {
+    /// `(chunk * blocks + k) * 512 + 64 g + 4 v + j`: value `32 k + 4 g +
+    /// j` of vector `16 chunk + v`.
+    pub q: &'a [i8],
+    /// `(chunk * blocks + k) * 16 + v`: block `k`'s scale of vector `16
+    /// chunk + v`.
+    pub d: &'a [f32],
+}
+
+/// Vectors per chunk of [`Q8T`].
+pub const CHUNK: usize = 16;
+
+/// Writes the transposed copy ([`Q8T`]) of the Q8 values `q` and scales
+/// `d` of `n` vectors of `cols` values into `tq` and `td` (at least `n`
+/// rounded up to 16, times `cols` and `cols / 32`).
+pub fn transpose_q8(q: &[i8], d: &[f32], n: usize, cols: usize, tq: &mut [i8], td: &mut [f32]) {
+    let nb = cols / QK;
+    let chunks = n.div_ceil(CHUNK);
+    assert!(
+        q.len() >= n * cols
+            && d.len() >= n * nb
+            && tq.len() >= chunks * CHUNK * cols
+            && td.len() >= chunks * CHUNK * nb,
+        "transpose_q8: buffers too short"
+    );
+    for c in 0..chunks {
+        for k in 0..nb {
+            let unit = (c * nb + k) * 512;
+            for v in 0..CHUNK {
+                let b = c * CHUNK + v;
+                td[(c * nb + k) * CHUNK + v] = if b < n { d[b * nb + k] } else { 0.0 };
+                for g in 0..8 {
+                    for j in 0..4 {
+                        let x = if b < n {
+                            q[b * cols + QK * k + 4 * g + j]
+                        } else {
+                            0
+                        };
+                        tq[unit + 64 * g + 4 * v + j] = x;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// One activation vector, with its quantizations when the weights need them.
 #[derive(Debug, Clone, Copy)]
 pub struct Act<'a> {
@@ -76,6 +130,9 @@ pub struct Acts<'a> {
     pub q: &'a [i8],
     /// The Q8_K quantization; empty when absent.
     pub k: Q8K<'a>,
+    /// The Q8 quantization transposed for the `amx` set; empty when absent
+    /// (and in a range that does not start a chunk).
+    pub t: Q8T<'a>,
 }
 
 impl<'a> Acts<'a> {
@@ -92,6 +149,7 @@ impl<'a> Acts<'a> {
             sum: &[],
             q: &[],
             k: Q8K::default(),
+            t: Q8T::default(),
         }
     }
 
@@ -105,6 +163,7 @@ impl<'a> Acts<'a> {
             sum: a.sum,
             q: a.q,
             k: a.k,
+            t: Q8T::default(),
         }
     }
 
@@ -143,6 +202,21 @@ impl<'a> Acts<'a> {
             sum: if q8 { &self.sum[v0 / QK..v1 / QK] } else { &[] },
             q: if q8 { &self.q[v0..v1] } else { &[] },
             k: self.k.range(v0, v1),
+            t: self.t_range(b0, b1),
+        }
+    }
+
+    /// The transposed copy of vectors `b0..b1` (empty unless `b0` starts a
+    /// chunk).
+    fn t_range(&self, b0: usize, b1: usize) -> Q8T<'a> {
+        if self.t.q.is_empty() || !b0.is_multiple_of(CHUNK) {
+            return Q8T::default();
+        }
+        let nb = self.cols / QK;
+        let (c0, c1) = (b0 / CHUNK, b1.div_ceil(CHUNK));
+        Q8T {
+            q: &self.t.q[c0 * CHUNK * self.cols..c1 * CHUNK * self.cols],
+            d: &self.t.d[c0 * CHUNK * nb..c1 * CHUNK * nb],
         }
     }
 }

@@ -82,7 +82,7 @@ mod aarch64;
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-pub use acts::{Act, Acts, Q8K};
+pub use acts::{Act, Acts, Q8K, Q8T};
 pub use types::{ActType, TensorType, QK, QK_K};
 
 /// A matrix kernel: with `rows = out.len() / a.n`, computes
@@ -143,6 +143,9 @@ pub struct Kernels {
     /// the plain types' (else they are the scalar reference's, and
     /// interleaving would slow this set down).
     pub fast_interleaved: bool,
+    /// Whether this set's batches of plain Q8_0/Q4_0 weights use the
+    /// transposed Q8 copy ([`Q8T`]) when [`quantize_batch`] can make it.
+    pub transposed_q8: bool,
     /// Quantizes activations to Q8 blocks (bit-identical to the scalar one).
     pub quantize: QuantizeFn,
     /// Quantizes activations to Q8_K super-blocks (bit-identical to the
@@ -321,6 +324,11 @@ pub struct QuantScratch<'s> {
     pub kbsums: &'s mut [i16],
     /// Q8_K values.
     pub kq: &'s mut [i8],
+    /// The transposed Q8 values ([`Q8T`]; `n` rounded up to 16, times
+    /// `cols`), for the sets that take them; may be empty.
+    pub tq: &'s mut [i8],
+    /// The transposed Q8 scales (`n` rounded up to 16, times `cols / 32`).
+    pub td: &'s mut [f32],
 }
 
 /// The batch of `n` activation vectors stored one after the other in `x`
@@ -354,6 +362,13 @@ pub fn quantize_batch<'a>(
             &mut scratch.q[..len],
         );
         (k.quantize)(x, d, sum, q);
+        let chunked = n.div_ceil(acts::CHUNK) * acts::CHUNK;
+        let (tn, tdn) = (chunked * a.cols, chunked * (a.cols / QK));
+        if k.transposed_q8 && n > 1 && scratch.tq.len() >= tn && scratch.td.len() >= tdn {
+            let (tq, td) = (&mut scratch.tq[..tn], &mut scratch.td[..tdn]);
+            acts::transpose_q8(q, d, n, a.cols, tq, td);
+            a.t = Q8T { q: tq, d: td };
+        }
         (a.d, a.sum, a.q) = (d, sum, q);
     }
     if tys.iter().any(|t| t.act_type() == ActType::Q8K) {

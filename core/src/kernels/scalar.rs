@@ -13,6 +13,7 @@ pub static KERNELS: Kernels = Kernels {
     name: "scalar",
     kernel_for,
     fast_interleaved: false,
+    transposed_q8: false,
     quantize: q8_0::quantize,
     quantize_k: k_quants::quantize_q8k,
     weighted_sum,

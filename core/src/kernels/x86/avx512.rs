@@ -32,6 +32,7 @@ pub(super) const TABLE: Kernels = Kernels {
     name: "avx512",
     kernel_for,
     fast_interleaved: true,
+    transposed_q8: false,
     quantize,
     quantize_k,
     weighted_sum,

@@ -51,6 +51,7 @@ use crate::kernels::types::TensorType;
 use crate::kernels::{Kernels, MatFn};
 
 mod k_quants;
+mod plain;
 mod tiles;
 
 pub(super) use tiles::{Tiles, M};
@@ -60,6 +61,7 @@ pub(super) use tiles::{Tiles, M};
 pub(in crate::kernels) static AMX: Kernels = Kernels {
     name: "amx",
     kernel_for,
+    transposed_q8: true,
     ..avx512::TABLE
 };
 
@@ -109,7 +111,10 @@ fn kernel_for(ty: TensorType) -> Option<MatFn> {
 unsafe fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe {
-        if a.n == 1 || !granted() || x16::mat_plain::<false, true>(w, a, out, rows).is_none() {
+        if a.n > 1 && plain::fits(a, rows, false) && granted() {
+            plain::mat::<false>(w, a, out, rows)
+        } else if a.n == 1 || !granted() || x16::mat_plain::<false, true>(w, a, out, rows).is_none()
+        {
             avx512::mat_q8_0(w, a, out, rows)
         }
     }
@@ -123,7 +128,10 @@ unsafe fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 unsafe fn mat_q4_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe {
-        if a.n == 1 || !granted() || x16::mat_plain::<true, true>(w, a, out, rows).is_none() {
+        if a.n > 1 && plain::fits(a, rows, true) && granted() {
+            plain::mat::<true>(w, a, out, rows)
+        } else if a.n == 1 || !granted() || x16::mat_plain::<true, true>(w, a, out, rows).is_none()
+        {
             avx512::mat_q4_0(w, a, out, rows)
         }
     }

@@ -239,12 +239,12 @@ impl Tiles {
 }
 
 /// Slots of unpacked Q4_0 units ([`Tiles::units`]).
-const RING: usize = 8;
+pub(super) const RING: usize = 8;
 /// How many units ahead of its tile product a Q4_0 unit is unpacked: a
 /// tile load of bytes just stored waits for the stores to reach the cache
 /// (38 ns instead of 13 for a unit's product, measured here), so the
 /// unpacked bytes are written several units before they are loaded.
-const LEAD: usize = 4;
+pub(super) const LEAD: usize = 4;
 
 impl Drop for Tiles {
     fn drop(&mut self) {
