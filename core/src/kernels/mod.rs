@@ -364,7 +364,11 @@ pub fn quantize_batch<'a>(
         (k.quantize)(x, d, sum, q);
         let chunked = n.div_ceil(acts::CHUNK) * acts::CHUNK;
         let (tn, tdn) = (chunked * a.cols, chunked * (a.cols / QK));
-        if k.transposed_q8 && n > 1 && scratch.tq.len() >= tn && scratch.td.len() >= tdn {
+        // Only plain Q8_0/Q4_0 matrices take it (interleaved ones do not).
+        let plain = tys
+            .iter()
+            .any(|t| matches!(t, TensorType::Q8_0 | TensorType::Q4_0));
+        if k.transposed_q8 && plain && n > 1 && scratch.tq.len() >= tn && scratch.td.len() >= tdn {
             let (tq, td) = (&mut scratch.tq[..tn], &mut scratch.td[..tdn]);
             acts::transpose_q8(q, d, n, a.cols, tq, td);
             a.t = Q8T { q: tq, d: td };
