@@ -135,6 +135,53 @@ unsafe fn k4_scales(blk: *const u8, rb: usize, p: &mut SuperBlock) {
     }
 }
 
+/// Q4_K's and (`Q5`) Q5_K's super-blocks: the scales ([`k4_scales`]),
+/// then the nibbles (at 16, Q5_K at 48): bytes `32t..32t+32` hold sub-block
+/// `2t` (low) and `2t + 1` (high), value `l` in byte `32t + l`; Q5_K's
+/// fifth bits (at 16): bit `i` of byte `l` belongs to value `32i + l`.
+///
+/// # Safety
+/// The 16 super-blocks are readable; AVX-512 F and BW.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn prepare_k4<const Q5: bool>(blk: *const u8, rb: usize, p: &mut SuperBlock) {
+    // SAFETY: every read is inside one of the 16 super-blocks.
+    unsafe {
+        k4_scales(blk, rb, p);
+        let high = if Q5 {
+            transpose32(blk.add(16), rb)
+        } else {
+            [_mm512_setzero_si512(); 8]
+        };
+        let nibbles = if Q5 { 48 } else { 16 };
+        let mask = _mm512_set1_epi8(0x0f);
+        let one = _mm512_set1_epi8(1);
+        // Bit i of each byte of h, moved to bit 4 (Q5_K; Q4_K: nothing).
+        let bit = |h: __m512i, i: i32| {
+            let b = _mm512_and_si512(_mm512_srl_epi16(h, _mm_cvtsi32_si128(i)), one);
+            _mm512_slli_epi16::<4>(b)
+        };
+        for t in 0..4 {
+            let chunks = transpose32(blk.add(nibbles + 32 * t), rb);
+            for (g, v) in chunks.into_iter().enumerate() {
+                let lo = _mm512_and_si512(v, mask);
+                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), mask);
+                let (lo, hi) = if Q5 {
+                    let t2 = 2 * t as i32;
+                    (
+                        _mm512_or_si512(lo, bit(high[g], t2)),
+                        _mm512_or_si512(hi, bit(high[g], t2 + 1)),
+                    )
+                } else {
+                    (lo, hi)
+                };
+                p.put(32, 2 * t, g, lo);
+                p.put(32, 2 * t + 1, g, hi);
+            }
+        }
+    }
+}
+
 /// Q4_K: values `0..16`, 8 sub-blocks of 32, minimums.
 pub(super) struct Q4K;
 
@@ -147,27 +194,8 @@ impl KTiles for Q4K {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn prepare(blk: *const u8, rb: usize, p: &mut SuperBlock) {
-        // SAFETY: every read is inside one of the 16 super-blocks.
-        unsafe {
-            k4_scales(blk, rb, p);
-            // Bytes 32t..32t+32 of the nibbles (at 16) hold sub-block 2t
-            // (low) and 2t + 1 (high), value l in byte 32t + l.
-            let mask = _mm512_set1_epi8(0x0f);
-            for t in 0..4 {
-                for (g, v) in transpose32(blk.add(16 + 32 * t), rb)
-                    .into_iter()
-                    .enumerate()
-                {
-                    p.put(32, 2 * t, g, _mm512_and_si512(v, mask));
-                    p.put(
-                        32,
-                        2 * t + 1,
-                        g,
-                        _mm512_and_si512(_mm512_srli_epi16::<4>(v), mask),
-                    );
-                }
-            }
-        }
+        // SAFETY: the caller's contract.
+        unsafe { prepare_k4::<false>(blk, rb, p) }
     }
 }
 
@@ -183,31 +211,8 @@ impl KTiles for Q5K {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn prepare(blk: *const u8, rb: usize, p: &mut SuperBlock) {
-        // SAFETY: every read is inside one of the 16 super-blocks.
-        unsafe {
-            k4_scales(blk, rb, p);
-            // The fifth bits (at 16): bit i of byte l belongs to value
-            // 32i + l; the nibbles (at 48) as Q4_K's.
-            let high = transpose32(blk.add(16), rb);
-            let mask = _mm512_set1_epi8(0x0f);
-            let one = _mm512_set1_epi8(1);
-            let bit = |h: __m512i, i: u32| {
-                let b = _mm512_and_si512(_mm512_srl_epi16(h, _mm_cvtsi32_si128(i as i32)), one);
-                _mm512_slli_epi16::<4>(b)
-            };
-            for t in 0..4 {
-                for (g, v) in transpose32(blk.add(48 + 32 * t), rb)
-                    .into_iter()
-                    .enumerate()
-                {
-                    let lo = _mm512_and_si512(v, mask);
-                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), mask);
-                    let t2 = 2 * t as u32;
-                    p.put(32, 2 * t, g, _mm512_or_si512(lo, bit(high[g], t2)));
-                    p.put(32, 2 * t + 1, g, _mm512_or_si512(hi, bit(high[g], t2 + 1)));
-                }
-            }
-        }
+        // SAFETY: the caller's contract.
+        unsafe { prepare_k4::<true>(blk, rb, p) }
     }
 }
 
