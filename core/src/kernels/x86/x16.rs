@@ -10,7 +10,8 @@ use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 use core::ptr::read_unaligned;
 
-use super::{amx, prefetch, prefetch_bytes, Prefetch};
+use super::amx::tiles::{self, Tiles};
+use super::{prefetch, prefetch_bytes, Prefetch};
 use crate::kernels::acts::Acts;
 use crate::kernels::interleave::{for_each_band, BAND};
 use crate::kernels::types::QK;
@@ -199,11 +200,11 @@ const VC: usize = 32;
 /// The interleaved layout changes no bit ([`crate::kernels::interleave`]):
 /// the numbers are the plain kernels'. `None` (nothing done) unless `rows`
 /// is a multiple of 16. With `AMX`, the segments go through AMX tiles
-/// ([`amx::Tiles`]) instead of the 512-bit ones.
+/// ([`Tiles`]) instead of the 512-bit ones.
 ///
 /// # Safety
 /// As [`mat`], but the weights plain and `rows` any number; with `AMX`,
-/// AMX is granted ([`amx::granted`]).
+/// AMX is granted ([`super::amx`]'s `granted`).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn mat_plain<const Q4: bool, const AMX: bool>(
     w: &[u8],
@@ -223,7 +224,7 @@ pub(super) unsafe fn mat_plain<const Q4: bool, const AMX: bool>(
     let rb = nb * bb;
     let mut buf = [const { MaybeUninit::<u8>::uninit() }; SEGMENT_BYTES];
     let mut sums = [[[0f32; 16]; 8]; VC];
-    let mut tiles = amx::Tiles::new();
+    let mut tiles = Tiles::new();
     // SAFETY: (for the whole body) band b's rows (16 rows of rb bytes at
     // w + 16 b rb) and vectors v0..v0 + nv are inside the checked
     // arguments; the units `interleave` writes into `buf` (at most `seg`,
@@ -252,7 +253,7 @@ pub(super) unsafe fn mat_plain<const Q4: bool, const AMX: bool>(
                         let c0 = v0 + c;
                         let units_ptr = units_ptr as *const u8;
                         if AMX {
-                            let m = (nv - c).min(amx::M);
+                            let m = (nv - c).min(tiles::M);
                             tiles.units::<Q4>(units_ptr, k0, ns, nb, a, c0, m, sums, 0);
                             c += m;
                             continue;
@@ -297,12 +298,12 @@ unsafe fn store_sums(sums: &[[[f32; 16]; 8]], out: *mut f32, rows: usize) {
 }
 
 /// Interleaved rows (whole bands) times a batch through AMX tiles
-/// ([`amx::Tiles`]): band by band, each unit's values multiplied by 16
+/// ([`Tiles`]): band by band, each unit's values multiplied by 16
 /// vectors at a time, chunks of [`VC`] vectors summed on the stack; the
 /// numbers are [`mat`]'s.
 ///
 /// # Safety
-/// As [`mat`], and AMX is granted ([`amx::granted`]).
+/// As [`mat`], and AMX is granted ([`super::amx`]'s `granted`).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn mat_amx<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     let nb = a.cols / QK;
@@ -312,7 +313,7 @@ pub(super) unsafe fn mat_amx<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32]
         "kernel: interleaved arguments out of range"
     );
     let mut sums = [[[0f32; 16]; 8]; VC];
-    let mut tiles = amx::Tiles::new();
+    let mut tiles = Tiles::new();
     // SAFETY: band b (band_bytes at w + b band_bytes), vectors v0..v0 + nv
     // and the outputs out[c * rows + 16 b + r] are inside the arguments
     // (asserted above and by `check_mat`); the partial sums go through
@@ -329,7 +330,7 @@ pub(super) unsafe fn mat_amx<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32]
                 }
                 let mut c = 0;
                 while c < nv {
-                    let m = (nv - c).min(amx::M);
+                    let m = (nv - c).min(tiles::M);
                     // The first pass streams the band from memory.
                     let ahead = if c == 0 { ahead() } else { 0 };
                     let s = sums[c..].as_mut_ptr();

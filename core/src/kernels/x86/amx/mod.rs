@@ -52,9 +52,7 @@ use crate::kernels::{Kernels, MatFn};
 
 mod k_quants;
 mod plain;
-mod tiles;
-
-pub(super) use tiles::{Tiles, M};
+pub(super) mod tiles;
 
 /// The AMX kernel set: [`avx512::AVX512`]'s functions, with AMX tiles for
 /// batches of Q8_0 and Q4_0 weights.
