@@ -246,11 +246,7 @@ pub(crate) fn for_each_band(
     nc_max: usize,
     mut tile: impl FnMut(*const u8, usize, usize, *mut f32),
 ) {
-    let band_bytes = a.cols / QK * BAND * block_bytes;
-    assert!(
-        rows.is_multiple_of(BAND) && w.len() >= rows / BAND * band_bytes && out.len() >= a.n * rows,
-        "kernel: interleaved arguments out of range"
-    );
+    let band_bytes = checked_band_bytes(w, a, out, rows, block_bytes);
     let mut c0 = 0;
     while c0 < a.n {
         let nc = (a.n - c0).min(nc_max);
@@ -265,6 +261,25 @@ pub(crate) fn for_each_band(
         }
         c0 += nc;
     }
+}
+
+/// The bytes of a band of interleaved rows of `a.cols` values (blocks of
+/// `block_bytes`), after checking that `rows` are whole bands inside `w`
+/// and that `out` holds `a.n * rows` results; panics otherwise.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) fn checked_band_bytes(
+    w: &[u8],
+    a: &Acts,
+    out: &[f32],
+    rows: usize,
+    block_bytes: usize,
+) -> usize {
+    let band_bytes = a.cols / QK * BAND * block_bytes;
+    assert!(
+        rows.is_multiple_of(BAND) && w.len() >= rows / BAND * band_bytes && out.len() >= a.n * rows,
+        "kernel: interleaved arguments out of range"
+    );
+    band_bytes
 }
 
 #[cfg(test)]

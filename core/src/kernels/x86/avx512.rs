@@ -176,7 +176,7 @@ unsafe fn mat_bf16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 pub(super) unsafe fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe {
-        if a.n == 1 || x16::mat_plain::<false, false>(w, a, out, rows).is_none() {
+        if a.n == 1 || x16::mat_plain::<false>(w, a, out, rows).is_none() {
             legacy::mat::<Avx512, legacy::Q8_0>(w, a, out, rows)
         }
     }
@@ -193,7 +193,7 @@ pub(super) unsafe fn mat_q4_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) 
     // SAFETY: this function's contract.
     unsafe {
         if a.n > 1 {
-            if x16::mat_plain::<true, false>(w, a, out, rows).is_none() {
+            if x16::mat_plain::<true>(w, a, out, rows).is_none() {
                 z4::matmul::<Avx512, legacy::Q4_0>(w, a, out, rows)
             }
         } else if z4::matvec::<Avx512, legacy::Q4_0>(w, a, out, rows).is_none() {

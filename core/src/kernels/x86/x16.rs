@@ -13,7 +13,7 @@ use core::ptr::read_unaligned;
 use super::amx::tiles::{self, Tiles};
 use super::{prefetch, prefetch_bytes, Prefetch};
 use crate::kernels::acts::Acts;
-use crate::kernels::interleave::{for_each_band, BAND};
+use crate::kernels::interleave::{checked_band_bytes, for_each_band, BAND};
 use crate::kernels::types::QK;
 
 /// How far ahead the one pass over a band that streams it from memory
@@ -199,14 +199,12 @@ const VC: usize = 32;
 /// vector of a chunk of [`VC`] passes the segment before the next is made.
 /// The interleaved layout changes no bit ([`crate::kernels::interleave`]):
 /// the numbers are the plain kernels'. `None` (nothing done) unless `rows`
-/// is a multiple of 16. With `AMX`, the segments go through AMX tiles
-/// ([`Tiles`]) instead of the 512-bit ones.
+/// is a multiple of 16.
 ///
 /// # Safety
-/// As [`mat`], but the weights plain and `rows` any number; with `AMX`,
-/// AMX is granted ([`super::amx`]'s `granted`).
+/// As [`mat`], but the weights plain and `rows` any number.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn mat_plain<const Q4: bool, const AMX: bool>(
+pub(super) unsafe fn mat_plain<const Q4: bool>(
     w: &[u8],
     a: &Acts,
     out: &mut [f32],
@@ -224,7 +222,6 @@ pub(super) unsafe fn mat_plain<const Q4: bool, const AMX: bool>(
     let rb = nb * bb;
     let mut buf = [const { MaybeUninit::<u8>::uninit() }; SEGMENT_BYTES];
     let mut sums = [[[0f32; 16]; 8]; VC];
-    let mut tiles = Tiles::new();
     // SAFETY: (for the whole body) band b's rows (16 rows of rb bytes at
     // w + 16 b rb) and vectors v0..v0 + nv are inside the checked
     // arguments; the units `interleave` writes into `buf` (at most `seg`,
@@ -249,16 +246,10 @@ pub(super) unsafe fn mat_plain<const Q4: bool, const AMX: bool>(
                     }
                     let mut c = 0;
                     while c < nv {
+                        let nc = (nv - c).min(NC);
                         let sums = sums[c..].as_mut_ptr();
                         let c0 = v0 + c;
                         let units_ptr = units_ptr as *const u8;
-                        if AMX {
-                            let m = (nv - c).min(tiles::M);
-                            tiles.units::<Q4>(units_ptr, k0, ns, nb, a, c0, m, sums, 0);
-                            c += m;
-                            continue;
-                        }
-                        let nc = (nv - c).min(NC);
                         match nc {
                             1 => segment::<1, Q4>(units_ptr, k0, ns, nb, a, c0, sums),
                             2 => segment::<2, Q4>(units_ptr, k0, ns, nb, a, c0, sums),
@@ -307,16 +298,12 @@ unsafe fn store_sums(sums: &[[[f32; 16]; 8]], out: *mut f32, rows: usize) {
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn mat_amx<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     let nb = a.cols / QK;
-    let band_bytes = nb * BAND * if Q4 { 18 } else { 34 };
-    assert!(
-        rows.is_multiple_of(BAND) && w.len() >= rows / BAND * band_bytes && out.len() >= a.n * rows,
-        "kernel: interleaved arguments out of range"
-    );
+    let band_bytes = checked_band_bytes(w, a, out, rows, if Q4 { 18 } else { 34 });
     let mut sums = [[[0f32; 16]; 8]; VC];
     let mut tiles = Tiles::new();
     // SAFETY: band b (band_bytes at w + b band_bytes), vectors v0..v0 + nv
     // and the outputs out[c * rows + 16 b + r] are inside the arguments
-    // (asserted above and by `check_mat`); the partial sums go through
+    // (`checked_band_bytes` and `check_mat`); the partial sums go through
     // `sums` (nv <= VC entries); AMX is granted and the CPU has the
     // features (this function's contract).
     unsafe {

@@ -1,6 +1,7 @@
 //! The `amx` set: the `avx512` set with batches of Q8_0 and Q4_0 weights
-//! (plain and interleaved) multiplied by AMX's int8 tiles, on CPUs with
-//! AMX-TILE and AMX-INT8 (Intel Xeon since Sapphire Rapids) under Linux.
+//! (plain and interleaved) and of Q4_K, Q5_K and Q6_K weights
+//! ([`k_quants`]) multiplied by AMX's int8 tiles, on CPUs with AMX-TILE
+//! and AMX-INT8 (Intel Xeon since Sapphire Rapids) under Linux.
 //!
 //! One tile product (`tdpbsud`, signed activations by unsigned weights)
 //! multiplies up to 16 activation vectors' block (16 x 32 bytes, read where
@@ -13,13 +14,17 @@
 //! signed bytes a few units ahead (`tdpbssd`). The scaling is then the
 //! `avx512` set's, lane by lane (block `k`'s `(d_w * d_a) * dot` into
 //! partial sum `k % 8`), so the numbers are the same bits as every other
-//! set's. Plain matrices go through [`x16::mat_plain`], which interleaves
-//! them a segment at a time on the stack.
+//! set's. Plain matrices go through [`plain`]: the tiles read the rows
+//! where they lie and the batch's Q8 values from a copy transposed once
+//! per quantization ([`Acts::t`]); a batch without that copy runs as the
+//! `avx512` set's.
 //!
 //! Measured on the development machine (a KVM Xeon, family 6 model 167,
-//! 1 thread; `kernel-table --matmul --quick`, 128 vectors x 2048 x 2048):
-//! interleaved Q8_0 141-144 -> 190 GMAC/s, Q4_0 135-145 -> 210, plain
-//! Q8_0 105-110 -> 130, Q4_0 113-116 -> 158. A tile's product costs about
+//! 1 thread; `kernel-table --matmul --quick --rounds 5`, 128 vectors x
+//! 2048 x 2048, `avx512` -> `amx`, 2026-12-06): interleaved Q8_0 129.7 ->
+//! 171.1 GMAC/s, Q4_0 124.9 -> 173.9, plain Q8_0 88.8 -> 133.1, Q4_0 99.4
+//! -> 138.7, Q4_K 63.8 -> 140.2, Q5_K 58.3 -> 130.9, Q6_K 61.4 -> 118.3.
+//! A tile's product costs about
 //! 13 ns, the scaling of its 256 sums in vector registers about 32 ns,
 //! and the two do not overlap; a tile load of bytes stored just before
 //! costs 25 ns more (which is why Q4_0's nibbles are unpacked ahead).
@@ -89,10 +94,10 @@ fn has_amx() -> bool {
 fn kernel_for(ty: TensorType) -> Option<MatFn> {
     use TensorType::*;
     Some(match ty {
-        Q8_0 => |w, a, o| run(Q8_0, supported, mat_q8_0, w, a, o),
-        Q4_0 => |w, a, o| run(Q4_0, supported, mat_q4_0, w, a, o),
-        Q8_0x16 => |w, a, o| run(Q8_0x16, supported, mat_q8_0x16, w, a, o),
-        Q4_0x16 => |w, a, o| run(Q4_0x16, supported, mat_q4_0x16, w, a, o),
+        Q8_0 => |w, a, o| run(Q8_0, supported, mat_plain::<false>, w, a, o),
+        Q4_0 => |w, a, o| run(Q4_0, supported, mat_plain::<true>, w, a, o),
+        Q8_0x16 => |w, a, o| run(Q8_0x16, supported, mat_x16::<false>, w, a, o),
+        Q4_0x16 => |w, a, o| run(Q4_0x16, supported, mat_x16::<true>, w, a, o),
         Q4_K => |w, a, o| run(Q4_K, supported, mat_q4_k, w, a, o),
         Q5_K => |w, a, o| run(Q5_K, supported, mat_q5_k, w, a, o),
         Q6_K => |w, a, o| run(Q6_K, supported, mat_q6_k, w, a, o),
@@ -100,70 +105,40 @@ fn kernel_for(ty: TensorType) -> Option<MatFn> {
     })
 }
 
-/// Q8_0 weights: a batch of whole bands through the tiles
-/// ([`x16::mat_plain`]), anything else as the `avx512` set.
+/// Plain Q8_0 (`Q4` false) or Q4_0 weights: a batch that carries its
+/// transposed Q8 copy, in whole bands, through the tiles straight from the
+/// rows ([`plain::mat`]); anything else as the `avx512` set.
 ///
 /// # Safety
 /// The set's CPU features; checked arguments (see [`run`]).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn mat_q8_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+unsafe fn mat_plain<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe {
-        if a.n > 1 && plain::fits(a, rows, false) && granted() {
-            plain::mat::<false>(w, a, out, rows)
-        } else if a.n == 1 || !granted() || x16::mat_plain::<false, true>(w, a, out, rows).is_none()
-        {
+        if a.n > 1 && plain::fits(a, rows, Q4) && granted() {
+            plain::mat::<Q4>(w, a, out, rows)
+        } else if Q4 {
+            avx512::mat_q4_0(w, a, out, rows)
+        } else {
             avx512::mat_q8_0(w, a, out, rows)
         }
     }
 }
 
-/// Q4_0 weights: as [`mat_q8_0`].
+/// Interleaved Q8_0 (`Q4` false) or Q4_0 weights: a batch through the
+/// tiles ([`x16::mat_amx`]), one vector as the `avx512` set.
 ///
 /// # Safety
-/// As [`mat_q8_0`].
+/// As [`mat_plain`]; `check_mat` also checked that the rows are whole
+/// bands.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn mat_q4_0(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
-    // SAFETY: this function's contract.
-    unsafe {
-        if a.n > 1 && plain::fits(a, rows, true) && granted() {
-            plain::mat::<true>(w, a, out, rows)
-        } else if a.n == 1 || !granted() || x16::mat_plain::<true, true>(w, a, out, rows).is_none()
-        {
-            avx512::mat_q4_0(w, a, out, rows)
-        }
-    }
-}
-
-/// Interleaved Q8_0 weights: a batch through the tiles ([`x16::mat_amx`]),
-/// one vector as the `avx512` set.
-///
-/// # Safety
-/// As [`mat_q8_0`]; `check_mat` also checked that the rows are whole bands.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn mat_q8_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+unsafe fn mat_x16<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe {
         if a.n == 1 || !granted() {
-            x16::mat::<false>(w, a, out, rows)
+            x16::mat::<Q4>(w, a, out, rows)
         } else {
-            x16::mat_amx::<false>(w, a, out, rows)
-        }
-    }
-}
-
-/// Interleaved Q4_0 weights: as [`mat_q8_0x16`].
-///
-/// # Safety
-/// As [`mat_q8_0x16`].
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn mat_q4_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
-    // SAFETY: this function's contract.
-    unsafe {
-        if a.n == 1 || !granted() {
-            x16::mat::<true>(w, a, out, rows)
-        } else {
-            x16::mat_amx::<true>(w, a, out, rows)
+            x16::mat_amx::<Q4>(w, a, out, rows)
         }
     }
 }
@@ -176,7 +151,7 @@ macro_rules! k_quant_kernels {
         /// K-quant weights (see [`k_quants`]).
         ///
         /// # Safety
-        /// As [`mat_q8_0`].
+        /// As [`mat_plain`].
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         unsafe fn $name(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
             // SAFETY: this function's contract.
