@@ -28,7 +28,7 @@ use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 use core::ptr::{copy_nonoverlapping, read_unaligned};
 
-use super::{prefetch_bytes, prefetch_line, Isa, Prefetch, AHEAD, PAGE_AHEAD};
+use super::{prefetch_bytes, prefetch_line, Isa, Prefetch, PAGE_AHEAD, PLAIN_AHEAD};
 use crate::kernels::acts::Acts;
 use crate::kernels::types::QK;
 
@@ -579,8 +579,9 @@ impl<I: Isa, F: Format> TileOp for QuantTiles<'_, '_, I, F> {
         let groups = nb.div_ceil(8);
         let rb = nb * bb;
         let prepared = self.prepared;
-        // One vector: on Intel each group [`AHEAD`] bytes ahead into L2
-        // (mapped Q8_0 decode 10.1 -> 12.3 tok/s there); elsewhere none.
+        // One vector: on Intel each group [`PLAIN_AHEAD`] bytes ahead into
+        // L2 (mapped Q8_0 decode 10.1 -> 12.3 tok/s there at `AHEAD`);
+        // elsewhere none.
         let policy = super::prefetch();
         // SAFETY: (for the whole body) the pointers walk the tile's rows, whose
         // lengths `check_mat` checked; the last partial group reads
@@ -607,7 +608,7 @@ impl<I: Isa, F: Format> TileOp for QuantTiles<'_, '_, I, F> {
                 }
                 if C == 1 && policy == Prefetch::L2 {
                     for w in &wr {
-                        prefetch_bytes(w.wrapping_add(AHEAD), 8 * bb, policy);
+                        prefetch_bytes(w.wrapping_add(PLAIN_AHEAD), 8 * bb, policy);
                         prefetch_line(w.wrapping_add(PAGE_AHEAD), policy);
                     }
                 }

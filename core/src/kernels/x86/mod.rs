@@ -167,6 +167,20 @@ impl Prefetch {
 /// [`Prefetch::L2`].
 pub(super) const AHEAD: usize = 2560;
 
+/// Bytes ahead of its loads that a plain 32-wide matrix-vector product
+/// (Q8_0, Q4_0 and their kin, one row at a time: the `--mmap` layout and
+/// the library's zero-copy default) prefetches into L2 under
+/// [`Prefetch::L2`]: further than [`AHEAD`], because these kernels take
+/// longer per byte than the interleaved ones. Measured on the Intel KVM
+/// Xeon, whole-model mapped decode, tinyllama shape, alternating runs
+/// (2026-12-06): Q8_0 1 thread 11.1-11.3 tok/s at 2560 bytes, 11.6-11.8
+/// at 3584, 11.5-11.7 at 4608, 11.1-11.3 at 6144, 10.3-10.4 at 8192;
+/// 2 threads 20.7-21.0 -> 21.9-22.1 (2560 -> 3584); Q4_0 1 thread
+/// 19.9-20.2 -> 20.8-20.9, 2 threads 38.1-38.9 -> 39.6-41.3. The
+/// interleaved kernels measured best at [`AHEAD`] (Q4_0 decode 23.6-26.0
+/// tok/s at 2560, 22.7-23.7 at 3584, 22.3-22.6 at 4608).
+pub(super) const PLAIN_AHEAD: usize = 3584;
+
 /// Under [`Prefetch::L2`], the plain 32-wide kernels' matrix-vector
 /// products (Q8_0, Q4_0 and their kin, which `--mmap` reads from 4 KiB
 /// pages) also touch one line this far ahead of each group, so that the

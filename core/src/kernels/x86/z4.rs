@@ -30,7 +30,7 @@ use core::mem::MaybeUninit;
 use core::ptr::copy_nonoverlapping;
 
 use super::common::{self, Format};
-use super::{prefetch, prefetch_bytes, prefetch_line, Isa, Prefetch, PAGE_AHEAD};
+use super::{prefetch, prefetch_bytes, prefetch_line, Isa, Prefetch, PAGE_AHEAD, PLAIN_AHEAD};
 use crate::kernels::acts::Acts;
 use crate::kernels::types::legacy::IQ4NL_VALUES;
 use crate::kernels::types::QK;
@@ -41,8 +41,8 @@ const ORDER: [usize; 8] = [0, 4, 1, 5, 2, 6, 3, 7];
 const INV: [i32; 8] = [0, 2, 4, 6, 1, 3, 5, 7];
 
 /// Bytes ahead of the current group that [`matvec`] prefetches into L1
-/// (into L2 on Intel: [`AHEAD`](super::AHEAD), see [`Prefetch`]; mapped Q4_0 decode
-/// 15.7 -> 17.9 tok/s there).
+/// (into L2 on Intel: [`PLAIN_AHEAD`], see [`Prefetch`]; mapped Q4_0
+/// decode 15.7 -> 17.9 tok/s there at [`AHEAD`](super::AHEAD)).
 const PREFETCH: usize = 4096;
 
 /// Groups prepared per call (on the stack, 320 bytes each): rows of up to
@@ -341,7 +341,10 @@ pub(super) unsafe fn matvec<I: Isa, F: Format>(
     let rb = nb * bb;
     let full = nb / 8;
     let policy = prefetch();
-    let ahead = policy.ahead(PREFETCH);
+    let ahead = match policy {
+        Prefetch::L1 => PREFETCH,
+        Prefetch::L2 => PLAIN_AHEAD,
+    };
     // SAFETY: AVX.
     let inv = unsafe { _mm256_loadu_si256(INV.as_ptr() as *const __m256i) };
     // The last partial group of a row, zero-padded (every row writes the
