@@ -17,7 +17,7 @@ use core::ptr::read_unaligned;
 use super::common::f16x8;
 use super::ArmIsa;
 use crate::kernels::acts::Acts;
-use crate::kernels::interleave::{for_each_band, BAND};
+use crate::kernels::interleave::{block_bytes, for_each_band, BAND};
 use crate::kernels::types::QK;
 
 /// Vectors per tile of a batch.
@@ -36,7 +36,7 @@ pub(super) unsafe fn mat<I: ArmIsa, const Q4: bool>(
     rows: usize,
 ) {
     let nb = a.cols / QK;
-    let bb = if Q4 { 18 } else { 34 };
+    let bb = block_bytes(Q4);
     for_each_band(w, a, out, rows, bb, NC, |band, c0, nc, o| {
         // SAFETY: `for_each_band` hands out bands, vectors and outputs
         // inside the checked arguments; the CPU has the features (this
@@ -67,7 +67,7 @@ unsafe fn tile<I: ArmIsa, const C: usize, const Q4: bool>(
     out: *mut f32,
     rows: usize,
 ) {
-    let ub = BAND * if Q4 { 18 } else { 34 };
+    let ub = BAND * block_bytes(Q4);
     let chunks = if Q4 { 4 } else { 8 };
     // Block k goes to partial sum k % 8, as the plain types add them.
     let mut acc = [[[vdupq_n_f32(0.0); 4]; 8]; C];

@@ -13,7 +13,7 @@ use core::ptr::read_unaligned;
 use super::amx::tiles::{self, Tiles};
 use super::{prefetch, prefetch_bytes, Prefetch};
 use crate::kernels::acts::Acts;
-use crate::kernels::interleave::{checked_band_bytes, for_each_band, BAND};
+use crate::kernels::interleave::{block_bytes, checked_band_bytes, for_each_band, BAND};
 use crate::kernels::types::QK;
 
 /// How far ahead the one pass over a band that streams it from memory
@@ -40,7 +40,7 @@ type Sums<const C: usize> = [[__m512; 8]; C];
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn mat<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     let nb = a.cols / QK;
-    let bb = if Q4 { 18 } else { 34 };
+    let bb = block_bytes(Q4);
     for_each_band(w, a, out, rows, bb, NC, |band, c0, nc, o| {
         // SAFETY: `for_each_band` hands out bands, vectors and outputs
         // inside the checked arguments; the CPU has the features (this
@@ -104,7 +104,7 @@ unsafe fn units<const C: usize, const Q4: bool>(
     ahead: usize,
 ) {
     debug_assert!(k0.is_multiple_of(8));
-    let ub = BAND * if Q4 { 18 } else { 34 };
+    let ub = BAND * block_bytes(Q4);
     let offset = if Q4 { -8 } else { -128 };
     let mask = _mm512_set1_epi8(0x0f);
     // Unit `i` (block k0 + i)'s scaled dot products into partial sums `u`.
@@ -213,7 +213,7 @@ pub(super) unsafe fn mat_plain<const Q4: bool>(
     if !rows.is_multiple_of(BAND) {
         return None;
     }
-    let bb = if Q4 { 18 } else { 34 };
+    let bb = block_bytes(Q4);
     let ub = BAND * bb;
     // A multiple of 8 units, so that a segment starts a round of the
     // partial sums.
@@ -298,7 +298,7 @@ unsafe fn store_sums(sums: &[[[f32; 16]; 8]], out: *mut f32, rows: usize) {
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn mat_amx<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     let nb = a.cols / QK;
-    let band_bytes = checked_band_bytes(w, a, out, rows, if Q4 { 18 } else { 34 });
+    let band_bytes = checked_band_bytes(w, a, out, rows, block_bytes(Q4));
     let mut sums = [[[0f32; 16]; 8]; VC];
     let mut tiles = Tiles::new();
     // SAFETY: band b (band_bytes at w + b band_bytes), vectors v0..v0 + nv
@@ -471,7 +471,7 @@ pub(super) mod avx2 {
     use super::super::{prefetch_bytes, Prefetch};
     use super::{ahead, SEGMENT_BYTES, VC};
     use crate::kernels::acts::Acts;
-    use crate::kernels::interleave::{for_each_band, BAND};
+    use crate::kernels::interleave::{block_bytes, for_each_band, BAND};
     use crate::kernels::types::QK;
 
     /// Vectors per tile of a batch.
@@ -493,7 +493,7 @@ pub(super) mod avx2 {
         rows: usize,
     ) {
         let nb = a.cols / QK;
-        let bb = if Q4 { 18 } else { 34 };
+        let bb = block_bytes(Q4);
         for_each_band(w, a, out, rows, bb, NC, |band, c0, nc, o| {
             for half in 0..2 {
                 // The first pass over the band streams it from memory.
@@ -542,7 +542,7 @@ pub(super) mod avx2 {
         ahead: usize,
     ) {
         debug_assert!(k0.is_multiple_of(8));
-        let ub = BAND * if Q4 { 18 } else { 34 };
+        let ub = BAND * block_bytes(Q4);
         let mask = _mm256_set1_epi8(0x0f);
         let ones = _mm256_set1_epi16(1);
         let block = |i: usize, u: usize, acc: &mut Sums<C>| {
@@ -644,7 +644,7 @@ pub(super) mod avx2 {
         if !rows.is_multiple_of(BAND) {
             return None;
         }
-        let bb = if Q4 { 18 } else { 34 };
+        let bb = block_bytes(Q4);
         let ub = BAND * bb;
         let seg = SEGMENT_BYTES / ub / 8 * 8;
         let nb = a.cols / QK;

@@ -15,7 +15,7 @@ use core::arch::x86_64::*;
 
 use super::tiles::{Aligned, Tiles, LEAD, RING};
 use crate::kernels::acts::{Acts, CHUNK};
-use crate::kernels::interleave::BAND;
+use crate::kernels::interleave::{block_bytes, BAND};
 use crate::kernels::types::QK;
 
 /// Chunks of 16 vectors whose partial sums a pass over a band keeps (the
@@ -43,7 +43,7 @@ pub(super) fn fits(a: &Acts, rows: usize, q4: bool) -> bool {
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn mat<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     let nb = a.cols / QK;
-    let bb = if Q4 { 18 } else { 34 };
+    let bb = block_bytes(Q4);
     let rb = nb * bb;
     let chunks = a.n.div_ceil(CHUNK);
     let mut tiles = Tiles::new();

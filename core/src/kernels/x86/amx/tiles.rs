@@ -6,7 +6,7 @@ use core::arch::x86_64::*;
 
 use super::super::{prefetch_bytes, Prefetch};
 use crate::kernels::acts::Acts;
-use crate::kernels::interleave::BAND;
+use crate::kernels::interleave::{block_bytes, BAND};
 use crate::kernels::types::QK;
 
 /// Activation vectors per tile (the tiles' row count).
@@ -145,7 +145,7 @@ impl Tiles {
         sums: *mut [[f32; 16]; 8],
         ahead: usize,
     ) {
-        let ub = BAND * if Q4 { 18 } else { 34 };
+        let ub = BAND * block_bytes(Q4);
         let stride_a = nb * QK;
         // Q8_0's values are stored plus 128 and multiplied as unsigned
         // bytes (`tdpbsud`): the excess `128 * sum(a)` is taken off.
