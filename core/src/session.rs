@@ -211,7 +211,11 @@ fn carve<'a>(
     };
     // Vectors of the transposed Q8 copy: the batch in whole chunks of 16,
     // none for a batch of 1 (one vector never uses it).
-    let tn = if batch > 1 { nb.div_ceil(16) * 16 } else { 0 };
+    let tn = if batch > 1 {
+        nb.next_multiple_of(kernels::acts::CHUNK as u64)
+    } else {
+        0
+    };
     let geo = Geometry::new(params.kv_type, c, context);
     let kv_mul = c.n_heads / c.n_kv_heads;
     let state = State {

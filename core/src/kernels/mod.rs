@@ -362,7 +362,7 @@ pub fn quantize_batch<'a>(
             &mut scratch.q[..len],
         );
         (k.quantize)(x, d, sum, q);
-        let chunked = n.div_ceil(acts::CHUNK) * acts::CHUNK;
+        let chunked = n.next_multiple_of(acts::CHUNK);
         let (tn, tdn) = (chunked * a.cols, chunked * (a.cols / QK));
         // Only plain Q8_0/Q4_0 matrices take it (interleaved ones do not).
         let plain = tys
