@@ -126,7 +126,8 @@ pub(super) fn avx512_supported() -> bool {
 ///
 /// - Intel (the development machine since 2026-12-05, a KVM Xeon with
 ///   AVX-512 and AMX, 18-19 GB/s for one thread's reads): into L2 (`T1`),
-///   [`AHEAD`] bytes ahead, in every streaming kernel. Whole-model decode,
+///   [`AHEAD`] bytes ahead, in every streaming kernel ([`PLAIN_AHEAD`] in
+///   the plain 32-wide matrix-vector products). Whole-model decode,
 ///   tinyllama shape, 1 thread, alternating runs (median step tok/s):
 ///   interleaved Q4_0 21.6 -> 25.2, Q8_0 13.2 -> 14.9 (2 threads 39.5 ->
 ///   46, 25.6 -> 27.8); mapped (4 KiB pages) Q4_0 15.7 -> 17.9, Q8_0 10.1
@@ -148,7 +149,8 @@ pub(super) fn avx512_supported() -> bool {
 pub(super) enum Prefetch {
     /// Into L1, the distances each kernel documents; none for some.
     L1,
-    /// Into L2, [`AHEAD`] bytes ahead (floats: the next tile).
+    /// Into L2, [`AHEAD`] bytes ahead (floats: the next tile; the plain
+    /// 32-wide matrix-vector products: [`PLAIN_AHEAD`]).
     L2,
 }
 
