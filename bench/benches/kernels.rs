@@ -16,7 +16,7 @@ use llamette::parallel::Inline;
 use llamette::tensor::TensorType;
 use llamette_bench::{Batch, Weights};
 
-const TYPES: [TensorType; 16] = [
+const TYPES: [TensorType; 17] = [
     TensorType::F32,
     TensorType::F16,
     TensorType::BF16,
@@ -33,6 +33,7 @@ const TYPES: [TensorType; 16] = [
     TensorType::Q6_K,
     TensorType::Q8_0x16,
     TensorType::Q4_0x16,
+    TensorType::Q4_Kx16,
 ];
 
 /// `F32`, `Q4_0`, `Q4_0x16` ...: a name without spaces, for the group names.

@@ -183,10 +183,10 @@ impl Weights {
         }
         if ty.is_interleaved() {
             // Random plain blocks, interleaved.
-            let plain = if ty == TensorType::Q4_0x16 {
-                TensorType::Q4_0
-            } else {
-                TensorType::Q8_0
+            let plain = match ty {
+                TensorType::Q4_0x16 => TensorType::Q4_0,
+                TensorType::Q4_Kx16 => TensorType::Q4_K,
+                _ => TensorType::Q8_0,
             };
             llamette::repack::interleave(b, plain, rows, cols).unwrap();
         }

@@ -1,6 +1,6 @@
 //! Interleaving quantized weights in place, for faster kernels.
 //!
-//! GGUF stores a Q8_0 or Q4_0 matrix row after row, each row a run of
+//! GGUF stores a Q8_0, Q4_0 or Q4_K matrix row after row, each row a run of
 //! blocks of 32 values (an f16 scale, then the values). A SIMD kernel
 //! reading one row at a time must sum each block's products across the
 //! vector lanes, then scale that sum: shuffles and reductions that cost more
@@ -10,8 +10,8 @@
 //! [`repack_in_place`] rewrites a GGUF file held in *writable* memory into
 //! that layout, in the same bytes (it costs no memory), and changes the
 //! type numbers in its header so that [`Model::load`](crate::Model::load)
-//! on the same bytes reads [`TensorType::Q8_0x16`] and
-//! [`TensorType::Q4_0x16`] tensors.
+//! on the same bytes reads [`TensorType::Q8_0x16`],
+//! [`TensorType::Q4_0x16`] and [`TensorType::Q4_Kx16`] tensors.
 //!
 //! The layout, the kernels that read it and what it does to the numbers
 //! are described in [`crate::kernels::interleave`].
@@ -20,8 +20,9 @@ use crate::error::Result;
 use crate::format::gguf::{self, Gguf, TensorInfo};
 #[doc(hidden)]
 pub use crate::kernels::interleave::interleave;
-use crate::kernels::interleave::{interleave_rows, BAND, MAX_BLOCKS};
-use crate::kernels::types::{TensorType, GGML_Q4_0X16, GGML_Q8_0X16, QK};
+use crate::kernels::interleave::MAX_SUPER_BLOCKS;
+use crate::kernels::interleave::{interleave_rows, interleave_rows_k, BAND, MAX_BLOCKS};
+use crate::kernels::types::{TensorType, GGML_Q4_0X16, GGML_Q4_KX16, GGML_Q8_0X16, QK, QK_K};
 
 /// What [`repack_in_place`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,8 +35,12 @@ pub struct Repacked {
 
 /// Rewrites every Q8_0 and Q4_0 matrix of the GGUF file in `bytes` into
 /// the interleaved layout of this module, in place, and its type number in
-/// the header. Then [`Model::load`](crate::Model::load) on the same bytes
-/// reads the interleaved types.
+/// the header; also every Q4_K matrix when this machine's kernels read the
+/// interleaved Q4_K fast
+/// ([`Kernels::fast_interleaved_k`](crate::kernels::Kernels::fast_interleaved_k)
+/// of [`active`](crate::kernels::active): AVX-512 VNNI; elsewhere its
+/// kernel is the scalar reference). Then [`Model::load`](crate::Model::load)
+/// on the same bytes reads the interleaved types.
 ///
 /// The bytes no longer hold a standard GGUF file: only llamette reads it.
 /// Matrices already interleaved are left alone (the call is idempotent);
@@ -56,6 +61,8 @@ pub fn repack_in_place(bytes: &mut [u8]) -> Result<Repacked> {
         }
         g.n_tensors as usize
     };
+    // Q4_K only where this machine's kernels read the interleaved one fast.
+    let k_quants = crate::kernels::active().fast_interleaved_k;
     let mut done = Repacked::default();
     let mut next = 0;
     while next < n_tensors {
@@ -67,7 +74,7 @@ pub fn repack_in_place(bytes: &mut [u8]) -> Result<Repacked> {
             let g = Gguf::parse(bytes)?;
             for t in g.tensors().skip(next).take(jobs.len()) {
                 next += 1;
-                if let Some(job) = Job::of(&t?, bytes.len()) {
+                if let Some(job) = Job::of(&t?, bytes.len(), k_quants) {
                     jobs[n_jobs] = job;
                     n_jobs += 1;
                 }
@@ -77,8 +84,16 @@ pub fn repack_in_place(bytes: &mut [u8]) -> Result<Repacked> {
             break; // No record left (cannot happen after the check above).
         }
         for job in &jobs[..n_jobs] {
-            interleave_rows(&mut bytes[job.data..job.data + job.len], job.nb, job.q4);
-            let ty = if job.q4 { GGML_Q4_0X16 } else { GGML_Q8_0X16 };
+            let data = &mut bytes[job.data..job.data + job.len];
+            let ty = match job.kind {
+                Kind::Q4_0 => GGML_Q4_0X16,
+                Kind::Q8_0 => GGML_Q8_0X16,
+                Kind::Q4K => GGML_Q4_KX16,
+            };
+            match job.kind {
+                Kind::Q4K => interleave_rows_k(data, job.nb),
+                _ => interleave_rows(data, job.nb, job.kind == Kind::Q4_0),
+            }
             bytes[job.type_at..job.type_at + 4].copy_from_slice(&ty.to_le_bytes());
             done.tensors += 1;
             done.bytes += job.len as u64;
@@ -93,27 +108,37 @@ struct Job {
     type_at: usize,
     data: usize,
     len: usize,
-    /// Blocks per row.
+    /// Blocks (or Q4_K super-blocks) per row.
     nb: usize,
-    q4: bool,
+    kind: Kind,
+}
+
+/// The plain type of a [`Job`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Kind {
+    #[default]
+    Q8_0,
+    Q4_0,
+    Q4K,
 }
 
 impl Job {
     /// The job for tensor `t` of a file of `file_len` bytes, if it is a
     /// matrix this module interleaves.
-    fn of(t: &TensorInfo, file_len: usize) -> Option<Job> {
-        let q4 = match t.ty? {
-            TensorType::Q4_0 => true,
-            TensorType::Q8_0 => false,
+    fn of(t: &TensorInfo, file_len: usize, k_quants: bool) -> Option<Job> {
+        let (kind, len, max) = match t.ty? {
+            TensorType::Q4_0 => (Kind::Q4_0, QK, MAX_BLOCKS),
+            TensorType::Q8_0 => (Kind::Q8_0, QK, MAX_BLOCKS),
+            TensorType::Q4_K if k_quants => (Kind::Q4K, QK_K, MAX_SUPER_BLOCKS),
             _ => return None,
         };
         let rows = t.dims[1].checked_mul(t.dims[2])?.checked_mul(t.dims[3])?;
-        let nb = (t.dims[0] / QK as u64) as usize;
+        let nb = (t.dims[0] / len as u64) as usize;
         let end = t.offset.checked_add(t.size)?;
         if t.n_dims < 2
             || !rows.is_multiple_of(BAND as u64)
             || nb == 0
-            || nb > MAX_BLOCKS
+            || nb > max
             || end > file_len as u64
         {
             return None;
@@ -123,7 +148,7 @@ impl Job {
             data: t.offset as usize,
             len: t.size as usize,
             nb,
-            q4,
+            kind,
         })
     }
 }

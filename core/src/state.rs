@@ -39,6 +39,7 @@
 use crate::error::{Error, Result};
 use crate::format::gguf::Gguf;
 use crate::generate::{Generator, SavedGenerator};
+use crate::kernels::types::{QK, QK_K};
 use crate::kernels::{interleave, TensorType};
 use crate::kv::Geometry;
 use crate::model::{Format, Model};
@@ -143,9 +144,10 @@ pub fn model_fingerprint(model: &Model) -> Result<u64> {
 
 /// The plain type number of an interleaved type's, else `None`.
 fn plain_type(raw: u32) -> Option<u32> {
-    use crate::kernels::types::{GGML_Q4_0X16, GGML_Q8_0X16};
+    use crate::kernels::types::{GGML_Q4_0X16, GGML_Q4_KX16, GGML_Q8_0X16};
     match raw {
         GGML_Q4_0X16 => TensorType::Q4_0.ggml_type(),
+        GGML_Q4_KX16 => TensorType::Q4_K.ggml_type(),
         GGML_Q8_0X16 => TensorType::Q8_0.ggml_type(),
         _ => None,
     }
@@ -157,18 +159,22 @@ fn as_plain(bytes: &[u8], start: usize, buf: &mut [u8]) -> Result<()> {
     let g = Gguf::parse(bytes)?;
     for t in g.tensors() {
         let t = t?;
-        let q4 = match t.ty {
-            Some(TensorType::Q4_0x16) => true,
-            Some(TensorType::Q8_0x16) => false,
+        let kind = match t.ty {
+            Some(TensorType::Q4_0x16) => Some(true),
+            Some(TensorType::Q8_0x16) => Some(false),
+            Some(TensorType::Q4_Kx16) => None,
             _ => continue,
         };
         let (off, size) = (t.offset as usize, t.size as usize);
         let lo = off.max(start);
         let hi = (off + size).min(start + buf.len());
         let data = &bytes[off.min(bytes.len())..(off + size).min(bytes.len())];
-        let nb = (t.dims[0] as usize) / crate::kernels::types::QK;
+        let cols = t.dims[0] as usize;
         for i in lo..hi.min(off + data.len()) {
-            buf[i - start] = interleave::plain_byte(data, nb, q4, i - off);
+            buf[i - start] = match kind {
+                Some(q4) => interleave::plain_byte(data, cols / QK, q4, i - off),
+                None => interleave::plain_byte_k(data, cols / QK_K, i - off),
+            };
         }
     }
     Ok(())

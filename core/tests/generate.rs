@@ -283,12 +283,24 @@ fn fnv(parts: &[&[u8]]) -> u64 {
 /// matrices as plain ones. For the plain file it is what it always was (the
 /// definition, computed here): header, length, first and last 4 KiB of the
 /// weights.
+///
+/// The same for llama.cpp's Q4_K_M file, whose Q4_K matrices are
+/// interleaved where the kernels read them fast (AVX-512 VNNI).
 #[test]
 fn saved_state_names_the_model_whatever_its_layout() {
-    let plain = shared("testdata/llamacpp-quants/t256-Q4_0.gguf");
+    state_crosses_layouts("t256-Q4_0.gguf", 14);
+    if llamette::kernels::active().fast_interleaved_k {
+        state_crosses_layouts("t256-Q4_K_M.gguf", 12);
+    }
+}
+
+/// [`saved_state_names_the_model_whatever_its_layout`] for one of
+/// llama.cpp's files, of which `n` matrices are interleaved.
+fn state_crosses_layouts(file: &str, n: usize) {
+    let plain = shared(&format!("testdata/llamacpp-quants/{file}"));
     let mut packed = plain.clone();
     let done = llamette::repack::repack_in_place(&mut packed).unwrap();
-    assert_eq!(done.tensors, 14);
+    assert_eq!(done.tensors, n);
     let (a, b) = (Model::load(&plain).unwrap(), Model::load(&packed).unwrap());
     let data = llamette::Gguf::parse(&plain).unwrap().data_offset as usize;
     let len = plain.len();

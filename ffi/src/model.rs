@@ -517,7 +517,12 @@ fn interleaved_matrices(data: &[u8]) -> u32 {
     };
     g.tensors()
         .filter_map(Result::ok)
-        .filter(|t| matches!(t.ty, Some(TensorType::Q8_0x16 | TensorType::Q4_0x16)))
+        .filter(|t| {
+            matches!(
+                t.ty,
+                Some(TensorType::Q8_0x16 | TensorType::Q4_0x16 | TensorType::Q4_Kx16)
+            )
+        })
         .count() as u32
 }
 

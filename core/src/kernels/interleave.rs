@@ -1,4 +1,5 @@
-//! The interleaved layout of Q8_0 and Q4_0 matrices, for faster kernels.
+//! The interleaved layout of Q8_0, Q4_0 and Q4_K matrices, for faster
+//! kernels.
 //!
 //! GGUF stores a Q8_0 or Q4_0 matrix row after row, each row a run of
 //! blocks of 32 values (an f16 scale, then the values). A SIMD kernel
@@ -18,6 +19,14 @@
 //!   nibble pairs, 4 chunks `c`; Q8_0: 32 bytes, 8 chunks, each stored as
 //!   `q + 128`, an unsigned byte, which is what `vpdpbusd` multiplies).
 //!
+//! Q4_K goes the same way by super-blocks of 256 values (144 bytes): a unit
+//! is block column `k` of a band, its 16 super-blocks 4 bytes at a time
+//! (byte `64 g + 4 r + j` is byte `4 g + j` of row `r`'s, see
+//! `interleave_rows_k`), its bytes unchanged. Rows longer than
+//! [`MAX_SUPER_BLOCKS`] are not interleaved. [`crate::repack`] interleaves
+//! Q4_K only for kernel sets that read it fast
+//! ([`Kernels::fast_interleaved_k`](super::Kernels::fast_interleaved_k)).
+//!
 //! Bands are contiguous and as long as 16 plain rows, so a range of whole
 //! bands is still the same range of bytes. Matrices whose row count is not
 //! a multiple of 16, or with rows longer than [`MAX_BLOCKS`] blocks, are not
@@ -31,10 +40,11 @@
 //! [`reduce8`]. So interleaving changes no bit of the logits: a model
 //! gives the same numbers (and the same text) plain or interleaved, with
 //! every kernel set, any thread count, one token or a batch ([`mat_x16`]
-//! is the reference).
+//! is the reference). An interleaved Q4_K row adds its super-blocks in
+//! order into one running sum, as the plain Q4_K does ([`mat_q4_k_x16`]).
 
 use super::acts::Acts;
-use super::types::{f16_le, reduce8, TensorType, QK};
+use super::types::{f16_le, k_quants, reduce8, TensorType, QK, QK_K};
 use crate::error::{Error, Result};
 
 /// Rows per band of the interleaved types.
@@ -62,7 +72,8 @@ pub fn interleave(data: &mut [u8], ty: TensorType, rows: usize, cols: usize) -> 
     let (q4, new) = match ty {
         TensorType::Q4_0 => (true, TensorType::Q4_0x16),
         TensorType::Q8_0 => (false, TensorType::Q8_0x16),
-        _ => return Err(bad("only Q8_0 and Q4_0 matrices are interleaved")),
+        TensorType::Q4_K => return interleave_q4_k(data, rows, cols),
+        _ => return Err(bad("only Q8_0, Q4_0 and Q4_K matrices are interleaved")),
     };
     let nb = cols / QK;
     if !cols.is_multiple_of(QK) || nb > MAX_BLOCKS {
@@ -105,7 +116,7 @@ fn transpose_blocks(band: &mut [u8], nb: usize, bb: usize) {
     let is_done = |done: &[u64], p: usize| done[p / 64] & (1 << (p % 64)) != 0;
     // Position p = k * 16 + r takes the block that was at r * nb + k.
     let src = |p: usize| (p % BAND) * nb + p / BAND;
-    let mut held = [0u8; 34];
+    let mut held = [0u8; K_BYTES];
     for start in 0..n {
         if is_done(&done, start) {
             continue;
@@ -189,6 +200,126 @@ pub(crate) fn dequantize_row(data: &[u8], q4: bool, r: usize, out: &mut [f32]) {
     }
 }
 
+/// Bytes of a Q4_K super-block.
+pub(crate) const K_BYTES: usize = 144;
+
+/// Longest Q4_K row interleaved, in super-blocks (32768 values).
+pub const MAX_SUPER_BLOCKS: usize = MAX_BLOCKS * QK / QK_K;
+
+/// [`interleave`] for a Q4_K matrix.
+fn interleave_q4_k(data: &mut [u8], rows: usize, cols: usize) -> Result<TensorType> {
+    let bad = |what| Error::InvalidArgument { what };
+    let nsb = cols / QK_K;
+    if !cols.is_multiple_of(QK_K) || nsb > MAX_SUPER_BLOCKS {
+        return Err(bad(
+            "interleaved Q4_K rows are 256 to 32768 values, in super-blocks of 256",
+        ));
+    }
+    if !rows.is_multiple_of(BAND) {
+        return Err(bad("interleaved matrices have a multiple of 16 rows"));
+    }
+    if rows.checked_mul(nsb * K_BYTES) != Some(data.len()) {
+        return Err(bad("matrix bytes do not match its shape"));
+    }
+    interleave_rows_k(data, nsb);
+    Ok(TensorType::Q4_Kx16)
+}
+
+/// Interleaves the plain Q4_K rows in `data` (a whole number of bands of
+/// rows of `nsb` super-blocks, `nsb <= MAX_SUPER_BLOCKS`) in place.
+///
+/// A Q4_K unit (16 rows' super-block `k`, 2304 bytes) holds the 16
+/// super-blocks 4 bytes at a time: byte `64 g + 4 r + j` is byte `4 g + j`
+/// of row `r`'s super-block ([`k_at`]). So the unit's first 64 bytes are
+/// the rows' `d` and `dmin`, the next 192 their packed scales (each
+/// 64-byte vector one dword of every row's), and then 32 vectors of
+/// nibbles: vector `c` holds bytes `4c..4c + 4` of each row's 128.
+pub(crate) fn interleave_rows_k(data: &mut [u8], nsb: usize) {
+    if nsb == 0 {
+        return;
+    }
+    for band in data.chunks_exact_mut(BAND * nsb * K_BYTES) {
+        transpose_blocks(band, nsb, K_BYTES);
+        for unit in band.chunks_exact_mut(BAND * K_BYTES) {
+            let mut plain = [0u8; BAND * K_BYTES];
+            plain.copy_from_slice(unit);
+            for (r, blk) in plain.chunks_exact(K_BYTES).enumerate() {
+                for (i, &b) in blk.iter().enumerate() {
+                    unit[k_at(r, i)] = b;
+                }
+            }
+        }
+    }
+}
+
+/// Where byte `i` of row `r`'s super-block sits in a Q4_K unit.
+#[inline]
+pub(crate) fn k_at(r: usize, i: usize) -> usize {
+    64 * (i / 4) + 4 * r + i % 4
+}
+
+/// Row `r`'s super-block of a Q4_K unit, as the plain block.
+fn plain_block_k(unit: &[u8], r: usize) -> [u8; K_BYTES] {
+    let mut out = [0u8; K_BYTES];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = unit[k_at(r, i)];
+    }
+    out
+}
+
+/// [`plain_byte`] for an interleaved Q4_K matrix (rows of `nsb`
+/// super-blocks).
+pub(crate) fn plain_byte_k(data: &[u8], nsb: usize, i: usize) -> u8 {
+    let (r, k, j) = (
+        i / (nsb * K_BYTES),
+        i % (nsb * K_BYTES) / K_BYTES,
+        i % K_BYTES,
+    );
+    data[(r / BAND * nsb + k) * BAND * K_BYTES + k_at(r % BAND, j)]
+}
+
+/// [`dequantize_row`] for an interleaved Q4_K matrix.
+pub(crate) fn dequantize_row_k(data: &[u8], r: usize, out: &mut [f32]) {
+    let nsb = out.len() / QK_K;
+    let ub = BAND * K_BYTES;
+    let band = &data[r / BAND * nsb * ub..][..nsb * ub];
+    for (k, o) in out.chunks_exact_mut(QK_K).enumerate() {
+        let blk = plain_block_k(&band[k * ub..], r % BAND);
+        super::types::dequantize_row(TensorType::Q4_K, &blk, o);
+    }
+}
+
+/// The reference for interleaved Q4_K weights ([`TensorType::Q4_Kx16`],
+/// `rows` whole bands) times Q8_K activations (the `MatFn` contract): each
+/// row's super-blocks gathered from the units of its band and summed as
+/// plain Q4_K rows are ([`k_quants::step_q4_k`]), so the numbers are
+/// the plain type's.
+pub fn mat_q4_k_x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    assert!(
+        rows.is_multiple_of(BAND),
+        "kernel: rows are not whole bands"
+    );
+    let nsb = a.cols / QK_K;
+    let ub = BAND * K_BYTES;
+    if nsb == 0 {
+        out.fill(0.0);
+        return;
+    }
+    for c in 0..a.n {
+        let act = a.get(c);
+        let out = &mut out[c * rows..(c + 1) * rows];
+        for (band, out) in w.chunks_exact(nsb * ub).zip(out.chunks_exact_mut(BAND)) {
+            for (r, o) in out.iter_mut().enumerate() {
+                let mut acc = 0f32;
+                for (s, unit) in band.chunks_exact(ub).enumerate() {
+                    acc = k_quants::step_q4_k(acc, &plain_block_k(unit, r), &act, s);
+                }
+                *o = acc;
+            }
+        }
+    }
+}
+
 /// The reference for interleaved Q8_0 ([`TensorType::Q8_0x16`]) or Q4_0
 /// weights (`rows` whole bands) times Q8 activations (the `MatFn`
 /// contract): row `r` adds block `k`'s `(d_w * d_a) * dot` to partial sum
@@ -231,7 +362,7 @@ pub fn mat_x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize, q4: bool) {
 }
 
 /// Walks an interleaved matrix (`rows` whole bands of 16 rows of
-/// `block_bytes`-byte blocks) times the batch `a` in the order the
+/// `row_bytes` bytes) times the batch `a` in the order the
 /// interleaved SIMD kernels take it: the vectors in chunks of at most
 /// `nc_max`, each chunk against every band. `tile(band, c0, nc, out)` gets
 /// the band's first byte and where row 0 of the band goes for vector `c0`
@@ -242,11 +373,11 @@ pub(crate) fn for_each_band(
     a: &Acts,
     out: &mut [f32],
     rows: usize,
-    block_bytes: usize,
+    row_bytes: usize,
     nc_max: usize,
     mut tile: impl FnMut(*const u8, usize, usize, *mut f32),
 ) {
-    let band_bytes = checked_band_bytes(w, a, out, rows, block_bytes);
+    let band_bytes = checked_band_bytes(w, out, a.n, rows, row_bytes);
     let mut c0 = 0;
     while c0 < a.n {
         let nc = (a.n - c0).min(nc_max);
@@ -263,20 +394,20 @@ pub(crate) fn for_each_band(
     }
 }
 
-/// The bytes of a band of interleaved rows of `a.cols` values (blocks of
-/// `block_bytes`), after checking that `rows` are whole bands inside `w`
-/// and that `out` holds `a.n * rows` results; panics otherwise.
+/// The bytes of a band of interleaved rows of `row_bytes` bytes, after
+/// checking that `rows` are whole bands inside `w` and that `out` holds
+/// `n * rows` results (`n` vectors); panics otherwise.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) fn checked_band_bytes(
     w: &[u8],
-    a: &Acts,
     out: &[f32],
+    n: usize,
     rows: usize,
-    block_bytes: usize,
+    row_bytes: usize,
 ) -> usize {
-    let band_bytes = a.cols / QK * BAND * block_bytes;
+    let band_bytes = BAND * row_bytes;
     assert!(
-        rows.is_multiple_of(BAND) && w.len() >= rows / BAND * band_bytes && out.len() >= a.n * rows,
+        rows.is_multiple_of(BAND) && w.len() >= rows / BAND * band_bytes && out.len() >= n * rows,
         "kernel: interleaved arguments out of range"
     );
     band_bytes

@@ -13,6 +13,7 @@ pub static KERNELS: Kernels = Kernels {
     name: "scalar",
     kernel_for,
     fast_interleaved: false,
+    fast_interleaved_k: false,
     transposed_q8: false,
     quantize: q8_0::quantize,
     quantize_k: k_quants::quantize_q8k,
@@ -42,7 +43,7 @@ pub fn row_dot(ty: TensorType) -> Option<RowDot> {
         Q4_K => k_quants::dot_q4_k,
         Q5_K => k_quants::dot_q5_k,
         Q6_K => k_quants::dot_q6_k,
-        Q8_0x16 | Q4_0x16 | Q8Split { .. } => return None,
+        Q8_0x16 | Q4_0x16 | Q4_Kx16 | Q8Split { .. } => return None,
     })
 }
 
@@ -72,6 +73,10 @@ pub fn kernel_for(ty: TensorType) -> Option<MatFn> {
         Q4_0x16 => |w, a, o| {
             let rows = check_mat(w, a, o, Q4_0x16);
             interleave::mat_x16(w, a, o, rows, true)
+        },
+        Q4_Kx16 => |w, a, o| {
+            let rows = check_mat(w, a, o, Q4_Kx16);
+            interleave::mat_q4_k_x16(w, a, o, rows)
         },
         Q8Split { .. } => return None,
     })

@@ -37,7 +37,7 @@ pub(super) unsafe fn mat<I: ArmIsa, const Q4: bool>(
 ) {
     let nb = a.cols / QK;
     let bb = block_bytes(Q4);
-    for_each_band(w, a, out, rows, bb, NC, |band, c0, nc, o| {
+    for_each_band(w, a, out, rows, nb * bb, NC, |band, c0, nc, o| {
         // SAFETY: `for_each_band` hands out bands, vectors and outputs
         // inside the checked arguments; the CPU has the features (this
         // function's contract).

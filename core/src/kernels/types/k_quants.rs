@@ -365,14 +365,38 @@ fn dot_k<'r, const N: usize, const MINS: bool, T: Pod + 'r>(
     let mut acc = 0f32;
     for (s, b) in blocks::<T>(row).iter().enumerate() {
         let (d, dmin, u) = get(b);
-        let (isum, msum) = sums(&u, &a.k.q[s * QK_K..], &a.k.bsums[s * 16..]);
-        let da = a.k.d[s];
-        acc += (d * da) * isum as f32;
-        if MINS {
-            acc -= (dmin * da) * msum as f32;
-        }
+        acc = step::<N, MINS>(acc, d, dmin, &u, a, s);
     }
     acc
+}
+
+/// Adds super-block `s` of a row (scales `d`, `dmin`, values `u`) times
+/// super-block `s` of the activations to the running sum `acc`.
+#[inline]
+fn step<const N: usize, const MINS: bool>(
+    acc: f32,
+    d: f32,
+    dmin: f32,
+    u: &Unpacked<N>,
+    a: &Act,
+    s: usize,
+) -> f32 {
+    let (isum, msum) = sums(u, &a.k.q[s * QK_K..], &a.k.bsums[s * 16..]);
+    let da = a.k.d[s];
+    let acc = acc + (d * da) * isum as f32;
+    if MINS {
+        acc - (dmin * da) * msum as f32
+    } else {
+        acc
+    }
+}
+
+/// [`dot_q4_k`] one super-block at a time: adds super-block `s` of a row
+/// (the Q4_K block `b`, 144 bytes) times super-block `s` of `a` to `acc`.
+/// The interleaved Q4_K's reference ([`TensorType::Q4_Kx16`](super::TensorType::Q4_Kx16)).
+pub fn step_q4_k(acc: f32, b: &[u8], a: &Act, s: usize) -> f32 {
+    let b: &BlockQ4K = bytemuck::from_bytes(b);
+    step::<8, true>(acc, f16_le(b.d), f16_le(b.dmin), &unpack_q4_k(b), a, s)
 }
 
 /// Q2_K row times Q8_K activations (see the module documentation).

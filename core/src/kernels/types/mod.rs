@@ -84,6 +84,11 @@ pub enum TensorType {
     Q8_0x16,
     /// Q4_0 rewritten in place the same way.
     Q4_0x16,
+    /// Q4_K rewritten in place for the SIMD kernels (see
+    /// [`crate::kernels::interleave`]): bands of 16 rows, each super-block
+    /// column of a band stored 4 bytes at a time, row after row. Same size
+    /// as Q4_K.
+    Q4_Kx16,
 }
 
 /// The GGML type numbers llamette gives its interleaved types in a GGUF
@@ -91,6 +96,8 @@ pub enum TensorType {
 pub const GGML_Q8_0X16: u32 = 0x1000 + 8;
 /// See [`GGML_Q8_0X16`].
 pub const GGML_Q4_0X16: u32 = 0x1000 + 2;
+/// See [`GGML_Q8_0X16`].
+pub const GGML_Q4_KX16: u32 = 0x1000 + 12;
 
 /// What a weight type multiplies: the activations as they are, or quantized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +136,7 @@ impl TensorType {
         match ty {
             GGML_Q8_0X16 => Some(TensorType::Q8_0x16),
             GGML_Q4_0X16 => Some(TensorType::Q4_0x16),
+            GGML_Q4_KX16 => Some(TensorType::Q4_Kx16),
             _ => GGML_TYPES.iter().find(|(n, _)| *n == ty).map(|&(_, t)| t),
         }
     }
@@ -138,6 +146,7 @@ impl TensorType {
         match self {
             TensorType::Q8_0x16 => Some(GGML_Q8_0X16),
             TensorType::Q4_0x16 => Some(GGML_Q4_0X16),
+            TensorType::Q4_Kx16 => Some(GGML_Q4_KX16),
             _ => GGML_TYPES.iter().find(|(_, t)| *t == self).map(|&(n, _)| n),
         }
     }
@@ -148,7 +157,7 @@ impl TensorType {
         match self {
             F32 | F16 | BF16 | Q8Split { .. } => 1,
             Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | IQ4_NL | Q8_0x16 | Q4_0x16 => QK,
-            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => QK_K,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q4_Kx16 => QK_K,
         }
     }
 
@@ -168,7 +177,7 @@ impl TensorType {
             IQ4_NL => size_of::<legacy::BlockIq4Nl>(),
             Q2_K => size_of::<k_quants::BlockQ2K>(),
             Q3_K => size_of::<k_quants::BlockQ3K>(),
-            Q4_K => size_of::<k_quants::BlockQ4K>(),
+            Q4_K | Q4_Kx16 => size_of::<k_quants::BlockQ4K>(),
             Q5_K => size_of::<k_quants::BlockQ5K>(),
             Q6_K => size_of::<k_quants::BlockQ6K>(),
         }
@@ -187,7 +196,10 @@ impl TensorType {
     /// Whether the type is one of the interleaved layouts (rows in bands of
     /// [`crate::kernels::interleave::BAND`]).
     pub fn is_interleaved(self) -> bool {
-        matches!(self, TensorType::Q8_0x16 | TensorType::Q4_0x16)
+        matches!(
+            self,
+            TensorType::Q8_0x16 | TensorType::Q4_0x16 | TensorType::Q4_Kx16
+        )
     }
 
     /// The activations the type's kernels multiply.
@@ -196,7 +208,7 @@ impl TensorType {
         match self {
             F32 | F16 | BF16 | Q8Split { .. } => ActType::F32,
             Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | IQ4_NL | Q8_0x16 | Q4_0x16 => ActType::Q8,
-            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => ActType::Q8K,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q4_Kx16 => ActType::Q8K,
         }
     }
 
@@ -206,6 +218,7 @@ impl TensorType {
         match self {
             Q8_0x16 => "Q8_0 (interleaved x16)",
             Q4_0x16 => "Q4_0 (interleaved x16)",
+            Q4_Kx16 => "Q4_K (interleaved x16)",
             Q8Split { .. } => "Q8 (llama2.c groups)",
             _ => ggml_type_name(self.ggml_type().unwrap_or(u32::MAX)),
         }
@@ -265,7 +278,7 @@ pub fn dequantize_row(ty: TensorType, row: &[u8], out: &mut [f32]) {
         // The documented contract (# Panics): `kernels::dequantize_row`
         // sends these types to their own decoders, never here.
         #[allow(clippy::panic)]
-        Q8Split { .. } | Q8_0x16 | Q4_0x16 => {
+        Q8Split { .. } | Q8_0x16 | Q4_0x16 | Q4_Kx16 => {
             panic!("dequantize_row: {} needs its tensor", ty.name())
         }
     }

@@ -18,6 +18,7 @@ pub(in crate::kernels) static AVX2: Kernels = Kernels {
     name: "avx2",
     kernel_for,
     fast_interleaved: true,
+    fast_interleaved_k: false,
     transposed_q8: false,
     quantize,
     quantize_k,

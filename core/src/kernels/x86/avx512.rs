@@ -18,7 +18,7 @@ use super::k_quants as kq;
 use super::legacy;
 use super::{
     avx512_supported as supported, prefetch, prefetch_bytes, run, run_kv_scores, run_quantize,
-    run_quantize_k, x16, z4, Isa, Prefetch,
+    run_quantize_k, x16, x16k, z4, Isa, Prefetch,
 };
 use crate::kernels::acts::Acts;
 use crate::kernels::types::TensorType;
@@ -32,6 +32,7 @@ pub(super) const TABLE: Kernels = Kernels {
     name: "avx512",
     kernel_for,
     fast_interleaved: true,
+    fast_interleaved_k: true,
     transposed_q8: false,
     quantize,
     quantize_k,
@@ -50,6 +51,7 @@ fn kernel_for(ty: TensorType) -> Option<MatFn> {
         Q4_0 => |w, a, o| run(Q4_0, supported, mat_q4_0, w, a, o),
         Q8_0x16 => |w, a, o| run(Q8_0x16, supported, mat_q8_0x16, w, a, o),
         Q4_0x16 => |w, a, o| run(Q4_0x16, supported, mat_q4_0x16, w, a, o),
+        Q4_Kx16 => |w, a, o| run(Q4_Kx16, supported, mat_q4_kx16, w, a, o),
         Q4_1 => |w, a, o| run(Q4_1, supported, mat_q4_1, w, a, o),
         Q5_0 => |w, a, o| run(Q5_0, supported, mat_q5_0, w, a, o),
         Q5_1 => |w, a, o| run(Q5_1, supported, mat_q5_1, w, a, o),
@@ -220,6 +222,16 @@ unsafe fn mat_q8_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 unsafe fn mat_q4_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe { x16::mat::<true>(w, a, out, rows) }
+}
+
+/// Interleaved Q4_K weights.
+///
+/// # Safety
+/// As [`mat_q8_0x16`].
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn mat_q4_kx16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { x16k::mat(w, a, out, rows) }
 }
 
 /// The 4-bit 32-wide kernels: `$name` runs one vector through

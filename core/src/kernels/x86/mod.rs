@@ -44,6 +44,7 @@ mod common;
 mod k_quants;
 mod legacy;
 mod x16;
+mod x16k;
 mod z4;
 
 pub(super) use amx::{granted_already as amx_granted_already, supported as amx_supported, AMX};

@@ -41,7 +41,7 @@ type Sums<const C: usize> = [[__m512; 8]; C];
 pub(super) unsafe fn mat<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     let nb = a.cols / QK;
     let bb = block_bytes(Q4);
-    for_each_band(w, a, out, rows, bb, NC, |band, c0, nc, o| {
+    for_each_band(w, a, out, rows, nb * bb, NC, |band, c0, nc, o| {
         // SAFETY: `for_each_band` hands out bands, vectors and outputs
         // inside the checked arguments; the CPU has the features (this
         // function's contract).
@@ -298,7 +298,7 @@ unsafe fn store_sums(sums: &[[[f32; 16]; 8]], out: *mut f32, rows: usize) {
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn mat_amx<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     let nb = a.cols / QK;
-    let band_bytes = checked_band_bytes(w, a, out, rows, block_bytes(Q4));
+    let band_bytes = checked_band_bytes(w, out, a.n, rows, nb * block_bytes(Q4));
     let mut sums = [[[0f32; 16]; 8]; VC];
     let mut tiles = Tiles::new();
     // SAFETY: band b (band_bytes at w + b band_bytes), vectors v0..v0 + nv
@@ -494,7 +494,7 @@ pub(super) mod avx2 {
     ) {
         let nb = a.cols / QK;
         let bb = block_bytes(Q4);
-        for_each_band(w, a, out, rows, bb, NC, |band, c0, nc, o| {
+        for_each_band(w, a, out, rows, nb * bb, NC, |band, c0, nc, o| {
             for half in 0..2 {
                 // The first pass over the band streams it from memory.
                 let pf = if half == 0 { ahead() } else { 0 };

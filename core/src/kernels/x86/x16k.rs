@@ -1,0 +1,231 @@
+//! The interleaved Q4_K ([`TensorType::Q4_Kx16`](crate::kernels::TensorType::Q4_Kx16),
+//! laid out by [`interleave_rows_k`](crate::kernels::interleave::interleave_rows_k))
+//! with 512-bit vectors: lane `r` of every vector is row `r` of a band of
+//! 16, as in [`super::x16`], so nothing is reduced across lanes, and the
+//! six-bit scales of 16 rows are unpacked together.
+//!
+//! One unit (16 rows' super-block `s`) times one vector:
+//!
+//! - each 64-byte vector of nibbles holds 4 bytes of every row: its low
+//!   nibbles are 4 values of sub-block `2k`, its high nibbles the same 4 of
+//!   sub-block `2k + 1`; one `vpdpbusd` each, with the 4 activations
+//!   broadcast, adds their products to a row's lane;
+//! - sixteen values of a sub-block sum to at most `16 * 15 * 127 = 30480`
+//!   in magnitude, so each such sum is exact as the low `i16` word of its
+//!   lane (the high word its sign), and a `vpdpwssd` with the sub-block's
+//!   scale in the low word (0 in the high) adds `scale * sum`, exactly;
+//! - the minimums: a `vpdpwssd` of each row's pair `(m_2i, m_2i+1)` by the
+//!   sums of the activations of the two sub-blocks.
+//!
+//! So `isum` and `msum` are the reference's integers, and each lane then
+//! does the reference's floating-point steps in its order, super-block
+//! after super-block: `acc + (d * d_a) * isum`, then that minus
+//! `(dmin * d_a) * msum` (no fused multiply-add). The numbers are the plain
+//! Q4_K kernels'.
+//!
+//! A batch goes `NC` vectors at a time through each unit: its nibbles and
+//! scales are unpacked once for them.
+//!
+//! # Safety
+//! Every function needs AVX-512 F, BW, VL, VNNI and F16C.
+
+use core::arch::x86_64::*;
+use core::ptr::read_unaligned;
+
+use super::{prefetch, prefetch_bytes, Prefetch};
+use crate::kernels::acts::Acts;
+use crate::kernels::interleave::{for_each_band, BAND, K_BYTES};
+use crate::kernels::types::QK_K;
+
+/// Vectors per tile of a batch.
+const NC: usize = 4;
+
+/// Bytes of a unit (16 super-blocks).
+const UNIT: usize = BAND * K_BYTES;
+
+/// How far ahead the first pass over a band prefetches its units into L2
+/// ([`Prefetch`]: on Intel, as the other interleaved kernels; elsewhere
+/// none).
+fn ahead() -> usize {
+    prefetch().ahead(0)
+}
+
+/// Interleaved Q4_K weights (`rows` whole bands) times every vector of `a`
+/// (the `MatFn` contract).
+///
+/// # Safety
+/// The CPU has the features of this module; `check_mat` accepted the
+/// arguments; `rows` is a multiple of 16.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn mat(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    let nsb = a.cols / QK_K;
+    for_each_band(w, a, out, rows, nsb * K_BYTES, NC, |band, c0, nc, o| {
+        // SAFETY: `for_each_band` hands out bands, vectors and outputs
+        // inside the checked arguments; the CPU has the features (this
+        // function's contract).
+        unsafe {
+            let pf = if c0 == 0 { ahead() } else { 0 };
+            match nc {
+                1 => whole_band::<1>(band, nsb, a, c0, o, rows, pf),
+                2 => whole_band::<2>(band, nsb, a, c0, o, rows, pf),
+                3 => whole_band::<3>(band, nsb, a, c0, o, rows, pf),
+                _ => whole_band::<4>(band, nsb, a, c0, o, rows, pf),
+            }
+        }
+    });
+}
+
+/// A `vpshufb` control that applies `c` (the byte indices for the first
+/// dword, with 0x80 for a zero) to every dword of a 128-bit lane.
+#[inline(always)]
+unsafe fn per_dword(c: u32) -> __m512i {
+    // SAFETY: AVX-512F.
+    unsafe {
+        // Dword p of a lane is its bytes 4p..4p + 4: add 4p to each index.
+        let add = |p: u32| (c + 0x0404_0404 * p) as i32;
+        _mm512_broadcast_i32x4(_mm_setr_epi32(add(0), add(1), add(2), add(3)))
+    }
+}
+
+/// `vpshufb` control: byte `j` of each dword, zero-extended to the dword
+/// (a sub-block's scale as the word pair `[scale, 0]`).
+#[inline(always)]
+unsafe fn byte_of_dword(j: u32) -> __m512i {
+    // SAFETY: AVX-512F. Only byte 0's index matters (0x80 + 4p keeps the
+    // zeroing bit).
+    unsafe { per_dword(0x8080_8000 | j) }
+}
+
+/// `vpshufb` control: bytes `2i` and `2i + 1` of each dword, as words (a
+/// pair of minimums).
+#[inline(always)]
+unsafe fn pair_of_dword(i: u32) -> __m512i {
+    // SAFETY: AVX-512F.
+    unsafe { per_dword(0x8000_8000 | ((2 * i + 1) << 16) | (2 * i)) }
+}
+
+/// One band (16 rows of `nsb` super-blocks at `band`) times vectors
+/// `c0..c0 + C` of `a`; row `r` of vector `c0 + j` goes to `out[j * rows +
+/// r]`. Units are prefetched `pf` bytes ahead into L2 (0: not at all).
+///
+/// # Safety
+/// As [`mat`], and the band, the vectors and the outputs are inside the
+/// checked arguments.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn whole_band<const C: usize>(
+    band: *const u8,
+    nsb: usize,
+    a: &Acts,
+    c0: usize,
+    out: *mut f32,
+    rows: usize,
+    pf: usize,
+) {
+    let m4 = _mm512_set1_epi8(0x0f);
+    let mut acc = [_mm512_setzero_ps(); C];
+    // SAFETY: (for the whole body) unit s of the band (UNIT bytes at band
+    // + s UNIT) and super-block s of vectors c0..c0 + C (256 values, 16
+    // sums, a scale) are inside the checked arguments; out[j * rows..][..16]
+    // is inside the checked output. The CPU has the features.
+    unsafe {
+        for s in 0..nsb {
+            let u = band.add(s * UNIT);
+            if pf != 0 {
+                prefetch_bytes(u.wrapping_add(pf), UNIT, Prefetch::L2);
+            }
+            let v = |g: usize| _mm512_loadu_si512(u.add(64 * g) as *const _);
+            // Dword g of every row's super-block: g = 0 is [d | dmin],
+            // 1..4 the packed scales, 4.. the nibbles.
+            let hdr = v(0);
+            let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(hdr));
+            let dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(hdr)));
+            // The reference's `scale_min_k4` for the 16 rows: bytes j of
+            // (sc_lo, sc_hi) are the scales of sub-blocks j and 4 + j,
+            // of (m_lo, m_hi) their minimums.
+            let (u0, u1, u2) = (v(1), v(2), v(3));
+            let (m6, m30) = (_mm512_set1_epi8(0x3f), _mm512_set1_epi8(0x30));
+            // (a & 0x0f) | (b & 0x30), b = u >> 2: bits 6..8 of each byte
+            // at 4..6 (the next byte's bits land at 6..8, masked off).
+            let top = |a: __m512i, u: __m512i| {
+                _mm512_or_si512(
+                    _mm512_and_si512(a, m4),
+                    _mm512_and_si512(_mm512_srli_epi32::<2>(u), m30),
+                )
+            };
+            let sc_lo = _mm512_and_si512(u0, m6);
+            let sc_hi = top(u2, u0);
+            let m_lo = _mm512_and_si512(u1, m6);
+            let m_hi = top(_mm512_srli_epi32::<4>(u2), u1);
+            let mut sc = [_mm512_setzero_si512(); 8];
+            for j in 0..4 {
+                sc[j] = _mm512_shuffle_epi8(sc_lo, byte_of_dword(j as u32));
+                sc[4 + j] = _mm512_shuffle_epi8(sc_hi, byte_of_dword(j as u32));
+            }
+            let mins = [
+                _mm512_shuffle_epi8(m_lo, pair_of_dword(0)),
+                _mm512_shuffle_epi8(m_lo, pair_of_dword(1)),
+                _mm512_shuffle_epi8(m_hi, pair_of_dword(0)),
+                _mm512_shuffle_epi8(m_hi, pair_of_dword(1)),
+            ];
+            // isum in two chains per vector (low nibbles, high nibbles).
+            let mut il = [_mm512_setzero_si512(); C];
+            let mut ih = [_mm512_setzero_si512(); C];
+            for k in 0..4 {
+                for h in 0..2 {
+                    // Nibble vectors 8k + 4h + c: bytes 32k + 16h + 4c of
+                    // each row's nibbles, values 64k + 16h + 4c (low) and
+                    // 64k + 32 + 16h + 4c (high).
+                    let mut lo = [_mm512_setzero_si512(); 4];
+                    let mut hi = [_mm512_setzero_si512(); 4];
+                    for c in 0..4 {
+                        let x = v(4 + 8 * k + 4 * h + c);
+                        lo[c] = _mm512_and_si512(x, m4);
+                        hi[c] = _mm512_and_si512(_mm512_srli_epi16::<4>(x), m4);
+                    }
+                    for j in 0..C {
+                        let q = a.k.q.as_ptr().add(((c0 + j) * nsb + s) * QK_K);
+                        let group =
+                            |i: usize| _mm512_set1_epi32(read_unaligned(q.add(i) as *const i32));
+                        let mut sl = _mm512_setzero_si512();
+                        let mut sh = _mm512_setzero_si512();
+                        for c in 0..4 {
+                            let i = 64 * k + 16 * h + 4 * c;
+                            sl = _mm512_dpbusd_epi32(sl, lo[c], group(i));
+                            sh = _mm512_dpbusd_epi32(sh, hi[c], group(i + 32));
+                        }
+                        il[j] = _mm512_dpwssd_epi32(il[j], sl, sc[2 * k]);
+                        ih[j] = _mm512_dpwssd_epi32(ih[j], sh, sc[2 * k + 1]);
+                    }
+                }
+            }
+            for j in 0..C {
+                let blk = (c0 + j) * nsb + s;
+                // The activations' sums of the 8 sub-blocks of 32, as word
+                // pairs (B_2i, B_2i+1): [B0 B1, B2 B3, B4 B5, B6 B7].
+                let b = _mm256_loadu_si256(a.k.bsums.as_ptr().add(16 * blk) as *const __m256i);
+                let b = _mm256_madd_epi16(b, _mm256_set1_epi16(1));
+                let b = _mm256_permute4x64_epi64::<0b1000>(_mm256_packs_epi32(b, b));
+                let mut bp = [0i32; 4];
+                _mm_storeu_si128(bp.as_mut_ptr() as *mut __m128i, _mm256_castsi256_si128(b));
+                let mut msum = _mm512_setzero_si512();
+                for i in 0..4 {
+                    msum = _mm512_dpwssd_epi32(msum, mins[i], _mm512_set1_epi32(bp[i]));
+                }
+                let isum = _mm512_add_epi32(il[j], ih[j]);
+                let da = _mm512_set1_ps(*a.k.d.as_ptr().add(blk));
+                let t = _mm512_add_ps(
+                    acc[j],
+                    _mm512_mul_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(isum)),
+                );
+                acc[j] = _mm512_sub_ps(
+                    t,
+                    _mm512_mul_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(msum)),
+                );
+            }
+        }
+        for (j, acc) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.add(j * rows), *acc);
+        }
+    }
+}
