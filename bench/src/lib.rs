@@ -186,6 +186,7 @@ impl Weights {
             let plain = match ty {
                 TensorType::Q4_0x16 => TensorType::Q4_0,
                 TensorType::Q4_Kx16 => TensorType::Q4_K,
+                TensorType::Q5_Kx16 => TensorType::Q5_K,
                 _ => TensorType::Q8_0,
             };
             llamette::repack::interleave(b, plain, rows, cols).unwrap();

@@ -240,8 +240,8 @@ pub enum Layout {
     /// Copied into anonymous memory backed by huge pages (bench's
     /// `--huge-pages`).
     HugePages,
-    /// Copied into huge pages and its Q8_0/Q4_0 matrices interleaved for
-    /// the SIMD kernels (`--repack`).
+    /// Copied into huge pages and its Q8_0/Q4_0 matrices (with AVX-512
+    /// VNNI also Q4_K/Q5_K) interleaved for the SIMD kernels (`--repack`).
     Repacked,
 }
 
@@ -369,7 +369,7 @@ pub fn open_model(path: Option<&PathBuf>, layout: Layout) -> Result<LoadedModel,
         Some((done, _)) if done.tensors > 0 => {
             format!("copied and interleaved {} matrices", done.tensors)
         }
-        Some(_) => "copied into huge pages, no Q8_0/Q4_0 matrix to interleave".into(),
+        Some(_) => "copied into huge pages, no matrix to interleave".into(),
         None => "copied into huge pages".into(),
     };
     let note = match layout {

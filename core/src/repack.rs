@@ -1,6 +1,6 @@
 //! Interleaving quantized weights in place, for faster kernels.
 //!
-//! GGUF stores a Q8_0, Q4_0 or Q4_K matrix row after row, each row a run of
+//! GGUF stores a Q8_0, Q4_0, Q4_K or Q5_K matrix row after row, each row a run of
 //! blocks of 32 values (an f16 scale, then the values). A SIMD kernel
 //! reading one row at a time must sum each block's products across the
 //! vector lanes, then scale that sum: shuffles and reductions that cost more
@@ -11,7 +11,8 @@
 //! that layout, in the same bytes (it costs no memory), and changes the
 //! type numbers in its header so that [`Model::load`](crate::Model::load)
 //! on the same bytes reads [`TensorType::Q8_0x16`],
-//! [`TensorType::Q4_0x16`] and [`TensorType::Q4_Kx16`] tensors.
+//! [`TensorType::Q4_0x16`], [`TensorType::Q4_Kx16`] and
+//! [`TensorType::Q5_Kx16`] tensors.
 //!
 //! The layout, the kernels that read it and what it does to the numbers
 //! are described in [`crate::kernels::interleave`].
@@ -22,7 +23,8 @@ use crate::format::gguf::{self, Gguf, TensorInfo};
 pub use crate::kernels::interleave::interleave;
 use crate::kernels::interleave::MAX_SUPER_BLOCKS;
 use crate::kernels::interleave::{interleave_rows, interleave_rows_k, BAND, MAX_BLOCKS};
-use crate::kernels::types::{TensorType, GGML_Q4_0X16, GGML_Q4_KX16, GGML_Q8_0X16, QK, QK_K};
+use crate::kernels::types::{TensorType, QK, QK_K};
+use crate::kernels::types::{GGML_Q4_0X16, GGML_Q4_KX16, GGML_Q5_KX16, GGML_Q8_0X16};
 
 /// What [`repack_in_place`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,8 +37,8 @@ pub struct Repacked {
 
 /// Rewrites every Q8_0 and Q4_0 matrix of the GGUF file in `bytes` into
 /// the interleaved layout of this module, in place, and its type number in
-/// the header; also every Q4_K matrix when this machine's kernels read the
-/// interleaved Q4_K fast
+/// the header; also every Q4_K and Q5_K matrix when this machine's kernels
+/// read the interleaved K-quants fast
 /// ([`Kernels::fast_interleaved_k`](crate::kernels::Kernels::fast_interleaved_k)
 /// of [`active`](crate::kernels::active): AVX-512 VNNI; elsewhere its
 /// kernel is the scalar reference). Then [`Model::load`](crate::Model::load)
@@ -89,9 +91,11 @@ pub fn repack_in_place(bytes: &mut [u8]) -> Result<Repacked> {
                 Kind::Q4_0 => GGML_Q4_0X16,
                 Kind::Q8_0 => GGML_Q8_0X16,
                 Kind::Q4K => GGML_Q4_KX16,
+                Kind::Q5K => GGML_Q5_KX16,
             };
             match job.kind {
-                Kind::Q4K => interleave_rows_k(data, job.nb),
+                Kind::Q4K => interleave_rows_k(data, job.nb, false),
+                Kind::Q5K => interleave_rows_k(data, job.nb, true),
                 _ => interleave_rows(data, job.nb, job.kind == Kind::Q4_0),
             }
             bytes[job.type_at..job.type_at + 4].copy_from_slice(&ty.to_le_bytes());
@@ -120,6 +124,7 @@ enum Kind {
     Q8_0,
     Q4_0,
     Q4K,
+    Q5K,
 }
 
 impl Job {
@@ -130,6 +135,7 @@ impl Job {
             TensorType::Q4_0 => (Kind::Q4_0, QK, MAX_BLOCKS),
             TensorType::Q8_0 => (Kind::Q8_0, QK, MAX_BLOCKS),
             TensorType::Q4_K if k_quants => (Kind::Q4K, QK_K, MAX_SUPER_BLOCKS),
+            TensorType::Q5_K if k_quants => (Kind::Q5K, QK_K, MAX_SUPER_BLOCKS),
             _ => return None,
         };
         let rows = t.dims[1].checked_mul(t.dims[2])?.checked_mul(t.dims[3])?;

@@ -284,13 +284,14 @@ fn fnv(parts: &[&[u8]]) -> u64 {
 /// definition, computed here): header, length, first and last 4 KiB of the
 /// weights.
 ///
-/// The same for llama.cpp's Q4_K_M file, whose Q4_K matrices are
+/// The same for llama.cpp's Q4_K_M and Q5_K_M files, whose Q4_K and Q5_K matrices are
 /// interleaved where the kernels read them fast (AVX-512 VNNI).
 #[test]
 fn saved_state_names_the_model_whatever_its_layout() {
     state_crosses_layouts("t256-Q4_0.gguf", 14);
     if llamette::kernels::active().fast_interleaved_k {
         state_crosses_layouts("t256-Q4_K_M.gguf", 12);
+        state_crosses_layouts("t256-Q5_K_M.gguf", 12);
     }
 }
 

@@ -1139,24 +1139,26 @@ fn interleaved_kernels_match_scalar_and_exact() {
     }
 }
 
-/// Interleaved Q4_K: every set gives exactly the plain Q4_K's bits (the
+/// Interleaved Q4_K and Q5_K: every set gives exactly the plain type's bits (the
 /// scalar reference's), for one vector and batches of 2 to 9 (the SIMD
 /// kernel's tiles of 4 and their remainders), rows of 1 to 22 super-blocks
 /// and 1 to 4 bands; the rows decode to exactly the plain rows; the
-/// Q4_K weights get here with their 6-bit scales and minimums random, so
-/// every scale bit is exercised; and through the dispatch layer with 1 to
-/// 3 threads, matvec and matmul agree.
+/// weights get here with their 6-bit scales, minimums and fifth bits
+/// random, so every bit is exercised; and through the dispatch layer with 1
+/// to 3 threads, matvec and matmul agree.
 #[test]
-fn interleaved_q4_k_is_plain_q4_k_bit_for_bit() {
+fn interleaved_k_quants_are_the_plain_ones_bit_for_bit() {
     let mut rng = Rng(2604);
-    let plain = TensorType::Q4_K;
-    for cols in [256, 512, 2048, 5632] {
+    for (plain, cols) in [256, 512, 2048, 5632]
+        .into_iter()
+        .flat_map(|c| [(TensorType::Q4_K, c), (TensorType::Q5_K, c)])
+    {
         for (rows, n) in [(16, 1), (32, 1), (48, 2), (16, 5), (64, 9), (32, 4)] {
             if cols >= 2048 && rows * n > 200 {
                 continue;
             }
             let (w, x, ty) = interleaved(&mut rng, plain, rows, cols);
-            assert_eq!(ty, TensorType::Q4_Kx16);
+            assert!(ty.is_interleaved() && ty.block_bytes() == plain.block_bytes());
             assert_eq!(x.len(), w.len());
             compare_sets_on(&mut rng, ty, &x, rows, cols, n, (rows + n) % 4);
 
@@ -1166,7 +1168,11 @@ fn interleaved_q4_k_is_plain_q4_k_bit_for_bit() {
             for r in 0..rows {
                 tp.dequantize_row(r, &mut rp);
                 ti.dequantize_row(r, &mut ri);
-                assert!(rp == ri, "Q4_Kx16 cols={cols}: row {r} decodes differently");
+                assert!(
+                    rp == ri,
+                    "{} cols={cols}: row {r} decodes differently",
+                    ty.name()
+                );
             }
 
             let batch = Batch::new(&mut rng, n, cols);
@@ -1193,9 +1199,11 @@ fn interleaved_q4_k_is_plain_q4_k_bit_for_bit() {
         Box::new(ThreadPool::new(2)),
         Box::new(ThreadPool::new(3)),
     ];
-    for rows in [16, 48, 160] {
-        let (_, x, ty) = interleaved(&mut rng, plain, rows, 2048);
-        matvec_and_matmul_agree(&mut rng, &pools, ty, &x, rows, 2048);
+    for plain in [TensorType::Q4_K, TensorType::Q5_K] {
+        for rows in [16, 48, 160] {
+            let (_, x, ty) = interleaved(&mut rng, plain, rows, 2048);
+            matvec_and_matmul_agree(&mut rng, &pools, ty, &x, rows, 2048);
+        }
     }
 }
 
@@ -1260,6 +1268,17 @@ fn interleave_refuses_what_it_cannot_do() {
     // Rows of no values: nothing to move, no panic.
     assert!(llamette::repack::interleave(&mut [], TensorType::Q4_0, 16, 0).is_ok());
     assert!(llamette::repack::interleave(&mut [], TensorType::Q4_K, 16, 0).is_ok());
+    let w = weights(&mut rng, TensorType::Q5_K, 16, 512);
+    let mut x = w.clone();
+    for (rows, cols, len) in [
+        (16, 512, w.len() - 1),
+        (16, 384, w.len()),
+        (8, 512, 8 * 352),
+    ] {
+        let r = llamette::repack::interleave(&mut x[..len], TensorType::Q5_K, rows, cols);
+        assert!(r.is_err(), "Q5_K {rows}x{cols} ({len} bytes) was accepted");
+        assert!(x == w, "a refused call changed the bytes");
+    }
     assert!(Tensor::new(b"w", TensorType::Q8_0x16, 24, 64, &w, &[]).is_err());
     assert!(Tensor::new(b"w", TensorType::Q8_0x16, 16, 64, &w[..16 * 68], &[]).is_ok());
 }

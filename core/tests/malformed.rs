@@ -1796,26 +1796,29 @@ fn greedy_run(bytes: &[u8], steps: usize) -> (Vec<u32>, Vec<f32>) {
     (tokens, logits)
 }
 
-/// llama.cpp's own Q4_K_M file (2 layers of 256): its 12 Q4_K matrices are
-/// interleaved where this machine's kernels read the interleaved Q4_K fast
-/// (AVX-512 VNNI), and the model then gives the plain file's greedy tokens
-/// and logits bit for bit; on other machines nothing is rewritten.
+/// llama.cpp's own Q4_K_M and Q5_K_M files (2 layers of 256): their 12
+/// Q4_K or Q5_K matrices are interleaved where this machine's kernels read
+/// the interleaved K-quants fast (AVX-512 VNNI), and the model then gives
+/// the plain file's greedy tokens and logits bit for bit; on other
+/// machines nothing is rewritten.
 #[test]
-fn repacked_q4_k_m_model_matches_the_plain_one() {
-    let plain = shared("testdata/llamacpp-quants/t256-Q4_K_M.gguf");
-    let mut packed = plain.clone();
-    let done = llamette::repack::repack_in_place(&mut packed).unwrap();
-    let fast = llamette::kernels::active().fast_interleaved_k;
-    assert_eq!(done.tensors, if fast { 12 } else { 0 });
-    assert_eq!(packed != plain, fast);
-    let (want_tokens, want_logits) = greedy_run(&plain, 48);
-    let (tokens, logits) = greedy_run(&packed, 48);
-    assert_eq!(tokens, want_tokens);
-    assert!(logits == want_logits);
-    eprintln!(
-        "Q4_K_M: {} matrices interleaved, same 48 tokens and logits",
-        done.tensors
-    );
+fn repacked_k_quant_models_match_the_plain_ones() {
+    for file in ["t256-Q4_K_M.gguf", "t256-Q5_K_M.gguf"] {
+        let plain = shared(&format!("testdata/llamacpp-quants/{file}"));
+        let mut packed = plain.clone();
+        let done = llamette::repack::repack_in_place(&mut packed).unwrap();
+        let fast = llamette::kernels::active().fast_interleaved_k;
+        assert_eq!(done.tensors, if fast { 12 } else { 0 }, "{file}");
+        assert_eq!(packed != plain, fast);
+        let (want_tokens, want_logits) = greedy_run(&plain, 48);
+        let (tokens, logits) = greedy_run(&packed, 48);
+        assert_eq!(tokens, want_tokens, "{file}");
+        assert!(logits == want_logits, "{file}");
+        eprintln!(
+            "{file}: {} matrices interleaved, same 48 tokens and logits",
+            done.tensors
+        );
+    }
 }
 
 /// A quantized model interleaved in place gives the plain model's greedy

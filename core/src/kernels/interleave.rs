@@ -19,12 +19,12 @@
 //!   nibble pairs, 4 chunks `c`; Q8_0: 32 bytes, 8 chunks, each stored as
 //!   `q + 128`, an unsigned byte, which is what `vpdpbusd` multiplies).
 //!
-//! Q4_K goes the same way by super-blocks of 256 values (144 bytes): a unit
-//! is block column `k` of a band, its 16 super-blocks 4 bytes at a time
-//! (byte `64 g + 4 r + j` is byte `4 g + j` of row `r`'s, see
-//! `interleave_rows_k`), its bytes unchanged. Rows longer than
+//! Q4_K and Q5_K go the same way by super-blocks of 256 values (144 or 176
+//! bytes): a unit is block column `k` of a band, its 16 super-blocks 4
+//! bytes at a time (byte `64 g + 4 r + j` is byte `4 g + j` of row `r`'s,
+//! see `interleave_rows_k`), its bytes unchanged. Rows longer than
 //! [`MAX_SUPER_BLOCKS`] are not interleaved. [`crate::repack`] interleaves
-//! Q4_K only for kernel sets that read it fast
+//! them only for kernel sets that read them fast
 //! ([`Kernels::fast_interleaved_k`](super::Kernels::fast_interleaved_k)).
 //!
 //! Bands are contiguous and as long as 16 plain rows, so a range of whole
@@ -40,8 +40,9 @@
 //! [`reduce8`]. So interleaving changes no bit of the logits: a model
 //! gives the same numbers (and the same text) plain or interleaved, with
 //! every kernel set, any thread count, one token or a batch ([`mat_x16`]
-//! is the reference). An interleaved Q4_K row adds its super-blocks in
-//! order into one running sum, as the plain Q4_K does ([`mat_q4_k_x16`]).
+//! is the reference). An interleaved Q4_K or Q5_K row adds its
+//! super-blocks in order into one running sum, as the plain type does
+//! ([`mat_k_x16`]).
 
 use super::acts::Acts;
 use super::types::{f16_le, k_quants, reduce8, TensorType, QK, QK_K};
@@ -72,8 +73,13 @@ pub fn interleave(data: &mut [u8], ty: TensorType, rows: usize, cols: usize) -> 
     let (q4, new) = match ty {
         TensorType::Q4_0 => (true, TensorType::Q4_0x16),
         TensorType::Q8_0 => (false, TensorType::Q8_0x16),
-        TensorType::Q4_K => return interleave_q4_k(data, rows, cols),
-        _ => return Err(bad("only Q8_0, Q4_0 and Q4_K matrices are interleaved")),
+        TensorType::Q4_K => return interleave_k(data, rows, cols, false),
+        TensorType::Q5_K => return interleave_k(data, rows, cols, true),
+        _ => {
+            return Err(bad(
+                "only Q8_0, Q4_0, Q4_K and Q5_K matrices are interleaved",
+            ))
+        }
     };
     let nb = cols / QK;
     if !cols.is_multiple_of(QK) || nb > MAX_BLOCKS {
@@ -116,7 +122,7 @@ fn transpose_blocks(band: &mut [u8], nb: usize, bb: usize) {
     let is_done = |done: &[u64], p: usize| done[p / 64] & (1 << (p % 64)) != 0;
     // Position p = k * 16 + r takes the block that was at r * nb + k.
     let src = |p: usize| (p % BAND) * nb + p / BAND;
-    let mut held = [0u8; K_BYTES];
+    let mut held = [0u8; MAX_K_BYTES];
     for start in 0..n {
         if is_done(&done, start) {
             continue;
@@ -200,50 +206,66 @@ pub(crate) fn dequantize_row(data: &[u8], q4: bool, r: usize, out: &mut [f32]) {
     }
 }
 
-/// Bytes of a Q4_K super-block.
-pub(crate) const K_BYTES: usize = 144;
+/// Bytes of a Q4_K (`q5` false) or Q5_K super-block.
+pub(crate) fn k_bytes(q5: bool) -> usize {
+    if q5 {
+        TensorType::Q5_K.block_bytes()
+    } else {
+        TensorType::Q4_K.block_bytes()
+    }
+}
 
-/// Longest Q4_K row interleaved, in super-blocks (32768 values).
+/// The largest [`k_bytes`].
+const MAX_K_BYTES: usize = 176;
+
+/// Longest Q4_K or Q5_K row interleaved, in super-blocks (32768 values).
 pub const MAX_SUPER_BLOCKS: usize = MAX_BLOCKS * QK / QK_K;
 
-/// [`interleave`] for a Q4_K matrix.
-fn interleave_q4_k(data: &mut [u8], rows: usize, cols: usize) -> Result<TensorType> {
+/// [`interleave`] for a Q4_K or Q5_K (`q5`) matrix.
+fn interleave_k(data: &mut [u8], rows: usize, cols: usize, q5: bool) -> Result<TensorType> {
     let bad = |what| Error::InvalidArgument { what };
     let nsb = cols / QK_K;
     if !cols.is_multiple_of(QK_K) || nsb > MAX_SUPER_BLOCKS {
         return Err(bad(
-            "interleaved Q4_K rows are 256 to 32768 values, in super-blocks of 256",
+            "interleaved K-quant rows are 256 to 32768 values, in super-blocks of 256",
         ));
     }
     if !rows.is_multiple_of(BAND) {
         return Err(bad("interleaved matrices have a multiple of 16 rows"));
     }
-    if rows.checked_mul(nsb * K_BYTES) != Some(data.len()) {
+    if rows.checked_mul(nsb * k_bytes(q5)) != Some(data.len()) {
         return Err(bad("matrix bytes do not match its shape"));
     }
-    interleave_rows_k(data, nsb);
-    Ok(TensorType::Q4_Kx16)
+    interleave_rows_k(data, nsb, q5);
+    Ok(if q5 {
+        TensorType::Q5_Kx16
+    } else {
+        TensorType::Q4_Kx16
+    })
 }
 
-/// Interleaves the plain Q4_K rows in `data` (a whole number of bands of
-/// rows of `nsb` super-blocks, `nsb <= MAX_SUPER_BLOCKS`) in place.
+/// Interleaves the plain Q4_K or Q5_K (`q5`) rows in `data` (a whole
+/// number of bands of rows of `nsb` super-blocks, `nsb <=
+/// MAX_SUPER_BLOCKS`) in place.
 ///
-/// A Q4_K unit (16 rows' super-block `k`, 2304 bytes) holds the 16
-/// super-blocks 4 bytes at a time: byte `64 g + 4 r + j` is byte `4 g + j`
-/// of row `r`'s super-block ([`k_at`]). So the unit's first 64 bytes are
-/// the rows' `d` and `dmin`, the next 192 their packed scales (each
-/// 64-byte vector one dword of every row's), and then 32 vectors of
-/// nibbles: vector `c` holds bytes `4c..4c + 4` of each row's 128.
-pub(crate) fn interleave_rows_k(data: &mut [u8], nsb: usize) {
+/// A unit (16 rows' super-block `k`: 2304 bytes of Q4_K, 2816 of Q5_K)
+/// holds the 16 super-blocks 4 bytes at a time: byte `64 g + 4 r + j` is
+/// byte `4 g + j` of row `r`'s super-block ([`k_at`]). So the unit's first
+/// 64 bytes are the rows' `d` and `dmin`, the next 192 their packed
+/// scales (each 64-byte vector one dword of every row's), then (Q5_K) 8
+/// vectors of fifth bits and 32 vectors of nibbles: vector `c` holds bytes
+/// `4c..4c + 4` of each row's 128.
+pub(crate) fn interleave_rows_k(data: &mut [u8], nsb: usize, q5: bool) {
     if nsb == 0 {
         return;
     }
-    for band in data.chunks_exact_mut(BAND * nsb * K_BYTES) {
-        transpose_blocks(band, nsb, K_BYTES);
-        for unit in band.chunks_exact_mut(BAND * K_BYTES) {
-            let mut plain = [0u8; BAND * K_BYTES];
-            plain.copy_from_slice(unit);
-            for (r, blk) in plain.chunks_exact(K_BYTES).enumerate() {
+    let bb = k_bytes(q5);
+    for band in data.chunks_exact_mut(BAND * nsb * bb) {
+        transpose_blocks(band, nsb, bb);
+        for unit in band.chunks_exact_mut(BAND * bb) {
+            let mut plain = [0u8; BAND * MAX_K_BYTES];
+            plain[..unit.len()].copy_from_slice(unit);
+            for (r, blk) in plain.chunks_exact(bb).take(BAND).enumerate() {
                 for (i, &b) in blk.iter().enumerate() {
                     unit[k_at(r, i)] = b;
                 }
@@ -252,59 +274,70 @@ pub(crate) fn interleave_rows_k(data: &mut [u8], nsb: usize) {
     }
 }
 
-/// Where byte `i` of row `r`'s super-block sits in a Q4_K unit.
+/// Where byte `i` of row `r`'s super-block sits in a K-quant unit.
 #[inline]
 pub(crate) fn k_at(r: usize, i: usize) -> usize {
     64 * (i / 4) + 4 * r + i % 4
 }
 
-/// Row `r`'s super-block of a Q4_K unit, as the plain block.
-fn plain_block_k(unit: &[u8], r: usize) -> [u8; K_BYTES] {
-    let mut out = [0u8; K_BYTES];
-    for (i, o) in out.iter_mut().enumerate() {
+/// Row `r`'s super-block of a K-quant unit, as the plain block (its first
+/// [`k_bytes`] bytes).
+fn plain_block_k(unit: &[u8], r: usize, q5: bool) -> [u8; MAX_K_BYTES] {
+    let mut out = [0u8; MAX_K_BYTES];
+    for (i, o) in out[..k_bytes(q5)].iter_mut().enumerate() {
         *o = unit[k_at(r, i)];
     }
     out
 }
 
-/// [`plain_byte`] for an interleaved Q4_K matrix (rows of `nsb`
+/// [`plain_byte`] for an interleaved Q4_K or Q5_K matrix (rows of `nsb`
 /// super-blocks).
-pub(crate) fn plain_byte_k(data: &[u8], nsb: usize, i: usize) -> u8 {
-    let (r, k, j) = (
-        i / (nsb * K_BYTES),
-        i % (nsb * K_BYTES) / K_BYTES,
-        i % K_BYTES,
-    );
-    data[(r / BAND * nsb + k) * BAND * K_BYTES + k_at(r % BAND, j)]
+pub(crate) fn plain_byte_k(data: &[u8], nsb: usize, q5: bool, i: usize) -> u8 {
+    let bb = k_bytes(q5);
+    let (r, k, j) = (i / (nsb * bb), i % (nsb * bb) / bb, i % bb);
+    data[(r / BAND * nsb + k) * BAND * bb + k_at(r % BAND, j)]
 }
 
-/// [`dequantize_row`] for an interleaved Q4_K matrix.
-pub(crate) fn dequantize_row_k(data: &[u8], r: usize, out: &mut [f32]) {
+/// [`dequantize_row`] for an interleaved Q4_K or Q5_K matrix.
+pub(crate) fn dequantize_row_k(data: &[u8], q5: bool, r: usize, out: &mut [f32]) {
     let nsb = out.len() / QK_K;
-    let ub = BAND * K_BYTES;
+    let bb = k_bytes(q5);
+    let ub = BAND * bb;
     let band = &data[r / BAND * nsb * ub..][..nsb * ub];
+    let plain = if q5 {
+        TensorType::Q5_K
+    } else {
+        TensorType::Q4_K
+    };
     for (k, o) in out.chunks_exact_mut(QK_K).enumerate() {
-        let blk = plain_block_k(&band[k * ub..], r % BAND);
-        super::types::dequantize_row(TensorType::Q4_K, &blk, o);
+        let blk = plain_block_k(&band[k * ub..], r % BAND, q5);
+        super::types::dequantize_row(plain, &blk[..bb], o);
     }
 }
 
-/// The reference for interleaved Q4_K weights ([`TensorType::Q4_Kx16`],
-/// `rows` whole bands) times Q8_K activations (the `MatFn` contract): each
-/// row's super-blocks gathered from the units of its band and summed as
-/// plain Q4_K rows are ([`k_quants::step_q4_k`]), so the numbers are
+/// The reference for interleaved Q4_K or Q5_K weights
+/// ([`TensorType::Q4_Kx16`], [`TensorType::Q5_Kx16`]; `rows` whole bands)
+/// times Q8_K activations (the `MatFn` contract): each row's super-blocks
+/// gathered from the units of its band and summed as the plain rows are
+/// ([`k_quants::step_q4_k`], [`k_quants::step_q5_k`]), so the numbers are
 /// the plain type's.
-pub fn mat_q4_k_x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+pub fn mat_k_x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize, q5: bool) {
     assert!(
         rows.is_multiple_of(BAND),
         "kernel: rows are not whole bands"
     );
     let nsb = a.cols / QK_K;
-    let ub = BAND * K_BYTES;
+    let bb = k_bytes(q5);
+    let ub = BAND * bb;
     if nsb == 0 {
         out.fill(0.0);
         return;
     }
+    let step = if q5 {
+        k_quants::step_q5_k
+    } else {
+        k_quants::step_q4_k
+    };
     for c in 0..a.n {
         let act = a.get(c);
         let out = &mut out[c * rows..(c + 1) * rows];
@@ -312,7 +345,7 @@ pub fn mat_q4_k_x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
             for (r, o) in out.iter_mut().enumerate() {
                 let mut acc = 0f32;
                 for (s, unit) in band.chunks_exact(ub).enumerate() {
-                    acc = k_quants::step_q4_k(acc, &plain_block_k(unit, r), &act, s);
+                    acc = step(acc, &plain_block_k(unit, r, q5)[..bb], &act, s);
                 }
                 *o = acc;
             }

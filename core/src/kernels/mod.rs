@@ -143,8 +143,9 @@ pub struct Kernels {
     /// the plain types' (else they are the scalar reference's, and
     /// interleaving would slow this set down).
     pub fast_interleaved: bool,
-    /// The same for the interleaved Q4_K ([`TensorType::Q4_Kx16`]):
-    /// whether [`crate::repack`] interleaves Q4_K matrices for this set.
+    /// The same for the interleaved K-quants ([`TensorType::Q4_Kx16`],
+    /// [`TensorType::Q5_Kx16`]): whether [`crate::repack`] interleaves Q4_K
+    /// and Q5_K matrices for this set.
     pub fast_interleaved_k: bool,
     /// Whether this set's batches of plain Q8_0/Q4_0 weights use the
     /// transposed Q8 copy ([`Q8T`]) when [`quantize_batch`] can make it.
@@ -451,7 +452,9 @@ pub fn dequantize_row(ty: TensorType, data: &[u8], scales: &[u8], r: usize, out:
         TensorType::Q8_0x16 | TensorType::Q4_0x16 => {
             interleave::dequantize_row(data, ty == TensorType::Q4_0x16, r, out)
         }
-        TensorType::Q4_Kx16 => interleave::dequantize_row_k(data, r, out),
+        TensorType::Q4_Kx16 | TensorType::Q5_Kx16 => {
+            interleave::dequantize_row_k(data, ty == TensorType::Q5_Kx16, r, out)
+        }
         TensorType::Q8Split { group } => {
             types::split::dequantize(&data[r * rb..(r + 1) * rb], scales, r, group, out)
         }

@@ -43,7 +43,7 @@ pub fn row_dot(ty: TensorType) -> Option<RowDot> {
         Q4_K => k_quants::dot_q4_k,
         Q5_K => k_quants::dot_q5_k,
         Q6_K => k_quants::dot_q6_k,
-        Q8_0x16 | Q4_0x16 | Q4_Kx16 | Q8Split { .. } => return None,
+        Q8_0x16 | Q4_0x16 | Q4_Kx16 | Q5_Kx16 | Q8Split { .. } => return None,
     })
 }
 
@@ -76,7 +76,11 @@ pub fn kernel_for(ty: TensorType) -> Option<MatFn> {
         },
         Q4_Kx16 => |w, a, o| {
             let rows = check_mat(w, a, o, Q4_Kx16);
-            interleave::mat_q4_k_x16(w, a, o, rows)
+            interleave::mat_k_x16(w, a, o, rows, false)
+        },
+        Q5_Kx16 => |w, a, o| {
+            let rows = check_mat(w, a, o, Q5_Kx16);
+            interleave::mat_k_x16(w, a, o, rows, true)
         },
         Q8Split { .. } => return None,
     })

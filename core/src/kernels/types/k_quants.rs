@@ -399,6 +399,13 @@ pub fn step_q4_k(acc: f32, b: &[u8], a: &Act, s: usize) -> f32 {
     step::<8, true>(acc, f16_le(b.d), f16_le(b.dmin), &unpack_q4_k(b), a, s)
 }
 
+/// [`step_q4_k`] for Q5_K ([`dot_q5_k`] one super-block at a time; `b`
+/// 176 bytes).
+pub fn step_q5_k(acc: f32, b: &[u8], a: &Act, s: usize) -> f32 {
+    let b: &BlockQ5K = bytemuck::from_bytes(b);
+    step::<8, true>(acc, f16_le(b.d), f16_le(b.dmin), &unpack_q5_k(b), a, s)
+}
+
 /// Q2_K row times Q8_K activations (see the module documentation).
 pub fn dot_q2_k(row: &[u8], a: &Act) -> f32 {
     dot_k::<16, true, BlockQ2K>(row, a, |b| (f16_le(b.d), f16_le(b.dmin), unpack_q2_k(b)))

@@ -89,6 +89,8 @@ pub enum TensorType {
     /// column of a band stored 4 bytes at a time, row after row. Same size
     /// as Q4_K.
     Q4_Kx16,
+    /// Q5_K rewritten in place the same way.
+    Q5_Kx16,
 }
 
 /// The GGML type numbers llamette gives its interleaved types in a GGUF
@@ -98,6 +100,8 @@ pub const GGML_Q8_0X16: u32 = 0x1000 + 8;
 pub const GGML_Q4_0X16: u32 = 0x1000 + 2;
 /// See [`GGML_Q8_0X16`].
 pub const GGML_Q4_KX16: u32 = 0x1000 + 12;
+/// See [`GGML_Q8_0X16`].
+pub const GGML_Q5_KX16: u32 = 0x1000 + 13;
 
 /// What a weight type multiplies: the activations as they are, or quantized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +141,7 @@ impl TensorType {
             GGML_Q8_0X16 => Some(TensorType::Q8_0x16),
             GGML_Q4_0X16 => Some(TensorType::Q4_0x16),
             GGML_Q4_KX16 => Some(TensorType::Q4_Kx16),
+            GGML_Q5_KX16 => Some(TensorType::Q5_Kx16),
             _ => GGML_TYPES.iter().find(|(n, _)| *n == ty).map(|&(_, t)| t),
         }
     }
@@ -147,6 +152,7 @@ impl TensorType {
             TensorType::Q8_0x16 => Some(GGML_Q8_0X16),
             TensorType::Q4_0x16 => Some(GGML_Q4_0X16),
             TensorType::Q4_Kx16 => Some(GGML_Q4_KX16),
+            TensorType::Q5_Kx16 => Some(GGML_Q5_KX16),
             _ => GGML_TYPES.iter().find(|(_, t)| *t == self).map(|&(n, _)| n),
         }
     }
@@ -157,7 +163,7 @@ impl TensorType {
         match self {
             F32 | F16 | BF16 | Q8Split { .. } => 1,
             Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | IQ4_NL | Q8_0x16 | Q4_0x16 => QK,
-            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q4_Kx16 => QK_K,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q4_Kx16 | Q5_Kx16 => QK_K,
         }
     }
 
@@ -178,7 +184,7 @@ impl TensorType {
             Q2_K => size_of::<k_quants::BlockQ2K>(),
             Q3_K => size_of::<k_quants::BlockQ3K>(),
             Q4_K | Q4_Kx16 => size_of::<k_quants::BlockQ4K>(),
-            Q5_K => size_of::<k_quants::BlockQ5K>(),
+            Q5_K | Q5_Kx16 => size_of::<k_quants::BlockQ5K>(),
             Q6_K => size_of::<k_quants::BlockQ6K>(),
         }
     }
@@ -198,7 +204,7 @@ impl TensorType {
     pub fn is_interleaved(self) -> bool {
         matches!(
             self,
-            TensorType::Q8_0x16 | TensorType::Q4_0x16 | TensorType::Q4_Kx16
+            TensorType::Q8_0x16 | TensorType::Q4_0x16 | TensorType::Q4_Kx16 | TensorType::Q5_Kx16
         )
     }
 
@@ -208,7 +214,7 @@ impl TensorType {
         match self {
             F32 | F16 | BF16 | Q8Split { .. } => ActType::F32,
             Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | IQ4_NL | Q8_0x16 | Q4_0x16 => ActType::Q8,
-            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q4_Kx16 => ActType::Q8K,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q4_Kx16 | Q5_Kx16 => ActType::Q8K,
         }
     }
 
@@ -219,6 +225,7 @@ impl TensorType {
             Q8_0x16 => "Q8_0 (interleaved x16)",
             Q4_0x16 => "Q4_0 (interleaved x16)",
             Q4_Kx16 => "Q4_K (interleaved x16)",
+            Q5_Kx16 => "Q5_K (interleaved x16)",
             Q8Split { .. } => "Q8 (llama2.c groups)",
             _ => ggml_type_name(self.ggml_type().unwrap_or(u32::MAX)),
         }
@@ -278,7 +285,7 @@ pub fn dequantize_row(ty: TensorType, row: &[u8], out: &mut [f32]) {
         // The documented contract (# Panics): `kernels::dequantize_row`
         // sends these types to their own decoders, never here.
         #[allow(clippy::panic)]
-        Q8Split { .. } | Q8_0x16 | Q4_0x16 | Q4_Kx16 => {
+        Q8Split { .. } | Q8_0x16 | Q4_0x16 | Q4_Kx16 | Q5_Kx16 => {
             panic!("dequantize_row: {} needs its tensor", ty.name())
         }
     }

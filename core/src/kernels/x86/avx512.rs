@@ -52,6 +52,7 @@ fn kernel_for(ty: TensorType) -> Option<MatFn> {
         Q8_0x16 => |w, a, o| run(Q8_0x16, supported, mat_q8_0x16, w, a, o),
         Q4_0x16 => |w, a, o| run(Q4_0x16, supported, mat_q4_0x16, w, a, o),
         Q4_Kx16 => |w, a, o| run(Q4_Kx16, supported, mat_q4_kx16, w, a, o),
+        Q5_Kx16 => |w, a, o| run(Q5_Kx16, supported, mat_q5_kx16, w, a, o),
         Q4_1 => |w, a, o| run(Q4_1, supported, mat_q4_1, w, a, o),
         Q5_0 => |w, a, o| run(Q5_0, supported, mat_q5_0, w, a, o),
         Q5_1 => |w, a, o| run(Q5_1, supported, mat_q5_1, w, a, o),
@@ -229,9 +230,19 @@ unsafe fn mat_q4_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 /// # Safety
 /// As [`mat_q8_0x16`].
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn mat_q4_kx16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+pub(super) unsafe fn mat_q4_kx16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
-    unsafe { x16k::mat(w, a, out, rows) }
+    unsafe { x16k::mat::<false>(w, a, out, rows) }
+}
+
+/// Interleaved Q5_K weights.
+///
+/// # Safety
+/// As [`mat_q8_0x16`].
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn mat_q5_kx16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { x16k::mat::<true>(w, a, out, rows) }
 }
 
 /// The 4-bit 32-wide kernels: `$name` runs one vector through

@@ -1,5 +1,7 @@
-//! The interleaved Q4_K ([`TensorType::Q4_Kx16`](crate::kernels::TensorType::Q4_Kx16),
-//! laid out by [`interleave_rows_k`](crate::kernels::interleave::interleave_rows_k))
+//! The interleaved Q4_K and Q5_K
+//! ([`TensorType::Q4_Kx16`](crate::kernels::TensorType::Q4_Kx16),
+//! [`TensorType::Q5_Kx16`](crate::kernels::TensorType::Q5_Kx16), laid out by
+//! [`interleave_rows_k`](crate::kernels::interleave::interleave_rows_k))
 //! with 512-bit vectors: lane `r` of every vector is row `r` of a band of
 //! 16, as in [`super::x16`], so nothing is reduced across lanes, and the
 //! six-bit scales of 16 rows are unpacked together.
@@ -8,12 +10,14 @@
 //!
 //! - each 64-byte vector of nibbles holds 4 bytes of every row: its low
 //!   nibbles are 4 values of sub-block `2k`, its high nibbles the same 4 of
-//!   sub-block `2k + 1`; one `vpdpbusd` each, with the 4 activations
-//!   broadcast, adds their products to a row's lane;
-//! - sixteen values of a sub-block sum to at most `16 * 15 * 127 = 30480`
-//!   in magnitude, so each such sum is exact as the low `i16` word of its
-//!   lane (the high word its sign), and a `vpdpwssd` with the sub-block's
-//!   scale in the low word (0 in the high) adds `scale * sum`, exactly;
+//!   sub-block `2k + 1` (Q5_K: plus 16 where a byte test finds the value's
+//!   fifth bit); one `vpdpbusd` each, with the 4 activations broadcast,
+//!   adds their products to a row's lane;
+//! - sixteen values of a Q4_K sub-block sum to at most `16 * 15 * 127 =
+//!   30480` in magnitude (eight of Q5_K's to `8 * 31 * 127 = 31496`), so
+//!   each such partial sum is exact as the low `i16` word of its lane (the
+//!   high word its sign), and a `vpdpwssd` with the sub-block's scale in
+//!   the low word (0 in the high) adds `scale * sum`, exactly;
 //! - the minimums: a `vpdpwssd` of each row's pair `(m_2i, m_2i+1)` by the
 //!   sums of the activations of the two sub-blocks.
 //!
@@ -21,7 +25,7 @@
 //! does the reference's floating-point steps in its order, super-block
 //! after super-block: `acc + (d * d_a) * isum`, then that minus
 //! `(dmin * d_a) * msum` (no fused multiply-add). The numbers are the plain
-//! Q4_K kernels'.
+//! Q4_K and Q5_K kernels'.
 //!
 //! A batch goes `NC` vectors at a time through each unit: its nibbles and
 //! scales are unpacked once for them.
@@ -34,14 +38,11 @@ use core::ptr::read_unaligned;
 
 use super::{prefetch, prefetch_bytes, Prefetch};
 use crate::kernels::acts::Acts;
-use crate::kernels::interleave::{for_each_band, BAND, K_BYTES};
+use crate::kernels::interleave::{for_each_band, k_bytes, BAND};
 use crate::kernels::types::QK_K;
 
 /// Vectors per tile of a batch.
 const NC: usize = 4;
-
-/// Bytes of a unit (16 super-blocks).
-const UNIT: usize = BAND * K_BYTES;
 
 /// How far ahead the first pass over a band prefetches its units into L2
 /// ([`Prefetch`]: on Intel, as the other interleaved kernels; elsewhere
@@ -54,26 +55,26 @@ fn ahead() -> usize {
     prefetch().ahead(0)
 }
 
-/// Interleaved Q4_K weights (`rows` whole bands) times every vector of `a`
-/// (the `MatFn` contract).
+/// Interleaved Q4_K (or, `Q5`, Q5_K) weights (`rows` whole bands) times
+/// every vector of `a` (the `MatFn` contract).
 ///
 /// # Safety
 /// The CPU has the features of this module; `check_mat` accepted the
 /// arguments; `rows` is a multiple of 16.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn mat(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+pub(super) unsafe fn mat<const Q5: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     let nsb = a.cols / QK_K;
-    for_each_band(w, a, out, rows, nsb * K_BYTES, NC, |band, c0, nc, o| {
+    for_each_band(w, a, out, rows, nsb * k_bytes(Q5), NC, |band, c0, nc, o| {
         // SAFETY: `for_each_band` hands out bands, vectors and outputs
         // inside the checked arguments; the CPU has the features (this
         // function's contract).
         unsafe {
             let pf = if c0 == 0 { ahead() } else { 0 };
             match nc {
-                1 => whole_band::<1>(band, nsb, a, c0, o, rows, pf),
-                2 => whole_band::<2>(band, nsb, a, c0, o, rows, pf),
-                3 => whole_band::<3>(band, nsb, a, c0, o, rows, pf),
-                _ => whole_band::<4>(band, nsb, a, c0, o, rows, pf),
+                1 => whole_band::<1, Q5>(band, nsb, a, c0, o, rows, pf),
+                2 => whole_band::<2, Q5>(band, nsb, a, c0, o, rows, pf),
+                3 => whole_band::<3, Q5>(band, nsb, a, c0, o, rows, pf),
+                _ => whole_band::<4, Q5>(band, nsb, a, c0, o, rows, pf),
             }
         }
     });
@@ -117,7 +118,7 @@ unsafe fn pair_of_dword(i: u32) -> __m512i {
 /// checked arguments.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn whole_band<const C: usize>(
+unsafe fn whole_band<const C: usize, const Q5: bool>(
     band: *const u8,
     nsb: usize,
     a: &Acts,
@@ -127,20 +128,28 @@ unsafe fn whole_band<const C: usize>(
     pf: usize,
 ) {
     let m4 = _mm512_set1_epi8(0x0f);
+    let unit_bytes = BAND * k_bytes(Q5);
+    // The first vector of nibbles (after Q5_K's 8 of fifth bits).
+    let qs = if Q5 { 12 } else { 4 };
+    // Chunks (4 values of each row) per exact partial sum (see the module
+    // documentation).
+    let span = if Q5 { 2 } else { 4 };
     let mut acc = [_mm512_setzero_ps(); C];
-    // SAFETY: (for the whole body) unit s of the band (UNIT bytes at band
-    // + s UNIT) and super-block s of vectors c0..c0 + C (256 values, 16
+    // SAFETY: (for the whole body) unit s of the band (unit_bytes at band
+    // + s unit_bytes) and super-block s of vectors c0..c0 + C (256 values, 16
     // sums, a scale) are inside the checked arguments; out[j * rows..][..16]
     // is inside the checked output. The CPU has the features.
     unsafe {
         for s in 0..nsb {
-            let u = band.add(s * UNIT);
+            let u = band.add(s * unit_bytes);
             if pf != 0 {
-                prefetch_bytes(u.wrapping_add(pf), 4 * 64, Prefetch::L2);
+                // The header and scales (and fifth bits); the nibbles below.
+                prefetch_bytes(u.wrapping_add(pf), qs * 64, Prefetch::L2);
             }
             let v = |g: usize| _mm512_loadu_si512(u.add(64 * g) as *const _);
             // Dword g of every row's super-block: g = 0 is [d | dmin],
-            // 1..4 the packed scales, 4.. the nibbles.
+            // 1..4 the packed scales, then (Q5_K) 8 of fifth bits and the
+            // nibbles.
             let hdr = v(0);
             let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(hdr));
             let dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(hdr)));
@@ -179,31 +188,44 @@ unsafe fn whole_band<const C: usize>(
                 for h in 0..2 {
                     // Nibble vectors 8k + 4h + c: bytes 32k + 16h + 4c of
                     // each row's nibbles, values 64k + 16h + 4c (low) and
-                    // 64k + 32 + 16h + 4c (high).
+                    // 64k + 32 + 16h + 4c (high); their fifth bits (Q5_K)
+                    // are bits 2k and 2k + 1 of the same bytes of qh.
                     if pf != 0 {
-                        let at = 4 + 8 * k + 4 * h;
+                        let at = qs + 8 * k + 4 * h;
                         prefetch_bytes(u.wrapping_add(pf + 64 * at), 4 * 64, Prefetch::L2);
                     }
                     let mut lo = [_mm512_setzero_si512(); 4];
                     let mut hi = [_mm512_setzero_si512(); 4];
                     for c in 0..4 {
-                        let x = v(4 + 8 * k + 4 * h + c);
+                        let x = v(qs + 8 * k + 4 * h + c);
                         lo[c] = _mm512_and_si512(x, m4);
                         hi[c] = _mm512_and_si512(_mm512_srli_epi16::<4>(x), m4);
+                        if Q5 {
+                            let qh = v(4 + 4 * h + c);
+                            let sixteen = _mm512_set1_epi8(16);
+                            let bl =
+                                _mm512_test_epi8_mask(qh, _mm512_set1_epi8((1u8 << (2 * k)) as i8));
+                            let bh =
+                                _mm512_test_epi8_mask(qh, _mm512_set1_epi8((2u8 << (2 * k)) as i8));
+                            lo[c] = _mm512_mask_add_epi8(lo[c], bl, lo[c], sixteen);
+                            hi[c] = _mm512_mask_add_epi8(hi[c], bh, hi[c], sixteen);
+                        }
                     }
                     for j in 0..C {
                         let q = a.k.q.as_ptr().add(((c0 + j) * nsb + s) * QK_K);
                         let group =
                             |i: usize| _mm512_set1_epi32(read_unaligned(q.add(i) as *const i32));
-                        let mut sl = _mm512_setzero_si512();
-                        let mut sh = _mm512_setzero_si512();
-                        for c in 0..4 {
-                            let i = 64 * k + 16 * h + 4 * c;
-                            sl = _mm512_dpbusd_epi32(sl, lo[c], group(i));
-                            sh = _mm512_dpbusd_epi32(sh, hi[c], group(i + 32));
+                        for c0 in (0..4).step_by(span) {
+                            let mut sl = _mm512_setzero_si512();
+                            let mut sh = _mm512_setzero_si512();
+                            for c in c0..c0 + span {
+                                let i = 64 * k + 16 * h + 4 * c;
+                                sl = _mm512_dpbusd_epi32(sl, lo[c], group(i));
+                                sh = _mm512_dpbusd_epi32(sh, hi[c], group(i + 32));
+                            }
+                            il[j] = _mm512_dpwssd_epi32(il[j], sl, sc[2 * k]);
+                            ih[j] = _mm512_dpwssd_epi32(ih[j], sh, sc[2 * k + 1]);
                         }
-                        il[j] = _mm512_dpwssd_epi32(il[j], sl, sc[2 * k]);
-                        ih[j] = _mm512_dpwssd_epi32(ih[j], sh, sc[2 * k + 1]);
                     }
                 }
             }

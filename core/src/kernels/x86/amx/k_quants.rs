@@ -1,4 +1,6 @@
-//! Q4_K, Q5_K and Q6_K batches by AMX tiles, band by band.
+//! Q4_K, Q5_K and Q6_K batches by AMX tiles, band by band (Q4_K and Q5_K
+//! also interleaved: [`crate::kernels::interleave`]'s units already hold
+//! the bytes of 16 rows in the transposed order the tiles take).
 //!
 //! Each super-block of a band of 16 rows is prepared once for every vector
 //! of the batch ([`KTiles::prepare`]): its values as bytes in AMX's layout
@@ -22,7 +24,7 @@ use core::arch::x86_64::*;
 use super::super::x16;
 use super::tiles::{Aligned, Tiles, M};
 use crate::kernels::acts::Acts;
-use crate::kernels::interleave::BAND;
+use crate::kernels::interleave::{k_at, BAND};
 use crate::kernels::types::k_quants::scale_min_k4;
 use crate::kernels::types::QK_K;
 
@@ -80,7 +82,12 @@ pub(super) trait KTiles {
     const SIGNED: bool;
     /// Whether the type has minimums.
     const MINS: bool;
-    /// Prepares the super-blocks at `blk + r * rb` of the 16 rows `r`.
+    /// Whether the weights are interleaved: super-block `s` of a band is
+    /// then the unit at `16 * s * BYTES` (else the rows' at `s * BYTES`,
+    /// `rb` apart).
+    const X16: bool = false;
+    /// Prepares the super-blocks at `blk + r * rb` of the 16 rows `r` (or,
+    /// [`KTiles::X16`], the unit at `blk`).
     ///
     /// # Safety
     /// The 16 super-blocks are readable; AVX-512 F and BW.
@@ -113,19 +120,45 @@ unsafe fn transpose32(p: *const u8, rb: usize) -> [__m512i; 8] {
     }
 }
 
-/// Q4_K and Q5_K's scales, minimums and super-block scales (both types
-/// start with `d`, `dmin` and the 12 packed bytes).
+/// [`transpose32`] of the bytes at `off` of the 16 super-blocks, or
+/// (`X16`) the same vectors read from the unit at `blk` (`off` a multiple
+/// of 4).
 ///
 /// # Safety
-/// The 16 rows' first 16 bytes are readable.
+/// The 16 x 32 bytes (or the unit's) are readable; AVX-512F.
 #[inline(always)]
-unsafe fn k4_scales(blk: *const u8, rb: usize, p: &mut SuperBlock) {
-    // SAFETY: every read is inside a row's first 16 bytes.
+unsafe fn fetch32<const X16: bool>(blk: *const u8, rb: usize, off: usize) -> [__m512i; 8] {
+    // SAFETY: the caller's contract; unit vector off / 4 + g holds bytes
+    // off + 4g.. of each row (`interleave::k_at`).
+    unsafe {
+        if X16 {
+            core::array::from_fn(|g| _mm512_loadu_si512(blk.add(64 * (off / 4 + g)) as *const _))
+        } else {
+            transpose32(blk.add(off), rb)
+        }
+    }
+}
+
+/// Q4_K and Q5_K's scales, minimums and super-block scales (both types
+/// start with `d`, `dmin` and the 12 packed bytes), from plain rows or
+/// (`X16`) a unit.
+///
+/// # Safety
+/// The 16 rows' first 16 bytes (or the unit's first 256) are readable.
+#[inline(always)]
+unsafe fn k4_scales<const X16: bool>(blk: *const u8, rb: usize, p: &mut SuperBlock) {
+    // SAFETY: every read is inside a row's first 16 bytes (or the unit's
+    // first 256: bytes 0..16 of each row).
     unsafe {
         for r in 0..BAND {
-            p.d[r] = f16_at(blk, rb, r, 0);
-            p.dmin[r] = f16_at(blk, rb, r, 2);
-            let scales = core::ptr::read_unaligned(blk.add(r * rb + 4) as *const [u8; 12]);
+            let at = |i: usize| if X16 { k_at(r, i) } else { r * rb + i };
+            let f16 = |i: usize| {
+                let bits = core::ptr::read_unaligned(blk.add(at(i)) as *const u16);
+                half::f16::from_bits(u16::from_le(bits)).to_f32()
+            };
+            p.d[r] = f16(0);
+            p.dmin[r] = f16(2);
+            let scales: [u8; 12] = core::array::from_fn(|i| *blk.add(at(4 + i)));
             for j in 0..8 {
                 let (sc, m) = scale_min_k4(j, &scales);
                 p.sc[j][r] = i32::from(sc);
@@ -144,12 +177,16 @@ unsafe fn k4_scales(blk: *const u8, rb: usize, p: &mut SuperBlock) {
 /// The 16 super-blocks are readable; AVX-512 F and BW.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn prepare_k4<const Q5: bool>(blk: *const u8, rb: usize, p: &mut SuperBlock) {
-    // SAFETY: every read is inside one of the 16 super-blocks.
+unsafe fn prepare_k4<const Q5: bool, const X16: bool>(
+    blk: *const u8,
+    rb: usize,
+    p: &mut SuperBlock,
+) {
+    // SAFETY: every read is inside one of the 16 super-blocks (or the unit).
     unsafe {
-        k4_scales(blk, rb, p);
+        k4_scales::<X16>(blk, rb, p);
         let high = if Q5 {
-            transpose32(blk.add(16), rb)
+            fetch32::<X16>(blk, rb, 16)
         } else {
             [_mm512_setzero_si512(); 8]
         };
@@ -162,7 +199,7 @@ unsafe fn prepare_k4<const Q5: bool>(blk: *const u8, rb: usize, p: &mut SuperBlo
             _mm512_slli_epi16::<4>(b)
         };
         for t in 0..4 {
-            let chunks = transpose32(blk.add(nibbles + 32 * t), rb);
+            let chunks = fetch32::<X16>(blk, rb, nibbles + 32 * t);
             for (g, v) in chunks.into_iter().enumerate() {
                 let lo = _mm512_and_si512(v, mask);
                 let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), mask);
@@ -195,7 +232,25 @@ impl KTiles for Q4K {
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn prepare(blk: *const u8, rb: usize, p: &mut SuperBlock) {
         // SAFETY: the caller's contract.
-        unsafe { prepare_k4::<false>(blk, rb, p) }
+        unsafe { prepare_k4::<false, false>(blk, rb, p) }
+    }
+}
+
+/// Interleaved Q4_K.
+pub(super) struct Q4KX16;
+
+impl KTiles for Q4KX16 {
+    const BYTES: usize = Q4K::BYTES;
+    const SUB: usize = Q4K::SUB;
+    const SIGNED: bool = Q4K::SIGNED;
+    const MINS: bool = Q4K::MINS;
+    const X16: bool = true;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn prepare(blk: *const u8, rb: usize, p: &mut SuperBlock) {
+        // SAFETY: the caller's contract.
+        unsafe { prepare_k4::<false, true>(blk, rb, p) }
     }
 }
 
@@ -212,7 +267,25 @@ impl KTiles for Q5K {
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn prepare(blk: *const u8, rb: usize, p: &mut SuperBlock) {
         // SAFETY: the caller's contract.
-        unsafe { prepare_k4::<true>(blk, rb, p) }
+        unsafe { prepare_k4::<true, false>(blk, rb, p) }
+    }
+}
+
+/// Interleaved Q5_K.
+pub(super) struct Q5KX16;
+
+impl KTiles for Q5KX16 {
+    const BYTES: usize = Q5K::BYTES;
+    const SUB: usize = Q5K::SUB;
+    const SIGNED: bool = Q5K::SIGNED;
+    const MINS: bool = Q5K::MINS;
+    const X16: bool = true;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn prepare(blk: *const u8, rb: usize, p: &mut SuperBlock) {
+        // SAFETY: the caller's contract.
+        unsafe { prepare_k4::<true, true>(blk, rb, p) }
     }
 }
 
@@ -301,12 +374,14 @@ pub(super) unsafe fn bands<K: KTiles>(w: &[u8], a: &Acts, out: &mut [f32], rows:
             for v in 0..a.n {
                 _mm512_storeu_ps(out_band.add(v * rows), _mm512_setzero_ps());
             }
+            // Super-block s of the band: the rows' (rb apart) or a unit.
+            let step = if K::X16 { BAND * K::BYTES } else { K::BYTES };
             if nsb > 0 {
                 K::prepare(band, rb, &mut prepared[0]);
             }
             for s in 0..nsb {
                 if s + 1 < nsb {
-                    K::prepare(band.add((s + 1) * K::BYTES), rb, &mut prepared[(s + 1) % 2]);
+                    K::prepare(band.add((s + 1) * step), rb, &mut prepared[(s + 1) % 2]);
                 }
                 let p = &prepared[s % 2];
                 let d = _mm512_loadu_ps(p.d.as_ptr());

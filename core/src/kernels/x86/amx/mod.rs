@@ -90,7 +90,7 @@ fn has_amx() -> bool {
 }
 
 /// This set's kernel for weights of type `ty`: the `avx512` set's, but for
-/// the four types whose batches go through the tiles.
+/// the types whose batches go through the tiles.
 fn kernel_for(ty: TensorType) -> Option<MatFn> {
     use TensorType::*;
     Some(match ty {
@@ -101,6 +101,8 @@ fn kernel_for(ty: TensorType) -> Option<MatFn> {
         Q4_K => |w, a, o| run(Q4_K, supported, mat_q4_k, w, a, o),
         Q5_K => |w, a, o| run(Q5_K, supported, mat_q5_k, w, a, o),
         Q6_K => |w, a, o| run(Q6_K, supported, mat_q6_k, w, a, o),
+        Q4_Kx16 => |w, a, o| run(Q4_Kx16, supported, mat_q4_kx16, w, a, o),
+        Q5_Kx16 => |w, a, o| run(Q5_Kx16, supported, mat_q5_kx16, w, a, o),
         _ => return (avx512::TABLE.kernel_for)(ty),
     })
 }
@@ -170,6 +172,8 @@ k_quant_kernels! {
     mat_q4_k: k_quants::Q4K,
     mat_q5_k: k_quants::Q5K,
     mat_q6_k: k_quants::Q6K,
+    mat_q4_kx16: k_quants::Q4KX16,
+    mat_q5_kx16: k_quants::Q5KX16,
 }
 
 /// Whether AMX may be used: 0 not yet asked, 1 granted, 2 not available
