@@ -1073,6 +1073,57 @@ fn interleaved(
     (w, x, ty)
 }
 
+/// Interleaved weights `x` (type `ty`) made from the plain `w` (type
+/// `plain`): every row decodes to exactly the plain row, and every set's
+/// product with a random batch of `n` vectors has exactly the bits of the
+/// scalar kernel on the plain weights (so has every set on the plain
+/// weights, with `plain_too`). Returns the batch and those products.
+fn interleaved_is_plain(
+    rng: &mut Rng,
+    plain: TensorType,
+    (w, x, ty): (&[u8], &[u8], TensorType),
+    rows: usize,
+    cols: usize,
+    n: usize,
+    plain_too: bool,
+) -> (Batch, Vec<f32>) {
+    let tp = Tensor::new(b"p", plain, rows, cols, w, &[]).unwrap();
+    let ti = Tensor::new(b"i", ty, rows, cols, x, &[]).unwrap();
+    let (mut rp, mut ri) = (vec![0f32; cols], vec![0f32; cols]);
+    for r in 0..rows {
+        tp.dequantize_row(r, &mut rp);
+        ti.dequantize_row(r, &mut ri);
+        assert!(
+            rp == ri,
+            "{} cols={cols}: row {r} decodes differently",
+            ty.name()
+        );
+    }
+    let batch = Batch::new(rng, n, cols);
+    let mut want = vec![0f32; rows * n];
+    kernel(&scalar::KERNELS, plain)(w, &batch.acts(), &mut want);
+    let cases: &[(TensorType, &[u8])] = if plain_too {
+        &[(plain, w), (ty, x)]
+    } else {
+        &[(ty, x)]
+    };
+    for k in sets() {
+        for &(t, data) in cases {
+            let mut got = vec![0f32; rows * n];
+            kernel(k, t)(data, &batch.acts(), &mut got);
+            assert!(
+                got.iter()
+                    .map(|v| v.to_bits())
+                    .eq(want.iter().map(|v| v.to_bits())),
+                "{} {} cols={cols} rows={rows} n={n}: not the plain type's bits",
+                k.name,
+                t.name()
+            );
+        }
+    }
+    (batch, want)
+}
+
 /// The interleaved types: every set bit-identical to the scalar reference
 /// (batches of 1 to 25 vectors, misaligned weights); their rows decode to
 /// exactly the plain rows; every set gives exactly the plain type's
@@ -1090,34 +1141,10 @@ fn interleaved_kernels_match_scalar_and_exact() {
                 let (w, x, ty) = interleaved(&mut rng, plain, rows, cols);
                 compare_sets_on(&mut rng, ty, &x, rows, cols, n, (rows + n) % 4);
 
+                let (batch, want) =
+                    interleaved_is_plain(&mut rng, plain, (&w, &x, ty), rows, cols, n, false);
                 let tp = Tensor::new(b"p", plain, rows, cols, &w, &[]).unwrap();
-                let ti = Tensor::new(b"i", ty, rows, cols, &x, &[]).unwrap();
-                let (mut rp, mut ri) = (vec![0f32; cols], vec![0f32; cols]);
-                for r in 0..rows {
-                    tp.dequantize_row(r, &mut rp);
-                    ti.dequantize_row(r, &mut ri);
-                    assert!(
-                        rp == ri,
-                        "{} cols={cols}: row {r} decodes differently",
-                        ty.name()
-                    );
-                }
-
-                let batch = Batch::new(&mut rng, n, cols);
-                let mut want = vec![0f32; rows * n];
-                kernel(&scalar::KERNELS, plain)(&w, &batch.acts(), &mut want);
-                for k in sets() {
-                    let mut got = vec![0f32; rows * n];
-                    kernel(k, ty)(&x, &batch.acts(), &mut got);
-                    assert!(
-                        got.iter()
-                            .map(|v| v.to_bits())
-                            .eq(want.iter().map(|v| v.to_bits())),
-                        "{} {} cols={cols} rows={rows} n={n}: not the plain type's bits",
-                        k.name,
-                        ty.name()
-                    );
-                }
+                let mut rp = vec![0f32; cols];
                 let got = &want[..rows];
                 for (r, &g) in got.iter().enumerate() {
                     tp.dequantize_row(r, &mut rp);
@@ -1161,37 +1188,7 @@ fn interleaved_k_quants_are_the_plain_ones_bit_for_bit() {
             assert!(ty.is_interleaved() && ty.block_bytes() == plain.block_bytes());
             assert_eq!(x.len(), w.len());
             compare_sets_on(&mut rng, ty, &x, rows, cols, n, (rows + n) % 4);
-
-            let tp = Tensor::new(b"p", plain, rows, cols, &w, &[]).unwrap();
-            let ti = Tensor::new(b"i", ty, rows, cols, &x, &[]).unwrap();
-            let (mut rp, mut ri) = (vec![0f32; cols], vec![0f32; cols]);
-            for r in 0..rows {
-                tp.dequantize_row(r, &mut rp);
-                ti.dequantize_row(r, &mut ri);
-                assert!(
-                    rp == ri,
-                    "{} cols={cols}: row {r} decodes differently",
-                    ty.name()
-                );
-            }
-
-            let batch = Batch::new(&mut rng, n, cols);
-            let mut want = vec![0f32; rows * n];
-            kernel(&scalar::KERNELS, plain)(&w, &batch.acts(), &mut want);
-            for k in sets() {
-                for (t, data) in [(plain, &w), (ty, &x)] {
-                    let mut got = vec![0f32; rows * n];
-                    kernel(k, t)(data, &batch.acts(), &mut got);
-                    assert!(
-                        got.iter()
-                            .map(|v| v.to_bits())
-                            .eq(want.iter().map(|v| v.to_bits())),
-                        "{} {} cols={cols} rows={rows} n={n}: not the plain type's bits",
-                        k.name,
-                        t.name()
-                    );
-                }
-            }
+            interleaved_is_plain(&mut rng, plain, (&w, &x, ty), rows, cols, n, true);
         }
     }
     let pools: Vec<Box<dyn Parallel>> = vec![

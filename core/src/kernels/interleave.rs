@@ -81,20 +81,31 @@ pub fn interleave(data: &mut [u8], ty: TensorType, rows: usize, cols: usize) -> 
             ))
         }
     };
-    let nb = cols / QK;
-    if !cols.is_multiple_of(QK) || nb > MAX_BLOCKS {
-        return Err(bad(
-            "interleaved rows are 32 to 32768 values, in blocks of 32",
-        ));
-    }
-    if !rows.is_multiple_of(BAND) {
-        return Err(bad("interleaved matrices have a multiple of 16 rows"));
-    }
-    if rows.checked_mul(nb * block_bytes(q4)) != Some(data.len()) {
-        return Err(bad("matrix bytes do not match its shape"));
-    }
+    let nb = blocks_per_row(cols, QK, MAX_BLOCKS).ok_or(bad(
+        "interleaved rows are 32 to 32768 values, in blocks of 32",
+    ))?;
+    check_rows(rows, nb * block_bytes(q4), data.len())?;
     interleave_rows(data, nb, q4);
     Ok(new)
+}
+
+/// The blocks per row of `cols` values in blocks of `block_len`, if that
+/// is a whole number of them, at most `max`.
+fn blocks_per_row(cols: usize, block_len: usize, max: usize) -> Option<usize> {
+    (cols.is_multiple_of(block_len) && cols / block_len <= max).then_some(cols / block_len)
+}
+
+/// Whether `rows` rows of `row_bytes` bytes are whole bands of exactly
+/// `len` bytes.
+fn check_rows(rows: usize, row_bytes: usize, len: usize) -> Result<()> {
+    let bad = |what| Err(Error::InvalidArgument { what });
+    if !rows.is_multiple_of(BAND) {
+        return bad("interleaved matrices have a multiple of 16 rows");
+    }
+    if rows.checked_mul(row_bytes) != Some(len) {
+        return bad("matrix bytes do not match its shape");
+    }
+    Ok(())
 }
 
 /// Interleaves the plain rows in `data` (a whole number of bands of rows
@@ -223,19 +234,10 @@ pub const MAX_SUPER_BLOCKS: usize = MAX_BLOCKS * QK / QK_K;
 
 /// [`interleave`] for a Q4_K or Q5_K (`q5`) matrix.
 fn interleave_k(data: &mut [u8], rows: usize, cols: usize, q5: bool) -> Result<TensorType> {
-    let bad = |what| Error::InvalidArgument { what };
-    let nsb = cols / QK_K;
-    if !cols.is_multiple_of(QK_K) || nsb > MAX_SUPER_BLOCKS {
-        return Err(bad(
-            "interleaved K-quant rows are 256 to 32768 values, in super-blocks of 256",
-        ));
-    }
-    if !rows.is_multiple_of(BAND) {
-        return Err(bad("interleaved matrices have a multiple of 16 rows"));
-    }
-    if rows.checked_mul(nsb * k_bytes(q5)) != Some(data.len()) {
-        return Err(bad("matrix bytes do not match its shape"));
-    }
+    let nsb = blocks_per_row(cols, QK_K, MAX_SUPER_BLOCKS).ok_or(Error::InvalidArgument {
+        what: "interleaved K-quant rows are 256 to 32768 values, in super-blocks of 256",
+    })?;
+    check_rows(rows, nsb * k_bytes(q5), data.len())?;
     interleave_rows_k(data, nsb, q5);
     Ok(if q5 {
         TensorType::Q5_Kx16
