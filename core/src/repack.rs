@@ -1,7 +1,8 @@
 //! Interleaving quantized weights in place, for faster kernels.
 //!
-//! GGUF stores a Q8_0, Q4_0, Q4_K or Q5_K matrix row after row, each row a run of
-//! blocks of 32 values (an f16 scale, then the values). A SIMD kernel
+//! GGUF stores a Q8_0, Q4_0, Q4_K or Q5_K matrix row after row, each row a
+//! run of blocks of 32 values (an f16 scale, then the values; the K-quants:
+//! super-blocks of 256 with their sub-block scales). A SIMD kernel
 //! reading one row at a time must sum each block's products across the
 //! vector lanes, then scale that sum: shuffles and reductions that cost more
 //! than the multiplications. With 16 rows side by side, lane `r` of a
@@ -44,7 +45,10 @@ pub struct Repacked {
 /// kernel is the scalar reference). Then [`Model::load`](crate::Model::load)
 /// on the same bytes reads the interleaved types.
 ///
-/// The bytes no longer hold a standard GGUF file: only llamette reads it.
+/// The bytes no longer hold a standard GGUF file: only llamette reads it,
+/// and they are made for this machine (interleaved Q4_K and Q5_K read on a
+/// CPU without AVX-512 VNNI go through the scalar reference, many times
+/// slower than the plain matrices: repack where the model runs).
 /// Matrices already interleaved are left alone (the call is idempotent);
 /// a llama2.c file, which has no Q8_0 or Q4_0 matrix, is left untouched.
 /// A file whose header or tensor records do not parse is an error and is
@@ -63,7 +67,7 @@ pub fn repack_in_place(bytes: &mut [u8]) -> Result<Repacked> {
         }
         g.n_tensors as usize
     };
-    // Q4_K only where this machine's kernels read the interleaved one fast.
+    // Q4_K and Q5_K only where this machine's kernels read them fast.
     let k_quants = crate::kernels::active().fast_interleaved_k;
     let mut done = Repacked::default();
     let mut next = 0;

@@ -721,7 +721,9 @@ pub unsafe extern "C" fn llamette_model_open_memory(
 /// them; the header marks the rewritten matrices). The call is idempotent;
 /// a llama2.c file is left as it is; on an error nothing is changed.
 /// Worth it only where `llamette_kernels_interleaved()` is non-zero (elsewhere
-/// the rewritten matrices are slower). The logits stay the original file's,
+/// the rewritten matrices are slower); the bytes are made for this machine
+/// (Q4_K and Q5_K are rewritten only with AVX-512 VNNI, and read elsewhere
+/// they are slower than the plain ones). The logits stay the original file's,
 /// bit for bit (the interleaved kernels add in the plain types' order).
 ///
 /// `*out_matrices` (if not NULL) receives the number of matrices rewritten.
