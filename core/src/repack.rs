@@ -38,17 +38,17 @@ pub struct Repacked {
 
 /// Rewrites every Q8_0 and Q4_0 matrix of the GGUF file in `bytes` into
 /// the interleaved layout of this module, in place, and its type number in
-/// the header; also every Q4_K and Q5_K matrix when this machine's kernels
-/// read the interleaved K-quants fast
+/// the header; also every Q4_K and Q5_K matrix where this machine's
+/// kernels read the interleaved one faster
 /// ([`Kernels::fast_interleaved_k`](crate::kernels::Kernels::fast_interleaved_k)
-/// of [`active`](crate::kernels::active): AVX-512 VNNI; elsewhere its
-/// kernel is the scalar reference). Then [`Model::load`](crate::Model::load)
+/// of [`active`](crate::kernels::active): Q4_K and Q5_K with AVX-512 VNNI,
+/// Q4_K with AVX2). Then [`Model::load`](crate::Model::load)
 /// on the same bytes reads the interleaved types.
 ///
 /// The bytes no longer hold a standard GGUF file: only llamette reads it,
-/// and they are made for this machine (interleaved Q4_K and Q5_K read on a
-/// CPU without AVX-512 VNNI go through the scalar reference, many times
-/// slower than the plain matrices: repack where the model runs).
+/// and they are made for this machine (interleaved Q4_K and Q5_K are slower
+/// than the plain ones on a CPU whose kernels do not list them, the scalar
+/// reference's without AVX2: repack where the model runs).
 /// Matrices already interleaved are left alone (the call is idempotent);
 /// a llama2.c file, which has no Q8_0 or Q4_0 matrix, is left untouched.
 /// A file whose header or tensor records do not parse is an error and is
@@ -134,12 +134,13 @@ enum Kind {
 impl Job {
     /// The job for tensor `t` of a file of `file_len` bytes, if it is a
     /// matrix this module interleaves.
-    fn of(t: &TensorInfo, file_len: usize, k_quants: bool) -> Option<Job> {
+    fn of(t: &TensorInfo, file_len: usize, k_quants: &[TensorType]) -> Option<Job> {
         let (kind, len, max) = match t.ty? {
             TensorType::Q4_0 => (Kind::Q4_0, QK, MAX_BLOCKS),
             TensorType::Q8_0 => (Kind::Q8_0, QK, MAX_BLOCKS),
-            TensorType::Q4_K if k_quants => (Kind::Q4K, QK_K, MAX_SUPER_BLOCKS),
-            TensorType::Q5_K if k_quants => (Kind::Q5K, QK_K, MAX_SUPER_BLOCKS),
+            ty @ (TensorType::Q4_K | TensorType::Q5_K) if !k_quants.contains(&ty) => return None,
+            TensorType::Q4_K => (Kind::Q4K, QK_K, MAX_SUPER_BLOCKS),
+            TensorType::Q5_K => (Kind::Q5K, QK_K, MAX_SUPER_BLOCKS),
             _ => return None,
         };
         let rows = t.dims[1].checked_mul(t.dims[2])?.checked_mul(t.dims[3])?;

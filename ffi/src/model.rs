@@ -143,7 +143,7 @@ unsafe impl SizedStruct for llamette_model_info {
 /// the weights stream) and, where the kernels have fast paths for them
 /// (`llamette_kernels_interleaved()`: x86-64 with AVX2 or AVX-512, aarch64
 /// with the dot product extension), a GGUF file's Q8_0 and Q4_0 matrices
-/// (and, with AVX-512 VNNI, its Q4_K and Q5_K ones) are interleaved in
+/// (and its Q4_K and Q5_K ones with AVX-512 VNNI, Q4_K with AVX2) are interleaved in
 /// that copy (`llamette_repack_in_place`): about twice
 /// the prompt speed and faster decoding. Where the kernels have no such
 /// paths (plain NEON, the scalar kernels) the matrices keep the file's
@@ -713,7 +713,7 @@ pub unsafe extern "C" fn llamette_model_open_memory(
 /// SIMD kernels read its Q8_0 and Q4_0 matrices faster (16 rows side by
 /// side: about twice the prompt speed, and faster generation, on x86-64
 /// and on aarch64 with the dot product extension; with AVX-512 VNNI also
-/// its Q4_K and Q5_K matrices: about 1.2x the prompt and decode speed), in
+/// its Q4_K and Q5_K matrices, with AVX2 its Q4_K ones), in
 /// place, using no other memory. Open it afterwards with
 /// `llamette_model_open_memory` on the same bytes.
 ///
@@ -722,8 +722,8 @@ pub unsafe extern "C" fn llamette_model_open_memory(
 /// a llama2.c file is left as it is; on an error nothing is changed.
 /// Worth it only where `llamette_kernels_interleaved()` is non-zero (elsewhere
 /// the rewritten matrices are slower); the bytes are made for this machine
-/// (Q4_K and Q5_K are rewritten only with AVX-512 VNNI, and read elsewhere
-/// they are slower than the plain ones). The logits stay the original file's,
+/// (Q4_K and Q5_K are rewritten only where its kernels read them faster,
+/// and elsewhere they are slower than the plain ones). The logits stay the original file's,
 /// bit for bit (the interleaved kernels add in the plain types' order).
 ///
 /// `*out_matrices` (if not NULL) receives the number of matrices rewritten.

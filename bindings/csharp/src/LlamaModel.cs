@@ -257,7 +257,7 @@ namespace Llamette
         /// <para>
         /// With <paramref name="interleave"/>, the copy of a GGUF model is rewritten
         /// in place before it is opened, where <see cref="Library.InterleavedKernels"/>
-        /// is true: its Q8_0 and Q4_0 matrices (with AVX-512 VNNI also Q4_K and Q5_K)
+        /// is true: its Q8_0 and Q4_0 matrices (with AVX-512 VNNI also Q4_K and Q5_K, with AVX2 Q4_K)
         /// are interleaved (16 rows side by side,
         /// <c>llamette_repack_in_place</c>) so that the SIMD kernels read them faster,
         /// about twice the prompt speed and faster generation. The arrays passed in
@@ -288,7 +288,7 @@ namespace Llamette
 
         /// <summary>
         /// Rewrites a GGUF file in writable native memory in place so that the SIMD
-        /// kernels read its Q8_0 and Q4_0 (with AVX-512 VNNI also Q4_K and Q5_K) matrices faster
+        /// kernels read its Q8_0 and Q4_0 (with AVX-512 VNNI also Q4_K and Q5_K, with AVX2 Q4_K) matrices faster
         /// (<c>llamette_repack_in_place</c>), for <see cref="FromMemory"/> on the
         /// same bytes afterwards. The bytes are then no longer a standard GGUF file
         /// (only llamette reads them). Idempotent; a llama2.c file is left as it is;

@@ -143,10 +143,10 @@ pub struct Kernels {
     /// the plain types' (else they are the scalar reference's, and
     /// interleaving would slow this set down).
     pub fast_interleaved: bool,
-    /// The same for the interleaved K-quants ([`TensorType::Q4_Kx16`],
-    /// [`TensorType::Q5_Kx16`]): whether [`crate::repack`] interleaves Q4_K
-    /// and Q5_K matrices for this set.
-    pub fast_interleaved_k: bool,
+    /// The K-quants whose interleaved layouts ([`TensorType::Q4_Kx16`],
+    /// [`TensorType::Q5_Kx16`]) this set reads faster than the plain ones:
+    /// those [`crate::repack`] interleaves for it.
+    pub fast_interleaved_k: &'static [TensorType],
     /// Whether this set's batches of plain Q8_0/Q4_0 weights use the
     /// transposed Q8 copy ([`Q8T`]) when [`quantize_batch`] can make it.
     pub transposed_q8: bool,

@@ -13,7 +13,7 @@ pub static KERNELS: Kernels = Kernels {
     name: "scalar",
     kernel_for,
     fast_interleaved: false,
-    fast_interleaved_k: false,
+    fast_interleaved_k: &[],
     transposed_q8: false,
     quantize: q8_0::quantize,
     quantize_k: k_quants::quantize_q8k,

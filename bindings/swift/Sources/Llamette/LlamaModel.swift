@@ -60,7 +60,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// CPU where ``interleavedKernels`` is true (Apple silicon, x86-64 with
     /// AVX2), the file is copied into memory the library owns and a GGUF
     /// model's Q8_0 and Q4_0 matrices (with AVX-512 VNNI also Q4_K and
-    /// Q5_K) are interleaved there for the SIMD
+    /// Q5_K, with AVX2 Q4_K) are interleaved there for the SIMD
     /// kernels: about twice the prompt speed, and faster generation, for the
     /// cost of the model's size in memory (``ModelInfo/ownedBytes``). On
     /// other CPUs the matrices keep the file's layout; the library then
@@ -102,7 +102,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// With `interleave: true`, where ``interleavedKernels`` is true, that
     /// copy of a GGUF model is rewritten in place before it is opened
     /// (`llamette_repack_in_place`): its Q8_0 and Q4_0 matrices (with
-    /// AVX-512 VNNI also Q4_K and Q5_K) are
+    /// AVX-512 VNNI also Q4_K and Q5_K, with AVX2 Q4_K) are
     /// interleaved, 16 rows side by side, so that the SIMD kernels read them
     /// faster (about twice the prompt speed, and faster generation). `data`
     /// itself is not changed. Elsewhere, and for F32 or llama2.c models, the

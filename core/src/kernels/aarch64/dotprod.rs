@@ -35,7 +35,7 @@ pub(in crate::kernels) static DOTPROD: Kernels = Kernels {
     name: "dotprod",
     kernel_for,
     fast_interleaved: true,
-    fast_interleaved_k: false,
+    fast_interleaved_k: &[],
     transposed_q8: false,
     quantize,
     quantize_k,

@@ -21,7 +21,7 @@ pub(in crate::kernels) static NEON: Kernels = Kernels {
     kernel_for,
     // The interleaved layout suits `sdot` only: the scalar reference.
     fast_interleaved: false,
-    fast_interleaved_k: false,
+    fast_interleaved_k: &[],
     transposed_q8: false,
     quantize,
     quantize_k,

@@ -7,7 +7,7 @@ use super::common::{self, TileOp};
 use super::k_quants as kq;
 use super::legacy;
 use super::{
-    avx2_supported as supported, run, run_kv_scores, run_quantize, run_quantize_k, x16, Isa,
+    avx2_supported as supported, run, run_kv_scores, run_quantize, run_quantize_k, x16, x16k, Isa,
 };
 use crate::kernels::acts::Acts;
 use crate::kernels::types::TensorType;
@@ -18,7 +18,7 @@ pub(in crate::kernels) static AVX2: Kernels = Kernels {
     name: "avx2",
     kernel_for,
     fast_interleaved: true,
-    fast_interleaved_k: false,
+    fast_interleaved_k: &[TensorType::Q4_K],
     transposed_q8: false,
     quantize,
     quantize_k,
@@ -37,6 +37,8 @@ fn kernel_for(ty: TensorType) -> Option<MatFn> {
         Q4_0 => |w, a, o| run(Q4_0, supported, mat_q4_0, w, a, o),
         Q8_0x16 => |w, a, o| run(Q8_0x16, supported, mat_q8_0x16, w, a, o),
         Q4_0x16 => |w, a, o| run(Q4_0x16, supported, mat_q4_0x16, w, a, o),
+        Q4_Kx16 => |w, a, o| run(Q4_Kx16, supported, mat_q4_kx16, w, a, o),
+        Q5_Kx16 => |w, a, o| run(Q5_Kx16, supported, mat_q5_kx16, w, a, o),
         Q4_1 => |w, a, o| run(Q4_1, supported, mat_q4_1, w, a, o),
         Q5_0 => |w, a, o| run(Q5_0, supported, mat_q5_0, w, a, o),
         Q5_1 => |w, a, o| run(Q5_1, supported, mat_q5_1, w, a, o),
@@ -207,6 +209,26 @@ unsafe fn mat_q8_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 unsafe fn mat_q4_0x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe { x16::avx2::mat::<true>(w, a, out, rows) }
+}
+
+/// Interleaved Q4_K weights.
+///
+/// # Safety
+/// As [`mat_q8_0x16`].
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mat_q4_kx16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { x16k::avx2::mat::<false>(w, a, out, rows) }
+}
+
+/// Interleaved Q5_K weights.
+///
+/// # Safety
+/// As [`mat_q8_0x16`].
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mat_q5_kx16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    // SAFETY: this function's contract.
+    unsafe { x16k::avx2::mat::<true>(w, a, out, rows) }
 }
 
 /// The other 32-wide kernels: `$name` runs `legacy::mat` for `$f`.

@@ -32,7 +32,7 @@ pub(super) const TABLE: Kernels = Kernels {
     name: "avx512",
     kernel_for,
     fast_interleaved: true,
-    fast_interleaved_k: true,
+    fast_interleaved_k: &[TensorType::Q4_K, TensorType::Q5_K],
     transposed_q8: false,
     quantize,
     quantize_k,

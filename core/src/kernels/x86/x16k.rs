@@ -259,3 +259,220 @@ unsafe fn whole_band<const C: usize, const Q5: bool>(
         }
     }
 }
+
+/// The interleaved Q4_K and Q5_K with 256-bit vectors (AVX2, no VNNI): each
+/// 64-byte vector of a unit is two halves of 8 rows. `vpmaddubsw` sums two
+/// products per word; four of them added (a 16-value partial sum of a
+/// sub-block's pairs) stay within `i16`: at most `4 * 2 * 31 * 127 =
+/// 31496`, Q5_K's values included; then `vpmaddwd` with the sub-block's
+/// scale in both words of each row's dword adds `scale * sum` exactly. The
+/// rest is [`super`]'s, lane by lane: the same bits.
+pub(super) mod avx2 {
+    use core::arch::x86_64::*;
+    use core::ptr::read_unaligned;
+
+    use super::super::{prefetch_bytes, Prefetch};
+    use super::ahead;
+    use crate::kernels::acts::Acts;
+    use crate::kernels::interleave::{for_each_band, k_bytes, BAND};
+    use crate::kernels::types::QK_K;
+
+    /// Vectors per tile of a batch.
+    const NC: usize = 2;
+
+    /// Interleaved Q4_K (or, `Q5`, Q5_K) weights times every vector of `a`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA, F16C; `check_mat` accepted the arguments;
+    /// `rows` is a multiple of 16.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(in crate::kernels) unsafe fn mat<const Q5: bool>(
+        w: &[u8],
+        a: &Acts,
+        out: &mut [f32],
+        rows: usize,
+    ) {
+        let nsb = a.cols / QK_K;
+        for_each_band(w, a, out, rows, nsb * k_bytes(Q5), NC, |band, c0, nc, o| {
+            // SAFETY: `for_each_band` hands out bands, vectors and outputs
+            // inside the checked arguments; the CPU has the features (this
+            // function's contract).
+            unsafe {
+                let pf = if c0 == 0 { ahead() } else { 0 };
+                for half in 0..2 {
+                    // The second half rereads the units from the caches.
+                    let pf = if half == 0 { pf } else { 0 };
+                    match nc {
+                        1 => half_band::<1, Q5>(band, half, nsb, a, c0, o, rows, pf),
+                        _ => half_band::<2, Q5>(band, half, nsb, a, c0, o, rows, pf),
+                    }
+                }
+            }
+        });
+    }
+
+    /// A `vpshufb` control that applies `c` (byte indices of the first
+    /// dword, 0x80 for a zero) to every dword of a 128-bit lane.
+    #[inline(always)]
+    unsafe fn per_dword(c: u32) -> __m256i {
+        // SAFETY: AVX.
+        unsafe {
+            let add = |p: u32| (c + 0x0404_0404 * p) as i32;
+            let l = _mm_setr_epi32(add(0), add(1), add(2), add(3));
+            _mm256_set_m128i(l, l)
+        }
+    }
+
+    /// 8 f16 in the low words of the dwords of `x`, as f32.
+    #[inline(always)]
+    unsafe fn low_halves(x: __m256i) -> __m256 {
+        // SAFETY: AVX2, F16C.
+        unsafe {
+            let w = _mm256_and_si256(x, _mm256_set1_epi32(0xffff));
+            let p = _mm256_packus_epi32(w, w); // words 0..4 | 4..8 per lane
+            let p = _mm256_permute4x64_epi64::<0b1000>(p);
+            _mm256_cvtph_ps(_mm256_castsi256_si128(p))
+        }
+    }
+
+    /// Rows `8 half..8 half + 8` of one band times vectors `c0..c0 + C`
+    /// (see [`super::whole_band`]).
+    ///
+    /// # Safety
+    /// As [`mat`], and the band, the vectors and the outputs are inside the
+    /// checked arguments.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    // Vector j indexes its sums and its activations alike.
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn half_band<const C: usize, const Q5: bool>(
+        band: *const u8,
+        half: usize,
+        nsb: usize,
+        a: &Acts,
+        c0: usize,
+        out: *mut f32,
+        rows: usize,
+        pf: usize,
+    ) {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let unit_bytes = BAND * k_bytes(Q5);
+        let qs = if Q5 { 12 } else { 4 };
+        let mut acc = [_mm256_setzero_ps(); C];
+        // SAFETY: (for the whole body) unit s of the band and super-block
+        // s of vectors c0..c0 + C are inside the checked arguments;
+        // out[j * rows + 8 half..][..8] is inside the checked output. The
+        // CPU has the features.
+        unsafe {
+            for s in 0..nsb {
+                let u = band.add(s * unit_bytes);
+                if pf != 0 {
+                    prefetch_bytes(u.wrapping_add(pf), qs * 64, Prefetch::L2);
+                }
+                // Half `half` of vector g: dword g of rows 8 half.. .
+                let v = |g: usize| _mm256_loadu_si256(u.add(64 * g + 32 * half) as *const __m256i);
+                let hdr = v(0);
+                let d = low_halves(hdr);
+                let dmin = low_halves(_mm256_srli_epi32::<16>(hdr));
+                let (u0, u1, u2) = (v(1), v(2), v(3));
+                let (m6, m30) = (_mm256_set1_epi8(0x3f), _mm256_set1_epi8(0x30));
+                let top = |a: __m256i, u: __m256i| {
+                    _mm256_or_si256(
+                        _mm256_and_si256(a, m4),
+                        _mm256_and_si256(_mm256_srli_epi32::<2>(u), m30),
+                    )
+                };
+                let sc_lo = _mm256_and_si256(u0, m6);
+                let sc_hi = top(u2, u0);
+                let m_lo = _mm256_and_si256(u1, m6);
+                let m_hi = top(_mm256_srli_epi32::<4>(u2), u1);
+                // Scale j in both words of each row's dword.
+                let sc: [__m256i; 8] = core::array::from_fn(|j| {
+                    let b = (j % 4) as u32;
+                    let src = if j < 4 { sc_lo } else { sc_hi };
+                    _mm256_shuffle_epi8(src, per_dword(0x8000_8000 | (b << 16) | b))
+                });
+                // Minimum pairs (m_2i, m_2i+1) as words.
+                let mins: [__m256i; 4] = core::array::from_fn(|i| {
+                    let b = 2 * (i % 2) as u32;
+                    let src = if i < 2 { m_lo } else { m_hi };
+                    _mm256_shuffle_epi8(src, per_dword(0x8000_8000 | ((b + 1) << 16) | b))
+                });
+                let mut isum = [_mm256_setzero_si256(); C];
+                for k in 0..4 {
+                    for h in 0..2 {
+                        if pf != 0 {
+                            let at = qs + 8 * k + 4 * h;
+                            prefetch_bytes(u.wrapping_add(pf + 64 * at), 4 * 64, Prefetch::L2);
+                        }
+                        let mut lo = [_mm256_setzero_si256(); 4];
+                        let mut hi = [_mm256_setzero_si256(); 4];
+                        for c in 0..4 {
+                            let x = v(qs + 8 * k + 4 * h + c);
+                            lo[c] = _mm256_and_si256(x, m4);
+                            hi[c] = _mm256_and_si256(_mm256_srli_epi16::<4>(x), m4);
+                            if Q5 {
+                                // Bits 2k and 2k + 1 of qh to bit 4.
+                                let qh = v(4 + 4 * h + c);
+                                let sixteen = _mm256_set1_epi8(16);
+                                let bit = |i: u32| {
+                                    let t = _mm256_srl_epi16(qh, _mm_cvtsi32_si128(i as i32));
+                                    _mm256_and_si256(_mm256_slli_epi16::<4>(t), sixteen)
+                                };
+                                lo[c] = _mm256_or_si256(lo[c], bit(2 * k as u32));
+                                hi[c] = _mm256_or_si256(hi[c], bit(2 * k as u32 + 1));
+                            }
+                        }
+                        for j in 0..C {
+                            let q = a.k.q.as_ptr().add(((c0 + j) * nsb + s) * QK_K);
+                            let group = |i: usize| {
+                                _mm256_set1_epi32(read_unaligned(q.add(i) as *const i32))
+                            };
+                            let mut sl = _mm256_setzero_si256();
+                            let mut sh = _mm256_setzero_si256();
+                            for c in 0..4 {
+                                let i = 64 * k + 16 * h + 4 * c;
+                                sl = _mm256_add_epi16(sl, _mm256_maddubs_epi16(lo[c], group(i)));
+                                sh = _mm256_add_epi16(
+                                    sh,
+                                    _mm256_maddubs_epi16(hi[c], group(i + 32)),
+                                );
+                            }
+                            let t = _mm256_add_epi32(
+                                _mm256_madd_epi16(sl, sc[2 * k]),
+                                _mm256_madd_epi16(sh, sc[2 * k + 1]),
+                            );
+                            isum[j] = _mm256_add_epi32(isum[j], t);
+                        }
+                    }
+                }
+                for j in 0..C {
+                    let blk = (c0 + j) * nsb + s;
+                    let b = _mm256_loadu_si256(a.k.bsums.as_ptr().add(16 * blk) as *const __m256i);
+                    let b = _mm256_madd_epi16(b, _mm256_set1_epi16(1));
+                    let b = _mm256_permute4x64_epi64::<0b1000>(_mm256_packs_epi32(b, b));
+                    let mut bp = [0i32; 4];
+                    _mm_storeu_si128(bp.as_mut_ptr() as *mut __m128i, _mm256_castsi256_si128(b));
+                    let mut msum = _mm256_setzero_si256();
+                    for i in 0..4 {
+                        let t = _mm256_madd_epi16(mins[i], _mm256_set1_epi32(bp[i]));
+                        msum = _mm256_add_epi32(msum, t);
+                    }
+                    let da = _mm256_set1_ps(*a.k.d.as_ptr().add(blk));
+                    let t = _mm256_add_ps(
+                        acc[j],
+                        _mm256_mul_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum[j])),
+                    );
+                    acc[j] = _mm256_sub_ps(
+                        t,
+                        _mm256_mul_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(msum)),
+                    );
+                }
+            }
+            for (j, acc) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.add(j * rows + 8 * half), *acc);
+            }
+        }
+    }
+}
