@@ -36,6 +36,7 @@
 use core::arch::x86_64::*;
 use core::ptr::read_unaligned;
 
+use super::k_quants::sums32;
 use super::{prefetch, prefetch_bytes, Prefetch};
 use crate::kernels::acts::Acts;
 use crate::kernels::interleave::{for_each_band, k_bytes, BAND};
@@ -107,6 +108,24 @@ unsafe fn byte_of_dword(j: u32) -> __m512i {
 unsafe fn pair_of_dword(i: u32) -> __m512i {
     // SAFETY: AVX-512F.
     unsafe { per_dword(0x8000_8000 | ((2 * i + 1) << 16) | (2 * i)) }
+}
+
+/// The activations' sums of the 8 sub-blocks of 32 of the super-block
+/// whose 16 sums are at `bsums`, as word pairs `(B_2i, B_2i+1)`: `[B0 B1,
+/// B2 B3, B4 B5, B6 B7]` (the words of [`sums32`], as the minimums' pairs
+/// take them).
+///
+/// # Safety
+/// 16 sums at `bsums`; AVX2.
+#[inline(always)]
+unsafe fn sum_pairs(bsums: *const i16) -> [i32; 4] {
+    // SAFETY: the caller's promise.
+    unsafe {
+        let mut bp = [0i32; 4];
+        let words = _mm256_extracti128_si256::<1>(sums32(bsums));
+        _mm_storeu_si128(bp.as_mut_ptr() as *mut __m128i, words);
+        bp
+    }
 }
 
 /// One band (16 rows of `nsb` super-blocks at `band`) times vectors
@@ -233,11 +252,7 @@ unsafe fn whole_band<const C: usize, const Q5: bool>(
                 let blk = (c0 + j) * nsb + s;
                 // The activations' sums of the 8 sub-blocks of 32, as word
                 // pairs (B_2i, B_2i+1): [B0 B1, B2 B3, B4 B5, B6 B7].
-                let b = _mm256_loadu_si256(a.k.bsums.as_ptr().add(16 * blk) as *const __m256i);
-                let b = _mm256_madd_epi16(b, _mm256_set1_epi16(1));
-                let b = _mm256_permute4x64_epi64::<0b1000>(_mm256_packs_epi32(b, b));
-                let mut bp = [0i32; 4];
-                _mm_storeu_si128(bp.as_mut_ptr() as *mut __m128i, _mm256_castsi256_si128(b));
+                let bp = sum_pairs(a.k.bsums.as_ptr().add(16 * blk));
                 let mut msum = _mm512_setzero_si512();
                 for i in 0..4 {
                     msum = _mm512_dpwssd_epi32(msum, mins[i], _mm512_set1_epi32(bp[i]));
@@ -272,7 +287,7 @@ pub(super) mod avx2 {
     use core::ptr::read_unaligned;
 
     use super::super::{prefetch_bytes, Prefetch};
-    use super::ahead;
+    use super::{ahead, sum_pairs};
     use crate::kernels::acts::Acts;
     use crate::kernels::interleave::{for_each_band, k_bytes, BAND};
     use crate::kernels::types::QK_K;
@@ -449,11 +464,7 @@ pub(super) mod avx2 {
                 }
                 for j in 0..C {
                     let blk = (c0 + j) * nsb + s;
-                    let b = _mm256_loadu_si256(a.k.bsums.as_ptr().add(16 * blk) as *const __m256i);
-                    let b = _mm256_madd_epi16(b, _mm256_set1_epi16(1));
-                    let b = _mm256_permute4x64_epi64::<0b1000>(_mm256_packs_epi32(b, b));
-                    let mut bp = [0i32; 4];
-                    _mm_storeu_si128(bp.as_mut_ptr() as *mut __m128i, _mm256_castsi256_si128(b));
+                    let bp = sum_pairs(a.k.bsums.as_ptr().add(16 * blk));
                     let mut msum = _mm256_setzero_si256();
                     for i in 0..4 {
                         let t = _mm256_madd_epi16(mins[i], _mm256_set1_epi32(bp[i]));
