@@ -28,7 +28,9 @@ use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 use core::ptr::{copy_nonoverlapping, read_unaligned};
 
-use super::{prefetch_bytes, prefetch_line, Isa, Prefetch, PAGE_AHEAD, PLAIN_AHEAD};
+use super::{
+    prefetch_ahead, prefetch_bytes, prefetch_line, Isa, Prefetch, PAGE_AHEAD, PLAIN_AHEAD,
+};
 use crate::kernels::acts::Acts;
 use crate::kernels::types::QK;
 
@@ -608,7 +610,7 @@ impl<I: Isa, F: Format> TileOp for QuantTiles<'_, '_, I, F> {
                 }
                 if C == 1 && policy == Prefetch::L2 {
                     for w in &wr {
-                        prefetch_bytes(w.wrapping_add(PLAIN_AHEAD), 8 * bb, policy);
+                        prefetch_ahead(*w, 8 * bb, PLAIN_AHEAD, policy);
                         prefetch_line(w.wrapping_add(PAGE_AHEAD), policy);
                     }
                 }

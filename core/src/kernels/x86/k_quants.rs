@@ -69,7 +69,7 @@ use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 use core::ptr::read_unaligned;
 
-use super::{prefetch, prefetch_bytes};
+use super::{prefetch, prefetch_ahead};
 use crate::kernels::acts::Acts;
 use crate::kernels::types::QK_K;
 
@@ -232,8 +232,12 @@ unsafe fn group<K: KQuant>(
         let mut h = [_mm256_setzero_si256(); 4];
         for k in 0..4 {
             // The prefetches spread over the group, not in one burst.
-            let at = g.wrapping_add(ahead + 2 * k * K::BYTES);
-            prefetch_bytes(at, 2 * K::BYTES, policy);
+            prefetch_ahead(
+                g.wrapping_add(2 * k * K::BYTES),
+                2 * K::BYTES,
+                ahead,
+                policy,
+            );
             let (i0, m0) = K::dot(&K::unpack(g.add(2 * k * K::BYTES)), &*a.add(2 * k));
             let (i1, m1) = K::dot(
                 &K::unpack(g.add((2 * k + 1) * K::BYTES)),
@@ -324,7 +328,7 @@ unsafe fn matvec<K: KQuant>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
                 }
                 while s + 2 <= ns {
                     let (b0, b1) = (row.add(s * K::BYTES), row.add((s + 1) * K::BYTES));
-                    prefetch_bytes(b0.wrapping_add(ahead), 2 * K::BYTES, policy);
+                    prefetch_ahead(b0, 2 * K::BYTES, ahead, policy);
                     // [isum, msum] of both super-blocks.
                     let x0 = sb::<K>(b0, &*ap.add(s));
                     let x1 = sb::<K>(b1, &*ap.add(s + 1));

@@ -134,7 +134,12 @@ pub(super) fn avx512_supported() -> bool {
 ///   46, 25.6 -> 27.8); mapped (4 KiB pages) Q4_0 15.7 -> 17.9, Q8_0 10.1
 ///   -> 12.3, F16 6.7 -> 7.9 (2 threads 11.6 -> 14.2); Q4_K_M 21.7 ->
 ///   22.6, Q6_K 17.1 -> 17.8. Into L1 (`T0`) was 5-10% slower, and so were
-///   distances of 4 KiB or more.
+///   distances of 4 KiB or more. The streaming kernels also prefetch
+///   [`NEAR`] bytes ahead into L1 ([`prefetch_ahead`]), and these
+///   prefetches are pinned where the source puts them ([`pinned_line`]):
+///   together, 1 thread, 2026-12-06 (median step tok/s of 3 alternating
+///   runs): Q4_0 26.1-26.2 -> 26.5-26.8, Q8_0 14.7-14.8 -> 15.5, Q4_K_M
+///   21.6-21.9 -> 24.9-25.1, Q6_K 15.8-15.9 -> 16.9-17.6.
 /// - Any other vendor (AMD Zen 4 and Zen 5 were measured): the float tiles
 ///   prefetch the next tile into L1, the 4-bit and K-quant products a
 ///   fixed distance into L1, the interleaved and Q8_0 products not at
@@ -167,8 +172,22 @@ impl Prefetch {
 }
 
 /// Bytes ahead of its loads that a kernel prefetches into L2 under
-/// [`Prefetch::L2`].
+/// [`Prefetch::L2`] (re-measured with the prefetches pinned and [`NEAR`]:
+/// 2048, 3072 and 5120 were slower, see [`NEAR`]).
 pub(super) const AHEAD: usize = 2560;
+
+/// Bytes ahead of its loads that a streaming kernel also prefetches into
+/// L1 under [`Prefetch::L2`] ([`prefetch_ahead`]): the lines its
+/// [`AHEAD`] prefetches brought into L2 are then in L1 when its loads come.
+/// Whole-model decode, tinyllama shape, 1 thread, on the Intel
+/// development machine (2026-12-06, medians of 3 alternating runs, tok/s,
+/// prefetches written as in [`prefetch_line`]): without, Q4_0 25.3, Q8_0
+/// 14.9, Q4_K_M 23.3, Q6_K 15.4; at 1024 bytes 25.3, 15.2, 24.1, 16.5
+/// (768 measured alike, 1536 a little slower); with [`AHEAD`] at 2048,
+/// 3072 or 5120 instead of 2560, slower (5120: 23.4, 14.2, 22.9, 15.2).
+/// A read-only loop shows the same (`read-ceiling` in `bench/`): 14.8
+/// GB/s with the L2 prefetches alone, 17.7 with both.
+pub(super) const NEAR: usize = 1024;
 
 /// Bytes ahead of its loads that a plain 32-wide matrix-vector product
 /// (Q8_0, Q4_0 and their kin, one row at a time: the `--mmap` layout and
@@ -181,8 +200,12 @@ pub(super) const AHEAD: usize = 2560;
 /// 2 threads 20.7-21.0 -> 21.9-22.1 (2560 -> 3584); Q4_0 1 thread
 /// 19.9-20.2 -> 20.8-20.9, 2 threads 38.1-38.9 -> 39.6-41.3. The
 /// interleaved kernels measured best at [`AHEAD`] (Q4_0 decode 23.6-26.0
-/// tok/s at 2560, 22.7-23.7 at 3584, 22.3-22.6 at 4608).
-pub(super) const PLAIN_AHEAD: usize = 3584;
+/// tok/s at 2560, 22.7-23.7 at 3584, 22.3-22.6 at 4608). Re-measured with
+/// the prefetches pinned and [`NEAR`] (later the same day, 3 alternating
+/// runs, mapped, 1 thread): Q4_0 20.0-20.8 tok/s at 2560, 20.5-21.6 at
+/// 3584, 21.3-22.2 at 4608, 21.1-22.1 at 5632; Q8_0 11.5-11.8, 11.7-12.5,
+/// 12.0-12.4, 11.8-12.2.
+pub(super) const PLAIN_AHEAD: usize = 4608;
 
 /// Under [`Prefetch::L2`], the plain 32-wide kernels' matrix-vector
 /// products (Q8_0, Q4_0 and their kin, which `--mmap` reads from 4 KiB
@@ -224,7 +247,11 @@ pub(super) fn prefetch() -> Prefetch {
     p
 }
 
-/// Prefetches the line at `p` into L1 or L2 as `policy` says.
+/// Prefetches the line at `p` into L1 or L2 as `policy` says, with
+/// `_mm_prefetch`, whose prefetches the compiler may move: the float
+/// tiles' prefetches of the next tile are made so (pinned, see
+/// [`pinned_line`], F16 decode was not faster on Intel: 0.89x and 0.98x
+/// at 1 thread in two builds).
 #[inline(always)]
 pub(super) fn prefetch_line(p: *const u8, policy: Prefetch) {
     use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
@@ -239,12 +266,68 @@ pub(super) fn prefetch_line(p: *const u8, policy: Prefetch) {
     }
 }
 
+/// Prefetches the line at `p` into L1 (`l1`, `prefetcht0`) or L2
+/// (`prefetcht1`), written as inline assembly so that the prefetch stays
+/// where the source puts it: the compiler does not move an `asm!` block,
+/// but moved `_mm_prefetch`'s prefetches (in the interleaved Q4_K kernel,
+/// to the end of a super-block's work, after its loads). Whole-model
+/// decode, tinyllama shape, 1 thread, alternating runs on the Intel
+/// development machine (2026-12-06, median step tok/s), the L2 prefetches
+/// pinned: Q4_K_M 20.6-20.9 -> 22.7-23.5, Q4_0 23.5-24.6 -> 25.0-25.4,
+/// Q8_0 13.8-14.2 -> 14.3-14.8, mapped Q8_0 11.7-12.1 -> 12.1-12.4; Q6_K
+/// and Q5_K_M within noise.
+#[inline(always)]
+fn pinned_line(p: *const u8, l1: bool) {
+    use core::arch::asm;
+    // SAFETY: a prefetch is a hint: it never faults and changes no memory
+    // and no flags, whatever the address (callers compute it with
+    // `wrapping_add`), and uses no stack; SSE (every x86-64).
+    unsafe {
+        if l1 {
+            asm!(
+                "prefetcht0 byte ptr [{0}]",
+                in(reg) p,
+                options(nostack, preserves_flags, readonly)
+            );
+        } else {
+            asm!(
+                "prefetcht1 byte ptr [{0}]",
+                in(reg) p,
+                options(nostack, preserves_flags, readonly)
+            );
+        }
+    }
+}
+
 /// Prefetches the `len` bytes at `p` (64-byte steps) as `policy` says.
 #[inline(always)]
 pub(super) fn prefetch_bytes(p: *const u8, len: usize, policy: Prefetch) {
     let mut off = 0;
     while off < len {
         prefetch_line(p.wrapping_add(off), policy);
+        off += 64;
+    }
+}
+
+/// The prefetches of a quantized kernel about to read the `len` bytes at
+/// `p` of a stream it reads in order (none if `ahead` is 0): under
+/// [`Prefetch::L2`] those `ahead` bytes further on into L2 and those
+/// [`NEAR`] bytes further on into L1, each where the kernel's source puts
+/// it ([`pinned_line`]); under [`Prefetch::L1`] those `ahead` bytes
+/// further on into L1 ([`prefetch_bytes`]).
+#[inline(always)]
+pub(super) fn prefetch_ahead(p: *const u8, len: usize, ahead: usize, policy: Prefetch) {
+    if ahead == 0 {
+        return;
+    }
+    if policy == Prefetch::L1 {
+        prefetch_bytes(p.wrapping_add(ahead), len, policy);
+        return;
+    }
+    let mut off = 0;
+    while off < len {
+        pinned_line(p.wrapping_add(ahead + off), false);
+        pinned_line(p.wrapping_add(NEAR + off), true);
         off += 64;
     }
 }

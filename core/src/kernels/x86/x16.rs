@@ -11,13 +11,14 @@ use core::mem::MaybeUninit;
 use core::ptr::read_unaligned;
 
 use super::amx::tiles::{self, Tiles};
-use super::{prefetch, prefetch_bytes, Prefetch};
+use super::{prefetch, prefetch_ahead, Prefetch};
 use crate::kernels::acts::Acts;
 use crate::kernels::interleave::{block_bytes, checked_band_bytes, for_each_band, BAND};
 use crate::kernels::types::QK;
 
 /// How far ahead the one pass over a band that streams it from memory
-/// prefetches its units: [`AHEAD`](super::AHEAD) bytes into L2 on Intel ([`Prefetch`]:
+/// prefetches its units: [`AHEAD`](super::AHEAD) bytes into L2 on Intel, and
+/// [`NEAR`](super::NEAR) into L1 ([`prefetch_ahead`]; [`Prefetch`]:
 /// whole-model decode with interleaved Q4_0 21.6 -> 25.2 tok/s at 1
 /// thread, Q8_0 13.2 -> 14.9; prompts 4-7% faster), 0 (none) elsewhere
 /// (on Zen 4 these kernels were faster from memory without).
@@ -114,9 +115,7 @@ unsafe fn units<const C: usize, const Q4: bool>(
         // the features (the caller's contract).
         unsafe {
             let unit = units.add(i * ub);
-            if ahead != 0 {
-                prefetch_bytes(unit.wrapping_add(ahead), ub, Prefetch::L2);
-            }
+            prefetch_ahead(unit, ub, ahead, Prefetch::L2);
             let dw = _mm512_cvtph_ps(_mm256_loadu_si256(unit as *const __m256i));
             let vals = |c: usize| _mm512_loadu_si512(unit.add(32 + 64 * c) as *const _);
             // Q4_0: chunk c's low nibbles are elements 4c..4c+4 of each
@@ -468,7 +467,7 @@ pub(super) mod avx2 {
     use core::mem::MaybeUninit;
     use core::ptr::read_unaligned;
 
-    use super::super::{prefetch_bytes, Prefetch};
+    use super::super::{prefetch_ahead, Prefetch};
     use super::{ahead, SEGMENT_BYTES, VC};
     use crate::kernels::acts::Acts;
     use crate::kernels::interleave::{block_bytes, for_each_band, BAND};
@@ -551,9 +550,7 @@ pub(super) mod avx2 {
             // CPU has the features (the caller's contract).
             unsafe {
                 let unit = units.add(i * ub);
-                if ahead != 0 {
-                    prefetch_bytes(unit.wrapping_add(ahead), ub, Prefetch::L2);
-                }
+                prefetch_ahead(unit, ub, ahead, Prefetch::L2);
                 let dw = _mm256_cvtph_ps(_mm_loadu_si128(unit.add(16 * half) as *const __m128i));
                 let vals =
                     |c: usize| _mm256_loadu_si256(unit.add(32 + 64 * c + 32 * half) as *const _);

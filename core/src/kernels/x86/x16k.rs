@@ -37,7 +37,7 @@ use core::arch::x86_64::*;
 use core::ptr::read_unaligned;
 
 use super::k_quants::sums32;
-use super::{prefetch, prefetch_bytes, Prefetch};
+use super::{prefetch, prefetch_ahead, Prefetch};
 use crate::kernels::acts::Acts;
 use crate::kernels::interleave::{for_each_band, k_bytes, BAND};
 use crate::kernels::types::QK_K;
@@ -51,7 +51,8 @@ const NC: usize = 4;
 /// are read, not in one burst when it starts (measured, whole-model Q4_K_M
 /// decode at 1 thread, 3 alternating runs: 20.0-20.2 tok/s with the burst,
 /// 22.3-22.7 spread; other distances, spread: 1536 bytes 20.7, 3584 21.2-21.5,
-/// 4608 20.5-20.6, 6912 20.8-21.2).
+/// 4608 20.5-20.6, 6912 20.8-21.2). On Intel the same lines are prefetched
+/// [`NEAR`](super::NEAR) bytes ahead into L1 too ([`prefetch_ahead`]).
 fn ahead() -> usize {
     prefetch().ahead(0)
 }
@@ -163,7 +164,7 @@ unsafe fn whole_band<const C: usize, const Q5: bool>(
             let u = band.add(s * unit_bytes);
             if pf != 0 {
                 // The header and scales (and fifth bits); the nibbles below.
-                prefetch_bytes(u.wrapping_add(pf), qs * 64, Prefetch::L2);
+                prefetch_ahead(u, qs * 64, pf, Prefetch::L2);
             }
             let v = |g: usize| _mm512_loadu_si512(u.add(64 * g) as *const _);
             // Dword g of every row's super-block: g = 0 is [d | dmin],
@@ -211,7 +212,7 @@ unsafe fn whole_band<const C: usize, const Q5: bool>(
                     // are bits 2k and 2k + 1 of the same bytes of qh.
                     if pf != 0 {
                         let at = qs + 8 * k + 4 * h;
-                        prefetch_bytes(u.wrapping_add(pf + 64 * at), 4 * 64, Prefetch::L2);
+                        prefetch_ahead(u.wrapping_add(64 * at), 4 * 64, pf, Prefetch::L2);
                     }
                     let mut lo = [_mm512_setzero_si512(); 4];
                     let mut hi = [_mm512_setzero_si512(); 4];
@@ -286,7 +287,7 @@ pub(super) mod avx2 {
     use core::arch::x86_64::*;
     use core::ptr::read_unaligned;
 
-    use super::super::{prefetch_bytes, Prefetch};
+    use super::super::{prefetch_ahead, Prefetch};
     use super::{ahead, sum_pairs};
     use crate::kernels::acts::Acts;
     use crate::kernels::interleave::{for_each_band, k_bytes, BAND};
@@ -383,7 +384,7 @@ pub(super) mod avx2 {
             for s in 0..nsb {
                 let u = band.add(s * unit_bytes);
                 if pf != 0 {
-                    prefetch_bytes(u.wrapping_add(pf), qs * 64, Prefetch::L2);
+                    prefetch_ahead(u, qs * 64, pf, Prefetch::L2);
                 }
                 // Half `half` of vector g: dword g of rows 8 half.. .
                 let v = |g: usize| _mm256_loadu_si256(u.add(64 * g + 32 * half) as *const __m256i);
@@ -419,7 +420,7 @@ pub(super) mod avx2 {
                     for h in 0..2 {
                         if pf != 0 {
                             let at = qs + 8 * k + 4 * h;
-                            prefetch_bytes(u.wrapping_add(pf + 64 * at), 4 * 64, Prefetch::L2);
+                            prefetch_ahead(u.wrapping_add(64 * at), 4 * 64, pf, Prefetch::L2);
                         }
                         let mut lo = [_mm256_setzero_si256(); 4];
                         let mut hi = [_mm256_setzero_si256(); 4];

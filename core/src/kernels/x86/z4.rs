@@ -30,7 +30,7 @@ use core::mem::MaybeUninit;
 use core::ptr::copy_nonoverlapping;
 
 use super::common::{self, Format};
-use super::{prefetch, prefetch_bytes, prefetch_line, Isa, Prefetch, PAGE_AHEAD, PLAIN_AHEAD};
+use super::{prefetch, prefetch_ahead, prefetch_line, Isa, Prefetch, PAGE_AHEAD, PLAIN_AHEAD};
 use crate::kernels::acts::Acts;
 use crate::kernels::types::legacy::IQ4NL_VALUES;
 use crate::kernels::types::QK;
@@ -42,7 +42,8 @@ const INV: [i32; 8] = [0, 2, 4, 6, 1, 3, 5, 7];
 
 /// Bytes ahead of the current group that [`matvec`] prefetches into L1
 /// (into L2 on Intel: [`PLAIN_AHEAD`], see [`Prefetch`]; mapped Q4_0
-/// decode 15.7 -> 17.9 tok/s there at [`AHEAD`](super::AHEAD)).
+/// decode 15.7 -> 17.9 tok/s there at [`AHEAD`](super::AHEAD); and
+/// [`NEAR`](super::NEAR) bytes ahead into L1, [`prefetch_ahead`]).
 const PREFETCH: usize = 4096;
 
 /// Groups prepared per call (on the stack, 320 bytes each): rows of up to
@@ -364,7 +365,7 @@ pub(super) unsafe fn matvec<I: Isa, F: Format>(
                     copy_nonoverlapping(row.add(8 * bb * k), t.as_mut_ptr(), (nb - 8 * k) * bb);
                     t.as_ptr()
                 };
-                prefetch_bytes(g.wrapping_add(ahead), 8 * bb, policy);
+                prefetch_ahead(g, 8 * bb, ahead, policy);
                 if policy == Prefetch::L2 {
                     prefetch_line(g.wrapping_add(PAGE_AHEAD), policy);
                 }

@@ -4,7 +4,7 @@
 use core::arch::asm;
 use core::arch::x86_64::*;
 
-use super::super::{prefetch_bytes, Prefetch};
+use super::super::{prefetch_ahead, Prefetch};
 use crate::kernels::acts::Acts;
 use crate::kernels::interleave::{block_bytes, BAND};
 use crate::kernels::types::QK;
@@ -185,9 +185,7 @@ impl Tiles {
             // store writes m rows of 64 bytes into `dots`.
             unsafe {
                 let unit = units.add(i * ub);
-                if ahead != 0 {
-                    prefetch_bytes(unit.wrapping_add(ahead), ub, Prefetch::L2);
-                }
+                prefetch_ahead(unit, ub, ahead, Prefetch::L2);
                 let q = a.q.as_ptr().add((c0 * nb + k0 + i) * QK);
                 if Q4 {
                     let w = ring.add(512 * (i % RING));
