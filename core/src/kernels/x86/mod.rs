@@ -181,7 +181,7 @@ pub(super) const AHEAD: usize = 2560;
 /// [`AHEAD`] prefetches brought into L2 are then in L1 when its loads come.
 /// Whole-model decode, tinyllama shape, 1 thread, on the Intel
 /// development machine (2026-12-06, medians of 3 alternating runs, tok/s,
-/// prefetches written as in [`prefetch_line`]): without, Q4_0 25.3, Q8_0
+/// prefetches pinned as in [`pinned_line`]): without, Q4_0 25.3, Q8_0
 /// 14.9, Q4_K_M 23.3, Q6_K 15.4; at 1024 bytes 25.3, 15.2, 24.1, 16.5
 /// (768 measured alike, 1536 a little slower); with [`AHEAD`] at 2048,
 /// 3072 or 5120 instead of 2560, slower (5120: 23.4, 14.2, 22.9, 15.2).
@@ -272,10 +272,11 @@ pub(super) fn prefetch_line(p: *const u8, policy: Prefetch) {
 /// but moved `_mm_prefetch`'s prefetches (in the interleaved Q4_K kernel,
 /// to the end of a super-block's work, after its loads). Whole-model
 /// decode, tinyllama shape, 1 thread, alternating runs on the Intel
-/// development machine (2026-12-06, median step tok/s), the L2 prefetches
-/// pinned: Q4_K_M 20.6-20.9 -> 22.7-23.5, Q4_0 23.5-24.6 -> 25.0-25.4,
-/// Q8_0 13.8-14.2 -> 14.3-14.8, mapped Q8_0 11.7-12.1 -> 12.1-12.4; Q6_K
-/// and Q5_K_M within noise.
+/// development machine (2026-12-06, median step tok/s), every L2
+/// prefetch pinned (a first build; now those of [`prefetch_ahead`]):
+/// Q4_K_M 20.6-20.9 -> 22.7-23.5, Q4_0 23.5-24.6 -> 25.0-25.4, Q8_0
+/// 13.8-14.2 -> 14.3-14.8, mapped Q8_0 11.7-12.1 -> 12.1-12.4; Q6_K and
+/// Q5_K_M within noise.
 #[inline(always)]
 fn pinned_line(p: *const u8, l1: bool) {
     use core::arch::asm;

@@ -162,10 +162,8 @@ unsafe fn whole_band<const C: usize, const Q5: bool>(
     unsafe {
         for s in 0..nsb {
             let u = band.add(s * unit_bytes);
-            if pf != 0 {
-                // The header and scales (and fifth bits); the nibbles below.
-                prefetch_ahead(u, qs * 64, pf, Prefetch::L2);
-            }
+            // The header and scales (and fifth bits); the nibbles below.
+            prefetch_ahead(u, qs * 64, pf, Prefetch::L2);
             let v = |g: usize| _mm512_loadu_si512(u.add(64 * g) as *const _);
             // Dword g of every row's super-block: g = 0 is [d | dmin],
             // 1..4 the packed scales, then (Q5_K) 8 of fifth bits and the
@@ -210,10 +208,8 @@ unsafe fn whole_band<const C: usize, const Q5: bool>(
                     // each row's nibbles, values 64k + 16h + 4c (low) and
                     // 64k + 32 + 16h + 4c (high); their fifth bits (Q5_K)
                     // are bits 2k and 2k + 1 of the same bytes of qh.
-                    if pf != 0 {
-                        let at = qs + 8 * k + 4 * h;
-                        prefetch_ahead(u.wrapping_add(64 * at), 4 * 64, pf, Prefetch::L2);
-                    }
+                    let at = qs + 8 * k + 4 * h;
+                    prefetch_ahead(u.wrapping_add(64 * at), 4 * 64, pf, Prefetch::L2);
                     let mut lo = [_mm512_setzero_si512(); 4];
                     let mut hi = [_mm512_setzero_si512(); 4];
                     for c in 0..4 {
@@ -383,9 +379,7 @@ pub(super) mod avx2 {
         unsafe {
             for s in 0..nsb {
                 let u = band.add(s * unit_bytes);
-                if pf != 0 {
-                    prefetch_ahead(u, qs * 64, pf, Prefetch::L2);
-                }
+                prefetch_ahead(u, qs * 64, pf, Prefetch::L2);
                 // Half `half` of vector g: dword g of rows 8 half.. .
                 let v = |g: usize| _mm256_loadu_si256(u.add(64 * g + 32 * half) as *const __m256i);
                 let hdr = v(0);
@@ -418,10 +412,8 @@ pub(super) mod avx2 {
                 let mut isum = [_mm256_setzero_si256(); C];
                 for k in 0..4 {
                     for h in 0..2 {
-                        if pf != 0 {
-                            let at = qs + 8 * k + 4 * h;
-                            prefetch_ahead(u.wrapping_add(64 * at), 4 * 64, pf, Prefetch::L2);
-                        }
+                        let at = qs + 8 * k + 4 * h;
+                        prefetch_ahead(u.wrapping_add(64 * at), 4 * 64, pf, Prefetch::L2);
                         let mut lo = [_mm256_setzero_si256(); 4];
                         let mut hi = [_mm256_setzero_si256(); 4];
                         for c in 0..4 {
