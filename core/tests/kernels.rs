@@ -1282,12 +1282,13 @@ fn interleave_refuses_what_it_cannot_do() {
 
 /// Attention's weighted sum of value rows: every set bit-identical to the
 /// scalar reference (F32 and F16 rows, widths that are and are not
-/// multiples of 16), and the reference close to exact arithmetic.
+/// multiples of 16 and 64, so every chunk width of the sums runs), and the
+/// reference close to exact arithmetic.
 #[test]
 fn weighted_sums_match_scalar_and_exact() {
     let mut rng = Rng(31);
     for f16 in [false, true] {
-        for n in [1, 8, 17, 48, 64, 128] {
+        for n in [1, 8, 17, 48, 64, 88, 128, 203] {
             for seen in [1, 2, 37, 300] {
                 let att: Vec<f32> = (0..seen).map(|_| rng.f().abs()).collect();
                 let mut bits = Vec::new();

@@ -184,41 +184,57 @@ pub fn kv_scores_q8_0(
     }
 }
 
-/// [`weighted_sum`] over rows of `T`, decoded by `get`: 16 outputs at a
-/// time stay in registers while the rows go by.
+/// [`weighted_sum`] over rows of `T`, decoded by `get`: 64 outputs at a
+/// time (then 16, 8, and one by one) stay in registers while the rows go
+/// by. Each output's sum is a chain of dependent adds, one per row: 64
+/// outputs are 4 chains of 512-bit vectors (8 of 256-bit ones) side by
+/// side, whose adds overlap, where 16 at a time waited on one chain (a
+/// head of 64 took 4 passes; TinyLlama shape, Q4_0, 1 thread, decode after
+/// a 1024-token prompt: 19.0-19.7 -> 19.4-19.9 tok/s, 3 alternating runs).
 #[inline(always)]
 fn weighted_sum_of<T>(att: &[f32], v: &[T], out: &mut [f32], get: impl Fn(&T) -> f32) {
     let n = out.len();
     assert!(v.len() >= att.len() * n, "weighted_sum: values too short");
-    let mut chunks = out.chunks_exact_mut(16);
-    for (c, chunk) in chunks.by_ref().enumerate() {
-        let mut acc = [0f32; 16];
-        for (t, &a) in att.iter().enumerate() {
-            let row = &v[t * n + 16 * c..][..16];
-            for (acc, x) in acc.iter_mut().zip(row) {
-                *acc += a * get(x);
-            }
-        }
-        chunk.copy_from_slice(&acc);
+    let mut first = 0;
+    while n - first >= 64 {
+        weighted_chunk::<64, T>(att, v, n, first, &get, &mut out[first..first + 64]);
+        first += 64;
     }
-    let rest = chunks.into_remainder();
-    let first = n - rest.len();
-    if rest.len() == 8 {
+    while n - first >= 16 {
+        weighted_chunk::<16, T>(att, v, n, first, &get, &mut out[first..first + 16]);
+        first += 16;
+    }
+    if n - first >= 8 {
         // An 8-wide head (or tail): one vector of sums, the same order.
-        let mut acc = [0f32; 8];
-        for (t, &a) in att.iter().enumerate() {
-            let row = &v[t * n + first..][..8];
-            for (acc, x) in acc.iter_mut().zip(row) {
-                *acc += a * get(x);
-            }
-        }
-        rest.copy_from_slice(&acc);
-        return;
+        weighted_chunk::<8, T>(att, v, n, first, &get, &mut out[first..first + 8]);
+        first += 8;
     }
+    let rest = &mut out[first..];
     rest.fill(0.0);
     for (t, &a) in att.iter().enumerate() {
         for (o, x) in rest.iter_mut().zip(&v[t * n + first..t * n + n]) {
             *o += a * get(x);
         }
     }
+}
+
+/// Outputs `first..first + W` of [`weighted_sum_of`] (rows of `n` values),
+/// summed in registers in order of `t` and stored in `out`.
+#[inline(always)]
+fn weighted_chunk<const W: usize, T>(
+    att: &[f32],
+    v: &[T],
+    n: usize,
+    first: usize,
+    get: &impl Fn(&T) -> f32,
+    out: &mut [f32],
+) {
+    let mut acc = [0f32; W];
+    for (t, &a) in att.iter().enumerate() {
+        let row = &v[t * n + first..][..W];
+        for (acc, x) in acc.iter_mut().zip(row) {
+            *acc += a * get(x);
+        }
+    }
+    out.copy_from_slice(&acc);
 }
