@@ -3,7 +3,9 @@
 # CLI path, llamette --mmap and llama.cpp's llama-bench, on the same GGUF
 # files, at 1 and 2 threads, in interleaved rounds (every engine, type and
 # thread count once per round, the order rotated from round to round), so
-# that a noisy moment of a shared machine hits all of them alike.
+# that a noisy moment of a shared machine hits all of them alike. Decode
+# starts from an empty context in both engines (llama-bench's tg64 test;
+# llamette bench --decode-from-start), not after the prompt.
 #
 # Usage: scripts/perf_table.sh LLAMETTE LLAMA_BENCH ROUNDS RAW.csv MODEL_DIR
 #   MODEL_DIR holds tl-Q4_0.gguf, tl-Q8_0.gguf, tl-f16.gguf
@@ -16,7 +18,7 @@ L=$1; LB=$2; R=$3; OUT=$4; D=$5
 [ -s "$OUT" ] || echo "engine,type,threads,test,round,tok_s" > "$OUT"
 lm() { # label type threads round extra-flags...
     local label=$1 ty=$2 t=$3 r=$4; shift 4
-    "$L" bench "$D/tl-$ty.gguf" --threads "$t" --prompt-tokens 128 --gen-tokens 64 --no-probe "$@" 2>/dev/null |
+    "$L" bench "$D/tl-$ty.gguf" --threads "$t" --prompt-tokens 128 --gen-tokens 64 --decode-from-start --no-probe "$@" 2>/dev/null |
         awk -v e="$label" -v ty="${ty,,}" -v t="$t" -v r="$r" '
             /^prompt:/ { for (i = 1; i <= NF; i++) if ($i == "tok/s") print e "," ty "," t ",pp128," r "," $(i - 1) }
             /^decode:/ { for (i = 1; i <= NF; i++) if ($i == "tok/s" && !d) { print e "," ty "," t ",tg64," r "," $(i - 1); d = 1 } }'

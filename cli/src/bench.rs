@@ -72,6 +72,9 @@ pub struct BenchOptions {
     pub prompt_tokens: usize,
     /// Tokens to generate after the prompt.
     pub gen_tokens: usize,
+    /// Decode from the first token alone (as llama-bench's tg tests)
+    /// rather than after the prompt.
+    pub decode_from_start: bool,
     /// Run the read-bandwidth probe after.
     pub probe: bool,
     /// How the weights are held.
@@ -86,6 +89,7 @@ pub fn bench(path: &Path, o: &BenchOptions) -> Result<(), CliError> {
         threads,
         prompt_tokens,
         gen_tokens,
+        decode_from_start,
         probe,
         layout,
         kv_type,
@@ -132,6 +136,10 @@ pub fn bench(path: &Path, o: &BenchOptions) -> Result<(), CliError> {
     let start = Instant::now();
     s.feed(&prompt).map_err(|e| input.err(e))?;
     let prefill = start.elapsed().as_secs_f64();
+    if decode_from_start {
+        s.reset();
+        s.feed(&prompt[..1]).map_err(|e| input.err(e))?;
+    }
 
     let mut step_times = Vec::with_capacity(gen_tokens);
     let mut greedy = llamette::Sampler::new(llamette::SamplerParams::greedy(), 0);
@@ -179,7 +187,12 @@ pub fn bench(path: &Path, o: &BenchOptions) -> Result<(), CliError> {
     );
     println!("prompt: {prompt_tokens} tokens in {prefill:.3} s = {prompt_tps:.2} tok/s");
     println!(
-        "decode: {gen_tokens} tokens in {decode:.3} s = {decode_tps:.2} tok/s (median step {median_tps:.2} tok/s)"
+        "decode: {gen_tokens} tokens in {decode:.3} s = {decode_tps:.2} tok/s (median step {median_tps:.2} tok/s), {}",
+        if decode_from_start {
+            "from the first token".to_string()
+        } else {
+            format!("after the {prompt_tokens}-token prompt")
+        }
     );
     println!(
         "weights read per token: {:.1} MB; decode streams {:.2} GB/s",

@@ -122,6 +122,12 @@ struct BenchArgs {
     /// Tokens to generate after the prompt.
     #[arg(long = "gen-tokens", default_value_t = 64)]
     gen_tokens: usize,
+    /// Time the decode from an empty context (after the prompt's timing,
+    /// start over from the first token alone), as llama.cpp's llama-bench
+    /// times its tg tests, rather than after the prompt: attention over a
+    /// longer context makes each token slower.
+    #[arg(long = "decode-from-start")]
+    decode_from_start: bool,
     /// Skip the memory bandwidth probe.
     #[arg(long = "no-probe")]
     no_probe: bool,
@@ -281,6 +287,7 @@ fn main() -> ExitCode {
                 threads: a.threads,
                 prompt_tokens: a.prompt_tokens,
                 gen_tokens: a.gen_tokens,
+                decode_from_start: a.decode_from_start,
                 probe: !a.no_probe,
                 layout: if a.huge_pages {
                     files::Layout::HugePages

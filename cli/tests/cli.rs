@@ -493,7 +493,12 @@ fn synth_and_bench_run_on_a_small_shape() {
         "--no-probe",
     ]))
     .unwrap();
-    for needle in ["prompt: 8 tokens", "decode: 8 tokens", "GB/s"] {
+    for needle in [
+        "prompt: 8 tokens",
+        "decode: 8 tokens",
+        "after the 8-token prompt",
+        "GB/s",
+    ] {
         assert!(report.contains(needle), "{report}");
     }
     let report = String::from_utf8(run_ok(&[
@@ -520,9 +525,10 @@ fn synth_and_bench_run_on_a_small_shape() {
         "8",
         "--no-probe",
         "--mmap",
+        "--decode-from-start",
     ]))
     .unwrap();
-    for needle in ["memory-mapped", "decode: 8 tokens"] {
+    for needle in ["memory-mapped", "decode: 8 tokens", "from the first token"] {
         assert!(report.contains(needle), "{report}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
