@@ -2,8 +2,10 @@
 //! how much of that survives the arithmetic a matrix-vector kernel does
 //! per byte. A plain read loop, the same with software prefetches, and the
 //! same with 1 to 8 `vpdpbusd` (the instruction every 8-bit and 4-bit
-//! kernel here is built on) per 64-byte line, over 1 GiB of huge pages;
-//! medians of interleaved rounds, GB/s.
+//! kernel here is built on) per 64-byte line, over 1 GiB of huge pages
+//! (`--mib N`: N MiB, say a model's weights read per token: a shared L3
+//! serves part of a pass that is not much larger than it); medians of
+//! interleaved rounds, GB/s.
 //!
 //! Decode streams the weights once per token, so these figures bound it:
 //! tokens/s times the weights' bytes read per token (`llamette bench`
@@ -11,14 +13,14 @@
 //! arithmetic show how far below it a kernel doing that much work per byte
 //! lands. x86-64 with AVX-512 VNNI only.
 //!
-//! `cargo run --release -p llamette-bench --bin read-ceiling [-- --rounds N]`
+//! `cargo run --release -p llamette-bench --bin read-ceiling [-- --rounds N] [--mib N]`
 
 use std::time::Instant;
 
 use llamette_bench::HugeBuf;
 
-/// Bytes read per pass.
-const BYTES: usize = 1 << 30;
+/// MiB read per pass unless `--mib` says otherwise.
+const MIB: usize = 1024;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -88,13 +90,15 @@ fn loops() -> Option<Vec<Loop>> {
     }
     Some(vec![
         ("read, no prefetch", x86::run::<0, 0, 0>),
-        (
-            "read, prefetch L2 2560 B ahead (the kernels' on Intel)",
-            x86::run::<0, 2560, 0>,
-        ),
+        ("read, prefetch L2 2560 B ahead", x86::run::<0, 2560, 0>),
         (
             "read, prefetch L2 2560 and L1 1024 B ahead",
             x86::run::<0, 2560, 1024>,
+        ),
+        ("read, prefetch L1 1024 B ahead", x86::run::<0, 0, 1024>),
+        (
+            "2 vpdpbusd per line, prefetch L2 2560 and L1 1024 (the kernels' on Intel)",
+            x86::run::<2, 2560, 1024>,
         ),
         (
             "1 vpdpbusd per line, prefetch L2 2560",
@@ -127,21 +131,26 @@ fn loops() -> Option<Vec<Loop>> {
 
 fn main() {
     let mut rounds = 5;
+    let mut mib = MIB;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match (a.as_str(), args.next().and_then(|n| n.parse().ok())) {
             ("--rounds", Some(n)) if n > 0 => rounds = n,
+            ("--mib", Some(n)) if n > 0 => mib = n,
             _ => {
-                eprintln!("usage: read-ceiling [--rounds N]");
+                eprintln!(
+                    "usage: read-ceiling [--rounds N] [--mib N (bytes per pass, default 1024)]"
+                );
                 std::process::exit(2);
             }
         }
     }
+    let bytes = mib << 20;
     let Some(loops) = loops() else {
         eprintln!("read-ceiling: x86-64 with AVX-512 VNNI only");
         std::process::exit(1);
     };
-    let buf = HugeBuf::new(BYTES);
+    let buf = HugeBuf::new(bytes);
     let mut gbs = vec![Vec::new(); loops.len()];
     for round in 0..rounds {
         // Rotate the order from round to round.
@@ -149,10 +158,10 @@ fn main() {
             let j = (i + round) % loops.len();
             let start = Instant::now();
             std::hint::black_box((loops[j].1)(buf.bytes()));
-            gbs[j].push(BYTES as f64 / start.elapsed().as_secs_f64() / 1e9);
+            gbs[j].push(bytes as f64 / start.elapsed().as_secs_f64() / 1e9);
         }
     }
-    println!("| 1 thread, 1 GiB of huge pages | GB/s (median of {rounds}) | range |");
+    println!("| 1 thread, {mib} MiB of huge pages | GB/s (median of {rounds}) | range |");
     println!("| --- | --- | --- |");
     for ((name, _), g) in loops.iter().zip(&mut gbs) {
         g.sort_by(f64::total_cmp);
