@@ -43,7 +43,7 @@ impl HugeBuf {
 
     /// A buffer of `len` bytes: in huge pages as [`HugeBuf::new`], or with
     /// `small`, in 4 KiB pages (`MADV_NOHUGEPAGE`), starting
-    /// [`SMALL_OFFSET`] bytes into a page.
+    /// `SMALL_OFFSET` (2688) bytes into a page.
     pub fn with_pages(len: usize, small: bool) -> HugeBuf {
         let offset = if small { SMALL_OFFSET } else { 0 };
         let size = (len.max(1) + offset).next_multiple_of(HUGE);

@@ -38,7 +38,7 @@ impl std::ops::Deref for Bytes {
 /// An error that names the file (or flag) it is about.
 #[derive(Debug)]
 pub struct CliError {
-    /// The file, or a description such as "<embedded model>", or a flag.
+    /// The file, or a description such as `"<embedded model>"`, or a flag.
     pub file: String,
     /// What is wrong.
     pub message: String,
