@@ -1134,7 +1134,7 @@ fn interleaved_kernels_match_scalar_and_exact() {
     let mut rng = Rng(1616);
     for plain in [TensorType::Q8_0, TensorType::Q4_0] {
         for cols in [32, 64, 256, 288, 2048, 5632] {
-            for (rows, n) in [(16, 1), (32, 1), (48, 3), (16, 5), (32, 25)] {
+            for (rows, n) in [(16, 1), (32, 1), (48, 1), (48, 3), (16, 5), (32, 25)] {
                 if cols >= 2048 && rows * n > 100 {
                     continue;
                 }
