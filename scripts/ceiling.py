@@ -21,11 +21,14 @@ import statistics
 import subprocess
 import sys
 
-# read-ceiling's loops that bound decode: the fastest plain read here, and
-# the one doing what a kernel does per line (2 vpdpbusd) with its prefetches.
+# read-ceiling's loops that bound decode: the fastest plain read here, the
+# one doing what a kernel does per line (2 vpdpbusd) with its prefetches,
+# and the same over 2 and 4 streams (as a kernel reading 2 or 4 bands).
 LOOPS = {
     "read, prefetch L2 2560 and L1 1024 B ahead": "read loop",
     "2 vpdpbusd per line, prefetch L2 2560 and L1 1024 (the kernels' on Intel)": "kernel-like loop",
+    "2 streams, 2 vpdpbusd per line, prefetch L2 2560 and L1 1024": "2 streams",
+    "4 streams, 2 vpdpbusd per line, prefetch L2 2560 and L1 1024": "4 streams",
 }
 
 
@@ -69,7 +72,7 @@ def main():
         sys.exit(__doc__)
     lm, lb, rc, rounds, d = sys.argv[1:6]
     types = sys.argv[6:] or ["Q4_0", "Q8_0"]
-    res = {t: {"llama.cpp": [], "llamette": [], "read loop": [], "kernel-like loop": []}
+    res = {t: {"llama.cpp": [], "llamette": [], **{k: [] for k in LOOPS.values()}}
            for t in types}
     mb = {}
     for r in range(int(rounds)):
@@ -87,13 +90,13 @@ def main():
                         res[t][k].append(gbs * 1e3 / mb[t])
         print(f"round {r + 1} done", file=sys.stderr)
     print("| weights | MB read per token | llama.cpp tg64 tok/s | llamette tok/s | "
-          "read loop: tok/s bound | kernel-like loop: tok/s bound |")
-    print("| --- | --- | --- | --- | --- | --- |")
+          + " | ".join(f"{k}: tok/s bound" for k in LOOPS.values()) + " |")
+    print("| --- " * (4 + len(LOOPS)) + "|")
     for t in types:
         v = res[t]
         base = statistics.median(v["llama.cpp"])
         cells = [f"{t}", f"{mb[t]:.0f}", fmt(v["llama.cpp"])]
-        for k in ["llamette", "read loop", "kernel-like loop"]:
+        for k in ["llamette", *LOOPS.values()]:
             if v[k]:
                 cells.append(f"{fmt(v[k])}, {statistics.median(v[k]) / base:.2f}x")
             else:

@@ -1,8 +1,8 @@
 //! `read-ceiling`: how fast one thread of this machine reads memory, and
 //! how much of that survives the arithmetic a matrix-vector kernel does
-//! per byte. A plain read loop, the same with software prefetches, and the
-//! same with 1 to 8 `vpdpbusd` (the instruction every 8-bit and 4-bit
-//! kernel here is built on) per 64-byte line, over 1 GiB of huge pages
+//! per byte. A plain read loop, the same with software prefetches, the
+//! same with 1 to 16 `vpdpbusd` (the instruction every 8-bit and 4-bit
+//! kernel here is built on) per 64-byte line, and over 2 or 4 streams, over 1 GiB of huge pages
 //! (`--mib N`: N MiB, say a model's weights read per token: a shared L3
 //! serves part of a pass that is not much larger than it); medians of
 //! interleaved rounds, GB/s.
@@ -67,6 +67,58 @@ mod x86 {
         _mm512_reduce_add_epi32(s)
     }
 
+    /// [`pass`] over `S` streams: the buffer in `S` equal parts read side
+    /// by side, a line of each in turn (as a kernel reading `S` bands at
+    /// once), each with its prefetches.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F and VNNI.
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub unsafe fn streams<const S: usize, const W: usize, const FAR: usize, const NEAR: usize>(
+        buf: &[u8],
+    ) -> i32 {
+        let mut acc = [_mm512_setzero_si512(); 8];
+        let x = _mm512_set1_epi32(0x0102_0304);
+        let part = buf.len() / S / 64 * 64;
+        let p = buf.as_ptr();
+        let mut off = 0;
+        while off + 64 <= part {
+            for s in 0..S {
+                let q = p.wrapping_add(s * part + off);
+                // (Prefetches never fault.)
+                if FAR != 0 {
+                    _mm_prefetch::<_MM_HINT_T1>(q.wrapping_add(FAR) as *const i8);
+                }
+                if NEAR != 0 {
+                    _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(NEAR) as *const i8);
+                }
+                // SAFETY: bytes s * part + off.. + 64 are inside `buf`
+                // (off + 64 <= part, s < S); AVX-512 F (this function's
+                // contract).
+                let v = unsafe { _mm512_loadu_si512(q as *const _) };
+                for k in 0..W {
+                    let a = (k + 2 * s) % 8;
+                    acc[a] = _mm512_dpbusd_epi32(acc[a], v, x);
+                }
+            }
+            off += 64;
+        }
+        let mut s = acc[0];
+        for a in &acc[1..] {
+            s = _mm512_add_epi32(s, *a);
+        }
+        _mm512_reduce_add_epi32(s)
+    }
+
+    /// [`streams`], on a CPU that runs it (panics elsewhere).
+    pub fn run_streams<const S: usize, const W: usize, const FAR: usize, const NEAR: usize>(
+        buf: &[u8],
+    ) -> i32 {
+        assert!(supported(), "AVX-512 F and VNNI needed");
+        // SAFETY: the CPU has the features (checked above).
+        unsafe { streams::<S, W, FAR, NEAR>(buf) }
+    }
+
     /// [`pass`], on a CPU that runs it (panics elsewhere).
     pub fn run<const W: usize, const FAR: usize, const NEAR: usize>(buf: &[u8]) -> i32 {
         assert!(supported(), "AVX-512 F and VNNI needed");
@@ -99,6 +151,14 @@ fn loops() -> Option<Vec<Loop>> {
         (
             "2 vpdpbusd per line, prefetch L2 2560 and L1 1024 (the kernels' on Intel)",
             x86::run::<2, 2560, 1024>,
+        ),
+        (
+            "2 streams, 2 vpdpbusd per line, prefetch L2 2560 and L1 1024",
+            x86::run_streams::<2, 2, 2560, 1024>,
+        ),
+        (
+            "4 streams, 2 vpdpbusd per line, prefetch L2 2560 and L1 1024",
+            x86::run_streams::<4, 2, 2560, 1024>,
         ),
         (
             "1 vpdpbusd per line, prefetch L2 2560",
