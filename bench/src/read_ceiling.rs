@@ -2,10 +2,10 @@
 //! how much of that survives the arithmetic a matrix-vector kernel does
 //! per byte. A plain read loop, the same with software prefetches, the
 //! same with 1 to 16 `vpdpbusd` (the instruction every 8-bit and 4-bit
-//! kernel here is built on) per 64-byte line, and over 2 or 4 streams, over 1 GiB of huge pages
-//! (`--mib N`: N MiB, say a model's weights read per token: a shared L3
-//! serves part of a pass that is not much larger than it); medians of
-//! interleaved rounds, GB/s.
+//! kernel here is built on) per 64-byte line, and the same over 2 or 4
+//! streams, over 1 GiB of huge pages (`--mib N`: N MiB, say a model's
+//! weights read per token: a shared L3 serves part of a pass that is not
+//! much larger than it); medians of interleaved rounds, GB/s.
 //!
 //! Decode streams the weights once per token, so these figures bound it:
 //! tokens/s times the weights' bytes read per token (`llamette bench`
@@ -26,55 +26,18 @@ const MIB: usize = 1024;
 mod x86 {
     use core::arch::x86_64::*;
 
-    /// One pass over `buf`: each 64-byte line loaded once and put through
-    /// `W` `vpdpbusd` into 8 running sums (an add with `W = 0`); with
-    /// `FAR` not 0 the line `FAR` bytes further prefetched into L2 (as the
+    /// One pass over `buf`, as `S` streams (the buffer in `S` equal parts
+    /// read side by side, a line of each in turn, as a kernel reading `S`
+    /// bands at once): each 64-byte line loaded once and put through `W`
+    /// `vpdpbusd` into 8 running sums (an add with `W = 0`); with `FAR`
+    /// not 0 the line `FAR` bytes further prefetched into L2 (as the
     /// kernels do on Intel), with `NEAR` not 0 the line `NEAR` bytes
     /// further into L1. Returns a sum, so that nothing can be skipped.
     ///
     /// # Safety
     /// The CPU has AVX-512 F and VNNI.
     #[target_feature(enable = "avx512f,avx512vnni")]
-    pub unsafe fn pass<const W: usize, const FAR: usize, const NEAR: usize>(buf: &[u8]) -> i32 {
-        let mut acc = [_mm512_setzero_si512(); 8];
-        let x = _mm512_set1_epi32(0x0102_0304);
-        let p = buf.as_ptr();
-        let mut off = 0;
-        while off + 64 <= buf.len() {
-            // (A prefetch never faults, whatever the address: safe to call
-            // here, with SSE.)
-            if FAR != 0 {
-                _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(off + FAR) as *const i8);
-            }
-            if NEAR != 0 {
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off + NEAR) as *const i8);
-            }
-            // SAFETY: bytes off..off + 64 are inside `buf`; AVX-512 F (this
-            // function's contract).
-            let v = unsafe { _mm512_loadu_si512(p.add(off) as *const _) };
-            if W == 0 {
-                acc[0] = _mm512_add_epi32(acc[0], v);
-            }
-            for k in 0..W {
-                acc[k % 8] = _mm512_dpbusd_epi32(acc[k % 8], v, x);
-            }
-            off += 64;
-        }
-        let mut s = acc[0];
-        for a in &acc[1..] {
-            s = _mm512_add_epi32(s, *a);
-        }
-        _mm512_reduce_add_epi32(s)
-    }
-
-    /// [`pass`] over `S` streams: the buffer in `S` equal parts read side
-    /// by side, a line of each in turn (as a kernel reading `S` bands at
-    /// once), each with its prefetches.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512 F and VNNI.
-    #[target_feature(enable = "avx512f,avx512vnni")]
-    pub unsafe fn streams<const S: usize, const W: usize, const FAR: usize, const NEAR: usize>(
+    pub unsafe fn pass<const S: usize, const W: usize, const FAR: usize, const NEAR: usize>(
         buf: &[u8],
     ) -> i32 {
         let mut acc = [_mm512_setzero_si512(); 8];
@@ -85,7 +48,8 @@ mod x86 {
         while off + 64 <= part {
             for s in 0..S {
                 let q = p.wrapping_add(s * part + off);
-                // (Prefetches never fault.)
+                // (A prefetch never faults, whatever the address: safe to
+                // call here, with SSE.)
                 if FAR != 0 {
                     _mm_prefetch::<_MM_HINT_T1>(q.wrapping_add(FAR) as *const i8);
                 }
@@ -96,6 +60,9 @@ mod x86 {
                 // (off + 64 <= part, s < S); AVX-512 F (this function's
                 // contract).
                 let v = unsafe { _mm512_loadu_si512(q as *const _) };
+                if W == 0 {
+                    acc[s % 8] = _mm512_add_epi32(acc[s % 8], v);
+                }
                 for k in 0..W {
                     let a = (k + 2 * s) % 8;
                     acc[a] = _mm512_dpbusd_epi32(acc[a], v, x);
@@ -110,20 +77,13 @@ mod x86 {
         _mm512_reduce_add_epi32(s)
     }
 
-    /// [`streams`], on a CPU that runs it (panics elsewhere).
-    pub fn run_streams<const S: usize, const W: usize, const FAR: usize, const NEAR: usize>(
+    /// [`pass`], on a CPU that runs it (panics elsewhere).
+    pub fn run<const S: usize, const W: usize, const FAR: usize, const NEAR: usize>(
         buf: &[u8],
     ) -> i32 {
         assert!(supported(), "AVX-512 F and VNNI needed");
         // SAFETY: the CPU has the features (checked above).
-        unsafe { streams::<S, W, FAR, NEAR>(buf) }
-    }
-
-    /// [`pass`], on a CPU that runs it (panics elsewhere).
-    pub fn run<const W: usize, const FAR: usize, const NEAR: usize>(buf: &[u8]) -> i32 {
-        assert!(supported(), "AVX-512 F and VNNI needed");
-        // SAFETY: the CPU has the features (checked above).
-        unsafe { pass::<W, FAR, NEAR>(buf) }
+        unsafe { pass::<S, W, FAR, NEAR>(buf) }
     }
 
     /// Whether this CPU runs [`pass`].
@@ -141,45 +101,45 @@ fn loops() -> Option<Vec<Loop>> {
         return None;
     }
     Some(vec![
-        ("read, no prefetch", x86::run::<0, 0, 0>),
-        ("read, prefetch L2 2560 B ahead", x86::run::<0, 2560, 0>),
+        ("read, no prefetch", x86::run::<1, 0, 0, 0>),
+        ("read, prefetch L2 2560 B ahead", x86::run::<1, 0, 2560, 0>),
         (
             "read, prefetch L2 2560 and L1 1024 B ahead",
-            x86::run::<0, 2560, 1024>,
+            x86::run::<1, 0, 2560, 1024>,
         ),
-        ("read, prefetch L1 1024 B ahead", x86::run::<0, 0, 1024>),
+        ("read, prefetch L1 1024 B ahead", x86::run::<1, 0, 0, 1024>),
         (
             "2 vpdpbusd per line, prefetch L2 2560 and L1 1024 (the kernels' on Intel)",
-            x86::run::<2, 2560, 1024>,
+            x86::run::<1, 2, 2560, 1024>,
         ),
         (
             "2 streams, 2 vpdpbusd per line, prefetch L2 2560 and L1 1024",
-            x86::run_streams::<2, 2, 2560, 1024>,
+            x86::run::<2, 2, 2560, 1024>,
         ),
         (
             "4 streams, 2 vpdpbusd per line, prefetch L2 2560 and L1 1024",
-            x86::run_streams::<4, 2, 2560, 1024>,
+            x86::run::<4, 2, 2560, 1024>,
         ),
         (
             "1 vpdpbusd per line, prefetch L2 2560",
-            x86::run::<1, 2560, 0>,
+            x86::run::<1, 1, 2560, 0>,
         ),
         (
             "2 vpdpbusd per line, prefetch L2 2560",
-            x86::run::<2, 2560, 0>,
+            x86::run::<1, 2, 2560, 0>,
         ),
         (
             "4 vpdpbusd per line, prefetch L2 2560",
-            x86::run::<4, 2560, 0>,
+            x86::run::<1, 4, 2560, 0>,
         ),
-        ("4 vpdpbusd per line, no prefetch", x86::run::<4, 0, 0>),
+        ("4 vpdpbusd per line, no prefetch", x86::run::<1, 4, 0, 0>),
         (
             "8 vpdpbusd per line, prefetch L2 2560",
-            x86::run::<8, 2560, 0>,
+            x86::run::<1, 8, 2560, 0>,
         ),
         (
             "16 vpdpbusd per line, prefetch L2 2560",
-            x86::run::<16, 2560, 0>,
+            x86::run::<1, 16, 2560, 0>,
         ),
     ])
 }
@@ -199,7 +159,7 @@ fn main() {
             ("--mib", Some(n)) if n > 0 => mib = n,
             _ => {
                 eprintln!(
-                    "usage: read-ceiling [--rounds N] [--mib N (bytes per pass, default 1024)]"
+                    "usage: read-ceiling [--rounds N] [--mib N (MiB per pass, default 1024)]"
                 );
                 std::process::exit(2);
             }
