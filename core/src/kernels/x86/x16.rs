@@ -62,23 +62,27 @@ pub(super) unsafe fn mat<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], ro
     });
 }
 
-/// Units of a band [`two_streams`] reads before turning to the other band
-/// (4: 1152 bytes of Q4_0, 2176 of Q8_0).
-const TURN: usize = 4;
-
 /// `rows` (whole bands, at least two) times one vector (decode), reading
 /// the weights as two streams: band `b` of the first half side by side
-/// with band `b + half`, [`TURN`] units of one, then of the other. One
-/// core of the Intel development machine reads two streams faster than
-/// one (whole-model decode, TinyLlama shape, medians of alternating runs,
-/// 2026-12-06 12:55 UTC: Q4_0 25.7 -> 27.5 tok/s and Q8_0 15.0 -> 15.5 at 1
-/// thread, 5 runs; 47.8 -> 50.1 and 28.2 -> 29.1 at 2, 3 runs). Variants
-/// measured in an experiment build (5 runs, against one stream's 26.9 and
-/// 15.6): turning every 8 units 28.4 and 15.6, every 16 27.2 and 15.3,
+/// with band `b + half`, a unit of one, then the same unit of the other
+/// ([`pair`]). One core of the Intel development machine reads two streams
+/// faster than one (whole-model decode, TinyLlama shape, medians of
+/// alternating runs, 2026-12-06 12:55 UTC, turning every 4 units through
+/// [`units`]: Q4_0 25.7 -> 27.5 tok/s and Q8_0 15.0 -> 15.5 at 1 thread, 5
+/// runs; 47.8 -> 50.1 and 28.2 -> 29.1 at 2, 3 runs). Turning every unit
+/// in one loop that keeps both bands' partial sums in registers ([`pair`])
+/// rather than calling [`units`] for 4 units of each in turn (2026-12-06
+/// 15:10-15:25, medians of alternating runs of 64 tokens): Q8_0 15.28 ->
+/// 15.73 tok/s at 1 thread (7 runs; 15.31 -> 15.68 in 9 runs of an
+/// earlier build), 28.31 -> 29.80 at 2 (5 runs); Q4_0 level (27.96 and
+/// 28.24 at 1 thread, 9 runs; 51.18 and 51.05 at 2).
+/// Variants measured (5 runs, against one stream's 26.9 and 15.6, Q4_0 and
+/// Q8_0): turning every 8 units 28.4 and 15.6, every 16 27.2 and 15.3,
 /// every 2 27.2 and 16.2, every 4 28.2 and 16.1; neighbouring bands `b`
-/// and `b + 1` (8 units) 26.9 and 15.7. Each band's blocks go to the same
-/// partial sums in the same order as in one pass ([`units`]): the same
-/// bits.
+/// and `b + 1` 26.9 and 15.7; with [`pair`], prefetching 4096 or 5120
+/// bytes ahead into L2 and 2048 into L1 rather than 2560 and 1024, level.
+/// Each band's blocks go to the same partial sums in the same order as in
+/// one pass: the same bits.
 ///
 /// # Safety
 /// As [`mat`], and `a` holds one vector.
@@ -86,7 +90,6 @@ const TURN: usize = 4;
 unsafe fn two_streams<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     let nb = a.cols / QK;
     let band_bytes = checked_band_bytes(w, out, 1, rows, nb * block_bytes(Q4));
-    let ub = BAND * block_bytes(Q4);
     let bands = rows / BAND;
     let half = bands / 2;
     let (w, o) = (w.as_ptr(), out.as_mut_ptr());
@@ -95,18 +98,13 @@ unsafe fn two_streams<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows:
         let (x, y) = (b, b + half);
         let mut sx = [[_mm512_setzero_ps(); 8]; 1];
         let mut sy = [[_mm512_setzero_ps(); 8]; 1];
-        let mut k = 0;
-        while k < nb {
-            let n = (nb - k).min(TURN);
-            // SAFETY: bands x and y (both below `bands`), units k..k + n
-            // (below nb) and block k + n of the vector are inside the
-            // arguments `checked_band_bytes` checked; the CPU has the
-            // features (this function's contract).
-            unsafe {
-                units::<1, Q4>(w.add(x * band_bytes + k * ub), k, n, nb, a, 0, &mut sx, pf);
-                units::<1, Q4>(w.add(y * band_bytes + k * ub), k, n, nb, a, 0, &mut sy, pf);
-            }
-            k += n;
+        // SAFETY: bands x and y (both below `bands`, nb units each) and
+        // the vector's nb blocks are inside the arguments
+        // `checked_band_bytes` checked; the CPU has the features (this
+        // function's contract).
+        unsafe {
+            let (bx, by) = (w.add(x * band_bytes), w.add(y * band_bytes));
+            pair::<Q4>(bx, by, nb, a, &mut sx, &mut sy, pf);
         }
         // SAFETY: outputs x * 16.. and y * 16.. + 16 are inside `out`
         // (checked); AVX-512F.
@@ -120,6 +118,46 @@ unsafe fn two_streams<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows:
         // SAFETY: the last band and its outputs are inside the checked
         // arguments; the features (this function's contract).
         unsafe { whole_band::<1, Q4>(w.add(b * band_bytes), nb, a, 0, o.add(b * BAND), rows) };
+    }
+}
+
+/// Two bands (`nb` units each, at `bx` and `by`) times one vector, unit
+/// `k` of one, then unit `k` of the other, into the partial sums `sx` and
+/// `sy` ([`unit`]: block `k` to sum `k % 8`, as [`units`] adds them).
+///
+/// # Safety
+/// As [`mat`], and both bands and the vector's `nb` blocks are inside the
+/// checked arguments.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pair<const Q4: bool>(
+    bx: *const u8,
+    by: *const u8,
+    nb: usize,
+    a: &Acts,
+    sx: &mut Sums<1>,
+    sy: &mut Sums<1>,
+    ahead: usize,
+) {
+    let ub = BAND * block_bytes(Q4);
+    // SAFETY: units 0..nb of both bands and blocks 0..nb of the vector
+    // are inside the checked arguments; the features (the caller's
+    // contract).
+    unsafe {
+        let mut k = 0;
+        // Eight at a time, so that each partial sum stays in a register.
+        while k + 8 <= nb {
+            for u in 0..8 {
+                unit::<1, Q4>(bx.add((k + u) * ub), k + u, u, nb, a, 0, sx, ahead);
+                unit::<1, Q4>(by.add((k + u) * ub), k + u, u, nb, a, 0, sy, ahead);
+            }
+            k += 8;
+        }
+        for k in k..nb {
+            unit::<1, Q4>(bx.add(k * ub), k, k % 8, nb, a, 0, sx, ahead);
+            unit::<1, Q4>(by.add(k * ub), k, k % 8, nb, a, 0, sy, ahead);
+        }
     }
 }
 
@@ -150,9 +188,8 @@ unsafe fn whole_band<const C: usize, const Q4: bool>(
 /// Units `k0..k0 + n` of a band (unit `k0` at `units`) times vectors
 /// `c0..c0 + C` of `a` (rows of `nb` blocks), added to the partial sums
 /// `acc`: block `k` to sum `k % 8`, as the plain types add them (and eight
-/// chains hide the add's latency). Each unit's bytes
-/// `ahead` bytes further on are prefetched into L2 (0: none; see
-/// [`ahead`]).
+/// chains hide the add's latency). Each unit's bytes `ahead` bytes further
+/// on are prefetched into L2 (0: none; see [`ahead`]).
 ///
 /// # Safety
 /// As [`mat`], and the units and the vectors' blocks are inside the
@@ -171,65 +208,90 @@ unsafe fn units<const C: usize, const Q4: bool>(
     ahead: usize,
 ) {
     let ub = BAND * block_bytes(Q4);
-    let offset = if Q4 { -8 } else { -128 };
-    let mask = _mm512_set1_epi8(0x0f);
-    // Unit `i` (block k0 + i)'s scaled dot products into partial sums `u`.
-    let block = |i: usize, u: usize, acc: &mut Sums<C>| {
-        // SAFETY: unit i, and block k0 + i of each vector (32 values, a
-        // scale and a sum), are inside the checked arguments; the CPU has
-        // the features (the caller's contract).
-        unsafe {
-            let unit = units.add(i * ub);
-            prefetch_ahead(unit, ub, ahead, Prefetch::L2);
-            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(unit as *const __m256i));
-            let vals = |c: usize| _mm512_loadu_si512(unit.add(32 + 64 * c) as *const _);
-            // Q4_0: chunk c's low nibbles are elements 4c..4c+4 of each
-            // row, its high nibbles elements 16+4c..16+4c+4.
-            let mut lo = [_mm512_setzero_si512(); 4];
-            let mut hi = [_mm512_setzero_si512(); 4];
-            if Q4 {
-                for c in 0..4 {
-                    let v = vals(c);
-                    lo[c] = _mm512_and_si512(v, mask);
-                    hi[c] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), mask);
+    // SAFETY: units k0..k0 + n and the vectors' blocks are inside the
+    // checked arguments; the features (the caller's contract).
+    unsafe {
+        let mut i = 0;
+        if k0.is_multiple_of(8) {
+            while i + 8 <= n {
+                for u in 0..8 {
+                    let k = k0 + i + u;
+                    unit::<C, Q4>(units.add((i + u) * ub), k, u, nb, a, c0, acc, ahead);
                 }
-            }
-            for (j, acc) in acc.iter_mut().enumerate() {
-                let blk = (c0 + j) * nb + k0 + i;
-                let q = a.q.as_ptr().add(blk * QK) as *const i32;
-                let group = |g: usize| _mm512_set1_epi32(read_unaligned(q.add(g)));
-                // Two chains of dot products, for the latency; the
-                // offset times the block's sum comes first.
-                let mut d0 = _mm512_set1_epi32(offset * *a.sum.as_ptr().add(blk));
-                let mut d1 = _mm512_setzero_si512();
-                if Q4 {
-                    for c in 0..4 {
-                        d0 = _mm512_dpbusd_epi32(d0, lo[c], group(c));
-                        d1 = _mm512_dpbusd_epi32(d1, hi[c], group(4 + c));
-                    }
-                } else {
-                    for c in (0..8).step_by(2) {
-                        d0 = _mm512_dpbusd_epi32(d0, vals(c), group(c));
-                        d1 = _mm512_dpbusd_epi32(d1, vals(c + 1), group(c + 1));
-                    }
-                }
-                let dot = _mm512_cvtepi32_ps(_mm512_add_epi32(d0, d1));
-                let s = _mm512_mul_ps(dw, _mm512_set1_ps(*a.d.as_ptr().add(blk)));
-                acc[u] = _mm512_add_ps(acc[u], _mm512_mul_ps(s, dot));
+                i += 8;
             }
         }
-    };
-    let mut i = 0;
-    if k0.is_multiple_of(8) {
-        while i + 8 <= n {
-            for u in 0..8 {
-                block(i + u, u, acc);
-            }
-            i += 8;
+        for j in i..n {
+            let k = k0 + j;
+            unit::<C, Q4>(units.add(j * ub), k, k % 8, nb, a, c0, acc, ahead);
         }
     }
-    for j in i..n {
-        block(j, (k0 + j) % 8, acc);
+}
+
+/// The unit at `unit` (block `k` of 16 rows) times block `k` of vectors
+/// `c0..c0 + C` of `a` (rows of `nb` blocks), each `(d_w * d_a) * dot` added to partial sum `u`
+/// of its vector's sums in `acc`; the unit's bytes `ahead` bytes further on
+/// prefetched (0: none; see [`ahead`]).
+///
+/// # Safety
+/// As [`mat`], and the unit and block `k` of the vectors are inside the
+/// checked arguments (or, for the unit, a buffer holding it); `u < 8`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn unit<const C: usize, const Q4: bool>(
+    unit: *const u8,
+    k: usize,
+    u: usize,
+    nb: usize,
+    a: &Acts,
+    c0: usize,
+    acc: &mut Sums<C>,
+    ahead: usize,
+) {
+    let ub = BAND * block_bytes(Q4);
+    let offset = if Q4 { -8 } else { -128 };
+    // SAFETY: the unit, and block k of each vector (32 values, a scale and
+    // a sum), are inside the checked arguments; the CPU has the features
+    // (the caller's contract).
+    unsafe {
+        let mask = _mm512_set1_epi8(0x0f);
+        prefetch_ahead(unit, ub, ahead, Prefetch::L2);
+        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(unit as *const __m256i));
+        let vals = |c: usize| _mm512_loadu_si512(unit.add(32 + 64 * c) as *const _);
+        // Q4_0: chunk c's low nibbles are elements 4c..4c+4 of each row,
+        // its high nibbles elements 16+4c..16+4c+4.
+        let mut lo = [_mm512_setzero_si512(); 4];
+        let mut hi = [_mm512_setzero_si512(); 4];
+        if Q4 {
+            for c in 0..4 {
+                let v = vals(c);
+                lo[c] = _mm512_and_si512(v, mask);
+                hi[c] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), mask);
+            }
+        }
+        for (j, acc) in acc.iter_mut().enumerate() {
+            let blk = (c0 + j) * nb + k;
+            let q = a.q.as_ptr().add(blk * QK) as *const i32;
+            let group = |g: usize| _mm512_set1_epi32(read_unaligned(q.add(g)));
+            // Two chains of dot products, for the latency; the offset
+            // times the block's sum comes first.
+            let mut d0 = _mm512_set1_epi32(offset * *a.sum.as_ptr().add(blk));
+            let mut d1 = _mm512_setzero_si512();
+            if Q4 {
+                for c in 0..4 {
+                    d0 = _mm512_dpbusd_epi32(d0, lo[c], group(c));
+                    d1 = _mm512_dpbusd_epi32(d1, hi[c], group(4 + c));
+                }
+            } else {
+                for c in (0..8).step_by(2) {
+                    d0 = _mm512_dpbusd_epi32(d0, vals(c), group(c));
+                    d1 = _mm512_dpbusd_epi32(d1, vals(c + 1), group(c + 1));
+                }
+            }
+            let dot = _mm512_cvtepi32_ps(_mm512_add_epi32(d0, d1));
+            let s = _mm512_mul_ps(dw, _mm512_set1_ps(*a.d.as_ptr().add(blk)));
+            acc[u] = _mm512_add_ps(acc[u], _mm512_mul_ps(s, dot));
+        }
     }
 }
 
