@@ -13,6 +13,9 @@
 #   TYPES="Q4_K_M Q6_K" measures tl-Q4_K_M.gguf and tl-Q6_K.gguf instead.
 # Appends engine,type,threads,test,round,tok_s rows to RAW.csv; then
 # scripts/perf_medians.py RAW.csv > docs/perf.csv takes the medians.
+# Prints on stderr how much of each mapped file the kernel maps with 2 MiB
+# pages (the `--mmap` runs read 4 KiB pages elsewhere, which is slower:
+# it depends on how the page cache was filled, see README).
 set -euo pipefail
 L=$1; LB=$2; R=$3; OUT=$4; D=$5
 [ -s "$OUT" ] || echo "engine,type,threads,test,round,tok_s" > "$OUT"
@@ -21,7 +24,8 @@ lm() { # label type threads round extra-flags...
     "$L" bench "$D/tl-$ty.gguf" --threads "$t" --prompt-tokens 128 --gen-tokens 64 --decode-from-start --no-probe "$@" 2>/dev/null |
         awk -v e="$label" -v ty="${ty,,}" -v t="$t" -v r="$r" '
             /^prompt:/ { for (i = 1; i <= NF; i++) if ($i == "tok/s") print e "," ty "," t ",pp128," r "," $(i - 1) }
-            /^decode:/ { for (i = 1; i <= NF; i++) if ($i == "tok/s" && !d) { print e "," ty "," t ",tg64," r "," $(i - 1); d = 1 } }'
+            /^decode:/ { for (i = 1; i <= NF; i++) if ($i == "tok/s" && !d) { print e "," ty "," t ",tg64," r "," $(i - 1); d = 1 } }
+            /^weights in 2 MiB pages:/ && e == "llamette-mmap" { print ty " " t "T round " r ": " $0 > "/dev/stderr" }'
 }
 lc() { # type threads round
     local ty=$1 t=$2 r=$3

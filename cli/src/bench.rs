@@ -175,6 +175,13 @@ pub fn bench(path: &Path, o: &BenchOptions) -> Result<(), CliError> {
             done.bytes as f64 / 1e6
         );
     }
+    if let Some(huge) = crate::files::huge_page_bytes(input.bytes.as_ptr()) {
+        println!(
+            "weights in 2 MiB pages: {:.1} of {:.1} MB",
+            huge as f64 / 1e6,
+            input.bytes.len() as f64 / 1e6
+        );
+    }
     println!(
         "shape: dim {}, hidden {}, layers {}, heads {}/{} kv, vocab {}",
         c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size

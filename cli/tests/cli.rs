@@ -531,6 +531,16 @@ fn synth_and_bench_run_on_a_small_shape() {
     for needle in ["memory-mapped", "decode: 8 tokens", "from the first token"] {
         assert!(report.contains(needle), "{report}");
     }
+    // On Linux, how much of the mapped file is in 2 MiB pages (the kernel
+    // decides: any amount), of all its bytes.
+    if cfg!(target_os = "linux") {
+        let size = std::fs::metadata(&out).unwrap().len() as f64 / 1e6;
+        let line = report
+            .lines()
+            .find(|l| l.starts_with("weights in 2 MiB pages: "))
+            .unwrap_or_else(|| panic!("{report}"));
+        assert!(line.ends_with(&format!(" of {size:.1} MB")), "{line}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
