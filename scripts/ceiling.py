@@ -23,12 +23,14 @@ import sys
 
 # read-ceiling's loops that bound decode: the fastest plain read here, the
 # one doing what a kernel does per line (2 vpdpbusd) with its prefetches,
-# and the same over 2 and 4 streams (as a kernel reading 2 or 4 bands).
+# and the same over 2 and 4 streams (as a kernel reading 2 or 4 bands),
+# and over 2 streams prefetched further ahead (the fastest read found).
 LOOPS = {
     "read, prefetch L2 2560 and L1 1024 B ahead": "read loop",
     "2 vpdpbusd per line, prefetch L2 2560 and L1 1024 (the kernels' on Intel)": "kernel-like loop",
     "2 streams, 2 vpdpbusd per line, prefetch L2 2560 and L1 1024": "2 streams",
     "4 streams, 2 vpdpbusd per line, prefetch L2 2560 and L1 1024": "4 streams",
+    "2 streams, 2 vpdpbusd per line, prefetch L2 4096 and L1 2048": "2 streams, 4/2 KiB ahead",
 }
 
 
