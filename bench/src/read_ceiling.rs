@@ -120,9 +120,10 @@ fn loops() -> Option<Vec<Loop>> {
             "4 streams, 2 vpdpbusd per line, prefetch L2 2560 and L1 1024",
             x86::run::<4, 2, 2560, 1024>,
         ),
-        // The fastest pattern found (2026-12-06, 600 MiB, 5 rounds: 22.3-23.0
-        // GB/s against 18.9-20.4 for one stream at 2560/1024; 3 streams
-        // 22.6, 4 at 4096/2048 21.4, 8 18.8).
+        // The fastest pattern found (2026-12-06, 600 MiB, medians of 5
+        // rounds, five runs: 22.5, 23.0, 20.5, 20.4 and 17.8 GB/s against
+        // 19.9, 20.4, 19.2, 18.9 and 18.1 for one stream at 2560/1024 in
+        // the same runs; 3 streams 22.6, 4 at 4096/2048 21.4, 8 18.8).
         (
             "2 streams, 2 vpdpbusd per line, prefetch L2 4096 and L1 2048",
             x86::run::<2, 2, 4096, 2048>,

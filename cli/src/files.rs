@@ -279,8 +279,13 @@ pub fn say(note: &Option<String>) {
 /// `MemAvailable` of `/proc/meminfo`, in bytes (`None` where unknown).
 pub fn mem_available() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line["MemAvailable:".len()..]
+    info.lines().find_map(|l| kib_field(l, "MemAvailable:"))
+}
+
+/// The bytes of a `/proc` line `KEY: N kB` whose key is `key`.
+fn kib_field(line: &str, key: &str) -> Option<u64> {
+    let kib: u64 = line
+        .strip_prefix(key)?
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -305,38 +310,23 @@ fn mib(bytes: u64) -> u64 {
 pub fn huge_page_bytes(addr: *const u8) -> Option<u64> {
     let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
     let addr = addr as usize;
-    // The mapping's lines: from its header ("start-end perms ...") to the
-    // next header.
-    let mut lines = smaps.lines().skip_while(|l| !header_holds(l, addr));
+    // The mapping's lines: from its header to the next header.
+    let mut lines = smaps
+        .lines()
+        .skip_while(|l| !mapping_range(l).is_some_and(|r| r.contains(&addr)));
     lines.next()?;
-    let mut kib = 0;
-    for line in lines.take_while(|l| !header_holds(l, usize::MAX)) {
-        for key in ["FilePmdMapped:", "AnonHugePages:"] {
-            if let Some(rest) = line.strip_prefix(key) {
-                kib += rest
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()?;
-            }
-        }
-    }
-    Some(kib * 1024)
+    let huge = lines
+        .take_while(|l| mapping_range(l).is_none())
+        .filter_map(|l| kib_field(l, "FilePmdMapped:").or_else(|| kib_field(l, "AnonHugePages:")))
+        .sum();
+    Some(huge)
 }
 
-/// Whether `line` of `/proc/self/smaps` is a mapping's header line (its
-/// first word `start-end` in hexadecimal) for a range holding `addr`
-/// (`usize::MAX`: any header at all).
-fn header_holds(line: &str, addr: usize) -> bool {
-    let first = line.split_whitespace().next().unwrap_or("");
-    let Some((lo, hi)) = first.split_once('-') else {
-        return false;
-    };
-    match (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16)) {
-        (Ok(lo), Ok(hi)) => addr == usize::MAX || (lo..hi).contains(&addr),
-        _ => false,
-    }
+/// The address range of a `/proc/self/smaps` header line (its first word,
+/// `start-end` in hexadecimal); `None` for the other lines.
+fn mapping_range(line: &str) -> Option<core::ops::Range<usize>> {
+    let (lo, hi) = line.split_whitespace().next()?.split_once('-')?;
+    Some(usize::from_str_radix(lo, 16).ok()?..usize::from_str_radix(hi, 16).ok()?)
 }
 
 /// Opens the model at `path` (the embedded model when `None`, which is

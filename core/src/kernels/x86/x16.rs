@@ -185,11 +185,12 @@ unsafe fn whole_band<const C: usize, const Q4: bool>(
     }
 }
 
-/// Units `k0..k0 + n` of a band (unit `k0` at `units`) times vectors
-/// `c0..c0 + C` of `a` (rows of `nb` blocks), added to the partial sums
-/// `acc`: block `k` to sum `k % 8`, as the plain types add them (and eight
-/// chains hide the add's latency). Each unit's bytes `ahead` bytes further
-/// on are prefetched into L2 (0: none; see [`ahead`]).
+/// Units `k0..k0 + n` of a band (unit `k0` at `units`; `k0` a multiple of
+/// 8) times vectors `c0..c0 + C` of `a` (rows of `nb` blocks), added to the
+/// partial sums `acc`: block `k` to sum `k % 8`, as the plain types add
+/// them (and eight chains hide the add's latency). Each unit's bytes
+/// `ahead` bytes further on are prefetched into L2 (0: none; see
+/// [`ahead`]).
 ///
 /// # Safety
 /// As [`mat`], and the units and the vectors' blocks are inside the
@@ -207,31 +208,32 @@ unsafe fn units<const C: usize, const Q4: bool>(
     acc: &mut Sums<C>,
     ahead: usize,
 ) {
+    debug_assert!(k0.is_multiple_of(8));
     let ub = BAND * block_bytes(Q4);
     // SAFETY: units k0..k0 + n and the vectors' blocks are inside the
     // checked arguments; the features (the caller's contract).
     unsafe {
         let mut i = 0;
-        if k0.is_multiple_of(8) {
-            while i + 8 <= n {
-                for u in 0..8 {
-                    let k = k0 + i + u;
-                    unit::<C, Q4>(units.add((i + u) * ub), k, u, nb, a, c0, acc, ahead);
-                }
-                i += 8;
+        // Eight at a time (unit k0 + i + u to sum u), so that each partial
+        // sum stays in a register.
+        while i + 8 <= n {
+            for u in 0..8 {
+                let k = k0 + i + u;
+                unit::<C, Q4>(units.add((i + u) * ub), k, u, nb, a, c0, acc, ahead);
             }
+            i += 8;
         }
-        for j in i..n {
-            let k = k0 + j;
-            unit::<C, Q4>(units.add(j * ub), k, k % 8, nb, a, c0, acc, ahead);
+        for u in 0..n - i {
+            let k = k0 + i + u;
+            unit::<C, Q4>(units.add((i + u) * ub), k, u, nb, a, c0, acc, ahead);
         }
     }
 }
 
 /// The unit at `unit` (block `k` of 16 rows) times block `k` of vectors
-/// `c0..c0 + C` of `a` (rows of `nb` blocks), each `(d_w * d_a) * dot` added to partial sum `u`
-/// of its vector's sums in `acc`; the unit's bytes `ahead` bytes further on
-/// prefetched (0: none; see [`ahead`]).
+/// `c0..c0 + C` of `a` (rows of `nb` blocks), each `(d_w * d_a) * dot`
+/// added to partial sum `u` of its vector's sums in `acc`; the unit's
+/// bytes `ahead` bytes further on prefetched (0: none; see [`ahead`]).
 ///
 /// # Safety
 /// As [`mat`], and the unit and block `k` of the vectors are inside the
