@@ -21,9 +21,20 @@ use crate::kernels::types::QK;
 /// [`NEAR`](super::NEAR) into L1 ([`prefetch_ahead`]; [`Prefetch`]:
 /// whole-model decode with interleaved Q4_0 21.6 -> 25.2 tok/s at 1
 /// thread, Q8_0 13.2 -> 14.9; prompts 4-7% faster), 0 (none) elsewhere
-/// (on Zen 4 these kernels were faster from memory without).
+/// (on Zen 4 these kernels were faster from memory without; the decode
+/// prefetches there, [`decode_ahead`]).
 fn ahead() -> usize {
     prefetch().ahead(0)
+}
+
+/// How far ahead the decode's two streams ([`two_streams`]) prefetch
+/// their units: as [`ahead`] on Intel; elsewhere
+/// [`DECODE_AHEAD`](super::DECODE_AHEAD) bytes into L2 alone.
+fn decode_ahead() -> usize {
+    match prefetch() {
+        Prefetch::L2 => ahead(),
+        Prefetch::L1 => super::DECODE_AHEAD,
+    }
 }
 
 /// Vectors per tile of a batch: each unit's nibbles, split once, serve
@@ -93,7 +104,7 @@ unsafe fn two_streams<const Q4: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows:
     let bands = rows / BAND;
     let half = bands / 2;
     let (w, o) = (w.as_ptr(), out.as_mut_ptr());
-    let pf = ahead();
+    let pf = decode_ahead();
     for b in 0..half {
         let (x, y) = (b, b + half);
         let mut sx = [[_mm512_setzero_ps(); 8]; 1];
