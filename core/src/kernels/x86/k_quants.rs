@@ -199,11 +199,17 @@ unsafe fn step<K: KQuant>(acc: f32, p: __m128) -> f32 {
     }
 }
 
-/// Bytes ahead that [`matvec`] prefetches (measured: a few percent more of
-/// the memory bandwidth on matrices far larger than the caches, neutral on
-/// those in L2 or L3), into L1; on Intel [`AHEAD`](super::AHEAD) bytes into L2 instead
-/// ([`Prefetch`](super::Prefetch): Q4_K_M decode 21.7 -> 22.6 tok/s, Q6_K 17.1 -> 17.8).
-const PF: usize = 8192;
+/// Bytes ahead that [`matvec`] prefetches into L1 under
+/// [`Prefetch::L1`](super::Prefetch) (AMD): none. On Intel
+/// [`AHEAD`](super::AHEAD) bytes into L2 ([`Prefetch`](super::Prefetch):
+/// Q4_K_M decode 21.7 -> 22.6 tok/s, Q6_K 17.1 -> 17.8). 8192 bytes into
+/// L1 had measured a few percent more of the memory bandwidth on an
+/// earlier AMD machine; on the AMD EPYC Zen 4 development machine
+/// (2026-12-06, 1 thread, the 22 layers' products of a TinyLlama shape
+/// alone, alternating runs) it cost: Q6_K 17.8-20.3 GB/s with it,
+/// 22.0-24.1 without (4096 bytes 21.0-22.8, `prefetcht1` 1024-4096 bytes
+/// 18.6-23.5), Q5_K 17.3-17.8 against 18.6-19.1.
+const PF: usize = 0;
 
 /// Super-blocks of one vector prepared at a time by [`matvec`] (32 * 256 =
 /// 8192 columns; at most 32 * 320 bytes on the stack).

@@ -53,9 +53,27 @@ const NC: usize = 4;
 /// 22.3-22.7 spread; other distances, spread: 1536 bytes 20.7, 3584 21.2-21.5,
 /// 4608 20.5-20.6, 6912 20.8-21.2). On Intel the same lines are prefetched
 /// [`NEAR`](super::NEAR) bytes ahead into L1 too ([`prefetch_ahead`]).
-fn ahead() -> usize {
-    prefetch().ahead(0)
+/// Elsewhere (AMD) Q5_K prefetches [`Q5_AHEAD`] bytes ahead.
+fn ahead<const Q5: bool>() -> usize {
+    match prefetch() {
+        Prefetch::L1 if Q5 => Q5_AHEAD,
+        p => p.ahead(0),
+    }
 }
+
+/// How far ahead interleaved Q5_K prefetches under [`Prefetch::L1`] (AMD):
+/// into L2, and [`NEAR`](super::NEAR) bytes ahead into L1
+/// ([`prefetch_ahead`]). A unit's reads alternate between its fifth bits
+/// and its nibbles, and without software prefetch a core of the AMD EPYC
+/// Zen 4 development machine streamed them at a third of its bandwidth
+/// (`kernel-table --quick --matvec`, 2026-12-06: 9.3 GB/s from memory
+/// against 28.2 from L2; TinyLlama-shaped Q5_K_M decode 0.71x llama.cpp
+/// at 1 thread). The 22 layers' products alone (Q5_Kx16, 1 thread, two
+/// runs each): none 10.0-11.4 GB/s, 1024 bytes 11.6-11.7, 1536 21.0-21.5,
+/// 2048 21.1-22.9, 2560 20.3-20.6, 3072 15.0-20.5, 4096 18.2-19.0.
+/// Interleaved Q4_K streams well without (26.6-28.7 GB/s; 14.1-23.3 with
+/// these distances), so it does not prefetch there.
+const Q5_AHEAD: usize = 2048;
 
 /// Interleaved Q4_K (or, `Q5`, Q5_K) weights (`rows` whole bands) times
 /// every vector of `a` (the `MatFn` contract).
@@ -71,7 +89,7 @@ pub(super) unsafe fn mat<const Q5: bool>(w: &[u8], a: &Acts, out: &mut [f32], ro
         // inside the checked arguments; the CPU has the features (this
         // function's contract).
         unsafe {
-            let pf = if c0 == 0 { ahead() } else { 0 };
+            let pf = if c0 == 0 { ahead::<Q5>() } else { 0 };
             match nc {
                 1 => whole_band::<1, Q5>(band, nsb, a, c0, o, rows, pf),
                 2 => whole_band::<2, Q5>(band, nsb, a, c0, o, rows, pf),
@@ -310,7 +328,7 @@ pub(super) mod avx2 {
             // inside the checked arguments; the CPU has the features (this
             // function's contract).
             unsafe {
-                let pf = if c0 == 0 { ahead() } else { 0 };
+                let pf = if c0 == 0 { ahead::<Q5>() } else { 0 };
                 for half in 0..2 {
                     // The second half rereads the units from the caches.
                     let pf = if half == 0 { pf } else { 0 };
