@@ -207,7 +207,7 @@ unsafe fn step<K: KQuant>(acc: f32, p: __m128) -> f32 {
 /// earlier AMD machine; on the AMD EPYC Zen 4 development machine
 /// (2026-12-06, 1 thread, the 22 layers' products of a TinyLlama shape
 /// alone, alternating runs) it cost: Q6_K 17.8-20.3 GB/s with it,
-/// 22.0-24.1 without (4096 bytes 21.0-22.8, `prefetcht1` 1024-4096 bytes
+/// 21.1-24.1 without (4096 bytes 21.0-22.8, `prefetcht1` 1024-4096 bytes
 /// 18.6-23.5), Q5_K 17.3-17.8 against 18.6-19.1.
 const PF: usize = 0;
 

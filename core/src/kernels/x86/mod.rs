@@ -196,7 +196,7 @@ pub(super) const NEAR: usize = 1024;
 /// 1 thread, medians of alternating runs): TinyLlama-shaped Q8_0 decode
 /// 23.08 -> 27.37 tok/s (5 runs; 768 bytes 27.77), Q4_0 level (47.64 and
 /// 47.54); the same 22 layers of products alone (Q8_0) 24.4-30.9 GB/s
-/// without prefetch, 31.1-33.3 at 1024 bytes, 30.1-33.2 at 1536, 28.3-32.5
+/// without prefetch, 29.2-33.3 at 1024 bytes, 30.1-33.2 at 1536, 28.3-32.5
 /// at 768, 23.8-27.5 with `prefetcht0` at 1024; at 2560 bytes Q4_0 fell
 /// from 29.0-30.2 to 21.7-22.6 GB/s. The batches (prefill) do not
 /// prefetch there.
