@@ -141,10 +141,12 @@ pub(super) fn avx512_supported() -> bool {
 ///   runs): Q4_0 26.1-26.2 -> 26.5-26.8, Q8_0 14.7-14.8 -> 15.5, Q4_K_M
 ///   21.6-21.9 -> 24.9-25.1, Q6_K 15.8-15.9 -> 16.9-17.6.
 /// - Any other vendor (AMD Zen 4 and Zen 5 were measured): the float tiles
-///   prefetch the next tile into L1, the 4-bit and K-quant products a
-///   fixed distance into L1, the interleaved and Q8_0 products not at
-///   all (on Zen 5, `T0` beat `T1` by 7% for F16; on Zen 4 the interleaved
-///   products were faster without software prefetch).
+///   prefetch the next tile into L1, the 4-bit products a fixed distance
+///   into L1, the plain K-quant and Q8_0 products and the interleaved
+///   batches not at all; the interleaved Q8_0/Q4_0 decode
+///   [`DECODE_AHEAD`] and interleaved Q5_K `x16k::Q5_AHEAD` bytes ahead
+///   into L2 (on Zen 5, `T0` beat `T1` by 7% for F16; on Zen 4 the
+///   interleaved batches were faster without software prefetch).
 ///
 /// The same split picks the `avx512` set's F16/BF16 batched products: on
 /// Intel each tile's weights are converted to f32 once for a whole pass

@@ -47,13 +47,12 @@ const NC: usize = 4;
 
 /// How far ahead the first pass over a band prefetches its units into L2
 /// ([`Prefetch`]: on Intel, as the other interleaved kernels; elsewhere
-/// none). A unit's 36 lines are prefetched a few at a time as its vectors
+/// none for Q4_K, [`Q5_AHEAD`] for Q5_K). A unit's 36 lines are prefetched a few at a time as its vectors
 /// are read, not in one burst when it starts (measured, whole-model Q4_K_M
 /// decode at 1 thread, 3 alternating runs: 20.0-20.2 tok/s with the burst,
 /// 22.3-22.7 spread; other distances, spread: 1536 bytes 20.7, 3584 21.2-21.5,
 /// 4608 20.5-20.6, 6912 20.8-21.2). On Intel the same lines are prefetched
 /// [`NEAR`](super::NEAR) bytes ahead into L1 too ([`prefetch_ahead`]).
-/// Elsewhere (AMD) Q5_K prefetches [`Q5_AHEAD`] bytes ahead.
 fn ahead<const Q5: bool>() -> usize {
     match prefetch() {
         Prefetch::L1 if Q5 => Q5_AHEAD,
