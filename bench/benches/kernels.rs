@@ -16,7 +16,7 @@ use llamette::parallel::Inline;
 use llamette::tensor::TensorType;
 use llamette_bench::{Batch, Weights};
 
-const TYPES: [TensorType; 18] = [
+const TYPES: [TensorType; 19] = [
     TensorType::F32,
     TensorType::F16,
     TensorType::BF16,
@@ -35,6 +35,7 @@ const TYPES: [TensorType; 18] = [
     TensorType::Q4_0x16,
     TensorType::Q4_Kx16,
     TensorType::Q5_Kx16,
+    TensorType::F16x16,
 ];
 
 /// `F32`, `Q4_0`, `Q4_0x16` ...: a name without spaces, for the group names.

@@ -154,7 +154,7 @@ impl Weights {
                     c.copy_from_slice(&(rng.f32() * 0.05).to_le_bytes());
                 }
             }
-            TensorType::F16 => {
+            TensorType::F16 | TensorType::F16x16 => {
                 for c in b.chunks_exact_mut(2) {
                     let h = 0x2000u16 | (rng.next_u64() & 0x83ff) as u16;
                     c.copy_from_slice(&h.to_le_bytes());
@@ -187,6 +187,7 @@ impl Weights {
                 TensorType::Q4_0x16 => TensorType::Q4_0,
                 TensorType::Q4_Kx16 => TensorType::Q4_K,
                 TensorType::Q5_Kx16 => TensorType::Q5_K,
+                TensorType::F16x16 => TensorType::F16,
                 _ => TensorType::Q8_0,
             };
             llamette::repack::interleave(b, plain, rows, cols).unwrap();

@@ -27,7 +27,7 @@ use llamette_bench::{
 };
 
 /// Every type the table can run (`--types` picks some).
-const TYPES: [TensorType; 18] = [
+const TYPES: [TensorType; 19] = [
     TensorType::F32,
     TensorType::F16,
     TensorType::BF16,
@@ -46,6 +46,7 @@ const TYPES: [TensorType; 18] = [
     TensorType::Q4_0x16,
     TensorType::Q4_Kx16,
     TensorType::Q5_Kx16,
+    TensorType::F16x16,
 ];
 
 /// The name `--types` takes: `f32`, `q4_0`, `q4_0x16` ...

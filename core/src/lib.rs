@@ -11,7 +11,7 @@
 //!   [`Tokenizer::encode`] with [`Bos`], [`Tokenizer::decode`];
 //! - [`Session`]: the KV cache and scratch carved from one caller buffer,
 //!   with [`Session::required_bytes`] telling its exact size;
-//! - [`repack`]: optionally, interleave a writable GGUF's quantized matrices
+//! - [`repack`]: optionally, interleave a writable GGUF's quantized (and F16) matrices
 //!   in place for faster kernels;
 //! - [`Sampler`]: greedy, temperature, top-k, top-p, min-p, repetition penalty;
 //! - [`Generator`]: the generation loop (pending token, sampling, UTF-8-safe

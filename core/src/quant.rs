@@ -151,7 +151,11 @@ pub fn quantize_row(ty: TensorType, src: &[f32], dst: &mut [u8]) -> Result<()> {
                 what: "llama2.c's split int8 layout is read-only",
             })
         }
-        TensorType::Q8_0x16 | TensorType::Q4_0x16 | TensorType::Q4_Kx16 | TensorType::Q5_Kx16 => {
+        TensorType::Q8_0x16
+        | TensorType::Q4_0x16
+        | TensorType::Q4_Kx16
+        | TensorType::Q5_Kx16
+        | TensorType::F16x16 => {
             return Err(Error::InvalidArgument {
                 what: "interleaved layouts are made by repack, not row by row",
             })

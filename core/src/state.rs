@@ -144,8 +144,11 @@ pub fn model_fingerprint(model: &Model) -> Result<u64> {
 
 /// The plain type number of an interleaved type's, else `None`.
 fn plain_type(raw: u32) -> Option<u32> {
-    use crate::kernels::types::{GGML_Q4_0X16, GGML_Q4_KX16, GGML_Q5_KX16, GGML_Q8_0X16};
+    use crate::kernels::types::{
+        GGML_F16X16, GGML_Q4_0X16, GGML_Q4_KX16, GGML_Q5_KX16, GGML_Q8_0X16,
+    };
     match raw {
+        GGML_F16X16 => TensorType::F16.ggml_type(),
         GGML_Q4_0X16 => TensorType::Q4_0.ggml_type(),
         GGML_Q4_KX16 => TensorType::Q4_K.ggml_type(),
         GGML_Q5_KX16 => TensorType::Q5_K.ggml_type(),
@@ -160,12 +163,19 @@ fn as_plain(bytes: &[u8], start: usize, buf: &mut [u8]) -> Result<()> {
     let g = Gguf::parse(bytes)?;
     for t in g.tensors() {
         let t = t?;
-        // (32-wide: Q4_0 or Q8_0, else a K-quant: Q4_K or Q5_K)
-        let (wide, q) = match t.ty {
-            Some(TensorType::Q4_0x16) => (true, true),
-            Some(TensorType::Q8_0x16) => (true, false),
-            Some(TensorType::Q4_Kx16) => (false, false),
-            Some(TensorType::Q5_Kx16) => (false, true),
+        // The plain byte at offset `i` of the tensor's data.
+        let plain: fn(&[u8], usize, usize) -> u8 = match t.ty {
+            Some(TensorType::Q4_0x16) => |d, cols, i| interleave::plain_byte(d, cols / QK, true, i),
+            Some(TensorType::Q8_0x16) => {
+                |d, cols, i| interleave::plain_byte(d, cols / QK, false, i)
+            }
+            Some(TensorType::Q4_Kx16) => {
+                |d, cols, i| interleave::plain_byte_k(d, cols / QK_K, false, i)
+            }
+            Some(TensorType::Q5_Kx16) => {
+                |d, cols, i| interleave::plain_byte_k(d, cols / QK_K, true, i)
+            }
+            Some(TensorType::F16x16) => |d, cols, i| interleave::plain_byte_f16(d, cols / QK, i),
             _ => continue,
         };
         let (off, size) = (t.offset as usize, t.size as usize);
@@ -174,11 +184,7 @@ fn as_plain(bytes: &[u8], start: usize, buf: &mut [u8]) -> Result<()> {
         let data = &bytes[off.min(bytes.len())..(off + size).min(bytes.len())];
         let cols = t.dims[0] as usize;
         for i in lo..hi.min(off + data.len()) {
-            buf[i - start] = if wide {
-                interleave::plain_byte(data, cols / QK, q, i - off)
-            } else {
-                interleave::plain_byte_k(data, cols / QK_K, q, i - off)
-            };
+            buf[i - start] = plain(data, cols, i - off);
         }
     }
     Ok(())

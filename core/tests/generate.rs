@@ -286,7 +286,8 @@ fn fnv(parts: &[&[u8]]) -> u64 {
 /// weights.
 ///
 /// The same for llama.cpp's Q4_K_M and Q5_K_M files, whose Q4_K and Q5_K matrices are
-/// interleaved where the kernels read them fast (`fast_interleaved_k`).
+/// interleaved where the kernels read them fast (`fast_interleaved_k`), and
+/// its F16 file where they read interleaved F16 fast (`fast_interleaved_f16`).
 #[test]
 fn saved_state_names_the_model_whatever_its_layout() {
     state_crosses_layouts("t256-Q4_0.gguf", 14);
@@ -296,6 +297,9 @@ fn saved_state_names_the_model_whatever_its_layout() {
     }
     if fast.contains(&TensorType::Q5_K) {
         state_crosses_layouts("t256-Q5_K_M.gguf", 12);
+    }
+    if (llamette::kernels::active().fast_interleaved_f16)() {
+        state_crosses_layouts("t256-f16.gguf", 15);
     }
 }
 

@@ -1204,6 +1204,49 @@ fn interleaved_k_quants_are_the_plain_ones_bit_for_bit() {
     }
 }
 
+/// Interleaved F16: every set gives exactly the plain F16 type's bits (the
+/// scalar reference's), for one vector (a band at a time) and batches of
+/// 2 to 25 (tiles of half a band by 3 vectors and their remainders), with
+/// both x86 tunings; rows of 1 to 176 columns of 32 and 1 to 4 bands; the
+/// rows decode to exactly the plain rows; through the dispatch layer with
+/// 1 to 3 threads, matvec and matmul agree.
+#[test]
+fn interleaved_f16_is_plain_f16_bit_for_bit() {
+    let mut rng = Rng(1616);
+    for intel in [false, true] {
+        kernels::force_intel_tuning(intel);
+        for cols in [32, 64, 288, 2048, 5632] {
+            for (rows, n) in [
+                (16, 1),
+                (32, 1),
+                (64, 1),
+                (48, 2),
+                (16, 5),
+                (32, 25),
+                (32, 7),
+            ] {
+                if cols >= 2048 && rows * n > 200 {
+                    continue;
+                }
+                let (w, x, ty) = interleaved(&mut rng, TensorType::F16, rows, cols);
+                assert!(ty == TensorType::F16x16 && ty.is_interleaved());
+                assert_eq!(x.len(), w.len());
+                compare_sets_on(&mut rng, ty, &x, rows, cols, n, (rows + n) % 4);
+                interleaved_is_plain(&mut rng, TensorType::F16, (&w, &x, ty), rows, cols, n, true);
+            }
+        }
+    }
+    let pools: Vec<Box<dyn Parallel>> = vec![
+        Box::new(Inline),
+        Box::new(ThreadPool::new(2)),
+        Box::new(ThreadPool::new(3)),
+    ];
+    for rows in [16, 48, 160] {
+        let (_, x, ty) = interleaved(&mut rng, TensorType::F16, rows, 2048);
+        matvec_and_matmul_agree(&mut rng, &pools, ty, &x, rows, 2048);
+    }
+}
+
 /// `matvec` and `matmul` on interleaved weights through the dispatch layer,
 /// with 1, 2 and 3 threads (tasks never split a band): bit-identical to the
 /// scalar reference.
@@ -1236,6 +1279,10 @@ fn interleave_refuses_what_it_cannot_do() {
         (TensorType::Q8_0, 16, 64, w.len()),
         (TensorType::Q8_0, 16, 40, w.len()),
         (TensorType::F16, 16, 64, w.len()),
+        (TensorType::F16, 16, 48, 16 * 48 * 2),
+        (TensorType::F16, 24, 32, 24 * 32 * 2),
+        (TensorType::F16, 16, 32 * 1025, w.len()),
+        (TensorType::BF16, 16, 32, 16 * 32 * 2),
         (TensorType::Q8_0, 16, 64 * 1025, w.len()),
         (TensorType::Q8_0, 16, 64, 16 * 68 - 1),
     ] {

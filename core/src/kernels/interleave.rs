@@ -1,5 +1,5 @@
-//! The interleaved layout of Q8_0, Q4_0 and Q4_K matrices, for faster
-//! kernels.
+//! The interleaved layout of Q8_0, Q4_0, Q4_K, Q5_K and F16 matrices, for
+//! faster kernels.
 //!
 //! GGUF stores a Q8_0 or Q4_0 matrix row after row, each row a run of
 //! blocks of 32 values (an f16 scale, then the values). A SIMD kernel
@@ -27,6 +27,11 @@
 //! them only for kernel sets that read them fast
 //! ([`Kernels::fast_interleaved_k`](super::Kernels::fast_interleaved_k)).
 //!
+//! F16 goes by half bands and columns of 32 values: a unit is column `k`
+//! of 8 rows, their 64 bytes (values `32 k .. 32 k + 32`) one row after the
+//! other, unchanged (see `interleave_rows_f16`). Rows must be whole
+//! columns (a multiple of 32 values) of at most [`MAX_BLOCKS`].
+//!
 //! Bands are contiguous and as long as 16 plain rows, so a range of whole
 //! bands is still the same range of bytes. Matrices whose row count is not
 //! a multiple of 16, or with rows longer than [`MAX_BLOCKS`] blocks, are not
@@ -42,10 +47,13 @@
 //! every kernel set, any thread count, one token or a batch ([`mat_x16`]
 //! is the reference). An interleaved Q4_K or Q5_K row adds its
 //! super-blocks in order into one running sum, as the plain type does
-//! ([`mat_k_x16`]).
+//! ([`mat_k_x16`]). An interleaved F16 row keeps the plain row's sixteen
+//! partial sums (element `i` to sum `i % 16`, by fused multiply-adds) and
+//! their tree ([`mat_f16x16`]).
 
 use super::acts::Acts;
-use super::types::{f16_le, k_quants, reduce8, TensorType, QK, QK_K};
+use super::types::float::f16_to_f32;
+use super::types::{f16_le, k_quants, reduce16, reduce8, TensorType, QK, QK_K};
 use crate::error::{Error, Result};
 
 /// Rows per band of the interleaved types.
@@ -75,9 +83,10 @@ pub fn interleave(data: &mut [u8], ty: TensorType, rows: usize, cols: usize) -> 
         TensorType::Q8_0 => (false, TensorType::Q8_0x16),
         TensorType::Q4_K => return interleave_k(data, rows, cols, false),
         TensorType::Q5_K => return interleave_k(data, rows, cols, true),
+        TensorType::F16 => return interleave_f16(data, rows, cols),
         _ => {
             return Err(bad(
-                "only Q8_0, Q4_0, Q4_K and Q5_K matrices are interleaved",
+                "only Q8_0, Q4_0, Q4_K, Q5_K and F16 matrices are interleaved",
             ))
         }
     };
@@ -126,13 +135,18 @@ pub(crate) fn interleave_rows(data: &mut [u8], nb: usize, q4: bool) {
 /// Reorders the 16 x `nb` blocks (`bb` bytes each) of a band from row
 /// major to column major, in place, by following the permutation's cycles.
 fn transpose_blocks(band: &mut [u8], nb: usize, bb: usize) {
-    let n = BAND * nb;
+    transpose_rows(band, BAND, nb, bb);
+}
+
+/// [`transpose_blocks`] for `rows` rows (at most [`BAND`]).
+fn transpose_rows(band: &mut [u8], rows: usize, nb: usize, bb: usize) {
+    let n = rows * nb;
     // Which positions hold their final block (16 * MAX_BLOCKS bits).
     let mut done = [0u64; BAND * MAX_BLOCKS / 64];
     let mark = |done: &mut [u64], p: usize| done[p / 64] |= 1 << (p % 64);
     let is_done = |done: &[u64], p: usize| done[p / 64] & (1 << (p % 64)) != 0;
-    // Position p = k * 16 + r takes the block that was at r * nb + k.
-    let src = |p: usize| (p % BAND) * nb + p / BAND;
+    // Position p = k * rows + r takes the block that was at r * nb + k.
+    let src = |p: usize| (p % rows) * nb + p / rows;
     let mut held = [0u8; MAX_K_BYTES];
     for start in 0..n {
         if is_done(&done, start) {
@@ -392,6 +406,91 @@ pub fn mat_x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize, q4: bool) {
                 }
                 *o = reduce8(acc);
             }
+        }
+    }
+}
+
+/// Bytes of a column of 32 F16 values of one row: an interleaved F16
+/// matrix's block.
+const F16_COL: usize = 2 * QK;
+
+/// Rows of a half band of interleaved F16, stored as its own columns.
+pub const F16_HALF: usize = BAND / 2;
+
+/// [`interleave`] for an F16 matrix.
+fn interleave_f16(data: &mut [u8], rows: usize, cols: usize) -> Result<TensorType> {
+    let nc = blocks_per_row(cols, QK, MAX_BLOCKS).ok_or(Error::InvalidArgument {
+        what: "interleaved F16 rows are 32 to 32768 values, in columns of 32",
+    })?;
+    check_rows(rows, nc * F16_COL, data.len())?;
+    interleave_rows_f16(data, nc);
+    Ok(TensorType::F16x16)
+}
+
+/// Interleaves the plain F16 rows in `data` (a whole number of bands of
+/// rows of `nc` columns of 32 values, `nc <= MAX_BLOCKS`) in place: each
+/// half band (8 rows) is stored as its columns, one after the other;
+/// column `k` (a unit, 512 bytes) holds row 0's values `32 k .. 32 k + 32`,
+/// then row 1's, and so on. So a kernel reading one vector reads a half
+/// band as one sequential stream, and a batch's tile of 8 rows is 8 rows'
+/// contiguous bytes.
+pub(crate) fn interleave_rows_f16(data: &mut [u8], nc: usize) {
+    if nc == 0 {
+        return;
+    }
+    for half in data.chunks_exact_mut(F16_HALF * nc * F16_COL) {
+        transpose_rows(half, F16_HALF, nc, F16_COL);
+    }
+}
+
+/// Where column `k` of row `r` of an interleaved F16 matrix (rows of `nc`
+/// columns) starts.
+fn f16_col_at(nc: usize, r: usize, k: usize) -> usize {
+    ((r / F16_HALF * nc + k) * F16_HALF + r % F16_HALF) * F16_COL
+}
+
+/// [`plain_byte`] for an interleaved F16 matrix (rows of `nc` columns).
+pub(crate) fn plain_byte_f16(data: &[u8], nc: usize, i: usize) -> u8 {
+    let (r, k, j) = (
+        i / (nc * F16_COL),
+        i % (nc * F16_COL) / F16_COL,
+        i % F16_COL,
+    );
+    data[f16_col_at(nc, r, k) + j]
+}
+
+/// [`dequantize_row`] for an interleaved F16 matrix.
+pub(crate) fn dequantize_row_f16(data: &[u8], r: usize, out: &mut [f32]) {
+    let nc = out.len() / QK;
+    for (k, o) in out.chunks_exact_mut(QK).enumerate() {
+        let col = &data[f16_col_at(nc, r, k)..][..F16_COL];
+        super::types::dequantize_row(TensorType::F16, col, o);
+    }
+}
+
+/// The reference for interleaved F16 weights ([`TensorType::F16x16`];
+/// `rows` whole bands) times f32 activations (the `MatFn` contract): row
+/// `r` takes its columns from the units of its band and sums as the plain
+/// F16 row does (`acc[i % 16] = fma(w, x, acc[i % 16])`, then
+/// [`reduce16`]), so the numbers are the plain type's.
+pub fn mat_f16x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    assert!(
+        rows.is_multiple_of(BAND),
+        "kernel: rows are not whole bands"
+    );
+    let nc = a.cols / QK;
+    for c in 0..a.n {
+        let x = &a.x[c * a.cols..(c + 1) * a.cols];
+        for (r, o) in out[c * rows..(c + 1) * rows].iter_mut().enumerate() {
+            let mut acc = [0f32; 16];
+            for (k, xs) in x.chunks_exact(QK).enumerate() {
+                let col = &w[f16_col_at(nc, r, k)..][..F16_COL];
+                for (i, (b, &x)) in col.chunks_exact(2).zip(xs).enumerate() {
+                    let w = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+                    acc[i % 16] = libm::fmaf(w, x, acc[i % 16]);
+                }
+            }
+            *o = reduce16(acc);
         }
     }
 }

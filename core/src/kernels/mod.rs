@@ -55,7 +55,8 @@
 //!   sub-blocks times their integer scales, then one running f32 sum per
 //!   row (see [`types::k_quants`]);
 //! - interleaved Q8_0 and Q4_0 ([`interleave`]): as plain Q8_0 and Q4_0
-//!   (partial sum `block % 8`), so interleaving changes no bit;
+//!   (partial sum `block % 8`), so interleaving changes no bit; interleaved
+//!   F16 as plain F16;
 //! - quantizing activations rounds as the scalar code does.
 //!
 //! So the logits do not depend on the CPU, on the kernel set, on the thread
@@ -147,6 +148,10 @@ pub struct Kernels {
     /// [`TensorType::Q5_Kx16`]) this set reads faster than the plain ones:
     /// those [`crate::repack`] interleaves for it.
     pub fast_interleaved_k: &'static [TensorType],
+    /// Whether this set, on this CPU, reads interleaved F16
+    /// ([`TensorType::F16x16`]) faster than plain F16: whether
+    /// [`crate::repack`] interleaves F16 matrices for it.
+    pub fast_interleaved_f16: fn() -> bool,
     /// Whether this set's batches of plain Q8_0/Q4_0 weights use the
     /// transposed Q8 copy ([`Q8T`]) when [`quantize_batch`] can make it.
     pub transposed_q8: bool,
@@ -185,6 +190,11 @@ struct Candidate {
 
 fn always() -> bool {
     true
+}
+
+/// For [`Kernels::fast_interleaved_f16`] of the sets that never want it.
+pub(crate) fn never() -> bool {
+    false
 }
 
 /// Every set compiled for this target, least capable first.
@@ -455,6 +465,7 @@ pub fn dequantize_row(ty: TensorType, data: &[u8], scales: &[u8], r: usize, out:
         TensorType::Q4_Kx16 | TensorType::Q5_Kx16 => {
             interleave::dequantize_row_k(data, ty == TensorType::Q5_Kx16, r, out)
         }
+        TensorType::F16x16 => interleave::dequantize_row_f16(data, r, out),
         TensorType::Q8Split { group } => {
             types::split::dequantize(&data[r * rb..(r + 1) * rb], scales, r, group, out)
         }

@@ -14,6 +14,7 @@ pub static KERNELS: Kernels = Kernels {
     kernel_for,
     fast_interleaved: false,
     fast_interleaved_k: &[],
+    fast_interleaved_f16: super::never,
     transposed_q8: false,
     quantize: q8_0::quantize,
     quantize_k: k_quants::quantize_q8k,
@@ -43,7 +44,7 @@ pub fn row_dot(ty: TensorType) -> Option<RowDot> {
         Q4_K => k_quants::dot_q4_k,
         Q5_K => k_quants::dot_q5_k,
         Q6_K => k_quants::dot_q6_k,
-        Q8_0x16 | Q4_0x16 | Q4_Kx16 | Q5_Kx16 | Q8Split { .. } => return None,
+        Q8_0x16 | Q4_0x16 | Q4_Kx16 | Q5_Kx16 | F16x16 | Q8Split { .. } => return None,
     })
 }
 
@@ -81,6 +82,10 @@ pub fn kernel_for(ty: TensorType) -> Option<MatFn> {
         Q5_Kx16 => |w, a, o| {
             let rows = check_mat(w, a, o, Q5_Kx16);
             interleave::mat_k_x16(w, a, o, rows, true)
+        },
+        F16x16 => |w, a, o| {
+            let rows = check_mat(w, a, o, F16x16);
+            interleave::mat_f16x16(w, a, o, rows)
         },
         Q8Split { .. } => return None,
     })

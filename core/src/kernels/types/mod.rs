@@ -91,6 +91,11 @@ pub enum TensorType {
     Q4_Kx16,
     /// Q5_K rewritten in place the same way.
     Q5_Kx16,
+    /// F16 rewritten in place for the SIMD kernels (see
+    /// [`crate::kernels::interleave`]): bands of 16 rows, each column of
+    /// 32 values of a band stored as the 16 rows' 64 bytes, row after row.
+    /// Same size as F16.
+    F16x16,
 }
 
 /// The GGML type numbers llamette gives its interleaved types in a GGUF
@@ -102,6 +107,8 @@ pub const GGML_Q4_0X16: u32 = 0x1000 + 2;
 pub const GGML_Q4_KX16: u32 = 0x1000 + 12;
 /// See [`GGML_Q8_0X16`].
 pub const GGML_Q5_KX16: u32 = 0x1000 + 13;
+/// See [`GGML_Q8_0X16`].
+pub const GGML_F16X16: u32 = 0x1000 + 1;
 
 /// What a weight type multiplies: the activations as they are, or quantized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +149,7 @@ impl TensorType {
             GGML_Q4_0X16 => Some(TensorType::Q4_0x16),
             GGML_Q4_KX16 => Some(TensorType::Q4_Kx16),
             GGML_Q5_KX16 => Some(TensorType::Q5_Kx16),
+            GGML_F16X16 => Some(TensorType::F16x16),
             _ => GGML_TYPES.iter().find(|(n, _)| *n == ty).map(|&(_, t)| t),
         }
     }
@@ -153,6 +161,7 @@ impl TensorType {
             TensorType::Q4_0x16 => Some(GGML_Q4_0X16),
             TensorType::Q4_Kx16 => Some(GGML_Q4_KX16),
             TensorType::Q5_Kx16 => Some(GGML_Q5_KX16),
+            TensorType::F16x16 => Some(GGML_F16X16),
             _ => GGML_TYPES.iter().find(|(_, t)| *t == self).map(|&(n, _)| n),
         }
     }
@@ -162,7 +171,7 @@ impl TensorType {
         use TensorType::*;
         match self {
             F32 | F16 | BF16 | Q8Split { .. } => 1,
-            Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | IQ4_NL | Q8_0x16 | Q4_0x16 => QK,
+            Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | IQ4_NL | Q8_0x16 | Q4_0x16 | F16x16 => QK,
             Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q4_Kx16 | Q5_Kx16 => QK_K,
         }
     }
@@ -174,6 +183,7 @@ impl TensorType {
         match self {
             F32 => 4,
             F16 | BF16 => 2,
+            F16x16 => 2 * QK,
             Q8Split { .. } => 1,
             Q8_0 | Q8_0x16 => size_of::<q8_0::BlockQ8_0>(),
             Q4_0 | Q4_0x16 => size_of::<q4_0::BlockQ4_0>(),
@@ -194,9 +204,13 @@ impl TensorType {
         (n / self.block_len()).checked_mul(self.block_bytes())
     }
 
-    /// Whether ggml counts it as quantized (everything but F32, F16, BF16).
+    /// Whether ggml counts it as quantized (everything but F32, F16, BF16
+    /// and interleaved F16).
     pub fn is_quantized(self) -> bool {
-        !matches!(self, TensorType::F32 | TensorType::F16 | TensorType::BF16)
+        !matches!(
+            self,
+            TensorType::F32 | TensorType::F16 | TensorType::BF16 | TensorType::F16x16
+        )
     }
 
     /// Whether the type is one of the interleaved layouts (rows in bands of
@@ -204,7 +218,11 @@ impl TensorType {
     pub fn is_interleaved(self) -> bool {
         matches!(
             self,
-            TensorType::Q8_0x16 | TensorType::Q4_0x16 | TensorType::Q4_Kx16 | TensorType::Q5_Kx16
+            TensorType::Q8_0x16
+                | TensorType::Q4_0x16
+                | TensorType::Q4_Kx16
+                | TensorType::Q5_Kx16
+                | TensorType::F16x16
         )
     }
 
@@ -212,7 +230,7 @@ impl TensorType {
     pub fn act_type(self) -> ActType {
         use TensorType::*;
         match self {
-            F32 | F16 | BF16 | Q8Split { .. } => ActType::F32,
+            F32 | F16 | BF16 | F16x16 | Q8Split { .. } => ActType::F32,
             Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | IQ4_NL | Q8_0x16 | Q4_0x16 => ActType::Q8,
             Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q4_Kx16 | Q5_Kx16 => ActType::Q8K,
         }
@@ -226,6 +244,7 @@ impl TensorType {
             Q4_0x16 => "Q4_0 (interleaved x16)",
             Q4_Kx16 => "Q4_K (interleaved x16)",
             Q5_Kx16 => "Q5_K (interleaved x16)",
+            F16x16 => "F16 (interleaved x16)",
             Q8Split { .. } => "Q8 (llama2.c groups)",
             _ => ggml_type_name(self.ggml_type().unwrap_or(u32::MAX)),
         }
@@ -285,7 +304,7 @@ pub fn dequantize_row(ty: TensorType, row: &[u8], out: &mut [f32]) {
         // The documented contract (# Panics): `kernels::dequantize_row`
         // sends these types to their own decoders, never here.
         #[allow(clippy::panic)]
-        Q8Split { .. } | Q8_0x16 | Q4_0x16 | Q4_Kx16 | Q5_Kx16 => {
+        Q8Split { .. } | Q8_0x16 | Q4_0x16 | Q4_Kx16 | Q5_Kx16 | F16x16 => {
             panic!("dequantize_row: {} needs its tensor", ty.name())
         }
     }

@@ -33,6 +33,7 @@ pub(super) const TABLE: Kernels = Kernels {
     kernel_for,
     fast_interleaved: true,
     fast_interleaved_k: &[TensorType::Q4_K, TensorType::Q5_K],
+    fast_interleaved_f16: amd_tuning,
     transposed_q8: false,
     quantize,
     quantize_k,
@@ -53,6 +54,7 @@ fn kernel_for(ty: TensorType) -> Option<MatFn> {
         Q4_0x16 => |w, a, o| run(Q4_0x16, supported, mat_q4_0x16, w, a, o),
         Q4_Kx16 => |w, a, o| run(Q4_Kx16, supported, mat_q4_kx16, w, a, o),
         Q5_Kx16 => |w, a, o| run(Q5_Kx16, supported, mat_q5_kx16, w, a, o),
+        F16x16 => |w, a, o| run(F16x16, supported, mat_f16x16, w, a, o),
         Q4_1 => |w, a, o| run(Q4_1, supported, mat_q4_1, w, a, o),
         Q5_0 => |w, a, o| run(Q5_0, supported, mat_q5_0, w, a, o),
         Q5_1 => |w, a, o| run(Q5_1, supported, mat_q5_1, w, a, o),
@@ -64,6 +66,13 @@ fn kernel_for(ty: TensorType) -> Option<MatFn> {
         Q6_K => |w, a, o| run(Q6_K, supported, mat_q6_k, w, a, o),
         _ => return None,
     })
+}
+
+/// [`Kernels::fast_interleaved_f16`]: on AMD (the prefetch policy measured
+/// there), where reading one F16 band as one stream beats two rows at a
+/// time (see [`mat_f16x16`]); not measured on Intel, which keeps plain F16.
+fn amd_tuning() -> bool {
+    prefetch() == Prefetch::L1
 }
 
 /// The set's parameters and pair products.
@@ -382,7 +391,9 @@ macro_rules! by_shape {
     };
 }
 /// One F16 tile with 512-bit vectors: `R` rows from `w` (row `r` at
-/// `w + r * rb`, `cols` elements) times `C` vectors (vector `c` at
+/// `w + r * rb`, `cols` elements; with `IL`, the `R` = 8 rows of an
+/// interleaved F16 half band at `w`, chunk `i` of row `r` at
+/// [`il_chunk`]`(r, i)`, `cols` a multiple of 32) times `C` vectors (vector `c` at
 /// `x + c * cols`); `out(r, c)` is stored at `o + c * ldo + r`. The
 /// sixteen partial sums of a (row, vector) are the lanes of one
 /// `__m512`: lane `j` takes elements `16 i + j` in order, by fused
@@ -393,7 +404,7 @@ macro_rules! by_shape {
 /// in bounds.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn z16_tile<const R: usize, const C: usize, const BF: bool>(
+unsafe fn z16_tile<const R: usize, const C: usize, const BF: bool, const IL: bool>(
     w: *const u8,
     rb: usize,
     x: *const f32,
@@ -414,9 +425,15 @@ unsafe fn z16_tile<const R: usize, const C: usize, const BF: bool>(
             for (c, xv) in xv.iter_mut().enumerate() {
                 *xv = _mm512_loadu_ps(x.add(c * cols + 16 * i));
             }
+            // Chunk i of row 0, and the distance between rows.
+            let (base, stride) = if IL {
+                (w.add(il_chunk(0, i)), 64)
+            } else {
+                (w.add(32 * i), rb)
+            };
             for (r, acc) in acc.iter_mut().enumerate() {
-                let p = w.add(r * rb + 32 * i) as *const __m256i;
-                let wv = widen::<BF>(_mm256_loadu_si256(p));
+                let p = base.add(r * stride);
+                let wv = widen::<BF>(_mm256_loadu_si256(p as *const __m256i));
                 for (acc, &xv) in acc.iter_mut().zip(&xv) {
                     *acc = _mm512_fmadd_ps(wv, xv, *acc);
                 }
@@ -523,7 +540,7 @@ unsafe fn f16_mat<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usi
             macro_rules! go {
                 ($r:literal, $c:literal) => {
                     // SAFETY: the tile is inside the checked arguments.
-                    unsafe { z16_tile::<$r, $c, BF>(wp, rb, xp, a.cols, op, rows) }
+                    unsafe { z16_tile::<$r, $c, BF, false>(wp, rb, xp, a.cols, op, rows) }
                 };
             }
             by_shape!(nr, nc, go);
@@ -532,6 +549,120 @@ unsafe fn f16_mat<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usi
         r0 += nr;
     }
     Some(())
+}
+
+/// Where chunk `i` (16 values) of row `r` of an interleaved F16 half band
+/// is, from its first byte ([`TensorType::F16x16`]: units of 32 values, 8
+/// rows of 64 bytes each).
+#[inline(always)]
+fn il_chunk(r: usize, i: usize) -> usize {
+    i / 2 * 512 + r * 64 + i % 2 * 32
+}
+
+/// Interleaved F16 weights ([`TensorType::F16x16`], the `MatFn` contract).
+///
+/// One vector: a half band (8 rows) at a time, its rows' chains side by
+/// side, so the weights are read as one sequential stream, which the
+/// hardware prefetcher follows (plain F16 reads two rows at once, two
+/// streams, because one row's chain of multiply-adds alone is too slow).
+/// Row `r`'s sixteen partial sums are the lanes of register `r`; each
+/// takes its elements in order by fused multiply-adds and ends in
+/// [`reduce16`]: the plain F16 row's numbers. Measured (22 TinyLlama
+/// layers' shapes and the classifier, 1 thread, Zen 4, a C model of both
+/// loops, 4 alternating rounds): two plain rows with the next pair
+/// prefetched 22.7-23.0 GB/s, a band of 16 rows 28.4-28.8; software
+/// prefetches 1-4 KiB ahead made the band slower (20.2-21.5).
+///
+/// A batch: [`z16_tile`]s of a half band by 3 vectors (8 rows' contiguous
+/// bytes, as plain F16's tiles), the next half band prefetched while the
+/// vectors pass. (Tiles of 8 rows out of units of 16 rows were 8-15%
+/// slower with 32 vectors: the hardware prefetchers fetched the other
+/// half's lines into L1 on every pass.)
+///
+/// # Safety
+/// The CPU has the set's features; `check_mat` accepted the arguments
+/// (`rows` whole bands, `cols` a multiple of 32).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn mat_f16x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    let cols = a.cols;
+    let half_bytes = ZR * 2 * cols;
+    if a.n == 1 {
+        for h in 0..rows / ZR {
+            // SAFETY: half band h is inside the checked weights, its 8
+            // outputs inside `out`, the vector `cols` long.
+            unsafe {
+                f16x16_half(
+                    w.as_ptr().add(h * half_bytes),
+                    a.x.as_ptr(),
+                    cols / 32,
+                    out.as_mut_ptr().add(ZR * h),
+                )
+            };
+        }
+        return;
+    }
+    let steps = a.n.div_ceil(ZC);
+    let pf_step = half_bytes.div_ceil(steps).next_multiple_of(64);
+    for h in 0..rows / ZR {
+        let tile = w.as_ptr().wrapping_add(h * half_bytes);
+        let next = tile.wrapping_add(half_bytes);
+        let mut c0 = 0;
+        while c0 < a.n {
+            prefetch_bytes(next.wrapping_add(c0 / ZC * pf_step), pf_step, Prefetch::L1);
+            let nc = (a.n - c0).min(ZC);
+            // SAFETY: half band h (rows 8h..8h + 8, inside the checked
+            // weights) and vectors c0..c0 + nc are inside the arguments.
+            let (xp, op) = unsafe {
+                (
+                    a.x.as_ptr().add(c0 * cols),
+                    out.as_mut_ptr().add(c0 * rows + ZR * h),
+                )
+            };
+            macro_rules! go {
+                ($c:literal) => {
+                    // SAFETY: as above.
+                    unsafe { z16_tile::<ZR, $c, false, true>(tile, 0, xp, cols, op, rows) }
+                };
+            }
+            match nc {
+                3 => go!(3),
+                2 => go!(2),
+                _ => go!(1),
+            }
+            c0 += nc;
+        }
+    }
+}
+
+/// One half band of interleaved F16 times one vector: `nc` units of 32
+/// values from `half`, the vector at `x`, the 8 rows' results to `o`.
+///
+/// # Safety
+/// The CPU has the set's features; the half band (`nc` units of 512
+/// bytes), the vector (`32 nc` values) and the 8 outputs are in bounds.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn f16x16_half(half: *const u8, x: *const f32, nc: usize, o: *mut f32) {
+    // SAFETY: (for the whole body) unit k is the 512 bytes at half + 512
+    // k, values 32 k .. 32 k + 32 of the vector are in it; loads are
+    // unaligned loads.
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); ZR];
+        for k in 0..nc {
+            let u = half.add(512 * k);
+            let x0 = _mm512_loadu_ps(x.add(32 * k));
+            let x1 = _mm512_loadu_ps(x.add(32 * k + 16));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let p = u.add(64 * r);
+                let w0 = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
+                let w1 = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i));
+                *acc = _mm512_fmadd_ps(w1, x1, _mm512_fmadd_ps(w0, x0, *acc));
+            }
+        }
+        for (r, &acc) in acc.iter().enumerate() {
+            *o.add(r) = reduce16(acc);
+        }
+    }
 }
 
 /// Columns of a segment of [`f16_conv`]: a row tile's segment converted
