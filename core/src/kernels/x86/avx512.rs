@@ -569,15 +569,20 @@ fn il_chunk(r: usize, i: usize) -> usize {
 /// takes its elements in order by fused multiply-adds and ends in
 /// [`reduce16`]: the plain F16 row's numbers. Measured (22 TinyLlama
 /// layers' shapes and the classifier, 1 thread, Zen 4, a C model of both
-/// loops, 4 alternating rounds): two plain rows with the next pair
-/// prefetched 22.7-23.0 GB/s, a band of 16 rows 28.4-28.8; software
-/// prefetches 1-4 KiB ahead made the band slower (20.2-21.5).
+/// loops, alternating rounds): two plain rows with the next pair
+/// prefetched 22.7-23.0 GB/s, 16 rows side by side 28.4-28.8 (in other
+/// runs 25.7-29.9, and 8 rows, this layout, 25.9-29.3); software
+/// prefetches 1-4 KiB ahead made it slower (20.2-21.5).
 ///
 /// A batch: [`z16_tile`]s of a half band by 3 vectors (8 rows' contiguous
-/// bytes, as plain F16's tiles), the next half band prefetched while the
-/// vectors pass. (Tiles of 8 rows out of units of 16 rows were 8-15%
-/// slower with 32 vectors: the hardware prefetchers fetched the other
-/// half's lines into L1 on every pass.)
+/// bytes, as plain F16's tiles), the next half band prefetched into L2
+/// while the vectors pass. Measured (whole model, 1 thread, 128-token
+/// prompt in batches of 32, 5 alternating runs, median prompt tok/s):
+/// plain F16 43.67; this layout with the next half band prefetched into L1
+/// (as plain F16's tiles do) 40.83, not prefetched 43.08, into L2 45.89 (2
+/// threads, 3 runs: plain 86.55, into L2 88.70). Tiles of 8 rows out of
+/// units of 16 rows (an earlier layout) were slower still with batches of
+/// 32: 41-43 against plain's 44-49 GMAC/s in `kernel-table`.
 ///
 /// # Safety
 /// The CPU has the set's features; `check_mat` accepted the arguments
@@ -608,7 +613,7 @@ unsafe fn mat_f16x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
         let next = tile.wrapping_add(half_bytes);
         let mut c0 = 0;
         while c0 < a.n {
-            prefetch_bytes(next.wrapping_add(c0 / ZC * pf_step), pf_step, Prefetch::L1);
+            prefetch_bytes(next.wrapping_add(c0 / ZC * pf_step), pf_step, Prefetch::L2);
             let nc = (a.n - c0).min(ZC);
             // SAFETY: half band h (rows 8h..8h + 8, inside the checked
             // weights) and vectors c0..c0 + nc are inside the arguments.
