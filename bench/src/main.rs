@@ -140,7 +140,7 @@ fn main() {
                      \x20      [--cpu-time (with --quick: time by this thread's CPU time)]\n\
                      \x20      [--small-pages (weights in 4 KiB pages, as a memory-mapped file's)]\n\
                      \x20      [--types f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1,iq4_nl,q2_k,q3_k,q4_k,q5_k,q6_k,\n\
-                     \x20               q8_0x16,q4_0x16,q4_kx16,q5_kx16] [--sets scalar,avx2,...]"
+                     \x20               q8_0x16,q4_0x16,q4_kx16,q5_kx16,f16x16] [--sets scalar,avx2,...]"
                 );
                 std::process::exit(2);
             }
