@@ -284,7 +284,8 @@ impl<const K: FloatKind> TileOp for FloatTiles<'_, '_, K> {
     }
 }
 
-/// The longest row [`mat_float`] reads four at a time for one vector.
+/// The longest row [`mat_float`] reads four at a time for one vector (on
+/// AMD, F32 rows from memory one at a time).
 const SHORT_ROW: usize = 512;
 
 /// The size from which [`mat_float`] prefetches a matrix of short rows
@@ -314,6 +315,17 @@ pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
         // the vector and the loop (each row's sums as alone), the next four
         // prefetched when the matrix comes from memory (a classifier of
         // 32,000 short rows: the 15M shape's decode 391 -> 525 tok/s).
+        // On AMD, short F32 rows of a matrix from memory one at a time,
+        // not prefetched: one stream, which the hardware prefetcher
+        // follows. The 15M shape (every matrix streamed), greedy, 256
+        // steps, 9 alternating runs, median tok/s, Zen 4: 1 thread 390 ->
+        // 486 (run.c 393), 2 threads 514 -> 673 (run.c 647); a C model of
+        // its products (2 threads): four rows with the next four
+        // prefetched into L1 40-42 GB/s, into L2 35, not prefetched 23-30,
+        // one row 46-51.
+        1 if a.cols <= SHORT_ROW && K == F32 && streamed && super::prefetch() == Prefetch::L1 => {
+            (1, 1, false)
+        }
         1 if a.cols <= SHORT_ROW => (4, 1, streamed),
         // Two rows' chains and the next pair prefetched: one row at a time
         // without help reads about half the bandwidth on long rows.
