@@ -92,9 +92,9 @@ pub enum TensorType {
     /// Q5_K rewritten in place the same way.
     Q5_Kx16,
     /// F16 rewritten in place for the SIMD kernels (see
-    /// [`crate::kernels::interleave`]): bands of 16 rows, each column of
-    /// 32 values of a band stored as the 16 rows' 64 bytes, row after row.
-    /// Same size as F16.
+    /// [`crate::kernels::interleave`]): bands of 16 rows, each half band
+    /// of 8 rows stored as its columns of 32 values, a column as the 8
+    /// rows' 64 bytes, row after row. Same size as F16.
     F16x16,
 }
 

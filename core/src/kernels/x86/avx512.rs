@@ -21,6 +21,7 @@ use super::{
     run_quantize_k, x16, x16k, z4, Isa, Prefetch,
 };
 use crate::kernels::acts::Acts;
+use crate::kernels::interleave::F16_HALF;
 use crate::kernels::types::TensorType;
 use crate::kernels::{Kernels, MatFn, ValueRows};
 
@@ -159,7 +160,7 @@ unsafe fn mat_f32(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 unsafe fn mat_f16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe {
-        if f16_mat::<false>(w, a, out, rows).is_none() {
+        if f16_mat::<false, false>(w, a, out, rows).is_none() {
             common::mat_float::<Avx512, { common::F16 }>(w, a, out, rows)
         }
     }
@@ -173,7 +174,7 @@ unsafe fn mat_f16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
 unsafe fn mat_bf16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     // SAFETY: this function's contract.
     unsafe {
-        if f16_mat::<true>(w, a, out, rows).is_none() {
+        if f16_mat::<true, false>(w, a, out, rows).is_none() {
             common::mat_float::<Avx512, { common::BF16 }>(w, a, out, rows)
         }
     }
@@ -393,7 +394,7 @@ macro_rules! by_shape {
 /// One F16 tile with 512-bit vectors: `R` rows from `w` (row `r` at
 /// `w + r * rb`, `cols` elements; with `IL`, the `R` = 8 rows of an
 /// interleaved F16 half band at `w`, chunk `i` of row `r` at
-/// [`il_chunk`]`(r, i)`, `cols` a multiple of 32) times `C` vectors (vector `c` at
+/// [`il_chunk`]`(i) + 64 r`, `cols` a multiple of 32) times `C` vectors (vector `c` at
 /// `x + c * cols`); `out(r, c)` is stored at `o + c * ldo + r`. The
 /// sixteen partial sums of a (row, vector) are the lanes of one
 /// `__m512`: lane `j` takes elements `16 i + j` in order, by fused
@@ -427,7 +428,7 @@ unsafe fn z16_tile<const R: usize, const C: usize, const BF: bool, const IL: boo
             }
             // Chunk i of row 0, and the distance between rows.
             let (base, stride) = if IL {
-                (w.add(il_chunk(0, i)), 64)
+                (w.add(il_chunk(i)), 64)
             } else {
                 (w.add(32 * i), rb)
             };
@@ -493,8 +494,10 @@ unsafe fn widen<const BF: bool>(h: __m256i) -> __m512 {
 }
 
 /// F16 (or, with `BF`, BF16) weights times a batch with 512-bit vectors (the `MatFn`
-/// contract; on Intel through [`f16_conv`]): tiles of up to `ZR` rows x `ZC` vectors, the rows
-/// outermost (a tile's rows stay in L1 while the vectors pass).
+/// contract; plain rows on Intel through [`f16_conv`]): tiles of up to `ZR` rows x `ZC` vectors, the rows
+/// outermost (a tile's rows stay in L1 while the vectors pass). With
+/// `IL`, interleaved F16 ([`TensorType::F16x16`]): a tile is a half band,
+/// whose rows' bytes are as contiguous as plain rows'.
 /// `None` for one vector: the generic path reads one row at a time,
 /// a single sequential stream, which the hardware prefetcher follows
 /// at full bandwidth (several rows at once measured slower on
@@ -504,11 +507,16 @@ unsafe fn widen<const BF: bool>(h: __m256i) -> __m512 {
 /// The CPU has the set's features; `check_mat` accepted the arguments.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn f16_mat<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) -> Option<()> {
+unsafe fn f16_mat<const BF: bool, const IL: bool>(
+    w: &[u8],
+    a: &Acts,
+    out: &mut [f32],
+    rows: usize,
+) -> Option<()> {
     if a.n == 1 {
         return None;
     }
-    if prefetch() == Prefetch::L2 {
+    if !IL && prefetch() == Prefetch::L2 {
         // SAFETY: this function's contract.
         unsafe { f16_conv::<BF>(w, a, out, rows) };
         return Some(());
@@ -517,7 +525,9 @@ unsafe fn f16_mat<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usi
     // The next tile's rows (those after this call's too: the matrix's next
     // rows, which `matmul` hands to the next call) are prefetched while
     // the vectors pass the current tile, spread over its steps: without,
-    // a tile's first vectors wait on memory, in 4 KiB pages most.
+    // a tile's first vectors wait on memory, in 4 KiB pages most. Into
+    // L1; an interleaved half band into L2 (see [`mat_f16x16`]).
+    let policy = if IL { Prefetch::L2 } else { Prefetch::L1 };
     let steps = a.n.div_ceil(ZC);
     let pf_step = (ZR * rb).div_ceil(steps).next_multiple_of(64);
     let mut r0 = 0;
@@ -526,7 +536,7 @@ unsafe fn f16_mat<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usi
         let next = w.as_ptr().wrapping_add((r0 + nr) * rb);
         let mut c0 = 0;
         while c0 < a.n {
-            prefetch_bytes(next.wrapping_add(c0 / ZC * pf_step), pf_step, Prefetch::L1);
+            prefetch_bytes(next.wrapping_add(c0 / ZC * pf_step), pf_step, policy);
             let nc = (a.n - c0).min(ZC);
             // SAFETY: the tile (rows r0..r0 + nr, vectors c0..c0 +
             // nc) is inside the checked arguments.
@@ -540,7 +550,7 @@ unsafe fn f16_mat<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usi
             macro_rules! go {
                 ($r:literal, $c:literal) => {
                     // SAFETY: the tile is inside the checked arguments.
-                    unsafe { z16_tile::<$r, $c, BF, false>(wp, rb, xp, a.cols, op, rows) }
+                    unsafe { z16_tile::<$r, $c, BF, IL>(wp, rb, xp, a.cols, op, rows) }
                 };
             }
             by_shape!(nr, nc, go);
@@ -551,13 +561,16 @@ unsafe fn f16_mat<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usi
     Some(())
 }
 
-/// Where chunk `i` (16 values) of row `r` of an interleaved F16 half band
-/// is, from its first byte ([`TensorType::F16x16`]: units of 32 values, 8
-/// rows of 64 bytes each).
+/// Where chunk `i` (16 values) of a half band's first row is, from the
+/// half band's first byte ([`TensorType::F16x16`]: units of 32 values,
+/// 8 rows of 64 bytes each; row `r`'s chunk is `64 r` bytes further).
 #[inline(always)]
-fn il_chunk(r: usize, i: usize) -> usize {
-    i / 2 * 512 + r * 64 + i % 2 * 32
+fn il_chunk(i: usize) -> usize {
+    i / 2 * (F16_HALF * 64) + i % 2 * 32
 }
+
+// A batch's tile of rows is exactly an interleaved F16 half band.
+const _: () = assert!(ZR == F16_HALF);
 
 /// Interleaved F16 weights ([`TensorType::F16x16`], the `MatFn` contract).
 ///
@@ -574,7 +587,7 @@ fn il_chunk(r: usize, i: usize) -> usize {
 /// runs 25.7-29.9, and 8 rows, this layout, 25.9-29.3); software
 /// prefetches 1-4 KiB ahead made it slower (20.2-21.5).
 ///
-/// A batch: [`z16_tile`]s of a half band by 3 vectors (8 rows' contiguous
+/// A batch: [`f16_mat`]'s [`z16_tile`]s of a half band by 3 vectors (8 rows' contiguous
 /// bytes, as plain F16's tiles), the next half band prefetched into L2
 /// while the vectors pass. Measured (whole model, 1 thread, 128-token
 /// prompt in batches of 32, 5 alternating runs, median prompt tok/s):
@@ -590,52 +603,22 @@ fn il_chunk(r: usize, i: usize) -> usize {
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn mat_f16x16(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
     let cols = a.cols;
-    let half_bytes = ZR * 2 * cols;
-    if a.n == 1 {
-        for h in 0..rows / ZR {
-            // SAFETY: half band h is inside the checked weights, its 8
-            // outputs inside `out`, the vector `cols` long.
-            unsafe {
-                f16x16_half(
-                    w.as_ptr().add(h * half_bytes),
-                    a.x.as_ptr(),
-                    cols / 32,
-                    out.as_mut_ptr().add(ZR * h),
-                )
-            };
-        }
+    let half_bytes = F16_HALF * 2 * cols;
+    // SAFETY: this function's contract (for a batch).
+    if unsafe { f16_mat::<false, true>(w, a, out, rows) }.is_some() {
         return;
     }
-    let steps = a.n.div_ceil(ZC);
-    let pf_step = half_bytes.div_ceil(steps).next_multiple_of(64);
-    for h in 0..rows / ZR {
-        let tile = w.as_ptr().wrapping_add(h * half_bytes);
-        let next = tile.wrapping_add(half_bytes);
-        let mut c0 = 0;
-        while c0 < a.n {
-            prefetch_bytes(next.wrapping_add(c0 / ZC * pf_step), pf_step, Prefetch::L2);
-            let nc = (a.n - c0).min(ZC);
-            // SAFETY: half band h (rows 8h..8h + 8, inside the checked
-            // weights) and vectors c0..c0 + nc are inside the arguments.
-            let (xp, op) = unsafe {
-                (
-                    a.x.as_ptr().add(c0 * cols),
-                    out.as_mut_ptr().add(c0 * rows + ZR * h),
-                )
-            };
-            macro_rules! go {
-                ($c:literal) => {
-                    // SAFETY: as above.
-                    unsafe { z16_tile::<ZR, $c, false, true>(tile, 0, xp, cols, op, rows) }
-                };
-            }
-            match nc {
-                3 => go!(3),
-                2 => go!(2),
-                _ => go!(1),
-            }
-            c0 += nc;
-        }
+    for h in 0..rows / F16_HALF {
+        // SAFETY: half band h is inside the checked weights, its 8
+        // outputs inside `out`, the vector `cols` long.
+        unsafe {
+            f16x16_half(
+                w.as_ptr().add(h * half_bytes),
+                a.x.as_ptr(),
+                cols / 32,
+                out.as_mut_ptr().add(F16_HALF * h),
+            )
+        };
     }
 }
 
@@ -652,9 +635,9 @@ unsafe fn f16x16_half(half: *const u8, x: *const f32, nc: usize, o: *mut f32) {
     // k, values 32 k .. 32 k + 32 of the vector are in it; loads are
     // unaligned loads.
     unsafe {
-        let mut acc = [_mm512_setzero_ps(); ZR];
+        let mut acc = [_mm512_setzero_ps(); F16_HALF];
         for k in 0..nc {
-            let u = half.add(512 * k);
+            let u = half.add(il_chunk(2 * k));
             let x0 = _mm512_loadu_ps(x.add(32 * k));
             let x1 = _mm512_loadu_ps(x.add(32 * k + 16));
             for (r, acc) in acc.iter_mut().enumerate() {

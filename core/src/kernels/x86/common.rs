@@ -310,11 +310,8 @@ pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
     // A matrix this small stays in the caches from token to token (a tiny
     // model's): prefetching it only costs instructions.
     let streamed = rows * a.cols * eb >= STREAMED_BYTES;
+    let policy = super::prefetch();
     let (rmax, cmax, pf) = match n {
-        // Short rows (a small model's): four at a time share the loads of
-        // the vector and the loop (each row's sums as alone), the next four
-        // prefetched when the matrix comes from memory (a classifier of
-        // 32,000 short rows: the 15M shape's decode 391 -> 525 tok/s).
         // On AMD, short F32 rows of a matrix from memory one at a time,
         // not prefetched: one stream, which the hardware prefetcher
         // follows. The 15M shape (every matrix streamed), greedy, 256
@@ -323,9 +320,11 @@ pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
         // its products (2 threads): four rows with the next four
         // prefetched into L1 40-42 GB/s, into L2 35, not prefetched 23-30,
         // one row 46-51.
-        1 if a.cols <= SHORT_ROW && K == F32 && streamed && super::prefetch() == Prefetch::L1 => {
-            (1, 1, false)
-        }
+        1 if a.cols <= SHORT_ROW && K == F32 && streamed && policy == Prefetch::L1 => (1, 1, false),
+        // Short rows (a small model's): four at a time share the loads of
+        // the vector and the loop (each row's sums as alone), the next four
+        // prefetched when the matrix comes from memory (a classifier of
+        // 32,000 short rows: the 15M shape's decode 391 -> 525 tok/s).
         1 if a.cols <= SHORT_ROW => (4, 1, streamed),
         // Two rows' chains and the next pair prefetched: one row at a time
         // without help reads about half the bandwidth on long rows.
@@ -345,7 +344,7 @@ pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
         out,
         rows,
         pf_end,
-        policy: super::prefetch(),
+        policy,
     };
     // SAFETY: every tile is inside the checked arguments.
     unsafe { over_tiles::<I, _>(rmax, cmax, rows, n, &mut op) }
