@@ -396,14 +396,21 @@ fn float_batches_match_scalar() {
 /// One vector times float matrices large enough to be read from memory
 /// (256 KiB and more), with short rows (at most 512 values: on AMD one
 /// F32 row at a time, elsewhere four with the next four prefetched) and
-/// long ones, row and column counts that are and are not multiples of 4
+/// long ones (on AMD one F16 row at a time), row and column counts that are and are not multiples of 4
 /// and 16. Both x86 tunings run.
 #[test]
 fn streamed_float_matvecs_match_scalar() {
     for intel in [true, false] {
         kernels::force_intel_tuning(intel);
         for ty in [TensorType::F32, TensorType::F16, TensorType::BF16] {
-            for (rows, cols) in [(512, 288), (1001, 173), (230, 512), (64, 1030), (131, 2048)] {
+            for (rows, cols) in [
+                (512, 288),
+                (1001, 173),
+                (230, 512),
+                (64, 1030),
+                (160, 1030),
+                (131, 2048),
+            ] {
                 compare_sets(ty, rows, cols, 1, cols % 4, (rows * cols) as u64);
             }
         }

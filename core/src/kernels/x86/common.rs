@@ -285,7 +285,8 @@ impl<const K: FloatKind> TileOp for FloatTiles<'_, '_, K> {
 }
 
 /// The longest row [`mat_float`] reads four at a time for one vector (on
-/// AMD, F32 rows from memory one at a time).
+/// AMD, F32 rows from memory one at a time; longer F16 rows from memory
+/// too).
 const SHORT_ROW: usize = 512;
 
 /// The size from which [`mat_float`] prefetches a matrix of short rows
@@ -293,11 +294,11 @@ const SHORT_ROW: usize = 512;
 const STREAMED_BYTES: usize = 256 << 10;
 
 /// F32, F16 or BF16 weights (the `MatFn` contract, arguments checked). For
-/// one vector: four short rows at a time; long F32 rows one at a time (a
-/// single sequential stream of weights, which the hardware prefetcher
-/// follows at full bandwidth); long F16 and BF16 rows two at a time, each
-/// pair prefetching the next ([`prefetch_next`]). Tiles of up to `I::FR` x
-/// `I::FC` for a batch.
+/// one vector: short rows four at a time; long rows two at a time, each
+/// pair prefetching the next ([`prefetch_next`]); on AMD, rows of a matrix
+/// from memory one at a time where measured faster (short F32, long F16: a
+/// single sequential stream, which the hardware prefetcher follows). Tiles
+/// of up to `I::FR` x `I::FC` for a batch.
 #[inline(always)]
 pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
     w: &[u8],
@@ -321,6 +322,15 @@ pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
         // prefetched into L1 40-42 GB/s, into L2 35, not prefetched 23-30,
         // one row 46-51.
         1 if a.cols <= SHORT_ROW && K == F32 && streamed && policy == Prefetch::L1 => (1, 1, false),
+        // On AMD, long F16 rows from memory (TinyLlama's under `--mmap`,
+        // whose plain rows cannot be interleaved) likewise: two rows with
+        // the next pair prefetched are two streams, which read less. Zen 4,
+        // 1 thread: `kernel-table --matvec --types f16`, 128 MB rotating,
+        // 26.7-27.6 -> 28.0-29.8 GB/s; whole model `bench --mmap`, 5
+        // alternating runs, median decode 9.59 -> 10.26 tok/s; a C model
+        // of the TinyLlama products over the mapped file: two rows with
+        // prefetch 16-20 GB/s, one row 21.5-22.7.
+        1 if a.cols > SHORT_ROW && K == F16 && streamed && policy == Prefetch::L1 => (1, 1, false),
         // Short rows (a small model's): four at a time share the loads of
         // the vector and the loop (each row's sums as alone), the next four
         // prefetched when the matrix comes from memory (a classifier of
