@@ -498,10 +498,9 @@ unsafe fn widen<const BF: bool>(h: __m256i) -> __m512 {
 /// outermost (a tile's rows stay in L1 while the vectors pass). With
 /// `IL`, interleaved F16 ([`TensorType::F16x16`]): a tile is a half band,
 /// whose rows' bytes are as contiguous as plain rows'.
-/// `None` for one vector: the generic path reads one row at a time,
-/// a single sequential stream, which the hardware prefetcher follows
-/// at full bandwidth (several rows at once measured slower on
-/// matrices larger than the caches: 25 against 31.6 GB/s).
+/// `None` for one vector: the generic [`common::mat_float`] reads it
+/// (two rows at a time, or on AMD, from memory, one: a single
+/// sequential stream, which the hardware prefetcher follows).
 ///
 /// # Safety
 /// The CPU has the set's features; `check_mat` accepted the arguments.
@@ -526,8 +525,11 @@ unsafe fn f16_mat<const BF: bool, const IL: bool>(
     // rows, which `matmul` hands to the next call) are prefetched while
     // the vectors pass the current tile, spread over its steps: without,
     // a tile's first vectors wait on memory, in 4 KiB pages most. Into
-    // L1; an interleaved half band into L2 (see [`mat_f16x16`]).
-    let policy = if IL { Prefetch::L2 } else { Prefetch::L1 };
+    // L2: an interleaved half band's prompt was slower into L1 (see
+    // [`mat_f16x16`]), and so were plain rows' (Zen 4, `bench --mmap`
+    // tl-f16.gguf, 128-token prompt, 5 alternating runs, median tok/s:
+    // 1 thread 45.43 into L1 -> 49.99 into L2, 2 threads 87.35 -> 96.28).
+    let policy = Prefetch::L2;
     let steps = a.n.div_ceil(ZC);
     let pf_step = (ZR * rb).div_ceil(steps).next_multiple_of(64);
     let mut r0 = 0;
@@ -576,8 +578,9 @@ const _: () = assert!(ZR == F16_HALF);
 ///
 /// One vector: a half band (8 rows) at a time, its rows' chains side by
 /// side, so the weights are read as one sequential stream, which the
-/// hardware prefetcher follows (plain F16 reads two rows at once, two
-/// streams, because one row's chain of multiply-adds alone is too slow).
+/// hardware prefetcher follows (plain F16 reads one row, whose 16 chains
+/// of multiply-adds alone read about 30 GB/s even from the caches, or two
+/// rows, two streams).
 /// Row `r`'s sixteen partial sums are the lanes of register `r`; each
 /// takes its elements in order by fused multiply-adds and ends in
 /// [`reduce16`]: the plain F16 row's numbers. Measured (22 TinyLlama
@@ -592,7 +595,7 @@ const _: () = assert!(ZR == F16_HALF);
 /// while the vectors pass. Measured (whole model, 1 thread, 128-token
 /// prompt in batches of 32, 5 alternating runs, median prompt tok/s):
 /// plain F16 43.67; this layout with the next half band prefetched into L1
-/// (as plain F16's tiles do) 40.83, not prefetched 43.08, into L2 45.89 (2
+/// (as plain F16's tiles then did) 40.83, not prefetched 43.08, into L2 45.89 (2
 /// threads, 3 runs: plain 86.55, into L2 88.70). Tiles of 8 rows out of
 /// units of 16 rows (an earlier layout) were slower still with batches of
 /// 32: 41-43 against plain's 44-49 GMAC/s in `kernel-table`.
