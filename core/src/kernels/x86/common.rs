@@ -161,7 +161,7 @@ fn prefetch_next<const R: usize>(w: *const u8, rb: usize, step: usize, i: usize,
 
 /// One tile of the float kernels: `R` rows from `w` (row `r` at
 /// `w + r * rb`, `cols` elements) times `C` vectors (vector `c` at
-/// `x + c * cols`); `out(r, c)` is stored at `o + c * ldo + r`. `K`
+/// `x + c * cols`); `out(r, c)` is stored at `o + c * ldo + r * ro`. `K`
 /// selects the weight type. Sixteen partial sums per (row, vector): lanes
 /// 0..8 in one register, 8..16 in another. With one vector and `pf_end`
 /// not null, the next tile (up to `pf_end`) is prefetched
@@ -175,6 +175,7 @@ unsafe fn tile_float<const R: usize, const C: usize, const K: FloatKind>(
     cols: usize,
     o: *mut f32,
     ldo: usize,
+    ro: usize,
     pf_end: *const u8,
     policy: Prefetch,
 ) {
@@ -245,7 +246,7 @@ unsafe fn tile_float<const R: usize, const C: usize, const K: FloatKind>(
         }
         for (r, acc) in acc.iter().enumerate() {
             for (c, acc) in acc.iter().enumerate() {
-                *o.add(c * ldo + r) = reduce8(_mm256_add_ps(acc.0, acc.1));
+                *o.add(c * ldo + r * ro) = reduce8(_mm256_add_ps(acc.0, acc.1));
             }
         }
     }
@@ -277,6 +278,7 @@ impl<const K: FloatKind> TileOp for FloatTiles<'_, '_, K> {
                 cols,
                 self.out.as_mut_ptr().add(c0 * self.rows + r0),
                 self.rows,
+                1,
                 self.pf_end,
                 self.policy,
             )
@@ -285,7 +287,7 @@ impl<const K: FloatKind> TileOp for FloatTiles<'_, '_, K> {
 }
 
 /// The longest row [`mat_float`] reads four at a time for one vector (on
-/// AMD, F32 rows from memory one at a time; longer F16 rows from memory
+/// AMD, F32 rows from memory in [`halves`]; longer F16 rows from memory
 /// too).
 const SHORT_ROW: usize = 512;
 
@@ -296,9 +298,9 @@ const STREAMED_BYTES: usize = 256 << 10;
 /// F32, F16 or BF16 weights (the `MatFn` contract, arguments checked). For
 /// one vector: short rows four at a time; long rows two at a time, each
 /// pair prefetching the next ([`prefetch_next`]); on AMD, rows of a matrix
-/// from memory one at a time where measured faster (short F32, long F16: a
-/// single sequential stream, which the hardware prefetcher follows). Tiles
-/// of up to `I::FR` x `I::FC` for a batch.
+/// from memory in pairs half the matrix apart where measured faster
+/// (short F32, long F16: [`halves`]). Tiles of up to `I::FR` x `I::FC`
+/// for a batch.
 #[inline(always)]
 pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
     w: &[u8],
@@ -312,25 +314,15 @@ pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
     // model's): prefetching it only costs instructions.
     let streamed = rows * a.cols * eb >= STREAMED_BYTES;
     let policy = super::prefetch();
+    // On AMD, a matrix from memory whose rows are short F32 ones or long
+    // F16 ones: rows in pairs half the matrix apart ([`halves`]).
+    let long = a.cols > SHORT_ROW;
+    if n == 1 && streamed && policy == Prefetch::L1 && (K == F32 && !long || K == F16 && long) {
+        // SAFETY: this function's contract.
+        unsafe { halves::<K>(w, a, out, rows) };
+        return;
+    }
     let (rmax, cmax, pf) = match n {
-        // On AMD, short F32 rows of a matrix from memory one at a time,
-        // not prefetched: one stream, which the hardware prefetcher
-        // follows. The 15M shape (every matrix streamed), greedy, 256
-        // steps, 9 alternating runs, median tok/s, Zen 4: 1 thread 390 ->
-        // 486 (run.c 393), 2 threads 514 -> 673 (run.c 647); a C model of
-        // its products (2 threads): four rows with the next four
-        // prefetched into L1 40-42 GB/s, into L2 35, not prefetched 23-30,
-        // one row 46-51.
-        1 if a.cols <= SHORT_ROW && K == F32 && streamed && policy == Prefetch::L1 => (1, 1, false),
-        // On AMD, long F16 rows from memory (TinyLlama's under `--mmap`,
-        // whose plain rows cannot be interleaved) likewise: two rows with
-        // the next pair prefetched are two streams, which read less. Zen 4,
-        // 1 thread: `kernel-table --matvec --types f16`, 128 MB rotating,
-        // 26.7-27.6 -> 28.0-29.8 GB/s; whole model `bench --mmap`, 5
-        // alternating runs, median decode 9.59 -> 10.26 tok/s; a C model
-        // of the TinyLlama products over the mapped file: two rows with
-        // prefetch 16-20 GB/s, one row 21.5-22.7.
-        1 if a.cols > SHORT_ROW && K == F16 && streamed && policy == Prefetch::L1 => (1, 1, false),
         // Short rows (a small model's): four at a time share the loads of
         // the vector and the loop (each row's sums as alone), the next four
         // prefetched when the matrix comes from memory (a classifier of
@@ -358,6 +350,67 @@ pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
     };
     // SAFETY: every tile is inside the checked arguments.
     unsafe { over_tiles::<I, _>(rmax, cmax, rows, n, &mut op) }
+}
+
+/// One vector times a matrix from memory, on AMD: row `r` of the first
+/// half side by side with row `r + rows / 2` (an odd last row alone), each
+/// row's sixteen partial sums as alone ([`tile_float`]). Two sequential
+/// streams far apart, which the hardware prefetcher follows, and two
+/// rows' chains of multiply-adds: one row's chains alone cannot read
+/// faster than about 30 GB/s even from the caches (F16, Zen 4), and two
+/// adjacent rows, or four, read less than one.
+///
+/// Measured on Zen 4 (median tok/s of alternating runs): TinyLlama F16
+/// under `--mmap` (`bench`, 5 runs), two adjacent rows with the next pair
+/// prefetched 9.59, one row 10.26, these pairs 11.22 (2 threads: one row
+/// 14.01, pairs 15.14); a C model of its products over the mapped file
+/// (1 thread, GB/s): two adjacent rows prefetched 16-20, not prefetched
+/// 14-15, one row 22.0-22.5, these pairs 23.6-24.5, four rows a quarter
+/// apart 21.1-21.6. The 15M shape's short F32 rows (greedy, 256 steps, 7-9
+/// runs): one row 442, pairs 469 (1 thread); 2 threads 489 -> 527
+/// (another run 486 -> 477). One row had replaced four with the next four
+/// prefetched into L1 (390 -> 486 at 1 thread, 514 -> 673 at 2, in a
+/// quieter hour).
+///
+/// # Safety
+/// As [`mat_float`], for one vector.
+#[inline(always)]
+unsafe fn halves<const K: FloatKind>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    let cols = a.cols;
+    let rb = cols * if K == F32 { 4 } else { 2 };
+    let h = rows / 2;
+    let (w, x, o) = (w.as_ptr(), a.x.as_ptr(), out.as_mut_ptr());
+    let none = core::ptr::null();
+    // SAFETY: rows r and r + h (r < h) and the odd last row 2h are rows of
+    // the checked matrix, and their outputs entries of `out`.
+    unsafe {
+        for r in 0..h {
+            tile_float::<2, 1, K>(
+                w.add(r * rb),
+                h * rb,
+                x,
+                cols,
+                o.add(r),
+                0,
+                h,
+                none,
+                Prefetch::L1,
+            );
+        }
+        if rows % 2 == 1 {
+            tile_float::<1, 1, K>(
+                w.add(2 * h * rb),
+                rb,
+                x,
+                cols,
+                o.add(2 * h),
+                0,
+                1,
+                none,
+                Prefetch::L1,
+            );
+        }
+    }
 }
 
 // ---- the 32-wide quantized types ----
