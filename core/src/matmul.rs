@@ -13,11 +13,17 @@ use crate::kernels::{self, types::split, Act, Acts, Kernels, TensorType};
 use crate::parallel::{self, Parallel, Strip, StripJob, MAX_STRIP_JOBS};
 use crate::tensor::Tensor;
 
-/// Tasks per thread of a parallel product. More than one, so that a thread
-/// slowed down by something else on its core (a shared machine) is helped
-/// out by the others, which claim its remaining tasks; few enough that each
-/// task is still a long sequential stream of weight rows.
-const TASKS_PER_THREAD: usize = 4;
+/// Tasks per thread of a parallel product: one, each thread's rows one
+/// long run of the matrix. Four (so that a thread slowed down by something
+/// else on its core is helped out by the others, which claim its remaining
+/// tasks) measured slower on small models and no faster on TinyLlama,
+/// even on a busy shared machine. Zen 4, 2 threads, median tok/s of
+/// alternating runs, four -> one: the 15M shape (greedy, 256 steps, 9
+/// runs, three times) 494 -> 544, 493 -> 562, 495 -> 552; TinyLlama
+/// (`bench`, 5 runs) decode Q4_0 54.4 -> 54.2, Q8_0 30.4 -> 31.5, F16 16.5
+/// -> 16.5, Q4_K_M 52.3 -> 51.9, prompts within 2%. (On F16 before the
+/// row pairs of the AMD float kernels: 1, 2, 4 and 8 alike.)
+const TASKS_PER_THREAD: usize = 1;
 
 /// Rows per task are rounded up to a multiple of this (the largest row tile
 /// of the batched kernels, and the band of the interleaved types), so that
