@@ -396,7 +396,7 @@ fn float_batches_match_scalar() {
 /// One vector times float matrices large enough to be read from memory
 /// (256 KiB and more), with short rows (at most 512 values: on AMD F32
 /// rows in pairs half the matrix apart, elsewhere four with the next four
-/// prefetched) and long ones (on AMD F16 rows in such pairs), odd and even
+/// prefetched) and long ones (on AMD F16 and BF16 rows in such pairs), odd and even
 /// row counts, row and column counts that are and are not multiples of 4
 /// and 16. Both x86 tunings run.
 #[test]

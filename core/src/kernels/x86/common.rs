@@ -287,8 +287,8 @@ impl<const K: FloatKind> TileOp for FloatTiles<'_, '_, K> {
 }
 
 /// The longest row [`mat_float`] reads four at a time for one vector (on
-/// AMD, F32 rows from memory in [`halves`]; longer F16 rows from memory
-/// too).
+/// AMD, F32 rows from memory in [`halves`]; longer F16 and BF16 rows
+/// from memory too).
 const SHORT_ROW: usize = 512;
 
 /// The size from which [`mat_float`] prefetches a matrix of short rows
@@ -299,7 +299,7 @@ const STREAMED_BYTES: usize = 256 << 10;
 /// one vector: short rows four at a time; long rows two at a time, each
 /// pair prefetching the next ([`prefetch_next`]); on AMD, rows of a matrix
 /// from memory in pairs half the matrix apart where measured faster
-/// (short F32, long F16: [`halves`]). Tiles of up to `I::FR` x `I::FC`
+/// (short F32, long F16 and BF16: [`halves`]). Tiles of up to `I::FR` x `I::FC`
 /// for a batch.
 #[inline(always)]
 pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
@@ -315,9 +315,10 @@ pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
     let streamed = rows * a.cols * eb >= STREAMED_BYTES;
     let policy = super::prefetch();
     // On AMD, a matrix from memory whose rows are short F32 ones or long
-    // F16 ones: rows in pairs half the matrix apart ([`halves`]).
+    // F16 or BF16 ones: rows in pairs half the matrix apart ([`halves`]).
+    // (Long F32 rows, TinyLlama-sized, not measured: two rows as below.)
     let long = a.cols > SHORT_ROW;
-    if n == 1 && streamed && policy == Prefetch::L1 && (K == F32 && !long || K == F16 && long) {
+    if n == 1 && streamed && policy == Prefetch::L1 && (K == F32 && !long || K != F32 && long) {
         // SAFETY: this function's contract.
         unsafe { halves::<K>(w, a, out, rows) };
         return;
@@ -366,7 +367,9 @@ pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
 /// 14.01, pairs 15.14); a C model of its products over the mapped file
 /// (1 thread, GB/s): two adjacent rows prefetched 16-20, not prefetched
 /// 14-15, one row 22.0-22.5, these pairs 23.6-24.5, four rows a quarter
-/// apart 21.1-21.6. The 15M shape's short F32 rows (greedy, 256 steps, 7-9
+/// apart 21.1-21.6. TinyLlama BF16 (two adjacent rows -> pairs): decode
+/// 11.51 -> 12.80 (5 runs), under `--mmap` 10.49 -> 11.91 (3 runs), 2
+/// threads 15.71 -> 16.37 (3 runs). The 15M shape's short F32 rows (greedy, 256 steps, 7-9
 /// runs): one row 442, pairs 469 (1 thread); 2 threads 489 -> 527
 /// (another run 486 -> 477). One row had replaced four with the next four
 /// prefetched into L1 (390 -> 486 at 1 thread, 514 -> 673 at 2, in a
