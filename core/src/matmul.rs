@@ -46,10 +46,13 @@ const MM_ACTS: usize = 32;
 /// medians): stories260K runs at 24 400 tok/s with 2 threads against
 /// 26 000 with 1 (at 65 536, where its matrices run inline, 27 200 with
 /// both), the 15M shape at 652 against 400 (625 at 65 536, 520 at 2^18).
-/// It stays at 4096: the CLI gives stories260K one thread anyway (below
-/// 4 MiB of weights per token), and the C ABI's tests of a misbehaving host
-/// pool rely on stories260K's products being split.
-const MIN_TASK_WORK: usize = 4096;
+/// 4096 -> 16384 (stories260K's one-token products then run inline but
+/// for its classifier, 512 x 64; every product of the 15M shape is still
+/// split), Zen 4, 2 threads, 7 alternating runs, median tok/s: stories260K
+/// 12 100 -> 17 091 (run.c 8 500 in those runs; in a 31-round table just
+/// before, 14 077 at 2 threads against 17 712 at 1). A batch's products
+/// are split as before (the work counts every vector).
+const MIN_TASK_WORK: usize = 16384;
 
 /// How a product of `w` with `n` vectors is split on `par`: rows per task
 /// and tasks. Small products are not worth waking threads for.

@@ -291,10 +291,10 @@ fn a_broken_host_pool_is_reported_and_the_session_stays_usable() {
             Breach::Skip,
             "skipped 1 indices, repeated 0 calls and made 0 calls out of range",
         ),
-        // The first region has one task per kv head (4).
+        // For one token only the classifier (512 x 64) is split: 2 tasks.
         (
             Breach::Repeat,
-            "of 4 tasks it skipped 0 indices, repeated 4 calls and made 0 calls",
+            "of 2 tasks it skipped 0 indices, repeated 2 calls and made 0 calls",
         ),
         (
             Breach::OutOfRange,
@@ -322,9 +322,11 @@ fn a_broken_host_pool_is_reported_and_the_session_stays_usable() {
             assert_eq!(last_error(), e);
             assert_eq!(llamette_session_position(s, &mut pos), LLAMETTE_STATUS_OK);
             assert_eq!(pos, 0, "{mode:?}: stopped as a cancellation stops");
-            // Stopped within a layer: the pool saw at most one layer's
-            // regions after the breach (5 per layer here, 5 layers).
-            assert!((*p).regions <= 1 + 5, "{mode:?}: {} regions", (*p).regions);
+            // The breach was the forward pass's only region (a token's
+            // products within a layer are too small to split here: see
+            // `MIN_TASK_WORK`); nothing ran after it. (Stopping within a
+            // layer is checked by the C tests' cancelled batch prefill.)
+            assert_eq!((*p).regions, 1, "{mode:?}: {} regions", (*p).regions);
             // Not poisoned: the next call runs (the pool still breaks it).
             assert_eq!(
                 llamette_session_prefill(s, &bos, 1),
@@ -368,7 +370,7 @@ fn a_breach_in_the_last_region_of_a_step_keeps_the_pending_token() {
         assert_eq!(llamette_session_set_parallel(s, &par), LLAMETTE_STATUS_OK);
         assert_eq!(llamette_session_prefill(s, &bos, 1), LLAMETTE_STATUS_OK);
         let per_forward = (*p).regions;
-        assert!(per_forward > 1);
+        assert!(per_forward >= 1);
         // The first step samples from the prefill's logits (no forward).
         assert_eq!(llamette_session_step(s, &g, &mut r), LLAMETTE_STATUS_OK);
         tokens.push(r.token);
