@@ -499,8 +499,8 @@ unsafe fn widen<const BF: bool>(h: __m256i) -> __m512 {
 /// `IL`, interleaved F16 ([`TensorType::F16x16`]): a tile is a half band,
 /// whose rows' bytes are as contiguous as plain rows'.
 /// `None` for one vector: the generic [`common::mat_float`] reads it
-/// (two rows at a time, or on AMD, from memory, one: a single
-/// sequential stream, which the hardware prefetcher follows).
+/// (two adjacent rows at a time, or on AMD, from memory, rows in pairs
+/// half the matrix apart).
 ///
 /// # Safety
 /// The CPU has the set's features; `check_mat` accepted the arguments.
@@ -578,9 +578,9 @@ const _: () = assert!(ZR == F16_HALF);
 ///
 /// One vector: a half band (8 rows) at a time, its rows' chains side by
 /// side, so the weights are read as one sequential stream, which the
-/// hardware prefetcher follows (plain F16 reads one row, whose 16 chains
-/// of multiply-adds alone read about 30 GB/s even from the caches, or two
-/// rows, two streams).
+/// hardware prefetcher follows (plain F16 reads two rows at once, two
+/// streams: one row's 16 chains of multiply-adds alone read about 30 GB/s
+/// even from the caches).
 /// Row `r`'s sixteen partial sums are the lanes of register `r`; each
 /// takes its elements in order by fused multiply-adds and ends in
 /// [`reduce16`]: the plain F16 row's numbers. Measured (22 TinyLlama
