@@ -329,10 +329,9 @@ pub(super) unsafe fn mat_float<I: Isa, const K: FloatKind>(
         // prefetched when the matrix comes from memory (a classifier of
         // 32,000 short rows: the 15M shape's decode 391 -> 525 tok/s).
         1 if a.cols <= SHORT_ROW => (4, 1, streamed),
-        // Two rows' chains and the next pair prefetched: one row at a time
-        // without help reads about half the bandwidth on long rows.
-        1 if K == F32 => (2, 1, true),
-        // 32 bytes per chunk: two rows' chains (each row's sums as alone).
+        // Long rows: two rows' chains (each row's sums as alone) and the
+        // next pair prefetched: one row at a time without help reads about
+        // half the bandwidth on long rows.
         1 => (2, 1, true),
         _ => (I::FR, I::FC, false),
     };
