@@ -50,9 +50,14 @@ const MM_ACTS: usize = 32;
 /// for its classifier, 512 x 64; every product of the 15M shape is still
 /// split), Zen 4, 2 threads, 7 alternating runs, median tok/s: stories260K
 /// 12 100 -> 17 091 (run.c 8 500 in those runs; in a 31-round table just
-/// before, 14 077 at 2 threads against 17 712 at 1). A batch's products
-/// are split as before (the work counts every vector).
-const MIN_TASK_WORK: usize = 16384;
+/// before, 14 077 at 2 threads against 17 712 at 1). 16384 -> 32768: its
+/// classifier runs inline too, so a token of it wakes no thread (2
+/// threads run as 1); the 15M shape's smallest product, 288 x 288, still
+/// splits in two. stories260K at 2 threads, 15 alternating runs: 15 789
+/// (10 550-17 139) -> 17 358 (15 670-17 623) tok/s, run.c 9 107. A batch's
+/// products are split as before (the work counts every vector): an
+/// 8-token prefill of stories260K splits its w1, w3 and w2.
+const MIN_TASK_WORK: usize = 32768;
 
 /// How a product of `w` with `n` vectors is split on `par`: rows per task
 /// and tasks. Small products are not worth waking threads for.

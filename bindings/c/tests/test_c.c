@@ -964,37 +964,67 @@ static void test_bad_pool(void) {
         {out_of_range_for, "calls n and UINT32_MAX", "made 2 calls out of range"},
         {overlapping_threads_for, "two threads overlap", "parallel_for"},
     };
+    /* The first 8 tokens run.c fed. stories260K's one-token products are too
+     * small to split; in this batch the first split one is layer 0's w1 and
+     * w3, so the breach comes within a layer. */
+    static const uint32_t prompt[8] = {1, 403, 407, 261, 378, 432, 383, 286};
     uint32_t bos = 1, pos = 99;
+    /* A generation needs a model whose one-token products are split:
+     * llama.cpp's dim-256 F16 file. Its uninterrupted greedy tokens: */
+    char *gp = path_join(shared_models_dir, "../testdata/llamacpp-quants/t256-f16.gguf");
+    llamette_model *mg = NULL;
+    CHECK_OK(llamette_model_open_file(gp, NULL, &mg));
+    free(gp);
+    llamette_session_params pg = ctx(64);
+    llamette_session *sg = NULL;
+    CHECK_OK(llamette_session_new(mg, &pg, &sg));
+    collector *want = (collector *)calloc(1, sizeof *want);
+    llamette_generate_result gr = LLAMETTE_GENERATE_RESULT_INIT;
+    CHECK_OK(llamette_session_prefill(sg, &bos, 1));
+    CHECK_OK(llamette_session_generate(sg, &greedy, 0, collect, want, &gr));
+    CHECK(want->n == 64); /* to the end of the context */
     for (size_t i = 0; i < sizeof pools / sizeof pools[0]; i++) {
         llamette_parallel par = {sizeof(llamette_parallel), NULL, 2, pools[i].f};
         CHECK_OK(llamette_session_reset(s));
         CHECK_OK(llamette_session_set_parallel(s, &par));
-        CHECK_STATUS(llamette_session_prefill(s, &bos, 1), LLAMETTE_STATUS_BAD_PARALLEL_FOR);
+        CHECK_STATUS(llamette_session_prefill(s, prompt, 8), LLAMETTE_STATUS_BAD_PARALLEL_FOR);
         CHECK(strstr(llamette_session_last_error(s), pools[i].says) != NULL);
         CHECK(strcmp(llamette_last_error(), llamette_session_last_error(s)) == 0);
         if (i == 0)
             printf("bad pool: status %u (%s): %s\n", (unsigned)LLAMETTE_STATUS_BAD_PARALLEL_FOR,
                    llamette_status_str(LLAMETTE_STATUS_BAD_PARALLEL_FOR),
                    llamette_session_last_error(s));
-        /* Stopped as a cancellation stops (nothing kept of a one-token
-         * prefill), and not poisoned: calls go on, and work with a good pool. */
+        /* Stopped as a cancellation stops (nothing kept of a prefill cut
+         * within its one batch), and not poisoned: calls go on, and work
+         * with a good pool. */
         CHECK_OK(llamette_session_position(s, &pos));
         CHECK(pos == 0);
-        CHECK_STATUS(llamette_session_prefill(s, &bos, 1), LLAMETTE_STATUS_BAD_PARALLEL_FOR);
-        CHECK_OK(llamette_session_set_parallel(s, NULL));
-        CHECK_OK(llamette_session_prefill(s, &bos, 1));
-        /* In a generation: the tokens before the breach stay, the rest goes on. */
-        CHECK_OK(llamette_session_set_parallel(s, &par));
-        llamette_generate_result gr = LLAMETTE_GENERATE_RESULT_INIT;
-        memset(c, 0, sizeof *c);
-        CHECK_STATUS(llamette_session_generate(s, &greedy, 0, collect, c, &gr),
-                     LLAMETTE_STATUS_BAD_PARALLEL_FOR);
-        CHECK(gr.n_tokens == 0); /* untouched */
+        CHECK_STATUS(llamette_session_prefill(s, prompt, 8), LLAMETTE_STATUS_BAD_PARALLEL_FOR);
         CHECK_OK(llamette_session_set_parallel(s, NULL));
         run_greedy(s, c);
         CHECK(matches_reference(c));
-        printf("bad pool that %s: BAD_PARALLEL_FOR, then run.c's text\n", pools[i].name);
+        /* In a generation: it fails at the first forward pass, the token
+         * sampled before it stays delivered, and with a good pool the
+         * generation goes on to the uninterrupted tokens. */
+        CHECK_OK(llamette_session_reset(sg));
+        CHECK_OK(llamette_session_prefill(sg, &bos, 1));
+        CHECK_OK(llamette_session_set_parallel(sg, &par));
+        gr = (llamette_generate_result)LLAMETTE_GENERATE_RESULT_INIT;
+        memset(c, 0, sizeof *c);
+        CHECK_STATUS(llamette_session_generate(sg, &greedy, 0, collect, c, &gr),
+                     LLAMETTE_STATUS_BAD_PARALLEL_FOR);
+        CHECK(gr.n_tokens == 0); /* untouched */
+        CHECK(c->n == 1);
+        CHECK_OK(llamette_session_set_parallel(sg, NULL));
+        CHECK_OK(llamette_session_generate(sg, &greedy, 0, collect, c, &gr));
+        CHECK(c->n == want->n && memcmp(c->tokens, want->tokens, want->n * 4) == 0);
+        printf("bad pool that %s: BAD_PARALLEL_FOR, then run.c's text; in a generation "
+               "%zu token, then the other %zu\n",
+               pools[i].name, (size_t)1, c->n - 1);
     }
+    free(want);
+    llamette_session_free(sg);
+    llamette_model_free(mg);
     free(c);
     llamette_session_free(s);
     llamette_model_free(m);
