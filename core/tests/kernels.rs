@@ -396,9 +396,11 @@ fn float_batches_match_scalar() {
 /// One vector times float matrices large enough to be read from memory
 /// (256 KiB and more), with short rows (at most 512 values: on AMD F32
 /// rows in pairs half the matrix apart, elsewhere four with the next four
-/// prefetched) and long ones (on AMD F16 and BF16 rows in such pairs), odd and even
-/// row counts, row and column counts that are and are not multiples of 4
-/// and 16. Both x86 tunings run.
+/// prefetched) and long ones (on AMD F16 and BF16 rows in such pairs, and
+/// rows of more than 4096 values in the `avx512` set's tiles of 8 adjacent
+/// rows, a last tile shorter), odd and even row counts, row and column
+/// counts that are and are not multiples of 4 and 16. Both x86 tunings
+/// run.
 #[test]
 fn streamed_float_matvecs_match_scalar() {
     for intel in [true, false] {
@@ -411,6 +413,8 @@ fn streamed_float_matvecs_match_scalar() {
                 (64, 1030),
                 (160, 1030),
                 (131, 2048),
+                (13, 4113),
+                (21, 5632),
             ] {
                 compare_sets(ty, rows, cols, 1, cols % 4, (rows * cols) as u64);
             }

@@ -395,7 +395,9 @@ macro_rules! by_shape {
 /// `w + r * rb`, `cols` elements; with `IL`, the `R` = 8 rows of an
 /// interleaved F16 half band at `w`, chunk `i` of row `r` at
 /// [`il_chunk`]`(i) + 64 r`, `cols` a multiple of 32) times `C` vectors (vector `c` at
-/// `x + c * cols`); `out(r, c)` is stored at `o + c * ldo + r`. The
+/// `x + c * cols`); `out(r, c)` is stored at `o + c * ldo + r`. With `pf`
+/// not null, step `i` (16 values of each row) prefetches the `32 R`
+/// bytes at `pf + 32 R i` into L2 (the next tile, for one vector). The
 /// sixteen partial sums of a (row, vector) are the lanes of one
 /// `__m512`: lane `j` takes elements `16 i + j` in order, by fused
 /// multiply-adds, as in the scalar `dot_f16`.
@@ -412,6 +414,7 @@ unsafe fn z16_tile<const R: usize, const C: usize, const BF: bool, const IL: boo
     cols: usize,
     o: *mut f32,
     ldo: usize,
+    pf: *const u8,
 ) {
     // SAFETY: (for the whole body) offsets stay within the R rows of `rb`
     // bytes and the C vectors of `cols` values the caller vouches
@@ -422,6 +425,9 @@ unsafe fn z16_tile<const R: usize, const C: usize, const BF: bool, const IL: boo
         let mut acc = [[z; C]; R];
         let n16 = cols / 16;
         for i in 0..n16 {
+            if !pf.is_null() {
+                prefetch_bytes(pf.wrapping_add(32 * R * i), 32 * R, Prefetch::L2);
+            }
             let mut xv = [z; C];
             for (c, xv) in xv.iter_mut().enumerate() {
                 *xv = _mm512_loadu_ps(x.add(c * cols + 16 * i));
@@ -498,9 +504,10 @@ unsafe fn widen<const BF: bool>(h: __m256i) -> __m512 {
 /// outermost (a tile's rows stay in L1 while the vectors pass). With
 /// `IL`, interleaved F16 ([`TensorType::F16x16`]): a tile is a half band,
 /// whose rows' bytes are as contiguous as plain rows'.
-/// `None` for one vector: the generic [`common::mat_float`] reads it
-/// (two adjacent rows at a time, or on AMD, from memory, rows in pairs
-/// half the matrix apart).
+/// One vector: on AMD, plain rows longer than [`LONG_X`] in tiles of 8
+/// rows ([`z16_one`]); `None` otherwise, and the generic
+/// [`common::mat_float`] reads it (two adjacent rows at a time, or on
+/// AMD, from memory, rows in pairs half the matrix apart).
 ///
 /// # Safety
 /// The CPU has the set's features; `check_mat` accepted the arguments.
@@ -512,12 +519,17 @@ unsafe fn f16_mat<const BF: bool, const IL: bool>(
     out: &mut [f32],
     rows: usize,
 ) -> Option<()> {
-    if a.n == 1 {
+    if a.n == 1 && (IL || prefetch() == Prefetch::L2 || a.cols <= LONG_X) {
         return None;
     }
     if !IL && prefetch() == Prefetch::L2 {
         // SAFETY: this function's contract.
         unsafe { f16_conv::<BF>(w, a, out, rows) };
+        return Some(());
+    }
+    if a.n == 1 {
+        // SAFETY: this function's contract.
+        unsafe { z16_one::<BF>(w, a, out, rows) };
         return Some(());
     }
     let rb = 2 * a.cols;
@@ -552,7 +564,9 @@ unsafe fn f16_mat<const BF: bool, const IL: bool>(
             macro_rules! go {
                 ($r:literal, $c:literal) => {
                     // SAFETY: the tile is inside the checked arguments.
-                    unsafe { z16_tile::<$r, $c, BF, IL>(wp, rb, xp, a.cols, op, rows) }
+                    unsafe {
+                        z16_tile::<$r, $c, BF, IL>(wp, rb, xp, a.cols, op, rows, core::ptr::null())
+                    }
                 };
             }
             by_shape!(nr, nc, go);
@@ -562,6 +576,55 @@ unsafe fn f16_mat<const BF: bool, const IL: bool>(
     }
     Some(())
 }
+
+/// One vector times plain F16 (or, with `BF`, BF16) rows longer than
+/// [`LONG_X`], on AMD: tiles of 8 adjacent rows ([`z16_tile`]), each
+/// step loading 16 values of the vector once for the 8 rows and
+/// prefetching the next tile's matching bytes into L2 (one sequential
+/// stream). The vector of such rows does not stay in L1 beside a stream
+/// of weights: read once per row (as [`common::mat_float`]'s pairs half
+/// the matrix apart do), it costs a third of the bandwidth. A C model of
+/// TinyLlama's F16 products over the mapped file (Zen 4, 1 thread, 2-3
+/// rounds, GB/s of the down projection's 2048 rows of 5632 values): one
+/// row 15.0-16.7, pairs half apart 17.9-18.3, pairs with a non-temporal
+/// prefetch 512-2048 bytes ahead 18.0-18.7, one row with the vector's
+/// index wrapped at 2048 values (wrong sums: the vector's footprint
+/// alone) 24.4-26.7, these tiles 26.7-27.4 (prefetched into L1 instead:
+/// 13.9-14.6; 4 rows: 25.2-25.3). On the rows of 2048 values the pairs
+/// stay faster (27.7-30.8 against 25.4-27.0). Whole model (`bench`, median
+/// tok/s of alternating runs): TinyLlama F16 `--mmap` 11.50 -> 12.48 at 1
+/// thread (7 runs), 14.88 -> 22.77 at 2 (5 runs, two clusters); BF16
+/// (plain by default) 12.06 -> 13.28 (5 runs).
+///
+/// # Safety
+/// As [`f16_mat`], for one vector.
+#[inline(always)]
+unsafe fn z16_one<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
+    let rb = 2 * a.cols;
+    let (x, o) = (a.x.as_ptr(), out.as_mut_ptr());
+    let mut r0 = 0;
+    while r0 < rows {
+        let nr = (rows - r0).min(ZR);
+        // The next tile: the matrix's next rows (past its end, rows that
+        // `matmul` hands to the next call, or nothing: a prefetch does not
+        // fault).
+        let wp = w.as_ptr().wrapping_add(r0 * rb);
+        let pf = wp.wrapping_add(nr * rb);
+        macro_rules! go {
+            ($r:literal, $c:literal) => {
+                // SAFETY: rows r0..r0 + nr of the checked matrix, and
+                // their outputs.
+                unsafe { z16_tile::<$r, 1, BF, false>(wp, rb, x, a.cols, o.add(r0), rows, pf) }
+            };
+        }
+        by_shape!(nr, 1, go);
+        r0 += nr;
+    }
+}
+
+/// The longest row [`f16_mat`] leaves to [`common::mat_float`] for one
+/// vector on AMD: 4096 f32 values, 16 KiB, half of Zen 4's L1 data cache.
+const LONG_X: usize = 4096;
 
 /// Where chunk `i` (16 values) of a half band's first row is, from the
 /// half band's first byte ([`TensorType::F16x16`]: units of 32 values,
