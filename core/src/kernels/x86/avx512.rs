@@ -504,10 +504,25 @@ unsafe fn widen<const BF: bool>(h: __m256i) -> __m512 {
 /// outermost (a tile's rows stay in L1 while the vectors pass). With
 /// `IL`, interleaved F16 ([`TensorType::F16x16`]): a tile is a half band,
 /// whose rows' bytes are as contiguous as plain rows'.
-/// One vector: on AMD, plain rows longer than [`LONG_X`] in tiles of 8
-/// rows ([`z16_one`]); `None` otherwise, and the generic
-/// [`common::mat_float`] reads it (two adjacent rows at a time, or on
-/// AMD, from memory, rows in pairs half the matrix apart).
+/// One vector: on AMD, plain rows longer than [`LONG_X`] in the same
+/// tiles of 8 rows, each step loading 16 values of the vector once for
+/// the 8 rows and prefetching its share of the next tile into L2
+/// ([`z16_tile`]'s `pf`): one sequential stream. `None` otherwise, and
+/// the generic [`common::mat_float`] reads it (two adjacent rows at a
+/// time, or on AMD, from memory, rows in pairs half the matrix apart).
+/// The vector of such long rows does not stay in L1 beside a stream of
+/// weights: read once per row (as those pairs do), it costs a third of
+/// the bandwidth. A C model of TinyLlama's F16 products over the mapped
+/// file (Zen 4, 1 thread, 2-3 rounds, GB/s of the down projection's 2048
+/// rows of 5632 values): one row 15.0-16.7, pairs half apart 17.9-18.3,
+/// pairs with a non-temporal prefetch 512-2048 bytes ahead 18.0-18.7, one
+/// row with the vector's index wrapped at 2048 values (wrong sums: the
+/// vector's footprint alone) 24.4-26.7, these tiles 26.7-27.4 (prefetched
+/// into L1 instead: 13.9-14.6; 4 rows: 25.2-25.3). On the rows of 2048
+/// values the pairs stay faster (27.7-30.8 against 25.4-27.0). Whole model
+/// (`bench`, median tok/s of alternating runs): TinyLlama F16 `--mmap`
+/// 11.50 -> 12.48 at 1 thread (7 runs), 14.88 -> 22.77 at 2 (5 runs, two
+/// clusters); BF16 (plain by default) 12.06 -> 13.28 (5 runs).
 ///
 /// # Safety
 /// The CPU has the set's features; `check_mat` accepted the arguments.
@@ -527,11 +542,6 @@ unsafe fn f16_mat<const BF: bool, const IL: bool>(
         unsafe { f16_conv::<BF>(w, a, out, rows) };
         return Some(());
     }
-    if a.n == 1 {
-        // SAFETY: this function's contract.
-        unsafe { z16_one::<BF>(w, a, out, rows) };
-        return Some(());
-    }
     let rb = 2 * a.cols;
     // The next tile's rows (those after this call's too: the matrix's next
     // rows, which `matmul` hands to the next call) are prefetched while
@@ -548,9 +558,15 @@ unsafe fn f16_mat<const BF: bool, const IL: bool>(
     while r0 < rows {
         let nr = (rows - r0).min(ZR);
         let next = w.as_ptr().wrapping_add((r0 + nr) * rb);
+        // One vector: the tile's steps prefetch the next tile, a share
+        // each, rather than all of it at once (12.11 against 11.79 tok/s,
+        // `--mmap` F16, 5 runs).
+        let step_pf = if a.n == 1 { next } else { core::ptr::null() };
         let mut c0 = 0;
         while c0 < a.n {
-            prefetch_bytes(next.wrapping_add(c0 / ZC * pf_step), pf_step, policy);
+            if step_pf.is_null() {
+                prefetch_bytes(next.wrapping_add(c0 / ZC * pf_step), pf_step, policy);
+            }
             let nc = (a.n - c0).min(ZC);
             // SAFETY: the tile (rows r0..r0 + nr, vectors c0..c0 +
             // nc) is inside the checked arguments.
@@ -564,9 +580,7 @@ unsafe fn f16_mat<const BF: bool, const IL: bool>(
             macro_rules! go {
                 ($r:literal, $c:literal) => {
                     // SAFETY: the tile is inside the checked arguments.
-                    unsafe {
-                        z16_tile::<$r, $c, BF, IL>(wp, rb, xp, a.cols, op, rows, core::ptr::null())
-                    }
+                    unsafe { z16_tile::<$r, $c, BF, IL>(wp, rb, xp, a.cols, op, rows, step_pf) }
                 };
             }
             by_shape!(nr, nc, go);
@@ -575,51 +589,6 @@ unsafe fn f16_mat<const BF: bool, const IL: bool>(
         r0 += nr;
     }
     Some(())
-}
-
-/// One vector times plain F16 (or, with `BF`, BF16) rows longer than
-/// [`LONG_X`], on AMD: tiles of 8 adjacent rows ([`z16_tile`]), each
-/// step loading 16 values of the vector once for the 8 rows and
-/// prefetching the next tile's matching bytes into L2 (one sequential
-/// stream). The vector of such rows does not stay in L1 beside a stream
-/// of weights: read once per row (as [`common::mat_float`]'s pairs half
-/// the matrix apart do), it costs a third of the bandwidth. A C model of
-/// TinyLlama's F16 products over the mapped file (Zen 4, 1 thread, 2-3
-/// rounds, GB/s of the down projection's 2048 rows of 5632 values): one
-/// row 15.0-16.7, pairs half apart 17.9-18.3, pairs with a non-temporal
-/// prefetch 512-2048 bytes ahead 18.0-18.7, one row with the vector's
-/// index wrapped at 2048 values (wrong sums: the vector's footprint
-/// alone) 24.4-26.7, these tiles 26.7-27.4 (prefetched into L1 instead:
-/// 13.9-14.6; 4 rows: 25.2-25.3). On the rows of 2048 values the pairs
-/// stay faster (27.7-30.8 against 25.4-27.0). Whole model (`bench`, median
-/// tok/s of alternating runs): TinyLlama F16 `--mmap` 11.50 -> 12.48 at 1
-/// thread (7 runs), 14.88 -> 22.77 at 2 (5 runs, two clusters); BF16
-/// (plain by default) 12.06 -> 13.28 (5 runs).
-///
-/// # Safety
-/// As [`f16_mat`], for one vector.
-#[inline(always)]
-unsafe fn z16_one<const BF: bool>(w: &[u8], a: &Acts, out: &mut [f32], rows: usize) {
-    let rb = 2 * a.cols;
-    let (x, o) = (a.x.as_ptr(), out.as_mut_ptr());
-    let mut r0 = 0;
-    while r0 < rows {
-        let nr = (rows - r0).min(ZR);
-        // The next tile: the matrix's next rows (past its end, rows that
-        // `matmul` hands to the next call, or nothing: a prefetch does not
-        // fault).
-        let wp = w.as_ptr().wrapping_add(r0 * rb);
-        let pf = wp.wrapping_add(nr * rb);
-        macro_rules! go {
-            ($r:literal, $c:literal) => {
-                // SAFETY: rows r0..r0 + nr of the checked matrix, and
-                // their outputs.
-                unsafe { z16_tile::<$r, 1, BF, false>(wp, rb, x, a.cols, o.add(r0), rows, pf) }
-            };
-        }
-        by_shape!(nr, 1, go);
-        r0 += nr;
-    }
 }
 
 /// The longest row [`f16_mat`] leaves to [`common::mat_float`] for one
