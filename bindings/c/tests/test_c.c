@@ -1019,8 +1019,8 @@ static void test_bad_pool(void) {
         CHECK_OK(llamette_session_generate(sg, &greedy, 0, collect, c, &gr));
         CHECK(c->n == want->n && memcmp(c->tokens, want->tokens, want->n * 4) == 0);
         printf("bad pool that %s: BAD_PARALLEL_FOR, then run.c's text; in a generation "
-               "%zu token, then the other %zu\n",
-               pools[i].name, (size_t)1, c->n - 1);
+               "1 token, then the other %zu\n",
+               pools[i].name, c->n - 1);
     }
     free(want);
     llamette_session_free(sg);
