@@ -48,7 +48,7 @@ pub struct Repacked {
 /// of [`active`](crate::kernels::active): Q4_K and Q5_K with AVX-512 VNNI,
 /// Q4_K with AVX2), and every F16 matrix where they read interleaved F16
 /// faster ([`Kernels::fast_interleaved_f16`](crate::kernels::Kernels::fast_interleaved_f16):
-/// AVX-512 on AMD). Then [`Model::load`](crate::Model::load)
+/// no set at present). Then [`Model::load`](crate::Model::load)
 /// on the same bytes reads the interleaved types.
 ///
 /// The bytes no longer hold a standard GGUF file: only llamette reads it,

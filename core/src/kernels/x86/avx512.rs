@@ -34,7 +34,7 @@ pub(super) const TABLE: Kernels = Kernels {
     kernel_for,
     fast_interleaved: true,
     fast_interleaved_k: &[TensorType::Q4_K, TensorType::Q5_K],
-    fast_interleaved_f16: amd_tuning,
+    fast_interleaved_f16: crate::kernels::never,
     transposed_q8: false,
     quantize,
     quantize_k,
@@ -67,13 +67,6 @@ fn kernel_for(ty: TensorType) -> Option<MatFn> {
         Q6_K => |w, a, o| run(Q6_K, supported, mat_q6_k, w, a, o),
         _ => return None,
     })
-}
-
-/// [`Kernels::fast_interleaved_f16`]: on AMD (the prefetch policy measured
-/// there), where reading one F16 band as one stream beats two rows at a
-/// time (see [`mat_f16x16`]); not measured on Intel, which keeps plain F16.
-fn amd_tuning() -> bool {
-    prefetch() == Prefetch::L1
 }
 
 /// The set's parameters and pair products.
@@ -631,6 +624,10 @@ const _: () = assert!(ZR == F16_HALF);
 /// threads, 3 runs: plain 86.55, into L2 88.70). Tiles of 8 rows out of
 /// units of 16 rows (an earlier layout) were slower still with batches of
 /// 32: 41-43 against plain's 44-49 GMAC/s in `kernel-table`.
+///
+/// No set interleaves F16 now ([`Kernels::fast_interleaved_f16`]): since
+/// plain F16 reads rows in pairs and long rows in tiles of 8, it decodes
+/// as fast and prompts faster. This kernel reads bytes that hold the type.
 ///
 /// # Safety
 /// The CPU has the set's features; `check_mat` accepted the arguments
