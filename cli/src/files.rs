@@ -241,7 +241,7 @@ pub enum Layout {
     /// `--huge-pages`).
     HugePages,
     /// Copied into huge pages and its Q8_0/Q4_0 matrices (with AVX-512
-    /// VNNI also Q4_K/Q5_K, on AMD also F16) interleaved for the SIMD kernels
+    /// VNNI also Q4_K/Q5_K) interleaved for the SIMD kernels
     /// (`--repack`).
     Repacked,
 }
