@@ -12,10 +12,11 @@
 //! that layout, in the same bytes (it costs no memory), and changes the
 //! type numbers in its header so that [`Model::load`](crate::Model::load)
 //! on the same bytes reads [`TensorType::Q8_0x16`],
-//! [`TensorType::Q4_0x16`], [`TensorType::Q4_Kx16`],
-//! [`TensorType::Q5_Kx16`] and [`TensorType::F16x16`] tensors (F16 by
-//! columns of 32 values, 8 rows side by side: one stream for a kernel that
-//! reads one vector).
+//! [`TensorType::Q4_0x16`], [`TensorType::Q4_Kx16`] and
+//! [`TensorType::Q5_Kx16`] tensors. F16 is left plain: the interleaved F16
+//! layout ([`TensorType::F16x16`]) is read where bytes hold it, but no
+//! kernel set reads it faster than plain F16 now, so this module does not
+//! make it (the explicit [`interleave`] does, for tests and benchmarks).
 //!
 //! The layout, the kernels that read it and what it does to the numbers
 //! are described in [`crate::kernels::interleave`].
@@ -25,11 +26,9 @@ use crate::format::gguf::{self, Gguf, TensorInfo};
 #[doc(hidden)]
 pub use crate::kernels::interleave::interleave;
 use crate::kernels::interleave::MAX_SUPER_BLOCKS;
-use crate::kernels::interleave::{
-    interleave_rows, interleave_rows_f16, interleave_rows_k, BAND, MAX_BLOCKS,
-};
+use crate::kernels::interleave::{interleave_rows, interleave_rows_k, BAND, MAX_BLOCKS};
 use crate::kernels::types::{TensorType, QK, QK_K};
-use crate::kernels::types::{GGML_F16X16, GGML_Q4_0X16, GGML_Q4_KX16, GGML_Q5_KX16, GGML_Q8_0X16};
+use crate::kernels::types::{GGML_Q4_0X16, GGML_Q4_KX16, GGML_Q5_KX16, GGML_Q8_0X16};
 
 /// What [`repack_in_place`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,9 +45,8 @@ pub struct Repacked {
 /// kernels read the interleaved one faster
 /// ([`Kernels::fast_interleaved_k`](crate::kernels::Kernels::fast_interleaved_k)
 /// of [`active`](crate::kernels::active): Q4_K and Q5_K with AVX-512 VNNI,
-/// Q4_K with AVX2), and every F16 matrix where they read interleaved F16
-/// faster ([`Kernels::fast_interleaved_f16`](crate::kernels::Kernels::fast_interleaved_f16):
-/// no set at present). Then [`Model::load`](crate::Model::load)
+/// Q4_K with AVX2). F16 matrices stay plain (no kernel set reads
+/// interleaved F16 faster). Then [`Model::load`](crate::Model::load)
 /// on the same bytes reads the interleaved types.
 ///
 /// The bytes no longer hold a standard GGUF file: only llamette reads it,
@@ -73,9 +71,8 @@ pub fn repack_in_place(bytes: &mut [u8]) -> Result<Repacked> {
         }
         g.n_tensors as usize
     };
-    // Q4_K, Q5_K and F16 only where this machine's kernels read them fast.
+    // Q4_K and Q5_K only where this machine's kernels read them fast.
     let k_quants = crate::kernels::active().fast_interleaved_k;
-    let f16 = (crate::kernels::active().fast_interleaved_f16)();
     let mut done = Repacked::default();
     let mut next = 0;
     while next < n_tensors {
@@ -87,7 +84,7 @@ pub fn repack_in_place(bytes: &mut [u8]) -> Result<Repacked> {
             let g = Gguf::parse(bytes)?;
             for t in g.tensors().skip(next).take(jobs.len()) {
                 next += 1;
-                if let Some(job) = Job::of(&t?, bytes.len(), k_quants, f16) {
+                if let Some(job) = Job::of(&t?, bytes.len(), k_quants) {
                     jobs[n_jobs] = job;
                     n_jobs += 1;
                 }
@@ -103,12 +100,10 @@ pub fn repack_in_place(bytes: &mut [u8]) -> Result<Repacked> {
                 Kind::Q8_0 => GGML_Q8_0X16,
                 Kind::Q4K => GGML_Q4_KX16,
                 Kind::Q5K => GGML_Q5_KX16,
-                Kind::F16 => GGML_F16X16,
             };
             match job.kind {
                 Kind::Q4K => interleave_rows_k(data, job.nb, false),
                 Kind::Q5K => interleave_rows_k(data, job.nb, true),
-                Kind::F16 => interleave_rows_f16(data, job.nb),
                 _ => interleave_rows(data, job.nb, job.kind == Kind::Q4_0),
             }
             bytes[job.type_at..job.type_at + 4].copy_from_slice(&ty.to_le_bytes());
@@ -125,7 +120,7 @@ struct Job {
     type_at: usize,
     data: usize,
     len: usize,
-    /// Blocks (K-quant super-blocks, F16 columns of 32) per row.
+    /// Blocks (K-quant super-blocks) per row.
     nb: usize,
     kind: Kind,
 }
@@ -138,20 +133,18 @@ enum Kind {
     Q4_0,
     Q4K,
     Q5K,
-    F16,
 }
 
 impl Job {
     /// The job for tensor `t` of a file of `file_len` bytes, if it is a
     /// matrix this module interleaves.
-    fn of(t: &TensorInfo, file_len: usize, k_quants: &[TensorType], f16: bool) -> Option<Job> {
+    fn of(t: &TensorInfo, file_len: usize, k_quants: &[TensorType]) -> Option<Job> {
         let (kind, len, max) = match t.ty? {
             TensorType::Q4_0 => (Kind::Q4_0, QK, MAX_BLOCKS),
             TensorType::Q8_0 => (Kind::Q8_0, QK, MAX_BLOCKS),
             ty @ (TensorType::Q4_K | TensorType::Q5_K) if !k_quants.contains(&ty) => return None,
             TensorType::Q4_K => (Kind::Q4K, QK_K, MAX_SUPER_BLOCKS),
             TensorType::Q5_K => (Kind::Q5K, QK_K, MAX_SUPER_BLOCKS),
-            TensorType::F16 if f16 => (Kind::F16, QK, MAX_BLOCKS),
             _ => return None,
         };
         let rows = t.dims[1].checked_mul(t.dims[2])?.checked_mul(t.dims[3])?;

@@ -287,29 +287,69 @@ fn fnv(parts: &[&[u8]]) -> u64 {
 ///
 /// The same for llama.cpp's Q4_K_M and Q5_K_M files, whose Q4_K and Q5_K matrices are
 /// interleaved where the kernels read them fast (`fast_interleaved_k`), and
-/// its F16 file where they read interleaved F16 fast (`fast_interleaved_f16`).
+/// for its F16 file with every F16 matrix interleaved
+/// ([`TensorType::F16x16`]): `repack_in_place` no longer makes that layout,
+/// but bytes saved by an older build may hold it.
 #[test]
 fn saved_state_names_the_model_whatever_its_layout() {
-    state_crosses_layouts("t256-Q4_0.gguf", 14);
+    let repack = |b: &mut [u8]| llamette::repack::repack_in_place(b).unwrap().tensors;
+    state_crosses_layouts("t256-Q4_0.gguf", 14, repack);
     let fast = llamette::kernels::active().fast_interleaved_k;
     if fast.contains(&TensorType::Q4_K) {
-        state_crosses_layouts("t256-Q4_K_M.gguf", 12);
+        state_crosses_layouts("t256-Q4_K_M.gguf", 12, repack);
     }
     if fast.contains(&TensorType::Q5_K) {
-        state_crosses_layouts("t256-Q5_K_M.gguf", 12);
+        state_crosses_layouts("t256-Q5_K_M.gguf", 12, repack);
     }
-    if (llamette::kernels::active().fast_interleaved_f16)() {
-        state_crosses_layouts("t256-f16.gguf", 15);
+    assert_eq!(
+        repack(&mut shared("testdata/llamacpp-quants/t256-f16.gguf")),
+        0
+    );
+    state_crosses_layouts("t256-f16.gguf", 15, interleave_f16_matrices);
+}
+
+/// Interleaves every F16 matrix of the GGUF file in `bytes` into
+/// [`TensorType::F16x16`] in place, as `repack_in_place` did on AMD until
+/// 2026-12-07, and returns how many. The type number is found from the
+/// GGUF layout of a tensor record: name (u64 length, bytes), `n_dims`
+/// (u32), the dimensions (u64 each), then the type (u32).
+fn interleave_f16_matrices(bytes: &mut [u8]) -> usize {
+    let mut jobs = Vec::new();
+    {
+        let g = llamette::Gguf::parse(bytes).unwrap();
+        let header = &bytes[..g.data_offset as usize];
+        for t in g.tensors() {
+            let t = t.unwrap();
+            if t.ty != Some(TensorType::F16) || t.n_dims != 2 {
+                continue;
+            }
+            let mut record = (t.name.len() as u64).to_le_bytes().to_vec();
+            record.extend_from_slice(t.name);
+            let at = header
+                .windows(record.len())
+                .position(|w| w == record)
+                .unwrap();
+            let type_at = at + record.len() + 4 + 8 * t.n_dims as usize;
+            let (cols, rows) = (t.dims[0] as usize, t.dims[1] as usize);
+            jobs.push((type_at, t.offset as usize, t.size as usize, rows, cols));
+        }
     }
+    for &(type_at, offset, size, rows, cols) in &jobs {
+        let data = &mut bytes[offset..offset + size];
+        let ty = llamette::repack::interleave(data, TensorType::F16, rows, cols).unwrap();
+        assert_eq!(ty, TensorType::F16x16);
+        assert_eq!(bytes[type_at..type_at + 4], 1u32.to_le_bytes()); // GGML's F16
+        bytes[type_at..type_at + 4].copy_from_slice(&ty.ggml_type().unwrap().to_le_bytes());
+    }
+    jobs.len()
 }
 
 /// [`saved_state_names_the_model_whatever_its_layout`] for one of
-/// llama.cpp's files, of which `n` matrices are interleaved.
-fn state_crosses_layouts(file: &str, n: usize) {
+/// llama.cpp's files, of which `pack` interleaves `n` matrices in memory.
+fn state_crosses_layouts(file: &str, n: usize, pack: impl Fn(&mut [u8]) -> usize) {
     let plain = shared(&format!("testdata/llamacpp-quants/{file}"));
     let mut packed = plain.clone();
-    let done = llamette::repack::repack_in_place(&mut packed).unwrap();
-    assert_eq!(done.tensors, n);
+    assert_eq!(pack(&mut packed), n);
     let (a, b) = (Model::load(&plain).unwrap(), Model::load(&packed).unwrap());
     let data = llamette::Gguf::parse(&plain).unwrap().data_offset as usize;
     let len = plain.len();

@@ -148,16 +148,6 @@ pub struct Kernels {
     /// [`TensorType::Q5_Kx16`]) this set reads faster than the plain ones:
     /// those [`crate::repack`] interleaves for it.
     pub fast_interleaved_k: &'static [TensorType],
-    /// Whether this set, on this CPU, reads interleaved F16
-    /// ([`TensorType::F16x16`]) faster than plain F16: whether
-    /// [`crate::repack`] interleaves F16 matrices for it. No set does now:
-    /// `avx512` on AMD did until its plain F16 products (rows in pairs half
-    /// the matrix apart, long rows in tiles of 8) decoded as fast from huge
-    /// pages and prompted faster (TinyLlama, Zen 4, 1 and 2 threads, median
-    /// tok/s of alternating runs, interleaved -> plain: decode 14.16 ->
-    /// 14.00 and 16.75 -> 16.80, prompt 47.97 -> 51.19 and 92.60 -> 98.54).
-    /// The interleaved kernels stay for bytes that hold the type.
-    pub fast_interleaved_f16: fn() -> bool,
     /// Whether this set's batches of plain Q8_0/Q4_0 weights use the
     /// transposed Q8 copy ([`Q8T`]) when [`quantize_batch`] can make it.
     pub transposed_q8: bool,
@@ -196,11 +186,6 @@ struct Candidate {
 
 fn always() -> bool {
     true
-}
-
-/// For [`Kernels::fast_interleaved_f16`] of the sets that never want it.
-pub(crate) fn never() -> bool {
-    false
 }
 
 /// Every set compiled for this target, least capable first.

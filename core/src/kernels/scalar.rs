@@ -14,7 +14,6 @@ pub static KERNELS: Kernels = Kernels {
     kernel_for,
     fast_interleaved: false,
     fast_interleaved_k: &[],
-    fast_interleaved_f16: super::never,
     transposed_q8: false,
     quantize: q8_0::quantize,
     quantize_k: k_quants::quantize_q8k,

@@ -36,7 +36,6 @@ pub(in crate::kernels) static DOTPROD: Kernels = Kernels {
     kernel_for,
     fast_interleaved: true,
     fast_interleaved_k: &[],
-    fast_interleaved_f16: crate::kernels::never,
     transposed_q8: false,
     quantize,
     quantize_k,

@@ -22,7 +22,6 @@ pub(in crate::kernels) static NEON: Kernels = Kernels {
     // The interleaved layout suits `sdot` only: the scalar reference.
     fast_interleaved: false,
     fast_interleaved_k: &[],
-    fast_interleaved_f16: crate::kernels::never,
     transposed_q8: false,
     quantize,
     quantize_k,

@@ -19,7 +19,6 @@ pub(in crate::kernels) static AVX2: Kernels = Kernels {
     kernel_for,
     fast_interleaved: true,
     fast_interleaved_k: &[TensorType::Q4_K],
-    fast_interleaved_f16: crate::kernels::never,
     transposed_q8: false,
     quantize,
     quantize_k,

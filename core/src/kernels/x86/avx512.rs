@@ -34,7 +34,6 @@ pub(super) const TABLE: Kernels = Kernels {
     kernel_for,
     fast_interleaved: true,
     fast_interleaved_k: &[TensorType::Q4_K, TensorType::Q5_K],
-    fast_interleaved_f16: crate::kernels::never,
     transposed_q8: false,
     quantize,
     quantize_k,
@@ -625,9 +624,12 @@ const _: () = assert!(ZR == F16_HALF);
 /// units of 16 rows (an earlier layout) were slower still with batches of
 /// 32: 41-43 against plain's 44-49 GMAC/s in `kernel-table`.
 ///
-/// No set interleaves F16 now ([`Kernels::fast_interleaved_f16`]): since
-/// plain F16 reads rows in pairs and long rows in tiles of 8, it decodes
-/// as fast and prompts faster. This kernel reads bytes that hold the type.
+/// [`crate::repack`] no longer interleaves F16 (it did on AMD until
+/// 2026-12-07): since plain F16 reads rows in pairs and long rows in tiles
+/// of 8, it decodes as fast from huge pages and prompts faster (TinyLlama,
+/// Zen 4, median tok/s of alternating runs, interleaved -> plain: decode
+/// 14.16 -> 14.00 at 1 thread and 16.75 -> 16.80 at 2, prompt 47.97 ->
+/// 51.19 and 92.60 -> 98.54). This kernel reads bytes that hold the type.
 ///
 /// # Safety
 /// The CPU has the set's features; `check_mat` accepted the arguments
