@@ -16,9 +16,15 @@
 # Prints on stderr how much of each mapped file the kernel maps with 2 MiB
 # pages (the `--mmap` runs read 4 KiB pages elsewhere, which is slower:
 # it depends on how the page cache was filled, see README).
+#
+# CORES=path/to/core-sharing (cargo build --release -p llamette-bench --bin
+# core-sharing) runs it before and after every job and writes in the last
+# column whether CPUs 0 and 1 were on one physical core ("shared"), on two
+# ("separate") or moved in between ("moved"): on a virtual machine the
+# host decides, and 2-thread decode depends on it (see core_sharing.rs).
 set -euo pipefail
 L=$1; LB=$2; R=$3; OUT=$4; D=$5
-[ -s "$OUT" ] || echo "engine,type,threads,test,round,tok_s" > "$OUT"
+[ -s "$OUT" ] || echo "engine,type,threads,test,round,tok_s,cores" > "$OUT"
 lm() { # label type threads round extra-flags...
     local label=$1 ty=$2 t=$3 r=$4; shift 4
     "$L" bench "$D/tl-$ty.gguf" --threads "$t" --prompt-tokens 128 --gen-tokens 64 --decode-from-start --no-probe "$@" 2>/dev/null |
@@ -45,7 +51,15 @@ for r in $(seq "$R"); do
     n=${#jobs[@]}
     for i in $(seq 0 $((n - 1))); do
         j=${jobs[$(( (i + r * 7) % n ))]}
-        $j >> "$OUT"
+        if [ -n "${CORES:-}" ]; then
+            before=$("$CORES" | awk '{print $3}')
+            rows=$($j)
+            after=$("$CORES" | awk '{print $3}')
+            [ "$before" = "$after" ] || before=moved
+            [ -z "$rows" ] || echo "$rows" | sed "s/\$/,$before/" >> "$OUT"
+        else
+            $j | sed 's/$/,/' >> "$OUT"
+        fi
     done
     echo "round $r done $(date -u +%T)" >&2
 done
