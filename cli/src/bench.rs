@@ -94,7 +94,7 @@ pub fn bench(path: &Path, o: &BenchOptions) -> Result<(), CliError> {
         layout,
         kv_type,
     } = *o;
-    let loaded = open_model(Some(&path.to_path_buf()), layout)?;
+    let loaded = open_model(Some(&path.to_path_buf()), layout, threads)?;
     let (input, huge_pages, interleaved) = (loaded.input, loaded.copied, loaded.interleaved);
     let model = crate::load_model(&input)?;
     crate::files::say(&loaded.note);

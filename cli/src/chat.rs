@@ -119,7 +119,7 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(), CliError> {
         input: model_in,
         note,
         ..
-    } = files::open_model(a.model.as_ref(), layout)?;
+    } = files::open_model(a.model.as_ref(), layout, a.threads)?;
     let model = crate::load_model(&model_in)?;
     files::say(&note);
     let vocab = model.config.vocab_size as u32;

@@ -425,7 +425,7 @@ fn generate(a: GenerateArgs) -> Result<(), CliError> {
         input: model_in,
         note,
         ..
-    } = files::open_model(a.model.as_ref(), layout)?;
+    } = files::open_model(a.model.as_ref(), layout, a.threads)?;
     let model = load_model(&model_in)?;
     files::say(&note);
     let vocab = model.config.vocab_size as u32;
