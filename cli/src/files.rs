@@ -208,9 +208,11 @@ impl Input {
     /// `threads` threads read it, each a part of at least
     /// [`MIN_COPY_PART`] bytes (Unix; elsewhere one thread reads it all):
     /// the copy is bound by page faults and the clearing of fresh pages,
-    /// which one core does at about 1.4 GB/s. TinyLlama F16 (2.2 GB) from
-    /// the page cache, Zen 4, 3 runs: 1.61-1.67 s with one thread,
-    /// 0.89-0.95 s with two.
+    /// and each thread's first touches place its part's pages. TinyLlama
+    /// F16 (2.2 GB) from the page cache, Zen 4, 7 alternating runs of a
+    /// whole 1-token `bench`: median 0.65 s with one reading thread, 0.42 s
+    /// with two; F16 decode at 2 threads, 22 alternating runs, median 17.2
+    /// -> 24.8 tok/s (README, "What this machine changed").
     pub fn open_in_huge_pages(path: &Path, threads: usize) -> Result<Input, CliError> {
         let name = path.display().to_string();
         let mut file = File::open(path).map_err(|e| CliError::new(&name, e))?;
@@ -392,7 +394,8 @@ fn mapping_range(line: &str) -> Option<core::ops::Range<usize>> {
 /// layout (`llamette::state::model_fingerprint`).
 ///
 /// `threads` is the `--threads` flag: a copy is read by that many threads
-/// (0 or none: one per core, at most 8; see [`Input::open_in_huge_pages`]).
+/// (0 or none: one per core, at most `MAX_AUTO_THREADS` (8), as the
+/// pool's automatic choice; see [`Input::open_in_huge_pages`]).
 pub fn open_model(
     path: Option<&PathBuf>,
     layout: Layout,
@@ -445,7 +448,9 @@ pub fn open_model(
     }
     let readers = match threads {
         Some(n) if n > 0 => n,
-        _ => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+        _ => {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(crate::MAX_AUTO_THREADS))
+        }
     };
     let mut input = Input::open_in_huge_pages(path, readers)?;
     let name = input.name.clone();
